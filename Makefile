@@ -1,0 +1,43 @@
+# Makefile: the two commands (make demo, make check) and the usual targets, in front of Meson/Ninja.
+BUILD ?= build
+PREFIX ?= /usr/local
+DESTDIR ?=
+
+.PHONY: all deps build check demo install fuzz bench clean
+
+all: build
+
+deps:
+	scripts/deps.sh build
+
+$(BUILD)/build.ninja:
+	scripts/deps.sh build
+	meson setup $(BUILD) --prefix=$(PREFIX)
+
+build: $(BUILD)/build.ninja
+	ninja -C $(BUILD)
+
+check:
+	scripts/check.sh
+
+demo:
+	scripts/deps.sh test
+	$(MAKE) build
+	scripts/demo.sh $(BUILD)
+
+install: $(BUILD)/build.ninja
+	meson configure $(BUILD) --prefix=$(PREFIX)
+	ninja -C $(BUILD)
+	DESTDIR=$(DESTDIR) meson install -C $(BUILD) --no-rebuild --destdir "$(DESTDIR)"
+
+fuzz:
+	scripts/deps.sh test
+	scripts/fuzz.sh $${FUZZ_SECONDS:-60}
+
+bench:
+	scripts/deps.sh bench
+	$(MAKE) build
+	bench/run.sh $(BUILD)
+
+clean:
+	rm -rf $(BUILD) build-asan build-fuzz build-results

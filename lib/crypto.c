@@ -1,0 +1,203 @@
+/* crypto.c: PEM loading, hashing and OpenSSL error capture, shared by keys, EFI signing and bundles. */
+#include <dirent.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/rand.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "crypto.h"
+#include "err.h"
+#include "fileio.h"
+#include "secret.h"
+
+int crypto_fail(int r, const char *what) {
+        unsigned long e = ERR_peek_last_error();
+        char msg[256] = "";
+
+        if (e)
+                ERR_error_string_n(e, msg, sizeof(msg));
+        ERR_clear_error();
+        ringil_set_detail("%s%s%s", what, e ? ": " : "", msg);
+        return r;
+}
+
+int crypto_load_private_key(const char *path, EVP_PKEY **ret) {
+        uint8_t *data = NULL;
+        size_t len = 0;
+        _cleanup_(BIO_free_allp) BIO *bio = NULL;
+        EVP_PKEY *pkey;
+        int r;
+
+        r = read_full_file(path, 0, CRYPTO_MAX_PEM, &data, &len);
+        if (r < 0)
+                return ringil_fail(r, "cannot read key '%s'", path);
+        bio = BIO_new_mem_buf(data, (int) len);
+        if (!bio) {
+                secret_free(data, len);
+                return -ENOMEM;
+        }
+        pkey = PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL);
+        secret_free(data, len);
+        if (!pkey)
+                return crypto_fail(-RINGIL_EMALFORMED, "not a PEM private key");
+        *ret = pkey;
+        return 0;
+}
+
+int crypto_parse_pem_certs(const uint8_t *data, size_t len, STACK_OF(X509) *sk) {
+        _cleanup_(BIO_free_allp) BIO *bio = NULL;
+        int n = 0;
+
+        if (len > CRYPTO_MAX_PEM)
+                return -RINGIL_ETOOBIG;
+        bio = BIO_new_mem_buf(data, (int) len);
+        if (!bio)
+                return -ENOMEM;
+        for (;;) {
+                X509 *x = PEM_read_bio_X509(bio, NULL, NULL, NULL);
+                if (!x)
+                        break;
+                if (!sk_X509_push(sk, x)) {
+                        X509_free(x);
+                        return -ENOMEM;
+                }
+                n++;
+        }
+        ERR_clear_error();   /* the loop ends on "no start line": not an error */
+        return n;
+}
+
+int crypto_load_cert(const char *path, X509 **ret) {
+        _cleanup_x509_stack_ STACK_OF(X509) *sk = sk_X509_new_null();
+        _cleanup_free_ uint8_t *data = NULL;
+        size_t len;
+        int r;
+
+        if (!sk)
+                return -ENOMEM;
+        r = read_full_file(path, 0, CRYPTO_MAX_PEM, &data, &len);
+        if (r < 0)
+                return ringil_fail(r, "cannot read certificate '%s'", path);
+        r = crypto_parse_pem_certs(data, len, sk);
+        if (r < 0)
+                return r;
+        if (r == 0)
+                return ringil_fail(-RINGIL_EMALFORMED, "no PEM certificate in '%s'", path);
+        *ret = sk_X509_shift(sk);
+        return 0;
+}
+
+static int cert_name_filter(const struct dirent *de) {
+        const char *dot = strrchr(de->d_name, '.');
+
+        return de->d_name[0] != '.' && dot && (streq(dot, ".pem") || streq(dot, ".crt") || streq(dot, ".cer"));
+}
+
+int crypto_load_certs(const char *path, STACK_OF(X509) **ret) {
+        _cleanup_x509_stack_ STACK_OF(X509) *sk = sk_X509_new_null();
+        struct stat st;
+        int r;
+
+        if (!sk)
+                return -ENOMEM;
+        if (stat(path, &st) < 0)
+                return ringil_fail(negative_errno(), "cannot open keyring '%s'", path);
+        if (S_ISDIR(st.st_mode)) {
+                struct dirent **names = NULL;
+                int n = scandir(path, &names, cert_name_filter, alphasort);
+                if (n < 0)
+                        return negative_errno();
+                r = 0;
+                for (int i = 0; i < n; i++) {
+                        _cleanup_free_ char *p = NULL;
+                        _cleanup_free_ uint8_t *data = NULL;
+                        size_t len;
+
+                        if (r >= 0 && asprintf(&p, "%s/%s", path, names[i]->d_name) < 0)
+                                r = -ENOMEM;
+                        if (r >= 0)
+                                r = read_full_file(p, 0, CRYPTO_MAX_PEM, &data, &len);
+                        if (r >= 0)
+                                r = crypto_parse_pem_certs(data, len, sk);
+                        free(names[i]);
+                }
+                free(names);
+                if (r < 0)
+                        return r;
+        } else {
+                _cleanup_free_ uint8_t *data = NULL;
+                size_t len;
+
+                r = read_full_file(path, 0, CRYPTO_MAX_PEM, &data, &len);
+                if (r < 0)
+                        return ringil_fail(r, "cannot read keyring '%s'", path);
+                r = crypto_parse_pem_certs(data, len, sk);
+                if (r < 0)
+                        return r;
+        }
+        if (sk_X509_num(sk) == 0)
+                return ringil_fail(-RINGIL_EMALFORMED, "no certificates in keyring '%s'", path);
+        *ret = TAKE_PTR(sk);
+        return 0;
+}
+
+int crypto_sha256(const void *data, size_t len, uint8_t out[static SHA256_LEN]) {
+        unsigned n = 0;
+
+        if (!EVP_Digest(data, len, out, &n, EVP_sha256(), NULL) || n != SHA256_LEN)
+                return crypto_fail(-EIO, "SHA-256");
+        return 0;
+}
+
+int crypto_cert_sha256(X509 *cert, uint8_t out[static SHA256_LEN]) {
+        unsigned n = 0;
+
+        if (!X509_digest(cert, EVP_sha256(), out, &n) || n != SHA256_LEN)
+                return crypto_fail(-EIO, "certificate digest");
+        return 0;
+}
+
+char *hex_encode(const uint8_t *p, size_t n, char *out) {
+        static const char digits[] = "0123456789abcdef";
+
+        for (size_t i = 0; i < n; i++) {
+                out[2 * i] = digits[p[i] >> 4];
+                out[2 * i + 1] = digits[p[i] & 15];
+        }
+        out[2 * n] = '\0';
+        return out;
+}
+
+static int unhex(char c) {
+        if (c >= '0' && c <= '9')
+                return c - '0';
+        if (c >= 'a' && c <= 'f')
+                return c - 'a' + 10;
+        if (c >= 'A' && c <= 'F')
+                return c - 'A' + 10;
+        return -1;
+}
+
+int hex_decode(const char *s, uint8_t *out, size_t n) {
+        if (!s || strlen(s) != 2 * n)
+                return -RINGIL_EMALFORMED;
+        for (size_t i = 0; i < n; i++) {
+                int hi = unhex(s[2 * i]), lo = unhex(s[2 * i + 1]);
+                if (hi < 0 || lo < 0)
+                        return -RINGIL_EMALFORMED;
+                out[i] = (uint8_t) (hi << 4 | lo);
+        }
+        return 0;
+}
+
+int crypto_random(void *p, size_t n) {
+        if (n > INT32_MAX || RAND_bytes(p, (int) n) != 1)
+                return crypto_fail(-EIO, "random bytes");
+        return 0;
+}
+
+int crypto_memcmp(const void *a, const void *b, size_t n) {
+        return CRYPTO_memcmp(a, b, n) == 0 ? 0 : 1;
+}

@@ -1,0 +1,59 @@
+/* main.c: `ringil`, the operator and on-drone CLI: keys, EFI signing, bundles, install, audit. */
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "config.h"
+#include "err.h"
+#include "log.h"
+#include "verb.h"
+#include "verbs.h"
+
+static const struct verb verbs[] = {
+        VERB("version", verb_version, "print the version",
+             "Usage: ringil version\n\nPrint ringil's version and the OpenSSL it runs on.\n"),
+};
+
+static void help(void) {
+        printf("Usage: ringil [--verbose] COMMAND [ARGS…]\n"
+               "       ringil COMMAND --help\n\n"
+               "Secure Boot keys, EFI signing, signed update bundles, A/B install and the hardening\n"
+               "auditor for a fleet of hardened NixOS drones.\n\n");
+        verb_list(verbs, ELEMENTSOF(verbs), NULL);
+        printf("\nOptions:\n"
+               "  -v, --verbose  debug logging (or RINGIL_LOG_LEVEL=debug)\n"
+               "  -h, --help     this help; COMMAND --help for a command's\n"
+               "      --version  print the version\n\n%s",
+               exit_codes_help);
+}
+
+int main(int argc, char *argv[]) {
+        static const struct option options[] = {
+                { "help", no_argument, NULL, 'h' },
+                { "version", no_argument, NULL, 'V' },
+                { "verbose", no_argument, NULL, 'v' },
+                {},
+        };
+        int c;
+
+        log_setup("ringil");
+        /* '+': stop at the first non-option, which is the verb; its options are its own. */
+        while ((c = getopt_long(argc, argv, "+hv", options, NULL)) >= 0)
+                switch (c) {
+                case 'h':
+                        help();
+                        return EXIT_OK;
+                case 'V':
+                        return verb_version(0, NULL);
+                case 'v':
+                        log_set_max_level(LOG_DEBUG);
+                        break;
+                default:
+                        return EXIT_USAGE;
+                }
+        if (optind >= argc) {
+                help();
+                return EXIT_USAGE;
+        }
+        return verb_dispatch(verbs, ELEMENTSOF(verbs), NULL, argc - optind, argv + optind);
+}

@@ -1,0 +1,121 @@
+/* test-fileio.c: atomic replacement, bounded reads and symlink refusal. */
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "tests.h"
+
+#include "fileio.h"
+#include "macro.h"
+
+static int setup(void **state) {
+        *state = test_mkdtemp();
+        return *state ? 0 : -1;
+}
+
+static int teardown(void **state) {
+        test_rm_rf(*state);
+        free(*state);
+        return 0;
+}
+
+static char *path_in(void **state, const char *name) {
+        char *p;
+        if (asprintf(&p, "%s/%s", (char *) *state, name) < 0)
+                return NULL;
+        return p;
+}
+
+static void test_atomic_write_and_read(void **state) {
+        _cleanup_free_ char *p = path_in(state, "f");
+        _cleanup_free_ uint8_t *data = NULL;
+        size_t len;
+        struct stat st;
+
+        assert_int_equal(atomic_write_file(p, "hello", 5, 0640, 0), 0);
+        assert_int_equal(stat(p, &st), 0);
+        assert_int_equal(st.st_mode & 07777, 0640);
+        assert_int_equal(read_full_file(p, 0, 100, &data, &len), 0);
+        assert_int_equal(len, 5);
+        assert_memory_equal(data, "hello", 6);
+        free(TAKE_PTR(data));
+
+        assert_int_equal(atomic_write_file(p, "bye", 3, 0600, 0), 0);
+        assert_int_equal(read_full_file(p, 0, 100, &data, &len), 0);
+        assert_int_equal(len, 3);
+        assert_int_equal(atomic_write_file(p, "x", 1, 0600, AW_NOREPLACE), -EEXIST);
+}
+
+static void test_no_temp_left(void **state) {
+        _cleanup_free_ char *p = path_in(state, "g");
+        DIR *d;
+        struct dirent *de;
+        int n = 0;
+
+        assert_int_equal(atomic_write_file(p, "a", 1, 0600, 0), 0);
+        d = opendir(*state);
+        assert_non_null(d);
+        while ((de = readdir(d)))
+                if (de->d_name[0] != '.' || (strcmp(de->d_name, ".") && strcmp(de->d_name, "..")))
+                        n++;
+        closedir(d);
+        assert_int_equal(n, 1);
+}
+
+static void test_read_cap(void **state) {
+        _cleanup_free_ char *p = path_in(state, "big");
+        uint8_t *data = NULL;
+        size_t len = 0;
+
+        assert_int_equal(atomic_write_file(p, "0123456789", 10, 0600, 0), 0);
+        assert_int_equal(read_full_file(p, 0, 9, &data, &len), -EFBIG);
+        assert_null(data);
+        assert_int_equal(read_full_file(p, 0, 10, &data, &len), 0);
+        free(data);
+}
+
+static void test_nofollow(void **state) {
+        _cleanup_free_ char *p = path_in(state, "t"), *l = path_in(state, "l");
+        uint8_t *data = NULL;
+        size_t len;
+
+        assert_int_equal(atomic_write_file(p, "x", 1, 0600, 0), 0);
+        assert_int_equal(symlink(p, l), 0);
+        assert_int_equal(read_full_file(l, RFILE_NOFOLLOW, 10, &data, &len), -ELOOP);
+        assert_int_equal(read_full_file(l, 0, 10, &data, &len), 0);
+        free(data);
+}
+
+static void test_read_exact_short(void **state) {
+        _cleanup_free_ char *p = path_in(state, "s");
+        _cleanup_close_ int fd = -EBADF;
+        char b[8];
+
+        assert_int_equal(atomic_write_file(p, "abc", 3, 0600, 0), 0);
+        fd = open(p, O_RDONLY | O_CLOEXEC);
+        assert_true(fd >= 0);
+        assert_int_equal(read_exact(fd, b, 8), -ENODATA);
+}
+
+static void test_mkdir_p(void **state) {
+        _cleanup_free_ char *p = path_in(state, "a/b/c");
+        struct stat st;
+
+        assert_int_equal(mkdir_p(p, 0700), 0);
+        assert_int_equal(mkdir_p(p, 0700), 0);
+        assert_int_equal(stat(p, &st), 0);
+        assert_true(S_ISDIR(st.st_mode));
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test_setup_teardown(test_atomic_write_and_read, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_no_temp_left, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_read_cap, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_nofollow, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_read_exact_short, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_mkdir_p, setup, teardown),
+        };
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
