@@ -12,6 +12,18 @@
 static const struct verb verbs[] = {
         VERB("version", verb_version, "print the version",
              "Usage: ringil version\n\nPrint ringil's version and the OpenSSL it runs on.\n"),
+        /* keys (issue 3) */
+
+        /* efi (issue 3) */
+
+        /* bundle (issue 4) */
+
+        /* install (issue 5) */
+
+        /* audit (issue 6) */
+
+        /* fleet (issue 7) */
+
 };
 
 static void help(void) {

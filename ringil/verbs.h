@@ -2,3 +2,16 @@
 #pragma once
 
 int verb_version(int argc, char *argv[]);
+
+/* keys (issue 3) */
+
+/* efi (issue 3) */
+
+/* bundle (issue 4) */
+
+/* install (issue 5) */
+
+/* audit (issue 6) */
+
+/* fleet (issue 7) */
+

@@ -8,6 +8,15 @@ build_pkgs=(gcc make meson ninja-build pkg-config libssl-dev libjansson-dev libc
 test_pkgs=(libcmocka-dev python3 python3-pytest clang sbsigntool efitools systemd-boot-efi
            faketime e2fsprogs dosfstools mtools util-linux)
 bench_pkgs=(hyperfine rauc squashfs-tools dbus time)
+# per-issue additions go below, one array each, so parallel work merges cleanly
+keys_pkgs=()
+efi_pkgs=()
+bundle_pkgs=()
+install_pkgs=()
+audit_pkgs=()
+fleet_pkgs=()
+nix_pkgs=()
+test_pkgs+=("${keys_pkgs[@]}" "${efi_pkgs[@]}" "${bundle_pkgs[@]}" "${install_pkgs[@]}" "${audit_pkgs[@]}" "${fleet_pkgs[@]}" "${nix_pkgs[@]}")
 
 case "${1:-test}" in
 build) want=("${build_pkgs[@]}") ;;
