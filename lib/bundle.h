@@ -1,0 +1,134 @@
+/* bundle.h: signed update bundles: create; open from a file, stream or any byte source; verify the
+ * signed manifest; then read payload chunks that are each verified before they are handed out. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "crypto.h"
+
+/*
+ * API contract shared by the bundle implementation (issue 4), the installer (issue 5) and the fleet
+ * server/agent (issue 7). The on-disk format is specified in docs/bundle-format.md. Functions may be
+ * added; the ones below keep their meaning.
+ */
+
+enum bundle_payload_type {
+        BUNDLE_PAYLOAD_RAW,     /* raw slot image ("raw") */
+        BUNDLE_PAYLOAD_EFI,     /* EFI binary / UKI ("efi") */
+        BUNDLE_PAYLOAD_NIXOS,   /* NixOS system closure reference ("nixos"): store path + cache */
+};
+
+struct bundle_payload {
+        char *name;
+        enum bundle_payload_type type;
+        uint64_t size;                         /* payload bytes carried in the bundle */
+        uint8_t sha256[SHA256_LEN];            /* of all `size` bytes */
+        uint32_t chunk_size;                   /* every chunk but the last is exactly this long */
+        uint64_t n_chunks;
+        uint8_t (*chunk_sha256)[SHA256_LEN];   /* n_chunks entries */
+        char *store_path;                      /* nixos only: /nix/store/…-nixos-system-… */
+        char *cache_url;                       /* nixos only: binary cache it comes from (may be NULL) */
+};
+
+struct bundle_manifest {
+        uint32_t format;
+        char *compatible;
+        char *version;
+        int64_t created;                       /* Unix seconds, UTC */
+        int64_t expires;
+        size_t n_payloads;
+        struct bundle_payload *payloads;
+        uint8_t digest[SHA256_LEN];            /* SHA-256 of the exact signed manifest bytes */
+        char *signer;                          /* signer certificate subject, one line */
+};
+
+struct bundle_policy {
+        const char *keyring;                   /* PEM file or directory of trust anchors; required */
+        const char *compatible;                /* NULL: not checked */
+        const char *min_version;               /* version must be strictly above; NULL: no floor */
+        int64_t now;                           /* 0: the current time */
+        bool require_codesigning;              /* signer must carry the codeSigning EKU */
+        const char *const *allowed_signers;    /* NULL-terminated subject CNs; NULL: any */
+};
+
+/*
+ * A byte source: read exactly len bytes at offset into buf. Returns 0, -ENODATA past the end, or a
+ * negative errno. A sequential source (pipe, socket) only supports offsets at or after its position
+ * (it skips forward by reading) and returns -ESPIPE for offsets behind it. size is UINT64_MAX when
+ * unknown. close may be NULL.
+ */
+struct bundle_source {
+        int (*read_at)(void *userdata, uint64_t offset, void *buf, size_t len);
+        void (*close)(void *userdata);
+        void *userdata;
+        uint64_t size;
+};
+
+typedef struct bundle bundle;
+
+int bundle_open(const char *path, bundle **ret);            /* "-" is stdin, read as a stream */
+int bundle_open_fd(int fd, bundle **ret);                   /* takes ownership of fd */
+int bundle_open_source(const struct bundle_source *src, bundle **ret);
+void bundle_free(bundle *b);
+static inline void bundle_freep(bundle **b) {
+        if (*b)
+                bundle_free(*b);
+}
+#define _cleanup_bundle_ __attribute__((cleanup(bundle_freep)))
+
+/*
+ * Read the header, manifest and signature (and no payload byte), verify the CMS signature and chain
+ * against policy->keyring, then compatible, expiry and the version floor. Returns 0 only when all
+ * hold; otherwise -RINGIL_EBADSIG, -RINGIL_EUNTRUSTED, -RINGIL_EEXPIRED, -RINGIL_EROLLBACK,
+ * -RINGIL_EINCOMPAT, -RINGIL_EMALFORMED, -RINGIL_ETRUNCATED, -RINGIL_ETOOBIG, with a detail recorded.
+ * INVARIANT: callers write nothing anywhere before this returned 0.
+ */
+int bundle_verify_manifest(bundle *b, const struct bundle_policy *policy);
+
+/* The verified manifest; NULL until bundle_verify_manifest() returned 0. Owned by b. */
+const struct bundle_manifest *bundle_get_manifest(const bundle *b);
+
+/*
+ * Read chunk `index` of payload `p` into buf (at least chunk_size bytes) and check it against the
+ * signed chunk hash before returning; *ret_len is the chunk's length. -RINGIL_EDIGEST on mismatch
+ * (buf contents are then undefined and must not be used). Only after a successful verify_manifest.
+ */
+int bundle_read_chunk(bundle *b, size_t p, uint64_t index, uint8_t *buf, size_t *ret_len);
+
+/* Read and check every payload byte (chunk hashes and whole-payload SHA-256), and that no byte follows
+ * the last payload. */
+int bundle_verify_payloads(bundle *b);
+
+/* Offset of a payload chunk inside the bundle file (for HTTP Range requests and resume). */
+int bundle_chunk_offset(const bundle *b, size_t p, uint64_t index, uint64_t *ret_offset);
+
+/* Versions: dot-separated numeric components ("1.2.10"), compared numerically, component by component;
+ * a missing component counts as 0. bundle_version_valid() returns 0 or -RINGIL_EMALFORMED. */
+int bundle_version_valid(const char *v);
+int bundle_version_compare(const char *a, const char *b);   /* <0, 0, >0; both must be valid */
+
+struct bundle_create_payload {
+        const char *name;
+        enum bundle_payload_type type;
+        const char *path;          /* file with the payload bytes (NULL for a pure nixos reference) */
+        const char *store_path;    /* nixos */
+        const char *cache_url;     /* nixos, optional */
+};
+
+struct bundle_create_opts {
+        const char *key;                        /* PEM private key of the signer */
+        const char *cert;                       /* PEM signer certificate */
+        const char *const *intermediates;       /* NULL-terminated PEM files, or NULL */
+        const char *compatible;
+        const char *version;
+        int64_t created;                        /* 0: now */
+        int64_t expires;                        /* required, > created */
+        uint32_t chunk_size;                    /* 0: default */
+        const struct bundle_create_payload *payloads;
+        size_t n_payloads;
+};
+
+/* Write a signed bundle to output atomically (temp, fsync, rename). */
+int bundle_create(const struct bundle_create_opts *o, const char *output);
