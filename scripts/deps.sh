@@ -15,7 +15,7 @@ bundle_pkgs=()
 install_pkgs=()
 audit_pkgs=()
 fleet_pkgs=()
-nix_pkgs=()
+nix_pkgs=(nix-bin)
 test_pkgs+=("${keys_pkgs[@]}" "${efi_pkgs[@]}" "${bundle_pkgs[@]}" "${install_pkgs[@]}" "${audit_pkgs[@]}" "${fleet_pkgs[@]}" "${nix_pkgs[@]}")
 
 case "${1:-test}" in

@@ -1,6 +1,7 @@
 # eval.nix: evaluates one ringil NixOS module with the stub lib; test_nix.py reads the JSON result.
-# Usage: nix-instantiate --eval --strict --json eval.nix --argstr module env --argstr settings '{...}'
-{ module, settings ? "{}" }:
+# Usage: nix-instantiate --eval --strict --json eval.nix --argstr module env[,disko,...] --argstr settings '{...}'
+#        (--argstr host orin-drone: evaluate nix/hosts/orin-drone.nix as the settings)
+{ module, settings ? "{}", host ? "" }:
 
 let
   lib = import ./stub-lib.nix;
@@ -18,14 +19,16 @@ let
     disko = ../../../nix/modules/disko.nix;
     ringild = ../../../nix/modules/ringild.nix;
   };
-  ev = lib.evalModule {
-    module = import modules.${module};
-    settings = builtins.fromJSON settings;
+  names = builtins.filter builtins.isString (builtins.split "," module);
+  hostSettings = if host == "" then { } else import (../../../nix/hosts + "/${host}.nix") { config = { }; inherit lib pkgs; };
+  ev = lib.evalModules {
+    modules = map (n: import modules.${n}) names;
+    settings = lib.mkMerge [ hostSettings (builtins.fromJSON settings) ];
     inherit pkgs;
   };
 in
 {
-  inherit (ev) result;
+  inherit (ev) result system;
   config = ev.config;
   # text of the generated /etc files (the JSON of a stub package is only its path)
   etc = builtins.mapAttrs (_: e: e.source.text or e.text or null) (ev.result.environment.etc or { });

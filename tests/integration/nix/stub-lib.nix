@@ -101,6 +101,8 @@ let
       b.all (n:
         let o = opts.${n}; p = path ++ [ n ]; in
         if !(cfg ? ${n}) then true
+        else if (o._type or null) == "option" && (o.type.name or "") == "attrsOf" && o.type.elemType.name == "submodule" then
+          b.all (k: checkOptions (p ++ [ k ]) o.type.elemType.module.options cfg.${n}.${k}) (b.attrNames cfg.${n})
         else if (o._type or null) == "option" then
           (if o ? type && !(o.type.check cfg.${n})
            then throw "option ${b.concatStringsSep "." p}: value does not match type ${o.type.name}"
@@ -108,19 +110,35 @@ let
         else checkOptions p o cfg.${n})
         (b.attrNames opts);
 
-    # Evaluate one module against the user's settings: options' defaults and the settings form
-    # `config` (what the module reads); the module's own `config` is returned resolved.
-    evalModule = { module, settings, pkgs }:
+    # Union of option trees (declarations never collide across the ringil modules).
+    unionTree = a: c: a // b.mapAttrs (n: v: if a ? ${n} && b.isAttrs v && (v._type or null) != "option" then unionTree a.${n} v else v) c;
+
+    # Evaluate modules (functions or attrsets) plus plain settings. NixOS computes a fixpoint; this
+    # stub does two rounds instead: modules first read option defaults + settings, then defaults +
+    # settings + what every module defined in round one (enough for cross-module reads such as
+    # disko.nix reading the networking.hostId that env.nix sets). The result is round two's.
+    evalModules = { modules, settings, pkgs }:
       let
-        m = module { inherit config pkgs lib; };
-        config = resolve (mkMerge [ (defaultsOf m.options) settings ]);
-        checked = checkOptions [ ] m.options config;
+        call = config: m:
+          let r = if b.isFunction m then m { inherit config pkgs lib; } else m; in
+          if r ? options || r ? config then { options = r.options or { }; config = r.config or { }; }
+          else { options = { }; config = b.removeAttrs r [ "imports" ]; };
+        options = b.foldl' unionTree { } (map (m: m.options) (round config1));
+        round = config: map (call config) modules;
+        config1 = resolve (mkMerge [ (defaultsOf options) settings ]);
+        config2 = resolve (mkMerge ([ (defaultsOf options) settings ] ++ map (m: m.config) (round config1)));
+        final = round config2;
+        checked = checkOptions [ ] options config2;
       in
       b.seq checked {
-        inherit (m) options;
-        inherit config;
-        result = resolve m.config;
+        inherit options;
+        config = config2;
+        result = resolve (mkMerge (map (m: m.config) final));
+        # the whole system: the modules' definitions and the settings, merged by priority
+        system = resolve (mkMerge ([ settings ] ++ map (m: m.config) final));
       };
+
+    evalModule = { module, settings, pkgs }: evalModules { modules = [ module ]; inherit settings pkgs; };
   };
 in
 lib
