@@ -41,6 +41,10 @@ let
     "kernel.perf_event_paranoid" = 3;
     "dev.tty.ldisc_autoload" = 0;
     "fs.suid_dumpable" = 0;
+    "fs.protected_symlinks" = 1;
+    "fs.protected_hardlinks" = 1;
+    "fs.protected_fifos" = 2;
+    "fs.protected_regular" = 2;
     "kernel.core_pattern" = "|/bin/false";
   };
 
