@@ -1,4 +1,5 @@
 /* auth.c: building, splitting and verifying time-based authenticated variable (.auth) payloads. */
+#include <stdbool.h>
 #include <string.h>
 
 #include "auth.h"
@@ -176,6 +177,14 @@ static int load_pkcs7(const uint8_t *sig, size_t len, PKCS7 **ret) {
         return 0;
 }
 
+/* AlgorithmIdentifier parameters absent or NULL, as for SHA-256 and RSA. */
+static bool algor_params_null(const X509_ALGOR *a) {
+        int ptype;
+
+        X509_ALGOR_get0(NULL, &ptype, NULL, a);
+        return ptype == V_ASN1_UNDEF || ptype == V_ASN1_NULL;
+}
+
 int auth_verify(const uint8_t *p, size_t n, const char *name, const efi_guid *vendor, uint32_t attributes,
                 X509 *cert) {
         _cleanup_buf_ struct buf signed_bytes = BUF_INIT(AUTH_MAX_SIZE);
@@ -201,6 +210,38 @@ int auth_verify(const uint8_t *p, size_t n, const char *name, const efi_guid *ve
         if (r < 0)
                 return r;
 
+        /* Detached signature over plain data, as UEFI requires; anything else is not ours to judge. */
+        if (!p7->d.sign->contents || OBJ_obj2nid(p7->d.sign->contents->type) != NID_pkcs7_data ||
+            !PKCS7_get_detached(p7))
+                return ringil_fail(-RINGIL_EMALFORMED, ".auth: PKCS#7 is not a detached signature over data");
+
+        /*
+         * One signer, SHA-256 over RSA, version 1 throughout. OpenSSL ignores some of these fields
+         * when verifying; pinning them keeps a payload from carrying bytes nobody checked.
+         */
+        {
+                STACK_OF(PKCS7_SIGNER_INFO) *sis = PKCS7_get_signer_info(p7);
+                PKCS7_SIGNER_INFO *si;
+                X509_ALGOR *dig, *enc;
+                int enc_nid;
+
+                STACK_OF(X509_ALGOR) *mds = p7->d.sign->md_algs;
+
+                if (ASN1_INTEGER_get(p7->d.sign->version) != 1 || !sis || sk_PKCS7_SIGNER_INFO_num(sis) != 1)
+                        return ringil_fail(-RINGIL_EMALFORMED, ".auth: expected exactly one PKCS#7 signer");
+                if (!mds || sk_X509_ALGOR_num(mds) != 1 ||
+                    OBJ_obj2nid(sk_X509_ALGOR_value(mds, 0)->algorithm) != NID_sha256 ||
+                    !algor_params_null(sk_X509_ALGOR_value(mds, 0)))
+                        return ringil_fail(-RINGIL_EMALFORMED, ".auth: digest algorithm is not SHA-256");
+                si = sk_PKCS7_SIGNER_INFO_value(sis, 0);
+                PKCS7_SIGNER_INFO_get0_algs(si, NULL, &dig, &enc);
+                enc_nid = enc ? OBJ_obj2nid(enc->algorithm) : NID_undef;
+                if (ASN1_INTEGER_get(si->version) != 1 || !dig || OBJ_obj2nid(dig->algorithm) != NID_sha256 ||
+                    (enc_nid != NID_rsaEncryption && enc_nid != NID_sha256WithRSAEncryption) ||
+                    !algor_params_null(dig) || !algor_params_null(enc) || si->unauth_attr)
+                        return ringil_fail(-RINGIL_EMALFORMED, ".auth: signature is not SHA-256 with RSA");
+        }
+
         signers = sk_X509_new_null();
         if (!signers || !sk_X509_push(signers, cert))
                 return -ENOMEM;
@@ -214,10 +255,16 @@ int auth_verify(const uint8_t *p, size_t n, const char *name, const efi_guid *ve
          */
         if (PKCS7_verify(p7, signers, NULL, in, NULL, PKCS7_NOINTERN | PKCS7_NOVERIFY | PKCS7_BINARY) != 1)
                 return crypto_fail(-RINGIL_EBADSIG, ".auth signature");
-        found = PKCS7_get0_signers(p7, signers, PKCS7_NOINTERN);
+        /*
+         * The certificate carried inside must be byte-for-byte the pinned one: firmware chains the
+         * embedded signer to the enrolled certificate, so a payload whose embedded copy was altered
+         * would verify here but be rejected there (or worse, be judged on the altered copy).
+         */
+        found = PKCS7_get0_signers(p7, NULL, 0);
         if (!found || sk_X509_num(found) != 1 || X509_cmp(sk_X509_value(found, 0), cert) != 0) {
                 sk_X509_free(found);
-                return ringil_fail(-RINGIL_EBADSIG, ".auth signed by someone else");
+                ERR_clear_error();
+                return ringil_fail(-RINGIL_EBADSIG, ".auth does not carry the expected signer certificate");
         }
         sk_X509_free(found);
         return 0;
