@@ -286,6 +286,9 @@ int keys_create(const char *dir, struct keys_create_result *ret) {
         time_t now;
         int r;
 
+        /* Leaves room for every path built below in fixed buffers, so none can be truncated. */
+        if (strlen(dir) > 4096 - 64)
+                return ringil_fail(-ENAMETOOLONG, "directory name too long");
         r = mkdir_p(dir, 0700);
         if (r < 0)
                 return ringil_fail(r, "cannot create '%s'", dir);
