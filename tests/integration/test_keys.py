@@ -488,3 +488,35 @@ def test_usage(ringil):
     ringil("keys", check=2)
     ringil("keys", "export", "--dir", "/nonexistent", check=2)            # --output-dir missing
     ringil("keys", "export", "--output-dir", "/tmp/x", "--time", "yesterday", check=2)
+
+
+# --- the bundle as other tools read it -----------------------------------------------------------
+
+SD_BOOT = "/usr/lib/systemd/boot/efi/systemd-bootx64.efi"
+
+
+@pytest.mark.skipif(not os.path.exists(SD_BOOT), reason="systemd-boot-efi not installed")
+def test_sbsign_with_db_key_as_lanzaboote_does(bundle, tmp_path):
+    """lanzaboote runs `sbsign --key db.key --cert db.pem` then `sbverify --cert db.pem`."""
+    signed = tmp_path / "BOOTX64.EFI"
+    sh("sbsign", "--key", pem(bundle, "db", "key"), "--cert", pem(bundle, "db"), "--output", signed, SD_BOOT)
+    sh("sbverify", "--cert", pem(bundle, "db"), signed)
+    assert sh("sbverify", "--cert", pem(bundle, "KEK"), signed, check=False).returncode != 0
+
+
+def test_keys_parse_as_strict_pkcs8_and_x509(bundle):
+    """Go's x509.ParsePKCS8PrivateKey/ParseCertificate are strict; python-cryptography is a close stand-in."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    for n in NAMES:
+        key = serialization.load_pem_private_key(pem(bundle, n, "key").read_bytes(), password=None)
+        assert isinstance(key, rsa.RSAPrivateKey) and key.key_size == 4096
+        assert key.private_numbers().public_numbers.e == 65537
+        cert = x509.load_pem_x509_certificate(pem(bundle, n).read_bytes())
+        assert cert.version == x509.Version.v3
+        assert cert.serial_number > 0
+        assert cert.public_key().public_numbers() == key.public_key().public_numbers()
+        assert cert.subject.rfc4514_string() == f"CN={CN[n]}"
+        assert len(cert.extensions) == 0
+        assert (cert.not_valid_after.year - cert.not_valid_before.year) == 5

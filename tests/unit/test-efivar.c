@@ -1,7 +1,11 @@
 /* test-efivar.c: efivarfs read/write against a plain directory standing in for it, and mode decoding. */
 #include "tests.h"
 
+#include <stdbool.h>
+
 #include <fcntl.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include "efivar.h"
@@ -148,12 +152,57 @@ static void test_mode_from_dir(void **state) {
         free(dir);
 }
 
+/* Set or clear FS_IMMUTABLE_FL; returns -1 where the file system cannot (then the test is skipped). */
+static int set_immutable(const char *path, bool on) {
+        int fd = open(path, O_RDONLY | O_CLOEXEC), flags, r = -1;
+        if (fd < 0)
+                return -1;
+        if (ioctl(fd, FS_IOC_GETFLAGS, &flags) == 0) {
+                flags = on ? flags | FS_IMMUTABLE_FL : flags & ~FS_IMMUTABLE_FL;
+                r = ioctl(fd, FS_IOC_SETFLAGS, &flags);
+        }
+        close(fd);
+        return r;
+}
+
+static void test_write_immutable(void **state) {
+        char *dir = test_mkdtemp(), *p = NULL;
+        uint8_t *data = NULL;
+        uint32_t attr;
+        size_t len;
+        int fd;
+        (void) state;
+        assert_non_null(dir);
+        assert_int_equal(efivar_write(dir, "KEK", &EFI_GLOBAL_VARIABLE_GUID, 0x27, (const uint8_t *) "old", 3), 0);
+        assert_int_equal(efivar_path(dir, "KEK", &EFI_GLOBAL_VARIABLE_GUID, &p), 0);
+        if (set_immutable(p, true) < 0) {
+                free(p);
+                test_rm_rf(dir);
+                free(dir);
+                skip();
+        }
+        /* The kernel refuses to open an immutable file for writing: proves the flag is in effect. */
+        fd = open(p, O_WRONLY | O_CLOEXEC);
+        assert_int_equal(fd, -1);
+        assert_int_equal(errno, EPERM);
+        assert_int_equal(efivar_write(dir, "KEK", &EFI_GLOBAL_VARIABLE_GUID, 0x27, (const uint8_t *) "new!", 4), 0);
+        assert_int_equal(efivar_read(dir, "KEK", &EFI_GLOBAL_VARIABLE_GUID, &attr, &data, &len), 0);
+        assert_int_equal(len, 4);
+        assert_memory_equal(data, "new!", 4);
+        free(data);
+        (void) set_immutable(p, false);
+        free(p);
+        test_rm_rf(dir);
+        free(dir);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_path),
                 cmocka_unit_test(test_decode),
                 cmocka_unit_test(test_write_read),
                 cmocka_unit_test(test_oversized),
+                cmocka_unit_test(test_write_immutable),
                 cmocka_unit_test(test_mode_from_dir),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
