@@ -9,7 +9,7 @@ test_pkgs=(libcmocka-dev python3 python3-pytest clang sbsigntool efitools system
            faketime e2fsprogs dosfstools mtools util-linux)
 bench_pkgs=(hyperfine rauc squashfs-tools dbus time)
 # per-issue additions go below, one array each, so parallel work merges cleanly
-keys_pkgs=()
+keys_pkgs=(openssl efitools)
 efi_pkgs=()
 bundle_pkgs=()
 install_pkgs=()
