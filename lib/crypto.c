@@ -30,7 +30,7 @@ int crypto_load_private_key(const char *path, EVP_PKEY **ret) {
         EVP_PKEY *pkey;
         int r;
 
-        r = read_full_file(path, 0, CRYPTO_MAX_PEM, &data, &len);
+        r = read_full_file(path, RFILE_SECRET, CRYPTO_MAX_PEM, &data, &len);
         if (r < 0)
                 return ringil_fail(r, "cannot read key '%s'", path);
         bio = BIO_new_mem_buf(data, (int) len);

@@ -12,6 +12,7 @@
 #include "buf.h"
 #include "fileio.h"
 #include "macro.h"
+#include "secret.h"
 
 int write_all(int fd, const void *p, size_t n) {
         const uint8_t *b = p;
@@ -76,29 +77,38 @@ int read_exact(int fd, void *p, size_t n) {
         return (size_t) k == n ? 0 : -ENODATA;
 }
 
-int read_full_fd(int fd, size_t max, uint8_t **ret_data, size_t *ret_len) {
-        _cleanup_buf_ struct buf b = BUF_INIT(max);
+int read_full_fd_flags(int fd, unsigned flags, size_t max, uint8_t **ret_data, size_t *ret_len) {
+        _cleanup_buf_ struct buf b = (flags & RFILE_SECRET) ? BUF_INIT_SECRET(max) : BUF_INIT(max);
         uint8_t chunk[16384];
-        int r;
+        int r = 0;
 
         for (;;) {
                 ssize_t k = read(fd, chunk, sizeof(chunk));
                 if (k < 0) {
                         if (errno == EINTR)
                                 continue;
-                        return negative_errno();
+                        r = negative_errno();
+                        break;
                 }
                 if (k == 0)
                         break;
                 r = buf_append(&b, chunk, (size_t) k);
                 if (r < 0)
-                        return r;
+                        break;
         }
+        if (flags & RFILE_SECRET)
+                secret_wipe(chunk, sizeof(chunk));
+        if (r < 0)
+                return r;
         r = buf_reserve(&b, 0);   /* an empty file still gets a NUL-terminated allocation */
         if (r < 0)
                 return r;
         *ret_data = buf_steal(&b, ret_len);
         return 0;
+}
+
+int read_full_fd(int fd, size_t max, uint8_t **ret_data, size_t *ret_len) {
+        return read_full_fd_flags(fd, 0, max, ret_data, ret_len);
 }
 
 int read_full_file(const char *path, unsigned flags, size_t max, uint8_t **ret_data, size_t *ret_len) {
@@ -114,7 +124,7 @@ int read_full_file(const char *path, unsigned flags, size_t max, uint8_t **ret_d
                 return -EISDIR;
         if (S_ISREG(st.st_mode) && (uint64_t) st.st_size > max)
                 return -EFBIG;
-        return read_full_fd(fd, max, ret_data, ret_len);
+        return read_full_fd_flags(fd, flags, max, ret_data, ret_len);
 }
 
 static int open_parent(const char *path, char **ret_base) {

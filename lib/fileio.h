@@ -7,6 +7,7 @@
 
 enum {
         RFILE_NOFOLLOW = 1 << 0,   /* refuse a symlink as the last component (state, key files) */
+        RFILE_SECRET = 1 << 1,     /* key material: every intermediate buffer is wiped (free with secret_free) */
 };
 
 /*
@@ -15,6 +16,7 @@ enum {
  */
 int read_full_file(const char *path, unsigned flags, size_t max, uint8_t **ret_data, size_t *ret_len);
 int read_full_fd(int fd, size_t max, uint8_t **ret_data, size_t *ret_len);
+int read_full_fd_flags(int fd, unsigned flags, size_t max, uint8_t **ret_data, size_t *ret_len);
 
 /* Loop over short reads/writes and EINTR. read_exact returns -ENODATA on early EOF. */
 int write_all(int fd, const void *p, size_t n);
