@@ -47,7 +47,7 @@ static int cert_walk(const uint8_t *data, size_t table, size_t table_size, unsig
                         return ringil_fail(-RINGIL_EMALFORMED,
                                            "certificate table: entry %u has dwLength %u", n, len);
                 /* INVARIANT: every WIN_CERTIFICATE, padding included, lies inside the table. */
-                if (align8(len) > end - cur)
+                if (len > end - cur || align8(len) > end - cur)
                         return ringil_fail(-RINGIL_EMALFORMED,
                                            "certificate table: entry %u (dwLength %u) overruns the table", n,
                                            len);
