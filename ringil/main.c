@@ -16,6 +16,7 @@ static const struct verb verbs[] = {
         VERB("keys", verb_keys, "Secure Boot PK/KEK/db: create, export, enroll, status", NULL),
 
         /* efi (issue 3) */
+        VERB("efi", verb_efi, "Authenticode signing of EFI binaries: sign, verify, hash", NULL),
 
         /* bundle (issue 4) */
 

@@ -7,6 +7,7 @@ int verb_version(int argc, char *argv[]);
 int verb_keys(int argc, char *argv[]);
 
 /* efi (issue 3) */
+int verb_efi(int argc, char *argv[]);
 
 /* bundle (issue 4) */
 
