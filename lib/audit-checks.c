@@ -302,7 +302,11 @@ static int conf_merge(struct audit_ctx *ctx, struct audit_result *res, const cha
                         audit_error(res, r, p, "cannot read configuration");
                         return r;
                 }
-                (void) strv_push(sources, p);
+                {
+                        _cleanup_free_ char *abs = NULL;
+                        if (asprintf(&abs, "/%s", p) >= 0)
+                                (void) strv_push(sources, abs);
+                }
                 break;
         }
         for (size_t d = 0; d < ELEMENTSOF(conf_dirs); d++) {
@@ -347,7 +351,11 @@ static int conf_merge(struct audit_ctx *ctx, struct audit_result *res, const cha
                                 strv_free_contents(&names);
                                 return r;
                         }
-                        (void) strv_push(sources, p);
+                        {
+                        _cleanup_free_ char *abs = NULL;
+                        if (asprintf(&abs, "/%s", p) >= 0)
+                                (void) strv_push(sources, abs);
+                }
                         break;   /* the highest-priority directory's copy masks the others */
                 }
         strv_free_contents(&names);
@@ -1096,7 +1104,8 @@ static int load_luks(struct audit_ctx *ctx, struct audit_result *res, struct luk
                 _cleanup_free_ uint8_t *h = NULL, *full = NULL;
                 size_t hs;
                 int r;
-                if (!streq(b[i].fstype, "crypto_LUKS") || !streq(b[i].version, "2"))
+                /* The version udev reports is CR-002's business; the header itself says LUKS2 or fails. */
+                if (!streq(b[i].fstype, "crypto_LUKS"))
                         continue;
                 if (!b[i].name[0] || strchr(b[i].name, '/') || strstr(b[i].name, "..")) {
                         audit_error(res, -RINGIL_EMALFORMED, "/run/udev/data", "bad device name");
