@@ -331,7 +331,8 @@ static int conf_merge(struct audit_ctx *ctx, struct audit_result *res, const cha
                 }
                 audit_fs_strv_free(v, n);
         }
-        qsort(names.v, names.n, sizeof(char *), strcmp_ptr);
+        if (names.n > 1)
+                qsort(names.v, names.n, sizeof(char *), strcmp_ptr);
         for (size_t i = 0; i < names.n; i++)
                 for (size_t d = 0; d < ELEMENTSOF(conf_dirs); d++) {
                         _cleanup_free_ char *p = NULL, *s = NULL, *link = NULL;

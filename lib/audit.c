@@ -102,7 +102,7 @@ void audit_evidence(struct audit_result *res, const char *path, const char *obse
         e->expected = sanitize(expected);
 }
 
-static void set_message(struct audit_result *res, const char *fmt, va_list ap) {
+__attribute__((format(printf, 2, 0))) static void set_message(struct audit_result *res, const char *fmt, va_list ap) {
         char *m = NULL;
         if (res->message)
                 return;
