@@ -1232,20 +1232,20 @@ static void check_swap(struct audit_ctx *ctx, struct audit_result *res, json_t *
         for (char *line = strtok_r(s, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
                 _cleanup_free_ char *u = NULL;
                 char *dev = line, *e;
-                if (lineno++ == 0 || ++lineno > AUDIT_RECORDS_MAX)
+                if (lineno++ == 0)
                         continue;   /* header */
+                if (lineno > AUDIT_RECORDS_MAX)
+                        return audit_error(res, -RINGIL_ETOOBIG, "/proc/swaps", "too many lines");
                 e = dev + strcspn(dev, " \t");
                 *e = '\0';
                 if (strv_fnmatch(&allow, dev))
                         continue;
                 if (strncmp(dev, "/dev/dm-", 8) == 0) {
-                        char devnum[64];
                         _cleanup_free_ char *p = NULL;
                         if (asprintf(&p, "sys/block/%s/dm/uuid", dev + 5) < 0)
                                 return;
                         if (audit_fs_read(ctx->fs, p, 4096, &u, &len) >= 0 && strncmp(u, "CRYPT-", 6) == 0)
                                 continue;
-                        (void) devnum;
                 }
                 audit_evidence(res, "/proc/swaps", dev, "no swap, zram or dm-crypt");
                 audit_fail(res, "unencrypted swap on %s", dev);

@@ -179,9 +179,10 @@ static int open_canon(struct audit_fs *fs, const char *canon, int flags) {
         if (dfd < 0)
                 return negative_errno();
         c = strtok_r(copy, "/", &save);
-        if (!c)
-                return openat(dfd, ".", flags | O_CLOEXEC) < 0 ? negative_errno()
-                                                                : openat(dfd, ".", flags | O_CLOEXEC);
+        if (!c) {
+                int fd = openat(dfd, ".", flags | O_CLOEXEC);
+                return fd < 0 ? negative_errno() : fd;
+        }
         for (;;) {
                 int fd;
                 next = strtok_r(NULL, "/", &save);
