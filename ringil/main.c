@@ -23,6 +23,8 @@ static const struct verb verbs[] = {
         /* install (issue 5) */
 
         /* audit (issue 6) */
+        VERB("audit", verb_audit, "check this drone (or --root image) against the prod/dev hardening profile",
+             audit_usage),
 
         /* fleet (issue 7) */
 

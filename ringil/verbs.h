@@ -14,6 +14,8 @@ int verb_efi(int argc, char *argv[]);
 /* install (issue 5) */
 
 /* audit (issue 6) */
+int verb_audit(int argc, char *argv[]);
+extern const char audit_usage[];
 
 /* fleet (issue 7) */
 

@@ -1,0 +1,152 @@
+/* test-audit-fs.c: the auditor's root-confined resolver, with openat2 and with the component walk. */
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "tests.h"
+
+#include "audit-fs.h"
+#include "macro.h"
+
+struct env {
+        char *dir;    /* tmp dir: holds root/ and outside/ */
+        char *root;
+};
+
+static void put(const char *base, const char *rel, const char *content) {
+        char p[4200], cmd[4400];
+        snprintf(p, sizeof(p), "%s/%s", base, rel);
+        snprintf(cmd, sizeof(cmd), "mkdir -p \"$(dirname '%s')\"", p);
+        assert_int_equal(system(cmd), 0);
+        FILE *f = fopen(p, "w");
+        assert_non_null(f);
+        fputs(content, f);
+        fclose(f);
+}
+
+static void ln(const char *base, const char *rel, const char *target) {
+        char p[4200], cmd[4400];
+        snprintf(p, sizeof(p), "%s/%s", base, rel);
+        snprintf(cmd, sizeof(cmd), "mkdir -p \"$(dirname '%s')\"", p);
+        assert_int_equal(system(cmd), 0);
+        assert_int_equal(symlink(target, p), 0);
+}
+
+static int setup(void **state) {
+        struct env *e = calloc(1, sizeof(*e));
+        char abs_out[4200];
+        e->dir = test_mkdtemp();
+        if (asprintf(&e->root, "%s/root", e->dir) < 0)
+                return -1;
+        put(e->dir, "outside/secret", "outside\n");
+        put(e->root, "nix/store/abc-etc/etc/os-release", "inside\n");
+        ln(e->root, "etc/static", "/nix/store/abc-etc/etc");
+        ln(e->root, "etc/os-release", "/etc/static/os-release");
+        ln(e->root, "etc/rel-escape", "../../../../../outside/secret");
+        snprintf(abs_out, sizeof(abs_out), "%s/outside/secret", e->dir);
+        ln(e->root, "etc/abs-escape", abs_out);
+        ln(e->root, "etc/loop", "/etc/loop");
+        ln(e->root, "etc/dotdot", "/etc/../../../etc/static/os-release");
+        put(e->root, "big", "0123456789");
+        assert_int_equal(mkfifo(strcat(strcpy(abs_out, e->root), "/fifo"), 0600), 0);
+        *state = e;
+        return 0;
+}
+
+static int teardown(void **state) {
+        struct env *e = *state;
+        test_rm_rf(e->dir);
+        free(e->dir);
+        free(e->root);
+        free(e);
+        return 0;
+}
+
+static void run_cases(struct env *e, bool walk) {
+        struct audit_fs *fs = NULL;
+        char *s = NULL;
+        size_t len;
+        struct stat st;
+
+        assert_int_equal(audit_fs_new(e->root, &fs), 0);
+        if (walk)
+                audit_fs_set_walk_only(fs, true);
+        /* NixOS: absolute link chain resolves inside the root */
+        assert_int_equal(audit_fs_read(fs, "/etc/os-release", 4096, &s, &len), 0);
+        assert_string_equal(s, "inside\n");
+        free(s);
+        assert_int_equal(audit_fs_read(fs, "etc/dotdot", 4096, &s, &len), 0);
+        assert_string_equal(s, "inside\n");
+        free(s);
+        /* escapes: relative "..", absolute path of a real outside file */
+        assert_int_equal(audit_fs_read(fs, "etc/rel-escape", 4096, &s, &len), -ENOENT);
+        assert_int_equal(audit_fs_read(fs, "etc/abs-escape", 4096, &s, &len), -ENOENT);
+        assert_int_equal(audit_fs_read(fs, "../outside/secret", 4096, &s, &len), -ENOENT);
+        assert_int_equal(audit_fs_read(fs, "etc/loop", 4096, &s, &len), -ELOOP);
+        /* caps and types */
+        assert_int_equal(audit_fs_read(fs, "big", 4, &s, &len), -EFBIG);
+        assert_int_equal(audit_fs_read(fs, "etc", 4096, &s, &len), -EISDIR);
+        assert_int_equal(audit_fs_read(fs, "fifo", 4096, &s, &len), -EBADFD);   /* and did not hang */
+        /* resolve / readlink / lstat */
+        assert_int_equal(audit_fs_resolve(fs, "etc/os-release", &s), 0);
+        assert_string_equal(s, "/nix/store/abc-etc/etc/os-release");
+        free(s);
+        assert_int_equal(audit_fs_readlink(fs, "etc/static", &s), 0);
+        assert_string_equal(s, "/nix/store/abc-etc/etc");
+        free(s);
+        assert_int_equal(audit_fs_readlink(fs, "big", &s), -EINVAL);
+        assert_int_equal(audit_fs_lstat(fs, "etc/static", &st), 0);
+        assert_true(S_ISLNK(st.st_mode));
+        assert_int_equal(audit_fs_stat(fs, "etc/static", &st), 0);
+        assert_true(S_ISDIR(st.st_mode));
+        assert_int_equal(audit_fs_exists(fs, "etc/abs-escape"), 0);
+        assert_int_equal(audit_fs_exists(fs, "etc/static/os-release"), 1);
+        audit_fs_free(fs);
+}
+
+static void test_openat2(void **state) {
+        run_cases(*state, false);
+}
+
+static void test_walk(void **state) {
+        run_cases(*state, true);
+}
+
+static void test_list_sorted(void **state) {
+        struct env *e = *state;
+        struct audit_fs *fs = NULL;
+        char **v = NULL;
+        size_t n = 0;
+
+        assert_int_equal(audit_fs_new(e->root, &fs), 0);
+        assert_int_equal(audit_fs_list(fs, "etc", &v, &n), 0);
+        assert_int_equal(n, 6);
+        assert_string_equal(v[0], "abs-escape");
+        assert_string_equal(v[5], "static");
+        audit_fs_strv_free(v, n);
+        assert_int_equal(audit_fs_list(fs, "nope", &v, &n), -ENOENT);
+        audit_fs_free(fs);
+}
+
+static void test_read_head(void **state) {
+        struct env *e = *state;
+        struct audit_fs *fs = NULL;
+        uint8_t *d = NULL;
+
+        assert_int_equal(audit_fs_new(e->root, &fs), 0);
+        assert_int_equal(audit_fs_read_head(fs, "big", 4, &d), 0);
+        assert_memory_equal(d, "0123", 4);
+        free(d);
+        assert_int_equal(audit_fs_read_head(fs, "big", 40, &d), -ENODATA);
+        audit_fs_free(fs);
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test_setup_teardown(test_openat2, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_walk, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_list_sorted, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_read_head, setup, teardown),
+        };
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
