@@ -7,13 +7,13 @@ build_pkgs=(gcc make meson ninja-build pkg-config libssl-dev libjansson-dev libc
             libsqlite3-dev libcivetweb-dev openssl)
 test_pkgs=(libcmocka-dev python3 python3-pytest clang sbsigntool efitools systemd-boot-efi
            faketime e2fsprogs dosfstools mtools util-linux)
-bench_pkgs=(hyperfine rauc squashfs-tools dbus time)
+bench_pkgs=(hyperfine rauc squashfs-tools dbus time lynis)
 # per-issue additions go below, one array each, so parallel work merges cleanly
 keys_pkgs=(openssl efitools)
 efi_pkgs=(sbsigntool systemd-boot-efi osslsigncode)
 bundle_pkgs=()
 install_pkgs=()
-audit_pkgs=(efitools openssl lynis)
+audit_pkgs=(efitools openssl)
 fleet_pkgs=()
 nix_pkgs=(nix-bin)
 test_pkgs+=("${keys_pkgs[@]}" "${efi_pkgs[@]}" "${bundle_pkgs[@]}" "${install_pkgs[@]}" "${audit_pkgs[@]}" "${fleet_pkgs[@]}" "${nix_pkgs[@]}")
