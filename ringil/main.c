@@ -15,6 +15,7 @@ static const struct verb verbs[] = {
         /* keys (issue 3) */
 
         /* efi (issue 3) */
+        VERB("efi", verb_efi, "Authenticode signing of EFI binaries: sign, verify, hash", NULL),
 
         /* bundle (issue 4) */
         VERB("bundle", verb_bundle, "signed update bundles: create, verify, info", bundle_usage),

@@ -6,6 +6,7 @@ int verb_version(int argc, char *argv[]);
 /* keys (issue 3) */
 
 /* efi (issue 3) */
+int verb_efi(int argc, char *argv[]);
 
 /* bundle (issue 4) */
 int verb_bundle(int argc, char *argv[]);

@@ -10,7 +10,7 @@ test_pkgs=(libcmocka-dev python3 python3-pytest clang sbsigntool efitools system
 bench_pkgs=(hyperfine rauc squashfs-tools dbus time)
 # per-issue additions go below, one array each, so parallel work merges cleanly
 keys_pkgs=()
-efi_pkgs=()
+efi_pkgs=(sbsigntool systemd-boot-efi osslsigncode)
 bundle_pkgs=()
 install_pkgs=()
 audit_pkgs=()
