@@ -445,19 +445,56 @@ def test_health_hook(dev, tmp_path):
     assert dev.run("health").returncode == 11
 
 
-def test_efi_payload_refused_without_verifier_before_any_write(dev, world, ringil, tmp_path):
+STUB = Path("/usr/lib/systemd/boot/efi/linuxx64.efi.stub")
+
+
+@pytest.fixture(scope="session")
+def ukis(world, ringil, tmp_path_factory):
+    """A real PE image (systemd's EFI stub) unsigned, signed with db, and signed with another key."""
+    if not STUB.exists():
+        pytest.skip("systemd-boot-efi not installed")
+    d, out = world["dir"], tmp_path_factory.mktemp("ukis")
+    res = {"unsigned": out / "unsigned.efi"}
+    shutil.copy(STUB, res["unsigned"])
+    for key in ("db", "other"):
+        res[key] = out / f"{key}.efi"
+        ringil("efi", "sign", "--key", d / f"{key}.key", "--cert", d / f"{key}.pem", "--output", res[key], STUB,
+               check=0)
+    bundles = {}
+    for name, path in res.items():
+        bundles[name] = out / f"{name}.rb"
+        ringil("bundle", "create", "--key", d / "db.key", "--cert", d / "db.pem", "--compatible", "drone-x1",
+               "--version", "2.0", "--chunk-size", "4K", "--payload", f"rootfs:raw={d / 'img-2.0'}",
+               "--payload", f"uki:efi={path}", "--output", bundles[name], check=0)
+    return res, bundles
+
+
+def test_signed_uki_lands_on_esp_and_boots(dev, ukis, world):
+    images, bundles = ukis
     provision(dev)
-    efi = tmp_path / "uki.efi"
-    efi.write_bytes(b"MZ" + b"\0" * 5000)
-    out = tmp_path / "efi.rb"
-    d = world["dir"]
-    ringil("bundle", "create", "--key", d / "db.key", "--cert", d / "db.pem", "--compatible", "drone-x1",
-           "--version", "2.0", "--payload", f"rootfs:raw={d / 'img-2.0'}", "--payload", f"uki:efi={efi}",
-           "--output", out, check=0)
-    before = dev.snapshot()
-    p = dev.install(out)
-    if p.returncode == 11 and "no Authenticode verifier" in p.err:
-        assert dev.snapshot() == before
-    else:   # with the verifier built in, an unsigned image must fail Authenticode and reach no ESP
-        assert p.returncode != 0
-        assert not list((dev.esp / "EFI").rglob("*.efi")) if (dev.esp / "EFI").exists() else True
+    dev.install(bundles["db"], check=0)
+    placed = dev.esp / "EFI" / "ringil" / "ringil-b-2.0.efi"
+    assert placed.read_bytes() == images["db"].read_bytes()
+    entry = (dev.esp / "loader" / "entries" / "ringil-b-2.0+3.conf").read_text()
+    assert "efi /EFI/ringil/ringil-b-2.0.efi\n" in entry and "linux" not in entry
+    # The real peer agrees with what we placed.
+    if shutil.which("sbverify"):
+        subprocess.run(["sbverify", "--cert", world["dir"] / "db.pem", placed], check=True, capture_output=True)
+    assert dev.boot()["slot"] == "b"
+    assert not list(dev.state.glob("staging-*"))
+    dev.run("mark-good", check=0)
+    assert dev.status()["slots"]["b"]["state"] == "good"
+
+
+@pytest.mark.parametrize("which,code", [("unsigned", 4), ("other", 5)])
+def test_uki_failing_authenticode_never_reaches_esp(dev, ukis, which, code):
+    images, bundles = ukis
+    provision(dev)
+    esp_before = {p: p.read_bytes() for p in dev.esp.rglob("*") if p.is_file()}
+    p = dev.install(bundles[which])
+    assert p.returncode == code, p.err
+    assert "Authenticode" in p.err
+    assert {p: p.read_bytes() for p in dev.esp.rglob("*") if p.is_file()} == esp_before
+    assert not (dev.esp / "EFI").exists()
+    assert dev.default_entry()["slot"] == "a"
+    assert "Authenticode" in dev.status()["last_error"]
