@@ -4,6 +4,7 @@
 int verb_version(int argc, char *argv[]);
 
 /* keys (issue 3) */
+int verb_keys(int argc, char *argv[]);
 
 /* efi (issue 3) */
 int verb_efi(int argc, char *argv[]);
