@@ -10,6 +10,7 @@
 #include "bootentry.h"
 #include "buf.h"
 #include "bundle.h"
+#include "efivar.h"
 #include "err.h"
 #include "fileio.h"
 #include "installconf.h"
@@ -350,17 +351,24 @@ int bootentry_set_default(const char *esp, const char *pattern) {
 
 int bootentry_decode_selected(const unsigned char *raw, size_t len, char **ret) {
         _cleanup_free_ char *s = NULL;
-        size_t n = 0;
+        const uint8_t *data;
+        size_t dlen, n = 0;
+        uint32_t attr;
+        int r;
 
-        if (len < 4 + 2 || (len - 4) % 2 != 0)
-                return ringil_fail(-RINGIL_EMALFORMED, "LoaderEntrySelected: bad length %zu", len);
-        if (len - 4 > 2 * 256)
+        r = efivar_decode(raw, len, &attr, &data, &dlen);
+        if (r < 0)
+                return ringil_fail(-RINGIL_EMALFORMED, "LoaderEntrySelected: shorter than its attribute header");
+        if (dlen < 2 || dlen % 2 != 0)
+                return ringil_fail(-RINGIL_EMALFORMED, "LoaderEntrySelected: bad length %zu", dlen);
+        if (dlen > 2 * 256)
                 return ringil_fail(-RINGIL_ETOOBIG, "LoaderEntrySelected: too long");
-        s = malloc((len - 4) / 2 + 1);
+        s = malloc(dlen / 2 + 1);
         if (!s)
                 return -ENOMEM;
-        for (size_t i = 4; i + 1 < len; i += 2) {
-                unsigned c = raw[i] | (unsigned) raw[i + 1] << 8;
+        /* UTF-16LE; our ids are printable ASCII, so anything else is refused rather than converted. */
+        for (size_t i = 0; i + 1 < dlen; i += 2) {
+                unsigned c = data[i] | (unsigned) data[i + 1] << 8;
                 if (c == 0)
                         break;
                 if (c < 0x20 || c > 0x7e || c == '/')
