@@ -498,3 +498,16 @@ def test_uki_failing_authenticode_never_reaches_esp(dev, ukis, which, code):
     assert not (dev.esp / "EFI").exists()
     assert dev.default_entry()["slot"] == "a"
     assert "Authenticode" in dev.status()["last_error"]
+
+
+def test_pre_install_hook_can_veto(dev, tmp_path):
+    provision(dev)
+    hook = tmp_path / "pre"
+    hook.write_text("#!/bin/sh\n[ \"$RINGIL_PHASE\" = pre-install ] && [ \"$RINGIL_SLOT\" = b ] && exit 1\nexit 0\n")
+    hook.chmod(0o755)
+    dev.conf.write_text(dev.conf.read_text().replace("[boot]", f"pre-install-hook = {hook}\n[boot]"))
+    slot_before = dev.slot["b"].read_bytes()
+    p = dev.install("2.0")
+    assert p.returncode == 11 and "pre-install hook" in p.err
+    assert dev.slot["b"].read_bytes() == slot_before
+    assert dev.default_entry()["slot"] == "a"
