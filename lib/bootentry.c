@@ -159,7 +159,7 @@ int bootentry_put_file(const char *esp, const char *relpath, const void *data, s
         if (r < 0)
                 return ringil_fail(r, "cannot create %s", dir);
         crash_point("ESP file write");
-        r = atomic_write_file(p, data, len, 0644, 0);
+        r = atomic_write_file(p, data, len, 0644, AW_NOCHMOD);
         if (r < 0)
                 return ringil_fail(r, "cannot write %s", p);
         crash_point("ESP file renamed");
