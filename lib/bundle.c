@@ -664,7 +664,7 @@ int bundle_read_chunk(bundle *b, size_t p, uint64_t index, uint8_t *buf, size_t 
  * serial whole-payload hash never waits for I/O or page faults. At most PIPE_SLOTS windows exist at
  * once: memory use is bounded by PIPE_SLOTS * WINDOW, whatever the payload size.
  */
-#define WINDOW (16u << 20)   /* a multiple of every chunk size up to 16 MiB; larger chunks: one per window */
+#define WINDOW (4u << 20)    /* a multiple of every chunk size up to 4 MiB; larger chunks: one per window */
 #define PIPE_SLOTS 3u
 #define PIPE_MIN (4u << 20)  /* smaller payloads are hashed on one thread */
 
