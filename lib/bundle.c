@@ -285,7 +285,12 @@ static char *subject_oneline(X509 *cert) {
         n = BIO_get_mem_data(bio, &data);
         if (n < 0 || n > 4096)
                 return NULL;
-        s = strndup(data, (size_t) n);
+        /* not strndup: the BIO's data is not NUL-terminated */
+        s = malloc((size_t) n + 1);
+        if (!s)
+                return NULL;
+        memcpy(s, data, (size_t) n);
+        s[n] = '\0';
         return s;
 }
 

@@ -189,9 +189,13 @@ def test_stdin_stream_verify(ringil, pki, good):
 def test_stdin_from_pipe_process(ringil, pki, good):
     # a real pipe (not a file redirected to stdin)
     cat = subprocess.Popen(["cat", str(good)], stdout=subprocess.PIPE)
-    p = subprocess.run([str(ringil.exe), "bundle", "verify", "--keyring", str(pki["root"]), "-"], stdin=cat.stdout,
-                       capture_output=True)
-    cat.wait()
+    try:
+        p = subprocess.run([str(ringil.exe), "bundle", "verify", "--keyring", str(pki["root"]), "-"],
+                           stdin=cat.stdout, capture_output=True, timeout=60)
+    finally:
+        cat.stdout.close()   # so cat gets SIGPIPE instead of blocking if ringil stopped reading
+        cat.kill()
+        cat.wait()
     assert p.returncode == 0, p.stderr
 
 
