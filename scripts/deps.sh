@@ -11,7 +11,7 @@ bench_pkgs=(hyperfine rauc squashfs-tools dbus time)
 # per-issue additions go below, one array each, so parallel work merges cleanly
 keys_pkgs=(openssl efitools)
 efi_pkgs=(sbsigntool systemd-boot-efi osslsigncode)
-bundle_pkgs=()
+bundle_pkgs=(faketime time openssl)
 install_pkgs=(openssl sbsigntool systemd-boot-efi)
 audit_pkgs=()
 fleet_pkgs=()
