@@ -377,6 +377,14 @@ static int verify_entry(const struct pe_cert *c, const uint8_t hash[static SHA25
                 return ringil_fail(-RINGIL_EMALFORMED, "signature has %d SignerInfos, expected 1",
                                    sk_PKCS7_SIGNER_INFO_num(PKCS7_get_signer_info(p7)));
         si = sk_PKCS7_SIGNER_INFO_value(PKCS7_get_signer_info(p7), 0);
+        /*
+         * One known digest algorithm, for the SignerInfo too. Besides being what Authenticode
+         * specifies, this keeps PKCS7_verify() off its error paths that leak (OpenSSL 3.0).
+         */
+        if (sk_X509_ALGOR_num(p7->d.sign->md_algs) != 1 ||
+            !EVP_get_digestbyobj(sk_X509_ALGOR_value(p7->d.sign->md_algs, 0)->algorithm) || !si->digest_alg ||
+            !EVP_get_digestbyobj(si->digest_alg->algorithm))
+                return ringil_fail(-RINGIL_EMALFORMED, "signature uses an unknown digest algorithm, or several");
         attrs = PKCS7_get_signed_attributes(si);
         if (!attrs || sk_X509_ATTRIBUTE_num(attrs) == 0)
                 return ringil_fail(-RINGIL_EMALFORMED, "signature has no signed attributes");
@@ -398,9 +406,19 @@ static int verify_entry(const struct pe_cert *c, const uint8_t hash[static SHA25
                 X509_NAME_oneline(X509_get_subject_name(sk_X509_value(signers, 0)), signer_name, (int) signer_size);
 
         /* 1. The signature over the signed attributes, and messageDigest over the content. */
-        indata = BIO_new_mem_buf(body, (int) body_len);
+        /*
+         * Behind a buffer BIO: PKCS7_verify() copies a bare memory BIO into a second one it then leaks
+         * when PKCS7_dataInit() fails; with any other BIO type it uses ours, which we free.
+         */
+        indata = BIO_new(BIO_f_buffer());
         if (!indata)
                 return -ENOMEM;
+        {
+                BIO *mem = BIO_new_mem_buf(body, (int) body_len);
+                if (!mem)
+                        return -ENOMEM;
+                BIO_push(indata, mem);
+        }
         if (PKCS7_verify(p7, extra, NULL, indata, NULL, PKCS7_BINARY | PKCS7_NOVERIFY) != 1)
                 return crypto_fail(-RINGIL_EBADSIG, "signature does not verify");
 

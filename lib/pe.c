@@ -47,7 +47,7 @@ static int cert_walk(const uint8_t *data, size_t table, size_t table_size, unsig
                         return ringil_fail(-RINGIL_EMALFORMED,
                                            "certificate table: entry %u has dwLength %u", n, len);
                 /* INVARIANT: every WIN_CERTIFICATE, padding included, lies inside the table. */
-                if (align8(len) > end - cur)
+                if (len > end - cur || align8(len) > end - cur)
                         return ringil_fail(-RINGIL_EMALFORMED,
                                            "certificate table: entry %u (dwLength %u) overruns the table", n,
                                            len);
@@ -256,16 +256,19 @@ int pe_cert_get(const struct pe_image *pe, unsigned index, struct pe_cert *ret) 
 uint32_t pe_checksum(const uint8_t *data, size_t size, size_t checksum_offset) {
         uint64_t sum = 0;
 
-        /* 16-bit little-endian words, CheckSum read as zero, an odd last byte as a low byte. */
-        for (size_t i = 0; i < size; i += 2) {
-                uint32_t lo = data[i], hi = i + 1 < size ? data[i + 1] : 0;
-
-                if (i >= checksum_offset && i < checksum_offset + 4)
-                        lo = 0;
-                if (i + 1 >= checksum_offset && i + 1 < checksum_offset + 4)
-                        hi = 0;
-                sum += lo | hi << 8;
-        }
+        /*
+         * 16-bit little-endian words with an odd last byte as a low byte, summed without folding (a
+         * 64-bit sum cannot overflow below 2^48 bytes), then CheckSum's own bytes taken out again —
+         * exact in integer arithmetic — and the end-around carries folded once. Folding once at the
+         * end gives the same result as folding after every addition (both are the sum mod 0xffff,
+         * in 1..0xffff unless every word is zero).
+         */
+        for (size_t i = 0; i + 1 < size; i += 2)
+                sum += (uint32_t) data[i] | (uint32_t) data[i + 1] << 8;
+        if (size % 2)
+                sum += data[size - 1];
+        for (size_t j = checksum_offset; j < checksum_offset + 4 && j < size; j++)
+                sum -= (uint64_t) data[j] << (8 * (j & 1));
         while (sum >> 16)
                 sum = (sum & 0xffff) + (sum >> 16);
         return (uint32_t) sum + (uint32_t) size;
