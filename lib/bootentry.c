@@ -19,6 +19,7 @@
 #include "parse.h"
 
 #define LOADER_ENTRY_SELECTED "LoaderEntrySelected-4a67b082-0a4c-41cf-b6c7-440b29bb8c4f"
+#define LOADER_ENTRY_DEFAULT "LoaderEntryDefault-4a67b082-0a4c-41cf-b6c7-440b29bb8c4f"
 
 static int parse_counter(const char *s, size_t n, int *ret_left, int *ret_done) {
         /* s[0..n) is "+L" or "+L-D", digits only, each at most 4 digits (systemd caps far lower). */
@@ -382,16 +383,24 @@ int bootentry_decode_selected(const unsigned char *raw, size_t len, char **ret) 
         return 0;
 }
 
-int bootentry_selected(const char *efivarfs, char **ret) {
+static int read_id_var(const char *efivarfs, const char *name, char **ret) {
         _cleanup_free_ char *p = NULL;
         _cleanup_free_ uint8_t *data = NULL;
         size_t len;
         int r;
 
-        if (asprintf(&p, "%s/%s", efivarfs, LOADER_ENTRY_SELECTED) < 0)
+        if (asprintf(&p, "%s/%s", efivarfs, name) < 0)
                 return -ENOMEM;
         r = read_full_file(p, RFILE_NOFOLLOW, 4096, &data, &len);
         if (r < 0)
                 return r == -EFBIG ? -RINGIL_ETOOBIG : r;
         return bootentry_decode_selected(data, len, ret);
+}
+
+int bootentry_selected(const char *efivarfs, char **ret) {
+        return read_id_var(efivarfs, LOADER_ENTRY_SELECTED, ret);
+}
+
+int bootentry_efivar_default(const char *efivarfs, char **ret) {
+        return read_id_var(efivarfs, LOADER_ENTRY_DEFAULT, ret);
 }

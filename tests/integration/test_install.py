@@ -224,6 +224,12 @@ def test_mark_bad_switches_to_other_slot(dev):
     assert dev.boot()["slot"] == "b"
     dev.run("mark-bad", check=0)
     assert dev.status()["slots"]["b"]["state"] == "bad"
+    assert dev.status()["efivar_default_override"] is None
+    raw = (7).to_bytes(4, "little") + "ringil-b-2.0.conf\0".encode("utf-16-le")
+    (dev.efi / f"LoaderEntryDefault-{VENDOR}").write_bytes(raw)
+    assert dev.status()["efivar_default_override"] == "ringil-b-2.0.conf"
+    assert "overrides loader.conf" in dev.run("status", check=0).out
+    (dev.efi / f"LoaderEntryDefault-{VENDOR}").unlink()
     assert dev.boot()["slot"] == "a"
     assert dev.status()["floor"] == "1.0"
 
