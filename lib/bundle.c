@@ -487,7 +487,9 @@ static int verify_signature(bundle *b, const struct bundle_policy *policy, int64
                 return r;
         store = X509_STORE_new();
         ctx = X509_STORE_CTX_new();
-        certs = CMS_get1_certs(cms);
+        certs = CMS_get1_certs(cms);   /* NULL when the CMS carries none */
+        if (!certs)
+                certs = sk_X509_new_null();
         if (!store || !ctx || !certs)
                 return -ENOMEM;
         for (int i = 0; i < sk_X509_num(anchors); i++)
