@@ -61,8 +61,10 @@ for mib in $sizes; do
     printf '%-8s %-34s %10.3f\n' "${mib}M" "ringil bundle create" "$rc"
     printf '%-8s %-34s %10.3f\n' "${mib}M" "rauc bundle (plain, squashfs)" "$ac"
     rss=$( { /usr/bin/time -f '%M' "$ringil" bundle verify --keyring cert.pem ringil.rb >/dev/null; } 2>&1 | tail -1)
-    srss=$( { /usr/bin/time -f '%M' "$ringil" bundle verify --keyring cert.pem - < ringil.rb >/dev/null; } 2>&1 | tail -1)
-    printf '%-8s %-34s %7s KiB   (stdin stream: %s KiB)\n' "${mib}M" "ringil verify peak RSS" "$rss" "$srss"
+    srss=$( { cat ringil.rb | /usr/bin/time -f '%M' "$ringil" bundle verify --keyring cert.pem - >/dev/null; } 2>&1 | tail -1)
+    printf '%-8s %-34s %7s KiB   (through a pipe: %s KiB)\n' "${mib}M" "ringil verify peak RSS" "$rss" "$srss"
+    cpu=$( { /usr/bin/time -f '%U %S' "$ringil" bundle verify --keyring cert.pem ringil.rb >/dev/null; } 2>&1 | tail -1)
+    printf '%-8s %-34s %10s\n' "${mib}M" "ringil verify CPU (user sys)" "$cpu"
     rm -f payload.img ringil.rb rauc.raucb
     echo
 done
