@@ -849,6 +849,137 @@ static int hash_payload(bundle *b, int fd, uint64_t offset, const struct bundle_
         return 0;
 }
 
+/*
+ * Parallel verification of a payload in a regular file: windows are read with pread (a file truncated
+ * underneath gives an error, never SIGBUS) and their chunks checked against the signed list, window k by
+ * worker k % n. The chunk list covers every byte, so the whole-payload digest adds nothing here and is not
+ * recomputed (streams, read once in order, still check it). Memory: one window per worker.
+ */
+#define VERIFY_MAX_WORKERS 4u
+
+struct verify_job {
+        int fd;
+        uint64_t offset;
+        const struct bundle_payload *pl;
+        size_t window;
+        unsigned n_workers;
+        pthread_mutex_t mu;
+        uint64_t bad_chunk;   /* lowest failing chunk, UINT64_MAX when none */
+        int r;                /* first error that is not a digest mismatch */
+};
+
+struct verify_worker {
+        struct verify_job *job;
+        unsigned index;
+};
+
+/* Read exactly len bytes at offset: -RINGIL_ETRUNCATED if the file ends (or was cut) before. */
+static int pread_exact(int fd, uint8_t *buf, size_t len, uint64_t offset) {
+        for (size_t done = 0; done < len;) {
+                ssize_t k = pread(fd, buf + done, len - done, (off_t) (offset + done));
+                if (k < 0 && errno == EINTR)
+                        continue;
+                if (k < 0)
+                        return negative_errno();
+                if (k == 0)
+                        return -RINGIL_ETRUNCATED;
+                done += (size_t) k;
+        }
+        return 0;
+}
+
+static void *verify_worker_main(void *arg) {
+        struct verify_worker *w = arg;
+        struct verify_job *j = w->job;
+        const struct bundle_payload *pl = j->pl;
+        uint8_t *buf = malloc(j->window);
+        int r = buf ? 0 : -ENOMEM;
+
+        for (uint64_t k = w->index; r >= 0 && k * j->window < pl->size; k += j->n_workers) {
+                uint64_t start = k * j->window, first = start / pl->chunk_size;
+                size_t len = (size_t) MIN((uint64_t) j->window, pl->size - start);
+
+                pthread_mutex_lock(&j->mu);
+                r = j->r < 0 || j->bad_chunk < first ? -ECANCELED : 0;   /* someone already failed earlier */
+                pthread_mutex_unlock(&j->mu);
+                if (r < 0)
+                        break;
+                r = pread_exact(j->fd, buf, len, j->offset + start);
+                if (r < 0) {
+                        pthread_mutex_lock(&j->mu);
+                        if (j->r >= 0)
+                                j->r = r;
+                        pthread_mutex_unlock(&j->mu);
+                        break;
+                }
+                for (size_t pos = 0, i = 0; pos < len; i++) {
+                        size_t n = MIN((size_t) pl->chunk_size, len - pos);
+                        uint8_t md[SHA256_LEN];
+                        unsigned mdlen = 0;
+
+                        if (EVP_Digest(buf + pos, n, md, &mdlen, EVP_sha256(), NULL) != 1) {
+                                r = -EIO;
+                                pthread_mutex_lock(&j->mu);
+                                if (j->r >= 0)
+                                        j->r = r;
+                                pthread_mutex_unlock(&j->mu);
+                                break;
+                        }
+                        if (crypto_memcmp(md, pl->chunk_sha256[first + i], SHA256_LEN) != 0) {
+                                pthread_mutex_lock(&j->mu);
+                                j->bad_chunk = MIN(j->bad_chunk, first + i);
+                                pthread_mutex_unlock(&j->mu);
+                                r = -RINGIL_EDIGEST;
+                                break;
+                        }
+                        pos += n;
+                }
+        }
+        free(buf);
+        return NULL;
+}
+
+static int verify_payload_file(int fd, uint64_t offset, const struct bundle_payload *pl) {
+        struct verify_job j = {
+                .fd = fd, .offset = offset, .pl = pl, .window = MAX(WINDOW, pl->chunk_size),
+                .mu = PTHREAD_MUTEX_INITIALIZER, .bad_chunk = UINT64_MAX,
+        };
+        struct verify_worker workers[VERIFY_MAX_WORKERS];
+        pthread_t threads[VERIFY_MAX_WORKERS];
+        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+        unsigned started = 0;
+
+        j.n_workers = (unsigned) MIN((uint64_t) MAX(cpus, 1L), (uint64_t) VERIFY_MAX_WORKERS);
+        if (pl->size <= j.window)
+                j.n_workers = 1;
+        for (unsigned i = 0; i < j.n_workers; i++) {
+                workers[i] = (struct verify_worker){ .job = &j, .index = i };
+                if (i > 0 && pthread_create(&threads[i], NULL, verify_worker_main, &workers[i]) != 0)
+                        break;   /* fewer threads: the windows of the missing ones are redistributed below */
+                started++;
+        }
+        if (started < j.n_workers) {
+                /* Could not start every worker: join those that started, then redo with one. */
+                for (unsigned i = 1; i < started; i++)
+                        pthread_join(threads[i], NULL);
+                j.n_workers = 1;
+                j.bad_chunk = UINT64_MAX;
+                j.r = 0;
+                started = 1;
+        }
+        verify_worker_main(&workers[0]);
+        for (unsigned i = 1; i < started; i++)
+                pthread_join(threads[i], NULL);
+        pthread_mutex_destroy(&j.mu);
+
+        if (j.bad_chunk != UINT64_MAX)
+                return ringil_fail(-RINGIL_EDIGEST, "payload '%s' chunk %llu does not match its signed hash", pl->name,
+                                   (unsigned long long) j.bad_chunk);
+        if (j.r < 0)
+                return ringil_fail(j.r, "cannot read payload '%s': %s", pl->name, ringil_strerror(j.r));
+        return 0;
+}
+
 int bundle_verify_payloads(bundle *b) {
         const struct bundle_manifest *m;
         uint8_t probe;
@@ -861,7 +992,13 @@ int bundle_verify_payloads(bundle *b) {
                 const struct bundle_payload *pl = &m->payloads[i];
                 uint8_t whole[SHA256_LEN];
 
-                r = hash_payload(b, b->fd, b->payload_offset[i], pl, NULL, whole);
+                if (b->fd >= 0) {
+                        r = verify_payload_file(b->fd, b->payload_offset[i], pl);
+                        if (r < 0)
+                                return r;
+                        continue;
+                }
+                r = hash_payload(b, -EBADF, b->payload_offset[i], pl, NULL, whole);
                 if (r < 0)
                         return r;
                 if (crypto_memcmp(whole, pl->sha256, SHA256_LEN) != 0)
