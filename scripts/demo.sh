@@ -1,13 +1,126 @@
 #!/usr/bin/env bash
-# demo.sh: ringil's main job on its embedded default, in a scratch directory; says what it does.
+# demo.sh: ringil's main job on its embedded default, in a scratch directory that is removed at the end:
+# fleet Secure Boot keys → signed EFI binary → signed update bundles → A/B install with boot counting,
+# bless and refusal of forgeries and downgrades → audit; then the fleet demo when it is built.
 set -euo pipefail
 build=${1:-build}
-ringil="$PWD/$build/ringil/ringil"
+top=$PWD
+ringil="$top/$build/ringil/ringil"
 work=$(mktemp -d /tmp/ringil-demo.XXXXXX)
 trap 'rm -rf "$work"' EXIT
-step() { printf '\n== %s\n' "$*"; }
+cd "$work"
+step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+run() { printf '$ %s\n' "$*" | sed "s|$ringil|ringil|g; s|$work/||g"; "$@"; }
+expect_fail() {   # expect_fail CODE CMD…: the command must fail with exactly CODE
+    local want=$1 rc=0
+    shift
+    printf '$ %s   # must fail with exit %s\n' "$*" "$want" | sed "s|$ringil|ringil|g; s|$work/||g"
+    "$@" || rc=$?
+    [[ $rc -eq $want ]] || { echo "demo: expected exit $want, got $rc" >&2; exit 1; }
+    echo "   -> refused (exit $rc)"
+}
+stub=/usr/lib/systemd/boot/efi/linuxx64.efi.stub
+# What systemd-boot does when it boots an entry: count one try down in the file name
+# (+3 → +2-1) and tell the OS which entry it booted (LoaderEntrySelected, UTF-16LE).
+boot() {
+    local f=$1 id=${1%%+*}
+    id=${id%.conf}.conf
+    if [[ $f =~ ^(.*)\+([0-9]+)(-([0-9]+))?\.conf$ ]]; then
+        mv "esp/loader/entries/$f" \
+            "esp/loader/entries/${BASH_REMATCH[1]}+$((BASH_REMATCH[2] - 1))-$((${BASH_REMATCH[4]:-0} + 1)).conf"
+    fi
+    { printf '\x06\x00\x00\x00'; printf '%s\0' "$id" | iconv -f UTF-8 -t UTF-16LE; } \
+        > "efivars/LoaderEntrySelected-4a67b082-0a4c-41cf-b6c7-440b29bb8c4f"
+    echo "   (systemd-boot boots $f)"
+}
 
-step "ringil $("$ringil" --version | cut -d' ' -f2-)"
-"$ringil" --help | sed -n '1,12p'
-echo
-echo "demo: done (scratch dir $work removed)"
+step "$("$ringil" --version)"
+
+step "1. Fleet Secure Boot keys (drop-in for 'sbctl create-keys'; lanzaboote pkiBundle layout)"
+run "$ringil" keys create --dir pki
+find pki -type f -printf '   %M %p\n' | sort
+run "$ringil" keys export --dir pki --output-dir sb
+ls sb | sed 's/^/   /'
+
+step "2. Enroll into a firmware in setup mode (a directory standing in for efivarfs)"
+mkdir efivars
+gv=8be4df61-93ca-11d2-aa0d-00e098032b8c
+printf '\x06\x00\x00\x00\x01' > "efivars/SetupMode-$gv"
+printf '\x06\x00\x00\x00\x00' > "efivars/SecureBoot-$gv"
+run "$ringil" keys enroll --dir pki --efivarfs efivars
+# What the firmware does next: it checks each .auth, stores the signature list behind the attributes,
+# leaves setup mode once PK is set, and enforces Secure Boot from the next boot on.
+for v in PK KEK db; do
+    vendor=$gv
+    [[ $v == db ]] && vendor=d719b2cb-3d3a-4596-a3bc-dad00e67656f
+    { printf '\x27\x00\x00\x00'; cat "sb/$v.esl"; } > "efivars/$v-$vendor"
+done
+printf '\x06\x00\x00\x00\x00' > "efivars/SetupMode-$gv"
+printf '\x06\x00\x00\x00\x01' > "efivars/SecureBoot-$gv"
+run "$ringil" keys status --dir pki --efivarfs efivars
+
+step "3. Sign an EFI binary with db (Authenticode, as sbsign) and check it with the real sbverify"
+run "$ringil" efi sign --key pki/keys/db/db.key --cert pki/keys/db/db.pem --output uki-v1.efi "$stub"
+run sbverify --cert pki/keys/db/db.pem uki-v1.efi
+cp uki-v1.efi uki-v2.efi
+printf 'v2' | dd of=uki-v2.efi bs=1 seek=1024 conv=notrunc status=none   # a different build
+run "$ringil" efi sign --key pki/keys/db/db.key --cert pki/keys/db/db.pem --output uki-v2.efi uki-v2.efi
+cp uki-v2.efi tampered.efi
+printf 'X' | dd of=tampered.efi bs=1 seek=4660 conv=notrunc status=none
+expect_fail 9 "$ringil" efi verify --cert pki/keys/db/db.pem tampered.efi
+
+step "4. Signed update bundles, signed with the same db key"
+head -c $((8 << 20)) /dev/urandom > rootfs-v1.img
+head -c $((8 << 20)) /dev/urandom > rootfs-v2.img
+for v in 1 2; do
+    run "$ringil" bundle create --key pki/keys/db/db.key --cert pki/keys/db/db.pem \
+        --compatible drone-x1 --version "$v.0" --valid-for 30 \
+        --payload "rootfs:raw=rootfs-v$v.img" --payload "uki:efi=uki-v$v.efi" --output "v$v.rb"
+done
+run "$ringil" bundle verify --keyring pki/keys/db/db.pem --compatible drone-x1 v2.rb
+run "$ringil" bundle info v2.rb
+cp v2.rb flipped.rb
+printf 'X' | dd of=flipped.rb bs=1 seek=$(( $(stat -c %s flipped.rb) - 100 )) conv=notrunc status=none
+expect_fail 9 "$ringil" bundle verify --keyring pki/keys/db/db.pem flipped.rb
+expect_fail 8 "$ringil" bundle verify --keyring pki/keys/db/db.pem --compatible other-hw v2.rb
+expect_fail 6 "$ringil" bundle verify --keyring pki/keys/db/db.pem --now 2040-01-01 v2.rb
+
+step "5. A/B install with systemd-boot boot counting (file-backed slots, a directory as the ESP)"
+mkdir -p esp state
+truncate -s 16M slot-a.img slot-b.img
+cat > device.conf <<CONF
+[device]
+compatible = drone-x1
+keyring = $work/pki/keys/db/db.pem
+esp = $work/esp
+state-dir = $work/state
+efivarfs = $work/efivars
+[slot.rootfs.a]
+device = $work/slot-a.img
+[slot.rootfs.b]
+device = $work/slot-b.img
+CONF
+run "$ringil" install --config device.conf --slot a v1.rb
+boot ringil-a-1.0+3.conf
+run "$ringil" mark-good --config device.conf
+run "$ringil" install --config device.conf v2.rb
+(cd esp && find . -type f | sort | sed 's/^/   /')
+run "$ringil" status --config device.conf
+boot ringil-b-2.0+3.conf
+echo "   (the health gate passes, boot-complete.target is reached, ringil-bless.service runs:)"
+run "$ringil" mark-good --config device.conf
+run "$ringil" status --config device.conf
+expect_fail 7 "$ringil" install --config device.conf v1.rb
+
+step "6. Hardening audit (this build machine is not a drone, so prod drift is expected)"
+rc=0
+"$ringil" audit --format text > audit.txt || rc=$?
+tail -n 3 audit.txt
+echo "   ringil audit exit code: $rc (0 compliant, 2 drift, 3 unchecked)"
+
+if [[ -x "$top/scripts/fleet-demo.sh" ]]; then
+    step "7. The fleet: server, device CA, drones pulling v1 → v2 over mutual TLS"
+    "$top/scripts/fleet-demo.sh" "$top/$build"
+fi
+
+printf '\ndemo: done — keys, signed EFI, bundles, A/B install and audit all worked (scratch dir removed)\n'
