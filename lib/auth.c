@@ -136,6 +136,15 @@ int auth_parse(const uint8_t *p, size_t n, struct auth_parts *ret) {
                 return ringil_fail(-RINGIL_EMALFORMED, ".auth: empty signature");
         if (len > n - EFI_TIME_SIZE)
                 return ringil_fail(-RINGIL_ETRUNCATED, ".auth: signature of %u bytes runs past the end", len);
+        /* UEFI 2.x §8.2.2: Pad1, Nanosecond, TimeZone, Daylight and Pad2 are 0 in a time-based
+         * authenticated write; firmware refuses anything else, so a verifier must too. */
+        for (size_t i = 7; i < EFI_TIME_SIZE; i++)
+                if (p[i] != 0)
+                        return ringil_fail(-RINGIL_EMALFORMED, ".auth: EFI_TIME padding/nanosecond/zone fields not zero");
+        /* An all-zero time (efitools `sign-efi-sig-list -a`, used for appends) is valid as such. */
+        if (memcmp(p, (const uint8_t[7]){}, 7) != 0 &&
+            (p[2] < 1 || p[2] > 12 || p[3] < 1 || p[3] > 31 || p[4] > 23 || p[5] > 59 || p[6] > 59))
+                return ringil_fail(-RINGIL_EMALFORMED, ".auth: EFI_TIME out of range");
         ret->efi_time = p;
         ret->sig = p + EFI_TIME_SIZE + WIN_CERT_HEADER_SIZE;
         ret->sig_len = len - WIN_CERT_HEADER_SIZE;

@@ -96,23 +96,52 @@ static int clear_immutable(const char *path) {
         return 1;
 }
 
+/* Put the immutable flag back after a write, as systemd does, so the variable cannot be deleted. */
+static int restore_immutable(const char *path) {
+        _cleanup_close_ int fd = -EBADF;
+        int flags;
+
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
+        if (fd < 0)
+                return errno == ENOENT ? 0 : negative_errno();   /* an empty write deletes the variable */
+        if (ioctl(fd, FS_IOC_GETFLAGS, &flags) < 0)
+                return negative_errno();
+        flags |= FS_IMMUTABLE_FL;
+        if (ioctl(fd, FS_IOC_SETFLAGS, &flags) < 0)
+                return negative_errno();
+        return 0;
+}
+
+static int efivar_write_raw(const char *path, uint32_t attr, const uint8_t *data, size_t len);
+
 int efivar_write(const char *efivarfs, const char *name, const efi_guid *vendor, uint32_t attr,
                  const uint8_t *data, size_t len) {
         _cleanup_free_ char *path = NULL;
-        _cleanup_free_ uint8_t *raw = NULL;
-        _cleanup_close_ int fd = -EBADF;
-        struct statfs sfs;
-        ssize_t k;
-        int r;
+        int r, was_immutable;
 
         if (len > EFIVAR_MAX_SIZE || (len > 0 && !data))
                 return -EINVAL;
         r = efivar_path(efivarfs, name, vendor, &path);
         if (r < 0)
                 return r;
-        r = clear_immutable(path);
-        if (r < 0)
-                return r;
+        was_immutable = clear_immutable(path);
+        if (was_immutable < 0)
+                return was_immutable;
+        r = efivar_write_raw(path, attr, data, len);
+        /* Restore the flag whether or not the write went through; the write's error comes first. */
+        if (was_immutable > 0) {
+                int k = restore_immutable(path);
+                if (r >= 0 && k < 0)
+                        r = k;
+        }
+        return r;
+}
+
+static int efivar_write_raw(const char *path, uint32_t attr, const uint8_t *data, size_t len) {
+        _cleanup_free_ uint8_t *raw = NULL;
+        _cleanup_close_ int fd = -EBADF;
+        struct statfs sfs;
+        ssize_t k;
 
         raw = malloc(len + 4);
         if (!raw)

@@ -134,6 +134,20 @@ static void test_parse_errors(void **state) {
         assert_int_equal(auth_parse(h, sizeof(h), &p), 0);
         assert_int_equal(p.sig_len, 24);
         assert_int_equal(p.esl_len, 0);
+        /* EFI_TIME: a real date parses; non-zero Nanosecond/TimeZone/Daylight/Pad or an impossible date
+         * does not (firmware would refuse the write). */
+        h[0] = 0xea, h[1] = 0x07, h[2] = 11, h[3] = 28, h[4] = 3, h[5] = 4, h[6] = 5;  /* 2026-11-28 03:04:05 */
+        assert_int_equal(auth_parse(h, sizeof(h), &p), 0);
+        for (int i = 7; i < 16; i++) {
+                h[i] = 1;
+                assert_int_equal(auth_parse(h, sizeof(h), &p), -RINGIL_EMALFORMED);
+                h[i] = 0;
+        }
+        h[2] = 13;
+        assert_int_equal(auth_parse(h, sizeof(h), &p), -RINGIL_EMALFORMED);
+        h[2] = 11, h[6] = 60;
+        assert_int_equal(auth_parse(h, sizeof(h), &p), -RINGIL_EMALFORMED);
+        h[6] = 5;
         h[19] = 0xff;                                                        /* 4 GiB */
         assert_int_equal(auth_parse(h, sizeof(h), &p), -RINGIL_ETRUNCATED);
         assert_int_equal(auth_parse(h, AUTH_MAX_SIZE + 1, &p), -RINGIL_ETOOBIG);

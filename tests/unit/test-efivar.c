@@ -190,6 +190,10 @@ static void test_write_immutable(void **state) {
         assert_int_equal(len, 4);
         assert_memory_equal(data, "new!", 4);
         free(data);
+        /* The flag is back: the variable cannot be deleted or rewritten behind our back. */
+        fd = open(p, O_WRONLY | O_CLOEXEC);
+        assert_int_equal(fd, -1);
+        assert_int_equal(errno, EPERM);
         (void) set_immutable(p, false);
         free(p);
         test_rm_rf(dir);
