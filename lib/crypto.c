@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 
 #include "crypto.h"
+#include "parse.h"
 #include "err.h"
 #include "fileio.h"
 #include "secret.h"
@@ -170,21 +171,12 @@ char *hex_encode(const uint8_t *p, size_t n, char *out) {
         return out;
 }
 
-static int unhex(char c) {
-        if (c >= '0' && c <= '9')
-                return c - '0';
-        if (c >= 'a' && c <= 'f')
-                return c - 'a' + 10;
-        if (c >= 'A' && c <= 'F')
-                return c - 'A' + 10;
-        return -1;
-}
 
 int hex_decode(const char *s, uint8_t *out, size_t n) {
         if (!s || strlen(s) != 2 * n)
                 return -RINGIL_EMALFORMED;
         for (size_t i = 0; i < n; i++) {
-                int hi = unhex(s[2 * i]), lo = unhex(s[2 * i + 1]);
+                int hi = unhexchar(s[2 * i]), lo = unhexchar(s[2 * i + 1]);
                 if (hi < 0 || lo < 0)
                         return -RINGIL_EMALFORMED;
                 out[i] = (uint8_t) (hi << 4 | lo);

@@ -3,6 +3,7 @@
 
 #include "err.h"
 #include "esl.h"
+#include "parse.h"
 #include "macro.h"
 
 #define G(a, b, c, d0, d1, d2, d3, d4, d5, d6, d7)                                               \
@@ -27,15 +28,6 @@ const efi_guid MICROSOFT_OWNER_GUID =
 /* Byte index in efi_guid.b for each of the 16 bytes in text order (first three fields reversed). */
 static const uint8_t text_order[16] = { 3, 2, 1, 0, 5, 4, 7, 6, 8, 9, 10, 11, 12, 13, 14, 15 };
 
-static int unhex(char c) {
-        if (c >= '0' && c <= '9')
-                return c - '0';
-        if (c >= 'a' && c <= 'f')
-                return c - 'a' + 10;
-        if (c >= 'A' && c <= 'F')
-                return c - 'A' + 10;
-        return -1;
-}
 
 int efi_guid_from_string(const char *s, efi_guid *ret) {
         efi_guid g;
@@ -51,8 +43,8 @@ int efi_guid_from_string(const char *s, efi_guid *ret) {
                         i++;
                         continue;
                 }
-                hi = unhex(s[i]);
-                lo = unhex(s[i + 1]);
+                hi = unhexchar(s[i]);
+                lo = unhexchar(s[i + 1]);
                 if (hi < 0 || lo < 0)
                         return -EINVAL;
                 g.b[text_order[k++]] = (uint8_t) (hi << 4 | lo);

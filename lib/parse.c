@@ -10,6 +10,16 @@
 #include "macro.h"
 #include "parse.h"
 
+int unhexchar(char c) {
+        if (c >= '0' && c <= '9')
+                return c - '0';
+        if (c >= 'a' && c <= 'f')
+                return c - 'a' + 10;
+        if (c >= 'A' && c <= 'F')
+                return c - 'A' + 10;
+        return -1;
+}
+
 int parse_u64(const char *s, uint64_t *ret) {
         unsigned long long v;
         char *end = NULL;

@@ -21,5 +21,8 @@ int parse_size(const char *s, uint64_t *ret);
  */
 int parse_time(const char *s, int64_t *ret);
 
+/* Value of one hex digit (either case), or -1. */
+int unhexchar(char c);
+
 /* Format a Unix time as "YYYY-MM-DDTHH:MM:SSZ"; buf must hold 21 bytes. */
 char *format_time(int64_t t, char buf[static 21]);
