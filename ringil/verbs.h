@@ -14,4 +14,5 @@ int verb_version(int argc, char *argv[]);
 /* audit (issue 6) */
 
 /* fleet (issue 7) */
+int verb_ca(int argc, char *argv[]);
 
