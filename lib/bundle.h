@@ -132,3 +132,44 @@ struct bundle_create_opts {
 
 /* Write a signed bundle to output atomically (temp, fsync, rename). */
 int bundle_create(const struct bundle_create_opts *o, const char *output);
+
+/*
+ * Added by the bundle implementation (issue 4); the meanings above are unchanged.
+ */
+
+/* Hard caps (docs/bundle-format.md). Every length read from a bundle is checked against these before
+ * it is used to allocate, read or compute an offset. */
+#define BUNDLE_FORMAT 1u
+#define BUNDLE_HEADER_SIZE 32u
+#define BUNDLE_MAX_MANIFEST (16u << 20)         /* manifest bytes */
+#define BUNDLE_MAX_SIGNATURE (64u << 10)        /* CMS DER bytes, certificates included */
+#define BUNDLE_MAX_PAYLOADS 64u
+#define BUNDLE_MAX_CHUNKS (128u << 10)          /* per bundle, all payloads together */
+#define BUNDLE_MIN_CHUNK_SIZE (4u << 10)        /* chunk sizes are powers of two in [4 KiB, 64 MiB] */
+#define BUNDLE_MAX_CHUNK_SIZE (64u << 20)
+#define BUNDLE_DEFAULT_CHUNK_SIZE (1u << 20)
+#define BUNDLE_MAX_NAME 64u
+#define BUNDLE_MAX_COMPATIBLE 128u
+#define BUNDLE_MAX_VERSION 64u
+#define BUNDLE_MAX_STORE_PATH 256u
+#define BUNDLE_MAX_URL 512u
+#define BUNDLE_CLOCK_SKEW (24 * 3600)           /* created may be this far ahead of now */
+
+/*
+ * Strictly parse manifest bytes (no trust decision: the caller checks the signature over the same
+ * bytes first). On success *ret is a new manifest (digest set, signer NULL); free with
+ * bundle_manifest_free(). -RINGIL_EMALFORMED or -RINGIL_ETOOBIG with a detail.
+ */
+int bundle_manifest_parse(const uint8_t *data, size_t len, struct bundle_manifest **ret);
+void bundle_manifest_free(struct bundle_manifest *m);
+const char *bundle_payload_type_to_string(enum bundle_payload_type t);
+int bundle_payload_type_from_string(const char *s, enum bundle_payload_type *ret);
+
+/*
+ * For `bundle info`: read the header and parse the manifest WITHOUT checking the signature. The result
+ * says nothing about authenticity and must never drive an install. Owned by b; *ret_sig_len may be NULL.
+ */
+int bundle_read_unverified(bundle *b, const struct bundle_manifest **ret, uint32_t *ret_sig_len);
+
+/* Total length of the bundle file as declared by its (verified) manifest. */
+int bundle_total_size(const bundle *b, uint64_t *ret);

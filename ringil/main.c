@@ -17,6 +17,7 @@ static const struct verb verbs[] = {
         /* efi (issue 3) */
 
         /* bundle (issue 4) */
+        VERB("bundle", verb_bundle, "signed update bundles: create, verify, info", bundle_usage),
 
         /* install (issue 5) */
 

@@ -8,6 +8,8 @@ int verb_version(int argc, char *argv[]);
 /* efi (issue 3) */
 
 /* bundle (issue 4) */
+int verb_bundle(int argc, char *argv[]);
+extern char bundle_usage[];
 
 /* install (issue 5) */
 

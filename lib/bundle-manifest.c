@@ -1,0 +1,371 @@
+/* bundle-manifest.c: the signed manifest of a bundle: strict JSON parsing with caps, canonical output,
+ * and the version order used for anti-rollback. */
+#include <jansson.h>
+#include <string.h>
+
+#include "bundle-internal.h"
+#include "bundle.h"
+#include "crypto.h"
+#include "err.h"
+#include "macro.h"
+
+/* json_decrefp comes from jansson itself. */
+
+static const char *const type_names[] = {
+        [BUNDLE_PAYLOAD_RAW] = "raw",
+        [BUNDLE_PAYLOAD_EFI] = "efi",
+        [BUNDLE_PAYLOAD_NIXOS] = "nixos",
+};
+
+const char *bundle_payload_type_to_string(enum bundle_payload_type t) {
+        if ((size_t) t >= ELEMENTSOF(type_names))
+                return NULL;
+        return type_names[t];
+}
+
+int bundle_payload_type_from_string(const char *s, enum bundle_payload_type *ret) {
+        for (size_t i = 0; i < ELEMENTSOF(type_names); i++)
+                if (s && streq(s, type_names[i])) {
+                        *ret = (enum bundle_payload_type) i;
+                        return 0;
+                }
+        return -RINGIL_EMALFORMED;
+}
+
+/* Versions: 1..16 components of 1..18 decimal digits, no leading '+'/'-'/space, no empty component. */
+int bundle_version_valid(const char *v) {
+        size_t digits = 0, comps = 1;
+
+        if (!v || !*v || strlen(v) > BUNDLE_MAX_VERSION)
+                return -RINGIL_EMALFORMED;
+        for (const char *p = v; *p; p++) {
+                if (*p == '.') {
+                        if (digits == 0)
+                                return -RINGIL_EMALFORMED;
+                        digits = 0;
+                        if (++comps > 16)
+                                return -RINGIL_EMALFORMED;
+                } else if (*p >= '0' && *p <= '9') {
+                        if (++digits > 18)
+                                return -RINGIL_EMALFORMED;
+                } else
+                        return -RINGIL_EMALFORMED;
+        }
+        return digits == 0 ? -RINGIL_EMALFORMED : 0;
+}
+
+/* Next component as a number (<= 18 digits always fits in u64); 0 past the end. */
+static uint64_t next_component(const char **p) {
+        uint64_t n = 0;
+
+        if (!**p)
+                return 0;
+        while (**p >= '0' && **p <= '9')
+                n = n * 10 + (uint64_t) (*(*p)++ - '0');
+        if (**p == '.')
+                (*p)++;
+        return n;
+}
+
+int bundle_version_compare(const char *a, const char *b) {
+        while (*a || *b) {
+                uint64_t x = next_component(&a), y = next_component(&b);
+                if (x != y)
+                        return x < y ? -1 : 1;
+        }
+        return 0;
+}
+
+void bundle_manifest_free(struct bundle_manifest *m) {
+        if (!m)
+                return;
+        for (size_t i = 0; i < m->n_payloads; i++) {
+                free(m->payloads[i].name);
+                free(m->payloads[i].chunk_sha256);
+                free(m->payloads[i].store_path);
+                free(m->payloads[i].cache_url);
+        }
+        free(m->payloads);
+        free(m->compatible);
+        free(m->version);
+        free(m->signer);
+        free(m);
+}
+
+/* Only the listed keys may appear: an unknown key is an error, not something to skip. */
+static int check_keys(json_t *obj, const char *const *allowed, size_t n, const char *where) {
+        const char *key;
+        json_t *v;
+
+        json_object_foreach(obj, key, v) {
+                size_t i;
+                for (i = 0; i < n; i++)
+                        if (streq(key, allowed[i]))
+                                break;
+                if (i == n)
+                        return ringil_fail(-RINGIL_EMALFORMED, "manifest: unknown key '%.64s' in %s", key, where);
+        }
+        return 0;
+}
+
+static bool char_ok(char c, const char *extra) {
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+               (c && strchr(extra, c));
+}
+
+/* A string field: present (unless optional), a JSON string, 1..max bytes from the allowed set. */
+static int get_string(json_t *obj, const char *key, size_t max, const char *extra, bool optional, char **ret) {
+        json_t *v = json_object_get(obj, key);
+        const char *s;
+        size_t len;
+
+        if (!v) {
+                if (optional) {
+                        *ret = NULL;
+                        return 0;
+                }
+                return ringil_fail(-RINGIL_EMALFORMED, "manifest: missing '%s'", key);
+        }
+        if (!json_is_string(v))
+                return ringil_fail(-RINGIL_EMALFORMED, "manifest: '%s' is not a string", key);
+        s = json_string_value(v);
+        len = json_string_length(v);
+        if (len == 0 || len > max || strlen(s) != len)
+                return ringil_fail(-RINGIL_EMALFORMED, "manifest: '%s' has a bad length", key);
+        for (size_t i = 0; i < len; i++)
+                if (!char_ok(s[i], extra))
+                        return ringil_fail(-RINGIL_EMALFORMED, "manifest: '%s' has a bad character", key);
+        *ret = strdup(s);
+        return *ret ? 0 : -ENOMEM;
+}
+
+static int get_uint(json_t *obj, const char *key, uint64_t max, uint64_t *ret) {
+        json_t *v = json_object_get(obj, key);
+        json_int_t i;
+
+        if (!v)
+                return ringil_fail(-RINGIL_EMALFORMED, "manifest: missing '%s'", key);
+        if (!json_is_integer(v))
+                return ringil_fail(-RINGIL_EMALFORMED, "manifest: '%s' is not an integer", key);
+        i = json_integer_value(v);
+        if (i < 0)
+                return ringil_fail(-RINGIL_EMALFORMED, "manifest: '%s' is negative", key);
+        if ((uint64_t) i > max)
+                return ringil_fail(-RINGIL_ETOOBIG, "manifest: '%s' exceeds its cap", key);
+        *ret = (uint64_t) i;
+        return 0;
+}
+
+static int get_hash(json_t *v, const char *what, uint8_t out[static SHA256_LEN]) {
+        const char *s;
+
+        if (!json_is_string(v) || json_string_length(v) != 2 * SHA256_LEN)
+                return ringil_fail(-RINGIL_EMALFORMED, "manifest: %s is not 64 hex digits", what);
+        s = json_string_value(v);
+        /* Lowercase only, so each hash has exactly one spelling. */
+        for (size_t i = 0; i < 2 * SHA256_LEN; i++)
+                if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+                        return ringil_fail(-RINGIL_EMALFORMED, "manifest: %s is not lowercase hex", what);
+        return hex_decode(s, out, SHA256_LEN);
+}
+
+static int parse_payload(json_t *o, struct bundle_payload *p, uint64_t *chunks_left) {
+        static const char *const keys[] = { "name", "type", "size", "sha256", "chunk_size", "chunks",
+                                            "store_path", "cache_url" };
+        _cleanup_free_ char *type = NULL;
+        uint64_t cs, size;
+        json_t *chunks;
+        int r;
+
+        if (!json_is_object(o))
+                return ringil_fail(-RINGIL_EMALFORMED, "manifest: payload is not an object");
+        r = check_keys(o, keys, ELEMENTSOF(keys), "payload");
+        if (r < 0)
+                return r;
+        r = get_string(o, "name", BUNDLE_MAX_NAME, "._-", false, &p->name);
+        if (r < 0)
+                return r;
+        r = get_string(o, "type", 16, "", false, &type);
+        if (r < 0)
+                return r;
+        if (bundle_payload_type_from_string(type, &p->type) < 0)
+                return ringil_fail(-RINGIL_EMALFORMED, "manifest: payload '%s' has unknown type '%s'", p->name, type);
+        r = get_uint(o, "chunk_size", BUNDLE_MAX_CHUNK_SIZE, &cs);
+        if (r < 0)
+                return r;
+        if (cs < BUNDLE_MIN_CHUNK_SIZE || (cs & (cs - 1)) != 0)
+                return ringil_fail(-RINGIL_EMALFORMED, "manifest: payload '%s' chunk_size %llu is not a power of two in [4 KiB, 64 MiB]",
+                                   p->name, (unsigned long long) cs);
+        p->chunk_size = (uint32_t) cs;
+        /* INVARIANT: size is a full u64 and bounded by what the chunk list can cover, so no length
+         * is ever truncated (RAUC CVE-2026-34155) and an "endless" size is refused before any read. */
+        r = get_uint(o, "size", (uint64_t) BUNDLE_MAX_CHUNK_SIZE * BUNDLE_MAX_CHUNKS, &size);
+        if (r < 0)
+                return r;
+        p->size = size;
+        p->n_chunks = bundle_chunks_for(size, p->chunk_size);
+        if (p->n_chunks > *chunks_left)
+                return ringil_fail(-RINGIL_ETOOBIG, "manifest: more than %u chunks in total", BUNDLE_MAX_CHUNKS);
+        r = get_hash(json_object_get(o, "sha256"), "payload sha256", p->sha256);
+        if (r < 0)
+                return r;
+        chunks = json_object_get(o, "chunks");
+        if (!json_is_array(chunks))
+                return ringil_fail(-RINGIL_EMALFORMED, "manifest: payload '%s' has no chunk list", p->name);
+        /* INVARIANT: the chunk list covers exactly ceil(size/chunk_size) chunks: no byte unhashed,
+         * no hash without bytes. */
+        if (json_array_size(chunks) != p->n_chunks)
+                return ringil_fail(-RINGIL_EMALFORMED, "manifest: payload '%s' lists %zu chunk hashes, size needs %llu",
+                                   p->name, json_array_size(chunks), (unsigned long long) p->n_chunks);
+        *chunks_left -= p->n_chunks;
+        if (p->n_chunks > 0) {
+                p->chunk_sha256 = calloc(p->n_chunks, SHA256_LEN);
+                if (!p->chunk_sha256)
+                        return -ENOMEM;
+        }
+        for (size_t i = 0; i < p->n_chunks; i++) {
+                r = get_hash(json_array_get(chunks, i), "chunk hash", p->chunk_sha256[i]);
+                if (r < 0)
+                        return r;
+        }
+        r = get_string(o, "store_path", BUNDLE_MAX_STORE_PATH, "/._+-", true, &p->store_path);
+        if (r < 0)
+                return r;
+        r = get_string(o, "cache_url", BUNDLE_MAX_URL, ":/._~%?&=+-@", true, &p->cache_url);
+        if (r < 0)
+                return r;
+        if (p->type == BUNDLE_PAYLOAD_NIXOS) {
+                if (!p->store_path || strncmp(p->store_path, "/nix/store/", 11) != 0 || strstr(p->store_path, "/../") ||
+                    strchr(p->store_path + 11, '/'))
+                        return ringil_fail(-RINGIL_EMALFORMED, "manifest: nixos payload '%s' needs a /nix/store/… store_path", p->name);
+                if (p->cache_url && strncmp(p->cache_url, "https://", 8) != 0 && strncmp(p->cache_url, "http://", 7) != 0 &&
+                    strncmp(p->cache_url, "file://", 7) != 0)
+                        return ringil_fail(-RINGIL_EMALFORMED, "manifest: cache_url of '%s' is not an http(s)/file URL", p->name);
+        } else if (p->store_path || p->cache_url)
+                return ringil_fail(-RINGIL_EMALFORMED, "manifest: store_path/cache_url on non-nixos payload '%s'", p->name);
+        else if (p->size == 0)
+                return ringil_fail(-RINGIL_EMALFORMED, "manifest: payload '%s' is empty", p->name);
+        return 0;
+}
+
+int bundle_manifest_parse(const uint8_t *data, size_t len, struct bundle_manifest **ret) {
+        static const char *const keys[] = { "format", "compatible", "version", "created", "expires", "payloads" };
+        _cleanup_(bundle_manifest_freep) struct bundle_manifest *m = NULL;
+        _cleanup_(json_decrefp) json_t *root = NULL;
+        uint64_t u, chunks_left = BUNDLE_MAX_CHUNKS;
+        json_error_t err;
+        json_t *payloads;
+        int r;
+
+        if (len > BUNDLE_MAX_MANIFEST)
+                return ringil_fail(-RINGIL_ETOOBIG, "manifest larger than %u bytes", BUNDLE_MAX_MANIFEST);
+        /* Duplicate keys are the classic parser-differential trick: refuse them. NUL in strings is
+         * refused by jansson unless JSON_ALLOW_NUL, which we do not pass. */
+        root = json_loadb((const char *) data, len, JSON_REJECT_DUPLICATES, &err);
+        if (!root)
+                return ringil_fail(-RINGIL_EMALFORMED, "manifest: JSON error at byte %d: %.100s", err.position, err.text);
+        if (!json_is_object(root))
+                return ringil_fail(-RINGIL_EMALFORMED, "manifest is not a JSON object");
+        r = check_keys(root, keys, ELEMENTSOF(keys), "manifest");
+        if (r < 0)
+                return r;
+
+        m = calloc(1, sizeof(*m));
+        if (!m)
+                return -ENOMEM;
+        r = get_uint(root, "format", UINT32_MAX, &u);
+        if (r < 0)
+                return r;
+        if (u != BUNDLE_FORMAT)
+                return ringil_fail(-RINGIL_EMALFORMED, "manifest: unsupported format %llu", (unsigned long long) u);
+        m->format = (uint32_t) u;
+        r = get_string(root, "compatible", BUNDLE_MAX_COMPATIBLE, "._:+-", false, &m->compatible);
+        if (r < 0)
+                return r;
+        r = get_string(root, "version", BUNDLE_MAX_VERSION, ".", false, &m->version);
+        if (r < 0)
+                return r;
+        if (bundle_version_valid(m->version) < 0)
+                return ringil_fail(-RINGIL_EMALFORMED, "manifest: version '%s' is not dot-numeric", m->version);
+        r = get_uint(root, "created", INT64_MAX, &u);
+        if (r < 0)
+                return r;
+        m->created = (int64_t) u;
+        r = get_uint(root, "expires", INT64_MAX, &u);
+        if (r < 0)
+                return r;
+        m->expires = (int64_t) u;
+        if (m->expires <= m->created)
+                return ringil_fail(-RINGIL_EMALFORMED, "manifest: expires is not after created");
+
+        payloads = json_object_get(root, "payloads");
+        if (!json_is_array(payloads) || json_array_size(payloads) == 0)
+                return ringil_fail(-RINGIL_EMALFORMED, "manifest: 'payloads' is not a non-empty array");
+        if (json_array_size(payloads) > BUNDLE_MAX_PAYLOADS)
+                return ringil_fail(-RINGIL_ETOOBIG, "manifest: more than %u payloads", BUNDLE_MAX_PAYLOADS);
+        m->payloads = calloc(json_array_size(payloads), sizeof(*m->payloads));
+        if (!m->payloads)
+                return -ENOMEM;
+        for (size_t i = 0; i < json_array_size(payloads); i++) {
+                m->n_payloads = i + 1;   /* so the cleanup frees what this entry allocated */
+                r = parse_payload(json_array_get(payloads, i), &m->payloads[i], &chunks_left);
+                if (r < 0)
+                        return r;
+                for (size_t j = 0; j < i; j++)
+                        if (streq(m->payloads[j].name, m->payloads[i].name))
+                                return ringil_fail(-RINGIL_EMALFORMED, "manifest: duplicate payload name '%s'", m->payloads[i].name);
+        }
+        r = crypto_sha256(data, len, m->digest);
+        if (r < 0)
+                return r;
+        *ret = TAKE_PTR(m);
+        return 0;
+}
+
+int bundle_manifest_format(const struct bundle_manifest *m, char **ret, size_t *ret_len) {
+        _cleanup_(json_decrefp) json_t *root = json_object(), *payloads = json_array();
+        char hex[2 * SHA256_LEN + 1];
+        char *s;
+
+        if (!root || !payloads)
+                return -ENOMEM;
+        if (json_object_set_new(root, "format", json_integer(m->format)) < 0 ||
+            json_object_set_new(root, "compatible", json_string(m->compatible)) < 0 ||
+            json_object_set_new(root, "version", json_string(m->version)) < 0 ||
+            json_object_set_new(root, "created", json_integer(m->created)) < 0 ||
+            json_object_set_new(root, "expires", json_integer(m->expires)) < 0)
+                return -ENOMEM;
+        for (size_t i = 0; i < m->n_payloads; i++) {
+                const struct bundle_payload *p = &m->payloads[i];
+                _cleanup_(json_decrefp) json_t *o = json_object(), *chunks = json_array();
+
+                if (!o || !chunks)
+                        return -ENOMEM;
+                if (p->size > (uint64_t) INT64_MAX)
+                        return -EOVERFLOW;
+                for (uint64_t c = 0; c < p->n_chunks; c++)
+                        if (json_array_append_new(chunks, json_string(hex_encode(p->chunk_sha256[c], SHA256_LEN, hex))) < 0)
+                                return -ENOMEM;
+                if (json_object_set_new(o, "name", json_string(p->name)) < 0 ||
+                    json_object_set_new(o, "type", json_string(bundle_payload_type_to_string(p->type))) < 0 ||
+                    json_object_set_new(o, "size", json_integer((json_int_t) p->size)) < 0 ||
+                    json_object_set_new(o, "sha256", json_string(hex_encode(p->sha256, SHA256_LEN, hex))) < 0 ||
+                    json_object_set_new(o, "chunk_size", json_integer(p->chunk_size)) < 0 ||
+                    json_object_set(o, "chunks", chunks) < 0)
+                        return -ENOMEM;
+                if (p->store_path && json_object_set_new(o, "store_path", json_string(p->store_path)) < 0)
+                        return -ENOMEM;
+                if (p->cache_url && json_object_set_new(o, "cache_url", json_string(p->cache_url)) < 0)
+                        return -ENOMEM;
+                if (json_array_append(payloads, o) < 0)
+                        return -ENOMEM;
+        }
+        if (json_object_set(root, "payloads", payloads) < 0)
+                return -ENOMEM;
+        s = json_dumps(root, JSON_COMPACT | JSON_SORT_KEYS);
+        if (!s)
+                return -ENOMEM;
+        *ret_len = strlen(s);
+        *ret = s;
+        return 0;
+}

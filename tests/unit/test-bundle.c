@@ -1,0 +1,473 @@
+/* test-bundle.c: manifest parser edge cases and caps, version order, and the library round trip
+ * (create → open → verify → chunk reads) including sequential sources and forgeries. */
+#include <fcntl.h>
+#include <openssl/pem.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "tests.h"
+
+#include "buf.h"
+#include "bundle.h"
+#include "crypto.h"
+#include "err.h"
+#include "fileio.h"
+#include "macro.h"
+
+static const char HASH0[] = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/* ---- versions ---- */
+
+static void test_version_valid(void **state) {
+        (void) state;
+        assert_int_equal(bundle_version_valid("1"), 0);
+        assert_int_equal(bundle_version_valid("1.2.10"), 0);
+        assert_int_equal(bundle_version_valid("0.0.0"), 0);
+        assert_int_equal(bundle_version_valid("999999999999999999"), 0);
+        assert_int_equal(bundle_version_valid("9999999999999999999"), -RINGIL_EMALFORMED);   /* 19 digits */
+        assert_int_equal(bundle_version_valid(""), -RINGIL_EMALFORMED);
+        assert_int_equal(bundle_version_valid("1."), -RINGIL_EMALFORMED);
+        assert_int_equal(bundle_version_valid(".1"), -RINGIL_EMALFORMED);
+        assert_int_equal(bundle_version_valid("1..2"), -RINGIL_EMALFORMED);
+        assert_int_equal(bundle_version_valid("1.2-rc1"), -RINGIL_EMALFORMED);
+        assert_int_equal(bundle_version_valid("v1"), -RINGIL_EMALFORMED);
+        assert_int_equal(bundle_version_valid(" 1"), -RINGIL_EMALFORMED);
+        assert_int_equal(bundle_version_valid("+1"), -RINGIL_EMALFORMED);
+        assert_int_equal(bundle_version_valid("1.2.3.4.5.6.7.8.9.10.11.12.13.14.15.16"), 0);
+        assert_int_equal(bundle_version_valid("1.2.3.4.5.6.7.8.9.10.11.12.13.14.15.16.17"), -RINGIL_EMALFORMED);
+        assert_int_equal(bundle_version_valid(NULL), -RINGIL_EMALFORMED);
+}
+
+static void test_version_compare(void **state) {
+        (void) state;
+        assert_true(bundle_version_compare("1.2.10", "1.2.9") > 0);
+        assert_true(bundle_version_compare("1.2.9", "1.2.10") < 0);
+        assert_int_equal(bundle_version_compare("1.2", "1.2.0"), 0);
+        assert_int_equal(bundle_version_compare("1.2.0.0", "1.2"), 0);
+        assert_int_equal(bundle_version_compare("01.002", "1.2"), 0);
+        assert_true(bundle_version_compare("2", "1.99.99") > 0);
+        assert_true(bundle_version_compare("1.0.1", "1") > 0);
+        assert_true(bundle_version_compare("999999999999999999", "999999999999999998") > 0);
+        assert_int_equal(bundle_version_compare("0", "0.0.0"), 0);
+}
+
+/* ---- manifest parser ---- */
+
+static char *manifest_with(const char *payload_fields, const char *top_extra) {
+        char *s;
+        if (asprintf(&s,
+                     "{\"format\":1,\"compatible\":\"drone-x\",\"version\":\"1.0\",\"created\":100,\"expires\":200%s,"
+                     "\"payloads\":[{\"name\":\"root\",\"type\":\"raw\",%s}]}",
+                     top_extra, payload_fields) < 0)
+                return NULL;
+        return s;
+}
+
+static int parse_str(const char *s) {
+        struct bundle_manifest *m = NULL;
+        int r = bundle_manifest_parse((const uint8_t *) s, strlen(s), &m);
+        if (r >= 0) {
+                assert_non_null(m);
+                bundle_manifest_free(m);
+        }
+        return r;
+}
+
+#define OKPAYLOAD(size, cs, chunks) "\"size\":" size ",\"chunk_size\":" cs ",\"sha256\":\"%s\",\"chunks\":[" chunks "]"
+
+static int parse_payload(const char *fmt, const char *top_extra) {
+        _cleanup_free_ char *fields = NULL, *m = NULL;
+        /* fmt is one of this file's literals with %s slots filled with HASH0 (at most 4) */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wformat-nonliteral"
+        if (asprintf(&fields, fmt, HASH0, HASH0, HASH0, HASH0) < 0)
+                return -ENOMEM;
+#pragma GCC diagnostic pop
+        m = manifest_with(fields, top_extra);
+        return parse_str(m);
+}
+
+static void test_manifest_ok(void **state) {
+        struct bundle_manifest *m = NULL;
+        _cleanup_free_ char *fields = NULL, *s = NULL;
+        (void) state;
+
+        assert_true(asprintf(&fields, OKPAYLOAD("5000", "4096", "\"%s\",\"%s\""), HASH0, HASH0, HASH0) > 0);
+        s = manifest_with(fields, "");
+        assert_int_equal(bundle_manifest_parse((const uint8_t *) s, strlen(s), &m), 0);
+        assert_int_equal(m->n_payloads, 1);
+        assert_int_equal(m->payloads[0].size, 5000);
+        assert_int_equal(m->payloads[0].n_chunks, 2);
+        assert_int_equal(m->payloads[0].chunk_size, 4096);
+        assert_int_equal(m->created, 100);
+        assert_int_equal(m->expires, 200);
+        assert_string_equal(m->version, "1.0");
+        bundle_manifest_free(m);
+}
+
+static void test_manifest_chunk_count(void **state) {
+        (void) state;
+        /* exactly ceil(size/chunk_size) hashes: one too few, one too many, both refused */
+        assert_int_equal(parse_payload(OKPAYLOAD("5000", "4096", "\"%s\""), ""), -RINGIL_EMALFORMED);
+        assert_int_equal(parse_payload(OKPAYLOAD("5000", "4096", "\"%s\",\"%s\",\"%s\""), ""), -RINGIL_EMALFORMED);
+        assert_int_equal(parse_payload(OKPAYLOAD("4096", "4096", "\"%s\""), ""), 0);
+        assert_int_equal(parse_payload(OKPAYLOAD("4097", "4096", "\"%s\""), ""), -RINGIL_EMALFORMED);
+        /* a raw payload may not be empty */
+        assert_int_equal(parse_payload(OKPAYLOAD("0", "4096", ""), ""), -RINGIL_EMALFORMED);
+}
+
+static void test_manifest_sizes(void **state) {
+        (void) state;
+        /* endless data: a size the chunk list could never cover is refused by the cap, before any read */
+        assert_int_equal(parse_payload(OKPAYLOAD("18446744073709551615", "4096", "\"%s\""), ""), -RINGIL_EMALFORMED);
+        assert_int_equal(parse_payload(OKPAYLOAD("9223372036854775807", "4096", "\"%s\""), ""), -RINGIL_ETOOBIG);
+        assert_int_equal(parse_payload(OKPAYLOAD("8796093022209", "67108864", "\"%s\""), ""), -RINGIL_ETOOBIG);
+        /* a payload over 4 GiB is fine when the chunk list covers it (no 32-bit truncation) */
+        assert_int_equal(parse_payload(OKPAYLOAD("4294967297", "67108864", "\"%s\"" ), ""), -RINGIL_EMALFORMED);
+        assert_int_equal(parse_payload(OKPAYLOAD("-1", "4096", "\"%s\""), ""), -RINGIL_EMALFORMED);
+        assert_int_equal(parse_payload(OKPAYLOAD("1.0", "4096", "\"%s\""), ""), -RINGIL_EMALFORMED);
+        assert_int_equal(parse_payload(OKPAYLOAD("\"1\"", "4096", "\"%s\""), ""), -RINGIL_EMALFORMED);
+        /* chunk sizes: powers of two in [4 KiB, 64 MiB] */
+        assert_int_equal(parse_payload(OKPAYLOAD("100", "2048", "\"%s\""), ""), -RINGIL_EMALFORMED);
+        assert_int_equal(parse_payload(OKPAYLOAD("100", "6144", "\"%s\""), ""), -RINGIL_EMALFORMED);
+        assert_int_equal(parse_payload(OKPAYLOAD("100", "134217728", "\"%s\""), ""), -RINGIL_ETOOBIG);
+        assert_int_equal(parse_payload(OKPAYLOAD("100", "0", "\"%s\""), ""), -RINGIL_EMALFORMED);
+}
+
+static void test_manifest_4g(void **state) {
+        struct bundle_manifest *m = NULL;
+        _cleanup_free_ char *fields = NULL, *s = NULL;
+        (void) state;
+
+        /* 4 GiB + 1 in 64 MiB chunks = 65 chunks */
+        struct buf b = BUF_INIT(1 << 20);
+        assert_int_equal(buf_printf(&b, "\"size\":4294967297,\"chunk_size\":67108864,\"sha256\":\"%s\",\"chunks\":[", HASH0), 0);
+        for (int i = 0; i < 65; i++)
+                assert_int_equal(buf_printf(&b, "%s\"%s\"", i ? "," : "", HASH0), 0);
+        assert_int_equal(buf_append_str(&b, "]"), 0);
+        s = manifest_with((char *) b.data, "");
+        buf_free(&b);
+        assert_int_equal(bundle_manifest_parse((const uint8_t *) s, strlen(s), &m), 0);
+        assert_true(m->payloads[0].size == 4294967297ULL);
+        assert_int_equal(m->payloads[0].n_chunks, 65);
+        bundle_manifest_free(m);
+        (void) fields;
+}
+
+static void test_manifest_strictness(void **state) {
+        (void) state;
+        /* unknown key, duplicate key, wrong types, bad hashes */
+        assert_int_equal(parse_payload(OKPAYLOAD("100", "4096", "\"%s\""), ",\"extra\":1"), -RINGIL_EMALFORMED);
+        assert_int_equal(parse_payload(OKPAYLOAD("100", "4096", "\"%s\"") ",\"bogus\":true", ""), -RINGIL_EMALFORMED);
+        assert_int_equal(parse_payload(OKPAYLOAD("100", "4096", "\"%s\""), ",\"created\":100"), -RINGIL_EMALFORMED);
+        assert_int_equal(parse_payload(OKPAYLOAD("100", "4096", "\"%s\"") ",\"size\":100", ""), -RINGIL_EMALFORMED);
+        assert_int_equal(parse_str("[]"), -RINGIL_EMALFORMED);
+        assert_int_equal(parse_str(""), -RINGIL_EMALFORMED);
+        assert_int_equal(parse_str("{\"format\":1}"), -RINGIL_EMALFORMED);
+        assert_int_equal(parse_payload("\"size\":100,\"chunk_size\":4096,\"sha256\":\"%s\",\"chunks\":[\"ABCDEF0000000000000000000000000000000000000000000000000000000000\"]", ""),
+                         -RINGIL_EMALFORMED);
+        assert_int_equal(parse_payload("\"size\":100,\"chunk_size\":4096,\"sha256\":\"%s\",\"chunks\":[\"00\"]", ""), -RINGIL_EMALFORMED);
+        assert_int_equal(parse_payload("\"size\":100,\"chunk_size\":4096,\"sha256\":\"%s\",\"chunks\":[1]", ""), -RINGIL_EMALFORMED);
+        assert_int_equal(parse_payload("\"size\":100,\"chunk_size\":4096,\"sha256\":\"%s\",\"chunks\":\"%s\"", ""), -RINGIL_EMALFORMED);
+        /* trailing garbage after the object */
+        {
+                _cleanup_free_ char *fields = NULL, *m = NULL, *m2 = NULL;
+                assert_true(asprintf(&fields, OKPAYLOAD("100", "4096", "\"%s\""), HASH0, HASH0) > 0);
+                m = manifest_with(fields, "");
+                assert_int_equal(parse_str(m), 0);
+                assert_true(asprintf(&m2, "%s x", m) > 0);
+                assert_int_equal(parse_str(m2), -RINGIL_EMALFORMED);
+                /* an embedded NUL in the buffer */
+                assert_int_equal(bundle_manifest_parse((const uint8_t *) m, strlen(m) + 1, &(struct bundle_manifest *){ NULL }),
+                                 -RINGIL_EMALFORMED);
+        }
+        /* expires must be after created; format must be 1; version dot-numeric */
+        {
+                const char *bad[] = {
+                        "{\"format\":1,\"compatible\":\"x\",\"version\":\"1\",\"created\":200,\"expires\":200,\"payloads\":[]}",
+                        "{\"format\":2,\"compatible\":\"x\",\"version\":\"1\",\"created\":1,\"expires\":200,\"payloads\":[]}",
+                        "{\"format\":1,\"compatible\":\"x\",\"version\":\"1a\",\"created\":1,\"expires\":200,\"payloads\":[]}",
+                        "{\"format\":1,\"compatible\":\"x y\",\"version\":\"1\",\"created\":1,\"expires\":200,\"payloads\":[]}",
+                        "{\"format\":1,\"compatible\":\"\",\"version\":\"1\",\"created\":1,\"expires\":200,\"payloads\":[]}",
+                        "{\"format\":1,\"compatible\":\"x\",\"version\":\"1\",\"created\":-1,\"expires\":200,\"payloads\":[]}",
+                };
+                for (size_t i = 0; i < ELEMENTSOF(bad); i++)
+                        assert_int_equal(parse_str(bad[i]), -RINGIL_EMALFORMED);
+        }
+}
+
+static void test_manifest_nixos(void **state) {
+        (void) state;
+        const char *ok = "{\"format\":1,\"compatible\":\"x\",\"version\":\"1\",\"created\":1,\"expires\":2,\"payloads\":[{\"name\":\"sys\","
+                         "\"type\":\"nixos\",\"size\":0,\"chunk_size\":4096,\"sha256\":\"e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855\","
+                         "\"chunks\":[],\"store_path\":\"/nix/store/abc-nixos-system\",\"cache_url\":\"https://cache.example/x\"}]}";
+        const char *no_path = "{\"format\":1,\"compatible\":\"x\",\"version\":\"1\",\"created\":1,\"expires\":2,\"payloads\":[{\"name\":\"sys\","
+                              "\"type\":\"nixos\",\"size\":0,\"chunk_size\":4096,\"sha256\":\"e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855\","
+                              "\"chunks\":[]}]}";
+        const char *escape = "{\"format\":1,\"compatible\":\"x\",\"version\":\"1\",\"created\":1,\"expires\":2,\"payloads\":[{\"name\":\"sys\","
+                             "\"type\":\"nixos\",\"size\":0,\"chunk_size\":4096,\"sha256\":\"e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855\","
+                             "\"chunks\":[],\"store_path\":\"/nix/store/../etc\"}]}";
+        assert_int_equal(parse_str(ok), 0);
+        assert_int_equal(parse_str(no_path), -RINGIL_EMALFORMED);
+        assert_int_equal(parse_str(escape), -RINGIL_EMALFORMED);
+        /* store_path on a raw payload is refused */
+        assert_int_equal(parse_payload(OKPAYLOAD("100", "4096", "\"%s\"") ",\"store_path\":\"/nix/store/a\"", ""), -RINGIL_EMALFORMED);
+        /* unknown type */
+        {
+                _cleanup_free_ char *s = NULL;
+                assert_true(asprintf(&s, "{\"format\":1,\"compatible\":\"x\",\"version\":\"1\",\"created\":1,\"expires\":2,\"payloads\":[{\"name\":\"a\","
+                                         "\"type\":\"tar\",\"size\":1,\"chunk_size\":4096,\"sha256\":\"%s\",\"chunks\":[\"%s\"]}]}", HASH0, HASH0) > 0);
+                assert_int_equal(parse_str(s), -RINGIL_EMALFORMED);
+        }
+}
+
+static void test_manifest_caps(void **state) {
+        (void) state;
+        /* more than BUNDLE_MAX_PAYLOADS payloads */
+        struct buf b = BUF_INIT(1 << 22);
+        assert_int_equal(buf_append_str(&b, "{\"format\":1,\"compatible\":\"x\",\"version\":\"1\",\"created\":1,\"expires\":2,\"payloads\":["), 0);
+        for (unsigned i = 0; i <= BUNDLE_MAX_PAYLOADS; i++)
+                assert_int_equal(buf_printf(&b, "%s{\"name\":\"p%u\",\"type\":\"raw\",\"size\":1,\"chunk_size\":4096,\"sha256\":\"%s\",\"chunks\":[\"%s\"]}",
+                                            i ? "," : "", i, HASH0, HASH0), 0);
+        assert_int_equal(buf_append_str(&b, "]}"), 0);
+        assert_int_equal(parse_str((char *) b.data), -RINGIL_ETOOBIG);
+        buf_free(&b);
+        /* duplicate payload names */
+        b = BUF_INIT(1 << 16);
+        assert_int_equal(buf_append_str(&b, "{\"format\":1,\"compatible\":\"x\",\"version\":\"1\",\"created\":1,\"expires\":2,\"payloads\":["), 0);
+        for (unsigned i = 0; i < 2; i++)
+                assert_int_equal(buf_printf(&b, "%s{\"name\":\"p\",\"type\":\"raw\",\"size\":1,\"chunk_size\":4096,\"sha256\":\"%s\",\"chunks\":[\"%s\"]}",
+                                            i ? "," : "", HASH0, HASH0), 0);
+        assert_int_equal(buf_append_str(&b, "]}"), 0);
+        assert_int_equal(parse_str((char *) b.data), -RINGIL_EMALFORMED);
+        buf_free(&b);
+        /* manifest over the byte cap is refused before parsing */
+        assert_int_equal(bundle_manifest_parse((const uint8_t *) "{}", (size_t) BUNDLE_MAX_MANIFEST + 1, &(struct bundle_manifest *){ NULL }),
+                         -RINGIL_ETOOBIG);
+}
+
+/* ---- library round trip with a throwaway signer ---- */
+
+struct fixture {
+        char *dir;
+        int64_t t;   /* bundle created at t - 100, expires at t + 100000 */
+        char key[512], cert[512], payload[512], out[512];
+};
+
+static int make_signer(const char *keypath, const char *certpath) {
+        _cleanup_(EVP_PKEY_freep) EVP_PKEY *k = EVP_EC_gen("P-256");
+        _cleanup_(X509_freep) X509 *x = X509_new();
+        FILE *f;
+
+        if (!k || !x)
+                return -1;
+        X509_set_version(x, 2);
+        ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
+        X509_gmtime_adj(X509_getm_notBefore(x), -10L * 86400);
+        X509_gmtime_adj(X509_getm_notAfter(x), 3600L * 24 * 365);
+        X509_set_pubkey(x, k);
+        X509_NAME_add_entry_by_txt(X509_get_subject_name(x), "CN", MBSTRING_ASC, (const unsigned char *) "unit signer", -1, -1, 0);
+        X509_set_issuer_name(x, X509_get_subject_name(x));
+        if (!X509_sign(x, k, EVP_sha256()))
+                return -1;
+        f = fopen(keypath, "we");
+        if (!f || !PEM_write_PrivateKey(f, k, NULL, NULL, 0, NULL, NULL))
+                return -1;
+        fclose(f);
+        f = fopen(certpath, "we");
+        if (!f || !PEM_write_X509(f, x))
+                return -1;
+        fclose(f);
+        return 0;
+}
+
+static int setup(void **state) {
+        struct fixture *fx = calloc(1, sizeof(*fx));
+        uint8_t *data;
+        int r;
+
+        if (!fx || !(fx->dir = test_mkdtemp()))
+                return -1;
+        fx->t = (int64_t) time(NULL);
+        snprintf(fx->key, sizeof(fx->key), "%s/key.pem", fx->dir);
+        snprintf(fx->cert, sizeof(fx->cert), "%s/cert.pem", fx->dir);
+        snprintf(fx->payload, sizeof(fx->payload), "%s/payload", fx->dir);
+        snprintf(fx->out, sizeof(fx->out), "%s/b.rb", fx->dir);
+        if (make_signer(fx->key, fx->cert) < 0)
+                return -1;
+        /* 10 chunks of 4 KiB plus 100 bytes */
+        data = malloc(41060);
+        for (size_t i = 0; i < 41060; i++)
+                data[i] = (uint8_t) (i * 7 + i / 4096);
+        r = atomic_write_file(fx->payload, data, 41060, 0644, 0);
+        free(data);
+        if (r < 0)
+                return -1;
+        struct bundle_create_payload p = { .name = "root", .type = BUNDLE_PAYLOAD_RAW, .path = fx->payload };
+        struct bundle_create_opts o = { .key = fx->key, .cert = fx->cert, .compatible = "unit", .version = "2.0",
+                                        .created = fx->t - 100, .expires = fx->t + 100000, .chunk_size = 4096, .payloads = &p,
+                                        .n_payloads = 1 };
+        if (bundle_create(&o, fx->out) < 0) {
+                fprintf(stderr, "create: %s\n", ringil_detail());
+                return -1;
+        }
+        *state = fx;
+        return 0;
+}
+
+static int teardown(void **state) {
+        struct fixture *fx = *state;
+        if (!getenv("KEEP")) test_rm_rf(fx->dir);
+        free(fx->dir);
+        free(fx);
+        return 0;
+}
+
+static void test_roundtrip(void **state) {
+        struct fixture *fx = *state;
+        _cleanup_bundle_ bundle *b = NULL;
+        struct bundle_policy pol = { .keyring = fx->cert, .compatible = "unit", .min_version = "1.9", .now = fx->t };
+        const struct bundle_manifest *m;
+        uint8_t buf[4096];
+        size_t len;
+        uint64_t off, total;
+
+        assert_int_equal(bundle_open(fx->out, &b), 0);
+        assert_null(bundle_get_manifest(b));
+        assert_int_equal(bundle_read_chunk(b, 0, 0, buf, &len), -EINVAL);   /* not before verification */
+        assert_int_equal(bundle_verify_manifest(b, &pol), 0);
+        m = bundle_get_manifest(b);
+        assert_non_null(m);
+        assert_string_equal(m->signer, "CN=unit signer");
+        assert_int_equal(m->payloads[0].n_chunks, 11);
+        /* seekable: any order */
+        assert_int_equal(bundle_read_chunk(b, 0, 10, buf, &len), 0);
+        assert_int_equal(len, 100);
+        assert_int_equal(bundle_read_chunk(b, 0, 3, buf, &len), 0);
+        assert_int_equal(len, 4096);
+        assert_int_equal(buf[0], (uint8_t) (3 * 4096 * 7 + 3));
+        assert_int_equal(bundle_read_chunk(b, 0, 11, buf, &len), -EINVAL);
+        assert_int_equal(bundle_read_chunk(b, 1, 0, buf, &len), -EINVAL);
+        assert_int_equal(bundle_chunk_offset(b, 0, 1, &off), 0);
+        assert_int_equal(bundle_total_size(b, &total), 0);
+        assert_true(off + 4096 * 9 + 100 == total);
+        assert_int_equal(bundle_verify_payloads(b), 0);
+}
+
+static void test_policy(void **state) {
+        struct fixture *fx = *state;
+        struct { struct bundle_policy p; int want; } cases[] = {
+                { { .keyring = fx->cert, .now = fx->t }, 0 },
+                { { .keyring = fx->cert, .now = fx->t + 100001 }, -RINGIL_EEXPIRED },
+                { { .keyring = fx->cert, .now = fx->t + 100000 }, 0 },   /* expired = now > expires */
+                { { .keyring = fx->cert, .now = fx->t - 100 - BUNDLE_CLOCK_SKEW }, 0 },
+                { { .keyring = fx->cert, .now = fx->t - 100 - BUNDLE_CLOCK_SKEW - 1 }, -RINGIL_EEXPIRED },
+                { { .keyring = fx->cert, .now = fx->t, .compatible = "other" }, -RINGIL_EINCOMPAT },
+                { { .keyring = fx->cert, .now = fx->t, .min_version = "2.0" }, -RINGIL_EROLLBACK },
+                { { .keyring = fx->cert, .now = fx->t, .min_version = "2.0.0.1" }, -RINGIL_EROLLBACK },
+                { { .keyring = fx->cert, .now = fx->t, .min_version = "1.99" }, 0 },
+                { { .keyring = fx->cert, .now = fx->t, .require_codesigning = true }, -RINGIL_EUNTRUSTED },
+                { { .keyring = fx->cert, .now = fx->t, .allowed_signers = (const char *const[]){ "nobody", NULL } }, -RINGIL_EUNTRUSTED },
+                { { .keyring = fx->cert, .now = fx->t, .allowed_signers = (const char *const[]){ "x", "unit signer", NULL } }, 0 },
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                _cleanup_bundle_ bundle *b = NULL;
+                int r;
+                assert_int_equal(bundle_open(fx->out, &b), 0);
+                r = bundle_verify_manifest(b, &cases[i].p);
+                if (r != cases[i].want)
+                        fprintf(stderr, "case %zu: %d (%s)\n", i, r, ringil_detail());
+                assert_int_equal(r, cases[i].want);
+        }
+}
+
+/* A sequential source over a memory image: refuses to go backwards, like a pipe. */
+struct memsrc {
+        const uint8_t *data;
+        size_t len;
+        uint64_t pos;
+};
+
+static int mem_read_at(void *u, uint64_t off, void *buf, size_t len) {
+        struct memsrc *s = u;
+        if (off < s->pos)
+                return -ESPIPE;
+        if (off > s->len || len > s->len - off)
+                return -ENODATA;
+        memcpy(buf, s->data + off, len);
+        s->pos = off + len;
+        return 0;
+}
+
+static void test_stream_and_forgeries(void **state) {
+        struct fixture *fx = *state;
+        _cleanup_free_ uint8_t *img = NULL;
+        size_t len;
+        struct bundle_policy pol = { .keyring = fx->cert, .now = fx->t };
+
+        assert_int_equal(read_full_file(fx->out, 0, 1 << 20, &img, &len), 0);
+
+        /* stream: in order works; going back is refused by the source */
+        {
+                struct memsrc ms = { img, len, 0 };
+                struct bundle_source src = { .read_at = mem_read_at, .userdata = &ms, .size = UINT64_MAX };
+                _cleanup_bundle_ bundle *b = NULL;
+                uint8_t buf[4096];
+                size_t n;
+                assert_int_equal(bundle_open_source(&src, &b), 0);
+                assert_int_equal(bundle_verify_manifest(b, &pol), 0);
+                assert_int_equal(bundle_read_chunk(b, 0, 0, buf, &n), 0);
+                assert_int_equal(bundle_read_chunk(b, 0, 2, buf, &n), 0);
+                assert_int_equal(bundle_read_chunk(b, 0, 1, buf, &n), -ESPIPE);
+        }
+        /* every single-byte flip is refused by verify_manifest or verify_payloads */
+        /* every byte of header, manifest and signature with two different bits, then a stride */
+        for (size_t k = 0; k < 2 * len; k += (k < 2 * 2048 ? 1 : 509)) {
+                size_t i = k / 2;
+                uint8_t bit = k % 2 ? 0x80 : 0x01;
+                struct memsrc ms = { img, len, 0 };
+                struct bundle_source src = { .read_at = mem_read_at, .userdata = &ms, .size = len };
+                _cleanup_bundle_ bundle *b = NULL;
+                int r;
+                img[i] ^= bit;
+                assert_int_equal(bundle_open_source(&src, &b), 0);
+                r = bundle_verify_manifest(b, &pol);
+                if (r == 0)
+                        r = bundle_verify_payloads(b);
+                img[i] ^= bit;
+                if (r >= 0)
+                        fprintf(stderr, "flip of %#x at %zu accepted\n", bit, i);
+                assert_true(r < 0);
+        }
+        /* truncation at many points */
+        for (size_t cut = 0; cut < len; cut += (cut < 2048 ? 13 : 997)) {
+                struct memsrc ms = { img, cut, 0 };
+                struct bundle_source src = { .read_at = mem_read_at, .userdata = &ms, .size = UINT64_MAX };
+                _cleanup_bundle_ bundle *b = NULL;
+                int r;
+                assert_int_equal(bundle_open_source(&src, &b), 0);
+                r = bundle_verify_manifest(b, &pol);
+                if (r == 0)
+                        r = bundle_verify_payloads(b);
+                assert_true(r < 0);
+        }
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_version_valid),
+                cmocka_unit_test(test_version_compare),
+                cmocka_unit_test(test_manifest_ok),
+                cmocka_unit_test(test_manifest_chunk_count),
+                cmocka_unit_test(test_manifest_sizes),
+                cmocka_unit_test(test_manifest_4g),
+                cmocka_unit_test(test_manifest_strictness),
+                cmocka_unit_test(test_manifest_nixos),
+                cmocka_unit_test(test_manifest_caps),
+                cmocka_unit_test_setup_teardown(test_roundtrip, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_policy, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_stream_and_forgeries, setup, teardown),
+        };
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
