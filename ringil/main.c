@@ -20,6 +20,11 @@ static const struct verb verbs[] = {
         VERB("bundle", verb_bundle, "signed update bundles: create, verify, info", bundle_usage),
 
         /* install (issue 5) */
+        VERB("install", verb_install, "install a verified bundle into the inactive A/B slot", install_usage),
+        VERB("mark-good", verb_mark_good, "bless the booted slot and raise the anti-rollback floor", mark_good_usage),
+        VERB("mark-bad", verb_mark_bad, "mark the booted slot bad so the other one boots", mark_bad_usage),
+        VERB("status", verb_status, "A/B slots, boot entries, floor and last install error", status_usage),
+        VERB("health", verb_health, "run the configured health check (before boot-complete.target)", health_usage),
 
         /* audit (issue 6) */
 

@@ -12,6 +12,12 @@ int verb_bundle(int argc, char *argv[]);
 extern char bundle_usage[];
 
 /* install (issue 5) */
+int verb_install(int argc, char *argv[]);
+int verb_mark_good(int argc, char *argv[]);
+int verb_mark_bad(int argc, char *argv[]);
+int verb_status(int argc, char *argv[]);
+int verb_health(int argc, char *argv[]);
+extern char install_usage[], mark_good_usage[], mark_bad_usage[], status_usage[], health_usage[];
 
 /* audit (issue 6) */
 

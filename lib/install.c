@@ -1,0 +1,554 @@
+/* install.c: verify a bundle, stream its verified chunks into the inactive slot, then add the boot entry. */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "bootentry.h"
+#include "bundle.h"
+#include "err.h"
+#include "fileio.h"
+#include "install.h"
+#include "log.h"
+#include "macro.h"
+
+#define CHUNK_MAX (64u << 20)
+
+static int booted_from_state(const struct device_conf *c, int *ret) {
+        struct install_state st;
+        int r, good = -1, n = 0;
+
+        r = install_state_load(c->state_dir, &st);
+        if (r < 0)
+                return r;
+        for (int k = 0; k < 2; k++)
+                if (st.slots[k].status == SLOT_GOOD) {
+                        good = k;
+                        n++;
+                }
+        install_state_done(&st);
+        if (n != 1)
+                return -ENOENT;
+        *ret = good;
+        return 0;
+}
+
+int install_booted_slot(const struct device_conf *c, const char *booted, int *ret_slot, char **ret_entry) {
+        _cleanup_free_ char *id = NULL;
+        struct boot_entry e;
+        int r;
+
+        if (booted) {
+                id = strdup(booted);
+                if (!id)
+                        return -ENOMEM;
+        } else {
+                r = bootentry_selected(c->efivarfs, &id);
+                if (r == -ENOENT) {
+                        if (ret_entry)
+                                *ret_entry = NULL;
+                        return booted_from_state(c, ret_slot);
+                }
+                if (r < 0)
+                        return r;
+        }
+        r = bootentry_parse_name(id, c->entry_name, &e);
+        if (r < 0 || e.tries_left >= 0)
+                return ringil_fail(-RINGIL_EREFUSED, "booted entry `%s' is not a %s slot entry", id, c->entry_name);
+        *ret_slot = e.slot;
+        if (ret_entry)
+                *ret_entry = TAKE_PTR(id);
+        return 0;
+}
+
+int install_run_hook(const char *path, const char *phase, int slot, const char *version) {
+        char e_phase[64], e_slot[32], e_version[160];
+        char *const argv[] = { (char *) path, (char *) phase, NULL };
+        char *const envp[] = { (char *) "PATH=/run/current-system/sw/bin:/usr/bin:/bin", e_phase, e_slot, e_version, NULL };
+        pid_t pid;
+        int status;
+
+        (void) snprintf(e_phase, sizeof(e_phase), "RINGIL_PHASE=%s", phase);
+        (void) snprintf(e_slot, sizeof(e_slot), "RINGIL_SLOT=%c", slot >= 0 ? slot_letter(slot) : '-');
+        (void) snprintf(e_version, sizeof(e_version), "RINGIL_VERSION=%s", version ? version : "");
+        pid = fork();
+        if (pid < 0)
+                return negative_errno();
+        if (pid == 0) {
+                execve(path, argv, envp);
+                _exit(127);
+        }
+        while (waitpid(pid, &status, 0) < 0)
+                if (errno != EINTR)
+                        return negative_errno();
+        if (WIFEXITED(status))
+                return WEXITSTATUS(status);
+        return 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+}
+
+bool install_efi_verifier_available(void) {
+        return false;
+}
+
+int install_efi_verify(const char *keyring, const uint8_t *data, size_t len) {
+        (void) keyring;
+        (void) data;
+        (void) len;
+        /* INVARIANT: no EFI binary reaches the ESP without an Authenticode check against db. */
+        return ringil_fail(-RINGIL_EREFUSED, "this build has no Authenticode verifier; EFI payloads are refused");
+}
+
+/* Everything that can be checked about the target without writing: before the first write. */
+static int preflight(const struct device_conf *c, const struct bundle_manifest *m, int target, int *ret_efi) {
+        int efi = -1;
+
+        if (m->n_payloads == 0 || m->n_payloads > INSTALL_MAX_PAYLOADS)
+                return ringil_fail(-RINGIL_EREFUSED, "bundle has %zu payloads (1..%u supported)", m->n_payloads,
+                                   INSTALL_MAX_PAYLOADS);
+        for (size_t i = 0; i < m->n_payloads; i++) {
+                const struct bundle_payload *p = &m->payloads[i];
+                const struct slot_class *sc;
+                struct stat st;
+
+                if (p->chunk_size == 0 || p->chunk_size > CHUNK_MAX)
+                        return ringil_fail(-RINGIL_ETOOBIG, "payload `%s': chunk size %u unsupported", p->name,
+                                           p->chunk_size);
+                switch (p->type) {
+                case BUNDLE_PAYLOAD_RAW:
+                        sc = device_conf_find_class(c, p->name);
+                        if (!sc)
+                                return ringil_fail(-RINGIL_EINCOMPAT, "no [slot.%s.a/b] for payload `%s'", p->name,
+                                                   p->name);
+                        if (stat(sc->device[target], &st) < 0)
+                                return ringil_fail(negative_errno(), "slot %s missing", sc->device[target]);
+                        if (S_ISBLK(st.st_mode)) {
+                                _cleanup_close_ int fd = open(sc->device[target], O_RDONLY | O_CLOEXEC);
+                                uint64_t size = 0;
+                                if (fd < 0 || ioctl(fd, BLKGETSIZE64, &size) < 0)
+                                        return ringil_fail(negative_errno(), "cannot size %s", sc->device[target]);
+                                if (p->size > size)
+                                        return ringil_fail(-RINGIL_ETOOBIG, "payload `%s' (%llu bytes) larger than slot %s",
+                                                           p->name, (unsigned long long) p->size, sc->device[target]);
+                        } else if (!S_ISREG(st.st_mode))
+                                return ringil_fail(-RINGIL_EREFUSED, "slot %s is neither a block device nor a file",
+                                                   sc->device[target]);
+                        break;
+                case BUNDLE_PAYLOAD_EFI:
+                        if (efi >= 0)
+                                return ringil_fail(-RINGIL_EREFUSED, "more than one EFI payload");
+                        if (!install_efi_verifier_available())
+                                return ringil_fail(-RINGIL_EREFUSED,
+                                                   "EFI payload `%s' refused: this build has no Authenticode verifier",
+                                                   p->name);
+                        if (p->size > c->efi_max)
+                                return ringil_fail(-RINGIL_ETOOBIG, "EFI payload `%s' over efi-max", p->name);
+                        efi = (int) i;
+                        break;
+                case BUNDLE_PAYLOAD_NIXOS:
+                        return ringil_fail(-RINGIL_EREFUSED, "payload `%s': nixos closures are installed by the agent, not into a slot",
+                                           p->name);
+                }
+        }
+        if (efi < 0 && !c->linux_path)
+                return ringil_fail(-RINGIL_EREFUSED, "bundle has no EFI payload and [boot] linux is not configured");
+        *ret_efi = efi;
+        return 0;
+}
+
+static int staging_path(const struct device_conf *c, int slot, size_t idx, char **ret) {
+        return asprintf(ret, "%s/staging-%c-%zu.efi", c->state_dir, slot_letter(slot), idx) < 0 ? -ENOMEM : 0;
+}
+
+/* Stream chunks [progress, n) of payload idx to fd; record progress every `every` chunks after fdatasync. */
+static int write_payload(const struct device_conf *c, bundle *b, size_t idx, const struct bundle_payload *p, int fd,
+                         struct install_state *st, struct install_result *res) {
+        _cleanup_free_ uint8_t *buf = malloc(p->chunk_size);
+        uint64_t every = MAX(UINT64_C(1), c->checkpoint_bytes / p->chunk_size), since = 0;
+        int r;
+
+        if (!buf)
+                return -ENOMEM;
+        if (st->progress[idx] > p->n_chunks)
+                return ringil_fail(-RINGIL_EMALFORMED, "state progress beyond payload `%s'", p->name);
+        res->chunks_skipped += st->progress[idx];
+        for (uint64_t i = st->progress[idx]; i < p->n_chunks; i++) {
+                size_t len;
+
+                /* INVARIANT: only a chunk whose hash matched the signed manifest is written. */
+                r = bundle_read_chunk(b, idx, i, buf, &len);
+                if (r < 0)
+                        return r;
+                r = pwrite_all(fd, buf, len, (off_t) (i * (uint64_t) p->chunk_size));
+                if (r < 0)
+                        return ringil_fail(r, "write to slot failed at chunk %llu", (unsigned long long) i);
+                crash_point("chunk write");
+                res->chunks_written++;
+                st->writes++;
+                if (++since < every && i + 1 < p->n_chunks) {
+                        /* Start writeback early so the checkpoint's fdatasync overlaps hashing. */
+                        (void) sync_file_range(fd, (off_t) (i * (uint64_t) p->chunk_size), (off_t) len,
+                                               SYNC_FILE_RANGE_WRITE);
+                        continue;
+                }
+                since = 0;
+                if (fdatasync(fd) < 0)
+                        return ringil_fail(negative_errno(), "fdatasync of slot failed");
+                crash_point("slot fsync");
+                /* Progress only ever names chunks that are verified and durable. */
+                st->progress[idx] = i + 1;
+                r = install_state_save(c->state_dir, st);
+                if (r < 0)
+                        return r;
+        }
+        if (p->n_chunks == 0 || st->progress[idx] != p->n_chunks) {
+                if (fsync(fd) < 0)
+                        return ringil_fail(negative_errno(), "fsync of slot failed");
+                st->progress[idx] = p->n_chunks;
+                r = install_state_save(c->state_dir, st);
+        }
+        return r < 0 ? r : 0;
+}
+
+static int open_target(const struct device_conf *c, const struct bundle_payload *p, size_t idx, int target,
+                       bool fresh, int *ret_fd) {
+        _cleanup_free_ char *path = NULL;
+        int fd;
+
+        if (p->type == BUNDLE_PAYLOAD_EFI) {
+                int r = staging_path(c, target, idx, &path);
+                if (r < 0)
+                        return r;
+                fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW | (fresh ? O_TRUNC : 0), 0600);
+        } else {
+                const struct slot_class *sc = device_conf_find_class(c, p->name);
+                path = strdup(sc->device[target]);
+                if (!path)
+                        return -ENOMEM;
+                fd = open(path, O_WRONLY | O_CLOEXEC | O_NOCTTY);
+        }
+        if (fd < 0)
+                return ringil_fail(negative_errno(), "cannot open %s", path);
+        *ret_fd = fd;
+        return 0;
+}
+
+static int place_efi(const struct device_conf *c, const struct bundle_payload *p, size_t idx, int target,
+                     const char *version, char **ret_rel) {
+        _cleanup_free_ char *path = NULL, *rel = NULL;
+        _cleanup_free_ uint8_t *data = NULL;
+        uint8_t md[SHA256_LEN];
+        size_t len;
+        int r;
+
+        r = staging_path(c, target, idx, &path);
+        if (r < 0)
+                return r;
+        r = read_full_file(path, RFILE_NOFOLLOW, c->efi_max, &data, &len);
+        if (r < 0)
+                return ringil_fail(r, "cannot read staged EFI payload %s", path);
+        /* The staged file sat on disk between runs: check the exact bytes that will be placed. */
+        r = crypto_sha256(data, len, md);
+        if (r < 0)
+                return r;
+        if (len != p->size || crypto_memcmp(md, p->sha256, SHA256_LEN) != 0)
+                return ringil_fail(-RINGIL_EDIGEST, "staged EFI payload `%s' does not match the manifest", p->name);
+        /* INVARIANT: Authenticode against db before the image reaches the ESP. */
+        r = install_efi_verify(c->keyring, data, len);
+        if (r < 0)
+                return r;
+        if (asprintf(&rel, "/EFI/%s/%s-%c-%s.efi", c->entry_name, c->entry_name, slot_letter(target), version) < 0)
+                return -ENOMEM;
+        r = bootentry_put_file(c->esp, rel, data, len);
+        if (r < 0)
+                return r;
+        /* The staged copy stays until the state says pending: a rerun after a crash needs it. */
+        *ret_rel = TAKE_PTR(rel);
+        return 0;
+}
+
+static int record_failure(const struct device_conf *c, struct install_state *st, int r) {
+        char msg[INSTALL_ERROR_MAX + 1];
+        int saved = r;
+        _cleanup_free_ char *detail = strdup(ringil_detail());
+
+        (void) snprintf(msg, sizeof(msg), "install %s: %s%s%s", st->version ? st->version : "?", ringil_strerror(r),
+                        detail && detail[0] ? ": " : "", detail ? detail : "");
+        if (install_state_set_error(st, msg) >= 0)
+                (void) install_state_save(c->state_dir, st);
+        if (detail && detail[0])
+                ringil_set_detail("%s", detail);   /* the save may have replaced it */
+        return saved;
+}
+
+int install_run(const struct device_conf *c, const struct install_opts *o, struct install_result *ret) {
+        _cleanup_bundle_ bundle *b = NULL;
+        _cleanup_free_ char *floor = NULL, *efi_rel = NULL, *pattern = NULL;
+        struct install_state st;
+        struct install_result res = { .slot = -1 };
+        const struct bundle_manifest *m;
+        struct bundle_policy policy;
+        int r, booted = -1, target, efi = -1;
+        bool resume;
+
+        r = install_state_load(c->state_dir, &st);
+        if (r < 0)
+                return r;
+        r = floor_read(c->state_dir, c->floor_copy, &floor);
+        if (r < 0)
+                goto out;
+
+        r = bundle_open(o->bundle, &b);
+        if (r < 0)
+                goto out;
+        policy = (struct bundle_policy){
+                .keyring = c->keyring,
+                .compatible = c->compatible,
+                .min_version = floor,
+                .now = o->now,
+        };
+        /* INVARIANT: signature, chain, compatible, expiry and the anti-rollback floor are checked before
+         * anything is written anywhere: slot, ESP or state. */
+        r = bundle_verify_manifest(b, &policy);
+        if (r < 0)
+                goto out;
+        m = bundle_get_manifest(b);
+
+        r = install_booted_slot(c, o->booted, &booted, NULL);
+        if (r < 0 && r != -ENOENT)
+                goto out;
+        if (o->slot >= 0)
+                target = o->slot;
+        else if (booted >= 0)
+                target = 1 - booted;
+        else {
+                r = ringil_fail(-RINGIL_EREFUSED, "cannot tell which slot is booted (no LoaderEntrySelected, no good slot); use --slot");
+                goto out;
+        }
+        /* INVARIANT: the running slot is never written. */
+        if (target == booted) {
+                r = ringil_fail(-RINGIL_EREFUSED, "slot %c is the booted slot", slot_letter(target));
+                goto out;
+        }
+        r = preflight(c, m, target, &efi);
+        if (r < 0)
+                goto out;
+
+        resume = st.phase == PHASE_WRITING && st.have_digest && st.slot == target &&
+                 memcmp(st.digest, m->digest, SHA256_LEN) == 0 && st.n_progress == m->n_payloads;
+        if (!resume) {
+                /* A different bundle (or target) starts clean: no progress carries over. */
+                memcpy(st.digest, m->digest, SHA256_LEN);
+                st.have_digest = true;
+                free(st.version);
+                st.version = strdup(m->version);
+                if (!st.version) {
+                        r = -ENOMEM;
+                        goto out;
+                }
+                st.slot = target;
+                st.attempts = 0;
+                st.writes = 0;
+                st.n_progress = m->n_payloads;
+                memset(st.progress, 0, sizeof(st.progress));
+        }
+        st.phase = PHASE_WRITING;
+        st.attempts++;
+        if (st.attempts > c->max_attempts) {
+                r = ringil_fail(-RINGIL_EREFUSED, "gave up on %s after %u attempts (max-attempts); a new bundle starts over",
+                                m->version, c->max_attempts);
+                goto fail;
+        }
+        free(st.slots[target].version);
+        st.slots[target].version = NULL;
+        st.slots[target].status = SLOT_WRITING;
+
+        /* INVARIANT: the target slot loses its boot entry before its first byte changes, so the default
+         * entry always names a complete, verified slot. */
+        r = bootentry_remove_slot(c->esp, c->entry_name, target);
+        if (r < 0)
+                goto fail;
+        r = install_state_save(c->state_dir, &st);
+        if (r < 0)
+                goto fail;
+        if (c->pre_install_hook) {
+                r = install_run_hook(c->pre_install_hook, "pre-install", target, m->version);
+                if (r != 0) {
+                        r = ringil_fail(r < 0 ? r : -RINGIL_EREFUSED, "pre-install hook failed (%d)", r);
+                        goto fail;
+                }
+        }
+
+        res.resumed = resume;
+        for (size_t i = 0; i < m->n_payloads; i++) {
+                _cleanup_close_ int fd = -EBADF;
+                res.chunks_total += m->payloads[i].n_chunks;
+                r = open_target(c, &m->payloads[i], i, target, st.progress[i] == 0, &fd);
+                if (r < 0)
+                        goto fail;
+                r = write_payload(c, b, i, &m->payloads[i], fd, &st, &res);
+                if (r < 0)
+                        goto fail;
+        }
+        if (efi >= 0) {
+                r = place_efi(c, &m->payloads[efi], (size_t) efi, target, m->version, &efi_rel);
+                if (r < 0)
+                        goto fail;
+        }
+
+        /* Only now, with every payload complete and durable, does the slot become bootable. The run
+         * began by removing every entry and UKI of the target, so no stale entry can exist here. */
+        if (asprintf(&pattern, "%s-*", c->entry_name) < 0) {
+                r = -ENOMEM;
+                goto fail;
+        }
+        r = bootentry_set_default(c->esp, pattern);
+        if (r < 0)
+                goto fail;
+        {
+                struct boot_entry_spec spec = {
+                        .prefix = c->entry_name,
+                        .title = c->title,
+                        .version = m->version,
+                        .slot = target,
+                        .tries = c->boot_tries,
+                        .efi = efi_rel,
+                        .linux_path = c->linux_path,
+                        .initrd = c->initrd_path,
+                        .options = c->options,
+                };
+                r = bootentry_write(c->esp, &spec);
+                if (r < 0)
+                        goto fail;
+        }
+        st.phase = PHASE_PENDING;
+        st.slots[target].status = SLOT_PENDING;
+        st.slots[target].version = strdup(m->version);
+        if (!st.slots[target].version) {
+                r = -ENOMEM;
+                goto fail;
+        }
+        (void) install_state_set_error(&st, NULL);
+        r = install_state_save(c->state_dir, &st);
+        if (r < 0)
+                goto fail;
+        if (efi >= 0) {
+                _cleanup_free_ char *sp = NULL;
+                if (staging_path(c, target, (size_t) efi, &sp) >= 0)
+                        (void) unlink(sp);
+        }
+        if (c->post_install_hook) {
+                int h = install_run_hook(c->post_install_hook, "post-install", target, m->version);
+                if (h != 0)
+                        log_debug("post-install hook returned %d (install stays pending)", h);
+        }
+        res.slot = target;
+        (void) snprintf(res.version, sizeof(res.version), "%s", m->version);
+        r = 0;
+        goto out;
+
+fail:
+        r = record_failure(c, &st, r);
+out:
+        install_state_done(&st);
+        if (r >= 0 && ret)
+                *ret = res;
+        return r;
+}
+
+/* The booted entry (required: blessing must name exactly what was booted) and its file on the ESP. */
+static int find_booted(const struct device_conf *c, const char *booted, struct boot_entry *ret) {
+        _cleanup_free_ char *id = NULL;
+        _cleanup_free_ struct boot_entry *v = NULL;
+        size_t n;
+        int r, slot;
+
+        r = install_booted_slot(c, booted, &slot, &id);
+        if (r < 0)
+                return r;
+        if (!id)
+                return ringil_fail(-ENOENT, "no LoaderEntrySelected in %s (not booted by systemd-boot?)", c->efivarfs);
+        r = bootentry_list(c->esp, c->entry_name, &v, &n);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < n; i++)
+                if (streq(v[i].id, id)) {
+                        *ret = v[i];
+                        return 0;
+                }
+        return ringil_fail(-ENOENT, "booted entry `%s' not found under %s/loader/entries", id, c->esp);
+}
+
+int install_mark_good(const struct device_conf *c, const char *booted, char **ret_version) {
+        _cleanup_free_ char *pattern = NULL;
+        struct install_state st;
+        struct boot_entry e;
+        int r;
+
+        r = find_booted(c, booted, &e);
+        if (r < 0)
+                return r;
+        r = install_state_load(c->state_dir, &st);
+        if (r < 0)
+                return r;
+        if (st.phase == PHASE_PENDING && st.slot != e.slot) {
+                /* The boot loader fell back: the pending slot used up its tries (or was never picked). */
+                char msg[INSTALL_ERROR_MAX];
+                st.slots[st.slot].status = SLOT_BAD;
+                (void) snprintf(msg, sizeof(msg), "rollback: slot %c (%s) did not become good; running slot %c (%s)",
+                                slot_letter(st.slot), st.version, slot_letter(e.slot), e.version);
+                (void) install_state_set_error(&st, msg);
+                st.phase = PHASE_IDLE;
+        } else if (st.phase == PHASE_PENDING && st.slot == e.slot) {
+                st.phase = PHASE_IDLE;
+                (void) install_state_set_error(&st, NULL);
+        }
+        /* Order: bless, then floor, then state; each step is idempotent, so a crash is fixed by a rerun
+         * (the bless service runs on every boot). */
+        r = bootentry_bless(c->esp, &e);
+        if (r >= 0)
+                r = floor_raise(c->state_dir, c->floor_copy, e.version);
+        if (r >= 0 && asprintf(&pattern, "%s-*", c->entry_name) < 0)
+                r = -ENOMEM;
+        if (r >= 0)
+                r = bootentry_set_default(c->esp, pattern);
+        if (r >= 0) {
+                free(st.slots[e.slot].version);
+                st.slots[e.slot].version = strdup(e.version);
+                st.slots[e.slot].status = SLOT_GOOD;
+                r = st.slots[e.slot].version ? install_state_save(c->state_dir, &st) : -ENOMEM;
+        }
+        if (r >= 0 && ret_version)
+                *ret_version = strdup(e.version);
+        install_state_done(&st);
+        return r;
+}
+
+int install_mark_bad(const struct device_conf *c, const char *booted) {
+        struct install_state st;
+        struct boot_entry e;
+        char msg[INSTALL_ERROR_MAX];
+        int r;
+
+        r = find_booted(c, booted, &e);
+        if (r < 0)
+                return r;
+        r = install_state_load(c->state_dir, &st);
+        if (r < 0)
+                return r;
+        r = bootentry_mark_bad(c->esp, &e);
+        if (r >= 0) {
+                if (st.phase == PHASE_PENDING && st.slot == e.slot)
+                        st.phase = PHASE_IDLE;
+                st.slots[e.slot].status = SLOT_BAD;
+                (void) snprintf(msg, sizeof(msg), "slot %c (%s) marked bad", slot_letter(e.slot), e.version);
+                (void) install_state_set_error(&st, msg);
+                r = install_state_save(c->state_dir, &st);
+        }
+        install_state_done(&st);
+        return r;
+}

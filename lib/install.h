@@ -1,0 +1,55 @@
+/* install.h: the A/B install engine: verify, stream verified chunks to the inactive slot, boot entry. */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "installconf.h"
+#include "installstate.h"
+
+/*
+ * State machine and crash-safety argument: docs/install.md. Errors are negative errno / err.h codes
+ * with a detail recorded; the failure reason is also stored as last-error in the state file (when the
+ * manifest verified, so an unauthenticated bundle cannot write the state).
+ */
+
+struct install_opts {
+        const char *bundle;      /* path, or "-" for stdin */
+        int slot;                /* force the target slot (0/1), -1: the one not booted */
+        const char *booted;      /* booted entry id override (tests, recovery); NULL: LoaderEntrySelected */
+        int64_t now;             /* 0: current time */
+};
+
+struct install_result {
+        int slot;
+        char version[128];
+        bool resumed;
+        uint64_t chunks_total;
+        uint64_t chunks_written;   /* in this run */
+        uint64_t chunks_skipped;   /* already verified, written and fsynced by an earlier run */
+};
+
+int install_run(const struct device_conf *c, const struct install_opts *o, struct install_result *ret);
+
+/*
+ * The booted slot: from the `booted` override or LoaderEntrySelected (an entry id of ours), else the
+ * single slot the state records as good. *ret_entry gets the entry id when known (may be NULL).
+ * -ENOENT when it cannot be determined.
+ */
+int install_booted_slot(const struct device_conf *c, const char *booted, int *ret_slot, char **ret_entry);
+
+/* Bless the booted entry, raise the floor to its version, record it good. */
+int install_mark_good(const struct device_conf *c, const char *booted, char **ret_version);
+/* Mark the booted entry bad (0 tries left, so it sorts behind the other slot), record it bad. */
+int install_mark_bad(const struct device_conf *c, const char *booted);
+
+/* Run a hook executable (no shell) with RINGIL_* environment; its exit status, or a negative errno. */
+int install_run_hook(const char *path, const char *phase, int slot, const char *version);
+
+/*
+ * Authenticode check of an EFI payload against the db certificate(s) in keyring, before it may be
+ * placed on the ESP. Returns 0 only when the image verifies; -RINGIL_EREFUSED when this build has no
+ * Authenticode verifier (the payload is then refused, never placed unchecked).
+ */
+int install_efi_verify(const char *keyring, const uint8_t *data, size_t len);
+bool install_efi_verifier_available(void);

@@ -1,0 +1,348 @@
+/* install.c: `ringil install`, `mark-good`, `mark-bad`, `status` and `health`: the A/B install verbs. */
+#include <getopt.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bootentry.h"
+#include "err.h"
+#include "install.h"
+#include "log.h"
+#include "macro.h"
+#include "verb.h"
+#include "verbs.h"
+
+#define COMMON_OPTS                                                                                   \
+        "  -c, --config FILE     device configuration (default " DEVICE_CONF_DEFAULT ")\n"          \
+        "      --efivarfs DIR    efivarfs to read LoaderEntrySelected from (default from config)\n"  \
+        "      --booted ENTRY    booted entry id, overriding LoaderEntrySelected (tests, recovery)\n"
+
+static const char install_text[] =
+        "Usage: ringil install [OPTIONS] BUNDLE|-\n\n"
+        "Verify BUNDLE (or a stream on stdin) against the device configuration — signature and chain\n"
+        "against the keyring, 'compatible', expiry and the anti-rollback floor — before anything is written;\n"
+        "then stream each payload chunk, verified against its signed hash, into the slot that is not booted,\n"
+        "fsync, and add a boot entry with systemd-boot boot counting (+N tries). The new slot is tried on the\n"
+        "next boot and kept only after `ringil mark-good`. An interrupted install of the same bundle resumes\n"
+        "after the last recorded verified chunk; another bundle starts clean.\n\n"
+        "Options:\n" COMMON_OPTS
+        "      --slot a|b        install into this slot (first provisioning; never the booted one)\n\n"
+        "Environment: RINGIL_TEST_CRASH_AT=N kills the installer at its Nth crash point (tests only).\n\n";
+
+static const char mark_good_text[] =
+        "Usage: ringil mark-good [OPTIONS]\n\n"
+        "Bless the booted entry (strip its +LEFT-DONE boot counter), raise the anti-rollback floor to its\n"
+        "version and keep it the default. Run after boot-complete.target (ringil-bless.service).\n\n"
+        "Options:\n" COMMON_OPTS "\n";
+
+static const char mark_bad_text[] =
+        "Usage: ringil mark-bad [OPTIONS]\n\n"
+        "Mark the booted entry bad (0 tries left), so systemd-boot boots the other slot next.\n\n"
+        "Options:\n" COMMON_OPTS "\n";
+
+static const char status_text[] =
+        "Usage: ringil status [OPTIONS] [--json]\n\n"
+        "Booted slot, version and state (pending/good/bad/incomplete/empty) per slot, the entry booted by\n"
+        "default, the install in progress, the anti-rollback floor, the last error and whether the boot\n"
+        "loader rolled back.\n\n"
+        "Options:\n" COMMON_OPTS "      --json            machine-readable output\n\n";
+
+static const char health_text[] =
+        "Usage: ringil health [OPTIONS]\n\n"
+        "Run the configured health-hook (ringil-health.service, before boot-complete.target). Success\n"
+        "when no hook is configured; the hook's exit status otherwise.\n\n"
+        "Options:\n  -c, --config FILE     device configuration (default " DEVICE_CONF_DEFAULT ")\n\n";
+
+char install_usage[sizeof(install_text) + 1024], mark_good_usage[sizeof(mark_good_text) + 1024],
+        mark_bad_usage[sizeof(mark_bad_text) + 1024], status_usage[sizeof(status_text) + 1024],
+        health_usage[sizeof(health_text) + 1024];
+
+/* Help texts with the shared exit-code table appended, built once before main(). */
+__attribute__((constructor)) static void install_help_init(void) {
+        snprintf(install_usage, sizeof(install_usage), "%s%s", install_text, exit_codes_help);
+        snprintf(mark_good_usage, sizeof(mark_good_usage), "%s%s", mark_good_text, exit_codes_help);
+        snprintf(mark_bad_usage, sizeof(mark_bad_usage), "%s%s", mark_bad_text, exit_codes_help);
+        snprintf(status_usage, sizeof(status_usage), "%s%s", status_text, exit_codes_help);
+        snprintf(health_usage, sizeof(health_usage), "%s%s", health_text, exit_codes_help);
+}
+
+enum { ARG_EFIVARFS = 0x100, ARG_BOOTED, ARG_SLOT, ARG_JSON };
+
+struct common {
+        const char *config;
+        const char *efivarfs;
+        const char *booted;
+        int slot;
+        bool json;
+};
+
+static int parse_common(int argc, char *argv[], struct common *o, bool allow_slot, bool allow_json) {
+        static const struct option options[] = {
+                { "config", required_argument, NULL, 'c' },
+                { "efivarfs", required_argument, NULL, ARG_EFIVARFS },
+                { "booted", required_argument, NULL, ARG_BOOTED },
+                { "slot", required_argument, NULL, ARG_SLOT },
+                { "json", no_argument, NULL, ARG_JSON },
+                {},
+        };
+        int c;
+
+        *o = (struct common){ .config = DEVICE_CONF_DEFAULT, .slot = -1 };
+        while ((c = getopt_long(argc, argv, "c:", options, NULL)) >= 0)
+                switch (c) {
+                case 'c':
+                        o->config = optarg;
+                        break;
+                case ARG_EFIVARFS:
+                        o->efivarfs = optarg;
+                        break;
+                case ARG_BOOTED:
+                        o->booted = optarg;
+                        break;
+                case ARG_SLOT:
+                        if (!allow_slot)
+                                return usage_error("--slot is only for install");
+                        o->slot = slot_from_string(optarg);
+                        if (o->slot < 0)
+                                return usage_error("--slot must be a or b, not `%s'", optarg);
+                        break;
+                case ARG_JSON:
+                        if (!allow_json)
+                                return usage_error("--json is only for status");
+                        o->json = true;
+                        break;
+                default:
+                        return EXIT_USAGE;
+                }
+        return -1;
+}
+
+static int load_conf(const struct common *o, struct device_conf *c) {
+        int r = device_conf_load(o->config, c);
+
+        if (r < 0) {
+                log_error_errno(r, "Invalid configuration %s: %s", o->config, ringil_detail());
+                return exit_code_from_errno(r);
+        }
+        if (o->efivarfs) {
+                char *e = strdup(o->efivarfs);
+                if (!e)
+                        return EXIT_FAIL;
+                free(c->efivarfs);
+                c->efivarfs = e;
+        }
+        return -1;
+}
+
+static int fail(int r, const char *what) {
+        const char *d = ringil_detail();
+
+        log_error_errno(r, "%s: %s%s%s", what, ringil_strerror(r), d[0] ? ": " : "", d);
+        return exit_code_from_errno(r);
+}
+
+int verb_install(int argc, char *argv[]) {
+        _cleanup_(device_conf_done) struct device_conf conf = {};
+        struct common o;
+        struct install_result res;
+        int r;
+
+        r = parse_common(argc, argv, &o, true, false);
+        if (r >= 0)
+                return r;
+        if (optind + 1 != argc)
+                return usage_error("install takes exactly one BUNDLE (or -)");
+        r = load_conf(&o, &conf);
+        if (r >= 0)
+                return r;
+        r = install_run(&conf, &(struct install_opts){ .bundle = argv[optind], .slot = o.slot, .booted = o.booted },
+                        &res);
+        if (r < 0)
+                return fail(r, "Install failed");
+        printf("installed %s into slot %c: %llu chunks written, %llu already done%s; boots next with %u tries\n",
+               res.version, slot_letter(res.slot), (unsigned long long) res.chunks_written,
+               (unsigned long long) res.chunks_skipped, res.resumed ? " (resumed)" : "", conf.boot_tries);
+        return EXIT_OK;
+}
+
+int verb_mark_good(int argc, char *argv[]) {
+        _cleanup_(device_conf_done) struct device_conf conf = {};
+        _cleanup_free_ char *version = NULL;
+        struct common o;
+        int r;
+
+        r = parse_common(argc, argv, &o, false, false);
+        if (r >= 0)
+                return r;
+        if (optind != argc)
+                return usage_error("mark-good takes no arguments");
+        r = load_conf(&o, &conf);
+        if (r >= 0)
+                return r;
+        r = install_mark_good(&conf, o.booted, &version);
+        if (r < 0)
+                return fail(r, "mark-good failed");
+        printf("blessed %s; floor is now at least %s\n", version ? version : "?", version ? version : "?");
+        return EXIT_OK;
+}
+
+int verb_mark_bad(int argc, char *argv[]) {
+        _cleanup_(device_conf_done) struct device_conf conf = {};
+        struct common o;
+        int r;
+
+        r = parse_common(argc, argv, &o, false, false);
+        if (r >= 0)
+                return r;
+        if (optind != argc)
+                return usage_error("mark-bad takes no arguments");
+        r = load_conf(&o, &conf);
+        if (r >= 0)
+                return r;
+        r = install_mark_bad(&conf, o.booted);
+        if (r < 0)
+                return fail(r, "mark-bad failed");
+        printf("marked the booted slot bad; the other slot boots next\n");
+        return EXIT_OK;
+}
+
+int verb_health(int argc, char *argv[]) {
+        _cleanup_(device_conf_done) struct device_conf conf = {};
+        struct common o;
+        int r;
+
+        r = parse_common(argc, argv, &o, false, false);
+        if (r >= 0)
+                return r;
+        if (optind != argc)
+                return usage_error("health takes no arguments");
+        r = load_conf(&o, &conf);
+        if (r >= 0)
+                return r;
+        if (!conf.health_hook)
+                return EXIT_OK;
+        r = install_run_hook(conf.health_hook, "health", -1, NULL);
+        if (r < 0)
+                return fail(r, "health hook");
+        if (r != 0)
+                log_error("Health hook %s failed with status %d", conf.health_hook, r);
+        return r == 0 ? EXIT_OK : EXIT_REFUSED;
+}
+
+struct slot_view {
+        const char *state;   /* good, pending, bad, incomplete, empty */
+        const char *version;
+        const struct boot_entry *entry;
+};
+
+static void view_slots(const struct install_state *st, const struct boot_entry *v, size_t n, struct slot_view out[2]) {
+        for (int k = 0; k < 2; k++) {
+                const struct boot_entry *e = NULL;
+                for (size_t i = 0; i < n && !e; i++)
+                        if (v[i].slot == k)
+                                e = &v[i];
+                out[k] = (struct slot_view){ .entry = e, .version = e ? e->version : st->slots[k].version };
+                if (st->slots[k].status == SLOT_BAD || (e && bootentry_is_bad(e)))
+                        out[k].state = "bad";
+                else if (e)
+                        out[k].state = e->tries_left < 0 ? "good" : "pending";
+                else if (st->slots[k].status == SLOT_WRITING)
+                        out[k].state = "incomplete";
+                else
+                        out[k].state = "empty";
+        }
+}
+
+int verb_status(int argc, char *argv[]) {
+        _cleanup_(device_conf_done) struct device_conf conf = {};
+        _cleanup_free_ struct boot_entry *v = NULL;
+        _cleanup_free_ char *floor = NULL, *booted_id = NULL;
+        struct install_state st;
+        struct slot_view sv[2];
+        const struct boot_entry *def;
+        struct common o;
+        size_t n = 0;
+        int r, booted = -1;
+        bool rollback;
+
+        r = parse_common(argc, argv, &o, false, true);
+        if (r >= 0)
+                return r;
+        if (optind != argc)
+                return usage_error("status takes no arguments");
+        r = load_conf(&o, &conf);
+        if (r >= 0)
+                return r;
+        r = install_state_load(conf.state_dir, &st);
+        if (r < 0)
+                return fail(r, "Cannot read install state");
+        r = floor_read(conf.state_dir, conf.floor_copy, &floor);
+        if (r >= 0)
+                r = bootentry_list(conf.esp, conf.entry_name, &v, &n);
+        if (r < 0) {
+                install_state_done(&st);
+                return fail(r, "Cannot read status");
+        }
+        (void) install_booted_slot(&conf, o.booted, &booted, &booted_id);
+        view_slots(&st, v, n, sv);
+        def = bootentry_default(v, n);
+        rollback = (st.phase == PHASE_PENDING && booted >= 0 && booted != st.slot && streq(sv[st.slot].state, "bad")) ||
+                   (st.last_error && strncmp(st.last_error, "rollback:", 9) == 0);
+
+        if (o.json) {
+                json_t *j = json_object(), *slots = json_object();
+                char *s;
+                for (int k = 0; k < 2; k++) {
+                        json_t *e = json_object();
+                        char name[2] = { slot_letter(k), 0 };
+                        json_object_set_new(e, "state", json_string(sv[k].state));
+                        json_object_set_new(e, "version", sv[k].version ? json_string(sv[k].version) : json_null());
+                        json_object_set_new(e, "entry", sv[k].entry ? json_string(sv[k].entry->file) : json_null());
+                        json_object_set_new(e, "tries_left",
+                                            sv[k].entry && sv[k].entry->tries_left >= 0 ? json_integer(sv[k].entry->tries_left)
+                                                                                        : json_null());
+                        json_object_set_new(slots, name, e);
+                }
+                json_object_set_new(j, "booted", booted >= 0 ? json_string((char[]){ slot_letter(booted), 0 }) : json_null());
+                json_object_set_new(j, "booted_entry", booted_id ? json_string(booted_id) : json_null());
+                json_object_set_new(j, "default_entry", def ? json_string(def->file) : json_null());
+                json_object_set_new(j, "slots", slots);
+                json_object_set_new(j, "phase", json_string(install_phase_to_string(st.phase)));
+                json_object_set_new(j, "target", st.phase != PHASE_IDLE ? json_string((char[]){ slot_letter(st.slot), 0 }) : json_null());
+                json_object_set_new(j, "target_version", st.phase != PHASE_IDLE && st.version ? json_string(st.version) : json_null());
+                json_object_set_new(j, "attempts", json_integer(st.attempts));
+                json_object_set_new(j, "chunk_writes", json_integer((json_int_t) st.writes));
+                json_object_set_new(j, "floor", floor ? json_string(floor) : json_null());
+                json_object_set_new(j, "last_error", st.last_error ? json_string(st.last_error) : json_null());
+                json_object_set_new(j, "rollback", json_boolean(rollback));
+                s = json_dumps(j, JSON_INDENT(2) | JSON_SORT_KEYS);
+                json_decref(j);
+                if (!s) {
+                        install_state_done(&st);
+                        return EXIT_FAIL;
+                }
+                puts(s);
+                free(s);
+        } else {
+                printf("booted:     %s%s%s%s\n", booted >= 0 ? (booted ? "b" : "a") : "unknown", booted_id ? " (" : "",
+                       booted_id ? booted_id : "", booted_id ? ")" : "");
+                printf("default:    %s\n", def ? def->file : "none");
+                for (int k = 0; k < 2; k++) {
+                        printf("slot %c:     %s %s", slot_letter(k), sv[k].version ? sv[k].version : "-", sv[k].state);
+                        if (sv[k].entry && sv[k].entry->tries_left > 0)
+                                printf(" (%d tries left)", sv[k].entry->tries_left);
+                        putchar('\n');
+                }
+                if (st.phase == PHASE_IDLE)
+                        printf("install:    idle\n");
+                else
+                        printf("install:    %s %s into slot %c (attempt %u)\n", install_phase_to_string(st.phase), st.version,
+                               slot_letter(st.slot), st.attempts);
+                printf("floor:      %s\n", floor ? floor : "none");
+                printf("rollback:   %s\n", rollback ? "yes" : "no");
+                printf("last error: %s\n", st.last_error ? st.last_error : "-");
+        }
+        install_state_done(&st);
+        return EXIT_OK;
+}
