@@ -321,6 +321,7 @@ void agent_config_free(struct agent_config *c) {
         free(c->ringil);
         free(c->reboot_command);
         free(c->health_command);
+        free(c->boot_id_file);
         *c = (struct agent_config) {};
 }
 
@@ -369,6 +370,8 @@ static int agent_kv(const char *key, const char *value, unsigned line, void *use
                 return set_str(&c->reboot_command, value);
         if (streq(key, "health-command"))
                 return set_str(&c->health_command, value);
+        if (streq(key, "boot-id-file"))
+                return set_str(&c->boot_id_file, value);
         if (streq(key, "poll-interval"))
                 return set_u32(&c->poll_interval, key, value, line, 1, 86400 * 7);
         if (streq(key, "poll-jitter"))
@@ -395,7 +398,8 @@ int agent_config_parse(const char *data, size_t len, struct agent_config *ret) {
         if (r >= 0 && ((!c.device_config && (r = set_str(&c.device_config, "/etc/ringil/device.conf")) < 0) ||
                        (!c.state_dir && (r = set_str(&c.state_dir, "/var/lib/ringild")) < 0) ||
                        (!c.ringil && (r = set_str(&c.ringil, "ringil")) < 0) ||
-                       (!c.reboot_command && (r = set_str(&c.reboot_command, "systemctl reboot")) < 0)))
+                       (!c.reboot_command && (r = set_str(&c.reboot_command, "systemctl reboot")) < 0) ||
+                       (!c.boot_id_file && (r = set_str(&c.boot_id_file, "/proc/sys/kernel/random/boot_id")) < 0)))
                 r = -ENOMEM;
         if (r < 0) {
                 agent_config_free(&c);

@@ -78,6 +78,7 @@ struct agent_config {
         char *ringil;          /* install engine binary (default ringil) */
         char *reboot_command;  /* run after a successful install (default "systemctl reboot") */
         char *health_command;  /* after boot: exit 0 means healthy (default: none = healthy) */
+        char *boot_id_file;    /* tells one boot from the next (default /proc/sys/kernel/random/boot_id) */
         uint32_t poll_interval;   /* seconds, default 300 */
         uint32_t poll_jitter;     /* percent of the interval, default 20 */
         uint32_t backoff_max;     /* seconds, default 3600 */

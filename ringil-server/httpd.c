@@ -133,7 +133,9 @@ int conn_error(struct conn *c, int status, const char *fmt, ...) {
 static void identify_peer(struct conn *c) {
         X509 *peer = SSL_get0_peer_certificate(c->ssl);
         STACK_OF(X509) *chain;
+        X509_STORE_CTX *vctx;
         X509 *root;
+        bool operator_root, device_root;
         const ASN1_INTEGER *serial;
         BIGNUM *bn;
         char *hex;
@@ -141,10 +143,25 @@ static void identify_peer(struct conn *c) {
         c->role = PEER_NONE;
         if (!peer || SSL_get_verify_result(c->ssl) != X509_V_OK)
                 return;
-        chain = SSL_get0_verified_chain(c->ssl);
-        if (!chain || sk_X509_num(chain) < 2)
+        /* Verify the chain ourselves on every connection: a resumed TLS session carries the peer
+         * certificate but not the verified chain, and the role depends on which anchor it reaches. */
+        vctx = X509_STORE_CTX_new();
+        if (!vctx || X509_STORE_CTX_init(vctx, SSL_CTX_get_cert_store(c->srv->ssl), peer,
+                                         SSL_get_peer_cert_chain(c->ssl)) != 1 ||
+            X509_STORE_CTX_set_purpose(vctx, X509_PURPOSE_SSL_CLIENT) != 1 || X509_verify_cert(vctx) != 1) {
+                X509_STORE_CTX_free(vctx);
+                ERR_clear_error();
+                return;
+        }
+        chain = X509_STORE_CTX_get0_chain(vctx);
+        if (!chain || sk_X509_num(chain) < 2) {
+                X509_STORE_CTX_free(vctx);
                 return;   /* a self-signed leaf is never an identity */
+        }
         root = sk_X509_value(chain, sk_X509_num(chain) - 1);
+        operator_root = c->srv->operator_ca_cert && X509_cmp(root, c->srv->operator_ca_cert) == 0;
+        device_root = X509_cmp(root, c->srv->device_ca_cert) == 0;
+        X509_STORE_CTX_free(vctx);
         if (ca_cert_cn(peer, c->peer) < 0)
                 return;
         serial = X509_get0_serialNumber(peer);
@@ -162,9 +179,9 @@ static void identify_peer(struct conn *c) {
         /* INVARIANT: the role comes from the anchor that verified the chain *and* the OU, so a drone
          * certificate is never an operator even when one CA issues both. */
         if (ca_cert_is_operator(peer)) {
-                if (c->srv->operator_ca_cert && X509_cmp(root, c->srv->operator_ca_cert) == 0)
+                if (operator_root)
                         c->role = PEER_OPERATOR;
-        } else if (X509_cmp(root, c->srv->device_ca_cert) == 0)
+        } else if (device_root)
                 c->role = PEER_DRONE;
 }
 

@@ -53,6 +53,8 @@ static int state_kv(const char *key, const char *value, unsigned line, void *use
                 if (strlen(value) >= sizeof(s->target))
                         return ringil_fail(-RINGIL_EMALFORMED, "line %u: target too long", line);
                 strcpy(s->target, value);
+        } else if (streq(key, "boot-id")) {
+                snprintf(s->boot_id, sizeof(s->boot_id), "%s", value);
         } else if (streq(key, "error")) {
                 snprintf(s->error, sizeof(s->error), "%s", value);
         } else
@@ -104,9 +106,10 @@ int agent_state_save(const char *dir, const struct agent_state *s) {
         r = buf_printf(&b,
                        "# ringild state: written by ringild, do not edit\n"
                        "phase = %s\nseq = %" PRIu64 "\nacked = %d\nstate = %s\nrelease = %" PRId64 "\n"
-                       "failed-release = %" PRId64 "\ntarget = %s\nerror = %s\n",
+                       "failed-release = %" PRId64 "\ntarget = %s\nerror = %s\nboot-id = %s\n",
                        s->phase == AGENT_REBOOTING ? "rebooting" : "idle", s->seq, s->acked ? 1 : 0,
-                       fleet_state_to_string(s->state), s->release, s->failed_release, s->target, err);
+                       fleet_state_to_string(s->state), s->release, s->failed_release, s->target, err,
+                       s->boot_id);
         if (r < 0)
                 return r;
         r = mkdir_p(dir, 0700);
@@ -190,9 +193,33 @@ static int transition(struct agent *a, enum fleet_state state, int64_t release, 
 
 /* ---- after a reboot: health gate ---- */
 
+static void read_boot_id(const struct agent_config *c, char buf[static 64]) {
+        _cleanup_free_ uint8_t *data = NULL;
+        size_t len = 0, o = 0;
+
+        buf[0] = '\0';
+        if (read_full_file(c->boot_id_file, 0, 256, &data, &len) < 0)
+                return;
+        for (size_t i = 0; i < len && o < 63; i++)
+                if ((data[i] >= '0' && data[i] <= '9') || (data[i] >= 'a' && data[i] <= 'f') || data[i] == '-')
+                        buf[o++] = (char) data[i];
+        buf[o] = '\0';
+}
+
 static int finish_reboot(struct agent *a) {
-        char err[FLEET_TEXT_MAX] = "";
+        char err[FLEET_TEXT_MAX] = "", boot_id[64];
         int r;
+
+        read_boot_id(a->cfg, boot_id);
+        if (boot_id[0] && streq(boot_id, a->st.boot_id)) {
+                /* Same boot: the agent restarted before the reboot happened. Ask again; judging the
+                 * new slot now would report a rollback that did not occur. */
+                log_notice("reboot into %s still pending; requesting it again", a->st.target);
+                r = run_command(a->cfg->reboot_command);
+                if (r != 0)
+                        log_error("reboot command exited %d", r);
+                return 1;
+        }
 
         if (!streq(a->eng.version, a->st.target)) {
                 /* The boot loader fell back (tries exhausted) or the new slot never booted. */
@@ -252,6 +279,7 @@ static int install(struct agent *a, const struct fleet_assignment *as) {
         if (r < 0)
                 return r;
         a->st.phase = AGENT_REBOOTING;
+        read_boot_id(a->cfg, a->st.boot_id);
         r = transition(a, FLEET_STATE_REBOOTING, as->release, as->version, NULL);
         if (r < 0)
                 return r;

@@ -27,6 +27,7 @@ struct agent_state {
         int64_t failed_release;   /* do not retry this release (refused, rolled back) */
         char target[FLEET_VERSION_MAX];
         char error[FLEET_TEXT_MAX];
+        char boot_id[64];         /* boot in which the reboot was requested */
 };
 
 int agent_state_load(const char *dir, struct agent_state *ret);

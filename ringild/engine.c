@@ -23,14 +23,14 @@
  * The engine runs as a child process: it is the one component that verifies and writes slots, and
  * keeping it out of the networked process means a bug in TLS/HTTP handling cannot write a slot.
  */
-static int spawn(const char *const argv[], int stdin_fd, int out_fd, pid_t *ret_pid) {
+static int spawn(const char *const argv[], int stdin_fd, int out_fd, int err_fd, pid_t *ret_pid) {
         pid_t pid = fork();
 
         if (pid < 0)
                 return negative_errno();
         if (pid == 0) {
                 int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
-                if (dup2(stdin_fd >= 0 ? stdin_fd : null, 0) < 0 || dup2(out_fd, 1) < 0 || dup2(out_fd, 2) < 0)
+                if (dup2(stdin_fd >= 0 ? stdin_fd : null, 0) < 0 || dup2(out_fd, 1) < 0 || dup2(err_fd, 2) < 0)
                         _exit(127);
                 signal(SIGPIPE, SIG_DFL);
                 execvp(argv[0], (char *const *) argv);
@@ -97,7 +97,8 @@ static int run_engine(const struct agent_config *c, const char *verb, bool json,
 
         if (fd < 0)
                 return negative_errno();
-        r = spawn(argv, -1, fd, &pid);
+        /* status: JSON on stdout, its log lines straight to our stderr; others: both captured. */
+        r = spawn(argv, -1, fd, out ? 2 : fd, &pid);
         if (r < 0)
                 return r;
         r = wait_exit(pid);
@@ -143,8 +144,7 @@ int engine_status(const struct agent_config *c, struct engine_status *ret) {
         r = run_engine(c, "status", true, out, ENGINE_MAX_OUTPUT, NULL, 0);
         if (r < 0)
                 return ringil_fail(r, "ringil status failed");
-        /* Reads a stdout that may be followed by log lines on the same memfd: parse the first value. */
-        j = json_loads(out, JSON_DISABLE_EOF_CHECK, &e);
+        j = json_loads(out, 0, &e);
         if (!j || !json_is_object(j)) {
                 json_decref(j);
                 return ringil_fail(-RINGIL_EMALFORMED, "ringil status --json: %s", e.text);
@@ -164,7 +164,7 @@ int engine_status(const struct agent_config *c, struct engine_status *ret) {
         }
         if (sl) {
                 copy_json_str(sl, "version", s.version, sizeof(s.version));
-                copy_json_str(sl, "status", s.boot, sizeof(s.boot));
+                copy_json_str(sl, "state", s.boot, sizeof(s.boot));
         }
         json_decref(j);
         *ret = s;
@@ -174,7 +174,7 @@ int engine_status(const struct agent_config *c, struct engine_status *ret) {
 int run_command(const char *cmdline) {
         const char *argv[] = { "/bin/sh", "-c", cmdline, NULL };
         pid_t pid;
-        int r = spawn(argv, -1, 2, &pid);
+        int r = spawn(argv, -1, 2, 2, &pid);
 
         if (r < 0)
                 return r;
@@ -221,7 +221,7 @@ int engine_install_from_server(const struct agent_config *c, fleet_client *fc, i
                 return negative_errno();
         if (pipe2(p, O_CLOEXEC) < 0)
                 return negative_errno();
-        r = spawn(argv, p[0], outfd, &pid);
+        r = spawn(argv, p[0], outfd, outfd, &pid);
         close(p[0]);
         if (r < 0) {
                 close(p[1]);
