@@ -244,6 +244,7 @@ int engine_install_from_server(const struct agent_config *c, fleet_client *fc, i
                         snprintf(err, errlen, "download refused by server (HTTP %ld)", status);
                         break;
                 }
+                log_debug("range at %" PRIu64 ": %" PRId64 " (HTTP %ld)", before, n, status);
                 if (sink.written > before) {
                         stalls = 0;
                         continue;

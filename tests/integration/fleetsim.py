@@ -197,8 +197,9 @@ class CuttingProxy:
                     with self.lock:
                         self.bytes_to_client += len(b)
                         self.cuts += 1
-                    # a hard cut: RST, as a dropped radio link looks to the agent
-                    c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+                    # the cut: the client gets exactly `limit` bytes of this connection, then EOF in
+                    # the middle of a TLS record (an RST would also discard bytes it already received,
+                    # which would then be counted here without ever reaching the agent)
                     break
                 c.sendall(b)
                 sent += len(b)
@@ -207,7 +208,13 @@ class CuttingProxy:
         except OSError:
             pass
         done.set()
+        # shutdown() first: close() alone does not wake the other thread's recv(), and the cut
+        # would then look like a stall instead of a dropped link
         for x in (c, s):
+            try:
+                x.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
             try:
                 x.close()
             except OSError:
