@@ -267,7 +267,7 @@ static int install(struct agent *a, const struct fleet_assignment *as) {
         log_info("downloaded %" PRIu64 " of %" PRIu64 " bytes of release %" PRId64, downloaded, as->size,
                  as->release);
         if (r < 0) {
-                char msg[FLEET_TEXT_MAX];
+                char msg[2 * FLEET_TEXT_MAX];   /* cut to FLEET_TEXT_MAX by transition() */
                 snprintf(msg, sizeof(msg), "%s: %s", ringil_strerror(r), err);
                 /* A refusal by the engine (signature, floor, compatible) is final for this release;
                  * a transport failure is retried at the next poll. */
