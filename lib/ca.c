@@ -89,6 +89,22 @@ static int write_bio_excl(const char *path, BIO *bio, mode_t mode, bool secret) 
         return fsync_parent_dir(path);
 }
 
+/* A NUL-terminated copy of a memory BIO's bytes (which are not NUL-terminated: no strndup). */
+static int bio_to_string(BIO *bio, char **ret) {
+        char *p = NULL, *s;
+        long n = BIO_get_mem_data(bio, &p);
+
+        if (n <= 0)
+                return -EIO;
+        s = malloc((size_t) n + 1);
+        if (!s)
+                return -ENOMEM;
+        memcpy(s, p, (size_t) n);
+        s[n] = '\0';
+        *ret = s;
+        return 0;
+}
+
 int ca_write_key(const char *path, EVP_PKEY *key, mode_t mode) {
         _cleanup_(BIO_free_allp) BIO *bio = BIO_new(BIO_s_secmem());
 
@@ -111,21 +127,12 @@ int ca_write_cert(const char *path, X509 *cert) {
 
 int ca_cert_to_pem(X509 *cert, char **ret) {
         _cleanup_(BIO_free_allp) BIO *bio = BIO_new(BIO_s_mem());
-        char *p = NULL, *s;
-        long n;
 
         if (!bio)
                 return -ENOMEM;
         if (!PEM_write_bio_X509(bio, cert))
                 return crypto_fail(-EIO, "PEM encode certificate");
-        n = BIO_get_mem_data(bio, &p);
-        if (n <= 0)
-                return -EIO;
-        s = strndup(p, (size_t) n);
-        if (!s)
-                return -ENOMEM;
-        *ret = s;
-        return 0;
+        return bio_to_string(bio, ret);
 }
 
 static int add_ext(X509 *cert, X509V3_CTX *ctx, int nid, const char *value) {
@@ -349,8 +356,6 @@ int ca_issue(const char *dir, const char *name, enum ca_profile profile, const c
 int ca_make_csr_pem(EVP_PKEY *key, const char *name, char **ret) {
         _cleanup_(X509_REQ_freep) X509_REQ *req = X509_REQ_new();
         _cleanup_(BIO_free_allp) BIO *bio = BIO_new(BIO_s_mem());
-        char *p = NULL, *s;
-        long n;
 
         if (!req || !bio)
                 return -ENOMEM;
@@ -361,14 +366,7 @@ int ca_make_csr_pem(EVP_PKEY *key, const char *name, char **ret) {
             !X509_REQ_set_pubkey(req, key) || X509_REQ_sign(req, key, EVP_sha256()) <= 0 ||
             !PEM_write_bio_X509_REQ(bio, req))
                 return crypto_fail(-EIO, "make CSR");
-        n = BIO_get_mem_data(bio, &p);
-        if (n <= 0)
-                return -EIO;
-        s = strndup(p, (size_t) n);
-        if (!s)
-                return -ENOMEM;
-        *ret = s;
-        return 0;
+        return bio_to_string(bio, ret);
 }
 
 int ca_csr_pubkey(const char *pem, size_t len, EVP_PKEY **ret) {

@@ -270,16 +270,23 @@ int op_status(int argc, char *argv[]) {
                                str(e, "compatible"), json_integer_value(json_object_get(e, "size")),
                                str(e, "assigned"));
         } else {
-                printf("drone:    %s (%s, group %s)\nversion:  %s\nstate:    %s\nrelease:  %" JSON_INTEGER_FORMAT
-                       "\nerror:    %s\nlast seen: %" JSON_INTEGER_FORMAT "\nhistory:\n",
+                char seen[21] = "never";
+                json_int_t t = json_integer_value(json_object_get(j, "last_seen"));
+                if (t > 0)
+                        format_time(t, seen);
+                printf("drone:     %s (%s, group %s)\nversion:   %s\nstate:     %s\nrelease:   %" JSON_INTEGER_FORMAT
+                       "\nerror:     %s\nlast seen: %s\nhistory:\n",
                        str(j, "id"), str(j, "status"), str(j, "group"), str(j, "version"), str(j, "state"),
-                       json_integer_value(json_object_get(j, "release")), str(j, "error"),
-                       json_integer_value(json_object_get(j, "last_seen")));
+                       json_integer_value(json_object_get(j, "release")), str(j, "error"), seen);
                 json_array_foreach(json_object_get(j, "history"), i, e)
-                        printf("  #%-4" JSON_INTEGER_FORMAT " %-12s release %" JSON_INTEGER_FORMAT " %s %s\n",
-                               json_integer_value(json_object_get(e, "seq")), str(e, "state"),
+                {
+                        char when[21];
+                        format_time(json_integer_value(json_object_get(e, "time")), when);
+                        printf("  #%-4" JSON_INTEGER_FORMAT " %s %-12s release %" JSON_INTEGER_FORMAT " %s %s\n",
+                               json_integer_value(json_object_get(e, "seq")), when, str(e, "state"),
                                json_integer_value(json_object_get(e, "release")), str(e, "version"),
                                str(e, "error"));
+                }
         }
         json_decref(j);
         return EXIT_OK;
