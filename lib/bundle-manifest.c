@@ -315,6 +315,15 @@ int bundle_manifest_parse(const uint8_t *data, size_t len, struct bundle_manifes
                         if (streq(m->payloads[j].name, m->payloads[i].name))
                                 return ringil_fail(-RINGIL_EMALFORMED, "manifest: duplicate payload name '%s'", m->payloads[i].name);
         }
+        /* INVARIANT: one manifest, one byte string: the bytes must be exactly the canonical form
+         * (compact, sorted keys, as bundle_create writes), so no two encodings mean the same thing. */
+        {
+                _cleanup_free_ char *canon = json_dumps(root, JSON_COMPACT | JSON_SORT_KEYS);
+                if (!canon)
+                        return -ENOMEM;
+                if (strlen(canon) != len || memcmp(canon, data, len) != 0)
+                        return ringil_fail(-RINGIL_EMALFORMED, "manifest is not in canonical form");
+        }
         r = crypto_sha256(data, len, m->digest);
         if (r < 0)
                 return r;

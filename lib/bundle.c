@@ -285,7 +285,12 @@ static char *subject_oneline(X509 *cert) {
         n = BIO_get_mem_data(bio, &data);
         if (n < 0 || n > 4096)
                 return NULL;
-        s = strndup(data, (size_t) n);
+        /* not strndup: the BIO's data is not NUL-terminated */
+        s = malloc((size_t) n + 1);
+        if (!s)
+                return NULL;
+        memcpy(s, data, (size_t) n);
+        s[n] = '\0';
         return s;
 }
 
@@ -482,7 +487,9 @@ static int verify_signature(bundle *b, const struct bundle_policy *policy, int64
                 return r;
         store = X509_STORE_new();
         ctx = X509_STORE_CTX_new();
-        certs = CMS_get1_certs(cms);
+        certs = CMS_get1_certs(cms);   /* NULL when the CMS carries none */
+        if (!certs)
+                certs = sk_X509_new_null();
         if (!store || !ctx || !certs)
                 return -ENOMEM;
         for (int i = 0; i < sk_X509_num(anchors); i++)
@@ -658,107 +665,183 @@ int bundle_read_chunk(bundle *b, size_t p, uint64_t index, uint8_t *buf, size_t 
 }
 
 /*
- * Hashing a window of whole chunks: the chunk hashes on the calling thread and the whole-payload
- * hash on a second thread over the same bytes, so checking both costs one SHA-256 pass of wall time.
+ * Hashing a payload: chunk hashes and the whole-payload SHA-256 over the same bytes, in one pass of
+ * wall time. The calling thread maps (or reads) window after window, faults it in and hashes its
+ * chunks; a second thread runs one window behind and feeds the whole-payload digest, so that the
+ * serial whole-payload hash never waits for I/O or page faults. At most PIPE_SLOTS windows exist at
+ * once: memory use is bounded by PIPE_SLOTS * WINDOW, whatever the payload size.
  */
-struct whole_job {
-        EVP_MD_CTX *ctx;
+#define WINDOW (4u << 20)    /* a multiple of every chunk size up to 4 MiB; larger chunks: one per window */
+#define PIPE_SLOTS 3u
+#define PIPE_MIN (4u << 20)  /* smaller payloads are hashed on one thread */
+
+struct window {
         const uint8_t *data;
         size_t len;
+        void *map;           /* MAP_FAILED when data points into a buffer */
+        size_t map_len;
+};
+
+struct hash_pipe {
+        pthread_mutex_t mu;
+        pthread_cond_t cv;
+        struct window q[PIPE_SLOTS];
+        unsigned head, count;
+        bool done, abort;
+        EVP_MD_CTX *whole;
         int r;
 };
 
-static void *whole_worker(void *arg) {
-        struct whole_job *j = arg;
-
-        j->r = EVP_DigestUpdate(j->ctx, j->data, j->len) == 1 ? 0 : -EIO;
-        return NULL;
+static void window_release(struct window *w) {
+        if (w->map != MAP_FAILED)
+                (void) munmap(w->map, w->map_len);
+        w->map = MAP_FAILED;
 }
 
-/* Hash chunks [first, first+n) held in data; compares with want (verify) or stores into out (create). */
-static int hash_window(const struct bundle_payload *pl, EVP_MD_CTX *whole, const uint8_t *data, size_t len,
-                       uint64_t first, uint8_t (*out)[SHA256_LEN], uint64_t *ret_bad) {
-        struct whole_job job = { .ctx = whole, .data = data, .len = len };
-        pthread_t t;
-        bool threaded = len >= (1u << 20) && pthread_create(&t, NULL, whole_worker, &job) == 0;
-        uint64_t bad = UINT64_MAX;
-        int r = 0;
+static void *whole_worker(void *arg) {
+        struct hash_pipe *p = arg;
 
-        if (!threaded)
-                whole_worker(&job);
-        for (size_t pos = 0, i = 0; pos < len; i++) {
-                size_t n = MIN((size_t) pl->chunk_size, len - pos);
+        for (;;) {
+                struct window *w;
+                bool skip;
+
+                pthread_mutex_lock(&p->mu);
+                while (p->count == 0 && !p->done)
+                        pthread_cond_wait(&p->cv, &p->mu);
+                if (p->count == 0) {
+                        pthread_mutex_unlock(&p->mu);
+                        return NULL;
+                }
+                w = &p->q[p->head];
+                skip = p->abort || p->r < 0;
+                pthread_mutex_unlock(&p->mu);
+
+                if (!skip && EVP_DigestUpdate(p->whole, w->data, w->len) != 1)
+                        p->r = -EIO;   /* only this thread writes r until it is joined */
+                window_release(w);
+
+                pthread_mutex_lock(&p->mu);
+                p->head = (p->head + 1) % PIPE_SLOTS;
+                p->count--;
+                pthread_cond_broadcast(&p->cv);
+                pthread_mutex_unlock(&p->mu);
+        }
+}
+
+/* Chunk hashes of the chunks [first, …) in w: into out (create) or compared with the signed list. */
+static int hash_chunks(const struct bundle_payload *pl, const struct window *w, uint64_t first,
+                       uint8_t (*out)[SHA256_LEN]) {
+        for (size_t pos = 0, i = 0; pos < w->len; i++) {
+                size_t n = MIN((size_t) pl->chunk_size, w->len - pos);
                 uint8_t md[SHA256_LEN];
+                int r = crypto_sha256(w->data + pos, n, out ? out[first + i] : md);
 
-                if (r == 0)
-                        r = crypto_sha256(data + pos, n, out ? out[first + i] : md);
-                if (r == 0 && !out && bad == UINT64_MAX && crypto_memcmp(md, pl->chunk_sha256[first + i], SHA256_LEN) != 0)
-                        bad = first + i;
+                if (r < 0)
+                        return r;
+                if (!out && crypto_memcmp(md, pl->chunk_sha256[first + i], SHA256_LEN) != 0)
+                        return ringil_fail(-RINGIL_EDIGEST, "payload '%s' chunk %llu does not match its signed hash",
+                                           pl->name, (unsigned long long) (first + i));
                 pos += n;
         }
-        if (threaded)
-                pthread_join(t, NULL);
-        *ret_bad = bad;
-        return r < 0 ? r : job.r;
+        return 0;
 }
 
-#define WINDOW (32u << 20)   /* bytes mapped or buffered at once; a multiple of every chunk size */
+/* Map len bytes of fd at offset (any alignment) and fault them in; false if mapping is impossible. */
+static bool window_map(int fd, uint64_t offset, size_t len, struct window *w) {
+        static long pagesize;
+        size_t skew;
+        void *map;
+
+        if (fd < 0)
+                return false;
+        if (!pagesize)
+                pagesize = sysconf(_SC_PAGESIZE);
+        skew = (size_t) (offset % (uint64_t) pagesize);
+        map = mmap(NULL, len + skew, PROT_READ, MAP_SHARED | MAP_POPULATE, fd, (off_t) (offset - skew));
+        if (map == MAP_FAILED)
+                return false;
+        (void) madvise(map, len + skew, MADV_SEQUENTIAL);
+        *w = (struct window){ .data = (const uint8_t *) map + skew, .len = len, .map = map, .map_len = len + skew };
+        return true;
+}
 
 /*
- * Hash all `size` bytes of a payload at `offset`, from a regular file by mmap windows (no copy) or
- * from the source through a bounded buffer. Memory use is WINDOW at most, whatever the size.
+ * Hash all `size` bytes of a payload at `offset`: from fd by mmap (no copy) when it is a regular
+ * file, else from b's source through bounded buffers (streams read strictly in order).
  */
 static int hash_payload(bundle *b, int fd, uint64_t offset, const struct bundle_payload *pl, uint8_t (*out)[SHA256_LEN],
                         uint8_t ret_whole[static SHA256_LEN]) {
         _cleanup_(EVP_MD_CTX_freep) EVP_MD_CTX *whole = EVP_MD_CTX_new();
-        _cleanup_free_ uint8_t *buf = NULL;
         size_t window = MAX(WINDOW, pl->chunk_size);
-        long pagesize = sysconf(_SC_PAGESIZE);
+        uint8_t *bufs[PIPE_SLOTS] = {};
+        struct hash_pipe p = { .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER };
+        bool threaded;
+        pthread_t t;
+        unsigned tail = 0;
         unsigned mdlen = 0;
-        int r;
+        int r = 0;
 
         if (!whole || EVP_DigestInit_ex(whole, EVP_sha256(), NULL) != 1)
                 return -ENOMEM;
-        for (uint64_t done = 0; done < pl->size;) {
-                size_t len = (size_t) MIN((uint64_t) window, pl->size - done);
-                uint64_t first = done / pl->chunk_size, bad;
-                const uint8_t *data = NULL;
-                void *map = MAP_FAILED;
-                size_t skew = 0;
+        p.whole = whole;
+        threaded = pl->size >= PIPE_MIN && pthread_create(&t, NULL, whole_worker, &p) == 0;
 
-                if (fd >= 0) {
-                        uint64_t at = offset + done;
-                        skew = (size_t) (at % (uint64_t) pagesize);
-                        map = mmap(NULL, len + skew, PROT_READ, MAP_SHARED, fd, (off_t) (at - skew));
-                        if (map != MAP_FAILED) {
-                                (void) madvise(map, len + skew, MADV_SEQUENTIAL | MADV_WILLNEED);
-                                data = (const uint8_t *) map + skew;
-                        }
-                }
-                if (!data) {
-                        if (!buf) {
-                                buf = malloc(window);
-                                if (!buf)
-                                        return -ENOMEM;
-                        }
-                        if (b)
-                                r = source_read(b, offset + done, buf, len, "payload");
-                        else
+        for (uint64_t done = 0; r >= 0 && done < pl->size;) {
+                size_t len = (size_t) MIN((uint64_t) window, pl->size - done);
+                struct window *w;
+
+                pthread_mutex_lock(&p.mu);
+                while (p.count == PIPE_SLOTS)
+                        pthread_cond_wait(&p.cv, &p.mu);
+                pthread_mutex_unlock(&p.mu);
+                /* Slot `tail` is free: the worker only touches the `count` slots from `head`. */
+                w = &p.q[tail];
+                if (!window_map(fd, offset + done, len, w)) {
+                        if (!b) {
                                 r = fd >= 0 ? -EIO : -EINVAL;
+                                break;
+                        }
+                        if (!bufs[tail] && !(bufs[tail] = malloc(window))) {
+                                r = -ENOMEM;
+                                break;
+                        }
+                        r = source_read(b, offset + done, bufs[tail], len, "payload");
                         if (r < 0)
-                                return r;
-                        data = buf;
+                                break;
+                        *w = (struct window){ .data = bufs[tail], .len = len, .map = MAP_FAILED };
                 }
-                r = hash_window(pl, whole, data, len, first, out, &bad);
-                if (map != MAP_FAILED)
-                        (void) munmap(map, len + skew);
-                if (r < 0)
-                        return crypto_fail(r, "SHA-256");
-                if (bad != UINT64_MAX)
-                        return ringil_fail(-RINGIL_EDIGEST, "payload '%s' chunk %llu does not match its signed hash",
-                                           pl->name, (unsigned long long) bad);
+                r = hash_chunks(pl, w, done / pl->chunk_size, out);
+                if (r < 0) {
+                        window_release(w);
+                        break;
+                }
+                if (threaded) {
+                        pthread_mutex_lock(&p.mu);
+                        p.count++;
+                        pthread_cond_broadcast(&p.cv);
+                        pthread_mutex_unlock(&p.mu);
+                } else {
+                        if (EVP_DigestUpdate(whole, w->data, w->len) != 1)
+                                r = -EIO;
+                        window_release(w);
+                }
+                tail = (tail + 1) % PIPE_SLOTS;
                 done += len;
         }
+        if (threaded) {
+                pthread_mutex_lock(&p.mu);
+                p.done = true;
+                p.abort = r < 0;
+                pthread_cond_broadcast(&p.cv);
+                pthread_mutex_unlock(&p.mu);
+                pthread_join(t, NULL);
+        }
+        for (unsigned i = 0; i < PIPE_SLOTS; i++)
+                free(bufs[i]);
+        if (r < 0)
+                return r;
+        if (p.r < 0)
+                return crypto_fail(p.r, "SHA-256");
         if (EVP_DigestFinal_ex(whole, ret_whole, &mdlen) != 1 || mdlen != SHA256_LEN)
                 return crypto_fail(-EIO, "SHA-256");
         return 0;

@@ -11,7 +11,7 @@ bench_pkgs=(hyperfine rauc squashfs-tools dbus time)
 # per-issue additions go below, one array each, so parallel work merges cleanly
 keys_pkgs=()
 efi_pkgs=()
-bundle_pkgs=()
+bundle_pkgs=(faketime time openssl)
 install_pkgs=()
 audit_pkgs=()
 fleet_pkgs=()

@@ -1,6 +1,7 @@
 /* test-bundle.c: manifest parser edge cases and caps, version order, and the library round trip
  * (create → open → verify → chunk reads) including sequential sources and forgeries. */
 #include <fcntl.h>
+#include <jansson.h>
 #include <openssl/pem.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -63,9 +64,26 @@ static char *manifest_with(const char *payload_fields, const char *top_extra) {
         return s;
 }
 
-static int parse_str(const char *s) {
+/* The parser insists on the canonical form; tests write readable JSON and canonicalize it here,
+ * unless it does not even load (then the raw text goes in, and must fail). */
+static char *canonical(const char *s) {
+        json_t *j = json_loads(s, JSON_REJECT_DUPLICATES, NULL);
+        char *c;
+
+        if (!j)
+                return strdup(s);
+        c = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
+        json_decref(j);
+        return c;
+}
+
+static int parse_str(const char *raw) {
         struct bundle_manifest *m = NULL;
-        int r = bundle_manifest_parse((const uint8_t *) s, strlen(s), &m);
+        _cleanup_free_ char *s = canonical(raw);
+        int r;
+
+        assert_non_null(s);
+        r = bundle_manifest_parse((const uint8_t *) s, strlen(s), &m);
         if (r >= 0) {
                 assert_non_null(m);
                 bundle_manifest_free(m);
@@ -94,6 +112,13 @@ static void test_manifest_ok(void **state) {
 
         assert_true(asprintf(&fields, OKPAYLOAD("5000", "4096", "\"%s\",\"%s\""), HASH0, HASH0, HASH0) > 0);
         s = manifest_with(fields, "");
+        /* not canonical as written (key order) */
+        assert_int_equal(bundle_manifest_parse((const uint8_t *) s, strlen(s), &m), -RINGIL_EMALFORMED);
+        {
+                char *c = canonical(s);
+                free(s);
+                s = c;
+        }
         assert_int_equal(bundle_manifest_parse((const uint8_t *) s, strlen(s), &m), 0);
         assert_int_equal(m->n_payloads, 1);
         assert_int_equal(m->payloads[0].size, 5000);
@@ -147,6 +172,11 @@ static void test_manifest_4g(void **state) {
         assert_int_equal(buf_append_str(&b, "]"), 0);
         s = manifest_with((char *) b.data, "");
         buf_free(&b);
+        {
+                char *c = canonical(s);
+                free(s);
+                s = c;
+        }
         assert_int_equal(bundle_manifest_parse((const uint8_t *) s, strlen(s), &m), 0);
         assert_true(m->payloads[0].size == 4294967297ULL);
         assert_int_equal(m->payloads[0].n_chunks, 65);
