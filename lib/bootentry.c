@@ -10,6 +10,7 @@
 #include "bootentry.h"
 #include "buf.h"
 #include "bundle.h"
+#include "efivar.h"
 #include "err.h"
 #include "fileio.h"
 #include "installconf.h"
@@ -18,6 +19,7 @@
 #include "parse.h"
 
 #define LOADER_ENTRY_SELECTED "LoaderEntrySelected-4a67b082-0a4c-41cf-b6c7-440b29bb8c4f"
+#define LOADER_ENTRY_DEFAULT "LoaderEntryDefault-4a67b082-0a4c-41cf-b6c7-440b29bb8c4f"
 
 static int parse_counter(const char *s, size_t n, int *ret_left, int *ret_done) {
         /* s[0..n) is "+L" or "+L-D", digits only, each at most 4 digits (systemd caps far lower). */
@@ -158,7 +160,7 @@ int bootentry_put_file(const char *esp, const char *relpath, const void *data, s
         if (r < 0)
                 return ringil_fail(r, "cannot create %s", dir);
         crash_point("ESP file write");
-        r = atomic_write_file(p, data, len, 0644, 0);
+        r = atomic_write_file(p, data, len, 0644, AW_NOCHMOD);
         if (r < 0)
                 return ringil_fail(r, "cannot write %s", p);
         crash_point("ESP file renamed");
@@ -350,17 +352,24 @@ int bootentry_set_default(const char *esp, const char *pattern) {
 
 int bootentry_decode_selected(const unsigned char *raw, size_t len, char **ret) {
         _cleanup_free_ char *s = NULL;
-        size_t n = 0;
+        const uint8_t *data;
+        size_t dlen, n = 0;
+        uint32_t attr;
+        int r;
 
-        if (len < 4 + 2 || (len - 4) % 2 != 0)
-                return ringil_fail(-RINGIL_EMALFORMED, "LoaderEntrySelected: bad length %zu", len);
-        if (len - 4 > 2 * 256)
+        r = efivar_decode(raw, len, &attr, &data, &dlen);
+        if (r < 0)
+                return ringil_fail(-RINGIL_EMALFORMED, "LoaderEntrySelected: shorter than its attribute header");
+        if (dlen < 2 || dlen % 2 != 0)
+                return ringil_fail(-RINGIL_EMALFORMED, "LoaderEntrySelected: bad length %zu", dlen);
+        if (dlen > 2 * 256)
                 return ringil_fail(-RINGIL_ETOOBIG, "LoaderEntrySelected: too long");
-        s = malloc((len - 4) / 2 + 1);
+        s = malloc(dlen / 2 + 1);
         if (!s)
                 return -ENOMEM;
-        for (size_t i = 4; i + 1 < len; i += 2) {
-                unsigned c = raw[i] | (unsigned) raw[i + 1] << 8;
+        /* UTF-16LE; our ids are printable ASCII, so anything else is refused rather than converted. */
+        for (size_t i = 0; i + 1 < dlen; i += 2) {
+                unsigned c = data[i] | (unsigned) data[i + 1] << 8;
                 if (c == 0)
                         break;
                 if (c < 0x20 || c > 0x7e || c == '/')
@@ -374,16 +383,24 @@ int bootentry_decode_selected(const unsigned char *raw, size_t len, char **ret) 
         return 0;
 }
 
-int bootentry_selected(const char *efivarfs, char **ret) {
+static int read_id_var(const char *efivarfs, const char *name, char **ret) {
         _cleanup_free_ char *p = NULL;
         _cleanup_free_ uint8_t *data = NULL;
         size_t len;
         int r;
 
-        if (asprintf(&p, "%s/%s", efivarfs, LOADER_ENTRY_SELECTED) < 0)
+        if (asprintf(&p, "%s/%s", efivarfs, name) < 0)
                 return -ENOMEM;
         r = read_full_file(p, RFILE_NOFOLLOW, 4096, &data, &len);
         if (r < 0)
                 return r == -EFBIG ? -RINGIL_ETOOBIG : r;
         return bootentry_decode_selected(data, len, ret);
+}
+
+int bootentry_selected(const char *efivarfs, char **ret) {
+        return read_id_var(efivarfs, LOADER_ENTRY_SELECTED, ret);
+}
+
+int bootentry_efivar_default(const char *efivarfs, char **ret) {
+        return read_id_var(efivarfs, LOADER_ENTRY_DEFAULT, ret);
 }

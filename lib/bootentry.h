@@ -76,3 +76,9 @@ int bootentry_put_file(const char *esp, const char *relpath, const void *data, s
  */
 int bootentry_selected(const char *efivarfs, char **ret);
 int bootentry_decode_selected(const unsigned char *raw, size_t len, char **ret);
+
+/*
+ * LoaderEntryDefault (set by `bootctl set-default`) overrides loader.conf's pattern; set to an exact id it
+ * would defeat the fallback described above. Returns its id (to report it), -ENOENT when absent.
+ */
+int bootentry_efivar_default(const char *efivarfs, char **ret);

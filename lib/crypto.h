@@ -6,6 +6,10 @@
 #include <openssl/evp.h>
 #include <openssl/pkcs7.h>
 #include <openssl/x509.h>
+/* keys (issue 3): PEM encoding, serial numbers, the error queue */
+#include <openssl/bn.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
 #include <stddef.h>
 #include <stdint.h>
 

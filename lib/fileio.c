@@ -180,7 +180,7 @@ int atomic_write_file(const char *path, const void *data, size_t len, mode_t mod
         }
 
         r = write_all(fd, data, len);
-        if (r >= 0 && fchmod(fd, mode) < 0)   /* umask must not weaken or widen the mode */
+        if (r >= 0 && !(flags & AW_NOCHMOD) && fchmod(fd, mode) < 0)   /* umask must not weaken or widen the mode */
                 r = negative_errno();
         if (r >= 0 && fsync(fd) < 0)
                 r = negative_errno();

@@ -26,6 +26,7 @@ ssize_t read_full(int fd, void *p, size_t n);
 enum {
         AW_NOREPLACE = 1 << 0,     /* fail with -EEXIST if the target exists (renameat2 NOREPLACE) */
         AW_NOSYNC_DIR = 1 << 1,    /* caller fsyncs the directory itself after a batch */
+        AW_NOCHMOD = 1 << 2,       /* skip fchmod: vfat (the ESP) refuses modes its mount options fix */
 };
 
 /*

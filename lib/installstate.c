@@ -266,7 +266,7 @@ int floor_read(const char *state_dir, const char *floor_copy, char **ret) {
         return 0;
 }
 
-static int floor_write_one(const char *path, const char *version) {
+static int floor_write_one(const char *path, const char *version, unsigned flags) {
         _cleanup_free_ char *dir = strdup(path), *line = NULL;
         char *slash;
         int r;
@@ -283,7 +283,7 @@ static int floor_write_one(const char *path, const char *version) {
         if (asprintf(&line, "%s\n", version) < 0)
                 return -ENOMEM;
         crash_point("floor write");
-        r = atomic_write_file(path, line, strlen(line), 0644, 0);
+        r = atomic_write_file(path, line, strlen(line), 0644, flags);
         if (r < 0)
                 return ringil_fail(r, "cannot write floor record %s", path);
         return 0;
@@ -306,9 +306,9 @@ int floor_raise(const char *state_dir, const char *floor_copy, const char *versi
                 return r;
         r = join(state_dir, INSTALL_FLOOR_FILE, &p);
         if (r >= 0)
-                r = floor_write_one(p, version);
+                r = floor_write_one(p, version, 0);
         if (r >= 0 && floor_copy)
-                r = floor_write_one(floor_copy, version);
+                r = floor_write_one(floor_copy, version, AW_NOCHMOD);   /* on the ESP by default */
         return r;
 }
 

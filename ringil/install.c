@@ -257,7 +257,7 @@ static void view_slots(const struct install_state *st, const struct boot_entry *
 int verb_status(int argc, char *argv[]) {
         _cleanup_(device_conf_done) struct device_conf conf = {};
         _cleanup_free_ struct boot_entry *v = NULL;
-        _cleanup_free_ char *floor = NULL, *booted_id = NULL;
+        _cleanup_free_ char *floor = NULL, *booted_id = NULL, *efi_default = NULL;
         struct install_state st;
         struct slot_view sv[2];
         const struct boot_entry *def;
@@ -285,6 +285,7 @@ int verb_status(int argc, char *argv[]) {
                 return fail(r, "Cannot read status");
         }
         (void) install_booted_slot(&conf, o.booted, &booted, &booted_id);
+        (void) bootentry_efivar_default(conf.efivarfs, &efi_default);
         view_slots(&st, v, n, sv);
         def = bootentry_default(v, n);
         rollback = (st.phase == PHASE_PENDING && booted >= 0 && booted != st.slot && streq(sv[st.slot].state, "bad")) ||
@@ -307,6 +308,7 @@ int verb_status(int argc, char *argv[]) {
                 json_object_set_new(j, "booted", booted >= 0 ? json_string((char[]){ slot_letter(booted), 0 }) : json_null());
                 json_object_set_new(j, "booted_entry", booted_id ? json_string(booted_id) : json_null());
                 json_object_set_new(j, "default_entry", def ? json_string(def->file) : json_null());
+                json_object_set_new(j, "efivar_default_override", efi_default ? json_string(efi_default) : json_null());
                 json_object_set_new(j, "slots", slots);
                 json_object_set_new(j, "phase", json_string(install_phase_to_string(st.phase)));
                 json_object_set_new(j, "target", st.phase != PHASE_IDLE ? json_string((char[]){ slot_letter(st.slot), 0 }) : json_null());
@@ -328,6 +330,9 @@ int verb_status(int argc, char *argv[]) {
                 printf("booted:     %s%s%s%s\n", booted >= 0 ? (booted ? "b" : "a") : "unknown", booted_id ? " (" : "",
                        booted_id ? booted_id : "", booted_id ? ")" : "");
                 printf("default:    %s\n", def ? def->file : "none");
+                if (efi_default)
+                        printf("warning:    LoaderEntryDefault=%s overrides loader.conf; fallback may not work\n",
+                               efi_default);
                 for (int k = 0; k < 2; k++) {
                         printf("slot %c:     %s %s", slot_letter(k), sv[k].version ? sv[k].version : "-", sv[k].state);
                         if (sv[k].entry && sv[k].entry->tries_left > 0)

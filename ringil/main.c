@@ -13,8 +13,10 @@ static const struct verb verbs[] = {
         VERB("version", verb_version, "print the version",
              "Usage: ringil version\n\nPrint ringil's version and the OpenSSL it runs on.\n"),
         /* keys (issue 3) */
+        VERB("keys", verb_keys, "Secure Boot PK/KEK/db: create, export, enroll, status", NULL),
 
         /* efi (issue 3) */
+        VERB("efi", verb_efi, "Authenticode signing of EFI binaries: sign, verify, hash", NULL),
 
         /* bundle (issue 4) */
         VERB("bundle", verb_bundle, "signed update bundles: create, verify, info", bundle_usage),

@@ -53,7 +53,8 @@ int verb_dispatch(const struct verb *verbs, size_t n, const char *prefix, int ar
         for (size_t i = 0; i < n; i++) {
                 if (!streq(verbs[i].name, argv[0]))
                         continue;
-                if (wants_help(argc, argv)) {
+                /* A verb with nested verbs (usage NULL) handles --help itself, so the innermost wins. */
+                if (verbs[i].usage && wants_help(argc, argv)) {
                         fputs(verbs[i].usage, stdout);
                         return EXIT_OK;
                 }

@@ -8,7 +8,9 @@ struct verb {
         const char *name;
         int (*run)(int argc, char *argv[]);   /* argv[0] is the verb name; returns an exit code */
         const char *summary;                  /* one line, for the parent's --help */
-        const char *usage;                    /* full --help text: synopsis, options, exit codes */
+        const char *usage;                    /* full --help text: synopsis, options, exit codes;
+                                                 NULL for a verb with nested verbs, which handles
+                                                 --help itself */
 };
 
 /*

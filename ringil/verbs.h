@@ -4,8 +4,10 @@
 int verb_version(int argc, char *argv[]);
 
 /* keys (issue 3) */
+int verb_keys(int argc, char *argv[]);
 
 /* efi (issue 3) */
+int verb_efi(int argc, char *argv[]);
 
 /* bundle (issue 4) */
 int verb_bundle(int argc, char *argv[]);

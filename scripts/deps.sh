@@ -9,10 +9,10 @@ test_pkgs=(libcmocka-dev python3 python3-pytest clang sbsigntool efitools system
            faketime e2fsprogs dosfstools mtools util-linux)
 bench_pkgs=(hyperfine rauc squashfs-tools dbus time)
 # per-issue additions go below, one array each, so parallel work merges cleanly
-keys_pkgs=()
-efi_pkgs=()
+keys_pkgs=(openssl efitools)
+efi_pkgs=(sbsigntool systemd-boot-efi osslsigncode)
 bundle_pkgs=(faketime time openssl)
-install_pkgs=()
+install_pkgs=(openssl sbsigntool systemd-boot-efi)
 audit_pkgs=()
 fleet_pkgs=()
 nix_pkgs=()

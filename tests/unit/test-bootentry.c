@@ -86,7 +86,16 @@ static void test_order_and_default(void **state) {
         assert_int_equal(bootentry_list(d, "ringil", &v, &n), 0);
         assert_string_equal(v[0].file, "ringil-b-2.0.conf");
 
+        snprintf(p, sizeof(p), "%s/EFI/ringil", d);
+        assert_int_equal(mkdir_p(p, 0755), 0);
+        assert_int_equal(bootentry_put_file(d, "/EFI/ringil/ringil-b-2.0.efi", "MZ", 2), 0);
+        assert_int_equal(bootentry_put_file(d, "/EFI/ringil/ringil-a-1.0.efi", "MZ", 2), 0);
         assert_int_equal(bootentry_remove_slot(d, "ringil", 1), 0);
+        snprintf(p, sizeof(p), "%s/EFI/ringil/ringil-b-2.0.efi", d);
+        assert_int_equal(access(p, F_OK), -1);
+        snprintf(p, sizeof(p), "%s/EFI/ringil/ringil-a-1.0.efi", d);
+        assert_int_equal(access(p, F_OK), 0);
+        assert_int_equal(bootentry_put_file(d, "/EFI/../x", "MZ", 2), -EINVAL);
         free(TAKE_PTR(v));
         assert_int_equal(bootentry_list(d, "ringil", &v, &n), 0);
         assert_int_equal(n, 1);

@@ -1,0 +1,519 @@
+"""test_install.py: A/B install, systemd-boot boot counting (simulated), bless/rollback, crash consistency,
+TOCTOU on the bundle, anti-rollback (also after losing the state dir) and refusals before any write."""
+import fnmatch
+import hashlib
+import json
+import os
+import random
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import BUILD, binary
+
+CHUNK = 4096
+SLOT_SIZE = 64 * CHUNK + 123          # 65 chunks, the last one short
+VENDOR = "4a67b082-0a4c-41cf-b6c7-440b29bb8c4f"
+ENTRY_RE = re.compile(r"^(ringil-([ab])-([0-9.]+))(?:\+(\d+)(?:-(\d+))?)?\.conf$")
+
+
+# ---------------------------------------------------------------- fixtures: PKI, images, bundles
+
+@pytest.fixture(scope="session")
+def world(tmp_path_factory, ringil):
+    d = tmp_path_factory.mktemp("install-world")
+    for name in ("db", "other"):
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", d / f"{name}.key",
+                        "-out", d / f"{name}.pem", "-days", "30", "-subj", f"/CN={name} key"],
+                       check=True, capture_output=True)
+    rnd = random.Random(5)
+    imgs = {}
+    for v in ("0.9", "1.0", "2.0", "3.0"):
+        data = bytes(rnd.getrandbits(8) for _ in range(SLOT_SIZE))
+        (d / f"img-{v}").write_bytes(data)
+        imgs[v] = data
+
+    def make(out, version, compatible="drone-x1", key="db", extra=()):
+        ringil("bundle", "create", "--key", d / f"{key}.key", "--cert", d / f"{key}.pem", "--compatible", compatible,
+               "--version", version, "--chunk-size", "4K", "--payload", f"rootfs:raw={d / ('img-' + version)}",
+               *extra, "--output", d / out, check=0)
+        return d / out
+
+    b = {v: make(f"b-{v}.rb", v) for v in imgs}
+    b["wrong-compat"] = make("wc.rb", "2.0", compatible="drone-x2")
+    b["wrong-key"] = make("wk.rb", "2.0", key="other")
+    b["expired"] = make("exp.rb", "2.0", extra=("--created", "2020-01-01", "--valid-for", "1"))
+    return {"dir": d, "imgs": imgs, "bundles": b}
+
+
+class Device:
+    """File-backed slots, a directory ESP and efivarfs, and a Python model of systemd-boot."""
+
+    def __init__(self, root: Path, world, ringil, extra_conf=""):
+        self.root, self.world, self.ringil = root, world, ringil
+        self.esp, self.efi, self.state = root / "esp", root / "efivars", root / "state"
+        for p in (self.esp, self.efi):
+            p.mkdir(parents=True, exist_ok=True)
+        self.slot = {"a": root / "slot-a", "b": root / "slot-b"}
+        for p in self.slot.values():
+            p.write_bytes(b"\0" * SLOT_SIZE)
+        self.conf = root / "device.conf"
+        self.conf.write_text(f"""[device]
+compatible = drone-x1
+keyring = {world['dir'] / 'db.pem'}
+esp = {self.esp}
+state-dir = {self.state}
+efivarfs = {self.efi}
+checkpoint = 8K
+max-attempts = 100
+{extra_conf}
+[boot]
+linux = /EFI/ringil/vmlinuz
+options = root=PARTLABEL=root-@SLOT@ ro
+[slot.rootfs.a]
+device = {self.slot['a']}
+[slot.rootfs.b]
+device = {self.slot['b']}
+""")
+
+    def run(self, verb, *args, env=None, input=None, check=None):
+        return self.ringil(verb, "--config", self.conf, *args, env=env, input=input, check=check)
+
+    def install(self, version_or_path, *args, **kw):
+        b = self.world["bundles"].get(version_or_path, version_or_path)
+        return self.run("install", *args, b, **kw)
+
+    def status(self):
+        return json.loads(self.run("status", "--json", check=0).out)
+
+    def entries(self):
+        d = self.esp / "loader" / "entries"
+        return sorted(p.name for p in d.iterdir()) if d.is_dir() else []
+
+    # systemd-boot, as src/boot/efi/boot.c does it: sort (0 tries last, then sort-key, version desc, id
+    # desc), pick the first entry matching loader.conf's default glob, bump its counter by renaming.
+    def boot_order(self):
+        es = []
+        for name in self.entries():
+            m = ENTRY_RE.match(name)
+            assert m, f"foreign file in entries: {name}"
+            left = int(m.group(4)) if m.group(4) is not None else -1
+            done = int(m.group(5)) if m.group(5) is not None else -1
+            text = (self.esp / "loader" / "entries" / name).read_text()
+            ver = re.search(r"^version (\S+)$", text, re.M).group(1)
+            es.append(dict(file=name, id=m.group(1) + ".conf", slot=m.group(2), version=ver, left=left, done=done))
+        vkey = lambda e: tuple(int(x) for x in e["version"].split("."))
+        es.sort(key=lambda e: (e["left"] == 0, tuple(-x for x in vkey(e)), [-ord(c) for c in e["id"]]))
+        return es
+
+    def default_entry(self):
+        es = self.boot_order()
+        conf = self.esp / "loader" / "loader.conf"
+        pat = None
+        if conf.exists():
+            for line in conf.read_text().splitlines():
+                if line.startswith("default "):
+                    pat = line.split(None, 1)[1].strip()
+        for e in es:
+            if pat and fnmatch.fnmatchcase(e["id"], pat):
+                return e
+        return es[0] if es else None
+
+    def boot(self):
+        e = self.default_entry()
+        assert e, "nothing to boot"
+        if e["left"] > 0:
+            new = f"{e['id'][:-5]}+{e['left'] - 1}-{e['done'] + 1 if e['done'] >= 0 else 1}.conf"
+            d = self.esp / "loader" / "entries"
+            (d / e["file"]).rename(d / new)
+        self.select(e["id"])
+        return e
+
+    def select(self, entry_id):
+        raw = (7).to_bytes(4, "little") + (entry_id + "\0").encode("utf-16-le")
+        (self.efi / f"LoaderEntrySelected-{VENDOR}").write_bytes(raw)
+
+    def slot_is(self, slot, version):
+        return self.slot[slot].read_bytes() == self.world["imgs"][version]
+
+    def assert_default_complete(self):
+        """The invariant after any crash: the default entry boots a complete, verified slot."""
+        e = self.default_entry()
+        assert e is not None
+        assert self.slot_is(e["slot"], e["version"]), f"default {e['file']} names an incomplete slot"
+        return e
+
+    def snapshot(self):
+        files = {}
+        for base in (self.esp, self.state, self.root / "slot-a", self.root / "slot-b"):
+            paths = [base] if base.is_file() else sorted(p for p in base.rglob("*") if p.is_file()) if base.exists() else []
+            for p in paths:
+                files[str(p)] = hashlib.sha256(p.read_bytes()).hexdigest()
+        return files
+
+
+@pytest.fixture
+def dev(tmp_path, world, ringil):
+    return Device(tmp_path / "dev", world, ringil)
+
+
+def provision(dev, version="1.0"):
+    """First install into slot a, booted once and blessed: the state of a freshly flashed drone."""
+    dev.install(version, "--slot", "a", check=0)
+    assert dev.boot()["slot"] == "a"
+    dev.run("mark-good", check=0)
+
+
+# ---------------------------------------------------------------- behaviour
+
+def test_happy_path_a_to_b_and_bless(dev):
+    provision(dev)
+    assert dev.entries() == ["ringil-a-1.0.conf"]
+    assert dev.status()["floor"] == "1.0"
+    p = dev.install("2.0", check=0)
+    assert "into slot b: 65 chunks written, 0 already done" in p.out
+    assert dev.slot_is("b", "2.0") and dev.slot_is("a", "1.0")
+    assert "ringil-b-2.0+3.conf" in dev.entries()
+    assert (dev.esp / "loader" / "loader.conf").read_text() == "default ringil-*\n"
+    s = dev.status()
+    assert s["slots"]["b"]["state"] == "pending" and s["slots"]["b"]["tries_left"] == 3
+    assert s["default_entry"] == "ringil-b-2.0+3.conf" and s["floor"] == "1.0"
+
+    e = dev.boot()
+    assert e["slot"] == "b" and "ringil-b-2.0+2-1.conf" in dev.entries()
+    dev.run("mark-good", check=0)
+    assert "ringil-b-2.0.conf" in dev.entries()
+    s = dev.status()
+    assert s["booted"] == "b" and s["slots"]["b"]["state"] == "good" and s["floor"] == "2.0"
+    assert s["phase"] == "idle" and not s["rollback"] and s["last_error"] is None
+    # Next update goes to a, and a blessed b stays the fallback.
+    dev.install("3.0", check=0)
+    assert dev.boot()["slot"] == "a" and dev.slot_is("a", "3.0")
+
+
+def test_bad_slot_counts_down_and_rolls_back(dev):
+    provision(dev)
+    dev.install("2.0", check=0)
+    seen = []
+    for _ in range(3):   # the new slot never reaches boot-complete.target: no mark-good
+        e = dev.boot()
+        assert e["slot"] == "b"
+        seen.append(next(n for n in dev.entries() if n.startswith("ringil-b")))
+    assert seen == ["ringil-b-2.0+2-1.conf", "ringil-b-2.0+1-2.conf", "ringil-b-2.0+0-3.conf"]
+    e = dev.boot()   # out of tries: systemd-boot sorts it last and falls back
+    assert e["slot"] == "a" and e["file"] == "ringil-a-1.0.conf"
+    s = dev.status()
+    assert s["rollback"] is True and s["slots"]["b"]["state"] == "bad" and s["booted"] == "a"
+    assert s["floor"] == "1.0"
+    dev.run("mark-good", check=0)
+    s = dev.status()
+    assert s["rollback"] is True and s["last_error"].startswith("rollback: slot b (2.0)")
+    assert s["floor"] == "1.0" and s["phase"] == "idle"
+    assert dev.boot()["slot"] == "a"   # and it stays there: no boot loop
+    # A fixed release installs over the bad slot.
+    dev.install("3.0", check=0)
+    assert dev.boot()["slot"] == "b"
+
+
+def test_mark_bad_switches_to_other_slot(dev):
+    provision(dev)
+    dev.install("2.0", check=0)
+    assert dev.boot()["slot"] == "b"
+    dev.run("mark-bad", check=0)
+    assert dev.status()["slots"]["b"]["state"] == "bad"
+    assert dev.status()["efivar_default_override"] is None
+    raw = (7).to_bytes(4, "little") + "ringil-b-2.0.conf\0".encode("utf-16-le")
+    (dev.efi / f"LoaderEntryDefault-{VENDOR}").write_bytes(raw)
+    assert dev.status()["efivar_default_override"] == "ringil-b-2.0.conf"
+    assert "overrides loader.conf" in dev.run("status", check=0).out
+    (dev.efi / f"LoaderEntryDefault-{VENDOR}").unlink()
+    assert dev.boot()["slot"] == "a"
+    assert dev.status()["floor"] == "1.0"
+
+
+def test_stream_from_stdin(dev, world):
+    provision(dev)
+    p = dev.run("install", "-", input=world["bundles"]["2.0"].read_bytes(), check=0)
+    assert "65 chunks written" in p.out and dev.slot_is("b", "2.0")
+
+
+# ---------------------------------------------------------------- refused before any write
+
+@pytest.mark.parametrize("which,code", [("wrong-compat", 8), ("expired", 6), ("wrong-key", 5)])
+def test_refused_before_any_write(dev, which, code):
+    provision(dev)
+    before = dev.snapshot()
+    p = dev.install(which)
+    assert p.returncode == code, p.err
+    assert dev.snapshot() == before
+
+
+def test_older_bundle_refused_even_after_state_dir_lost(dev):
+    provision(dev)
+    dev.install("2.0", check=0)
+    dev.boot()
+    dev.run("mark-good", check=0)
+    before = dev.snapshot()
+    assert dev.install("1.0").returncode == 7   # same-age and older: not above the floor
+    assert dev.install("2.0").returncode == 7
+    assert dev.snapshot() == before
+    shutil.rmtree(dev.state)
+    before = dev.snapshot()
+    p = dev.install("0.9", "--slot", "a")
+    assert p.returncode == 7 and "floor 2.0" in p.err
+    assert dev.snapshot() == before
+    assert dev.status()["floor"] == "2.0"
+
+
+def test_tampered_bundle_and_bad_config(dev, world, tmp_path):
+    provision(dev)
+    bad = tmp_path / "bad.rb"
+    data = bytearray(world["bundles"]["2.0"].read_bytes())
+    data[200] ^= 1   # inside the signed manifest
+    bad.write_bytes(bytes(data))
+    before = dev.snapshot()
+    assert dev.install(bad).returncode in (3, 4)
+    assert dev.snapshot() == before
+    dev.conf.write_text(dev.conf.read_text() + "[device]\n")
+    assert dev.install("2.0").returncode == 3
+
+
+# ---------------------------------------------------------------- resume and TOCTOU
+
+def payload_offset(bundle: Path, img: bytes, chunk: int) -> int:
+    """Where chunk `chunk` of the image sits in the bundle file (payload bytes are stored as is)."""
+    blob = bundle.read_bytes()
+    off = blob.find(img[chunk * CHUNK:(chunk + 1) * CHUNK])
+    assert off > 0
+    return off
+
+
+def crash_points(dev, version):
+    p = dev.ringil("-v", "install", "--config", dev.conf, dev.world["bundles"][version],
+                   env={"RINGIL_TEST_CRASH_AT": "1000000000"}, check=0)
+    return re.findall(r"crash point (\d+): (.*)", p.err)
+
+
+def test_resume_does_not_rewrite_verified_chunks(dev):
+    provision(dev)
+    p = dev.install("2.0", env={"RINGIL_TEST_CRASH_AT": "60"})
+    assert p.returncode == -9
+    st = dev.status()
+    assert st["phase"] == "writing" and st["slots"]["b"]["state"] == "incomplete"
+    assert "ringil-b" not in " ".join(dev.entries())
+    written_before = st["chunk_writes"]
+    p = dev.install("2.0", check=0)
+    m = re.search(r"(\d+) chunks written, (\d+) already done \(resumed\)", p.out)
+    assert m, p.out
+    again, skipped = int(m.group(1)), int(m.group(2))
+    assert skipped > 10 and again + skipped == 65
+    # Every chunk is written once, plus at most the ones after the last checkpoint (8K = 2 chunks).
+    assert dev.status()["chunk_writes"] <= 65 + 2
+    assert dev.status()["chunk_writes"] == written_before + again
+    assert dev.slot_is("b", "2.0")
+
+
+def test_different_bundle_starts_clean(dev):
+    provision(dev)
+    assert dev.install("2.0", env={"RINGIL_TEST_CRASH_AT": "60"}).returncode == -9
+    p = dev.install("3.0", check=0)
+    assert "65 chunks written, 0 already done" in p.out and "resumed" not in p.out
+    assert dev.slot_is("b", "3.0")
+
+
+def test_bundle_modified_between_runs(dev, world, tmp_path):
+    provision(dev)
+    b = tmp_path / "b.rb"
+    shutil.copy(world["bundles"]["2.0"], b)
+    assert dev.install(b, env={"RINGIL_TEST_CRASH_AT": "40"}).returncode == -9
+    done = dev.status()
+    off = payload_offset(b, world["imgs"]["2.0"], 50)
+    with open(b, "r+b") as f:   # flip a byte of chunk 50 under the resuming installer
+        f.seek(off + 7)
+        c = f.read(1)
+        f.seek(off + 7)
+        f.write(bytes([c[0] ^ 0x40]))
+    before_slot = dev.slot["b"].read_bytes()
+    p = dev.install(b)
+    assert p.returncode == 9, p.err
+    after = dev.slot["b"].read_bytes()
+    # Chunks before the flipped one were written; the flipped chunk and everything after were not.
+    assert after[50 * CHUNK:] == before_slot[50 * CHUNK:]
+    assert after[50 * CHUNK:51 * CHUNK] != world["imgs"]["2.0"][50 * CHUNK:51 * CHUNK]
+    st = dev.status()
+    assert "hash mismatch" in st["last_error"] and st["phase"] == "writing"
+    assert st["chunk_writes"] > done["chunk_writes"]
+    assert dev.default_entry()["slot"] == "a"
+    dev.assert_default_complete()
+
+
+def test_bundle_modified_while_streaming(dev, world):
+    """Bytes flipped in the stream after the installer started reading (RAUC CVE-2020-25860)."""
+    provision(dev)
+    data = bytearray(world["bundles"]["2.0"].read_bytes())
+    off = payload_offset(world["bundles"]["2.0"], world["imgs"]["2.0"], 30)
+    data[off + 100] ^= 1
+    p = dev.run("install", "-", input=bytes(data))
+    assert p.returncode == 9
+    slot = dev.slot["b"].read_bytes()
+    assert slot[:30 * CHUNK] == world["imgs"]["2.0"][:30 * CHUNK]
+    assert slot[30 * CHUNK:] == b"\0" * (SLOT_SIZE - 30 * CHUNK)   # nothing unverified written
+    assert dev.default_entry()["slot"] == "a"
+
+
+def test_retry_loop_is_bounded(dev, world):
+    provision(dev)
+    dev.conf.write_text(dev.conf.read_text().replace("max-attempts = 100", "max-attempts = 2"))
+    for _ in range(2):
+        assert dev.install("2.0", env={"RINGIL_TEST_CRASH_AT": "30"}).returncode == -9
+    p = dev.install("2.0")
+    assert p.returncode == 11 and "after 2 attempts" in p.err
+    assert "attempts" in dev.status()["last_error"]
+    assert dev.default_entry()["slot"] == "a"
+    assert dev.install("3.0").returncode == 0   # a different bundle starts over
+
+
+def test_crash_consistency_at_50_plus_points(tmp_path, world, ringil):
+    """kill -9 at sampled crash points of an install of 3.0 over a pending, never-booted 2.0 in slot b
+    (the hard case: b's old entry sorts first, so it must be gone before b's first byte changes)."""
+    template = Device(tmp_path / "template", world, ringil)
+    provision(template)
+    template.install("2.0", check=0)
+    assert template.default_entry()["file"] == "ringil-b-2.0+3.conf"
+    points = crash_points(relocate(template, tmp_path / "probe"), "3.0")
+    kinds = {w for _, w in points}
+    assert {"chunk write", "slot fsync", "state write", "state written", "ESP file write", "ESP file renamed",
+            "ESP unlink"} <= kinds, kinds
+    n = len(points)
+    assert n >= 60, n
+    picks = sorted(random.Random(42).sample(range(1, n + 1), min(n, 60)) + [1, n])
+    for k in picks:
+        d = relocate(template, tmp_path / f"crash-{k}")
+        p = d.install("3.0", env={"RINGIL_TEST_CRASH_AT": str(k)})
+        assert p.returncode == -9, f"crash point {k} did not fire: {p.err}"
+        e = d.assert_default_complete()
+        assert (e["slot"], e["version"]) in (("a", "1.0"), ("b", "2.0"), ("b", "3.0")), e
+        p = d.install("3.0", check=0)
+        assert d.slot_is("b", "3.0")
+        e = d.boot()
+        assert e["slot"] == "b" and e["version"] == "3.0", f"after crash {k}: {e}"
+        d.run("mark-good", check=0)
+        assert d.status()["floor"] == "3.0"
+        shutil.rmtree(d.root)
+
+
+def relocate(template, new_root):
+    """A copy of a provisioned device (paths in device.conf and the floor copy follow the move)."""
+    shutil.copytree(template.root, new_root)
+    d = Device.__new__(Device)
+    d.__dict__.update(template.__dict__)
+    d.root = new_root
+    d.esp, d.efi, d.state = new_root / "esp", new_root / "efivars", new_root / "state"
+    d.slot = {"a": new_root / "slot-a", "b": new_root / "slot-b"}
+    d.conf = new_root / "device.conf"
+    d.conf.write_text(d.conf.read_text().replace(str(template.root), str(new_root)))
+    return d
+
+
+# ---------------------------------------------------------------- CLI surface and units
+
+def test_usage_and_units(ringil, dev):
+    for verb in ("install", "mark-good", "mark-bad", "status", "health"):
+        p = ringil(verb, "--help", check=0)
+        assert p.out.startswith(f"Usage: ringil {verb}") and "Exit codes:" in p.out
+    assert ringil("install", "--config", dev.conf).returncode == 2
+    assert ringil("install", "--config", dev.conf, "--slot", "c", "x").returncode == 2
+    assert ringil("status", "--config", "/nonexistent/device.conf").returncode == 12
+    root = Path(__file__).resolve().parents[2] / "data" / "systemd"
+    health = (root / "ringil-health.service").read_text()
+    bless = (root / "ringil-bless.service").read_text()
+    assert "Before=boot-complete.target" in health and "RequiredBy=boot-complete.target" in health
+    assert "After=boot-complete.target" in bless and "ExecStart=ringil mark-good" in bless
+
+
+def test_mark_good_needs_booted_entry(dev):
+    provision(dev)
+    (dev.efi / f"LoaderEntrySelected-{VENDOR}").unlink()
+    assert dev.run("mark-good").returncode == 12
+    assert dev.run("mark-good", "--booted", "nixos-generation-3.conf").returncode == 11
+    assert dev.run("mark-good", "--booted", "ringil-a-1.0.conf").returncode == 0
+
+
+def test_health_hook(dev, tmp_path):
+    hook = tmp_path / "health"
+    hook.write_text("#!/bin/sh\n[ \"$RINGIL_PHASE\" = health ] && exit 3\n")
+    hook.chmod(0o755)
+    assert dev.run("health").returncode == 0
+    dev.conf.write_text(dev.conf.read_text().replace("[boot]", f"health-hook = {hook}\n[boot]"))
+    assert dev.run("health").returncode == 11
+
+
+STUB = Path("/usr/lib/systemd/boot/efi/linuxx64.efi.stub")
+
+
+@pytest.fixture(scope="session")
+def ukis(world, ringil, tmp_path_factory):
+    """A real PE image (systemd's EFI stub) unsigned, signed with db, and signed with another key."""
+    if not STUB.exists():
+        pytest.skip("systemd-boot-efi not installed")
+    d, out = world["dir"], tmp_path_factory.mktemp("ukis")
+    res = {"unsigned": out / "unsigned.efi"}
+    shutil.copy(STUB, res["unsigned"])
+    for key in ("db", "other"):
+        res[key] = out / f"{key}.efi"
+        ringil("efi", "sign", "--key", d / f"{key}.key", "--cert", d / f"{key}.pem", "--output", res[key], STUB,
+               check=0)
+    bundles = {}
+    for name, path in res.items():
+        bundles[name] = out / f"{name}.rb"
+        ringil("bundle", "create", "--key", d / "db.key", "--cert", d / "db.pem", "--compatible", "drone-x1",
+               "--version", "2.0", "--chunk-size", "4K", "--payload", f"rootfs:raw={d / 'img-2.0'}",
+               "--payload", f"uki:efi={path}", "--output", bundles[name], check=0)
+    return res, bundles
+
+
+def test_signed_uki_lands_on_esp_and_boots(dev, ukis, world):
+    images, bundles = ukis
+    provision(dev)
+    dev.install(bundles["db"], check=0)
+    placed = dev.esp / "EFI" / "ringil" / "ringil-b-2.0.efi"
+    assert placed.read_bytes() == images["db"].read_bytes()
+    entry = (dev.esp / "loader" / "entries" / "ringil-b-2.0+3.conf").read_text()
+    assert "efi /EFI/ringil/ringil-b-2.0.efi\n" in entry and "linux" not in entry
+    # The real peer agrees with what we placed.
+    if shutil.which("sbverify"):
+        subprocess.run(["sbverify", "--cert", world["dir"] / "db.pem", placed], check=True, capture_output=True)
+    assert dev.boot()["slot"] == "b"
+    assert not list(dev.state.glob("staging-*"))
+    dev.run("mark-good", check=0)
+    assert dev.status()["slots"]["b"]["state"] == "good"
+
+
+@pytest.mark.parametrize("which,code", [("unsigned", 4), ("other", 5)])
+def test_uki_failing_authenticode_never_reaches_esp(dev, ukis, which, code):
+    images, bundles = ukis
+    provision(dev)
+    esp_before = {p: p.read_bytes() for p in dev.esp.rglob("*") if p.is_file()}
+    p = dev.install(bundles[which])
+    assert p.returncode == code, p.err
+    assert "Authenticode" in p.err
+    assert {p: p.read_bytes() for p in dev.esp.rglob("*") if p.is_file()} == esp_before
+    assert not (dev.esp / "EFI").exists()
+    assert dev.default_entry()["slot"] == "a"
+    assert "Authenticode" in dev.status()["last_error"]
+
+
+def test_pre_install_hook_can_veto(dev, tmp_path):
+    provision(dev)
+    hook = tmp_path / "pre"
+    hook.write_text("#!/bin/sh\n[ \"$RINGIL_PHASE\" = pre-install ] && [ \"$RINGIL_SLOT\" = b ] && exit 1\nexit 0\n")
+    hook.chmod(0o755)
+    dev.conf.write_text(dev.conf.read_text().replace("[boot]", f"pre-install-hook = {hook}\n[boot]"))
+    slot_before = dev.slot["b"].read_bytes()
+    p = dev.install("2.0")
+    assert p.returncode == 11 and "pre-install hook" in p.err
+    assert dev.slot["b"].read_bytes() == slot_before
+    assert dev.default_entry()["slot"] == "a"
