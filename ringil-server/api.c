@@ -26,7 +26,18 @@ static int read_body(struct conn *c, const struct http_request *req, size_t max,
                 return -conn_error(c, 411, "Content-Length required");
         }
         if (req->content_length > max) {
-                c->close_after = true;   /* do not read an oversized body just to discard it */
+                /* Drain a modestly oversized body so the client is not cut off mid-send and sees
+                 * the 413; a huge one is not read at all (the connection closes after the answer). */
+                c->close_after = true;
+                if (req->content_length <= 64 * (uint64_t) max) {
+                        char tmp[4096];
+                        for (uint64_t left = req->content_length; left > 0;) {
+                                size_t k = (size_t) MIN(left, (uint64_t) sizeof(tmp));
+                                if (conn_read(c, tmp, k) < 0)
+                                        return -ECONNRESET;
+                                left -= k;
+                        }
+                }
                 return -conn_error(c, 413, "body larger than %zu bytes", max);
         }
         b = malloc(req->content_length + 1);
