@@ -54,9 +54,11 @@ $D --config "$W/ringild.conf" 2>/dev/null &
 APID=$!
 sleep 2
 rss=$(awk '/VmRSS/ {print $2}' /proc/$APID/status)
+pss=$(awk '/^Pss:/ {print $2}' /proc/$APID/smaps_rollup)
+priv=$(awk '/^Private_(Clean|Dirty):/ {s += $2} END {print s}' /proc/$APID/smaps_rollup)
 kill $APID; wait $APID 2>/dev/null || true
 APID=
-echo "ringild idle RSS: ${rss} KiB"
+echo "ringild idle: RSS ${rss} KiB, PSS ${pss} KiB, private ${priv} KiB"
 
 echo "check-ins over mTLS keep-alive ($CONNS connections, ${SECS}s):"
 "$W/fleet-load" "$URL" "$W/ca/ca.pem" "$W/drone/drone-bench.pem" "$W/drone/drone-bench.key" checkin "$CONNS" "$SECS" /api/v1/checkin

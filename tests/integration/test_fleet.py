@@ -104,6 +104,9 @@ def test_three_drones_v1_to_v2_and_one_rollback(fleet, world):
     assert bad.status()["booted"] == "a"
     table = srv.op("drones").out
     assert "rolled-back" in table and table.count("updated") == 3
+    metrics = srv.op("metrics").out
+    assert 'ringil_drones{state="updated"} 3' in metrics and 'ringil_drones{state="rolled-back"} 1' in metrics
+    assert srv.metric("ringil_checkins_total") >= 8 and srv.metric("ringil_reports_total") >= 16
 
 
 def test_downloads_survive_cut_connections(fleet, world):
