@@ -298,7 +298,7 @@ static int route_bundle(struct conn *c, const struct http_request *req, int64_t 
 }
 
 static int route_enroll(struct conn *c, const struct http_request *req) {
-        _cleanup_free_ char *body = NULL, *pem = NULL, *ca = NULL, *out = NULL;
+        _cleanup_free_ char *body = NULL, *pem = NULL, *ca = NULL;
         _cleanup_(EVP_PKEY_freep) EVP_PKEY *pub = NULL;
         _cleanup_(X509_freep) X509 *cert = NULL;
         json_t *j;

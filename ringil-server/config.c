@@ -30,25 +30,25 @@ static int set_str(char **dst, const char *v) {
 
 static int server_kv(const char *key, const char *value, unsigned line, void *userdata) {
         struct server_config *c = userdata;
-        static const struct {
+        const struct {
                 const char *key;
-                size_t off;
+                char **dst;
         } strs[] = {
-                { "listen", offsetof(struct server_config, listen) },
-                { "db", offsetof(struct server_config, db) },
-                { "store", offsetof(struct server_config, store_dir) },
-                { "cert", offsetof(struct server_config, cert) },
-                { "key", offsetof(struct server_config, key) },
-                { "device-ca", offsetof(struct server_config, device_ca) },
-                { "operator-ca", offsetof(struct server_config, operator_ca) },
-                { "keyring", offsetof(struct server_config, keyring) },
+                { "listen", &c->listen },
+                { "db", &c->db },
+                { "store", &c->store_dir },
+                { "cert", &c->cert },
+                { "key", &c->key },
+                { "device-ca", &c->device_ca },
+                { "operator-ca", &c->operator_ca },
+                { "keyring", &c->keyring },
         };
 
         for (size_t i = 0; i < ELEMENTSOF(strs); i++)
                 if (streq(key, strs[i].key)) {
                         if (!*value)
                                 return ringil_fail(-RINGIL_EMALFORMED, "line %u: empty %s", line, key);
-                        return set_str((char **) ((char *) c + strs[i].off), value);
+                        return set_str(strs[i].dst, value);
                 }
         if (streq(key, "max-upload")) {
                 if (parse_size(value, &c->max_upload) < 0 || c->max_upload == 0)
