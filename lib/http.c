@@ -71,11 +71,12 @@ static int parse_request_line(const char *line, size_t n, struct http_request *r
         for (size_t i = 0; i < plen; i++)
                 if (!path_char_ok(target[i]))
                         return -EBADMSG;
-        /* INVARIANT: no ".." segment reaches a handler; routes match literal paths only anyway. */
-        if (strstr(target, "/../") || (plen >= 3 && memcmp(target + plen - 3, "/..", 3) == 0))
-                return -EBADMSG;
         memcpy(req->path, target, plen);
         req->path[plen] = '\0';
+        /* INVARIANT: no ".." segment reaches a handler; routes match literal paths only anyway.
+         * (Checked on the NUL-terminated copy: the request buffer itself is not terminated.) */
+        if (strstr(req->path, "/../") || (plen >= 3 && memcmp(req->path + plen - 3, "/..", 3) == 0))
+                return -EBADMSG;
         if (q) {
                 size_t ql = tlen - plen - 1;
                 for (size_t i = 0; i < ql; i++)
