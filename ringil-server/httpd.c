@@ -384,7 +384,7 @@ int server_run(struct server *srv) {
 
         pthread_attr_init(&attr);
         pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-        pthread_attr_setstacksize(&attr, 256 * 1024);
+        pthread_attr_setstacksize(&attr, 512 * 1024);   /* handlers keep 64 KiB I/O buffers on the stack */
         while (!stopping) {
                 struct pollfd p = { .fd = lfd, .events = POLLIN };
                 struct timeval tv = { .tv_sec = SERVER_IO_TIMEOUT_SEC };

@@ -399,6 +399,34 @@ int agent_run(const struct agent_config *c, bool once) {
 
 /* ---- enrollment ---- */
 
+/* The certificate we were given must be for our key and our name, and chain to the pinned CA. */
+static int check_issued(const struct agent_config *c, EVP_PKEY *key, const char *id, const char *pem) {
+        _cleanup_x509_stack_ STACK_OF(X509) *got = sk_X509_new_null(), *anchors = NULL;
+        _cleanup_(X509_STORE_freep) X509_STORE *store = X509_STORE_new();
+        _cleanup_(X509_STORE_CTX_freep) X509_STORE_CTX *ctx = X509_STORE_CTX_new();
+        char cn[CA_NAME_MAX + 1];
+        X509 *cert;
+        int r;
+
+        if (!got || !store || !ctx)
+                return -ENOMEM;
+        if (crypto_parse_pem_certs((const uint8_t *) pem, strlen(pem), got) != 1)
+                return ringil_fail(-RINGIL_EMALFORMED, "enrollment answer is not one certificate");
+        cert = sk_X509_value(got, 0);
+        r = crypto_load_certs(c->ca, &anchors);
+        if (r < 0)
+                return r;
+        for (int i = 0; i < sk_X509_num(anchors); i++)
+                if (X509_STORE_add_cert(store, sk_X509_value(anchors, i)) != 1)
+                        return crypto_fail(-ENOMEM, "CA store");
+        if (X509_check_private_key(cert, key) != 1 || ca_cert_cn(cert, cn) < 0 || !streq(cn, id))
+                return crypto_fail(-RINGIL_EUNTRUSTED, "issued certificate is not for this key and name");
+        if (X509_STORE_CTX_init(ctx, store, cert, NULL) != 1 ||
+            X509_STORE_CTX_set_purpose(ctx, X509_PURPOSE_SSL_CLIENT) != 1 || X509_verify_cert(ctx) != 1)
+                return crypto_fail(-RINGIL_EUNTRUSTED, "issued certificate does not chain to the pinned CA");
+        return 0;
+}
+
 int agent_enroll(const struct agent_config *c, const char *id, const char *token) {
         _cleanup_(EVP_PKEY_freep) EVP_PKEY *key = NULL;
         _cleanup_free_ char *csr = NULL, *body = NULL;
@@ -437,6 +465,11 @@ int agent_enroll(const struct agent_config *c, const char *id, const char *token
         if (!cert) {
                 json_decref(j);
                 return ringil_fail(-RINGIL_EMALFORMED, "enrollment answer has no certificate");
+        }
+        r = check_issued(c, key, id, cert);
+        if (r < 0) {
+                json_decref(j);
+                return r;
         }
         {
                 _cleanup_free_ char *dir = strdup(c->key);

@@ -4,6 +4,7 @@ import os
 import random
 import shutil
 import signal
+import subprocess
 import sqlite3
 import ssl
 import tempfile
@@ -312,3 +313,75 @@ def test_sigkill_loses_no_acknowledged_report(fleet, world):
         update_to_completion(dr, srv)
         assert [h["state"] for h in reversed(srv.drone(dr.name)["history"])] == \
             ["downloading", "installed", "rebooting", "updated"]
+
+
+def test_enrollment_tokens_are_single_use_and_bound(fleet, world, tmp_path):
+    srv, _ = fleet
+    pki = world["pki"]
+    token = srv.op("enroll", "drone-e").out.strip()
+    assert len(token) == 64
+
+    def agent_conf(name):
+        d = tmp_path / name
+        d.mkdir()
+        conf = d / "ringild.conf"
+        conf.write_text(f"server = {srv.url}\nca = {pki.ca}\ncert = {d / 'cert.pem'}\nkey = {d / 'key.pem'}\n")
+        return d, conf
+
+    # a token for drone-e does not enroll another name, and a wrong token does nothing
+    d, conf = agent_conf("other")
+    assert run([world["ringild"], "enroll", "--config", conf, "--id", "drone-f", "--token", token],
+               check=False).returncode != 0
+    d, conf = agent_conf("wrong")
+    assert run([world["ringild"], "enroll", "--config", conf, "--id", "drone-e", "--token", "1" * 64],
+               check=False).returncode != 0
+    d, conf = agent_conf("good")
+    run([world["ringild"], "enroll", "--config", conf, "--id", "drone-e", "--token", token])
+    assert oct((d / "key.pem").stat().st_mode & 0o777) == "0o400"
+    cert = run(["openssl", "x509", "-in", d / "cert.pem", "-noout", "-subject", "-ext", "extendedKeyUsage"]).out
+    assert "CN = drone-e" in cert and "TLS Web Client Authentication" in cert
+    run(["openssl", "verify", "-CAfile", pki.ca, "-purpose", "sslclient", d / "cert.pem"])
+    # used once: the same token cannot mint a second identity
+    d, conf = agent_conf("again")
+    assert run([world["ringild"], "enroll", "--config", conf, "--id", "drone-e", "--token", token],
+               check=False).returncode != 0
+    assert not (d / "cert.pem").exists()
+    # the enrolled certificate works, and a replaced one (same CN, other serial) is refused
+    ctx = tls_context(pki, tmp_path / "good" / "cert.pem", tmp_path / "good" / "key.pem")
+    assert request(srv.port, ctx, "POST", "/api/v1/checkin", body=b'{"state":"idle"}')[0] == 200
+    run([world["ringil"], "ca", "issue", "--dir", pki.dir / "ca", "--name", "drone-e", "--out-dir", tmp_path / "dup"])
+    ctx = tls_context(pki, tmp_path / "dup" / "drone-e.pem", tmp_path / "dup" / "drone-e.key")
+    assert request(srv.port, ctx, "POST", "/api/v1/checkin", body=b'{"state":"idle"}')[0] == 403
+
+
+def test_agent_daemon_polls_and_stops_cleanly(fleet, world):
+    """ringild without --once: polls on its own, installs when a release appears, stops on SIGTERM."""
+    srv, drone = fleet
+    dr = drone("drone-d")
+    p = subprocess.Popen([str(world["ringild"]), "--config", str(dr.dir / "ringild.conf")],
+                         stderr=open(dr.log, "ab"))
+    try:
+        time.sleep(1.5)
+        assert p.poll() is None
+        release(srv, world["bundles"]["2.0"], "--group", "default")
+        deadline = time.time() + 30
+        while time.time() < deadline and not (dr.dir / "reboot-requested").exists():
+            time.sleep(0.2)
+        assert (dr.dir / "reboot-requested").exists()
+        # after asking for the reboot the agent stops polling and exits
+        assert p.wait(timeout=10) == 0
+    finally:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+            p.wait(timeout=10)
+    assert srv.drone("drone-d")["state"] == "rebooting"
+    dr.reboot_requested()
+    dr.boot()
+    p = subprocess.Popen([str(world["ringild"]), "--config", str(dr.dir / "ringild.conf")],
+                         stderr=open(dr.log, "ab"))
+    deadline = time.time() + 30
+    while time.time() < deadline and srv.drone("drone-d")["state"] != "updated":
+        time.sleep(0.2)
+    p.send_signal(signal.SIGTERM)
+    assert p.wait(timeout=10) == 0
+    assert srv.drone("drone-d")["state"] == "updated"
