@@ -556,8 +556,10 @@ int bundle_verify_manifest(bundle *b, const struct bundle_policy *policy) {
 
         if (!b || !policy || !policy->keyring)
                 return -EINVAL;
-        if (b->manifest)
-                return 0;
+        /* A second call re-verifies under the new policy (the metadata is cached): a stricter policy
+         * must never be answered from an earlier, laxer success. Failure leaves b unverified. */
+        bundle_manifest_free(TAKE_PTR(b->manifest));
+        free(TAKE_PTR(b->payload_offset));
         now = policy->now ? policy->now : (int64_t) time(NULL);
         if (policy->min_version && bundle_version_valid(policy->min_version) < 0)
                 return ringil_fail(-EINVAL, "minimum version '%s' is not dot-numeric", policy->min_version);

@@ -135,6 +135,9 @@ int bundle_create(const struct bundle_create_opts *o, const char *output);
 
 /*
  * Added by the bundle implementation (issue 4); the meanings above are unchanged.
+ * Notes on the functions above: calling bundle_verify_manifest() again re-verifies under the new
+ * policy (a failure leaves the bundle unverified: no manifest, no chunk reads). A regular file is
+ * read by offset (chunks in any order), a pipe in order; "-" that is a regular file is read as one.
  */
 
 /* Hard caps (docs/bundle-format.md). Every length read from a bundle is checked against these before

@@ -382,6 +382,15 @@ static void test_roundtrip(void **state) {
         assert_int_equal(bundle_total_size(b, &total), 0);
         assert_true(off + 4096 * 9 + 100 == total);
         assert_int_equal(bundle_verify_payloads(b), 0);
+
+        /* a second verification under a stricter policy is not answered from the first */
+        pol.min_version = "2.0";
+        assert_int_equal(bundle_verify_manifest(b, &pol), -RINGIL_EROLLBACK);
+        assert_null(bundle_get_manifest(b));
+        assert_int_equal(bundle_read_chunk(b, 0, 0, buf, &len), -EINVAL);
+        pol.min_version = "1";
+        assert_int_equal(bundle_verify_manifest(b, &pol), 0);
+        assert_int_equal(bundle_read_chunk(b, 0, 0, buf, &len), 0);
 }
 
 static void test_policy(void **state) {
