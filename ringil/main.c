@@ -33,6 +33,8 @@ static const struct verb verbs[] = {
              audit_usage),
 
         /* fleet (issue 7) */
+        VERB("ca", verb_ca, "the fleet's device CA: drone, operator and server certificates",
+             "Usage: ringil ca create|issue …\n\nSee `ringil ca COMMAND --help`.\n"),
 
 };
 

@@ -26,4 +26,5 @@ int verb_audit(int argc, char *argv[]);
 extern const char audit_usage[];
 
 /* fleet (issue 7) */
+int verb_ca(int argc, char *argv[]);
 

@@ -1,0 +1,148 @@
+/* main.c: `ringil-server`: the fleet server (serve) and the operator commands that talk to it. */
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "err.h"
+#include "fileio.h"
+#include "log.h"
+#include "operator.h"
+#include "server.h"
+#include "verb.h"
+
+static int serve_main(int argc, char *argv[]) {
+        static const struct option options[] = {
+                { "config", required_argument, NULL, 'c' },
+                { "listen", required_argument, NULL, 'l' },
+                {},
+        };
+        struct server srv = {};
+        const char *config = "/etc/ringil/server.conf", *listen_override = NULL;
+        _cleanup_free_ char *ca_pem = NULL, *ca_key = NULL;
+        int c, r;
+
+        while ((c = getopt_long(argc, argv, "c:l:", options, NULL)) >= 0)
+                switch (c) {
+                case 'c':
+                        config = optarg;
+                        break;
+                case 'l':
+                        listen_override = optarg;
+                        break;
+                default:
+                        return EXIT_USAGE;
+                }
+        if (optind < argc)
+                return usage_error("serve: unexpected argument '%s'", argv[optind]);
+        r = server_config_load(config, &srv.cfg);
+        if (r < 0) {
+                log_error_errno(r, "Invalid config: %s", ringil_detail());
+                return exit_code_from_errno(r);
+        }
+        if (listen_override) {
+                free(srv.cfg.listen);
+                srv.cfg.listen = strdup(listen_override);
+                if (!srv.cfg.listen)
+                        return EXIT_FAIL;
+        }
+        if (asprintf(&ca_pem, "%s/ca.pem", srv.cfg.device_ca) < 0 || asprintf(&ca_key, "%s/ca.key", srv.cfg.device_ca) < 0)
+                return EXIT_FAIL;
+        if (access(ca_key, F_OK) == 0)
+                r = ca_load(srv.cfg.device_ca, &srv.device_ca_key, &srv.device_ca_cert);
+        else
+                r = crypto_load_cert(ca_pem, &srv.device_ca_cert);
+        if (r < 0) {
+                log_error_errno(r, "Cannot load the device CA from '%s': %s", srv.cfg.device_ca, ringil_detail());
+                goto out;
+        }
+        if (!srv.device_ca_key)
+                log_notice("no %s: enrollment by token is disabled", ca_key);
+        r = crypto_load_cert(srv.cfg.operator_ca ? srv.cfg.operator_ca : ca_pem, &srv.operator_ca_cert);
+        if (r < 0) {
+                log_error_errno(r, "Cannot load the operator CA: %s", ringil_detail());
+                goto out;
+        }
+        r = mkdir_p(srv.cfg.store_dir, 0700);
+        if (r < 0) {
+                log_error_errno(r, "Cannot create '%s': %m", srv.cfg.store_dir);
+                goto out;
+        }
+        r = store_open(srv.cfg.db, &srv.db);
+        if (r < 0) {
+                log_error_errno(r, "Cannot open database '%s': %s", srv.cfg.db, ringil_detail());
+                goto out;
+        }
+        r = server_run(&srv);
+        if (r < 0)
+                log_error_errno(r, "Server failed: %s", ringil_detail());
+out:
+        store_close(srv.db);
+        SSL_CTX_free(srv.ssl);
+        X509_free(srv.device_ca_cert);
+        X509_free(srv.operator_ca_cert);
+        EVP_PKEY_free(srv.device_ca_key);
+        server_config_free(&srv.cfg);
+        return exit_code_from_errno(r);
+}
+
+#define OPERATOR_OPTIONS                                                                                   \
+        "Connection options (or RINGIL_FLEET_SERVER, _CA, _CERT, _KEY in the environment):\n"             \
+        "      --server URL   https://host:port of ringil-server\n"                                        \
+        "      --ca FILE      CA that issued the server certificate (pinned)\n"                            \
+        "      --cert FILE    operator certificate (ringil ca issue --operator)\n"                         \
+        "      --key FILE     its key\n"                                                                   \
+        "      --json         print the server's JSON instead of a table\n\n"
+
+static const struct verb verbs[] = {
+        VERB("serve", serve_main, "run the fleet server",
+             "Usage: ringil-server serve [--config FILE] [--listen HOST:PORT]\n\n"
+             "Serve the fleet API over HTTPS with mutual TLS. FILE defaults to /etc/ringil/server.conf\n"
+             "(format in docs/fleet.md). Prints \"listening on HOST:PORT\" on stdout once ready; logs go\n"
+             "to stderr only. SIGTERM stops it.\n\n"),
+        VERB("drones", op_drones, "list drones and their update state",
+             "Usage: ringil-server drones [CONNECTION OPTIONS] [--json]\n\n" OPERATOR_OPTIONS),
+        VERB("enroll", op_enroll, "register a drone and print its one-time enrollment token",
+             "Usage: ringil-server enroll [CONNECTION OPTIONS] [--group G] DRONE-ID\n\n"
+             "Registers DRONE-ID (in group G, default \"default\") and prints a one-time token for\n"
+             "`ringild enroll`. Drones with certificates from `ringil ca issue` also need this step.\n\n"
+             OPERATOR_OPTIONS),
+        VERB("revoke", op_revoke, "revoke a drone: every route refuses it from now on",
+             "Usage: ringil-server revoke [CONNECTION OPTIONS] DRONE-ID\n\n" OPERATOR_OPTIONS),
+        VERB("upload", op_upload, "upload a signed bundle as a new release",
+             "Usage: ringil-server upload [CONNECTION OPTIONS] BUNDLE\n\n"
+             "The server verifies the bundle against the fleet keyring and refuses anything else.\n"
+             "Prints the release id.\n\n" OPERATOR_OPTIONS),
+        VERB("release", op_release, "assign a release to the fleet, a group or a drone",
+             "Usage: ringil-server release [CONNECTION OPTIONS] RELEASE-ID --fleet|--group G|--drone D\n\n"
+             OPERATOR_OPTIONS),
+        VERB("status", op_status, "one drone's state and history, or the releases",
+             "Usage: ringil-server status [CONNECTION OPTIONS] [DRONE-ID] [--json]\n\n"
+             "Without DRONE-ID: the releases and where they are assigned.\n\n" OPERATOR_OPTIONS),
+        VERB("metrics", op_metrics, "print the server's Prometheus metrics",
+             "Usage: ringil-server metrics [CONNECTION OPTIONS]\n\n" OPERATOR_OPTIONS),
+};
+
+static void help(void) {
+        printf("Usage: ringil-server COMMAND [OPTIONS]\n\n"
+               "The ringil fleet server: drones pull signed bundles over mutual TLS; operators enroll\n"
+               "drones, upload releases and watch the rollout.\n\n");
+        verb_list(verbs, ELEMENTSOF(verbs), NULL);
+        printf("\n%s", exit_codes_help);
+}
+
+int main(int argc, char *argv[]) {
+        log_setup("ringil-server");
+        if (argc < 2 || streq(argv[1], "--help") || streq(argv[1], "-h")) {
+                help();
+                return argc < 2 ? EXIT_USAGE : EXIT_OK;
+        }
+        if (streq(argv[1], "--version")) {
+                printf("ringil-server %s\n", RINGIL_VERSION);
+                return EXIT_OK;
+        }
+        return verb_dispatch(verbs, ELEMENTSOF(verbs), NULL, argc - 1, argv + 1);
+}

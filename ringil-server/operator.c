@@ -1,0 +1,302 @@
+/* operator.c: `ringil-server drones|enroll|revoke|upload|release|status|metrics` over the operator API. */
+#include <getopt.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ca.h"
+#include "err.h"
+#include "fleetclient.h"
+#include "log.h"
+#include "operator.h"
+#include "parse.h"
+#include "verb.h"
+
+#define OP_MAX_RESPONSE (4u << 20)
+
+struct op_opts {
+        const char *server, *ca, *cert, *key;
+        const char *group, *drone;
+        bool json, fleet;
+        char *args[4];
+        int n_args;
+};
+
+enum { OPT_SERVER = 0x100, OPT_CA, OPT_CERT, OPT_KEY, OPT_JSON, OPT_GROUP, OPT_DRONE, OPT_FLEET };
+
+static int parse_opts(int argc, char *argv[], struct op_opts *o, int max_args) {
+        static const struct option options[] = {
+                { "server", required_argument, NULL, OPT_SERVER },
+                { "ca", required_argument, NULL, OPT_CA },
+                { "cert", required_argument, NULL, OPT_CERT },
+                { "key", required_argument, NULL, OPT_KEY },
+                { "json", no_argument, NULL, OPT_JSON },
+                { "group", required_argument, NULL, OPT_GROUP },
+                { "drone", required_argument, NULL, OPT_DRONE },
+                { "fleet", no_argument, NULL, OPT_FLEET },
+                {},
+        };
+        int c;
+
+        *o = (struct op_opts) {
+                .server = getenv("RINGIL_FLEET_SERVER"),
+                .ca = getenv("RINGIL_FLEET_CA"),
+                .cert = getenv("RINGIL_FLEET_CERT"),
+                .key = getenv("RINGIL_FLEET_KEY"),
+        };
+        while ((c = getopt_long(argc, argv, "", options, NULL)) >= 0)
+                switch (c) {
+                case OPT_SERVER: o->server = optarg; break;
+                case OPT_CA: o->ca = optarg; break;
+                case OPT_CERT: o->cert = optarg; break;
+                case OPT_KEY: o->key = optarg; break;
+                case OPT_JSON: o->json = true; break;
+                case OPT_GROUP: o->group = optarg; break;
+                case OPT_DRONE: o->drone = optarg; break;
+                case OPT_FLEET: o->fleet = true; break;
+                default: return EXIT_USAGE;
+                }
+        for (; optind < argc; optind++) {
+                if (o->n_args >= max_args)
+                        return usage_error("unexpected argument '%s'", argv[optind]);
+                o->args[o->n_args++] = argv[optind];
+        }
+        if (!o->server || !o->ca || !o->cert || !o->key)
+                return usage_error("--server, --ca, --cert and --key are required");
+        return EXIT_OK;
+}
+
+/* Run one request; prints the server's error and returns an exit code unless it answered 2xx. */
+static int call(const struct op_opts *o, const char *method, const char *path, const char *body,
+                const char *upload, json_t **ret) {
+        fleet_client *fc = NULL;
+        _cleanup_buf_ struct buf resp = {};
+        json_error_t e;
+        long status = 0;
+        int r;
+
+        r = fleet_client_new(o->server, o->ca, o->cert, o->key, 120, &fc);
+        if (r >= 0)
+                r = upload ? fleet_client_upload(fc, path, upload, OP_MAX_RESPONSE, &status, &resp)
+                           : fleet_client_request(fc, method, path, body, OP_MAX_RESPONSE, &status, &resp);
+        fleet_client_free(fc);
+        if (r < 0) {
+                log_error_errno(r, "Request failed: %s", ringil_detail());
+                return EXIT_FAIL;
+        }
+        if (status < 200 || status > 299) {
+                json_t *j = json_loadb((const char *) resp.data, resp.len, 0, &e);
+                const char *msg = j ? json_string_value(json_object_get(j, "error")) : NULL;
+                log_error("Server answered %ld: %s", status, msg ? msg : "(no detail)");
+                json_decref(j);
+                return status == 404 ? EXIT_NOTFOUND
+                       : status == 409 ? EXIT_EXISTS
+                       : status == 422 ? EXIT_REFUSED
+                       : status == 401 || status == 403 ? EXIT_UNTRUSTED
+                                                        : EXIT_FAIL;
+        }
+        if (ret) {
+                *ret = json_loadb((const char *) resp.data, resp.len, 0, &e);
+                if (!*ret) {
+                        log_error("Server sent malformed JSON: %s", e.text);
+                        return EXIT_MALFORMED;
+                }
+        } else
+                fwrite(resp.data, 1, resp.len, stdout);
+        return EXIT_OK;
+}
+
+static void print_json(json_t *j) {
+        char *s = json_dumps(j, JSON_INDENT(2) | JSON_SORT_KEYS);
+        if (s)
+                puts(s);
+        free(s);
+}
+
+static const char *str(json_t *o, const char *k) {
+        const char *s = json_string_value(json_object_get(o, k));
+        return s && *s ? s : "-";
+}
+
+int op_drones(int argc, char *argv[]) {
+        struct op_opts o;
+        json_t *j = NULL, *d;
+        size_t i;
+        int r = parse_opts(argc, argv, &o, 0);
+
+        if (r != EXIT_OK)
+                return r;
+        r = call(&o, "GET", "/api/v1/drones", NULL, NULL, &j);
+        if (r != EXIT_OK)
+                return r;
+        if (o.json)
+                print_json(j);
+        else {
+                printf("%-20s %-10s %-8s %-10s %-12s %-8s %s\n", "DRONE", "GROUP", "STATUS", "VERSION", "STATE",
+                       "RELEASE", "ERROR");
+                json_array_foreach(j, i, d)
+                        printf("%-20s %-10s %-8s %-10s %-12s %-8" JSON_INTEGER_FORMAT " %s\n", str(d, "id"),
+                               str(d, "group"), str(d, "status"), str(d, "version"), str(d, "state"),
+                               json_integer_value(json_object_get(d, "release")), str(d, "error"));
+        }
+        json_decref(j);
+        return EXIT_OK;
+}
+
+int op_enroll(int argc, char *argv[]) {
+        struct op_opts o;
+        json_t *j = NULL, *req;
+        char *body;
+        int r = parse_opts(argc, argv, &o, 1);
+
+        if (r != EXIT_OK)
+                return r;
+        if (o.n_args != 1 || ca_name_valid(o.args[0]) < 0)
+                return usage_error("enroll: one valid DRONE-ID required");
+        req = json_pack("{s:s, s:s}", "id", o.args[0], "group", o.group ? o.group : "default");
+        body = req ? json_dumps(req, JSON_COMPACT) : NULL;
+        json_decref(req);
+        if (!body)
+                return EXIT_FAIL;
+        r = call(&o, "POST", "/api/v1/drones", body, NULL, &j);
+        free(body);
+        if (r != EXIT_OK)
+                return r;
+        if (o.json)
+                print_json(j);
+        else
+                printf("%s\n", str(j, "token"));
+        json_decref(j);
+        return EXIT_OK;
+}
+
+int op_revoke(int argc, char *argv[]) {
+        struct op_opts o;
+        char path[128];
+        json_t *j = NULL;
+        int r = parse_opts(argc, argv, &o, 1);
+
+        if (r != EXIT_OK)
+                return r;
+        if (o.n_args != 1 || ca_name_valid(o.args[0]) < 0)
+                return usage_error("revoke: one valid DRONE-ID required");
+        snprintf(path, sizeof(path), "/api/v1/drones/%s/revoke", o.args[0]);
+        r = call(&o, "POST", path, NULL, NULL, &j);
+        json_decref(j);
+        if (r == EXIT_OK)
+                printf("revoked %s\n", o.args[0]);
+        return r;
+}
+
+int op_upload(int argc, char *argv[]) {
+        struct op_opts o;
+        json_t *j = NULL;
+        int r = parse_opts(argc, argv, &o, 1);
+
+        if (r != EXIT_OK)
+                return r;
+        if (o.n_args != 1)
+                return usage_error("upload: BUNDLE required");
+        r = call(&o, "POST", "/api/v1/releases", NULL, o.args[0], &j);
+        if (r != EXIT_OK)
+                return r;
+        if (o.json)
+                print_json(j);
+        else
+                printf("%" JSON_INTEGER_FORMAT "\n", json_integer_value(json_object_get(j, "id")));
+        json_decref(j);
+        return EXIT_OK;
+}
+
+int op_release(int argc, char *argv[]) {
+        struct op_opts o;
+        char path[128], target[80];
+        json_t *j = NULL, *req;
+        char *body;
+        uint64_t id;
+        int r = parse_opts(argc, argv, &o, 1);
+
+        if (r != EXIT_OK)
+                return r;
+        if (o.n_args != 1 || parse_u64(o.args[0], &id) < 0 || id == 0)
+                return usage_error("release: RELEASE-ID required");
+        if (o.fleet + !!o.group + !!o.drone != 1)
+                return usage_error("release: exactly one of --fleet, --group, --drone");
+        if ((o.group && ca_name_valid(o.group) < 0) || (o.drone && ca_name_valid(o.drone) < 0))
+                return usage_error("release: invalid group or drone name");
+        snprintf(target, sizeof(target), "%s%s", o.fleet ? "*" : o.group ? "group:" : "drone:",
+                 o.fleet ? "" : o.group ? o.group : o.drone);
+        snprintf(path, sizeof(path), "/api/v1/releases/%" PRIu64 "/assign", id);
+        req = json_pack("{s:s}", "target", target);
+        body = req ? json_dumps(req, JSON_COMPACT) : NULL;
+        json_decref(req);
+        if (!body)
+                return EXIT_FAIL;
+        r = call(&o, "POST", path, body, NULL, &j);
+        free(body);
+        json_decref(j);
+        if (r == EXIT_OK)
+                printf("release %" PRIu64 " assigned to %s\n", id, target);
+        return r;
+}
+
+int op_status(int argc, char *argv[]) {
+        struct op_opts o;
+        char path[128];
+        json_t *j = NULL, *e;
+        size_t i;
+        int r = parse_opts(argc, argv, &o, 1);
+
+        if (r != EXIT_OK)
+                return r;
+        if (o.n_args == 1 && ca_name_valid(o.args[0]) < 0)
+                return usage_error("status: invalid DRONE-ID");
+        if (o.n_args == 0)
+                snprintf(path, sizeof(path), "/api/v1/releases");
+        else
+                snprintf(path, sizeof(path), "/api/v1/drones/%s", o.args[0]);
+        r = call(&o, "GET", path, NULL, NULL, &j);
+        if (r != EXIT_OK)
+                return r;
+        if (o.json)
+                print_json(j);
+        else if (o.n_args == 0) {
+                printf("%-8s %-10s %-20s %-12s %s\n", "RELEASE", "VERSION", "COMPATIBLE", "SIZE", "ASSIGNED");
+                json_array_foreach(j, i, e)
+                        printf("%-8" JSON_INTEGER_FORMAT " %-10s %-20s %-12" JSON_INTEGER_FORMAT " %s\n",
+                               json_integer_value(json_object_get(e, "id")), str(e, "version"),
+                               str(e, "compatible"), json_integer_value(json_object_get(e, "size")),
+                               str(e, "assigned"));
+        } else {
+                char seen[21] = "never";
+                json_int_t t = json_integer_value(json_object_get(j, "last_seen"));
+                if (t > 0)
+                        format_time(t, seen);
+                printf("drone:     %s (%s, group %s)\nversion:   %s\nstate:     %s\nrelease:   %" JSON_INTEGER_FORMAT
+                       "\nerror:     %s\nlast seen: %s\nhistory:\n",
+                       str(j, "id"), str(j, "status"), str(j, "group"), str(j, "version"), str(j, "state"),
+                       json_integer_value(json_object_get(j, "release")), str(j, "error"), seen);
+                json_array_foreach(json_object_get(j, "history"), i, e)
+                {
+                        char when[21];
+                        format_time(json_integer_value(json_object_get(e, "time")), when);
+                        printf("  #%-4" JSON_INTEGER_FORMAT " %s %-12s release %" JSON_INTEGER_FORMAT " %s %s\n",
+                               json_integer_value(json_object_get(e, "seq")), when, str(e, "state"),
+                               json_integer_value(json_object_get(e, "release")), str(e, "version"),
+                               str(e, "error"));
+                }
+        }
+        json_decref(j);
+        return EXIT_OK;
+}
+
+int op_metrics(int argc, char *argv[]) {
+        struct op_opts o;
+        int r = parse_opts(argc, argv, &o, 0);
+
+        if (r != EXIT_OK)
+                return r;
+        return call(&o, "GET", "/metrics", NULL, NULL, NULL);
+}

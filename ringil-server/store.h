@@ -1,0 +1,76 @@
+/* store.h: the fleet server's state in one SQLite file (WAL): drones, releases, assignments, events. */
+#pragma once
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "fleet.h"
+
+/*
+ * One connection, serialized by a mutex inside the store: every call is short and SQLite serializes
+ * writers anyway. Every statement is prepared once with bound parameters; no SQL is ever built from
+ * input. Durability: heartbeats commit with synchronous=NORMAL (may be lost on power cut, harmless);
+ * enrollment, revocation, releases, assignments and reports commit with synchronous=FULL, so a
+ * report acknowledged with 200 survives SIGKILL and power loss.
+ */
+
+typedef struct store store;
+
+int store_open(const char *path, store **ret);
+void store_close(store *s);
+
+enum drone_status {
+        DRONE_ENROLLED,   /* registered, no certificate issued through us yet */
+        DRONE_ACTIVE,
+        DRONE_REVOKED,
+};
+
+struct drone_auth {
+        bool exists;
+        enum drone_status status;
+        char group[65];
+        char cert_serial[65];   /* hex; "" when the certificate was issued offline (`ringil ca issue`) */
+};
+
+int store_drone_auth(store *s, const char *id, struct drone_auth *ret);
+
+/* Register a drone with a one-time enrollment token (stored as SHA-256). -EEXIST if it exists. */
+int store_drone_add(store *s, const char *id, const char *group, const uint8_t token_hash[32],
+                    int64_t token_expires);
+/* Consume the token: succeeds once, before expiry, for a non-revoked drone; records the serial. */
+int store_drone_enroll(store *s, const char *id, const uint8_t token_hash[32], int64_t now,
+                       const char *cert_serial);
+int store_drone_revoke(store *s, const char *id);
+
+/* A heartbeat: last seen and reported fields (not durable). */
+int store_checkin(store *s, const char *id, const struct fleet_status *st, int64_t now);
+/*
+ * A durable report. Returns 1 when stored, 0 when (drone, seq) was already stored (a retry after a
+ * lost acknowledgement), -ESTALE when seq is below the last one stored for that drone.
+ */
+int store_report(store *s, const char *id, const struct fleet_status *st, int64_t now);
+
+struct release {
+        int64_t id;
+        char version[FLEET_VERSION_MAX];
+        char compatible[129];
+        uint64_t size;
+        char sha256[65];
+        char path[4096];
+};
+
+int store_release_add(store *s, const struct release *r, const char *signer, const char *manifest_digest,
+                      int64_t *ret_id);
+int store_release_get(store *s, int64_t id, struct release *ret);
+/* target: "*" (whole fleet), "group:NAME" or "drone:ID". */
+int store_assign(store *s, const char *target, int64_t release_id);
+/* The release assigned to this drone (drone > group > fleet); 0 and *ret_id = 0 when none. */
+int store_assignment_for(store *s, const char *id, const char *group, int64_t *ret_id);
+
+/* JSON views for the operator API. */
+int store_drones_json(store *s, json_t **ret);
+int store_drone_json(store *s, const char *id, json_t **ret);   /* with history; -ENOENT */
+int store_releases_json(store *s, json_t **ret);
+/* Count of drones per state for /metrics. */
+int store_state_counts(store *s, json_t **ret);

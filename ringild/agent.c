@@ -1,0 +1,490 @@
+/* agent.c: ringild's poll loop: check in, install the assignment, reboot, health gate, report. */
+#include <inttypes.h>
+#include <jansson.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "agent.h"
+#include "buf.h"
+#include "ca.h"
+#include "crypto.h"
+#include "err.h"
+#include "fileio.h"
+#include "log.h"
+#include "parse.h"
+#include "secret.h"
+
+#define AGENT_STATE_FILE "agent.state"
+#define AGENT_MAX_RESPONSE 65536
+
+/* ---- persistent state ---- */
+
+static int state_kv(const char *key, const char *value, unsigned line, void *userdata) {
+        struct agent_state *s = userdata;
+        uint64_t u;
+
+        if (streq(key, "phase")) {
+                if (streq(value, "idle"))
+                        s->phase = AGENT_IDLE;
+                else if (streq(value, "rebooting"))
+                        s->phase = AGENT_REBOOTING;
+                else
+                        return ringil_fail(-RINGIL_EMALFORMED, "line %u: bad phase", line);
+        } else if (streq(key, "state")) {
+                if (fleet_state_from_string(value, &s->state) < 0)
+                        return ringil_fail(-RINGIL_EMALFORMED, "line %u: bad state", line);
+        } else if (streq(key, "seq") || streq(key, "release") || streq(key, "failed-release") ||
+                   streq(key, "acked")) {
+                if (parse_u64(value, &u) < 0 || u > INT64_MAX)
+                        return ringil_fail(-RINGIL_EMALFORMED, "line %u: bad %s", line, key);
+                if (streq(key, "seq"))
+                        s->seq = u;
+                else if (streq(key, "release"))
+                        s->release = (int64_t) u;
+                else if (streq(key, "failed-release"))
+                        s->failed_release = (int64_t) u;
+                else
+                        s->acked = u != 0;
+        } else if (streq(key, "target")) {
+                if (strlen(value) >= sizeof(s->target))
+                        return ringil_fail(-RINGIL_EMALFORMED, "line %u: target too long", line);
+                strcpy(s->target, value);
+        } else if (streq(key, "boot-id")) {
+                snprintf(s->boot_id, sizeof(s->boot_id), "%s", value);
+        } else if (streq(key, "error")) {
+                snprintf(s->error, sizeof(s->error), "%s", value);
+        } else
+                return ringil_fail(-RINGIL_EMALFORMED, "line %u: unknown key '%s'", line, key);
+        return 0;
+}
+
+int agent_state_parse(const char *text, size_t len, struct agent_state *ret) {
+        struct agent_state s = { .acked = true };
+        int r = fleet_kv_parse(text, len, state_kv, &s);
+
+        if (r < 0)
+                return r;
+        *ret = s;
+        return 0;
+}
+
+int agent_state_load(const char *dir, struct agent_state *ret) {
+        _cleanup_free_ char *path = NULL;
+        _cleanup_free_ uint8_t *data = NULL;
+        size_t len;
+        int r;
+
+        if (asprintf(&path, "%s/" AGENT_STATE_FILE, dir) < 0)
+                return -ENOMEM;
+        r = read_full_file(path, RFILE_NOFOLLOW, FLEET_MAX_CONFIG, &data, &len);
+        if (r == -ENOENT) {
+                *ret = (struct agent_state) { .acked = true };
+                return 0;
+        }
+        if (r < 0)
+                return r;
+        return agent_state_parse((const char *) data, len, ret);
+}
+
+int agent_state_save(const char *dir, const struct agent_state *s) {
+        _cleanup_free_ char *path = NULL;
+        _cleanup_buf_ struct buf b = BUF_INIT(FLEET_MAX_CONFIG);
+        char err[FLEET_TEXT_MAX];
+        int r;
+
+        if (asprintf(&path, "%s/" AGENT_STATE_FILE, dir) < 0)
+                return -ENOMEM;
+        /* Errors come from other programs: keep them on one printable line. */
+        snprintf(err, sizeof(err), "%s", s->error);
+        for (char *p = err; *p; p++)
+                if (*p < 0x20 || *p > 0x7e)
+                        *p = '?';
+        r = buf_printf(&b,
+                       "# ringild state: written by ringild, do not edit\n"
+                       "phase = %s\nseq = %" PRIu64 "\nacked = %d\nstate = %s\nrelease = %" PRId64 "\n"
+                       "failed-release = %" PRId64 "\ntarget = %s\nerror = %s\nboot-id = %s\n",
+                       s->phase == AGENT_REBOOTING ? "rebooting" : "idle", s->seq, s->acked ? 1 : 0,
+                       fleet_state_to_string(s->state), s->release, s->failed_release, s->target, err,
+                       s->boot_id);
+        if (r < 0)
+                return r;
+        r = mkdir_p(dir, 0700);
+        if (r < 0)
+                return r;
+        return atomic_write_file(path, b.data, b.len, 0600, 0);
+}
+
+/* ---- reporting ---- */
+
+struct agent {
+        const struct agent_config *cfg;
+        fleet_client *fc;
+        struct agent_state st;
+        struct engine_status eng;
+        uint32_t server_poll;
+};
+
+static void fill_status(const struct agent *a, struct fleet_status *s) {
+        *s = (struct fleet_status) {
+                .state = a->st.state,
+                .release = a->st.release,
+        };
+        snprintf(s->version, sizeof(s->version), "%s", a->eng.version);
+        snprintf(s->slot, sizeof(s->slot), "%s", a->eng.slot);
+        snprintf(s->boot, sizeof(s->boot), "%s", a->eng.boot);
+        snprintf(s->target, sizeof(s->target), "%s", a->st.target);
+        snprintf(s->error, sizeof(s->error), "%s", a->st.error);
+}
+
+/* Send the last state change until the server acknowledges it (or give up for this round). */
+static int flush_report(struct agent *a) {
+        struct fleet_status s;
+        _cleanup_free_ char *body = NULL;
+        _cleanup_buf_ struct buf resp = {};
+        long status = 0;
+        int r;
+
+        if (a->st.acked || a->st.seq == 0)
+                return 0;
+        fill_status(a, &s);
+        s.seq = a->st.seq;
+        r = fleet_status_format(&s, &body);
+        if (r < 0)
+                return r;
+        r = fleet_client_request(a->fc, "POST", "/api/v1/report", body, AGENT_MAX_RESPONSE, &status, &resp);
+        if (r < 0)
+                return log_warning_errno(r, "Report %" PRIu64 " not delivered: %s", a->st.seq, ringil_detail());
+        if (status == 409) {
+                /* The server holds a newer report than ours: our counter went back (state wiped);
+                 * jump past it rather than report forever into the void. */
+                a->st.seq += 1000;
+                return -EAGAIN;
+        }
+        if (status != 200)
+                return log_warning_errno(-EPROTO, "Report %" PRIu64 " refused with HTTP %ld", a->st.seq, status);
+        a->st.acked = true;
+        return agent_state_save(a->cfg->state_dir, &a->st);
+}
+
+/* Record a state change durably, then report it. */
+static int transition(struct agent *a, enum fleet_state state, int64_t release, const char *target,
+                      const char *error) {
+        int r;
+
+        a->st.state = state;
+        a->st.release = release;
+        snprintf(a->st.target, sizeof(a->st.target), "%s", target ? target : "");
+        snprintf(a->st.error, sizeof(a->st.error), "%s", error ? error : "");
+        a->st.seq++;
+        a->st.acked = false;
+        r = agent_state_save(a->cfg->state_dir, &a->st);
+        if (r < 0)
+                return log_error_errno(r, "Cannot save agent state: %m");
+        log_info("state %s (release %" PRId64 "%s%s)%s%s", fleet_state_to_string(state), release,
+                 target && *target ? ", target " : "", target ? target : "", error && *error ? ": " : "",
+                 error ? error : "");
+        (void) flush_report(a);
+        return 0;
+}
+
+/* ---- after a reboot: health gate ---- */
+
+static void read_boot_id(const struct agent_config *c, char buf[static 64]) {
+        _cleanup_free_ uint8_t *data = NULL;
+        size_t len = 0, o = 0;
+
+        buf[0] = '\0';
+        if (read_full_file(c->boot_id_file, 0, 256, &data, &len) < 0)
+                return;
+        for (size_t i = 0; i < len && o < 63; i++)
+                if ((data[i] >= '0' && data[i] <= '9') || (data[i] >= 'a' && data[i] <= 'f') || data[i] == '-')
+                        buf[o++] = (char) data[i];
+        buf[o] = '\0';
+}
+
+static int finish_reboot(struct agent *a) {
+        char err[FLEET_TEXT_MAX] = "", boot_id[64];
+        int r;
+
+        read_boot_id(a->cfg, boot_id);
+        if (boot_id[0] && streq(boot_id, a->st.boot_id)) {
+                /* Same boot: the agent restarted before the reboot happened. Ask again; judging the
+                 * new slot now would report a rollback that did not occur. */
+                log_notice("reboot into %s still pending; requesting it again", a->st.target);
+                r = run_command(a->cfg->reboot_command);
+                if (r != 0)
+                        log_error("reboot command exited %d", r);
+                return 1;
+        }
+
+        if (!streq(a->eng.version, a->st.target)) {
+                /* The boot loader fell back (tries exhausted) or the new slot never booted. */
+                snprintf(err, sizeof(err), "booted version '%s' instead of '%s': new slot did not boot",
+                         a->eng.version, a->st.target);
+                a->st.phase = AGENT_IDLE;
+                a->st.failed_release = a->st.release;
+                return transition(a, FLEET_STATE_ROLLED_BACK, a->st.release, a->st.target, err);
+        }
+        r = a->cfg->health_command ? run_command(a->cfg->health_command) : 0;
+        if (r == 0) {
+                r = engine_mark(a->cfg, true, err, sizeof(err));
+                if (r < 0)
+                        return log_error_errno(r, "mark-good failed: %s", err);
+                (void) engine_status(a->cfg, &a->eng);
+                a->st.phase = AGENT_IDLE;
+                return transition(a, FLEET_STATE_UPDATED, a->st.release, a->st.target, NULL);
+        }
+        snprintf(err, sizeof(err), "health gate failed (%s exited %d)", a->cfg->health_command, r);
+        log_error("%s: marking the new slot bad and rolling back", err);
+        (void) engine_mark(a->cfg, false, NULL, 0);
+        a->st.phase = AGENT_IDLE;
+        a->st.failed_release = a->st.release;
+        r = transition(a, FLEET_STATE_ROLLED_BACK, a->st.release, a->st.target, err);
+        if (r < 0)
+                return r;
+        /* Back to the slot we came from; a later start reports its version. */
+        r = run_command(a->cfg->reboot_command);
+        if (r != 0)
+                log_error("reboot command exited %d", r);
+        return 1;
+}
+
+/* ---- one poll ---- */
+
+static int install(struct agent *a, const struct fleet_assignment *as) {
+        char err[FLEET_TEXT_MAX] = "";
+        uint64_t downloaded = 0;
+        int r;
+
+        r = transition(a, FLEET_STATE_DOWNLOADING, as->release, as->version, NULL);
+        if (r < 0)
+                return r;
+        r = engine_install_from_server(a->cfg, a->fc, as->release, as->size, err, sizeof(err), &downloaded);
+        log_info("downloaded %" PRIu64 " of %" PRIu64 " bytes of release %" PRId64, downloaded, as->size,
+                 as->release);
+        if (r < 0) {
+                char msg[2 * FLEET_TEXT_MAX];   /* cut to FLEET_TEXT_MAX by transition() */
+                snprintf(msg, sizeof(msg), "%s: %s", ringil_strerror(r), err);
+                /* A refusal by the engine (signature, floor, compatible) is final for this release;
+                 * a transport failure is retried at the next poll. */
+                if (r != -ETIMEDOUT && r != -ECONNRESET && r != -ECONNREFUSED)
+                        a->st.failed_release = as->release;
+                return transition(a, FLEET_STATE_FAILED, as->release, as->version, msg);
+        }
+        r = transition(a, FLEET_STATE_INSTALLED, as->release, as->version, NULL);
+        if (r < 0)
+                return r;
+        a->st.phase = AGENT_REBOOTING;
+        read_boot_id(a->cfg, a->st.boot_id);
+        r = transition(a, FLEET_STATE_REBOOTING, as->release, as->version, NULL);
+        if (r < 0)
+                return r;
+        r = run_command(a->cfg->reboot_command);
+        if (r != 0)
+                log_error("reboot command exited %d", r);
+        return 1;   /* rebooting: stop polling */
+}
+
+static int poll_once(struct agent *a) {
+        struct fleet_status s;
+        struct fleet_assignment as;
+        _cleanup_free_ char *body = NULL;
+        _cleanup_buf_ struct buf resp = {};
+        long status = 0;
+        int r;
+
+        r = flush_report(a);
+        if (r < 0 && r != -EAGAIN && !a->st.acked)
+                return r;
+        fill_status(a, &s);
+        r = fleet_status_format(&s, &body);
+        if (r < 0)
+                return r;
+        r = fleet_client_request(a->fc, "POST", "/api/v1/checkin", body, AGENT_MAX_RESPONSE, &status, &resp);
+        if (r < 0)
+                return log_warning_errno(r, "Check-in failed: %s", ringil_detail());
+        if (status != 200)
+                return log_warning_errno(-EPROTO, "Check-in refused with HTTP %ld: %.200s", status,
+                                         resp.data ? (const char *) resp.data : "");
+        /* INVARIANT: the server's answer only schedules; what gets installed is decided by the engine's
+         * own verification of the bundle against the drone's keyring, floor and compatible. */
+        r = fleet_assignment_parse(resp.data, resp.len, &as);
+        if (r < 0)
+                return log_warning_errno(r, "Malformed assignment: %s", ringil_detail());
+        a->server_poll = as.poll_interval;
+        if (!as.assigned || streq(as.version, a->eng.version))
+                return 0;
+        if (as.release == a->st.failed_release) {
+                log_debug("release %" PRId64 " failed before; waiting for a new one", as.release);
+                return 0;
+        }
+        log_info("assignment: release %" PRId64 ", version %s (%" PRIu64 " bytes)", as.release, as.version, as.size);
+        return install(a, &as);
+}
+
+static volatile sig_atomic_t stop_requested;
+static void on_stop(int sig) {
+        (void) sig;
+        stop_requested = 1;
+}
+
+static uint32_t jittered(uint32_t base, uint32_t pct) {
+        uint32_t rnd = 0, span;
+
+        if (pct == 0 || base == 0)
+                return base;
+        span = (uint32_t) ((uint64_t) base * pct / 100);
+        (void) crypto_random(&rnd, sizeof(rnd));
+        /* Uniform in [base - span, base + span]: spreads a fleet's check-ins after an outage. */
+        return base - span + (span ? rnd % (2 * span + 1) : 0);
+}
+
+int agent_run(const struct agent_config *c, bool once) {
+        struct agent a = { .cfg = c };
+        struct sigaction act = { .sa_handler = on_stop };
+        unsigned failures = 0;
+        int r;
+
+        signal(SIGPIPE, SIG_IGN);
+        sigaction(SIGTERM, &act, NULL);
+        sigaction(SIGINT, &act, NULL);
+        r = agent_state_load(c->state_dir, &a.st);
+        if (r < 0)
+                return log_error_errno(r, "Cannot read agent state in '%s': %s", c->state_dir, ringil_detail());
+        r = fleet_client_new(c->server, c->ca, c->cert, c->key, c->timeout, &a.fc);
+        if (r < 0)
+                return log_error_errno(r, "Cannot set up the HTTPS client: %s", ringil_detail());
+        r = engine_status(c, &a.eng);
+        if (r < 0)
+                log_warning_errno(r, "Cannot read the install engine's status: %s", ringil_detail());
+        log_info("running version '%s' (slot %s, %s)", a.eng.version, a.eng.slot, a.eng.boot);
+
+        if (a.st.phase == AGENT_REBOOTING) {
+                r = finish_reboot(&a);
+                if (r != 0) {
+                        fleet_client_free(a.fc);
+                        return r < 0 ? r : 0;
+                }
+        }
+        for (;;) {
+                uint32_t wait;
+
+                r = poll_once(&a);
+                if (r > 0 || once || stop_requested)
+                        break;
+                if (r < 0)
+                        failures++;
+                else
+                        failures = 0;
+                wait = a.server_poll ? a.server_poll : c->poll_interval;
+                if (failures > 0) {
+                        /* Exponential backoff, capped: a fleet must not hammer a recovering server. */
+                        uint64_t b = (uint64_t) MIN(c->poll_interval, 30u) << MIN(failures, 16u);
+                        wait = (uint32_t) MIN(b, (uint64_t) c->backoff_max);
+                }
+                wait = jittered(wait, c->poll_jitter);
+                log_debug("next poll in %u s", wait);
+                for (uint32_t i = 0; i < wait && !stop_requested; i++)
+                        sleep(1);
+                if (stop_requested)
+                        break;
+        }
+        fleet_client_free(a.fc);
+        return r < 0 && once ? r : 0;
+}
+
+/* ---- enrollment ---- */
+
+/* The certificate we were given must be for our key and our name, and chain to the pinned CA. */
+static int check_issued(const struct agent_config *c, EVP_PKEY *key, const char *id, const char *pem) {
+        _cleanup_x509_stack_ STACK_OF(X509) *got = sk_X509_new_null(), *anchors = NULL;
+        _cleanup_(X509_STORE_freep) X509_STORE *store = X509_STORE_new();
+        _cleanup_(X509_STORE_CTX_freep) X509_STORE_CTX *ctx = X509_STORE_CTX_new();
+        char cn[CA_NAME_MAX + 1];
+        X509 *cert;
+        int r;
+
+        if (!got || !store || !ctx)
+                return -ENOMEM;
+        if (crypto_parse_pem_certs((const uint8_t *) pem, strlen(pem), got) != 1)
+                return ringil_fail(-RINGIL_EMALFORMED, "enrollment answer is not one certificate");
+        cert = sk_X509_value(got, 0);
+        r = crypto_load_certs(c->ca, &anchors);
+        if (r < 0)
+                return r;
+        for (int i = 0; i < sk_X509_num(anchors); i++)
+                if (X509_STORE_add_cert(store, sk_X509_value(anchors, i)) != 1)
+                        return crypto_fail(-ENOMEM, "CA store");
+        if (X509_check_private_key(cert, key) != 1 || ca_cert_cn(cert, cn) < 0 || !streq(cn, id))
+                return crypto_fail(-RINGIL_EUNTRUSTED, "issued certificate is not for this key and name");
+        if (X509_STORE_CTX_init(ctx, store, cert, NULL) != 1 ||
+            X509_STORE_CTX_set_purpose(ctx, X509_PURPOSE_SSL_CLIENT) != 1 || X509_verify_cert(ctx) != 1)
+                return crypto_fail(-RINGIL_EUNTRUSTED, "issued certificate does not chain to the pinned CA");
+        return 0;
+}
+
+int agent_enroll(const struct agent_config *c, const char *id, const char *token) {
+        _cleanup_(EVP_PKEY_freep) EVP_PKEY *key = NULL;
+        _cleanup_free_ char *csr = NULL, *body = NULL;
+        _cleanup_buf_ struct buf resp = {};
+        fleet_client *fc = NULL;
+        json_t *j;
+        json_error_t e;
+        const char *cert;
+        long status = 0;
+        int r;
+
+        if (access(c->key, F_OK) == 0 || access(c->cert, F_OK) == 0)
+                return ringil_fail(-EEXIST, "'%s' or '%s' exists already", c->key, c->cert);
+        r = ca_generate_key(&key);
+        if (r >= 0)
+                r = ca_make_csr_pem(key, id, &csr);
+        if (r < 0)
+                return r;
+        j = json_pack("{s:s, s:s, s:s}", "id", id, "token", token, "csr", csr);
+        body = j ? json_dumps(j, JSON_COMPACT) : NULL;
+        json_decref(j);
+        if (!body)
+                return -ENOMEM;
+        /* No client certificate yet: the token is the credential, over a TLS channel to the pinned CA. */
+        r = fleet_client_new(c->server, c->ca, NULL, NULL, c->timeout, &fc);
+        if (r >= 0)
+                r = fleet_client_request(fc, "POST", "/api/v1/enroll", body, AGENT_MAX_RESPONSE, &status, &resp);
+        fleet_client_free(fc);
+        secret_wipe(body, strlen(body));
+        if (r < 0)
+                return r;
+        if (status != 200)
+                return ringil_fail(-EACCES, "server refused enrollment (HTTP %ld)", status);
+        j = json_loadb((const char *) resp.data, resp.len, 0, &e);
+        cert = j ? json_string_value(json_object_get(j, "cert")) : NULL;
+        if (!cert) {
+                json_decref(j);
+                return ringil_fail(-RINGIL_EMALFORMED, "enrollment answer has no certificate");
+        }
+        r = check_issued(c, key, id, cert);
+        if (r < 0) {
+                json_decref(j);
+                return r;
+        }
+        {
+                _cleanup_free_ char *dir = strdup(c->key);
+                char *slash = dir ? strrchr(dir, '/') : NULL;
+                if (slash && slash != dir) {
+                        *slash = '\0';
+                        (void) mkdir_p(dir, 0700);
+                }
+        }
+        r = ca_write_key(c->key, key, 0400);
+        if (r >= 0) {
+                r = atomic_write_file(c->cert, cert, strlen(cert), 0444, AW_NOREPLACE);
+                if (r < 0)
+                        (void) unlink(c->key);
+        }
+        json_decref(j);
+        return r;
+}

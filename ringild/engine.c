@@ -1,0 +1,277 @@
+/* engine.c: ringild's bridge to the install engine (`ringil install|status|mark-good|mark-bad`). */
+#include <fcntl.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "agent.h"
+#include "err.h"
+#include "fileio.h"
+#include "log.h"
+
+#define ENGINE_MAX_OUTPUT (256u * 1024u)
+#define DOWNLOAD_WINDOW (4u << 20)
+#define DOWNLOAD_MAX_STALLS 12
+
+/*
+ * The engine runs as a child process: it is the one component that verifies and writes slots, and
+ * keeping it out of the networked process means a bug in TLS/HTTP handling cannot write a slot.
+ */
+static int spawn(const char *const argv[], int stdin_fd, int out_fd, int err_fd, pid_t *ret_pid) {
+        pid_t pid = fork();
+
+        if (pid < 0)
+                return negative_errno();
+        if (pid == 0) {
+                int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
+                if (dup2(stdin_fd >= 0 ? stdin_fd : null, 0) < 0 || dup2(out_fd, 1) < 0 || dup2(err_fd, 2) < 0)
+                        _exit(127);
+                signal(SIGPIPE, SIG_DFL);
+                execvp(argv[0], (char *const *) argv);
+                _exit(127);
+        }
+        *ret_pid = pid;
+        return 0;
+}
+
+static int wait_exit(pid_t pid) {
+        int st;
+
+        while (waitpid(pid, &st, 0) < 0)
+                if (errno != EINTR)
+                        return negative_errno();
+        if (WIFEXITED(st))
+                return WEXITSTATUS(st);
+        return 128 + (WIFSIGNALED(st) ? WTERMSIG(st) : 0);
+}
+
+/* Last non-empty line of the child's output, for the report; the whole output goes to our log. */
+static void collect_output(int fd, const char *what, char *err, size_t errlen) {
+        _cleanup_free_ uint8_t *data = NULL;
+        size_t len = 0;
+        char *line, *save = NULL, *last = NULL;
+
+        if (lseek(fd, 0, SEEK_SET) < 0 || read_full_fd(fd, ENGINE_MAX_OUTPUT, &data, &len) < 0)
+                return;
+        for (line = strtok_r((char *) data, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+                log_info("%s: %s", what, line);
+                if (*line)
+                        last = line;
+        }
+        if (last && err && errlen) {
+                size_t o = 0;
+                for (const char *p = last; *p && o + 1 < errlen; p++)
+                        err[o++] = (*p >= 0x20 && *p < 0x7f) ? *p : '?';
+                err[o] = '\0';
+        }
+}
+
+static int exit_to_errno(int code) {
+        switch (code) {
+        case EXIT_OK: return 0;
+        case EXIT_MALFORMED: return -RINGIL_EMALFORMED;
+        case EXIT_BADSIG: return -RINGIL_EBADSIG;
+        case EXIT_UNTRUSTED: return -RINGIL_EUNTRUSTED;
+        case EXIT_EXPIRED: return -RINGIL_EEXPIRED;
+        case EXIT_ROLLBACK: return -RINGIL_EROLLBACK;
+        case EXIT_INCOMPAT: return -RINGIL_EINCOMPAT;
+        case EXIT_DIGEST: return -RINGIL_EDIGEST;
+        case EXIT_REFUSED: return -RINGIL_EREFUSED;
+        case EXIT_NOTFOUND: return -ENOENT;
+        default: return -EIO;
+        }
+}
+
+static int run_engine(const struct agent_config *c, const char *verb, bool json, char *out, size_t outlen,
+                      char *err, size_t errlen) {
+        const char *argv[] = { c->ringil, verb, "--config", c->device_config, json ? "--json" : NULL, NULL };
+        _cleanup_close_ int fd = memfd_create("ringil-engine", MFD_CLOEXEC);
+        pid_t pid;
+        int r;
+
+        if (fd < 0)
+                return negative_errno();
+        /* status: JSON on stdout, its log lines straight to our stderr; others: both captured. */
+        r = spawn(argv, -1, fd, out ? 2 : fd, &pid);
+        if (r < 0)
+                return r;
+        r = wait_exit(pid);
+        if (r < 0)
+                return r;
+        if (out) {
+                ssize_t n;
+                if (lseek(fd, 0, SEEK_SET) < 0)
+                        return negative_errno();
+                n = read_full(fd, out, outlen - 1);
+                out[n > 0 ? n : 0] = '\0';
+        } else
+                collect_output(fd, verb, err, errlen);
+        return exit_to_errno(r);
+}
+
+int engine_mark(const struct agent_config *c, bool good, char *err, size_t errlen) {
+        return run_engine(c, good ? "mark-good" : "mark-bad", false, NULL, 0, err, errlen);
+}
+
+static void copy_json_str(json_t *o, const char *key, char *dst, size_t cap) {
+        const char *s = json_string_value(json_object_get(o, key));
+        size_t n = s ? strlen(s) : 0;
+
+        if (!s || n >= cap)
+                return;
+        for (size_t i = 0; i < n; i++)
+                if (s[i] < 0x20 || s[i] > 0x7e)
+                        return;
+        memcpy(dst, s, n + 1);
+}
+
+int engine_status(const struct agent_config *c, struct engine_status *ret) {
+        _cleanup_free_ char *out = malloc(ENGINE_MAX_OUTPUT);
+        struct engine_status s = { .boot = "unknown" };
+        json_error_t e;
+        json_t *j, *slots, *sl;
+        const char *booted;
+        int r;
+
+        if (!out)
+                return -ENOMEM;
+        r = run_engine(c, "status", true, out, ENGINE_MAX_OUTPUT, NULL, 0);
+        if (r < 0)
+                return ringil_fail(r, "ringil status failed");
+        j = json_loads(out, 0, &e);
+        if (!j || !json_is_object(j)) {
+                json_decref(j);
+                return ringil_fail(-RINGIL_EMALFORMED, "ringil status --json: %s", e.text);
+        }
+        booted = json_string_value(json_object_get(j, "booted"));
+        slots = json_object_get(j, "slots");
+        if (booted)
+                snprintf(s.slot, sizeof(s.slot), "%s", booted);
+        sl = booted && json_is_object(slots) ? json_object_get(slots, booted) : NULL;
+        if (!sl && booted && json_is_array(slots)) {
+                size_t i;
+                json_t *x;
+                json_array_foreach(slots, i, x)
+                        if (json_is_string(json_object_get(x, "name")) &&
+                            streq(json_string_value(json_object_get(x, "name")), booted))
+                                sl = x;
+        }
+        if (sl) {
+                copy_json_str(sl, "version", s.version, sizeof(s.version));
+                copy_json_str(sl, "state", s.boot, sizeof(s.boot));
+        }
+        json_decref(j);
+        *ret = s;
+        return 0;
+}
+
+int run_command(const char *cmdline) {
+        const char *argv[] = { "/bin/sh", "-c", cmdline, NULL };
+        pid_t pid;
+        int r = spawn(argv, -1, 2, 2, &pid);
+
+        if (r < 0)
+                return r;
+        return wait_exit(pid);
+}
+
+struct pipe_sink {
+        int fd;
+        bool broken;   /* the engine closed its input: it refused the bundle */
+        uint64_t written;
+};
+
+static int sink_write(void *userdata, const void *p, size_t n) {
+        struct pipe_sink *s = userdata;
+        int r = write_all(s->fd, p, n);
+
+        if (r < 0) {
+                s->broken = true;
+                return r;
+        }
+        s->written += n;
+        return 0;
+}
+
+static void sleep_ms(unsigned ms) {
+        struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long) (ms % 1000) * 1000000L };
+        while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+                ;
+}
+
+int engine_install_from_server(const struct agent_config *c, fleet_client *fc, int64_t release, uint64_t size,
+                               char *err, size_t errlen, uint64_t *ret_downloaded) {
+        const char *argv[] = { c->ringil, "install", "--config", c->device_config, "-", NULL };
+        _cleanup_close_ int outfd = memfd_create("ringil-install", MFD_CLOEXEC);
+        int p[2];
+        struct pipe_sink sink = {};
+        char path[96];
+        unsigned stalls = 0;
+        int64_t n;
+        pid_t pid;
+        int r, code, dl_err = 0;
+
+        if (outfd < 0)
+                return negative_errno();
+        if (pipe2(p, O_CLOEXEC) < 0)
+                return negative_errno();
+        r = spawn(argv, p[0], outfd, outfd, &pid);
+        close(p[0]);
+        if (r < 0) {
+                close(p[1]);
+                return r;
+        }
+        sink.fd = p[1];
+        snprintf(path, sizeof(path), "/api/v1/releases/%" PRId64 "/bundle", release);
+        /* Bytes go to the engine in order; a cut resumes at the first byte not yet handed over, so
+         * nothing is fetched twice and the engine sees one continuous stream. */
+        while (sink.written < size && !sink.broken) {
+                uint64_t want = MIN((uint64_t) DOWNLOAD_WINDOW, size - sink.written);
+                uint64_t before = sink.written;
+                long status = 0;
+
+                n = fleet_client_get_range(fc, path, sink.written, want, sink_write, &sink, &status);
+                if (sink.broken)
+                        break;
+                if (n < 0 && (status == 403 || status == 404 || status == 416)) {
+                        dl_err = n;
+                        snprintf(err, errlen, "download refused by server (HTTP %ld)", status);
+                        break;
+                }
+                log_debug("range at %" PRIu64 ": %" PRId64 " (HTTP %ld)", before, n, status);
+                if (sink.written > before) {
+                        stalls = 0;
+                        continue;
+                }
+                if (++stalls > DOWNLOAD_MAX_STALLS) {
+                        dl_err = n < 0 ? (int) n : -ETIMEDOUT;
+                        snprintf(err, errlen, "download stalled at byte %" PRIu64 ": %s", sink.written,
+                                 ringil_detail());
+                        break;
+                }
+                log_debug("download interrupted at %" PRIu64 " (%s), retrying", sink.written, ringil_detail());
+                sleep_ms(MIN(100u << MIN(stalls, 6u), 5000u));
+        }
+        close(p[1]);
+        if (dl_err < 0 && !sink.broken)
+                kill(pid, SIGTERM);   /* an incomplete stream must not be installed */
+        code = wait_exit(pid);
+        *ret_downloaded = sink.written;
+        {
+                char engine_err[FLEET_TEXT_MAX] = "";
+                collect_output(outfd, "install", engine_err, sizeof(engine_err));
+                if (dl_err < 0)
+                        return dl_err;
+                if (code != 0 && engine_err[0])
+                        snprintf(err, errlen, "%s", engine_err);
+                else if (code != 0)
+                        snprintf(err, errlen, "install engine exited with %d", code);
+        }
+        return code < 0 ? code : exit_to_errno(code);
+}

@@ -1,0 +1,335 @@
+"""fleetsim.py: a real ringil-server, real ringild agents and drones with file slots, for the fleet tests.
+
+A drone is a directory: device.conf, two file-backed slots, an ESP directory and a fake efivarfs.
+`SimDrone.boot()` plays systemd-boot: it picks the default entry by systemd-boot's rules (entries with
+tries left first, newest version first), counts the try down by renaming the entry, and writes
+LoaderEntrySelected. A reboot is therefore: the agent runs its reboot command (which only records the
+request), the test calls boot(), then starts the agent again.
+"""
+import hashlib
+import http.client
+import json
+import os
+import random
+import re
+import socket
+import sqlite3
+import ssl
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+LOADER_GUID = "4a67b082-0a4c-41cf-b6c7-440b29bb8c4f"
+ENTRY_RE = re.compile(r"^(ringil-[ab]-(.+?))(?:\+(\d+)(?:-(\d+))?)?\.conf$")
+
+
+def run(args, check=True, **kw):
+    p = subprocess.run([str(a) for a in args], capture_output=True, timeout=120, **kw)
+    p.out = p.stdout.decode(errors="replace")
+    p.err = p.stderr.decode(errors="replace")
+    if check:
+        assert p.returncode == 0, f"{args} exited {p.returncode}\n{p.out}\n{p.err}"
+    return p
+
+
+def vkey(v):
+    return [int(x) for x in v.split(".")]
+
+
+class Pki:
+    """Device CA, server and operator certificates, a foreign CA, and the bundle signer."""
+
+    def __init__(self, ringil, d: Path):
+        self.ringil = ringil
+        self.dir = d
+        run([ringil, "ca", "create", "--dir", d / "ca"])
+        run([ringil, "ca", "issue", "--dir", d / "ca", "--name", "127.0.0.1", "--server", "--out-dir", d / "srv"])
+        run([ringil, "ca", "issue", "--dir", d / "ca", "--name", "alice", "--operator", "--out-dir", d / "op"])
+        run([ringil, "ca", "create", "--dir", d / "evil"])
+        run([ringil, "ca", "issue", "--dir", d / "evil", "--name", "drone-a", "--out-dir", d / "evil"])
+        run([ringil, "ca", "issue", "--dir", d / "evil", "--name", "alice", "--operator", "--out-dir", d / "evil"])
+        self.ca = d / "ca" / "ca.pem"
+        for name in ("sign", "foreign"):
+            run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                 "-keyout", d / f"{name}.key", "-out", d / f"{name}.pem", "-subj", f"/CN=fleet {name}",
+                 "-days", "30", "-addext", "extendedKeyUsage=codeSigning"])
+
+    def bundle(self, version, payload: Path, out: Path, signer="sign", compatible="drone-x1"):
+        run([self.ringil, "bundle", "create", "--key", self.dir / f"{signer}.key", "--cert",
+             self.dir / f"{signer}.pem", "--compatible", compatible, "--version", version,
+             "--chunk-size", "65536", "--payload", f"rootfs:raw={payload}", "--output", out])
+        return out
+
+
+class Server:
+    def __init__(self, exe, pki: Pki, d: Path, poll_interval=1):
+        self.exe, self.pki, self.dir = exe, pki, d
+        d.mkdir(parents=True, exist_ok=True)
+        self.db = d / "fleet.db"
+        self.conf = d / "server.conf"
+        self.conf.write_text(
+            f"listen = 127.0.0.1:0\ndb = {self.db}\nstore = {d / 'store'}\n"
+            f"cert = {pki.dir / 'srv' / '127.0.0.1.pem'}\nkey = {pki.dir / 'srv' / '127.0.0.1.key'}\n"
+            f"device-ca = {pki.dir / 'ca'}\nkeyring = {pki.dir / 'sign.pem'}\npoll-interval = {poll_interval}\n")
+        self.proc = None
+        self.port = None
+        self.log = d / "server.log"
+
+    def start(self):
+        self.proc = subprocess.Popen([str(self.exe), "serve", "--config", str(self.conf)],
+                                     stdout=subprocess.PIPE, stderr=open(self.log, "ab"))
+        line = self.proc.stdout.readline().decode()
+        m = re.match(r"listening on 127\.0\.0\.1:(\d+)", line)
+        assert m, f"server did not start: {line!r}\n{self.log.read_text()}"
+        self.port = int(m.group(1))
+        return self
+
+    def kill(self, sig=9):
+        self.proc.send_signal(sig)
+        self.proc.wait(timeout=10)
+        self.proc.stdout.close()
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+            self.proc.stdout.close()
+
+    @property
+    def url(self):
+        return f"https://127.0.0.1:{self.port}"
+
+    def op(self, *args, check=True):
+        env = dict(os.environ, RINGIL_FLEET_SERVER=self.url, RINGIL_FLEET_CA=str(self.pki.ca),
+                   RINGIL_FLEET_CERT=str(self.pki.dir / "op" / "alice.pem"),
+                   RINGIL_FLEET_KEY=str(self.pki.dir / "op" / "alice.key"))
+        return run([self.exe, *args], check=check, env=env)
+
+    def drone(self, name):
+        return json.loads(self.op("status", name, "--json").out)
+
+    def metric(self, name):
+        for line in self.op("metrics").out.splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+        raise KeyError(name)
+
+
+def tls_context(pki: Pki, cert=None, key=None):
+    ctx = ssl.create_default_context(cafile=str(pki.ca))
+    if cert:
+        ctx.load_cert_chain(str(cert), str(key))
+    return ctx
+
+
+def request(port, ctx, method, path, body=None, headers=None, timeout=10):
+    """One HTTPS request; returns (status, body bytes, headers) or raises on TLS/connection refusal."""
+    c = http.client.HTTPSConnection("127.0.0.1", port, context=ctx, timeout=timeout)
+    try:
+        c.request(method, path, body=body, headers=headers or {})
+        r = c.getresponse()
+        return r.status, r.read(), dict(r.getheaders())
+    finally:
+        c.close()
+
+
+class CuttingProxy:
+    """TCP proxy on loopback that cuts each connection after a random number of server→client bytes."""
+
+    def __init__(self, target_port, cut_min=48 * 1024, cut_max=384 * 1024, seed=None):
+        self.target = target_port
+        self.cut_min, self.cut_max = cut_min, cut_max
+        self.rng = random.Random(seed)
+        self.lsock = socket.socket()
+        self.lsock.bind(("127.0.0.1", 0))
+        self.lsock.listen(64)
+        self.port = self.lsock.getsockname()[1]
+        self.bytes_to_client = 0
+        self.cuts = 0
+        self.lock = threading.Lock()
+        self.running = True
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while self.running:
+            try:
+                c, _ = self.lsock.accept()
+            except OSError:
+                return
+            with self.lock:
+                limit = self.rng.randint(self.cut_min, self.cut_max)
+            threading.Thread(target=self._serve, args=(c, limit), daemon=True).start()
+
+    def _serve(self, c, limit):
+        try:
+            s = socket.create_connection(("127.0.0.1", self.target))
+        except OSError:
+            c.close()
+            return
+        done = threading.Event()
+
+        def up():
+            try:
+                while not done.is_set():
+                    b = c.recv(65536)
+                    if not b:
+                        break
+                    s.sendall(b)
+            except OSError:
+                pass
+            done.set()
+
+        threading.Thread(target=up, daemon=True).start()
+        sent = 0
+        try:
+            while not done.is_set():
+                b = s.recv(16384)
+                if not b:
+                    break
+                if sent + len(b) >= limit:
+                    b = b[: limit - sent]
+                    c.sendall(b)
+                    with self.lock:
+                        self.bytes_to_client += len(b)
+                        self.cuts += 1
+                    # the cut: the client gets exactly `limit` bytes of this connection, then EOF in
+                    # the middle of a TLS record (an RST would also discard bytes it already received,
+                    # which would then be counted here without ever reaching the agent)
+                    break
+                c.sendall(b)
+                sent += len(b)
+                with self.lock:
+                    self.bytes_to_client += len(b)
+        except OSError:
+            pass
+        done.set()
+        # shutdown() first: close() alone does not wake the other thread's recv(), and the cut
+        # would then look like a stall instead of a dropped link
+        for x in (c, s):
+            try:
+                x.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            try:
+                x.close()
+            except OSError:
+                pass
+
+    def close(self):
+        self.running = False
+        self.lsock.close()
+
+
+class SimDrone:
+    def __init__(self, name, d: Path, ringil, ringild, pki: Pki, health="true"):
+        self.name, self.dir, self.ringil, self.ringild, self.pki = name, d, ringil, ringild, pki
+        d.mkdir(parents=True)
+        for sub in ("esp", "state", "efivars", "agent"):
+            (d / sub).mkdir()
+        for s in ("a", "b"):
+            with open(d / f"slot-{s}.img", "wb") as f:
+                f.truncate(2 * 1024 * 1024)
+        self.devconf = d / "device.conf"
+        self.devconf.write_text(
+            f"[device]\ncompatible = drone-x1\nkeyring = {pki.dir / 'sign.pem'}\nesp = {d / 'esp'}\n"
+            f"state-dir = {d / 'state'}\nefivarfs = {d / 'efivars'}\nboot-tries = 3\n"
+            f"[boot]\nentry-name = ringil\nlinux = /EFI/ringil/vmlinuz\noptions = root=@SLOT@\n"
+            f"[slot.rootfs.a]\ndevice = {d / 'slot-a.img'}\n[slot.rootfs.b]\ndevice = {d / 'slot-b.img'}\n")
+        self.health = health
+        self.reboots = 0
+        self.log = d / "agent.log"
+
+    def write_agent_conf(self, url):
+        (self.dir / "ringild.conf").write_text(
+            f"server = {url}\nca = {self.pki.ca}\ncert = {self.dir / 'agent' / 'cert.pem'}\n"
+            f"key = {self.dir / 'agent' / 'key.pem'}\ndevice-config = {self.devconf}\n"
+            f"state-dir = {self.dir / 'agent' / 'state'}\nringil = {self.ringil}\n"
+            f"reboot-command = touch {self.dir / 'reboot-requested'}\nhealth-command = {self.health}\n"
+            f"boot-id-file = {self.dir / 'boot_id'}\npoll-interval = 1\ntimeout = 10\n")
+
+    def provision(self, v1_bundle):
+        """Factory state: v1 in slot a, booted and blessed."""
+        run([self.ringil, "install", "--config", self.devconf, "--slot", "a", v1_bundle])
+        self.boot()
+        run([self.ringil, "mark-good", "--config", self.devconf])
+
+    def enroll(self, server: Server, group="default"):
+        token = server.op("enroll", self.name, "--group", group).out.strip()
+        self.write_agent_conf(server.url)
+        run([self.ringild, "enroll", "--config", self.dir / "ringild.conf", "--id", self.name, "--token", token])
+
+    def agent(self, check=False):
+        p = run([self.ringild, "--config", self.dir / "ringild.conf", "--once", "--verbose"], check=False)
+        with open(self.log, "a") as f:
+            f.write(p.err)
+        if check:
+            assert p.returncode == 0, p.err
+        return p
+
+    def reboot_requested(self):
+        m = self.dir / "reboot-requested"
+        if m.exists():
+            m.unlink()
+            return True
+        return False
+
+    def entries(self):
+        out = []
+        for f in (self.dir / "esp" / "loader" / "entries").glob("ringil-*.conf"):
+            m = ENTRY_RE.match(f.name)
+            if not m:
+                continue
+            left = int(m.group(3)) if m.group(3) is not None else None
+            done = int(m.group(4)) if m.group(4) is not None else 0
+            out.append((f, m.group(1), m.group(2), left, done))
+        return out
+
+    def boot(self):
+        """systemd-boot: entries with tries left before those without, then newest version first."""
+        es = self.entries()
+        assert es, "no boot entries: the drone would not boot"
+        es.sort(key=lambda e: (e[3] == 0, [-x for x in vkey(e[2])]))
+        f, base, version, left, done = es[0]
+        if left is not None and left > 0:
+            f.rename(f.parent / f"{base}+{left - 1}-{done + 1}.conf")
+        (self.dir / "boot_id").write_text(os.urandom(16).hex() + "\n")
+        var = self.dir / "efivars" / f"LoaderEntrySelected-{LOADER_GUID}"
+        var.write_bytes(b"\x06\x00\x00\x00" + (base + ".conf").encode("utf-16-le") + b"\x00\x00")
+        self.reboots += 1
+        return version
+
+    def status(self):
+        return json.loads(run([self.ringil, "status", "--config", self.devconf, "--json"]).out)
+
+    def agent_state(self):
+        st = {}
+        p = self.dir / "agent" / "state" / "agent.state"
+        if p.exists():
+            for line in p.read_text().splitlines():
+                if "=" in line and not line.startswith("#"):
+                    k, v = line.split("=", 1)
+                    st[k.strip()] = v.strip()
+        return st
+
+
+def sha256(path):
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def insert_release(db, path, version, assign_to="*"):
+    """Test-only path: a release row the server never verified (as a compromised server would)."""
+    con = sqlite3.connect(db, timeout=10)
+    with con:
+        cur = con.execute(
+            "INSERT INTO releases(version, compatible, size, sha256, path, created) VALUES (?,?,?,?,?,?)",
+            (version, "drone-x1", os.path.getsize(path), sha256(path), str(path), int(time.time())))
+        rid = cur.lastrowid
+        con.execute("INSERT INTO assignments(target, release, created) VALUES (?,?,0) "
+                    "ON CONFLICT(target) DO UPDATE SET release=excluded.release", (assign_to, rid))
+    con.close()
+    return rid
