@@ -8,7 +8,6 @@
 , jansson
 , curl
 , sqlite
-, civetweb
 , cmocka
 , src ? ../.
 }:
@@ -33,7 +32,7 @@ stdenv.mkDerivation {
 
   strictDeps = true;
   nativeBuildInputs = [ meson ninja pkg-config ];
-  buildInputs = [ openssl jansson curl sqlite civetweb ];
+  buildInputs = [ openssl jansson curl sqlite ];
   checkInputs = [ cmocka ];
 
   mesonBuildType = "release";

@@ -4,7 +4,7 @@
 set -euo pipefail
 
 build_pkgs=(gcc make meson ninja-build pkg-config libssl-dev libjansson-dev libcurl4-openssl-dev
-            libsqlite3-dev libcivetweb-dev openssl)
+            libsqlite3-dev openssl)
 test_pkgs=(libcmocka-dev python3 python3-pytest clang sbsigntool efitools systemd-boot-efi
            faketime e2fsprogs dosfstools mtools util-linux)
 bench_pkgs=(hyperfine rauc squashfs-tools dbus time lynis)
