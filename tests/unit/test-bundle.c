@@ -141,12 +141,80 @@ static void test_manifest_chunk_count(void **state) {
         assert_int_equal(parse_payload(OKPAYLOAD("0", "4096", ""), ""), -RINGIL_EMALFORMED);
 }
 
+/*
+ * Canonical manifest bytes written out by hand (sorted keys, compact), fed to the parser as they are, so
+ * that each refusal comes from the rule under test and not from canonicalization. top_before goes between
+ * "compatible" and "created", top_after between "format" and "payloads"; payload holds the payload's keys.
+ */
+static char *canon_manifest(const char *top_before, const char *top_after, const char *payload) {
+        char *s;
+        if (asprintf(&s, "{\"compatible\":\"drone-x\",%s\"created\":100,\"expires\":200,\"format\":1,%s\"payloads\":[{%s}],\"version\":\"1.0\"}",
+                     top_before, top_after, payload) < 0)
+                return NULL;
+        return s;
+}
+
+/* Parse exactly these bytes; the result must be want and, on failure, the detail must contain why. */
+static void expect_parse(const char *bytes, int want, const char *why) {
+        struct bundle_manifest *m = NULL;
+        int r;
+
+        assert_non_null(bytes);
+        ringil_clear_detail();
+        r = bundle_manifest_parse((const uint8_t *) bytes, strlen(bytes), &m);
+        if (r != want || (why && !strstr(ringil_detail(), why)))
+                fprintf(stderr, "# %.160s\n#  -> %d (%s), want %d (%s)\n", bytes, r, ringil_detail(), want, why ? why : "");
+        assert_int_equal(r, want);
+        if (why)
+                assert_non_null(strstr(ringil_detail(), why));
+        if (r >= 0)
+                bundle_manifest_free(m);
+        else
+                assert_null(m);
+}
+
+#define CPAYLOAD(cs, size, chunks) "\"chunk_size\":" cs ",\"chunks\":[" chunks "],\"name\":\"root\",\"sha256\":\"%s\",\"size\":" size ",\"type\":\"raw\""
+
+/* A canonical one-payload manifest with a payload of these fields; %s in fields gets HASH0. */
+static char *canon_with_payload(const char *fields) {
+        _cleanup_free_ char *p = NULL;
+        /* fields is one of this file's literals with %s slots for HASH0 (at most 4) */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wformat-nonliteral"
+        if (asprintf(&p, fields, HASH0, HASH0, HASH0, HASH0) < 0)
+                return NULL;
+#pragma GCC diagnostic pop
+        return canon_manifest("", "", p);
+}
+
 static void test_manifest_sizes(void **state) {
         (void) state;
-        /* endless data: a size the chunk list could never cover is refused by the cap, before any read */
-        assert_int_equal(parse_payload(OKPAYLOAD("18446744073709551615", "4096", "\"%s\""), ""), -RINGIL_EMALFORMED);
-        assert_int_equal(parse_payload(OKPAYLOAD("9223372036854775807", "4096", "\"%s\""), ""), -RINGIL_ETOOBIG);
-        assert_int_equal(parse_payload(OKPAYLOAD("8796093022209", "67108864", "\"%s\""), ""), -RINGIL_ETOOBIG);
+        /* control: the canonical template itself parses */
+        {
+                _cleanup_free_ char *ok = canon_with_payload(CPAYLOAD("4096", "100", "\"%s\""));
+                expect_parse(ok, 0, NULL);
+        }
+        /* Endless data: a size the chunk list could never cover is refused by the size cap, before
+         * anything is allocated for chunks. Each value here is an integer jansson reads fine. */
+        {
+                _cleanup_free_ char *a = canon_with_payload(CPAYLOAD("67108864", "8796093022209", "\"%s\""));   /* cap + 1 */
+                _cleanup_free_ char *b = canon_with_payload(CPAYLOAD("4096", "8796093022209", "\"%s\""));
+                _cleanup_free_ char *c = canon_with_payload(CPAYLOAD("4096", "9223372036854775807", "\"%s\""));
+                _cleanup_free_ char *at_cap = canon_with_payload(CPAYLOAD("67108864", "8796093022208", "\"%s\""));
+                /* just over what 4 KiB chunks can cover within the chunk cap (131073 chunks) */
+                _cleanup_free_ char *d = canon_with_payload(CPAYLOAD("4096", "536870913", "\"%s\""));
+                expect_parse(a, -RINGIL_ETOOBIG, "'size' exceeds its cap");
+                expect_parse(b, -RINGIL_ETOOBIG, "'size' exceeds its cap");
+                expect_parse(c, -RINGIL_ETOOBIG, "'size' exceeds its cap");
+                /* at the cap the size is fine; the chunk list (131072 hashes needed) is what fails */
+                expect_parse(at_cap, -RINGIL_EMALFORMED, "lists 1 chunk hashes, size needs 131072");
+                expect_parse(d, -RINGIL_ETOOBIG, "more than 131072 chunks");
+        }
+        /* beyond INT64 jansson itself refuses the number (it never reaches the size rule) */
+        {
+                _cleanup_free_ char *e = canon_with_payload(CPAYLOAD("4096", "18446744073709551615", "\"%s\""));
+                expect_parse(e, -RINGIL_EMALFORMED, "JSON error");
+        }
         /* a payload over 4 GiB is fine when the chunk list covers it (no 32-bit truncation) */
         assert_int_equal(parse_payload(OKPAYLOAD("4294967297", "67108864", "\"%s\"" ), ""), -RINGIL_EMALFORMED);
         assert_int_equal(parse_payload(OKPAYLOAD("-1", "4096", "\"%s\""), ""), -RINGIL_EMALFORMED);
@@ -186,11 +254,31 @@ static void test_manifest_4g(void **state) {
 
 static void test_manifest_strictness(void **state) {
         (void) state;
-        /* unknown key, duplicate key, wrong types, bad hashes */
+        /* unknown key, wrong types, bad hashes */
         assert_int_equal(parse_payload(OKPAYLOAD("100", "4096", "\"%s\""), ",\"extra\":1"), -RINGIL_EMALFORMED);
         assert_int_equal(parse_payload(OKPAYLOAD("100", "4096", "\"%s\"") ",\"bogus\":true", ""), -RINGIL_EMALFORMED);
-        assert_int_equal(parse_payload(OKPAYLOAD("100", "4096", "\"%s\""), ",\"created\":100"), -RINGIL_EMALFORMED);
-        assert_int_equal(parse_payload(OKPAYLOAD("100", "4096", "\"%s\"") ",\"size\":100", ""), -RINGIL_EMALFORMED);
+        /* unknown keys in canonical position: refused by the key list, not by canonical form */
+        {
+                _cleanup_free_ char *fields = NULL, *top = NULL;
+                _cleanup_free_ char *pl = canon_with_payload("\"bogus\":true," CPAYLOAD("4096", "100", "\"%s\""));
+                assert_true(asprintf(&fields, CPAYLOAD("4096", "100", "\"%s\""), HASH0, HASH0) > 0);
+                top = canon_manifest("", "\"extra\":1,", fields);
+                expect_parse(top, -RINGIL_EMALFORMED, "unknown key 'extra' in manifest");
+                expect_parse(pl, -RINGIL_EMALFORMED, "unknown key 'bogus' in payload");
+        }
+        /* Duplicate keys, otherwise canonical: jansson's JSON_REJECT_DUPLICATES must refuse them (without
+         * it the last value would win and only the length check of the canonical form would notice). */
+        {
+                _cleanup_free_ char *fields = NULL, *dup_top = NULL, *dup_pl = NULL;
+                assert_true(asprintf(&fields, CPAYLOAD("4096", "100", "\"%s\""), HASH0, HASH0) > 0);
+                dup_top = canon_manifest("\"created\":100,", "", fields);
+                free(fields);
+                assert_true(asprintf(&fields, "\"chunk_size\":4096,\"chunks\":[\"%s\"],\"name\":\"root\",\"sha256\":\"%s\","
+                                              "\"size\":100,\"size\":100,\"type\":\"raw\"", HASH0, HASH0) > 0);
+                dup_pl = canon_manifest("", "", fields);
+                expect_parse(dup_top, -RINGIL_EMALFORMED, "duplicate object key");
+                expect_parse(dup_pl, -RINGIL_EMALFORMED, "duplicate object key");
+        }
         assert_int_equal(parse_str("[]"), -RINGIL_EMALFORMED);
         assert_int_equal(parse_str(""), -RINGIL_EMALFORMED);
         assert_int_equal(parse_str("{\"format\":1}"), -RINGIL_EMALFORMED);
@@ -211,19 +299,45 @@ static void test_manifest_strictness(void **state) {
                 assert_int_equal(bundle_manifest_parse((const uint8_t *) m, strlen(m) + 1, &(struct bundle_manifest *){ NULL }),
                                  -RINGIL_EMALFORMED);
         }
-        /* expires must be after created; format must be 1; version dot-numeric */
+        /* Top-level rules, each case otherwise valid (one good payload, canonical bytes), so each fails
+         * for its own reason: the detail names it. The first row is the control. */
         {
-                const char *bad[] = {
-                        "{\"format\":1,\"compatible\":\"x\",\"version\":\"1\",\"created\":200,\"expires\":200,\"payloads\":[]}",
-                        "{\"format\":2,\"compatible\":\"x\",\"version\":\"1\",\"created\":1,\"expires\":200,\"payloads\":[]}",
-                        "{\"format\":1,\"compatible\":\"x\",\"version\":\"1a\",\"created\":1,\"expires\":200,\"payloads\":[]}",
-                        "{\"format\":1,\"compatible\":\"x y\",\"version\":\"1\",\"created\":1,\"expires\":200,\"payloads\":[]}",
-                        "{\"format\":1,\"compatible\":\"\",\"version\":\"1\",\"created\":1,\"expires\":200,\"payloads\":[]}",
-                        "{\"format\":1,\"compatible\":\"x\",\"version\":\"1\",\"created\":-1,\"expires\":200,\"payloads\":[]}",
+                static const struct {
+                        const char *compatible, *created, *expires, *format, *version;
+                        int want;
+                        const char *why;
+                } cases[] = {
+                        { "\"x\"", "1", "200", "1", "\"1\"", 0, NULL },
+                        { "\"x\"", "200", "200", "1", "\"1\"", -RINGIL_EMALFORMED, "expires is not after created" },
+                        { "\"x\"", "201", "200", "1", "\"1\"", -RINGIL_EMALFORMED, "expires is not after created" },
+                        { "\"x\"", "1", "200", "2", "\"1\"", -RINGIL_EMALFORMED, "unsupported format 2" },
+                        { "\"x\"", "1", "200", "0", "\"1\"", -RINGIL_EMALFORMED, "unsupported format 0" },
+                        { "\"x\"", "1", "200", "\"1\"", "\"1\"", -RINGIL_EMALFORMED, "'format' is not an integer" },
+                        { "\"x\"", "1", "200", "1", "\"1a\"", -RINGIL_EMALFORMED, "version '1a' is not dot-numeric" },
+                        { "\"x\"", "1", "200", "1", "\"1..2\"", -RINGIL_EMALFORMED, "version '1..2' is not dot-numeric" },
+                        { "\"x\"", "1", "200", "1", "\"1-2\"", -RINGIL_EMALFORMED, "'version' has a bad character" },
+                        { "\"x\"", "1", "200", "1", "1", -RINGIL_EMALFORMED, "'version' is not a string" },
+                        { "\"x y\"", "1", "200", "1", "\"1\"", -RINGIL_EMALFORMED, "'compatible' has a bad character" },
+                        { "\"\"", "1", "200", "1", "\"1\"", -RINGIL_EMALFORMED, "'compatible' has a bad length" },
+                        { "\"x\"", "-1", "200", "1", "\"1\"", -RINGIL_EMALFORMED, "'created' is negative" },
+                        { "\"x\"", "1", "-5", "1", "\"1\"", -RINGIL_EMALFORMED, "'expires' is negative" },
+                        { "\"x\"", "1.5", "200", "1", "\"1\"", -RINGIL_EMALFORMED, "'created' is not an integer" },
                 };
-                for (size_t i = 0; i < ELEMENTSOF(bad); i++)
-                        assert_int_equal(parse_str(bad[i]), -RINGIL_EMALFORMED);
+                for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                        _cleanup_free_ char *m = NULL;
+                        assert_true(asprintf(&m,
+                                             "{\"compatible\":%s,\"created\":%s,\"expires\":%s,\"format\":%s,\"payloads\":[{\"chunk_size\":4096,"
+                                             "\"chunks\":[\"%s\"],\"name\":\"root\",\"sha256\":\"%s\",\"size\":100,\"type\":\"raw\"}],\"version\":%s}",
+                                             cases[i].compatible, cases[i].created, cases[i].expires, cases[i].format, HASH0, HASH0,
+                                             cases[i].version) > 0);
+                        expect_parse(m, cases[i].want, cases[i].why);
+                }
         }
+        /* an empty or missing payload list, with everything else valid */
+        expect_parse("{\"compatible\":\"x\",\"created\":1,\"expires\":200,\"format\":1,\"payloads\":[],\"version\":\"1\"}",
+                     -RINGIL_EMALFORMED, "'payloads' is not a non-empty array");
+        expect_parse("{\"compatible\":\"x\",\"created\":1,\"expires\":200,\"format\":1,\"version\":\"1\"}", -RINGIL_EMALFORMED,
+                     "'payloads' is not a non-empty array");
 }
 
 static void test_manifest_nixos(void **state) {
