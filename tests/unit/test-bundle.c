@@ -1,9 +1,11 @@
 /* test-bundle.c: manifest parser edge cases and caps, version order, and the library round trip
- * (create → open → verify → chunk reads) including sequential sources and forgeries. */
+ * (create → open → verify → chunk reads) including sequential sources, forgeries (EC and RSA signers),
+ * metadata read failures and an input changed during create. */
 #include <fcntl.h>
 #include <jansson.h>
 #include <openssl/pem.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "tests.h"
@@ -352,6 +354,16 @@ static void test_manifest_nixos(void **state) {
                              "\"type\":\"nixos\",\"size\":0,\"chunk_size\":4096,\"sha256\":\"e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855\","
                              "\"chunks\":[],\"store_path\":\"/nix/store/../etc\"}]}";
         assert_int_equal(parse_str(ok), 0);
+        /* size 0: the digest must be the SHA-256 of "" (nothing else binds it: there is no chunk) */
+        {
+                _cleanup_free_ char *wrong = NULL;
+                _cleanup_free_ char *c = NULL;
+                assert_true(asprintf(&wrong, "{\"format\":1,\"compatible\":\"x\",\"version\":\"1\",\"created\":1,\"expires\":2,\"payloads\":[{\"name\":\"sys\","
+                                             "\"type\":\"nixos\",\"size\":0,\"chunk_size\":4096,\"sha256\":\"%s\",\"chunks\":[],"
+                                             "\"store_path\":\"/nix/store/abc-nixos-system\"}]}", HASH0) > 0);
+                c = canonical(wrong);
+                expect_parse(c, -RINGIL_EMALFORMED, "empty payload 'sys' must have no chunks and the SHA-256");
+        }
         assert_int_equal(parse_str(no_path), -RINGIL_EMALFORMED);
         assert_int_equal(parse_str(escape), -RINGIL_EMALFORMED);
         /* store_path on a raw payload is refused */
@@ -398,8 +410,8 @@ struct fixture {
         char key[512], cert[512], payload[512], out[512];
 };
 
-static int make_signer(const char *keypath, const char *certpath) {
-        _cleanup_(EVP_PKEY_freep) EVP_PKEY *k = EVP_EC_gen("P-256");
+static int make_signer(const char *keypath, const char *certpath, bool rsa) {
+        _cleanup_(EVP_PKEY_freep) EVP_PKEY *k = rsa ? EVP_RSA_gen(2048) : EVP_EC_gen("P-256");
         _cleanup_(X509_freep) X509 *x = X509_new();
         FILE *f;
 
@@ -425,7 +437,7 @@ static int make_signer(const char *keypath, const char *certpath) {
         return 0;
 }
 
-static int setup(void **state) {
+static int setup_signer(void **state, bool rsa) {
         struct fixture *fx = calloc(1, sizeof(*fx));
         uint8_t *data;
         int r;
@@ -437,7 +449,7 @@ static int setup(void **state) {
         snprintf(fx->cert, sizeof(fx->cert), "%s/cert.pem", fx->dir);
         snprintf(fx->payload, sizeof(fx->payload), "%s/payload", fx->dir);
         snprintf(fx->out, sizeof(fx->out), "%s/b.rb", fx->dir);
-        if (make_signer(fx->key, fx->cert) < 0)
+        if (make_signer(fx->key, fx->cert, rsa) < 0)
                 return -1;
         /* 10 chunks of 4 KiB plus 100 bytes */
         data = malloc(41060);
@@ -457,6 +469,14 @@ static int setup(void **state) {
         }
         *state = fx;
         return 0;
+}
+
+static int setup(void **state) {
+        return setup_signer(state, false);
+}
+
+static int setup_rsa(void **state) {
+        return setup_signer(state, true);
 }
 
 static int teardown(void **state) {
@@ -553,6 +573,41 @@ static int mem_read_at(void *u, uint64_t off, void *buf, size_t len) {
         return 0;
 }
 
+/* Offset of the end of the signature block in a bundle image. */
+static size_t metadata_end(const uint8_t *img) {
+        return BUNDLE_HEADER_SIZE + ((size_t) img[16] << 24 | (size_t) img[17] << 16 | (size_t) img[18] << 8 | img[19]) +
+               ((size_t) img[20] << 24 | (size_t) img[21] << 16 | (size_t) img[22] << 8 | img[23]);
+}
+
+/*
+ * Every single-byte change is refused by verify_manifest or verify_payloads: each byte of the header,
+ * manifest and signature block (and at least the first 2048 bytes) xor-ed with several values (one bit,
+ * two bits, the top bit, all bits; 0x0a turns rsaEncryption into sha256WithRSAEncryption), then
+ * payload bytes at a stride.
+ */
+static void flip_every_byte(struct fixture *fx, uint8_t *img, size_t len) {
+        static const uint8_t values[] = { 0x01, 0x0a, 0x80, 0xff };
+        struct bundle_policy pol = { .keyring = fx->cert, .now = fx->t };
+        size_t full = MAX(metadata_end(img), (size_t) 2048);
+
+        for (size_t i = 0; i < len; i += (i < full ? 1 : 509))
+                for (size_t v = 0; v < ELEMENTSOF(values); v++) {
+                        struct memsrc ms = { img, len, 0 };
+                        struct bundle_source src = { .read_at = mem_read_at, .userdata = &ms, .size = len };
+                        _cleanup_bundle_ bundle *b = NULL;
+                        int r;
+                        img[i] ^= values[v];
+                        assert_int_equal(bundle_open_source(&src, &b), 0);
+                        r = bundle_verify_manifest(b, &pol);
+                        if (r == 0)
+                                r = bundle_verify_payloads(b);
+                        img[i] ^= values[v];
+                        if (r >= 0)
+                                fprintf(stderr, "# xor %#x at %zu (metadata ends at %zu) accepted\n", values[v], i, metadata_end(img));
+                        assert_true(r < 0);
+                }
+}
+
 static void test_stream_and_forgeries(void **state) {
         struct fixture *fx = *state;
         _cleanup_free_ uint8_t *img = NULL;
@@ -574,25 +629,7 @@ static void test_stream_and_forgeries(void **state) {
                 assert_int_equal(bundle_read_chunk(b, 0, 2, buf, &n), 0);
                 assert_int_equal(bundle_read_chunk(b, 0, 1, buf, &n), -ESPIPE);
         }
-        /* every single-byte flip is refused by verify_manifest or verify_payloads */
-        /* every byte of header, manifest and signature with two different bits, then a stride */
-        for (size_t k = 0; k < 2 * len; k += (k < 2 * 2048 ? 1 : 509)) {
-                size_t i = k / 2;
-                uint8_t bit = k % 2 ? 0x80 : 0x01;
-                struct memsrc ms = { img, len, 0 };
-                struct bundle_source src = { .read_at = mem_read_at, .userdata = &ms, .size = len };
-                _cleanup_bundle_ bundle *b = NULL;
-                int r;
-                img[i] ^= bit;
-                assert_int_equal(bundle_open_source(&src, &b), 0);
-                r = bundle_verify_manifest(b, &pol);
-                if (r == 0)
-                        r = bundle_verify_payloads(b);
-                img[i] ^= bit;
-                if (r >= 0)
-                        fprintf(stderr, "flip of %#x at %zu accepted\n", bit, i);
-                assert_true(r < 0);
-        }
+        flip_every_byte(fx, img, len);
         /* truncation at many points */
         for (size_t cut = 0; cut < len; cut += (cut < 2048 ? 13 : 997)) {
                 struct memsrc ms = { img, cut, 0 };
@@ -605,6 +642,126 @@ static void test_stream_and_forgeries(void **state) {
                         r = bundle_verify_payloads(b);
                 assert_true(r < 0);
         }
+}
+
+/* An RSA signer: the CMS carries rsaEncryption as its signature algorithm, which OpenSSL would also
+ * accept spelled sha256WithRSAEncryption (one byte apart): that spelling must be refused. */
+static void test_rsa_signature_block(void **state) {
+        struct fixture *fx = *state;
+        static const uint8_t rsa_oid[] = { 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01 };
+        _cleanup_free_ uint8_t *img = NULL;
+        struct bundle_policy pol = { .keyring = fx->cert, .now = fx->t };
+        size_t len, mend, at = 0;
+
+        assert_int_equal(read_full_file(fx->out, 0, 1 << 20, &img, &len), 0);
+        mend = metadata_end(img);
+        /* the untouched RSA bundle verifies */
+        {
+                _cleanup_bundle_ bundle *b = NULL;
+                assert_int_equal(bundle_open(fx->out, &b), 0);
+                assert_int_equal(bundle_verify_manifest(b, &pol), 0);
+                assert_int_equal(bundle_verify_payloads(b), 0);
+        }
+        /* the SignerInfo's signature algorithm: the last rsaEncryption OID in the block */
+        for (size_t i = 0; i + sizeof(rsa_oid) <= mend; i++)
+                if (memcmp(img + i, rsa_oid, sizeof(rsa_oid)) == 0)
+                        at = i;
+        assert_true(at > 0);
+        img[at + sizeof(rsa_oid) - 1] = 0x0b;   /* 1.2.840.113549.1.1.11: sha256WithRSAEncryption */
+        {
+                struct memsrc ms = { img, len, 0 };
+                struct bundle_source src = { .read_at = mem_read_at, .userdata = &ms, .size = len };
+                _cleanup_bundle_ bundle *b = NULL;
+                assert_int_equal(bundle_open_source(&src, &b), 0);
+                assert_int_equal(bundle_verify_manifest(b, &pol), -RINGIL_EBADSIG);
+                assert_non_null(strstr(ringil_detail(), "signature algorithm"));
+        }
+        img[at + sizeof(rsa_oid) - 1] = 0x01;
+        flip_every_byte(fx, img, len);
+}
+
+/* A metadata read that fails is final: a retry returns the same error (no re-read of a stream from
+ * offset 0, no allocation over the first buffers: ASan's leak check would see it). */
+static void test_metadata_failure_is_final(void **state) {
+        struct fixture *fx = *state;
+        _cleanup_free_ uint8_t *img = NULL;
+        struct bundle_policy pol = { .keyring = fx->cert, .now = fx->t };
+        size_t len;
+
+        assert_int_equal(read_full_file(fx->out, 0, 1 << 20, &img, &len), 0);
+        /* cut inside the manifest, inside the signature; and a bad magic */
+        for (size_t k = 0; k < 3; k++) {
+                size_t cut = k == 0 ? BUNDLE_HEADER_SIZE + 10 : k == 1 ? metadata_end(img) - 1 : len;
+                struct memsrc ms = { img, cut, 0 };
+                struct bundle_source src = { .read_at = mem_read_at, .userdata = &ms, .size = UINT64_MAX };
+                _cleanup_bundle_ bundle *b = NULL;
+                const struct bundle_manifest *m = NULL;
+                char first[512];
+                int want = k < 2 ? -RINGIL_ETRUNCATED : -RINGIL_EMALFORMED;
+
+                if (k == 2)
+                        img[0] ^= 0x01;
+                assert_int_equal(bundle_open_source(&src, &b), 0);
+                assert_int_equal(bundle_verify_manifest(b, &pol), want);
+                snprintf(first, sizeof(first), "%s", ringil_detail());
+                ringil_clear_detail();
+                assert_int_equal(bundle_verify_manifest(b, &pol), want);
+                assert_string_equal(ringil_detail(), first);
+                assert_int_equal(bundle_read_unverified(b, &m, NULL), want);
+                assert_null(m);
+                assert_null(bundle_get_manifest(b));
+                if (k == 2)
+                        img[0] ^= 0x01;
+        }
+}
+
+/*
+ * bundle_create hashes its input, then copies it: a same-size change in between must not give a
+ * bundle whose bytes fail its own signed hashes. copy_file_range (what the copy uses) is interposed
+ * here: armed, it rewrites the input's first byte before copying.
+ */
+static const char *cfr_rewrite;
+
+ssize_t copy_file_range(int infd, loff_t *pinoff, int outfd, loff_t *poutoff, size_t length, unsigned int flags) {
+        if (cfr_rewrite) {
+                int fd = open(cfr_rewrite, O_WRONLY | O_CLOEXEC);
+                uint8_t x = 0xff;   /* the fixture's payload starts with 0x00 */
+                cfr_rewrite = NULL;
+                if (fd < 0 || pwrite(fd, &x, 1, 0) != 1)
+                        abort();
+                close(fd);
+        }
+        return syscall(SYS_copy_file_range, infd, pinoff, outfd, poutoff, length, flags);
+}
+
+static void test_create_input_changed(void **state) {
+        struct fixture *fx = *state;
+        char out[600];
+        struct bundle_create_payload p = { .name = "root", .type = BUNDLE_PAYLOAD_RAW, .path = fx->payload };
+        struct bundle_create_opts o = { .key = fx->key, .cert = fx->cert, .compatible = "unit", .version = "2.0",
+                                        .created = fx->t - 100, .expires = fx->t + 100000, .chunk_size = 4096, .payloads = &p,
+                                        .n_payloads = 1 };
+        int r;
+
+        snprintf(out, sizeof(out), "%s/changed.rb", fx->dir);
+        /* control: unarmed, the same call makes a bundle that verifies */
+        assert_int_equal(bundle_create(&o, out), 0);
+        assert_int_equal(unlink(out), 0);
+
+        cfr_rewrite = fx->payload;
+        r = bundle_create(&o, out);
+        if (r >= 0) {
+                /* what the old code did: a bundle that fails its own verification */
+                _cleanup_bundle_ bundle *b = NULL;
+                struct bundle_policy pol = { .keyring = fx->cert, .now = fx->t };
+                assert_int_equal(bundle_open(out, &b), 0);
+                assert_int_equal(bundle_verify_manifest(b, &pol), 0);
+                fprintf(stderr, "# create succeeded; verify_payloads: %d\n", bundle_verify_payloads(b));
+        }
+        assert_null(cfr_rewrite);   /* the hook ran: the copy went through copy_file_range */
+        assert_int_equal(r, -EIO);
+        assert_non_null(strstr(ringil_detail(), "payload 'root' changed while the bundle was made"));
+        assert_int_equal(access(out, F_OK), -1);   /* nothing renamed into place */
 }
 
 int main(void) {
@@ -621,6 +778,9 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_roundtrip, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_policy, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_stream_and_forgeries, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_rsa_signature_block, setup_rsa, teardown),
+                cmocka_unit_test_setup_teardown(test_metadata_failure_is_final, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_create_input_changed, setup, teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
