@@ -138,13 +138,17 @@ struct bundle_create_opts {
         size_t n_payloads;
 };
 
-/* Write a signed bundle to output atomically (temp, fsync, rename). */
+/* Write a signed bundle to output atomically (temp, fsync, rename). The payload bytes written are checked
+ * against the chunk hashes just signed before the rename: an input changed between hashing and copying
+ * fails with -EIO ("changed while the bundle was made") and leaves output untouched. */
 int bundle_create(const struct bundle_create_opts *o, const char *output);
 
 /*
  * Added by the bundle implementation (issue 4); the meanings above are unchanged.
  * Notes on the functions above: calling bundle_verify_manifest() again re-verifies under the new
- * policy (a failure leaves the bundle unverified: no manifest, no chunk reads). A regular file is
+ * policy (a failure leaves the bundle unverified: no manifest, no chunk reads); the header, manifest
+ * and signature are read once, and a failure to read them is final (every later call returns the same
+ * error and detail, a stream is never re-read from offset 0). A regular file is
  * read by offset (chunks in any order), a pipe in order; "-" that is a regular file is read as one.
  */
 
