@@ -169,6 +169,12 @@ static int get_hash(json_t *v, const char *what, uint8_t out[static SHA256_LEN])
         return hex_decode(s, out, SHA256_LEN);
 }
 
+/* SHA-256 of the empty string (e3b0c442…b855). */
+static const uint8_t empty_sha256[SHA256_LEN] = {
+        0xe3, 0xb0, 0xc4, 0x42, 0x98, 0xfc, 0x1c, 0x14, 0x9a, 0xfb, 0xf4, 0xc8, 0x99, 0x6f, 0xb9, 0x24,
+        0x27, 0xae, 0x41, 0xe4, 0x64, 0x9b, 0x93, 0x4c, 0xa4, 0x95, 0x99, 0x1b, 0x78, 0x52, 0xb8, 0x55,
+};
+
 static int parse_payload(json_t *o, struct bundle_payload *p, uint64_t *chunks_left) {
         static const char *const keys[] = { "name", "type", "size", "sha256", "chunk_size", "chunks",
                                             "store_path", "cache_url" };
@@ -209,6 +215,12 @@ static int parse_payload(json_t *o, struct bundle_payload *p, uint64_t *chunks_l
         r = get_hash(json_object_get(o, "sha256"), "payload sha256", p->sha256);
         if (r < 0)
                 return r;
+        /* INVARIANT: an empty payload has no chunks and exactly the SHA-256 of the empty string. The
+         * verifier of a file checks chunk hashes only, so with no chunk nothing else would bind this
+         * field to the bytes (none). */
+        if (size == 0 && (p->n_chunks != 0 || memcmp(p->sha256, empty_sha256, SHA256_LEN) != 0))
+                return ringil_fail(-RINGIL_EMALFORMED, "manifest: empty payload '%s' must have no chunks and the SHA-256 of \"\"",
+                                   p->name);
         chunks = json_object_get(o, "chunks");
         if (!json_is_array(chunks))
                 return ringil_fail(-RINGIL_EMALFORMED, "manifest: payload '%s' has no chunk list", p->name);

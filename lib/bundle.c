@@ -24,6 +24,8 @@ struct bundle {
         struct bundle_source src;
         int fd;                         /* >= 0 when src reads a regular file we own (fast path) */
         bool header_read;
+        int header_error;               /* < 0: read_header failed once; every retry returns this */
+        char *header_detail;            /* ... with this detail (may be NULL) */
         uint32_t manifest_len, sig_len;
         uint8_t *manifest_raw;
         uint8_t *sig_raw;
@@ -97,6 +99,7 @@ void bundle_free(bundle *b) {
                 b->src.close(b->src.userdata);
         free(b->manifest_raw);
         free(b->sig_raw);
+        free(b->header_detail);
         bundle_manifest_free(b->unverified);
         bundle_manifest_free(b->manifest);
         free(b->payload_offset);
@@ -187,12 +190,10 @@ static int source_read(bundle *b, uint64_t offset, void *buf, size_t len, const 
 }
 
 /* Reads the fixed header, then exactly manifest_len and sig_len bytes; nothing of the payloads. */
-static int read_header(bundle *b) {
+static int read_header_once(bundle *b) {
         uint8_t h[BUNDLE_HEADER_SIZE];
         int r;
 
-        if (b->header_read)
-                return 0;
         r = source_read(b, 0, h, sizeof(h), "header");
         if (r < 0)
                 return r;
@@ -224,13 +225,34 @@ static int read_header(bundle *b) {
         b->manifest_raw = malloc(b->manifest_len);
         b->sig_raw = malloc(b->sig_len);
         if (!b->manifest_raw || !b->sig_raw)
-                return -ENOMEM;
+                return ringil_fail(-ENOMEM, "no memory for the bundle metadata");
         r = source_read(b, BUNDLE_HEADER_SIZE, b->manifest_raw, b->manifest_len, "manifest");
         if (r < 0)
                 return r;
-        r = source_read(b, (uint64_t) BUNDLE_HEADER_SIZE + b->manifest_len, b->sig_raw, b->sig_len, "signature");
-        if (r < 0)
+        return source_read(b, (uint64_t) BUNDLE_HEADER_SIZE + b->manifest_len, b->sig_raw, b->sig_len, "signature");
+}
+
+/*
+ * The metadata is read once. A failure is final: the buffers are freed and the error cached, so a retry
+ * (e.g. a second bundle_verify_manifest) neither allocates over them nor re-reads a stream from offset 0
+ * (which a sequential source refuses with -ESPIPE): it returns the same error and detail.
+ */
+static int read_header(bundle *b) {
+        int r;
+
+        if (b->header_read)
+                return 0;
+        if (b->header_error < 0)
+                return ringil_fail(b->header_error, "%s", b->header_detail ? b->header_detail : "cannot read the bundle metadata");
+        r = read_header_once(b);
+        if (r < 0) {
+                free(TAKE_PTR(b->manifest_raw));
+                free(TAKE_PTR(b->sig_raw));
+                b->manifest_len = b->sig_len = 0;
+                b->header_error = r;
+                b->header_detail = strdup(ringil_detail());   /* NULL is handled above */
                 return r;
+        }
         b->header_read = true;
         return 0;
 }
@@ -384,11 +406,11 @@ static bool cms_layout_ok(const uint8_t *data, size_t len, int digest_nid) {
 
 static bool sigalg_matches(const X509_ALGOR *sigalg, int digest_nid) {
         static const struct {
-                int digest, ecdsa, rsa;
+                int digest, ecdsa;
         } table[] = {
-                { NID_sha256, NID_ecdsa_with_SHA256, NID_sha256WithRSAEncryption },
-                { NID_sha384, NID_ecdsa_with_SHA384, NID_sha384WithRSAEncryption },
-                { NID_sha512, NID_ecdsa_with_SHA512, NID_sha512WithRSAEncryption },
+                { NID_sha256, NID_ecdsa_with_SHA256 },
+                { NID_sha384, NID_ecdsa_with_SHA384 },
+                { NID_sha512, NID_ecdsa_with_SHA512 },
         };
         int nid, ptype;
         const void *pval;
@@ -400,10 +422,13 @@ static bool sigalg_matches(const X509_ALGOR *sigalg, int digest_nid) {
         for (size_t i = 0; i < ELEMENTSOF(table); i++) {
                 if (table[i].digest != digest_nid)
                         continue;
-                /* ECDSA: absent parameters; RSA PKCS#1 v1.5 (as OpenSSL writes it): NULL parameters. */
+                /* ECDSA: ecdsa-with-SHAn, absent parameters. RSA PKCS#1 v1.5: only rsaEncryption with NULL
+                 * parameters, the spelling OpenSSL's CMS (and so bundle_create) writes. OpenSSL also verifies
+                 * shaNWithRSAEncryption there, whose OID differs in one byte (1.1.1 vs 1.1.11): accepting it
+                 * too would leave that byte malleable. */
                 if (nid == table[i].ecdsa)
                         return ptype == V_ASN1_UNDEF;
-                if (nid == NID_rsaEncryption || nid == table[i].rsa)
+                if (nid == NID_rsaEncryption)
                         return ptype == V_ASN1_NULL;
         }
         return false;
@@ -449,8 +474,8 @@ static int verify_signature(bundle *b, const struct bundle_policy *policy, int64
         nid = digalg ? OBJ_obj2nid(digalg->algorithm) : NID_undef;
         if (nid != NID_sha256 && nid != NID_sha384 && nid != NID_sha512)
                 return ringil_fail(-RINGIL_EBADSIG, "signature digest %s is not SHA-256/384/512", OBJ_nid2sn(nid));
-        /* The signature algorithm identifier is not itself signed: pin it to the one spelling that
-         * matches the digest, so no byte of the signature block is malleable. */
+        /* The signature algorithm identifier is not itself signed: pin it to the one spelling ringil
+         * writes for the key type and digest, so no byte of the signature block is malleable. */
         if (!sigalg_matches(sigalg, nid))
                 return ringil_fail(-RINGIL_EBADSIG, "signature algorithm does not match the digest");
         if (!cms_layout_ok(b->sig_raw, b->sig_len, nid))
@@ -1159,6 +1184,7 @@ static int write_bundle(const char *output, const uint8_t *header, const char *m
         _cleanup_free_ char *dir = NULL, *tmp = NULL;
         _cleanup_close_ int fd = -EBADF;
         const char *slash = strrchr(output, '/');
+        bool detailed = false;   /* r's detail is already recorded and more precise than "cannot write" */
         uint64_t pos;
         int r;
 
@@ -1181,14 +1207,33 @@ static int write_bundle(const char *output, const uint8_t *header, const char *m
                 /* The input must not have changed size since it was hashed. */
                 if (fstat(s->fds[i], &st) < 0)
                         r = negative_errno();
-                else if ((uint64_t) st.st_size != s->m.payloads[i].size)
+                else if ((uint64_t) st.st_size != s->m.payloads[i].size) {
                         r = ringil_fail(-EIO, "payload '%s' changed while the bundle was made", s->m.payloads[i].name);
-                else
+                        detailed = true;
+                } else
                         r = copy_sparse(s->fds[i], fd, pos, s->m.payloads[i].size);
                 pos += s->m.payloads[i].size;
         }
         if (r >= 0 && ftruncate(fd, (off_t) total) < 0)
                 r = negative_errno();
+        /* INVARIANT: a bundle is renamed into place only after its written payload bytes were checked
+         * against the chunk hashes just signed. The input was hashed in one pass and copied in another:
+         * a same-size rewrite in between would otherwise give a bundle that fails its own signature. */
+        pos = BUNDLE_HEADER_SIZE + mlen + slen;
+        for (size_t i = 0; r >= 0 && i < s->m.n_payloads; i++) {
+                const struct bundle_payload *pl = &s->m.payloads[i];
+                if (pl->size > 0) {
+                        r = verify_payload_file(fd, pos, pl);
+                        if (r < 0) {
+                                char why[256];   /* not ringil_detail() itself: ringil_fail writes there */
+                                snprintf(why, sizeof(why), "%s", ringil_detail());
+                                r = ringil_fail(r == -RINGIL_EDIGEST ? -EIO : r, "payload '%s' changed while the bundle was made: %s",
+                                                pl->name, why);
+                                detailed = true;
+                        }
+                }
+                pos += pl->size;
+        }
         if (r >= 0 && fchmod(fd, 0644) < 0)
                 r = negative_errno();
         if (r >= 0 && fsync(fd) < 0)
@@ -1197,7 +1242,7 @@ static int write_bundle(const char *output, const uint8_t *header, const char *m
                 r = negative_errno();
         if (r < 0) {
                 (void) unlink(tmp);
-                return ringil_fail(r, "cannot write '%s': %s", output, strerror(-r));
+                return detailed ? r : ringil_fail(r, "cannot write '%s': %s", output, strerror(-r));
         }
         return fsync_parent_dir(output);
 }
@@ -1282,8 +1327,11 @@ int bundle_create(const struct bundle_create_opts *o, const char *output) {
                 }
                 (void) posix_fadvise(s.fds[i], 0, 0, POSIX_FADV_SEQUENTIAL);
                 r = hash_payload(NULL, s.fds[i], 0, pl, pl->chunk_sha256, pl->sha256);
-                if (r < 0)
-                        return ringil_fail(r, "cannot hash payload '%s': %s", cp->path, ringil_detail());
+                if (r < 0) {
+                        char why[256];   /* not ringil_detail() itself: ringil_fail writes there */
+                        snprintf(why, sizeof(why), "%s", ringil_detail());
+                        return ringil_fail(r, "cannot hash payload '%s': %s", cp->path, why);
+                }
         }
         r = bundle_manifest_format(&s.m, &manifest, &mlen);
         if (r < 0)

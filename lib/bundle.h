@@ -24,7 +24,7 @@ struct bundle_payload {
         char *name;
         enum bundle_payload_type type;
         uint64_t size;                         /* payload bytes carried in the bundle */
-        uint8_t sha256[SHA256_LEN];            /* of all `size` bytes */
+        uint8_t sha256[SHA256_LEN];            /* of all `size` bytes (see bundle_verify_payloads) */
         uint32_t chunk_size;                   /* every chunk but the last is exactly this long */
         uint64_t n_chunks;
         uint8_t (*chunk_sha256)[SHA256_LEN];   /* n_chunks entries */
@@ -97,8 +97,16 @@ const struct bundle_manifest *bundle_get_manifest(const bundle *b);
  */
 int bundle_read_chunk(bundle *b, size_t p, uint64_t index, uint8_t *buf, size_t *ret_len);
 
-/* Read and check every payload byte (chunk hashes and whole-payload SHA-256), and that no byte follows
- * the last payload. */
+/*
+ * Read every payload byte and check it against its signed chunk hash, then that no byte follows the last
+ * payload; 0 only when all hold, else -RINGIL_EDIGEST, -RINGIL_ETRUNCATED, -RINGIL_EMALFORMED or an errno.
+ * The chunk list alone binds every byte to the signature (its length is fixed by size, each chunk's
+ * extent by its index). So for a regular file the whole-payload SHA-256 is NOT recomputed (chunks are
+ * checked in parallel); a stream, read once in order, checks it as well. The whole digest is computed by
+ * bundle_create (which re-checks the bytes it wrote) and, for size 0, pinned by the parser to the SHA-256
+ * of ""; otherwise it is informational: signed, but for a file not proven consistent with the chunks by
+ * this call. Security decisions rest on the chunk hashes (bundle_read_chunk).
+ */
 int bundle_verify_payloads(bundle *b);
 
 /* Offset of a payload chunk inside the bundle file (for HTTP Range requests and resume). */
@@ -130,13 +138,17 @@ struct bundle_create_opts {
         size_t n_payloads;
 };
 
-/* Write a signed bundle to output atomically (temp, fsync, rename). */
+/* Write a signed bundle to output atomically (temp, fsync, rename). The payload bytes written are checked
+ * against the chunk hashes just signed before the rename: an input changed between hashing and copying
+ * fails with -EIO ("changed while the bundle was made") and leaves output untouched. */
 int bundle_create(const struct bundle_create_opts *o, const char *output);
 
 /*
  * Added by the bundle implementation (issue 4); the meanings above are unchanged.
  * Notes on the functions above: calling bundle_verify_manifest() again re-verifies under the new
- * policy (a failure leaves the bundle unverified: no manifest, no chunk reads). A regular file is
+ * policy (a failure leaves the bundle unverified: no manifest, no chunk reads); the header, manifest
+ * and signature are read once, and a failure to read them is final (every later call returns the same
+ * error and detail, a stream is never re-read from offset 0). A regular file is
  * read by offset (chunks in any order), a pipe in order; "-" that is a regular file is read as one.
  */
 

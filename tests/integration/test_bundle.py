@@ -232,6 +232,15 @@ def test_rsa_signer_direct_under_root(ringil, pki, payloads, tmp_path):
     out = tmp_path / "rsa.rb"
     create(ringil, pki, out, signer="rsa", intermediate=False, payloads=[f"rootfs:raw={payloads['rootfs']}"])
     assert verify(ringil, pki, out).returncode == 0
+    # The SignerInfo says rsaEncryption (as OpenSSL's CMS writes it). OpenSSL would also verify the same
+    # signature labelled sha256WithRSAEncryption, one byte away (…1.1.1 → …1.1.11): refused.
+    data = out.read_bytes()
+    _, send = layout(data)
+    rsa_oid = bytes.fromhex("06092a864886f70d010101")
+    at = data.rindex(rsa_oid, 0, send) + len(rsa_oid) - 1
+    bad = mutate(tmp_path, out, lambda d: d[:at] + b"\x0b" + d[at + 1:], "rsa-sigalg.rb")
+    p = verify(ringil, pki, bad)
+    assert p.returncode == BADSIG and "signature algorithm" in p.err, p.err
 
 
 def test_expired_signer_certificate(ringil, pki, payloads, tmp_path):

@@ -1,9 +1,11 @@
 /* test-bundle.c: manifest parser edge cases and caps, version order, and the library round trip
- * (create → open → verify → chunk reads) including sequential sources and forgeries. */
+ * (create → open → verify → chunk reads) including sequential sources, forgeries (EC and RSA signers),
+ * metadata read failures and an input changed during create. */
 #include <fcntl.h>
 #include <jansson.h>
 #include <openssl/pem.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "tests.h"
@@ -141,12 +143,80 @@ static void test_manifest_chunk_count(void **state) {
         assert_int_equal(parse_payload(OKPAYLOAD("0", "4096", ""), ""), -RINGIL_EMALFORMED);
 }
 
+/*
+ * Canonical manifest bytes written out by hand (sorted keys, compact), fed to the parser as they are, so
+ * that each refusal comes from the rule under test and not from canonicalization. top_before goes between
+ * "compatible" and "created", top_after between "format" and "payloads"; payload holds the payload's keys.
+ */
+static char *canon_manifest(const char *top_before, const char *top_after, const char *payload) {
+        char *s;
+        if (asprintf(&s, "{\"compatible\":\"drone-x\",%s\"created\":100,\"expires\":200,\"format\":1,%s\"payloads\":[{%s}],\"version\":\"1.0\"}",
+                     top_before, top_after, payload) < 0)
+                return NULL;
+        return s;
+}
+
+/* Parse exactly these bytes; the result must be want and, on failure, the detail must contain why. */
+static void expect_parse(const char *bytes, int want, const char *why) {
+        struct bundle_manifest *m = NULL;
+        int r;
+
+        assert_non_null(bytes);
+        ringil_clear_detail();
+        r = bundle_manifest_parse((const uint8_t *) bytes, strlen(bytes), &m);
+        if (r != want || (why && !strstr(ringil_detail(), why)))
+                fprintf(stderr, "# %.160s\n#  -> %d (%s), want %d (%s)\n", bytes, r, ringil_detail(), want, why ? why : "");
+        assert_int_equal(r, want);
+        if (why)
+                assert_non_null(strstr(ringil_detail(), why));
+        if (r >= 0)
+                bundle_manifest_free(m);
+        else
+                assert_null(m);
+}
+
+#define CPAYLOAD(cs, size, chunks) "\"chunk_size\":" cs ",\"chunks\":[" chunks "],\"name\":\"root\",\"sha256\":\"%s\",\"size\":" size ",\"type\":\"raw\""
+
+/* A canonical one-payload manifest with a payload of these fields; %s in fields gets HASH0. */
+static char *canon_with_payload(const char *fields) {
+        _cleanup_free_ char *p = NULL;
+        /* fields is one of this file's literals with %s slots for HASH0 (at most 4) */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wformat-nonliteral"
+        if (asprintf(&p, fields, HASH0, HASH0, HASH0, HASH0) < 0)
+                return NULL;
+#pragma GCC diagnostic pop
+        return canon_manifest("", "", p);
+}
+
 static void test_manifest_sizes(void **state) {
         (void) state;
-        /* endless data: a size the chunk list could never cover is refused by the cap, before any read */
-        assert_int_equal(parse_payload(OKPAYLOAD("18446744073709551615", "4096", "\"%s\""), ""), -RINGIL_EMALFORMED);
-        assert_int_equal(parse_payload(OKPAYLOAD("9223372036854775807", "4096", "\"%s\""), ""), -RINGIL_ETOOBIG);
-        assert_int_equal(parse_payload(OKPAYLOAD("8796093022209", "67108864", "\"%s\""), ""), -RINGIL_ETOOBIG);
+        /* control: the canonical template itself parses */
+        {
+                _cleanup_free_ char *ok = canon_with_payload(CPAYLOAD("4096", "100", "\"%s\""));
+                expect_parse(ok, 0, NULL);
+        }
+        /* Endless data: a size the chunk list could never cover is refused by the size cap, before
+         * anything is allocated for chunks. Each value here is an integer jansson reads fine. */
+        {
+                _cleanup_free_ char *a = canon_with_payload(CPAYLOAD("67108864", "8796093022209", "\"%s\""));   /* cap + 1 */
+                _cleanup_free_ char *b = canon_with_payload(CPAYLOAD("4096", "8796093022209", "\"%s\""));
+                _cleanup_free_ char *c = canon_with_payload(CPAYLOAD("4096", "9223372036854775807", "\"%s\""));
+                _cleanup_free_ char *at_cap = canon_with_payload(CPAYLOAD("67108864", "8796093022208", "\"%s\""));
+                /* just over what 4 KiB chunks can cover within the chunk cap (131073 chunks) */
+                _cleanup_free_ char *d = canon_with_payload(CPAYLOAD("4096", "536870913", "\"%s\""));
+                expect_parse(a, -RINGIL_ETOOBIG, "'size' exceeds its cap");
+                expect_parse(b, -RINGIL_ETOOBIG, "'size' exceeds its cap");
+                expect_parse(c, -RINGIL_ETOOBIG, "'size' exceeds its cap");
+                /* at the cap the size is fine; the chunk list (131072 hashes needed) is what fails */
+                expect_parse(at_cap, -RINGIL_EMALFORMED, "lists 1 chunk hashes, size needs 131072");
+                expect_parse(d, -RINGIL_ETOOBIG, "more than 131072 chunks");
+        }
+        /* beyond INT64 jansson itself refuses the number (it never reaches the size rule) */
+        {
+                _cleanup_free_ char *e = canon_with_payload(CPAYLOAD("4096", "18446744073709551615", "\"%s\""));
+                expect_parse(e, -RINGIL_EMALFORMED, "JSON error");
+        }
         /* a payload over 4 GiB is fine when the chunk list covers it (no 32-bit truncation) */
         assert_int_equal(parse_payload(OKPAYLOAD("4294967297", "67108864", "\"%s\"" ), ""), -RINGIL_EMALFORMED);
         assert_int_equal(parse_payload(OKPAYLOAD("-1", "4096", "\"%s\""), ""), -RINGIL_EMALFORMED);
@@ -186,11 +256,31 @@ static void test_manifest_4g(void **state) {
 
 static void test_manifest_strictness(void **state) {
         (void) state;
-        /* unknown key, duplicate key, wrong types, bad hashes */
+        /* unknown key, wrong types, bad hashes */
         assert_int_equal(parse_payload(OKPAYLOAD("100", "4096", "\"%s\""), ",\"extra\":1"), -RINGIL_EMALFORMED);
         assert_int_equal(parse_payload(OKPAYLOAD("100", "4096", "\"%s\"") ",\"bogus\":true", ""), -RINGIL_EMALFORMED);
-        assert_int_equal(parse_payload(OKPAYLOAD("100", "4096", "\"%s\""), ",\"created\":100"), -RINGIL_EMALFORMED);
-        assert_int_equal(parse_payload(OKPAYLOAD("100", "4096", "\"%s\"") ",\"size\":100", ""), -RINGIL_EMALFORMED);
+        /* unknown keys in canonical position: refused by the key list, not by canonical form */
+        {
+                _cleanup_free_ char *fields = NULL, *top = NULL;
+                _cleanup_free_ char *pl = canon_with_payload("\"bogus\":true," CPAYLOAD("4096", "100", "\"%s\""));
+                assert_true(asprintf(&fields, CPAYLOAD("4096", "100", "\"%s\""), HASH0, HASH0) > 0);
+                top = canon_manifest("", "\"extra\":1,", fields);
+                expect_parse(top, -RINGIL_EMALFORMED, "unknown key 'extra' in manifest");
+                expect_parse(pl, -RINGIL_EMALFORMED, "unknown key 'bogus' in payload");
+        }
+        /* Duplicate keys, otherwise canonical: jansson's JSON_REJECT_DUPLICATES must refuse them (without
+         * it the last value would win and only the length check of the canonical form would notice). */
+        {
+                _cleanup_free_ char *fields = NULL, *dup_top = NULL, *dup_pl = NULL;
+                assert_true(asprintf(&fields, CPAYLOAD("4096", "100", "\"%s\""), HASH0, HASH0) > 0);
+                dup_top = canon_manifest("\"created\":100,", "", fields);
+                free(fields);
+                assert_true(asprintf(&fields, "\"chunk_size\":4096,\"chunks\":[\"%s\"],\"name\":\"root\",\"sha256\":\"%s\","
+                                              "\"size\":100,\"size\":100,\"type\":\"raw\"", HASH0, HASH0) > 0);
+                dup_pl = canon_manifest("", "", fields);
+                expect_parse(dup_top, -RINGIL_EMALFORMED, "duplicate object key");
+                expect_parse(dup_pl, -RINGIL_EMALFORMED, "duplicate object key");
+        }
         assert_int_equal(parse_str("[]"), -RINGIL_EMALFORMED);
         assert_int_equal(parse_str(""), -RINGIL_EMALFORMED);
         assert_int_equal(parse_str("{\"format\":1}"), -RINGIL_EMALFORMED);
@@ -211,19 +301,45 @@ static void test_manifest_strictness(void **state) {
                 assert_int_equal(bundle_manifest_parse((const uint8_t *) m, strlen(m) + 1, &(struct bundle_manifest *){ NULL }),
                                  -RINGIL_EMALFORMED);
         }
-        /* expires must be after created; format must be 1; version dot-numeric */
+        /* Top-level rules, each case otherwise valid (one good payload, canonical bytes), so each fails
+         * for its own reason: the detail names it. The first row is the control. */
         {
-                const char *bad[] = {
-                        "{\"format\":1,\"compatible\":\"x\",\"version\":\"1\",\"created\":200,\"expires\":200,\"payloads\":[]}",
-                        "{\"format\":2,\"compatible\":\"x\",\"version\":\"1\",\"created\":1,\"expires\":200,\"payloads\":[]}",
-                        "{\"format\":1,\"compatible\":\"x\",\"version\":\"1a\",\"created\":1,\"expires\":200,\"payloads\":[]}",
-                        "{\"format\":1,\"compatible\":\"x y\",\"version\":\"1\",\"created\":1,\"expires\":200,\"payloads\":[]}",
-                        "{\"format\":1,\"compatible\":\"\",\"version\":\"1\",\"created\":1,\"expires\":200,\"payloads\":[]}",
-                        "{\"format\":1,\"compatible\":\"x\",\"version\":\"1\",\"created\":-1,\"expires\":200,\"payloads\":[]}",
+                static const struct {
+                        const char *compatible, *created, *expires, *format, *version;
+                        int want;
+                        const char *why;
+                } cases[] = {
+                        { "\"x\"", "1", "200", "1", "\"1\"", 0, NULL },
+                        { "\"x\"", "200", "200", "1", "\"1\"", -RINGIL_EMALFORMED, "expires is not after created" },
+                        { "\"x\"", "201", "200", "1", "\"1\"", -RINGIL_EMALFORMED, "expires is not after created" },
+                        { "\"x\"", "1", "200", "2", "\"1\"", -RINGIL_EMALFORMED, "unsupported format 2" },
+                        { "\"x\"", "1", "200", "0", "\"1\"", -RINGIL_EMALFORMED, "unsupported format 0" },
+                        { "\"x\"", "1", "200", "\"1\"", "\"1\"", -RINGIL_EMALFORMED, "'format' is not an integer" },
+                        { "\"x\"", "1", "200", "1", "\"1a\"", -RINGIL_EMALFORMED, "version '1a' is not dot-numeric" },
+                        { "\"x\"", "1", "200", "1", "\"1..2\"", -RINGIL_EMALFORMED, "version '1..2' is not dot-numeric" },
+                        { "\"x\"", "1", "200", "1", "\"1-2\"", -RINGIL_EMALFORMED, "'version' has a bad character" },
+                        { "\"x\"", "1", "200", "1", "1", -RINGIL_EMALFORMED, "'version' is not a string" },
+                        { "\"x y\"", "1", "200", "1", "\"1\"", -RINGIL_EMALFORMED, "'compatible' has a bad character" },
+                        { "\"\"", "1", "200", "1", "\"1\"", -RINGIL_EMALFORMED, "'compatible' has a bad length" },
+                        { "\"x\"", "-1", "200", "1", "\"1\"", -RINGIL_EMALFORMED, "'created' is negative" },
+                        { "\"x\"", "1", "-5", "1", "\"1\"", -RINGIL_EMALFORMED, "'expires' is negative" },
+                        { "\"x\"", "1.5", "200", "1", "\"1\"", -RINGIL_EMALFORMED, "'created' is not an integer" },
                 };
-                for (size_t i = 0; i < ELEMENTSOF(bad); i++)
-                        assert_int_equal(parse_str(bad[i]), -RINGIL_EMALFORMED);
+                for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                        _cleanup_free_ char *m = NULL;
+                        assert_true(asprintf(&m,
+                                             "{\"compatible\":%s,\"created\":%s,\"expires\":%s,\"format\":%s,\"payloads\":[{\"chunk_size\":4096,"
+                                             "\"chunks\":[\"%s\"],\"name\":\"root\",\"sha256\":\"%s\",\"size\":100,\"type\":\"raw\"}],\"version\":%s}",
+                                             cases[i].compatible, cases[i].created, cases[i].expires, cases[i].format, HASH0, HASH0,
+                                             cases[i].version) > 0);
+                        expect_parse(m, cases[i].want, cases[i].why);
+                }
         }
+        /* an empty or missing payload list, with everything else valid */
+        expect_parse("{\"compatible\":\"x\",\"created\":1,\"expires\":200,\"format\":1,\"payloads\":[],\"version\":\"1\"}",
+                     -RINGIL_EMALFORMED, "'payloads' is not a non-empty array");
+        expect_parse("{\"compatible\":\"x\",\"created\":1,\"expires\":200,\"format\":1,\"version\":\"1\"}", -RINGIL_EMALFORMED,
+                     "'payloads' is not a non-empty array");
 }
 
 static void test_manifest_nixos(void **state) {
@@ -238,6 +354,16 @@ static void test_manifest_nixos(void **state) {
                              "\"type\":\"nixos\",\"size\":0,\"chunk_size\":4096,\"sha256\":\"e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855\","
                              "\"chunks\":[],\"store_path\":\"/nix/store/../etc\"}]}";
         assert_int_equal(parse_str(ok), 0);
+        /* size 0: the digest must be the SHA-256 of "" (nothing else binds it: there is no chunk) */
+        {
+                _cleanup_free_ char *wrong = NULL;
+                _cleanup_free_ char *c = NULL;
+                assert_true(asprintf(&wrong, "{\"format\":1,\"compatible\":\"x\",\"version\":\"1\",\"created\":1,\"expires\":2,\"payloads\":[{\"name\":\"sys\","
+                                             "\"type\":\"nixos\",\"size\":0,\"chunk_size\":4096,\"sha256\":\"%s\",\"chunks\":[],"
+                                             "\"store_path\":\"/nix/store/abc-nixos-system\"}]}", HASH0) > 0);
+                c = canonical(wrong);
+                expect_parse(c, -RINGIL_EMALFORMED, "empty payload 'sys' must have no chunks and the SHA-256");
+        }
         assert_int_equal(parse_str(no_path), -RINGIL_EMALFORMED);
         assert_int_equal(parse_str(escape), -RINGIL_EMALFORMED);
         /* store_path on a raw payload is refused */
@@ -284,8 +410,8 @@ struct fixture {
         char key[512], cert[512], payload[512], out[512];
 };
 
-static int make_signer(const char *keypath, const char *certpath) {
-        _cleanup_(EVP_PKEY_freep) EVP_PKEY *k = EVP_EC_gen("P-256");
+static int make_signer(const char *keypath, const char *certpath, bool rsa) {
+        _cleanup_(EVP_PKEY_freep) EVP_PKEY *k = rsa ? EVP_RSA_gen(2048) : EVP_EC_gen("P-256");
         _cleanup_(X509_freep) X509 *x = X509_new();
         FILE *f;
 
@@ -311,7 +437,7 @@ static int make_signer(const char *keypath, const char *certpath) {
         return 0;
 }
 
-static int setup(void **state) {
+static int setup_signer(void **state, bool rsa) {
         struct fixture *fx = calloc(1, sizeof(*fx));
         uint8_t *data;
         int r;
@@ -323,7 +449,7 @@ static int setup(void **state) {
         snprintf(fx->cert, sizeof(fx->cert), "%s/cert.pem", fx->dir);
         snprintf(fx->payload, sizeof(fx->payload), "%s/payload", fx->dir);
         snprintf(fx->out, sizeof(fx->out), "%s/b.rb", fx->dir);
-        if (make_signer(fx->key, fx->cert) < 0)
+        if (make_signer(fx->key, fx->cert, rsa) < 0)
                 return -1;
         /* 10 chunks of 4 KiB plus 100 bytes */
         data = malloc(41060);
@@ -343,6 +469,14 @@ static int setup(void **state) {
         }
         *state = fx;
         return 0;
+}
+
+static int setup(void **state) {
+        return setup_signer(state, false);
+}
+
+static int setup_rsa(void **state) {
+        return setup_signer(state, true);
 }
 
 static int teardown(void **state) {
@@ -439,6 +573,41 @@ static int mem_read_at(void *u, uint64_t off, void *buf, size_t len) {
         return 0;
 }
 
+/* Offset of the end of the signature block in a bundle image. */
+static size_t metadata_end(const uint8_t *img) {
+        return BUNDLE_HEADER_SIZE + ((size_t) img[16] << 24 | (size_t) img[17] << 16 | (size_t) img[18] << 8 | img[19]) +
+               ((size_t) img[20] << 24 | (size_t) img[21] << 16 | (size_t) img[22] << 8 | img[23]);
+}
+
+/*
+ * Every single-byte change is refused by verify_manifest or verify_payloads: each byte of the header,
+ * manifest and signature block (and at least the first 2048 bytes) xor-ed with several values (one bit,
+ * two bits, the top bit, all bits; 0x0a turns rsaEncryption into sha256WithRSAEncryption), then
+ * payload bytes at a stride.
+ */
+static void flip_every_byte(struct fixture *fx, uint8_t *img, size_t len) {
+        static const uint8_t values[] = { 0x01, 0x0a, 0x80, 0xff };
+        struct bundle_policy pol = { .keyring = fx->cert, .now = fx->t };
+        size_t full = MAX(metadata_end(img), (size_t) 2048);
+
+        for (size_t i = 0; i < len; i += (i < full ? 1 : 509))
+                for (size_t v = 0; v < ELEMENTSOF(values); v++) {
+                        struct memsrc ms = { img, len, 0 };
+                        struct bundle_source src = { .read_at = mem_read_at, .userdata = &ms, .size = len };
+                        _cleanup_bundle_ bundle *b = NULL;
+                        int r;
+                        img[i] ^= values[v];
+                        assert_int_equal(bundle_open_source(&src, &b), 0);
+                        r = bundle_verify_manifest(b, &pol);
+                        if (r == 0)
+                                r = bundle_verify_payloads(b);
+                        img[i] ^= values[v];
+                        if (r >= 0)
+                                fprintf(stderr, "# xor %#x at %zu (metadata ends at %zu) accepted\n", values[v], i, metadata_end(img));
+                        assert_true(r < 0);
+                }
+}
+
 static void test_stream_and_forgeries(void **state) {
         struct fixture *fx = *state;
         _cleanup_free_ uint8_t *img = NULL;
@@ -460,25 +629,7 @@ static void test_stream_and_forgeries(void **state) {
                 assert_int_equal(bundle_read_chunk(b, 0, 2, buf, &n), 0);
                 assert_int_equal(bundle_read_chunk(b, 0, 1, buf, &n), -ESPIPE);
         }
-        /* every single-byte flip is refused by verify_manifest or verify_payloads */
-        /* every byte of header, manifest and signature with two different bits, then a stride */
-        for (size_t k = 0; k < 2 * len; k += (k < 2 * 2048 ? 1 : 509)) {
-                size_t i = k / 2;
-                uint8_t bit = k % 2 ? 0x80 : 0x01;
-                struct memsrc ms = { img, len, 0 };
-                struct bundle_source src = { .read_at = mem_read_at, .userdata = &ms, .size = len };
-                _cleanup_bundle_ bundle *b = NULL;
-                int r;
-                img[i] ^= bit;
-                assert_int_equal(bundle_open_source(&src, &b), 0);
-                r = bundle_verify_manifest(b, &pol);
-                if (r == 0)
-                        r = bundle_verify_payloads(b);
-                img[i] ^= bit;
-                if (r >= 0)
-                        fprintf(stderr, "flip of %#x at %zu accepted\n", bit, i);
-                assert_true(r < 0);
-        }
+        flip_every_byte(fx, img, len);
         /* truncation at many points */
         for (size_t cut = 0; cut < len; cut += (cut < 2048 ? 13 : 997)) {
                 struct memsrc ms = { img, cut, 0 };
@@ -491,6 +642,126 @@ static void test_stream_and_forgeries(void **state) {
                         r = bundle_verify_payloads(b);
                 assert_true(r < 0);
         }
+}
+
+/* An RSA signer: the CMS carries rsaEncryption as its signature algorithm, which OpenSSL would also
+ * accept spelled sha256WithRSAEncryption (one byte apart): that spelling must be refused. */
+static void test_rsa_signature_block(void **state) {
+        struct fixture *fx = *state;
+        static const uint8_t rsa_oid[] = { 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01 };
+        _cleanup_free_ uint8_t *img = NULL;
+        struct bundle_policy pol = { .keyring = fx->cert, .now = fx->t };
+        size_t len, mend, at = 0;
+
+        assert_int_equal(read_full_file(fx->out, 0, 1 << 20, &img, &len), 0);
+        mend = metadata_end(img);
+        /* the untouched RSA bundle verifies */
+        {
+                _cleanup_bundle_ bundle *b = NULL;
+                assert_int_equal(bundle_open(fx->out, &b), 0);
+                assert_int_equal(bundle_verify_manifest(b, &pol), 0);
+                assert_int_equal(bundle_verify_payloads(b), 0);
+        }
+        /* the SignerInfo's signature algorithm: the last rsaEncryption OID in the block */
+        for (size_t i = 0; i + sizeof(rsa_oid) <= mend; i++)
+                if (memcmp(img + i, rsa_oid, sizeof(rsa_oid)) == 0)
+                        at = i;
+        assert_true(at > 0);
+        img[at + sizeof(rsa_oid) - 1] = 0x0b;   /* 1.2.840.113549.1.1.11: sha256WithRSAEncryption */
+        {
+                struct memsrc ms = { img, len, 0 };
+                struct bundle_source src = { .read_at = mem_read_at, .userdata = &ms, .size = len };
+                _cleanup_bundle_ bundle *b = NULL;
+                assert_int_equal(bundle_open_source(&src, &b), 0);
+                assert_int_equal(bundle_verify_manifest(b, &pol), -RINGIL_EBADSIG);
+                assert_non_null(strstr(ringil_detail(), "signature algorithm"));
+        }
+        img[at + sizeof(rsa_oid) - 1] = 0x01;
+        flip_every_byte(fx, img, len);
+}
+
+/* A metadata read that fails is final: a retry returns the same error (no re-read of a stream from
+ * offset 0, no allocation over the first buffers: ASan's leak check would see it). */
+static void test_metadata_failure_is_final(void **state) {
+        struct fixture *fx = *state;
+        _cleanup_free_ uint8_t *img = NULL;
+        struct bundle_policy pol = { .keyring = fx->cert, .now = fx->t };
+        size_t len;
+
+        assert_int_equal(read_full_file(fx->out, 0, 1 << 20, &img, &len), 0);
+        /* cut inside the manifest, inside the signature; and a bad magic */
+        for (size_t k = 0; k < 3; k++) {
+                size_t cut = k == 0 ? BUNDLE_HEADER_SIZE + 10 : k == 1 ? metadata_end(img) - 1 : len;
+                struct memsrc ms = { img, cut, 0 };
+                struct bundle_source src = { .read_at = mem_read_at, .userdata = &ms, .size = UINT64_MAX };
+                _cleanup_bundle_ bundle *b = NULL;
+                const struct bundle_manifest *m = NULL;
+                char first[512];
+                int want = k < 2 ? -RINGIL_ETRUNCATED : -RINGIL_EMALFORMED;
+
+                if (k == 2)
+                        img[0] ^= 0x01;
+                assert_int_equal(bundle_open_source(&src, &b), 0);
+                assert_int_equal(bundle_verify_manifest(b, &pol), want);
+                snprintf(first, sizeof(first), "%s", ringil_detail());
+                ringil_clear_detail();
+                assert_int_equal(bundle_verify_manifest(b, &pol), want);
+                assert_string_equal(ringil_detail(), first);
+                assert_int_equal(bundle_read_unverified(b, &m, NULL), want);
+                assert_null(m);
+                assert_null(bundle_get_manifest(b));
+                if (k == 2)
+                        img[0] ^= 0x01;
+        }
+}
+
+/*
+ * bundle_create hashes its input, then copies it: a same-size change in between must not give a
+ * bundle whose bytes fail its own signed hashes. copy_file_range (what the copy uses) is interposed
+ * here: armed, it rewrites the input's first byte before copying.
+ */
+static const char *cfr_rewrite;
+
+ssize_t copy_file_range(int infd, loff_t *pinoff, int outfd, loff_t *poutoff, size_t length, unsigned int flags) {
+        if (cfr_rewrite) {
+                int fd = open(cfr_rewrite, O_WRONLY | O_CLOEXEC);
+                uint8_t x = 0xff;   /* the fixture's payload starts with 0x00 */
+                cfr_rewrite = NULL;
+                if (fd < 0 || pwrite(fd, &x, 1, 0) != 1)
+                        abort();
+                close(fd);
+        }
+        return syscall(SYS_copy_file_range, infd, pinoff, outfd, poutoff, length, flags);
+}
+
+static void test_create_input_changed(void **state) {
+        struct fixture *fx = *state;
+        char out[600];
+        struct bundle_create_payload p = { .name = "root", .type = BUNDLE_PAYLOAD_RAW, .path = fx->payload };
+        struct bundle_create_opts o = { .key = fx->key, .cert = fx->cert, .compatible = "unit", .version = "2.0",
+                                        .created = fx->t - 100, .expires = fx->t + 100000, .chunk_size = 4096, .payloads = &p,
+                                        .n_payloads = 1 };
+        int r;
+
+        snprintf(out, sizeof(out), "%s/changed.rb", fx->dir);
+        /* control: unarmed, the same call makes a bundle that verifies */
+        assert_int_equal(bundle_create(&o, out), 0);
+        assert_int_equal(unlink(out), 0);
+
+        cfr_rewrite = fx->payload;
+        r = bundle_create(&o, out);
+        if (r >= 0) {
+                /* what the old code did: a bundle that fails its own verification */
+                _cleanup_bundle_ bundle *b = NULL;
+                struct bundle_policy pol = { .keyring = fx->cert, .now = fx->t };
+                assert_int_equal(bundle_open(out, &b), 0);
+                assert_int_equal(bundle_verify_manifest(b, &pol), 0);
+                fprintf(stderr, "# create succeeded; verify_payloads: %d\n", bundle_verify_payloads(b));
+        }
+        assert_null(cfr_rewrite);   /* the hook ran: the copy went through copy_file_range */
+        assert_int_equal(r, -EIO);
+        assert_non_null(strstr(ringil_detail(), "payload 'root' changed while the bundle was made"));
+        assert_int_equal(access(out, F_OK), -1);   /* nothing renamed into place */
 }
 
 int main(void) {
@@ -507,6 +778,9 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_roundtrip, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_policy, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_stream_and_forgeries, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_rsa_signature_block, setup_rsa, teardown),
+                cmocka_unit_test_setup_teardown(test_metadata_failure_is_final, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_create_input_changed, setup, teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
