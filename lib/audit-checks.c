@@ -455,6 +455,7 @@ static void check_uefi(struct audit_ctx *ctx, struct audit_result *res, json_t *
         audit_evidence(res, "/sys/firmware/efi/fw_platform_size", s, "64|32");
         if (!streq(s, "64") && !streq(s, "32"))
                 audit_fail(res, "firmware platform size %s", s);
+        audit_pass(res, NULL, NULL, NULL);
 }
 
 /* SB-002/003: a one-byte global variable must hold the profile's value. */
@@ -475,6 +476,7 @@ static void check_efi_bool(struct audit_ctx *ctx, struct audit_result *res, json
         audit_evidence(res, path, obs, want);
         if (!streq(obs, want))
                 audit_fail(res, "%s=%s, expected %s", res->check->arg, obs, want);
+        audit_pass(res, NULL, NULL, NULL);
 }
 
 static void check_sb_mode(struct audit_ctx *ctx, struct audit_result *res, json_t *params) {
@@ -508,6 +510,7 @@ static void check_sb_mode(struct audit_ctx *ctx, struct audit_result *res, json_
                 return audit_fail(res, "firmware is in audit mode: signatures are logged, not enforced");
         if (need_deployed && deployed != 1)
                 return audit_fail(res, "firmware is not in deployed mode");
+        audit_pass(res, NULL, NULL, NULL);
 }
 
 struct bundle_cert {
@@ -622,6 +625,7 @@ static void check_keylist(struct audit_ctx *ctx, struct audit_result *res, json_
                 audit_evidence(res, path, "fleet certificate absent", exp);
                 audit_fail(res, "%s does not hold the fleet certificate", var);
         }
+        audit_pass(res, NULL, NULL, NULL);
 }
 
 static void check_dbx(struct audit_ctx *ctx, struct audit_result *res, json_t *params) {
@@ -649,6 +653,7 @@ static void check_dbx(struct audit_ctx *ctx, struct audit_result *res, json_t *p
         audit_evidence(res, path, obs, ">= min_entries");
         if (n < min)
                 audit_fail(res, "dbx has %zu entries, fewer than %zu", n, min);
+        audit_pass(res, NULL, NULL, NULL);
 }
 
 /* SB-009: private keys in the bundle are root-only; directories not writable by others. */
@@ -704,8 +709,7 @@ static void check_bundle_perms(struct audit_ctx *ctx, struct audit_result *res, 
         }
         if (!dirs)
                 return audit_error(res, -ENOENT, bundle, "pkiBundle not found");
-        if (res->status == AUDIT_PASS)
-                audit_evidence(res, bundle, any ? "private keys root-only" : "no private keys", "root-only");
+        audit_pass(res, bundle, any ? "private keys root-only" : "no private keys", "root-only");
 }
 
 /* Generic: none of params.paths exists (files an attacker or a dev build would leave). */
@@ -741,9 +745,10 @@ static void check_paths_absent(struct audit_ctx *ctx, struct audit_result *res, 
                         audit_fail(res, "unit %s is installed", units.v[i]);
                 }
         }
-        if (res->status == AUDIT_PASS) {
+        {
                 _cleanup_free_ char *p = expand_path(ctx, paths.n ? paths.v[0] : "/");
-                audit_evidence(res, p, "absent", "absent");
+                if (p)
+                        audit_pass(res, p, "absent", "absent");
         }
 }
 
@@ -775,6 +780,7 @@ static void check_stubinfo(struct audit_ctx *ctx, struct audit_result *res, json
         audit_evidence(res, path, s, prefix);
         if (strncmp(s, prefix, strlen(prefix)) != 0)
                 audit_fail(res, "stub is '%s', not %s", s, prefix);
+        audit_pass(res, NULL, NULL, NULL);
 }
 
 /* ============================== Boot loader ============================== */
@@ -820,6 +826,7 @@ static void check_loader_key(struct audit_ctx *ctx, struct audit_result *res, js
                 v = dflt;
         if (!v || !strv_contains(&allowed, v))
                 audit_fail(res, "loader.conf %s is %s", res->check->arg, v ? v : "unset");
+        audit_pass(res, NULL, NULL, NULL);
 }
 
 static void check_loader_efivars(struct audit_ctx *ctx, struct audit_result *res, json_t *params) {
@@ -838,8 +845,7 @@ static void check_loader_efivars(struct audit_ctx *ctx, struct audit_result *res
                 audit_evidence(res, path, "present", "absent");
                 audit_fail(res, "EFI variable %s overrides loader.conf", vars.v[i]);
         }
-        if (res->status == AUDIT_PASS)
-                audit_evidence(res, "/" EFIVARS, "no Loader* overrides", "absent");
+        audit_pass(res, "/" EFIVARS, "no Loader* overrides", "absent");
 }
 
 /* ============================== Kernel command line ============================== */
@@ -854,8 +860,7 @@ static void check_cmdline_require(struct audit_ctx *ctx, struct audit_result *re
                         audit_evidence(res, ctx->cmdline_path, "absent", req.v[i]);
                         audit_fail(res, "'%s' missing from the kernel command line", req.v[i]);
                 }
-        if (res->status == AUDIT_PASS)
-                audit_evidence(res, ctx->cmdline_path, "present", "all required words");
+        audit_pass(res, ctx->cmdline_path, "present", "all required words");
 }
 
 static void check_loglevel(struct audit_ctx *ctx, struct audit_result *res, json_t *params) {
@@ -874,6 +879,7 @@ static void check_loglevel(struct audit_ctx *ctx, struct audit_result *res, json
         audit_evidence(res, ctx->cmdline_path, v ? v : "unset", exp);
         if (!v || parse_uint(v, &lv) < 0 || (long long) lv > json_integer_value(m))
                 audit_fail(res, "kernel loglevel %s", v ? v : "unset");
+        audit_pass(res, NULL, NULL, NULL);
 }
 
 static void check_cmdline_console(struct audit_ctx *ctx, struct audit_result *res, json_t *params) {
@@ -890,8 +896,7 @@ static void check_cmdline_console(struct audit_ctx *ctx, struct audit_result *re
                         audit_fail(res, "serial console on the command line: %s", w);
                 }
         }
-        if (res->status == AUDIT_PASS)
-                audit_evidence(res, ctx->cmdline_path, "no serial console", "no serial console");
+        audit_pass(res, ctx->cmdline_path, "no serial console", "no serial console");
 }
 
 static void check_cmdline_forbidden(struct audit_ctx *ctx, struct audit_result *res, json_t *params) {
@@ -905,8 +910,7 @@ static void check_cmdline_forbidden(struct audit_ctx *ctx, struct audit_result *
                         audit_evidence(res, ctx->cmdline_path, cl->v[i], "no shell/debug parameter");
                         audit_fail(res, "kernel command line has '%s'", cl->v[i]);
                 }
-        if (res->status == AUDIT_PASS)
-                audit_evidence(res, ctx->cmdline_path, "none", "no shell/debug parameter");
+        audit_pass(res, ctx->cmdline_path, "none", "no shell/debug parameter");
 }
 
 /* ============================== Kernel state ============================== */
@@ -936,6 +940,7 @@ static void check_value_in(struct audit_ctx *ctx, struct audit_result *res, json
         audit_evidence(res, path, v, exp);
         if (!strv_contains(&allowed, v))
                 audit_fail(res, "%s is %s, expected %s", path, v, exp);
+        audit_pass(res, NULL, NULL, NULL);
 }
 
 static void check_sysctl_map(struct audit_ctx *ctx, struct audit_result *res, json_t *params) {
@@ -957,8 +962,7 @@ static void check_sysctl_map(struct audit_ctx *ctx, struct audit_result *res, js
                         audit_fail(res, "%s is %s, expected %s", key, s, json_string_value(v));
                 }
         }
-        if (res->status == AUDIT_PASS)
-                audit_evidence(res, "/proc/sys", "all match", "profile sysctls");
+        audit_pass(res, "/proc/sys", "all match", "profile sysctls");
 }
 
 /* ============================== Disks ============================== */
@@ -1061,6 +1065,7 @@ static void check_data_on_luks(struct audit_ctx *ctx, struct audit_result *res, 
         }
         if (seen == 0)
                 audit_error(res, -ENOENT, "/run/udev/data", "no data file system found to check");
+        audit_pass(res, NULL, NULL, NULL);
 }
 
 static void check_luks_version(struct audit_ctx *ctx, struct audit_result *res, json_t *params) {
@@ -1083,6 +1088,7 @@ static void check_luks_version(struct audit_ctx *ctx, struct audit_result *res, 
         }
         if (seen == 0)
                 audit_error(res, -ENOENT, "/run/udev/data", "no crypto_LUKS device found");
+        audit_pass(res, NULL, NULL, NULL);
 }
 
 struct luks_dev {
@@ -1166,6 +1172,7 @@ static void check_luks_policy(struct audit_ctx *ctx, struct audit_result *res, j
                                            f->keyslots[k].kdf);
                 }
         }
+        audit_pass(res, NULL, NULL, NULL);
 }
 
 /* CR-004..006: property of every systemd-tpm2 token (arg: "pcr", "pin", "srk"). */
@@ -1219,6 +1226,7 @@ static void check_tpm_token(struct audit_ctx *ctx, struct audit_result *res, jso
                         audit_fail(res, "%s has no TPM2 token", d[i].path);
                 }
         }
+        audit_pass(res, NULL, NULL, NULL);
 }
 
 static void check_swap(struct audit_ctx *ctx, struct audit_result *res, json_t *params) {
@@ -1250,8 +1258,7 @@ static void check_swap(struct audit_ctx *ctx, struct audit_result *res, json_t *
                 audit_evidence(res, "/proc/swaps", dev, "no swap, zram or dm-crypt");
                 audit_fail(res, "unencrypted swap on %s", dev);
         }
-        if (res->status == AUDIT_PASS)
-                audit_evidence(res, "/proc/swaps", "no unencrypted swap", "no swap, zram or dm-crypt");
+        audit_pass(res, "/proc/swaps", "no unencrypted swap", "no swap, zram or dm-crypt");
 }
 
 /* Generic: merged systemd configuration (arg "file|Section") has params.expect {Key: [allowed]}. */
@@ -1286,6 +1293,7 @@ static void check_conf(struct audit_ctx *ctx, struct audit_result *res, json_t *
                 if (!got || !strv_contains(&allowed, got))
                         audit_fail(res, "%s %s=%s, expected %s", arg, key, got && *got ? got : "(default)", e);
         }
+        audit_pass(res, NULL, NULL, NULL);
 }
 
 static void check_hibernation(struct audit_ctx *ctx, struct audit_result *res, json_t *params) {
@@ -1321,6 +1329,7 @@ static void check_mor(struct audit_ctx *ctx, struct audit_result *res, json_t *p
         audit_evidence(res, path, (d[0] & 1) ? "1" : "0", "1");
         if (!(d[0] & 1))
                 audit_fail(res, "MemoryOverwriteRequest bit is clear");
+        audit_pass(res, NULL, NULL, NULL);
 }
 
 /* MEM-004/005: a state directory (arg) holds no files, and the generic conf check passes. */
@@ -1369,6 +1378,7 @@ static void check_root_locked(struct audit_ctx *ctx, struct audit_result *res, j
         audit_evidence(res, "/etc/shadow", strv_contains(&allowed, e->passwd) ? e->passwd : "(a password hash)", "!");
         if (!strv_contains(&allowed, e->passwd))
                 audit_fail(res, "root has a usable password");
+        audit_pass(res, NULL, NULL, NULL);
 }
 
 static void check_empty_passwords(struct audit_ctx *ctx, struct audit_result *res, json_t *params) {
@@ -1385,8 +1395,7 @@ static void check_empty_passwords(struct audit_ctx *ctx, struct audit_result *re
                         audit_evidence(res, "/etc/passwd", ctx->passwd.v[i].name, "no empty password field");
                         audit_fail(res, "%s has an empty password field in passwd", ctx->passwd.v[i].name);
                 }
-        if (res->status == AUDIT_PASS)
-                audit_evidence(res, "/etc/shadow", "none empty", "no empty password");
+        audit_pass(res, "/etc/shadow", "none empty", "no empty password");
 }
 
 static void check_uid0(struct audit_ctx *ctx, struct audit_result *res, json_t *params) {
@@ -1406,8 +1415,7 @@ static void check_uid0(struct audit_ctx *ctx, struct audit_result *res, json_t *
                 audit_evidence(res, "/etc/passwd", n0 ? "several root entries" : "no UID 0", "exactly one");
                 audit_fail(res, "%zu UID 0 accounts", n0);
         }
-        if (res->status == AUDIT_PASS)
-                audit_evidence(res, "/etc/passwd", "root only", "only root has UID 0");
+        audit_pass(res, "/etc/passwd", "root only", "only root has UID 0");
 }
 
 static void check_login_shells(struct audit_ctx *ctx, struct audit_result *res, json_t *params) {
@@ -1426,8 +1434,7 @@ static void check_login_shells(struct audit_ctx *ctx, struct audit_result *res, 
                         audit_fail(res, "%s has login shell %s", e->name, e->shell);
                 }
         }
-        if (res->status == AUDIT_PASS)
-                audit_evidence(res, "/etc/passwd", "no login shells", "nologin shell");
+        audit_pass(res, "/etc/passwd", "no login shells", "nologin shell");
 }
 
 /* Live: running processes whose argv[0] basename matches and that name one of the ttys. */
@@ -1478,8 +1485,7 @@ static void check_serial_getty(struct audit_ctx *ctx, struct audit_result *res, 
         }
         if (ctx->live)
                 scan_processes(ctx, res, "agetty", &ttys);
-        if (res->status == AUDIT_PASS)
-                audit_evidence(res, "/etc/systemd/system", "no serial getty", "masked or not enabled");
+        audit_pass(res, "/etc/systemd/system", "no serial getty", "masked or not enabled");
 }
 
 static void check_sulogin_force(struct audit_ctx *ctx, struct audit_result *res, json_t *params) {
@@ -1521,8 +1527,7 @@ static void check_sulogin_force(struct audit_ctx *ctx, struct audit_result *res,
                         audit_fail(res, "%s sets %s: emergency shell without a password", files.v[i], needle);
                 }
         }
-        if (res->status == AUDIT_PASS)
-                audit_evidence(res, "/etc/systemd", "not set", "no SYSTEMD_SULOGIN_FORCE");
+        audit_pass(res, "/etc/systemd", "not set", "no SYSTEMD_SULOGIN_FORCE");
 }
 
 static void check_unit_not_enabled(struct audit_ctx *ctx, struct audit_result *res, json_t *params) {
@@ -1539,8 +1544,7 @@ static void check_unit_not_enabled(struct audit_ctx *ctx, struct audit_result *r
                         audit_fail(res, "%s is enabled", units.v[i]);
                 }
         }
-        if (res->status == AUDIT_PASS)
-                audit_evidence(res, "/etc/systemd/system", "not enabled", "not enabled");
+        audit_pass(res, "/etc/systemd/system", "not enabled", "not enabled");
 }
 
 /* ============================== Network ============================== */
@@ -1612,8 +1616,7 @@ static void check_listeners(struct audit_ctx *ctx, struct audit_result *res, jso
                 }
                 net_list_free(&l);
         }
-        if (res->status == AUDIT_PASS)
-                audit_evidence(res, "/proc/net/tcp", "no unexpected listener", "profile allowlist");
+        audit_pass(res, "/proc/net/tcp", "no unexpected listener", "profile allowlist");
 }
 
 /* ============================== Logs ============================== */
@@ -1634,6 +1637,7 @@ static void check_runtime_max_use(struct audit_ctx *ctx, struct audit_result *re
         audit_evidence(res, where, got && *got ? got : "(default: 10% of /run)", want);
         if (!got || !*got || parse_size(got, &g) < 0 || g != w)
                 audit_fail(res, "journald RuntimeMaxUse=%s, expected %s", got && *got ? got : "(default)", want);
+        audit_pass(res, NULL, NULL, NULL);
 }
 
 /* Files with content under dir (recursing a few levels), skipping params.skip names. */
@@ -1675,8 +1679,7 @@ static void check_no_disk_logs(struct audit_ctx *ctx, struct audit_result *res, 
         for (size_t i = 0; i < dirs.n; i++)
                 if (find_files(ctx, res, dirs.v[i], &skip, 0) < 0)
                         return;
-        if (res->status == AUDIT_PASS)
-                audit_evidence(res, dirs.n ? dirs.v[0] : "/var/log", "no files with content", "no logs on disk");
+        audit_pass(res, dirs.n ? dirs.v[0] : "/var/log", "no files with content", "no logs on disk");
 }
 
 static void check_journal_dir(struct audit_ctx *ctx, struct audit_result *res, json_t *params) {
@@ -1685,10 +1688,8 @@ static void check_journal_dir(struct audit_ctx *ctx, struct audit_result *res, j
         int r;
         (void) params;
         r = audit_fs_list(ctx->fs, "var/log/journal", &v, &n);
-        if (r == -ENOENT || r == -ENOTDIR) {
-                audit_evidence(res, "/var/log/journal", "absent", "absent");
-                return;
-        }
+        if (r == -ENOENT || r == -ENOTDIR)
+                return audit_pass(res, "/var/log/journal", "absent", "absent");
         if (r < 0)
                 return audit_error(res, r, "/var/log/journal", "cannot list");
         audit_fs_strv_free(v, n);
@@ -1712,6 +1713,7 @@ static void check_booted_current(struct audit_ctx *ctx, struct audit_result *res
         audit_evidence(res, "/run/current-system", c, b);
         if (!streq(b, c))
                 audit_fail(res, "running system %s differs from booted %s", c, b);
+        audit_pass(res, NULL, NULL, NULL);
 }
 
 static void check_etc_managed(struct audit_ctx *ctx, struct audit_result *res, json_t *params) {
@@ -1733,8 +1735,7 @@ static void check_etc_managed(struct audit_ctx *ctx, struct audit_result *res, j
                         audit_fail(res, "%s is not managed by the system closure (%s)", paths.v[i], t);
                 }
         }
-        if (res->status == AUDIT_PASS)
-                audit_evidence(res, "/etc", "all resolve into the store", store);
+        audit_pass(res, "/etc", "all resolve into the store", store);
 }
 
 static void check_etc_static(struct audit_ctx *ctx, struct audit_result *res, json_t *params) {
@@ -1752,6 +1753,7 @@ static void check_etc_static(struct audit_ctx *ctx, struct audit_result *res, js
         audit_evidence(res, "/etc/static", a, b);
         if (!streq(a, b))
                 audit_fail(res, "/etc/static is %s, not the system's %s", a, b);
+        audit_pass(res, NULL, NULL, NULL);
 }
 
 /* ============================== The catalogue ============================== */
