@@ -191,6 +191,9 @@ static int ctx_cmdline(struct audit_ctx *ctx, struct audit_result *res, const st
                 if (ctx->live) {
                         ctx->cmdline_path = strdup("/proc/cmdline");
                         r = audit_fs_read(ctx->fs, "proc/cmdline", AUDIT_CMDLINE_MAX, &s, &len);
+                        /* The kernel always ends /proc/cmdline with a newline: without it, it was cut. */
+                        if (r >= 0 && (len == 0 || s[len - 1] != '\n'))
+                                r = ringil_fail(-RINGIL_ETRUNCATED, "no trailing newline");
                         if (r >= 0)
                                 r = audit_parse_cmdline(s, len, &ctx->cmdline);
                 } else {
@@ -216,6 +219,10 @@ static int ctx_cmdline(struct audit_ctx *ctx, struct audit_result *res, const st
                                 json_decref(doc);
                         }
                 }
+                /* A booted NixOS always has words (init=, loglevel=): none means a truncated input,
+                 * and "no forbidden word" must not be concluded from it. */
+                if (r >= 0 && ctx->cmdline.n == 0)
+                        r = ringil_fail(-RINGIL_ETRUNCATED, "empty kernel command line");
                 ctx->cmdline_r = r;
         }
         if (ctx->cmdline_r < 0) {
@@ -429,11 +436,14 @@ static int unit_enabled(struct audit_ctx *ctx, const char *unit, char **ret_path
                                 audit_fs_strv_free(v, n);
                                 return -ENOMEM;
                         }
-                        if (audit_fs_lstat(ctx->fs, p, &st) >= 0) {
-                                audit_fs_strv_free(v, n);
-                                *ret_path = TAKE_PTR(p);
-                                return 1;
-                        }
+                        r = audit_fs_lstat(ctx->fs, p, &st);
+                        if (r == -ENOENT || r == -ENOTDIR)
+                                continue;
+                        audit_fs_strv_free(v, n);
+                        if (r < 0)
+                                return r;   /* e.g. a dangling *.wants link: cannot tell */
+                        *ret_path = TAKE_PTR(p);
+                        return 1;
                 }
                 audit_fs_strv_free(v, n);
         }
@@ -672,7 +682,7 @@ static void check_bundle_perms(struct audit_ctx *ctx, struct audit_result *res, 
                 int r;
 
                 if (asprintf(&d, "%s/keys/%s", bundle, sub[i]) < 0)
-                        return;
+                        return audit_error(res, -ENOMEM, bundle, "out of memory");
                 r = audit_fs_stat(ctx->fs, d, &st);
                 if (r == -ENOENT)
                         continue;
@@ -693,11 +703,17 @@ static void check_bundle_perms(struct audit_ctx *ctx, struct audit_result *res, 
                         size_t l = strlen(v[j]);
                         if (l < 4 || !streq(v[j] + l - 4, ".key"))
                                 continue;
-                        if (asprintf(&f, "%s/%s", d, v[j]) < 0)
+                        if (asprintf(&f, "%s/%s", d, v[j]) < 0) {
+                                audit_error(res, -ENOMEM, d, "out of memory");
                                 break;
+                        }
                         any = true;
-                        if (audit_fs_stat(ctx->fs, f, &st) < 0)
+                        r = audit_fs_stat(ctx->fs, f, &st);
+                        if (r < 0) {
+                                /* A key that cannot be judged is not a root-only key. */
+                                audit_error(res, r, f, "cannot stat private key");
                                 continue;
+                        }
                         if (st.st_uid != 0 || (st.st_mode & 077)) {
                                 char obs[64];
                                 snprintf(obs, sizeof(obs), "uid %u mode %04o", (unsigned) st.st_uid, st.st_mode & 07777);
@@ -1141,6 +1157,17 @@ static int load_luks(struct audit_ctx *ctx, struct audit_result *res, struct luk
         return 0;
 }
 
+/* Only these token types keep a random key sealed in hardware; others (custom, plugin) prove nothing. */
+static bool keyslot_hardware_token(const struct luks2_info *f, const struct luks2_keyslot *ks) {
+        static const char *const hw[] = { "systemd-tpm2", "systemd-fido2", "systemd-pkcs11" };
+        if (ks->token < 0 || (size_t) ks->token >= f->n_tokens)
+                return false;
+        for (size_t i = 0; i < ELEMENTSOF(hw); i++)
+                if (streq(f->tokens[ks->token].type, hw[i]))
+                        return true;
+        return false;
+}
+
 static void check_luks_policy(struct audit_ctx *ctx, struct audit_result *res, json_t *params) {
         _cleanup_free_ struct luks_dev *d = NULL;
         _cleanup_strv_ struct strv ciphers = {}, kdfs = {};
@@ -1166,8 +1193,9 @@ static void check_luks_policy(struct audit_ctx *ctx, struct audit_result *res, j
                         if ((long long) f->keyslots[k].key_size < json_integer_value(mk))
                                 audit_fail(res, "%s: keyslot %d key size %u bytes", d[i].path, f->keyslots[k].id,
                                            f->keyslots[k].key_size);
-                        /* Token keyslots hold a random key and use PBKDF2 by design; passphrases need a hard KDF. */
-                        if (f->keyslots[k].token < 0 && !strv_contains(&kdfs, f->keyslots[k].kdf))
+                        /* Keyslots of a hardware token hold a random key and use PBKDF2 by design; any
+                         * other keyslot may be a passphrase and needs a hard KDF. */
+                        if (!keyslot_hardware_token(f, &f->keyslots[k]) && !strv_contains(&kdfs, f->keyslots[k].kdf))
                                 audit_fail(res, "%s: passphrase keyslot %d uses %s", d[i].path, f->keyslots[k].id,
                                            f->keyslots[k].kdf);
                 }
@@ -1237,6 +1265,9 @@ static void check_swap(struct audit_ctx *ctx, struct audit_result *res, json_t *
 
         if (param_strv(res, params, "allow", &allow) < 0 || read_text(ctx, res, "proc/swaps", &s, &len) < 0)
                 return;
+        /* The kernel always writes the header line: without it the table is truncated or not /proc/swaps. */
+        if (strncmp(s, "Filename", 8) != 0 || !strchr(s, '\n'))
+                return audit_error(res, -RINGIL_ETRUNCATED, "/proc/swaps", "no \"Filename\" header line");
         for (char *line = strtok_r(s, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
                 _cleanup_free_ char *u = NULL;
                 char *dev = line, *e;
@@ -1251,7 +1282,7 @@ static void check_swap(struct audit_ctx *ctx, struct audit_result *res, json_t *
                 if (strncmp(dev, "/dev/dm-", 8) == 0) {
                         _cleanup_free_ char *p = NULL;
                         if (asprintf(&p, "sys/block/%s/dm/uuid", dev + 5) < 0)
-                                return;
+                                return audit_error(res, -ENOMEM, "/proc/swaps", "out of memory");
                         if (audit_fs_read(ctx->fs, p, 4096, &u, &len) >= 0 && strncmp(u, "CRYPT-", 6) == 0)
                                 continue;
                 }
@@ -1369,9 +1400,23 @@ static void check_core_pattern(struct audit_ctx *ctx, struct audit_result *res, 
 
 static void check_root_locked(struct audit_ctx *ctx, struct audit_result *res, json_t *params) {
         _cleanup_strv_ struct strv allowed = {};
-        const struct pw_entry *e;
+        const struct pw_entry *e, *pw;
         if (param_strv(res, params, "allowed", &allowed) < 0 || ctx_accounts(ctx, res, true) < 0)
                 return;
+        /*
+         * pam_unix reads the hash from shadow only when the passwd field is "x" or "##root"; anything
+         * else in /etc/passwd is the hash itself. So that field must defer to shadow or be locked.
+         */
+        pw = pw_list_find(&ctx->passwd, "root");
+        if (!pw)
+                return audit_error(res, -ENOENT, "/etc/passwd", "no root entry");
+        if (!streq(pw->passwd, "x") && !streq(pw->passwd, "##root")) {
+                bool locked = strv_contains(&allowed, pw->passwd);
+                audit_evidence(res, "/etc/passwd", locked ? pw->passwd : "(a password hash)", "x|!");
+                if (!locked)
+                        return audit_fail(res, "root has a usable password hash in /etc/passwd");
+                return audit_pass(res, NULL, NULL, NULL);
+        }
         e = pw_list_find(&ctx->shadow, "root");
         if (!e)
                 return audit_error(res, -ENOENT, "/etc/shadow", "no root entry");
@@ -1441,16 +1486,24 @@ static void check_login_shells(struct audit_ctx *ctx, struct audit_result *res, 
 static void scan_processes(struct audit_ctx *ctx, struct audit_result *res, const char *exe, const struct strv *args) {
         char **v = NULL;
         size_t n = 0;
-        if (audit_fs_list(ctx->fs, "proc", &v, &n) < 0)
-                return;
-        for (size_t i = 0; i < n && i < PROC_SCAN_MAX; i++) {
+        int r = audit_fs_list(ctx->fs, "proc", &v, &n);
+        if (r < 0)
+                return audit_error(res, r, "/proc", "cannot list processes");
+        if (n > PROC_SCAN_MAX) {
+                audit_fs_strv_free(v, n);
+                return audit_error(res, -RINGIL_ETOOBIG, "/proc", "more than %d entries: processes not all scanned",
+                                   PROC_SCAN_MAX);
+        }
+        for (size_t i = 0; i < n; i++) {
                 _cleanup_free_ char *p = NULL, *s = NULL;
                 size_t len;
                 const char *base;
                 if (v[i][0] < '0' || v[i][0] > '9')
                         continue;
-                if (asprintf(&p, "proc/%s/cmdline", v[i]) < 0)
+                if (asprintf(&p, "proc/%s/cmdline", v[i]) < 0) {
+                        audit_error(res, -ENOMEM, "/proc", "out of memory");
                         break;
+                }
                 if (audit_fs_read(ctx->fs, p, 65536, &s, &len) < 0 || len == 0)
                         continue;   /* processes come and go */
                 base = strrchr(s, '/') ? strrchr(s, '/') + 1 : s;
@@ -1640,7 +1693,10 @@ static void check_runtime_max_use(struct audit_ctx *ctx, struct audit_result *re
         audit_pass(res, NULL, NULL, NULL);
 }
 
-/* Files with content under dir (recursing a few levels), skipping params.skip names. */
+#define FIND_FILES_MAX_DEPTH 4
+
+/* Files with content under dir (recursing a few levels; deeper directories are errors), skipping
+ * params.skip names at the top. */
 static int find_files(struct audit_ctx *ctx, struct audit_result *res, const char *dir, const struct strv *skip,
                       unsigned depth) {
         char **v = NULL;
@@ -1657,12 +1713,21 @@ static int find_files(struct audit_ctx *ctx, struct audit_result *res, const cha
                 struct stat st;
                 if (depth == 0 && strv_contains(skip, v[i]))
                         continue;
-                if (asprintf(&p, "%s/%s", dir, v[i]) < 0)
+                if (asprintf(&p, "%s/%s", dir, v[i]) < 0) {
+                        audit_error(res, -ENOMEM, dir, "out of memory");
                         break;
-                if (audit_fs_lstat(ctx->fs, p, &st) < 0)
+                }
+                r = audit_fs_lstat(ctx->fs, p, &st);
+                if (r < 0) {
+                        audit_error(res, r, p, "cannot stat");
                         continue;
-                if (S_ISDIR(st.st_mode) && depth < 4)
+                }
+                if (S_ISDIR(st.st_mode) && depth < FIND_FILES_MAX_DEPTH)
                         (void) find_files(ctx, res, p, skip, depth + 1);
+                else if (S_ISDIR(st.st_mode))
+                        /* Not descended, so not known to be free of logs. */
+                        audit_error(res, -RINGIL_ETOOBIG, p, "directory nested deeper than %d levels not checked",
+                                    FIND_FILES_MAX_DEPTH);
                 else if (S_ISREG(st.st_mode) && st.st_size > 0) {
                         audit_evidence(res, p, "file with content", "no logs on disk");
                         audit_fail(res, "log data on disk: %s", p);
