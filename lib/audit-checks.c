@@ -191,6 +191,9 @@ static int ctx_cmdline(struct audit_ctx *ctx, struct audit_result *res, const st
                 if (ctx->live) {
                         ctx->cmdline_path = strdup("/proc/cmdline");
                         r = audit_fs_read(ctx->fs, "proc/cmdline", AUDIT_CMDLINE_MAX, &s, &len);
+                        /* The kernel always ends /proc/cmdline with a newline: without it, it was cut. */
+                        if (r >= 0 && (len == 0 || s[len - 1] != '\n'))
+                                r = ringil_fail(-RINGIL_ETRUNCATED, "no trailing newline");
                         if (r >= 0)
                                 r = audit_parse_cmdline(s, len, &ctx->cmdline);
                 } else {
@@ -216,6 +219,10 @@ static int ctx_cmdline(struct audit_ctx *ctx, struct audit_result *res, const st
                                 json_decref(doc);
                         }
                 }
+                /* A booted NixOS always has words (init=, loglevel=): none means a truncated input,
+                 * and "no forbidden word" must not be concluded from it. */
+                if (r >= 0 && ctx->cmdline.n == 0)
+                        r = ringil_fail(-RINGIL_ETRUNCATED, "empty kernel command line");
                 ctx->cmdline_r = r;
         }
         if (ctx->cmdline_r < 0) {
@@ -429,11 +436,14 @@ static int unit_enabled(struct audit_ctx *ctx, const char *unit, char **ret_path
                                 audit_fs_strv_free(v, n);
                                 return -ENOMEM;
                         }
-                        if (audit_fs_lstat(ctx->fs, p, &st) >= 0) {
-                                audit_fs_strv_free(v, n);
-                                *ret_path = TAKE_PTR(p);
-                                return 1;
-                        }
+                        r = audit_fs_lstat(ctx->fs, p, &st);
+                        if (r == -ENOENT || r == -ENOTDIR)
+                                continue;
+                        audit_fs_strv_free(v, n);
+                        if (r < 0)
+                                return r;   /* e.g. a dangling *.wants link: cannot tell */
+                        *ret_path = TAKE_PTR(p);
+                        return 1;
                 }
                 audit_fs_strv_free(v, n);
         }
@@ -455,6 +465,7 @@ static void check_uefi(struct audit_ctx *ctx, struct audit_result *res, json_t *
         audit_evidence(res, "/sys/firmware/efi/fw_platform_size", s, "64|32");
         if (!streq(s, "64") && !streq(s, "32"))
                 audit_fail(res, "firmware platform size %s", s);
+        audit_pass(res, NULL, NULL, NULL);
 }
 
 /* SB-002/003: a one-byte global variable must hold the profile's value. */
@@ -475,6 +486,7 @@ static void check_efi_bool(struct audit_ctx *ctx, struct audit_result *res, json
         audit_evidence(res, path, obs, want);
         if (!streq(obs, want))
                 audit_fail(res, "%s=%s, expected %s", res->check->arg, obs, want);
+        audit_pass(res, NULL, NULL, NULL);
 }
 
 static void check_sb_mode(struct audit_ctx *ctx, struct audit_result *res, json_t *params) {
@@ -508,6 +520,7 @@ static void check_sb_mode(struct audit_ctx *ctx, struct audit_result *res, json_
                 return audit_fail(res, "firmware is in audit mode: signatures are logged, not enforced");
         if (need_deployed && deployed != 1)
                 return audit_fail(res, "firmware is not in deployed mode");
+        audit_pass(res, NULL, NULL, NULL);
 }
 
 struct bundle_cert {
@@ -622,6 +635,7 @@ static void check_keylist(struct audit_ctx *ctx, struct audit_result *res, json_
                 audit_evidence(res, path, "fleet certificate absent", exp);
                 audit_fail(res, "%s does not hold the fleet certificate", var);
         }
+        audit_pass(res, NULL, NULL, NULL);
 }
 
 static void check_dbx(struct audit_ctx *ctx, struct audit_result *res, json_t *params) {
@@ -649,6 +663,7 @@ static void check_dbx(struct audit_ctx *ctx, struct audit_result *res, json_t *p
         audit_evidence(res, path, obs, ">= min_entries");
         if (n < min)
                 audit_fail(res, "dbx has %zu entries, fewer than %zu", n, min);
+        audit_pass(res, NULL, NULL, NULL);
 }
 
 /* SB-009: private keys in the bundle are root-only; directories not writable by others. */
@@ -667,7 +682,7 @@ static void check_bundle_perms(struct audit_ctx *ctx, struct audit_result *res, 
                 int r;
 
                 if (asprintf(&d, "%s/keys/%s", bundle, sub[i]) < 0)
-                        return;
+                        return audit_error(res, -ENOMEM, bundle, "out of memory");
                 r = audit_fs_stat(ctx->fs, d, &st);
                 if (r == -ENOENT)
                         continue;
@@ -688,11 +703,17 @@ static void check_bundle_perms(struct audit_ctx *ctx, struct audit_result *res, 
                         size_t l = strlen(v[j]);
                         if (l < 4 || !streq(v[j] + l - 4, ".key"))
                                 continue;
-                        if (asprintf(&f, "%s/%s", d, v[j]) < 0)
+                        if (asprintf(&f, "%s/%s", d, v[j]) < 0) {
+                                audit_error(res, -ENOMEM, d, "out of memory");
                                 break;
+                        }
                         any = true;
-                        if (audit_fs_stat(ctx->fs, f, &st) < 0)
+                        r = audit_fs_stat(ctx->fs, f, &st);
+                        if (r < 0) {
+                                /* A key that cannot be judged is not a root-only key. */
+                                audit_error(res, r, f, "cannot stat private key");
                                 continue;
+                        }
                         if (st.st_uid != 0 || (st.st_mode & 077)) {
                                 char obs[64];
                                 snprintf(obs, sizeof(obs), "uid %u mode %04o", (unsigned) st.st_uid, st.st_mode & 07777);
@@ -704,8 +725,7 @@ static void check_bundle_perms(struct audit_ctx *ctx, struct audit_result *res, 
         }
         if (!dirs)
                 return audit_error(res, -ENOENT, bundle, "pkiBundle not found");
-        if (res->status == AUDIT_PASS)
-                audit_evidence(res, bundle, any ? "private keys root-only" : "no private keys", "root-only");
+        audit_pass(res, bundle, any ? "private keys root-only" : "no private keys", "root-only");
 }
 
 /* Generic: none of params.paths exists (files an attacker or a dev build would leave). */
@@ -741,9 +761,10 @@ static void check_paths_absent(struct audit_ctx *ctx, struct audit_result *res, 
                         audit_fail(res, "unit %s is installed", units.v[i]);
                 }
         }
-        if (res->status == AUDIT_PASS) {
+        {
                 _cleanup_free_ char *p = expand_path(ctx, paths.n ? paths.v[0] : "/");
-                audit_evidence(res, p, "absent", "absent");
+                if (p)
+                        audit_pass(res, p, "absent", "absent");
         }
 }
 
@@ -775,6 +796,7 @@ static void check_stubinfo(struct audit_ctx *ctx, struct audit_result *res, json
         audit_evidence(res, path, s, prefix);
         if (strncmp(s, prefix, strlen(prefix)) != 0)
                 audit_fail(res, "stub is '%s', not %s", s, prefix);
+        audit_pass(res, NULL, NULL, NULL);
 }
 
 /* ============================== Boot loader ============================== */
@@ -820,6 +842,7 @@ static void check_loader_key(struct audit_ctx *ctx, struct audit_result *res, js
                 v = dflt;
         if (!v || !strv_contains(&allowed, v))
                 audit_fail(res, "loader.conf %s is %s", res->check->arg, v ? v : "unset");
+        audit_pass(res, NULL, NULL, NULL);
 }
 
 static void check_loader_efivars(struct audit_ctx *ctx, struct audit_result *res, json_t *params) {
@@ -838,8 +861,7 @@ static void check_loader_efivars(struct audit_ctx *ctx, struct audit_result *res
                 audit_evidence(res, path, "present", "absent");
                 audit_fail(res, "EFI variable %s overrides loader.conf", vars.v[i]);
         }
-        if (res->status == AUDIT_PASS)
-                audit_evidence(res, "/" EFIVARS, "no Loader* overrides", "absent");
+        audit_pass(res, "/" EFIVARS, "no Loader* overrides", "absent");
 }
 
 /* ============================== Kernel command line ============================== */
@@ -854,8 +876,7 @@ static void check_cmdline_require(struct audit_ctx *ctx, struct audit_result *re
                         audit_evidence(res, ctx->cmdline_path, "absent", req.v[i]);
                         audit_fail(res, "'%s' missing from the kernel command line", req.v[i]);
                 }
-        if (res->status == AUDIT_PASS)
-                audit_evidence(res, ctx->cmdline_path, "present", "all required words");
+        audit_pass(res, ctx->cmdline_path, "present", "all required words");
 }
 
 static void check_loglevel(struct audit_ctx *ctx, struct audit_result *res, json_t *params) {
@@ -874,6 +895,7 @@ static void check_loglevel(struct audit_ctx *ctx, struct audit_result *res, json
         audit_evidence(res, ctx->cmdline_path, v ? v : "unset", exp);
         if (!v || parse_uint(v, &lv) < 0 || (long long) lv > json_integer_value(m))
                 audit_fail(res, "kernel loglevel %s", v ? v : "unset");
+        audit_pass(res, NULL, NULL, NULL);
 }
 
 static void check_cmdline_console(struct audit_ctx *ctx, struct audit_result *res, json_t *params) {
@@ -890,8 +912,7 @@ static void check_cmdline_console(struct audit_ctx *ctx, struct audit_result *re
                         audit_fail(res, "serial console on the command line: %s", w);
                 }
         }
-        if (res->status == AUDIT_PASS)
-                audit_evidence(res, ctx->cmdline_path, "no serial console", "no serial console");
+        audit_pass(res, ctx->cmdline_path, "no serial console", "no serial console");
 }
 
 static void check_cmdline_forbidden(struct audit_ctx *ctx, struct audit_result *res, json_t *params) {
@@ -905,8 +926,7 @@ static void check_cmdline_forbidden(struct audit_ctx *ctx, struct audit_result *
                         audit_evidence(res, ctx->cmdline_path, cl->v[i], "no shell/debug parameter");
                         audit_fail(res, "kernel command line has '%s'", cl->v[i]);
                 }
-        if (res->status == AUDIT_PASS)
-                audit_evidence(res, ctx->cmdline_path, "none", "no shell/debug parameter");
+        audit_pass(res, ctx->cmdline_path, "none", "no shell/debug parameter");
 }
 
 /* ============================== Kernel state ============================== */
@@ -936,6 +956,7 @@ static void check_value_in(struct audit_ctx *ctx, struct audit_result *res, json
         audit_evidence(res, path, v, exp);
         if (!strv_contains(&allowed, v))
                 audit_fail(res, "%s is %s, expected %s", path, v, exp);
+        audit_pass(res, NULL, NULL, NULL);
 }
 
 static void check_sysctl_map(struct audit_ctx *ctx, struct audit_result *res, json_t *params) {
@@ -957,8 +978,7 @@ static void check_sysctl_map(struct audit_ctx *ctx, struct audit_result *res, js
                         audit_fail(res, "%s is %s, expected %s", key, s, json_string_value(v));
                 }
         }
-        if (res->status == AUDIT_PASS)
-                audit_evidence(res, "/proc/sys", "all match", "profile sysctls");
+        audit_pass(res, "/proc/sys", "all match", "profile sysctls");
 }
 
 /* ============================== Disks ============================== */
@@ -1061,6 +1081,7 @@ static void check_data_on_luks(struct audit_ctx *ctx, struct audit_result *res, 
         }
         if (seen == 0)
                 audit_error(res, -ENOENT, "/run/udev/data", "no data file system found to check");
+        audit_pass(res, NULL, NULL, NULL);
 }
 
 static void check_luks_version(struct audit_ctx *ctx, struct audit_result *res, json_t *params) {
@@ -1083,6 +1104,7 @@ static void check_luks_version(struct audit_ctx *ctx, struct audit_result *res, 
         }
         if (seen == 0)
                 audit_error(res, -ENOENT, "/run/udev/data", "no crypto_LUKS device found");
+        audit_pass(res, NULL, NULL, NULL);
 }
 
 struct luks_dev {
@@ -1135,6 +1157,17 @@ static int load_luks(struct audit_ctx *ctx, struct audit_result *res, struct luk
         return 0;
 }
 
+/* Only these token types keep a random key sealed in hardware; others (custom, plugin) prove nothing. */
+static bool keyslot_hardware_token(const struct luks2_info *f, const struct luks2_keyslot *ks) {
+        static const char *const hw[] = { "systemd-tpm2", "systemd-fido2", "systemd-pkcs11" };
+        if (ks->token < 0 || (size_t) ks->token >= f->n_tokens)
+                return false;
+        for (size_t i = 0; i < ELEMENTSOF(hw); i++)
+                if (streq(f->tokens[ks->token].type, hw[i]))
+                        return true;
+        return false;
+}
+
 static void check_luks_policy(struct audit_ctx *ctx, struct audit_result *res, json_t *params) {
         _cleanup_free_ struct luks_dev *d = NULL;
         _cleanup_strv_ struct strv ciphers = {}, kdfs = {};
@@ -1160,12 +1193,14 @@ static void check_luks_policy(struct audit_ctx *ctx, struct audit_result *res, j
                         if ((long long) f->keyslots[k].key_size < json_integer_value(mk))
                                 audit_fail(res, "%s: keyslot %d key size %u bytes", d[i].path, f->keyslots[k].id,
                                            f->keyslots[k].key_size);
-                        /* Token keyslots hold a random key and use PBKDF2 by design; passphrases need a hard KDF. */
-                        if (f->keyslots[k].token < 0 && !strv_contains(&kdfs, f->keyslots[k].kdf))
+                        /* Keyslots of a hardware token hold a random key and use PBKDF2 by design; any
+                         * other keyslot may be a passphrase and needs a hard KDF. */
+                        if (!keyslot_hardware_token(f, &f->keyslots[k]) && !strv_contains(&kdfs, f->keyslots[k].kdf))
                                 audit_fail(res, "%s: passphrase keyslot %d uses %s", d[i].path, f->keyslots[k].id,
                                            f->keyslots[k].kdf);
                 }
         }
+        audit_pass(res, NULL, NULL, NULL);
 }
 
 /* CR-004..006: property of every systemd-tpm2 token (arg: "pcr", "pin", "srk"). */
@@ -1219,6 +1254,7 @@ static void check_tpm_token(struct audit_ctx *ctx, struct audit_result *res, jso
                         audit_fail(res, "%s has no TPM2 token", d[i].path);
                 }
         }
+        audit_pass(res, NULL, NULL, NULL);
 }
 
 static void check_swap(struct audit_ctx *ctx, struct audit_result *res, json_t *params) {
@@ -1229,6 +1265,9 @@ static void check_swap(struct audit_ctx *ctx, struct audit_result *res, json_t *
 
         if (param_strv(res, params, "allow", &allow) < 0 || read_text(ctx, res, "proc/swaps", &s, &len) < 0)
                 return;
+        /* The kernel always writes the header line: without it the table is truncated or not /proc/swaps. */
+        if (strncmp(s, "Filename", 8) != 0 || !strchr(s, '\n'))
+                return audit_error(res, -RINGIL_ETRUNCATED, "/proc/swaps", "no \"Filename\" header line");
         for (char *line = strtok_r(s, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
                 _cleanup_free_ char *u = NULL;
                 char *dev = line, *e;
@@ -1243,15 +1282,14 @@ static void check_swap(struct audit_ctx *ctx, struct audit_result *res, json_t *
                 if (strncmp(dev, "/dev/dm-", 8) == 0) {
                         _cleanup_free_ char *p = NULL;
                         if (asprintf(&p, "sys/block/%s/dm/uuid", dev + 5) < 0)
-                                return;
+                                return audit_error(res, -ENOMEM, "/proc/swaps", "out of memory");
                         if (audit_fs_read(ctx->fs, p, 4096, &u, &len) >= 0 && strncmp(u, "CRYPT-", 6) == 0)
                                 continue;
                 }
                 audit_evidence(res, "/proc/swaps", dev, "no swap, zram or dm-crypt");
                 audit_fail(res, "unencrypted swap on %s", dev);
         }
-        if (res->status == AUDIT_PASS)
-                audit_evidence(res, "/proc/swaps", "no unencrypted swap", "no swap, zram or dm-crypt");
+        audit_pass(res, "/proc/swaps", "no unencrypted swap", "no swap, zram or dm-crypt");
 }
 
 /* Generic: merged systemd configuration (arg "file|Section") has params.expect {Key: [allowed]}. */
@@ -1286,6 +1324,7 @@ static void check_conf(struct audit_ctx *ctx, struct audit_result *res, json_t *
                 if (!got || !strv_contains(&allowed, got))
                         audit_fail(res, "%s %s=%s, expected %s", arg, key, got && *got ? got : "(default)", e);
         }
+        audit_pass(res, NULL, NULL, NULL);
 }
 
 static void check_hibernation(struct audit_ctx *ctx, struct audit_result *res, json_t *params) {
@@ -1321,6 +1360,7 @@ static void check_mor(struct audit_ctx *ctx, struct audit_result *res, json_t *p
         audit_evidence(res, path, (d[0] & 1) ? "1" : "0", "1");
         if (!(d[0] & 1))
                 audit_fail(res, "MemoryOverwriteRequest bit is clear");
+        audit_pass(res, NULL, NULL, NULL);
 }
 
 /* MEM-004/005: a state directory (arg) holds no files, and the generic conf check passes. */
@@ -1360,15 +1400,30 @@ static void check_core_pattern(struct audit_ctx *ctx, struct audit_result *res, 
 
 static void check_root_locked(struct audit_ctx *ctx, struct audit_result *res, json_t *params) {
         _cleanup_strv_ struct strv allowed = {};
-        const struct pw_entry *e;
+        const struct pw_entry *e, *pw;
         if (param_strv(res, params, "allowed", &allowed) < 0 || ctx_accounts(ctx, res, true) < 0)
                 return;
+        /*
+         * pam_unix reads the hash from shadow only when the passwd field is "x" or "##root"; anything
+         * else in /etc/passwd is the hash itself. So that field must defer to shadow or be locked.
+         */
+        pw = pw_list_find(&ctx->passwd, "root");
+        if (!pw)
+                return audit_error(res, -ENOENT, "/etc/passwd", "no root entry");
+        if (!streq(pw->passwd, "x") && !streq(pw->passwd, "##root")) {
+                bool locked = strv_contains(&allowed, pw->passwd);
+                audit_evidence(res, "/etc/passwd", locked ? pw->passwd : "(a password hash)", "x|!");
+                if (!locked)
+                        return audit_fail(res, "root has a usable password hash in /etc/passwd");
+                return audit_pass(res, NULL, NULL, NULL);
+        }
         e = pw_list_find(&ctx->shadow, "root");
         if (!e)
                 return audit_error(res, -ENOENT, "/etc/shadow", "no root entry");
         audit_evidence(res, "/etc/shadow", strv_contains(&allowed, e->passwd) ? e->passwd : "(a password hash)", "!");
         if (!strv_contains(&allowed, e->passwd))
                 audit_fail(res, "root has a usable password");
+        audit_pass(res, NULL, NULL, NULL);
 }
 
 static void check_empty_passwords(struct audit_ctx *ctx, struct audit_result *res, json_t *params) {
@@ -1385,8 +1440,7 @@ static void check_empty_passwords(struct audit_ctx *ctx, struct audit_result *re
                         audit_evidence(res, "/etc/passwd", ctx->passwd.v[i].name, "no empty password field");
                         audit_fail(res, "%s has an empty password field in passwd", ctx->passwd.v[i].name);
                 }
-        if (res->status == AUDIT_PASS)
-                audit_evidence(res, "/etc/shadow", "none empty", "no empty password");
+        audit_pass(res, "/etc/shadow", "none empty", "no empty password");
 }
 
 static void check_uid0(struct audit_ctx *ctx, struct audit_result *res, json_t *params) {
@@ -1406,8 +1460,7 @@ static void check_uid0(struct audit_ctx *ctx, struct audit_result *res, json_t *
                 audit_evidence(res, "/etc/passwd", n0 ? "several root entries" : "no UID 0", "exactly one");
                 audit_fail(res, "%zu UID 0 accounts", n0);
         }
-        if (res->status == AUDIT_PASS)
-                audit_evidence(res, "/etc/passwd", "root only", "only root has UID 0");
+        audit_pass(res, "/etc/passwd", "root only", "only root has UID 0");
 }
 
 static void check_login_shells(struct audit_ctx *ctx, struct audit_result *res, json_t *params) {
@@ -1426,24 +1479,31 @@ static void check_login_shells(struct audit_ctx *ctx, struct audit_result *res, 
                         audit_fail(res, "%s has login shell %s", e->name, e->shell);
                 }
         }
-        if (res->status == AUDIT_PASS)
-                audit_evidence(res, "/etc/passwd", "no login shells", "nologin shell");
+        audit_pass(res, "/etc/passwd", "no login shells", "nologin shell");
 }
 
 /* Live: running processes whose argv[0] basename matches and that name one of the ttys. */
 static void scan_processes(struct audit_ctx *ctx, struct audit_result *res, const char *exe, const struct strv *args) {
         char **v = NULL;
         size_t n = 0;
-        if (audit_fs_list(ctx->fs, "proc", &v, &n) < 0)
-                return;
-        for (size_t i = 0; i < n && i < PROC_SCAN_MAX; i++) {
+        int r = audit_fs_list(ctx->fs, "proc", &v, &n);
+        if (r < 0)
+                return audit_error(res, r, "/proc", "cannot list processes");
+        if (n > PROC_SCAN_MAX) {
+                audit_fs_strv_free(v, n);
+                return audit_error(res, -RINGIL_ETOOBIG, "/proc", "more than %d entries: processes not all scanned",
+                                   PROC_SCAN_MAX);
+        }
+        for (size_t i = 0; i < n; i++) {
                 _cleanup_free_ char *p = NULL, *s = NULL;
                 size_t len;
                 const char *base;
                 if (v[i][0] < '0' || v[i][0] > '9')
                         continue;
-                if (asprintf(&p, "proc/%s/cmdline", v[i]) < 0)
+                if (asprintf(&p, "proc/%s/cmdline", v[i]) < 0) {
+                        audit_error(res, -ENOMEM, "/proc", "out of memory");
                         break;
+                }
                 if (audit_fs_read(ctx->fs, p, 65536, &s, &len) < 0 || len == 0)
                         continue;   /* processes come and go */
                 base = strrchr(s, '/') ? strrchr(s, '/') + 1 : s;
@@ -1478,8 +1538,7 @@ static void check_serial_getty(struct audit_ctx *ctx, struct audit_result *res, 
         }
         if (ctx->live)
                 scan_processes(ctx, res, "agetty", &ttys);
-        if (res->status == AUDIT_PASS)
-                audit_evidence(res, "/etc/systemd/system", "no serial getty", "masked or not enabled");
+        audit_pass(res, "/etc/systemd/system", "no serial getty", "masked or not enabled");
 }
 
 static void check_sulogin_force(struct audit_ctx *ctx, struct audit_result *res, json_t *params) {
@@ -1521,8 +1580,7 @@ static void check_sulogin_force(struct audit_ctx *ctx, struct audit_result *res,
                         audit_fail(res, "%s sets %s: emergency shell without a password", files.v[i], needle);
                 }
         }
-        if (res->status == AUDIT_PASS)
-                audit_evidence(res, "/etc/systemd", "not set", "no SYSTEMD_SULOGIN_FORCE");
+        audit_pass(res, "/etc/systemd", "not set", "no SYSTEMD_SULOGIN_FORCE");
 }
 
 static void check_unit_not_enabled(struct audit_ctx *ctx, struct audit_result *res, json_t *params) {
@@ -1539,8 +1597,7 @@ static void check_unit_not_enabled(struct audit_ctx *ctx, struct audit_result *r
                         audit_fail(res, "%s is enabled", units.v[i]);
                 }
         }
-        if (res->status == AUDIT_PASS)
-                audit_evidence(res, "/etc/systemd/system", "not enabled", "not enabled");
+        audit_pass(res, "/etc/systemd/system", "not enabled", "not enabled");
 }
 
 /* ============================== Network ============================== */
@@ -1612,8 +1669,7 @@ static void check_listeners(struct audit_ctx *ctx, struct audit_result *res, jso
                 }
                 net_list_free(&l);
         }
-        if (res->status == AUDIT_PASS)
-                audit_evidence(res, "/proc/net/tcp", "no unexpected listener", "profile allowlist");
+        audit_pass(res, "/proc/net/tcp", "no unexpected listener", "profile allowlist");
 }
 
 /* ============================== Logs ============================== */
@@ -1634,9 +1690,13 @@ static void check_runtime_max_use(struct audit_ctx *ctx, struct audit_result *re
         audit_evidence(res, where, got && *got ? got : "(default: 10% of /run)", want);
         if (!got || !*got || parse_size(got, &g) < 0 || g != w)
                 audit_fail(res, "journald RuntimeMaxUse=%s, expected %s", got && *got ? got : "(default)", want);
+        audit_pass(res, NULL, NULL, NULL);
 }
 
-/* Files with content under dir (recursing a few levels), skipping params.skip names. */
+#define FIND_FILES_MAX_DEPTH 4
+
+/* Files with content under dir (recursing a few levels; deeper directories are errors), skipping
+ * params.skip names at the top. */
 static int find_files(struct audit_ctx *ctx, struct audit_result *res, const char *dir, const struct strv *skip,
                       unsigned depth) {
         char **v = NULL;
@@ -1653,12 +1713,21 @@ static int find_files(struct audit_ctx *ctx, struct audit_result *res, const cha
                 struct stat st;
                 if (depth == 0 && strv_contains(skip, v[i]))
                         continue;
-                if (asprintf(&p, "%s/%s", dir, v[i]) < 0)
+                if (asprintf(&p, "%s/%s", dir, v[i]) < 0) {
+                        audit_error(res, -ENOMEM, dir, "out of memory");
                         break;
-                if (audit_fs_lstat(ctx->fs, p, &st) < 0)
+                }
+                r = audit_fs_lstat(ctx->fs, p, &st);
+                if (r < 0) {
+                        audit_error(res, r, p, "cannot stat");
                         continue;
-                if (S_ISDIR(st.st_mode) && depth < 4)
+                }
+                if (S_ISDIR(st.st_mode) && depth < FIND_FILES_MAX_DEPTH)
                         (void) find_files(ctx, res, p, skip, depth + 1);
+                else if (S_ISDIR(st.st_mode))
+                        /* Not descended, so not known to be free of logs. */
+                        audit_error(res, -RINGIL_ETOOBIG, p, "directory nested deeper than %d levels not checked",
+                                    FIND_FILES_MAX_DEPTH);
                 else if (S_ISREG(st.st_mode) && st.st_size > 0) {
                         audit_evidence(res, p, "file with content", "no logs on disk");
                         audit_fail(res, "log data on disk: %s", p);
@@ -1675,8 +1744,7 @@ static void check_no_disk_logs(struct audit_ctx *ctx, struct audit_result *res, 
         for (size_t i = 0; i < dirs.n; i++)
                 if (find_files(ctx, res, dirs.v[i], &skip, 0) < 0)
                         return;
-        if (res->status == AUDIT_PASS)
-                audit_evidence(res, dirs.n ? dirs.v[0] : "/var/log", "no files with content", "no logs on disk");
+        audit_pass(res, dirs.n ? dirs.v[0] : "/var/log", "no files with content", "no logs on disk");
 }
 
 static void check_journal_dir(struct audit_ctx *ctx, struct audit_result *res, json_t *params) {
@@ -1685,10 +1753,8 @@ static void check_journal_dir(struct audit_ctx *ctx, struct audit_result *res, j
         int r;
         (void) params;
         r = audit_fs_list(ctx->fs, "var/log/journal", &v, &n);
-        if (r == -ENOENT || r == -ENOTDIR) {
-                audit_evidence(res, "/var/log/journal", "absent", "absent");
-                return;
-        }
+        if (r == -ENOENT || r == -ENOTDIR)
+                return audit_pass(res, "/var/log/journal", "absent", "absent");
         if (r < 0)
                 return audit_error(res, r, "/var/log/journal", "cannot list");
         audit_fs_strv_free(v, n);
@@ -1712,6 +1778,7 @@ static void check_booted_current(struct audit_ctx *ctx, struct audit_result *res
         audit_evidence(res, "/run/current-system", c, b);
         if (!streq(b, c))
                 audit_fail(res, "running system %s differs from booted %s", c, b);
+        audit_pass(res, NULL, NULL, NULL);
 }
 
 static void check_etc_managed(struct audit_ctx *ctx, struct audit_result *res, json_t *params) {
@@ -1733,8 +1800,7 @@ static void check_etc_managed(struct audit_ctx *ctx, struct audit_result *res, j
                         audit_fail(res, "%s is not managed by the system closure (%s)", paths.v[i], t);
                 }
         }
-        if (res->status == AUDIT_PASS)
-                audit_evidence(res, "/etc", "all resolve into the store", store);
+        audit_pass(res, "/etc", "all resolve into the store", store);
 }
 
 static void check_etc_static(struct audit_ctx *ctx, struct audit_result *res, json_t *params) {
@@ -1752,6 +1818,7 @@ static void check_etc_static(struct audit_ctx *ctx, struct audit_result *res, js
         audit_evidence(res, "/etc/static", a, b);
         if (!streq(a, b))
                 audit_fail(res, "/etc/static is %s, not the system's %s", a, b);
+        audit_pass(res, NULL, NULL, NULL);
 }
 
 /* ============================== The catalogue ============================== */

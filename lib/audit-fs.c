@@ -87,11 +87,14 @@ static int walk(struct audit_fs *fs, const char *path, bool follow_last, char **
         _cleanup_buf_ struct buf canon = BUF_INIT(AUDIT_FS_MAX_PATH);
         _cleanup_free_ char *todo = strdup(path);
         unsigned links = 0;
+        /* todo = [text from symlink targets][the caller's own remainder: its last tail bytes] */
+        size_t todo_len, tail;
         char *p;
         int r;
 
         if (!todo)
                 return -ENOMEM;
+        todo_len = tail = strlen(todo);
         r = buf_reserve(&canon, 1);
         if (r < 0)
                 return r;
@@ -132,8 +135,14 @@ static int walk(struct audit_fs *fs, const char *path, bool follow_last, char **
                         return r;
                 if (last && !follow_last)
                         break;
-                if (fstatat(fs->root_fd, (char *) canon.data, &st, AT_SYMLINK_NOFOLLOW) < 0)
-                        return negative_errno();
+                if (fstatat(fs->root_fd, (char *) canon.data, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+                        r = negative_errno();
+                        /* A component that came from a symlink's target is missing: the link dangles
+                         * (e.g. into a /nix/store that is not mounted). That is not "the file is absent". */
+                        if (r == -ENOENT && (size_t) (c - todo) < todo_len - tail)
+                                return -ENOLINK;
+                        return r;
+                }
                 if (S_ISLNK(st.st_mode)) {
                         char target[AUDIT_FS_MAX_PATH];
                         ssize_t k;
@@ -155,8 +164,10 @@ static int walk(struct audit_fs *fs, const char *path, bool follow_last, char **
                                 return -ENOMEM;
                         if (strlen(next) >= AUDIT_FS_MAX_PATH)
                                 return -ENAMETOOLONG;
+                        tail = MIN(tail, strlen(p));
                         free(todo);
                         todo = TAKE_PTR(next);
+                        todo_len = strlen(todo);
                         p = todo;
                         continue;
                 }
@@ -205,9 +216,15 @@ static int open_in_root(struct audit_fs *fs, const char *path, int flags, bool f
                 return -ENAMETOOLONG;
         if (fs->openat2) {
                 const char *rel = path;
+                int fd;
                 while (*rel == '/')
                         rel++;
-                return try_openat2(fs->root_fd, *rel ? rel : ".", flags | (follow_last ? 0 : O_NOFOLLOW));
+                fd = try_openat2(fs->root_fd, *rel ? rel : ".", flags | (follow_last ? 0 : O_NOFOLLOW));
+                if (fd != -ENOENT)
+                        return fd;
+                /* Tell a dangling link on the way (-ENOLINK) from a missing file: the walk knows. */
+                r = walk(fs, path, follow_last, &canon);
+                return r == -ENOLINK ? r : -ENOENT;
         }
         r = walk(fs, path, follow_last, &canon);
         if (r < 0)
@@ -223,19 +240,34 @@ int audit_fs_open(struct audit_fs *fs, const char *path, int flags, int *ret_fd)
         return 0;
 }
 
+/*
+ * INVARIANT: a file is opened for reading only after its type is known. The path is resolved to an
+ * O_PATH fd (no open side effects: a hostile image may make etc/shadow a watchdog or a FIFO), its type
+ * checked with fstat, and only a regular file (or an allowed block device) is reopened for reading,
+ * through /proc/self/fd so that the very same inode is opened (checked again: st_dev/st_ino).
+ */
 static int open_data(struct audit_fs *fs, const char *path, bool allow_blk, int *ret_fd) {
-        _cleanup_close_ int fd = -EBADF;
-        struct stat st;
+        _cleanup_close_ int pfd = -EBADF, fd = -EBADF;
+        struct stat st, st2;
+        char proc[64];
 
-        fd = open_in_root(fs, path, O_RDONLY | O_NONBLOCK | O_NOCTTY, true);
-        if (fd < 0)
-                return fd;
-        if (fstat(fd, &st) < 0)
+        pfd = open_in_root(fs, path, O_PATH, true);
+        if (pfd < 0)
+                return pfd;
+        if (fstat(pfd, &st) < 0)
                 return negative_errno();
         if (S_ISDIR(st.st_mode))
                 return -EISDIR;
         if (!S_ISREG(st.st_mode) && !(allow_blk && S_ISBLK(st.st_mode)))
                 return -EBADFD;
+        snprintf(proc, sizeof(proc), "/proc/self/fd/%d", pfd);
+        fd = open(proc, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+        if (fd < 0)
+                return negative_errno();
+        if (fstat(fd, &st2) < 0)
+                return negative_errno();
+        if (st2.st_dev != st.st_dev || st2.st_ino != st.st_ino || (st2.st_mode & S_IFMT) != (st.st_mode & S_IFMT))
+                return -ESTALE;
         *ret_fd = TAKE_FD(fd);
         return 0;
 }

@@ -15,9 +15,12 @@
  *
  * Resolution uses openat2(RESOLVE_IN_ROOT|RESOLVE_NO_MAGICLINKS) when the kernel has it, else a
  * component walk that opens each component O_PATH|O_NOFOLLOW from the root fd, splices symlink
- * targets (absolute ones restart at the root) and clamps ".." at the root. Opens use O_NONBLOCK and
- * the type is checked after open, so a FIFO in a hostile image cannot hang the audit.
- * All functions return 0 or a negative errno (-ENOENT for a missing file).
+ * targets (absolute ones restart at the root) and clamps ".." at the root. Reads resolve to an O_PATH
+ * fd first and open for reading only a regular file (or an allowed block device), reopened through
+ * /proc/self/fd: a FIFO or character device in a hostile image is never opened (-EBADFD).
+ * All functions return 0 or a negative errno: -ENOENT for a missing file, -ENOLINK when the path is
+ * missing because a symlink on the way dangles (its target does not exist inside the root, e.g. an
+ * offline image without its /nix/store): callers must treat that as "cannot tell", never "absent".
  */
 struct audit_fs;
 

@@ -24,6 +24,7 @@ static int status_rank(enum audit_status s) {
                 return 3;
         case AUDIT_NOTAPPLICABLE:
         case _AUDIT_STATUS_MAX:
+        case _AUDIT_STATUS_UNSET:
                 break;
         }
         return 4;
@@ -191,6 +192,7 @@ static int render_junit(const struct audit_run *run, struct buf *b) {
                                 break;
                         case AUDIT_PASS:
                         case _AUDIT_STATUS_MAX:
+                        case _AUDIT_STATUS_UNSET:
                                 break;
                         }
                         if (!tag) {
@@ -274,6 +276,7 @@ static json_t *render_sarif(const struct audit_run *run) {
                         break;
                 case AUDIT_PASS:
                 case _AUDIT_STATUS_MAX:
+                case _AUDIT_STATUS_UNSET:
                         break;
                 }
                 for (size_t e = 0; e < res->n_ev; e++)

@@ -148,6 +148,14 @@ void audit_error(struct audit_result *res, int r, const char *path, const char *
         free(full);
 }
 
+void audit_pass(struct audit_result *res, const char *path, const char *observed, const char *expected) {
+        if (res->status != _AUDIT_STATUS_UNSET)
+                return;
+        res->status = AUDIT_PASS;
+        if (path || observed || expected)
+                audit_evidence(res, path, observed, expected);
+}
+
 void audit_note(struct audit_result *res, const char *fmt, ...) {
         va_list ap;
         va_start(ap, fmt);
@@ -395,6 +403,16 @@ static void ctx_done(struct audit_ctx *ctx) {
         audit_fs_free(ctx->fs);
 }
 
+void audit_run_check(struct audit_ctx *ctx, const struct audit_check *c, struct audit_result *res, json_t *params) {
+        /* INVARIANT: no implicit pass: a check that records nothing (an early return, an allocation
+         * failure) is reported as an error, never as compliant. */
+        res->status = _AUDIT_STATUS_UNSET;
+        ringil_clear_detail();
+        c->run(ctx, res, params);
+        if (res->status == _AUDIT_STATUS_UNSET)
+                audit_error(res, -EIO, NULL, "check recorded no verdict (out of memory or internal error)");
+}
+
 int audit_run(const char *root, enum audit_mode mode, const struct audit_profile *profile,
               const struct audit_waivers *waivers, int64_t now, struct audit_run *ret) {
         struct audit_ctx ctx = {};
@@ -450,9 +468,7 @@ int audit_run(const char *root, enum audit_mode mode, const struct audit_profile
                 params = entry ? json_object_get(entry, "params") : NULL;
                 if (!params)
                         params = empty = json_object();
-                res->status = AUDIT_PASS;
-                ringil_clear_detail();
-                c->run(&ctx, res, params);
+                audit_run_check(&ctx, c, res, params);
                 json_decref(empty);
                 if ((res->status == AUDIT_FAIL || res->status == AUDIT_ERROR) && waivers)
                         for (size_t w = 0; w < waivers->n; w++) {

@@ -16,6 +16,11 @@ enum audit_status {
         AUDIT_NOTAPPLICABLE,    /* the check's scope does not cover this mode (live/offline) */
         AUDIT_WAIVED,           /* fail or error covered by a valid, unexpired waiver */
         _AUDIT_STATUS_MAX,
+        /*
+         * Internal: what a check starts with. A check must record its verdict (audit_pass, audit_fail or
+         * audit_error); the runner turns a result still unset after run() into an error. Never reported.
+         */
+        _AUDIT_STATUS_UNSET,
 };
 
 enum audit_severity {
@@ -76,7 +81,12 @@ struct audit_result {
 
 /* Record evidence (copies; NULL fields allowed). Extra evidence beyond the cap is counted, not kept. */
 void audit_evidence(struct audit_result *res, const char *path, const char *observed, const char *expected);
-/* Status changes: fail wins over error, error over pass. The first message set is kept. */
+/*
+ * Status changes: fail wins over error, error over pass. The first message set is kept.
+ * audit_pass records the pass (and its evidence, when given) only if nothing else was recorded yet:
+ * INVARIANT: a check passes only by calling audit_pass; returning without a verdict is an error.
+ */
+void audit_pass(struct audit_result *res, const char *path, const char *observed, const char *expected);
 void audit_fail(struct audit_result *res, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void audit_error(struct audit_result *res, int r, const char *path, const char *fmt, ...)
         __attribute__((format(printf, 4, 5)));
@@ -155,6 +165,10 @@ enum audit_format {
 int audit_report(const struct audit_run *run, enum audit_format fmt, enum audit_severity fail_on, char **ret);
 
 /* ---- for check implementations (audit-checks.c) ---- */
+struct audit_ctx;
+/* Run one check on res (status starts unset); an unset verdict afterwards becomes an error. */
+void audit_run_check(struct audit_ctx *ctx, const struct audit_check *c, struct audit_result *res, json_t *params);
+
 struct audit_ctx {
         struct audit_fs *fs;
         bool live;

@@ -68,8 +68,9 @@ def sha256_esl(hashes, owner=FOREIGN_GUID) -> bytes:
     return guid_bytes("c1c41626-504c-4092-aca9-41f936934328") + struct.pack("<III", 28 + len(body), 0, sig_size) + body
 
 
-def luks2_header(cipher="aes-xts-plain64", pcrs=(7,), pin=True, srk=True, kdf0="argon2id") -> bytes:
-    """A LUKS2 header (binary header + JSON area, 16 KiB) with a systemd-tpm2 token, checksum included."""
+def luks2_header(cipher="aes-xts-plain64", pcrs=(7,), pin=True, srk=True, kdf0="argon2id", slot0_token=None) -> bytes:
+    """A LUKS2 header (binary header + JSON area, 16 KiB) with a systemd-tpm2 token, checksum included.
+    slot0_token: also attach a token of that type to the passphrase keyslot 0."""
     hdr_size = 16384
     token = {"type": "systemd-tpm2", "keyslots": ["1"], "tpm2-blob": "AAAA", "tpm2-pcrs": list(pcrs),
              "tpm2-pcr-bank": "sha256", "tpm2-primary-alg": "ecc", "tpm2-policy-hash": "00" * 32,
@@ -85,7 +86,7 @@ def luks2_header(cipher="aes-xts-plain64", pcrs=(7,), pin=True, srk=True, kdf0="
                   "area": dict(area, offset="290816"),
                   "kdf": {"type": "pbkdf2", "hash": "sha512", "iterations": 1000, "salt": "AA=="}},
         },
-        "tokens": {"0": token},
+        "tokens": {"0": token, **({"1": {"type": slot0_token, "keyslots": ["0"]}} if slot0_token else {})},
         "segments": {"0": {"type": "crypt", "offset": "16777216", "size": "dynamic", "iv_tweak": "0",
                            "encryption": cipher, "sector_size": 512}},
         "digests": {"0": {"type": "pbkdf2", "keyslots": ["0", "1"], "segments": ["0"], "hash": "sha256",
@@ -339,4 +340,56 @@ MUTATIONS = {
     "NIX-002": lambda r, c: _replace_link_with_copy(r, "etc/systemd/sleep.conf"),
     "NIX-003": lambda r, c: (_copy_store(r, STORE_ETC, STORE_ETC.replace("0k3x9d2v", "eeeeeeee")),
                              link(r, "etc/static", STORE_ETC.replace("0k3x9d2v", "eeeeeeee") + "/etc")),
+}
+
+
+MISSING_STORE = "/nix/store/00000000000000000000000000000000-not-mounted"
+
+
+def _many_procs(root, agetty_pid="99999"):
+    """More /proc entries than the agetty scan covers, with the serial getty sorted after the cap."""
+    proc = root / "proc"
+    for pid in range(10000, 10000 + 32769):
+        (proc / str(pid)).touch()
+    w(root, f"proc/{agetty_pid}/cmdline", b"/run/current-system/sw/bin/agetty\0ttyS0\0")
+
+
+# Regression drifts from the security review: (mutation, the only results that may change, and to what).
+CMDLINE_CHECKS = ("KC-001", "KC-002", "KC-003", "KC-004", "MEM-002", "CR-008")
+EXTRA_DRIFTS = {
+    # ACC-001: a hash in /etc/passwd itself is used by pam_unix, whatever shadow says
+    "passwd-root-hash": (lambda r, c: w(r, "etc/passwd", (r / "etc/passwd").read_text().replace(
+        "root:x:", "root:$6$s4lt$h4sh:")), {"ACC-001": "fail"}),
+    "passwd-root-locked": (lambda r, c: w(r, "etc/passwd", (r / "etc/passwd").read_text().replace(
+        "root:x:", "root:!:")), {}),
+    # KC-*, CR-008: an empty or cut /proc/cmdline proves nothing
+    "cmdline-empty": (lambda r, c: w(r, "proc/cmdline", ""), {i: "error" for i in CMDLINE_CHECKS}),
+    "cmdline-newline-only": (lambda r, c: w(r, "proc/cmdline", "\n"), {i: "error" for i in CMDLINE_CHECKS}),
+    "cmdline-no-newline": (lambda r, c: w(r, "proc/cmdline", CMDLINE), {i: "error" for i in CMDLINE_CHECKS}),
+    # CR-007: /proc/swaps always starts with its header line
+    "swaps-empty": (lambda r, c: w(r, "proc/swaps", ""), {"CR-007": "error"}),
+    "swaps-no-header": (lambda r, c: w(r, "proc/swaps", "/dev/nvme0n1p3 partition\t8388604\t0\t-2\n"),
+                        {"CR-007": "error"}),
+    # a dangling link on the way (offline image without its store) is not "absent"
+    "units-dir-dangling": (lambda r, c: link(r, "etc/systemd/system", MISSING_STORE + "/etc/systemd/system"),
+                           {i: "error" for i in ("ACC-005", "ACC-006", "ACC-007", "SVC-001", "SVC-004", "SVC-005",
+                                                        "NIX-002")}),
+    "key-dir-dangling": (lambda r, c: link(r, "etc/secure/keys/keys/PK", MISSING_STORE + "/PK"),
+                         {"SB-005": "error", "SB-009": "error", "SB-010": "error"}),
+    "wants-dir-dangling": (lambda r, c: link(r, str((units_dir(r) / "sysinit.target.wants").relative_to(r)),
+                                             MISSING_STORE + "/sysinit.target.wants"),
+                           {"ACC-005": "error", "ACC-007": "error"}),
+    # SB-009: a private key that cannot be stat'ed is not root-only
+    "key-unstattable": (lambda r, c: os.symlink(MISSING_STORE + "/extra.key",
+                                                r / "etc/secure/keys/keys/db/extra.key"), {"SB-009": "error"}),
+    # LOG-004: a directory below the depth cap is not known to be empty
+    "log-too-deep": (lambda r, c: w(r, "var/log/a/b/c/d/e/messages", "waypoint 48.85,2.35\n"), {"LOG-004": "error"}),
+    "log-at-depth-cap": (lambda r, c: w(r, "var/log/a/b/c/d/messages", "waypoint 48.85,2.35\n"), {"LOG-004": "fail"}),
+    # CR-003: only systemd-tpm2/fido2/pkcs11 tokens exempt a keyslot from the passphrase KDF policy
+    "luks-custom-token": (lambda r, c: w(r, "dev/nvme0n1p2", luks2_header(kdf0="pbkdf2", slot0_token="custom-unlock")),
+                          {"CR-003": "fail"}),
+    "luks-fido2-token": (lambda r, c: w(r, "dev/nvme0n1p2", luks2_header(kdf0="pbkdf2", slot0_token="systemd-fido2")),
+                         {}),
+    # ACC-005: a process table larger than the scan covers is not "no agetty running"
+    "proc-over-scan-cap": (lambda r, c: _many_procs(r), {"ACC-005": "error"}),
 }

@@ -82,6 +82,20 @@ def test_drift_flips_exactly_one_check(ringil, droot, certs, check_id):
     assert r["evidence"] and r["remediation"] and r["message"]
 
 
+@pytest.mark.parametrize("name", sorted(fx.EXTRA_DRIFTS))
+def test_review_drifts(ringil, droot, certs, name):
+    """Inputs that once passed although they prove nothing (or hide a violation): exactly these change."""
+    mutate, want = fx.EXTRA_DRIFTS[name]
+    mutate(droot, certs)
+    p, doc = audit(ringil, droot, "--fail-on", "info")
+    changed = {k: v for k, v in states(doc).items() if v != "pass"}
+    assert changed == want, changed
+    assert p.returncode == (2 if "fail" in want.values() else 3 if want else 0)
+    for i in want:
+        r = next(r for r in doc["results"] if r["id"] == i)
+        assert r["evidence"] and r["message"]
+
+
 def test_fail_on_threshold(ringil, droot, certs):
     fx.MUTATIONS["KC-001"](droot, certs)   # low severity
     audit(ringil, droot, check=0)          # default --fail-on high: compliant
@@ -155,11 +169,15 @@ def test_root_escape_stays_inside(ringil, droot, tmp_path, kind):
 def test_nixos_absolute_links_resolve_inside_root(ringil, droot):
     # /etc/systemd/journald.conf -> /etc/static/... -> /nix/store/...: on the host these do not exist.
     assert os.readlink(droot / "etc/systemd/journald.conf").startswith("/etc/static/")
-    assert not Path("/etc/static/systemd/journald.conf").exists() or True
     p, doc = audit(ringil, droot, check=0)
     r = next(r for r in doc["results"] if r["id"] == "LOG-001")
     assert "/etc/systemd/journald.conf" in r["evidence"][0]["path"]
     assert "/run/systemd/journald.conf.d/50-ringil.conf" in r["evidence"][0]["path"]
+    # What is judged is the store file inside the root (never the host's /etc/static): change it, the verdict follows.
+    store_conf = droot / fx.STORE_ETC.lstrip("/") / "etc/systemd/journald.conf"
+    store_conf.write_text(store_conf.read_text().replace("Storage=volatile", "Storage=persistent"))
+    p, doc = audit(ringil, droot, check=2)
+    assert states(doc)["LOG-001"] == "fail"
 
 
 def test_journald_dropin_precedence(ringil, droot):

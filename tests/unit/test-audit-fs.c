@@ -1,6 +1,9 @@
 /* test-audit-fs.c: the auditor's root-confined resolver, with openat2 and with the component walk. */
 #include <fcntl.h>
+#include <linux/openat2.h>
+#include <sys/inotify.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "tests.h"
@@ -48,6 +51,11 @@ static int setup(void **state) {
         ln(e->root, "etc/loop", "/etc/loop");
         ln(e->root, "etc/dotdot", "/etc/../../../etc/static/os-release");
         put(e->root, "big", "0123456789");
+        /* an offline image whose /nix/store is not there: links on the way dangle */
+        ln(e->root, "img/etc/systemd/system", "/nix/store/missing-units/lib/systemd/system");
+        ln(e->root, "img/etc/shadow", "/nix/store/missing-etc/etc/shadow");
+        ln(e->root, "img/etc/chain", "/etc/static/nope/deeper");
+        ln(e->root, "img/etc/ok", "/etc/static");
         assert_int_equal(mkfifo(strcat(strcpy(abs_out, e->root), "/fifo"), 0600), 0);
         *state = e;
         return 0;
@@ -78,9 +86,10 @@ static void run_cases(struct env *e, bool walk) {
         assert_int_equal(audit_fs_read(fs, "etc/dotdot", 4096, &s, &len), 0);
         assert_string_equal(s, "inside\n");
         free(s);
-        /* escapes: relative "..", absolute path of a real outside file */
-        assert_int_equal(audit_fs_read(fs, "etc/rel-escape", 4096, &s, &len), -ENOENT);
-        assert_int_equal(audit_fs_read(fs, "etc/abs-escape", 4096, &s, &len), -ENOENT);
+        /* escapes: relative "..", absolute path of a real outside file; inside the root both links
+         * dangle, which is reported as such (-ENOLINK), not as a plain missing file */
+        assert_int_equal(audit_fs_read(fs, "etc/rel-escape", 4096, &s, &len), -ENOLINK);
+        assert_int_equal(audit_fs_read(fs, "etc/abs-escape", 4096, &s, &len), -ENOLINK);
         assert_int_equal(audit_fs_read(fs, "../outside/secret", 4096, &s, &len), -ENOENT);
         assert_int_equal(audit_fs_read(fs, "etc/loop", 4096, &s, &len), -ELOOP);
         /* caps and types */
@@ -99,13 +108,105 @@ static void run_cases(struct env *e, bool walk) {
         assert_true(S_ISLNK(st.st_mode));
         assert_int_equal(audit_fs_stat(fs, "etc/static", &st), 0);
         assert_true(S_ISDIR(st.st_mode));
-        assert_int_equal(audit_fs_exists(fs, "etc/abs-escape"), 0);
+        assert_int_equal(audit_fs_exists(fs, "etc/abs-escape"), -ENOLINK);
+        assert_int_equal(audit_fs_exists(fs, "etc/static/nope"), 0);
         assert_int_equal(audit_fs_exists(fs, "etc/static/os-release"), 1);
         audit_fs_free(fs);
 }
 
+static void dangling_cases(struct env *e, bool walk) {
+        struct audit_fs *fs = NULL;
+        char *s = NULL, **v = NULL;
+        size_t len, n = 0;
+        struct stat st;
+
+        assert_int_equal(audit_fs_new(e->root, &fs), 0);
+        if (walk)
+                audit_fs_set_walk_only(fs, true);
+        /* a dangling link on the way is not an absent file */
+        assert_int_equal(audit_fs_list(fs, "img/etc/systemd/system", &v, &n), -ENOLINK);
+        assert_int_equal(audit_fs_lstat(fs, "img/etc/systemd/system/sshd.service", &st), -ENOLINK);
+        assert_int_equal(audit_fs_stat(fs, "img/etc/systemd/system/sshd.service", &st), -ENOLINK);
+        assert_int_equal(audit_fs_read(fs, "img/etc/shadow", 4096, &s, &len), -ENOLINK);
+        assert_int_equal(audit_fs_exists(fs, "img/etc/shadow"), -ENOLINK);
+        assert_int_equal(audit_fs_read(fs, "img/etc/chain", 4096, &s, &len), -ENOLINK);
+        assert_int_equal(audit_fs_resolve(fs, "img/etc/chain", &s), -ENOLINK);
+        /* …while the link itself is there, and a name missing behind a good link is just absent */
+        assert_int_equal(audit_fs_lstat(fs, "img/etc/shadow", &st), 0);
+        assert_int_equal(audit_fs_lstat(fs, "img/etc/ok/nope", &st), -ENOENT);
+        assert_int_equal(audit_fs_read(fs, "img/etc/ok/nope/deeper", 4096, &s, &len), -ENOENT);
+        assert_int_equal(audit_fs_exists(fs, "img/etc/ok/nope"), 0);
+        assert_int_equal(audit_fs_list(fs, "img/nope", &v, &n), -ENOENT);
+        audit_fs_free(fs);
+}
+
+static bool have_openat2(void) {
+        struct open_how how = { .flags = O_PATH | O_CLOEXEC, .resolve = RESOLVE_IN_ROOT };
+        long fd = syscall(SYS_openat2, AT_FDCWD, "/", &how, sizeof(how));
+        if (fd < 0)
+                return false;
+        close((int) fd);
+        return true;
+}
+
 static void test_openat2(void **state) {
+        struct audit_fs *fs = NULL;
+        struct env *e = *state;
+
+        if (!have_openat2())
+                skip();
+        /* the openat2 path must really be the one under test */
+        assert_int_equal(audit_fs_new(e->root, &fs), 0);
+        assert_true(audit_fs_uses_openat2(fs));
+        audit_fs_free(fs);
         run_cases(*state, false);
+        dangling_cases(*state, false);
+}
+
+static void test_dangling_walk(void **state) {
+        dangling_cases(*state, true);
+}
+
+/* Reading a FIFO (or a device) must not open it at all: no IN_OPEN event may reach a watcher. */
+static void test_no_open_of_special_files(void **state) {
+        struct env *e = *state;
+        struct audit_fs *fs = NULL;
+        char p[4200], ev[4096], *s = NULL;
+        uint8_t *d = NULL;
+        size_t len;
+        int in, fd;
+
+        snprintf(p, sizeof(p), "%s/fifo", e->root);
+        in = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+        assert_true(in >= 0);
+        assert_true(inotify_add_watch(in, p, IN_OPEN) >= 0);
+        /* kernels that report O_PATH opens cannot tell the two apart: skip there */
+        fd = open(p, O_PATH | O_CLOEXEC);
+        assert_true(fd >= 0);
+        close(fd);
+        if (read(in, ev, sizeof(ev)) > 0) {
+                close(in);
+                skip();
+        }
+        for (int walk = 0; walk < 2; walk++) {
+                assert_int_equal(audit_fs_new(e->root, &fs), 0);
+                audit_fs_set_walk_only(fs, walk);
+                assert_int_equal(audit_fs_read(fs, "fifo", 4096, &s, &len), -EBADFD);
+                assert_int_equal(audit_fs_read_head(fs, "fifo", 1, &d), -EBADFD);
+                audit_fs_free(fs);
+                assert_int_equal(read(in, ev, sizeof(ev)), -1);
+                assert_int_equal(errno, EAGAIN);
+        }
+        /* the watch itself works: a regular file read is an open */
+        snprintf(p, sizeof(p), "%s/big", e->root);
+        assert_true(inotify_add_watch(in, p, IN_OPEN) >= 0);
+        assert_int_equal(audit_fs_new(e->root, &fs), 0);
+        assert_int_equal(audit_fs_read(fs, "big", 4096, &s, &len), 0);
+        assert_string_equal(s, "0123456789");
+        free(s);
+        audit_fs_free(fs);
+        assert_true(read(in, ev, sizeof(ev)) > 0);
+        close(in);
 }
 
 static void test_walk(void **state) {
@@ -145,6 +246,8 @@ int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_openat2, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_walk, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_dangling_walk, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_no_open_of_special_files, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_list_sorted, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_read_head, setup, teardown),
         };
