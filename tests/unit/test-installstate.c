@@ -85,11 +85,11 @@ static void test_floor_two_copies(void **state) {
 
         snprintf(sd, sizeof(sd), "%s/state", (char *) *state);
         snprintf(copy, sizeof(copy), "%s/esp/loader/ringil/floor", (char *) *state);
-        assert_int_equal(floor_read(sd, copy, &fl), 0);
+        assert_int_equal(floor_read(sd, copy, &fl, NULL), 0);
         assert_null(fl);
-        assert_int_equal(floor_raise(sd, copy, "1.10"), 0);
-        assert_int_equal(floor_raise(sd, copy, "1.9"), 0);   /* never lowers */
-        assert_int_equal(floor_read(sd, copy, &fl), 0);
+        assert_int_equal(floor_raise(sd, copy, "1.10", 0), 0);
+        assert_int_equal(floor_raise(sd, copy, "1.9", 0), 0);   /* never lowers */
+        assert_int_equal(floor_read(sd, copy, &fl, NULL), 0);
         assert_string_equal(fl, "1.10");
         free(TAKE_PTR(fl));
 
@@ -97,13 +97,13 @@ static void test_floor_two_copies(void **state) {
         test_rm_rf(sd);
         snprintf(f, sizeof(f), "%s/floor", sd);
         assert_int_equal(access(f, F_OK), -1);
-        assert_int_equal(floor_read(sd, copy, &fl), 0);
+        assert_int_equal(floor_read(sd, copy, &fl, NULL), 0);
         assert_string_equal(fl, "1.10");
         free(TAKE_PTR(fl));
 
         /* A corrupt record fails closed instead of reading as "no floor". */
         assert_int_equal(atomic_write_file(copy, "garbage\n", 8, 0644, 0), 0);
-        assert_int_equal(floor_read(sd, copy, &fl), -RINGIL_EMALFORMED);
+        assert_int_equal(floor_read(sd, copy, &fl, NULL), -RINGIL_EMALFORMED);
 }
 
 int main(void) {
