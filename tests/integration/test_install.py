@@ -679,14 +679,14 @@ def test_clock_set_back_cannot_revive_expired_bundle(tmp_path, world, ringil, ol
     dev.install(old_signer["now"], "--slot", "a", check=0)
     assert dev.boot()["slot"] == "a"
     dev.run("mark-good", check=0)
-    created = dev.status()["time_floor"]
-    assert created and created > 1700000000
-    assert f"time-floor {created}\n" in (dev.esp / "loader" / "ringil" / "floor").read_text()
     before = dev.snapshot()
     p = faked(ringil, "2020-01-01 12:00:00", "install", "--config", dev.conf, old_signer["expired"])
     assert p.returncode == 6, p.err
     assert "expired" in p.err
     assert dev.snapshot() == before
+    created = dev.status()["time_floor"]
+    assert created and created > 1700000000
+    assert f"time-floor {created}\n" in (dev.esp / "loader" / "ringil" / "floor").read_text()
     # Losing the state directory keeps the floor copy on the ESP, and with it the time floor.
     shutil.rmtree(dev.state)
     before = dev.snapshot()
