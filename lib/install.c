@@ -433,15 +433,18 @@ int install_run(const struct device_conf *c, const struct install_opts *o, struc
         /* First provisioning: nothing is blessed yet, so there is no known-good slot to protect. */
         provisioning = st.slots[0].status != SLOT_GOOD && st.slots[1].status != SLOT_GOOD;
         r = install_booted_slot(c, o->booted, &booted, NULL);
-        if (r == -ENOENT) {
-                /* INVARIANT: without LoaderEntrySelected (or --booted) the booted slot is unknown, and only
-                 * an explicit --slot on a device with nothing blessed may proceed. */
+        if (r < 0 && r != -RINGIL_EREFUSED && r != -ENOMEM) {
+                /* INVARIANT: without a readable LoaderEntrySelected (or --booted) the booted slot is unknown,
+                 * and only an explicit --slot on a device with nothing blessed may proceed. */
                 if (o->slot < 0 || !provisioning) {
                         r = ringil_fail(-RINGIL_EREFUSED,
-                                        "cannot read LoaderEntrySelected from %s, so the booted slot is unknown; pass --booted ENTRY%s",
-                                        c->efivarfs, provisioning ? " (or --slot a|b for first provisioning)" : "");
+                                        "cannot read LoaderEntrySelected from %s (%s), so the booted slot is unknown; "
+                                        "pass --booted ENTRY%s",
+                                        c->efivarfs, ringil_strerror(r),
+                                        provisioning ? " (or --slot a|b for first provisioning)" : "");
                         goto out;
                 }
+                booted = -1;
         } else if (r < 0)
                 goto out;
         else if (st.slots[booted].status != SLOT_GOOD && !(o->slot >= 0 && provisioning)) {
