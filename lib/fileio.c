@@ -210,20 +210,40 @@ int atomic_write_file(const char *path, const void *data, size_t len, mode_t mod
         return 0;
 }
 
+/* One component of mkdir_p: create it, or accept an existing directory. A directory this call created
+ * is made durable before the caller puts anything in it: the directory itself, then its entry in the
+ * parent (without the parent's fsync a power cut can drop the new directory with everything in it). */
+static int mkdir_one(const char *p, mode_t mode) {
+        struct stat st;
+        int r;
+
+        if (mkdir(p, mode) < 0) {
+                if (errno != EEXIST)
+                        return negative_errno();
+                if (stat(p, &st) < 0)
+                        return negative_errno();
+                return S_ISDIR(st.st_mode) ? 0 : -ENOTDIR;
+        }
+        r = fsync_path(p);
+        if (r >= 0)
+                r = fsync_parent_dir(p);
+        return r;
+}
+
 int mkdir_p(const char *path, mode_t mode) {
         _cleanup_free_ char *p = strdup(path);
+        int r;
 
         if (!p)
                 return -ENOMEM;
         for (char *s = p + 1; *s; s++) {
-                if (*s != '/')
+                if (*s != '/' || s[-1] == '/')
                         continue;
                 *s = '\0';
-                if (mkdir(p, mode) < 0 && errno != EEXIST)
-                        return negative_errno();
+                r = mkdir_one(p, mode);
+                if (r < 0)
+                        return r;
                 *s = '/';
         }
-        if (mkdir(p, mode) < 0 && errno != EEXIST)
-                return negative_errno();
-        return 0;
+        return mkdir_one(p, mode);
 }

@@ -42,5 +42,7 @@ int atomic_write_file(const char *path, const void *data, size_t len, mode_t mod
 int fsync_parent_dir(const char *path);
 int fsync_path(const char *path);
 
-/* mkdir -p with mode for every created component. */
+/* mkdir -p with mode for every created component. Each directory it creates is fsynced, and so is its
+ * parent, before the next step: a created path survives a power cut. An existing non-directory on the
+ * way is -ENOTDIR. */
 int mkdir_p(const char *path, mode_t mode);

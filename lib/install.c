@@ -8,6 +8,7 @@
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "authenticode.h"
@@ -21,25 +22,6 @@
 
 #define CHUNK_MAX (64u << 20)
 
-static int booted_from_state(const struct device_conf *c, int *ret) {
-        struct install_state st;
-        int r, good = -1, n = 0;
-
-        r = install_state_load(c->state_dir, &st);
-        if (r < 0)
-                return r;
-        for (int k = 0; k < 2; k++)
-                if (st.slots[k].status == SLOT_GOOD) {
-                        good = k;
-                        n++;
-                }
-        install_state_done(&st);
-        if (n != 1)
-                return -ENOENT;
-        *ret = good;
-        return 0;
-}
-
 int install_booted_slot(const struct device_conf *c, const char *booted, int *ret_slot, char **ret_entry) {
         _cleanup_free_ char *id = NULL;
         struct boot_entry e;
@@ -50,12 +32,9 @@ int install_booted_slot(const struct device_conf *c, const char *booted, int *re
                 if (!id)
                         return -ENOMEM;
         } else {
+                /* INVARIANT: the booted slot is never guessed (not even from the state's good slot: booted
+                 * into a pending slot, that guess names the other one, and the running slot is overwritten). */
                 r = bootentry_selected(c->efivarfs, &id);
-                if (r == -ENOENT) {
-                        if (ret_entry)
-                                *ret_entry = NULL;
-                        return booted_from_state(c, ret_slot);
-                }
                 if (r < 0)
                         return r;
         }
@@ -166,6 +145,16 @@ static int preflight(const struct device_conf *c, const struct bundle_manifest *
                         return ringil_fail(-RINGIL_EREFUSED, "payload `%s': nixos closures are installed by the agent, not into a slot",
                                            p->name);
                 }
+        }
+        /* INVARIANT: every configured slot class is rewritten by a bundle, or nothing is: a class the bundle
+         * leaves out would keep stale (or half-written) content under a new boot entry. */
+        for (size_t k = 0; k < c->n_classes; k++) {
+                bool found = false;
+                for (size_t i = 0; i < m->n_payloads && !found; i++)
+                        found = m->payloads[i].type == BUNDLE_PAYLOAD_RAW && streq(m->payloads[i].name, c->classes[k].name);
+                if (!found)
+                        return ringil_fail(-RINGIL_EINCOMPAT, "bundle has no raw payload `%s' for configured slot class [slot.%s]",
+                                           c->classes[k].name, c->classes[k].name);
         }
         if (efi < 0 && !c->linux_path)
                 return ringil_fail(-RINGIL_EREFUSED, "bundle has no EFI payload and [boot] linux is not configured");
@@ -406,15 +395,22 @@ int install_run(const struct device_conf *c, const struct install_opts *o, struc
         struct install_result res = { .slot = -1 };
         const struct bundle_manifest *m;
         struct bundle_policy policy;
+        int64_t time_floor = 0, now;
         int r, booted = -1, target, efi = -1;
-        bool resume;
+        bool resume, provisioning;
 
         r = install_state_load(c->state_dir, &st);
         if (r < 0)
                 return r;
-        r = floor_read(c->state_dir, c->floor_copy, &floor);
+        r = floor_read(c->state_dir, c->floor_copy, &floor, &time_floor);
         if (r < 0)
                 goto out;
+        /* INVARIANT: the clock is never believed to be earlier than the newest authenticated bundle's
+         * creation time (state or floor records, which survive losing the state dir): a clock set back
+         * cannot revive an expired bundle or signer certificate. */
+        time_floor = MAX(time_floor, st.time_floor);
+        now = o->now ? o->now : (int64_t) time(NULL);
+        now = MAX(now, time_floor);
 
         r = bundle_open(o->bundle, &b);
         if (r < 0)
@@ -423,7 +419,9 @@ int install_run(const struct device_conf *c, const struct install_opts *o, struc
                 .keyring = c->keyring,
                 .compatible = c->compatible,
                 .min_version = floor,
-                .now = o->now,
+                .now = now,
+                .require_codesigning = c->require_codesigning,
+                .allowed_signers = c->allowed_signers[0] ? (const char *const *) c->allowed_signers : NULL,
         };
         /* INVARIANT: signature, chain, compatible, expiry and the anti-rollback floor are checked before
          * anything is written anywhere: slot, ESP or state. */
@@ -432,17 +430,33 @@ int install_run(const struct device_conf *c, const struct install_opts *o, struc
                 goto out;
         m = bundle_get_manifest(b);
 
+        /* First provisioning: nothing is blessed yet, so there is no known-good slot to protect. */
+        provisioning = st.slots[0].status != SLOT_GOOD && st.slots[1].status != SLOT_GOOD;
         r = install_booted_slot(c, o->booted, &booted, NULL);
-        if (r < 0 && r != -ENOENT)
+        if (r < 0 && r != -RINGIL_EREFUSED && r != -ENOMEM) {
+                /* INVARIANT: without a readable LoaderEntrySelected (or --booted) the booted slot is unknown,
+                 * and only an explicit --slot on a device with nothing blessed may proceed. */
+                if (o->slot < 0 || !provisioning) {
+                        r = ringil_fail(-RINGIL_EREFUSED,
+                                        "cannot read LoaderEntrySelected from %s (%s), so the booted slot is unknown; "
+                                        "pass --booted ENTRY%s",
+                                        c->efivarfs, ringil_strerror(r),
+                                        provisioning ? " (or --slot a|b for first provisioning)" : "");
+                        goto out;
+                }
+                booted = -1;
+        } else if (r < 0)
                 goto out;
-        if (o->slot >= 0)
-                target = o->slot;
-        else if (booted >= 0)
-                target = 1 - booted;
-        else {
-                r = ringil_fail(-RINGIL_EREFUSED, "cannot tell which slot is booted (no LoaderEntrySelected, no good slot); use --slot");
+        else if (st.slots[booted].status != SLOT_GOOD && !(o->slot >= 0 && provisioning)) {
+                /* INVARIANT: install only from a blessed slot. From an unblessed one the other slot is the
+                 * last known-good one: overwriting it leaves nothing to fall back to. */
+                r = ringil_fail(-RINGIL_EREFUSED,
+                                "booted slot %c is %s, not blessed: run `ringil mark-good` once it is healthy (or "
+                                "reboot into the good slot) before installing",
+                                slot_letter(booted), slot_status_to_string(st.slots[booted].status));
                 goto out;
         }
+        target = o->slot >= 0 ? o->slot : 1 - booted;
         /* INVARIANT: the running slot is never written. */
         if (target == booted) {
                 r = ringil_fail(-RINGIL_EREFUSED, "slot %c is the booted slot", slot_letter(target));
@@ -470,6 +484,8 @@ int install_run(const struct device_conf *c, const struct install_opts *o, struc
                 st.n_progress = m->n_payloads;
                 memset(st.progress, 0, sizeof(st.progress));
         }
+        /* The bundle is authenticated: its creation time is a lower bound on the current time. */
+        st.time_floor = MAX(time_floor, m->created);
         st.phase = PHASE_WRITING;
         st.attempts++;
         if (st.attempts > c->max_attempts) {
@@ -625,7 +641,7 @@ int install_mark_good(const struct device_conf *c, const char *booted, char **re
          * (the bless service runs on every boot). */
         r = bootentry_bless(c->esp, &e);
         if (r >= 0)
-                r = floor_raise(c->state_dir, c->floor_copy, e.version);
+                r = floor_raise(c->state_dir, c->floor_copy, e.version, st.time_floor);
         if (r >= 0 && asprintf(&pattern, "%s-*", c->entry_name) < 0)
                 r = -ENOMEM;
         if (r >= 0)

@@ -17,7 +17,7 @@ struct install_opts {
         const char *bundle;      /* path, or "-" for stdin */
         int slot;                /* force the target slot (0/1), -1: the one not booted */
         const char *booted;      /* booted entry id override (tests, recovery); NULL: LoaderEntrySelected */
-        int64_t now;             /* 0: current time */
+        int64_t now;             /* 0: current time; raised to the trusted-time floor either way */
 };
 
 struct install_result {
@@ -32,9 +32,12 @@ struct install_result {
 int install_run(const struct device_conf *c, const struct install_opts *o, struct install_result *ret);
 
 /*
- * The booted slot: from the `booted` override or LoaderEntrySelected (an entry id of ours), else the
- * single slot the state records as good. *ret_entry gets the entry id when known (may be NULL).
- * -ENOENT when it cannot be determined.
+ * The booted slot: from the `booted` override or LoaderEntrySelected (an entry id of ours), never
+ * guessed from the state. *ret_entry gets the entry id (may be NULL). -ENOENT when LoaderEntrySelected
+ * is absent, -RINGIL_EREFUSED for an id that is not one of our slot entries.
+ *
+ * install_run() refuses (-RINGIL_EREFUSED) unless the booted slot is known and recorded good, or --slot
+ * is given while no slot is recorded good (first provisioning; the booted slot may then be unknown).
  */
 int install_booted_slot(const struct device_conf *c, const char *booted, int *ret_slot, char **ret_entry);
 

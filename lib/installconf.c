@@ -154,6 +154,53 @@ static int set_path(char **dst, const char *value, const char *key, unsigned lin
         return set_str(dst, value, key, line);
 }
 
+/* "yes"/"no" (also true/false, 1/0): a typo is an error, never a silent default. */
+static int set_bool(bool *dst, const char *value, const char *key, unsigned line) {
+        if (streq(value, "yes") || streq(value, "true") || streq(value, "1"))
+                *dst = true;
+        else if (streq(value, "no") || streq(value, "false") || streq(value, "0"))
+                *dst = false;
+        else
+                return ringil_fail(-RINGIL_EMALFORMED, "line %u: `%s' must be yes or no, not `%s'", line, key, value);
+        return 0;
+}
+
+/* allowed-signer = CN[, CN...]: the INI reader refuses repeated keys, so the list is comma-separated
+ * (a CN containing a comma cannot be listed). Items are trimmed; empty items and duplicates are errors. */
+static int set_signers(struct device_conf *c, const char *value, unsigned line) {
+        const char *p = value;
+        size_t n = 0;
+
+        for (;;) {
+                const char *end = strchr(p, ',');
+                size_t len = end ? (size_t) (end - p) : strlen(p);
+                char *cn;
+
+                while (len > 0 && (*p == ' ' || *p == '\t'))
+                        p++, len--;
+                while (len > 0 && (p[len - 1] == ' ' || p[len - 1] == '\t'))
+                        len--;
+                if (len == 0 || len > INSTALL_SIGNER_MAX)
+                        return ringil_fail(-RINGIL_EMALFORMED, "line %u: allowed-signer: empty or overlong name", line);
+                if (n >= INSTALL_MAX_SIGNERS)
+                        return ringil_fail(-RINGIL_ETOOBIG, "line %u: more than %u allowed signers", line,
+                                           INSTALL_MAX_SIGNERS);
+                cn = strndup(p, len);
+                if (!cn)
+                        return -ENOMEM;
+                for (size_t i = 0; i < n; i++)
+                        if (streq(c->allowed_signers[i], cn)) {
+                                free(cn);
+                                return ringil_fail(-RINGIL_EMALFORMED, "line %u: allowed-signer `%.*s' listed twice",
+                                                   line, (int) len, p);
+                        }
+                c->allowed_signers[n++] = cn;
+                if (!end)
+                        return 0;
+                p = end + 1;
+        }
+}
+
 static int conf_handler(void *userdata, const char *section, const char *key, const char *value,
                         unsigned line) {
         struct device_conf *c = userdata;
@@ -164,6 +211,10 @@ static int conf_handler(void *userdata, const char *section, const char *key, co
                         return set_str(&c->compatible, value, key, line);
                 if (streq(key, "keyring"))
                         return set_path(&c->keyring, value, key, line);
+                if (streq(key, "require-codesigning"))
+                        return set_bool(&c->require_codesigning, value, key, line);
+                if (streq(key, "allowed-signer"))
+                        return set_signers(c, value, line);
                 if (streq(key, "esp"))
                         return set_path(&c->esp, value, key, line);
                 if (streq(key, "state-dir"))
@@ -343,6 +394,8 @@ void device_conf_done(struct device_conf *c) {
         free(c->pre_install_hook);
         free(c->post_install_hook);
         free(c->health_hook);
+        for (size_t i = 0; i < INSTALL_MAX_SIGNERS && c->allowed_signers[i]; i++)
+                free(c->allowed_signers[i]);
         for (size_t i = 0; i < c->n_classes; i++) {
                 free(c->classes[i].name);
                 free(c->classes[i].device[0]);

@@ -23,6 +23,8 @@ int ini_parse(const char *text, size_t len, ini_handler handler, void *userdata)
 
 #define INSTALL_MAX_SLOT_CLASSES 8
 #define INSTALL_TRIES_MAX 32u
+#define INSTALL_MAX_SIGNERS 16
+#define INSTALL_SIGNER_MAX 64u   /* X.520 ub-common-name */
 
 struct slot_class {
         char *name;          /* payload name in the bundle, e.g. "rootfs" */
@@ -32,6 +34,8 @@ struct slot_class {
 struct device_conf {
         char *compatible;
         char *keyring;               /* default /etc/secure/keys/keys/db/db.pem */
+        bool require_codesigning;    /* bundle signer must carry the codeSigning EKU; default no */
+        char *allowed_signers[INSTALL_MAX_SIGNERS + 1];   /* subject CNs, NULL-terminated; empty: any */
         char *esp;                   /* ESP mount point, default /boot */
         char *state_dir;             /* default /var/lib/ringil; must not be inside a slot */
         char *floor_copy;            /* second floor record; default <esp>/loader/ringil/floor */

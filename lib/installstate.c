@@ -115,6 +115,13 @@ static int state_handler(void *userdata, const char *section, const char *key, c
                         return parse_u64(value, &s->writes) < 0 ? -RINGIL_EMALFORMED : 0;
                 if (streq(key, "last-error"))
                         return install_state_set_error(s, value);
+                if (streq(key, "time-floor")) {
+                        uint64_t t;
+                        if (parse_u64(value, &t) < 0 || t > (uint64_t) INT64_MAX)
+                                goto bad;
+                        s->time_floor = (int64_t) t;
+                        return 0;
+                }
                 if (strncmp(key, "progress.", 9) == 0) {
                         uint32_t idx;
                         if (parse_u32_range(key + 9, 0, INSTALL_MAX_PAYLOADS - 1, &idx) < 0 ||
@@ -172,6 +179,8 @@ int install_state_format(const struct install_state *s, struct buf *out) {
                 r = buf_printf(out, "attempts = %u\nwrites = %llu\n", s->attempts, (unsigned long long) s->writes);
         for (size_t i = 0; r >= 0 && i < s->n_progress && i < INSTALL_MAX_PAYLOADS; i++)
                 r = buf_printf(out, "progress.%zu = %llu\n", i, (unsigned long long) s->progress[i]);
+        if (r >= 0 && s->time_floor > 0)
+                r = buf_printf(out, "time-floor = %lld\n", (long long) s->time_floor);
         if (r >= 0 && s->last_error)
                 r = buf_printf(out, "last-error = %s\n", s->last_error);
         for (int k = 0; r >= 0 && k < 2; k++) {
@@ -228,46 +237,65 @@ int install_state_save(const char *state_dir, const struct install_state *s) {
         return 0;
 }
 
-static int floor_read_one(const char *path, char **ret) {
+static int floor_read_one(const char *path, char **ret, int64_t *ret_time) {
         _cleanup_free_ uint8_t *data = NULL;
+        char *nl, *rest;
+        uint64_t t = 0;
         size_t len;
         int r;
 
         r = read_full_file(path, RFILE_NOFOLLOW, 256, &data, &len);
         if (r == -ENOENT) {
                 *ret = NULL;
+                *ret_time = 0;
                 return 0;
         }
         if (r < 0)
                 return ringil_fail(r == -EFBIG ? -RINGIL_EMALFORMED : r, "floor record %s unreadable", path);
-        if (len > 0 && data[len - 1] == '\n')
-                data[--len] = '\0';
-        if (strlen((char *) data) != len || bundle_version_valid((char *) data) < 0)
+        if (strlen((char *) data) != len)
                 return ringil_fail(-RINGIL_EMALFORMED, "floor record %s is malformed", path);
+        nl = strchr((char *) data, '\n');
+        rest = nl ? nl + 1 : (char *) data + len;
+        if (nl)
+                *nl = '\0';
+        if (bundle_version_valid((char *) data) < 0)
+                return ringil_fail(-RINGIL_EMALFORMED, "floor record %s is malformed", path);
+        if (*rest) {
+                /* Exactly one more line: "time-floor SECONDS", newline optional. */
+                size_t n = strlen(rest);
+                if (rest[n - 1] == '\n')
+                        rest[--n] = '\0';
+                if (strncmp(rest, "time-floor ", 11) != 0 || parse_u64(rest + 11, &t) < 0 || t > (uint64_t) INT64_MAX)
+                        return ringil_fail(-RINGIL_EMALFORMED, "floor record %s is malformed", path);
+        }
         *ret = (char *) TAKE_PTR(data);
+        *ret_time = (int64_t) t;
         return 0;
 }
 
-int floor_read(const char *state_dir, const char *floor_copy, char **ret) {
+int floor_read(const char *state_dir, const char *floor_copy, char **ret, int64_t *ret_time) {
         _cleanup_free_ char *p = NULL, *a = NULL, *b = NULL;
+        int64_t ta = 0, tb = 0;
         int r;
 
         r = join(state_dir, INSTALL_FLOOR_FILE, &p);
         if (r >= 0)
-                r = floor_read_one(p, &a);
+                r = floor_read_one(p, &a, &ta);
         if (r >= 0 && floor_copy)
-                r = floor_read_one(floor_copy, &b);
+                r = floor_read_one(floor_copy, &b, &tb);
         if (r < 0)
                 return r;
         if (a && b)
                 *ret = bundle_version_compare(a, b) >= 0 ? TAKE_PTR(a) : TAKE_PTR(b);
         else
                 *ret = a ? TAKE_PTR(a) : TAKE_PTR(b);
+        if (ret_time)
+                *ret_time = MAX(ta, tb);
         return 0;
 }
 
-static int floor_write_one(const char *path, const char *version, unsigned flags) {
-        _cleanup_free_ char *dir = strdup(path), *line = NULL;
+static int floor_write_one(const char *path, const char *version, int64_t time_floor, unsigned flags) {
+        _cleanup_free_ char *dir = strdup(path), *text = NULL;
         char *slash;
         int r;
 
@@ -280,35 +308,39 @@ static int floor_write_one(const char *path, const char *version, unsigned flags
                 if (r < 0)
                         return ringil_fail(r, "cannot create %s", dir);
         }
-        if (asprintf(&line, "%s\n", version) < 0)
+        r = time_floor > 0 ? asprintf(&text, "%s\ntime-floor %lld\n", version, (long long) time_floor)
+                           : asprintf(&text, "%s\n", version);
+        if (r < 0)
                 return -ENOMEM;
         crash_point("floor write");
-        r = atomic_write_file(path, line, strlen(line), 0644, flags);
+        r = atomic_write_file(path, text, strlen(text), 0644, flags);
         if (r < 0)
                 return ringil_fail(r, "cannot write floor record %s", path);
         return 0;
 }
 
-int floor_raise(const char *state_dir, const char *floor_copy, const char *version) {
+int floor_raise(const char *state_dir, const char *floor_copy, const char *version, int64_t time_floor) {
         _cleanup_free_ char *cur = NULL, *p = NULL;
+        int64_t cur_time = 0;
         int r;
 
         r = bundle_version_valid(version);
         if (r < 0)
                 return ringil_fail(r, "floor: bad version `%s'", version);
-        r = floor_read(state_dir, floor_copy, &cur);
+        r = floor_read(state_dir, floor_copy, &cur, &cur_time);
         if (r < 0)
                 return r;
         if (cur && bundle_version_compare(version, cur) <= 0)
                 version = cur;   /* never lower; still rewrite both so a lost copy is restored */
+        time_floor = MAX(time_floor, cur_time);
         r = mkdir_p(state_dir, 0700);
         if (r < 0)
                 return r;
         r = join(state_dir, INSTALL_FLOOR_FILE, &p);
         if (r >= 0)
-                r = floor_write_one(p, version, 0);
+                r = floor_write_one(p, version, time_floor, 0);
         if (r >= 0 && floor_copy)
-                r = floor_write_one(floor_copy, version, AW_NOCHMOD);   /* on the ESP by default */
+                r = floor_write_one(floor_copy, version, time_floor, AW_NOCHMOD);   /* on the ESP by default */
         return r;
 }
 

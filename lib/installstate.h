@@ -49,6 +49,7 @@ struct install_state {
         size_t n_progress;
         uint64_t progress[INSTALL_MAX_PAYLOADS];   /* chunks verified, written and fsynced */
         char *last_error;             /* one line, or NULL */
+        int64_t time_floor;           /* trusted-time floor: latest `created` of an authenticated bundle, 0 none */
         struct slot_record slots[2];
 };
 
@@ -67,13 +68,16 @@ void install_state_done(struct install_state *s);
 int install_state_set_error(struct install_state *s, const char *msg);
 
 /*
- * The effective floor: the highest valid version among <state-dir>/floor and the floor copy (missing
- * files are skipped). *ret is NULL when no floor exists. A present but malformed record fails closed
- * (-RINGIL_EMALFORMED): the floor is never silently lowered.
+ * A floor record is "VERSION\n", optionally followed by "time-floor SECONDS\n": the trusted-time floor
+ * (the `created` time of the newest authenticated bundle; the clock is never believed to be earlier).
+ * The effective floor: the highest valid version and the highest time among <state-dir>/floor and the
+ * floor copy (missing files are skipped). *ret is NULL when no floor exists; *ret_time (optional) is 0
+ * when no time is recorded. A present but malformed record fails closed (-RINGIL_EMALFORMED): neither
+ * floor is ever silently lowered.
  */
-int floor_read(const char *state_dir, const char *floor_copy, char **ret);
-/* Raise both records to version if it is above the current floor; never lowers. */
-int floor_raise(const char *state_dir, const char *floor_copy, const char *version);
+int floor_read(const char *state_dir, const char *floor_copy, char **ret, int64_t *ret_time);
+/* Raise both records to version and time_floor where they are above the current ones; never lowers. */
+int floor_raise(const char *state_dir, const char *floor_copy, const char *version, int64_t time_floor);
 
 /*
  * Fault injection for the crash-consistency tests. RINGIL_TEST_CRASH_AT=N (read once) makes the Nth

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "bootentry.h"
 #include "err.h"
@@ -28,6 +29,9 @@ static const char install_text[] =
         "after the last recorded verified chunk; another bundle starts clean.\n\n"
         "Options:\n" COMMON_OPTS
         "      --slot a|b        install into this slot (first provisioning; never the booted one)\n\n"
+        "Refused (exit 11) when the booted slot is unknown (no LoaderEntrySelected and no --booted) or not\n"
+        "blessed, except --slot while no slot is blessed yet (first provisioning). Expiry is checked against\n"
+        "the later of the clock and the newest installed bundle's creation time.\n\n"
         "Environment: RINGIL_TEST_CRASH_AT=N kills the installer at its Nth crash point (tests only).\n\n";
 
 static const char mark_good_text[] =
@@ -263,6 +267,7 @@ int verb_status(int argc, char *argv[]) {
         const struct boot_entry *def;
         struct common o;
         size_t n = 0;
+        int64_t time_floor = 0;
         int r, booted = -1;
         bool rollback;
 
@@ -277,13 +282,14 @@ int verb_status(int argc, char *argv[]) {
         r = install_state_load(conf.state_dir, &st);
         if (r < 0)
                 return fail(r, "Cannot read install state");
-        r = floor_read(conf.state_dir, conf.floor_copy, &floor);
+        r = floor_read(conf.state_dir, conf.floor_copy, &floor, &time_floor);
         if (r >= 0)
                 r = bootentry_list(conf.esp, conf.entry_name, &v, &n);
         if (r < 0) {
                 install_state_done(&st);
                 return fail(r, "Cannot read status");
         }
+        time_floor = MAX(time_floor, st.time_floor);
         (void) install_booted_slot(&conf, o.booted, &booted, &booted_id);
         (void) bootentry_efivar_default(conf.efivarfs, &efi_default);
         view_slots(&st, v, n, sv);
@@ -316,6 +322,7 @@ int verb_status(int argc, char *argv[]) {
                 json_object_set_new(j, "attempts", json_integer(st.attempts));
                 json_object_set_new(j, "chunk_writes", json_integer((json_int_t) st.writes));
                 json_object_set_new(j, "floor", floor ? json_string(floor) : json_null());
+                json_object_set_new(j, "time_floor", time_floor > 0 ? json_integer(time_floor) : json_null());
                 json_object_set_new(j, "last_error", st.last_error ? json_string(st.last_error) : json_null());
                 json_object_set_new(j, "rollback", json_boolean(rollback));
                 s = json_dumps(j, JSON_INDENT(2) | JSON_SORT_KEYS);
@@ -345,6 +352,12 @@ int verb_status(int argc, char *argv[]) {
                         printf("install:    %s %s into slot %c (attempt %u)\n", install_phase_to_string(st.phase), st.version,
                                slot_letter(st.slot), st.attempts);
                 printf("floor:      %s\n", floor ? floor : "none");
+                if (time_floor > 0) {
+                        char t[32];
+                        struct tm tm;
+                        time_t tt = (time_t) time_floor;
+                        printf("time floor: %s\n", gmtime_r(&tt, &tm) && strftime(t, sizeof(t), "%Y-%m-%dT%H:%M:%SZ", &tm) ? t : "?");
+                }
                 printf("rollback:   %s\n", rollback ? "yes" : "no");
                 printf("last error: %s\n", st.last_error ? st.last_error : "-");
         }

@@ -517,3 +517,179 @@ def test_pre_install_hook_can_veto(dev, tmp_path):
     assert p.returncode == 11 and "pre-install hook" in p.err
     assert dev.slot["b"].read_bytes() == slot_before
     assert dev.default_entry()["slot"] == "a"
+
+
+# ---------------------------------------------------------------- security review regressions
+
+def drop_selected(dev):
+    (dev.efi / f"LoaderEntrySelected-{VENDOR}").unlink()
+
+
+def test_unknown_booted_slot_is_never_guessed(dev):
+    """Booted into a pending b with efivarfs gone: the state's good slot (a) must not be taken for the
+    booted one, which would make the running b the target."""
+    provision(dev)
+    dev.install("2.0", check=0)
+    assert dev.boot()["slot"] == "b"
+    drop_selected(dev)
+    before = dev.snapshot()
+    p = dev.install("3.0")
+    assert p.returncode == 11, p.err
+    assert "LoaderEntrySelected" in p.err and "--booted" in p.err
+    assert dev.snapshot() == before and dev.slot_is("b", "2.0") and dev.slot_is("a", "1.0")
+    # --slot is first provisioning only: a blessed slot exists, so it does not bypass the check.
+    p = dev.install("3.0", "--slot", "a")
+    assert p.returncode == 11, p.err
+    assert dev.snapshot() == before
+    # Told what is booted, the installer applies its normal rules (b is not blessed: refused) ...
+    p = dev.install("3.0", "--booted", "ringil-b-2.0.conf")
+    assert p.returncode == 11 and "not blessed" in p.err
+    assert dev.snapshot() == before
+    # ... and once b is blessed, the update goes to a.
+    dev.run("mark-good", "--booted", "ringil-b-2.0.conf", check=0)
+    assert "into slot a" in dev.install("3.0", "--booted", "ringil-b-2.0.conf", check=0).out
+    assert dev.slot_is("a", "3.0") and dev.slot_is("b", "2.0")
+
+
+def test_no_install_from_an_unblessed_slot(dev):
+    """Booted into a pending b: a is the last blessed slot and must survive; installing over it and then
+    blessing b would also have marked the new a bad with a false rollback."""
+    provision(dev)
+    dev.install("2.0", check=0)
+    assert dev.boot()["slot"] == "b"
+    before = dev.snapshot()
+    for args in ((), ("--slot", "a")):
+        p = dev.install("3.0", *args)
+        assert p.returncode == 11, p.err
+        assert "slot b is pending, not blessed" in p.err
+        assert dev.snapshot() == before
+    assert dev.slot_is("a", "1.0")
+    s = dev.status()
+    assert s["slots"]["a"]["state"] == "good" and s["phase"] == "pending" and s["last_error"] is None
+    dev.run("mark-good", check=0)
+    s = dev.status()
+    assert s["slots"]["b"]["state"] == "good" and not s["rollback"] and s["last_error"] is None
+    dev.install("3.0", check=0)
+    assert dev.slot_is("a", "3.0")
+    e = dev.boot()
+    assert e["slot"] == "a"
+    dev.run("mark-good", check=0)
+    s = dev.status()
+    assert s["slots"]["a"]["state"] == "good" and s["slots"]["b"]["state"] == "good" and not s["rollback"]
+
+
+def test_bundle_must_cover_every_slot_class(tmp_path, world, ringil):
+    d = world["dir"]
+    data = {"a": tmp_path / "data-a", "b": tmp_path / "data-b"}
+    for p in data.values():
+        p.write_bytes(b"\xee" * SLOT_SIZE)
+    dev = Device(tmp_path / "dev", world, ringil)
+    dev.conf.write_text(dev.conf.read_text() +
+                        f"[slot.data.a]\ndevice = {data['a']}\n[slot.data.b]\ndevice = {data['b']}\n")
+    before = dev.snapshot()
+    p = dev.install("1.0", "--slot", "a")   # rootfs only: data.a would keep stale content under a new entry
+    assert p.returncode == 8, p.err
+    assert "no raw payload `data'" in p.err
+    assert dev.snapshot() == before and dev.entries() == []
+    assert data["a"].read_bytes() == b"\xee" * SLOT_SIZE
+    both = tmp_path / "both.rb"
+    ringil("bundle", "create", "--key", d / "db.key", "--cert", d / "db.pem", "--compatible", "drone-x1",
+           "--version", "1.0", "--chunk-size", "4K", "--payload", f"rootfs:raw={d / 'img-1.0'}",
+           "--payload", f"data:raw={d / 'img-0.9'}", "--output", both, check=0)
+    dev.install(both, "--slot", "a", check=0)
+    assert dev.slot_is("a", "1.0") and data["a"].read_bytes() == world["imgs"]["0.9"]
+    assert dev.entries() == ["ringil-a-1.0+3.conf"]
+
+
+@pytest.fixture(scope="session")
+def signers(world, ringil):
+    """A signer with the codeSigning EKU next to db (which has none), both trusted by one keyring."""
+    d = world["dir"]
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", d / "cs.key", "-out",
+                    d / "cs.pem", "-days", "30", "-subj", "/CN=cs key", "-addext", "extendedKeyUsage=codeSigning"],
+                   check=True, capture_output=True)
+    (d / "both.pem").write_bytes((d / "db.pem").read_bytes() + (d / "cs.pem").read_bytes())
+    out = {}
+    for key in ("db", "cs"):
+        out[key] = d / f"signed-by-{key}.rb"
+        ringil("bundle", "create", "--key", d / f"{key}.key", "--cert", d / f"{key}.pem", "--compatible",
+               "drone-x1", "--version", "1.0", "--chunk-size", "4K", "--payload", f"rootfs:raw={d / 'img-1.0'}",
+               "--output", out[key], check=0)
+    return out
+
+
+@pytest.mark.parametrize("policy,refused,accepted,why", [
+    ("require-codesigning = yes", "db", "cs", "lacks the codeSigning extended key usage"),
+    ("allowed-signer = cs key", "db", "cs", "signer 'db key' is not an allowed signer"),
+    ("require-codesigning = no\nallowed-signer = other key, db key", "cs", "db", "signer 'cs key' is not an allowed"),
+])
+def test_signer_policy_from_device_conf(tmp_path, world, ringil, signers, policy, refused, accepted, why):
+    dev = Device(tmp_path / "dev", world, ringil, extra_conf=policy)
+    dev.conf.write_text(dev.conf.read_text().replace(str(world["dir"] / "db.pem"), str(world["dir"] / "both.pem")))
+    before = dev.snapshot()
+    p = dev.install(signers[refused], "--slot", "a")
+    assert p.returncode == 5, p.err
+    assert why in p.err
+    assert dev.snapshot() == before
+    dev.install(signers[accepted], "--slot", "a", check=0)
+    assert dev.slot_is("a", "1.0")
+
+
+def faked(ringil, when, *args):
+    """ringil with its clock set back by libfaketime (the sanitizer runtime tolerates the preload)."""
+    env = dict(os.environ)
+    env["ASAN_OPTIONS"] = ":".join(filter(None, [env.get("ASAN_OPTIONS"), "verify_asan_link_order=0"]))
+    p = subprocess.run(["faketime", when, str(ringil.exe), *map(str, args)], env=env, capture_output=True, timeout=120)
+    p.out, p.err = p.stdout.decode(errors="replace"), p.stderr.decode(errors="replace")
+    return p
+
+
+@pytest.fixture(scope="session")
+def old_signer(world, ringil):
+    """A signer valid 2019..2029, a current bundle and one that expired on 2020-01-02."""
+    if not shutil.which("faketime"):
+        pytest.skip("faketime not installed")
+    d = world["dir"]
+    subprocess.run(["faketime", "2019-06-01 00:00:00", "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+                    "-keyout", d / "old.key", "-out", d / "old.pem", "-days", "3650", "-subj", "/CN=old key"],
+                   check=True, capture_output=True)
+    b = {}
+    for name, version, extra in (("now", "1.0", ()), ("expired", "2.0", ("--created", "2020-01-01", "--valid-for", "1"))):
+        b[name] = d / f"old-{name}.rb"
+        ringil("bundle", "create", "--key", d / "old.key", "--cert", d / "old.pem", "--compatible", "drone-x1",
+               "--version", version, "--chunk-size", "4K", "--payload", f"rootfs:raw={d / ('img-' + version)}",
+               *extra, "--output", b[name], check=0)
+    return b
+
+
+def test_clock_set_back_cannot_revive_expired_bundle(tmp_path, world, ringil, old_signer):
+    def device(name):
+        dev = Device(tmp_path / name, world, ringil)
+        dev.conf.write_text(dev.conf.read_text().replace(str(world["dir"] / "db.pem"), str(world["dir"] / "old.pem")))
+        return dev
+
+    # Control: on a device with no history, at a clock of 2020-01-01 the bundle is in date and installs.
+    fresh = device("fresh")
+    p = faked(ringil, "2020-01-01 12:00:00", "install", "--config", fresh.conf, "--slot", "a", old_signer["expired"])
+    assert p.returncode == 0, p.err
+    assert fresh.slot_is("a", "2.0")
+
+    # A device that installed a current bundle knows the time is at least that bundle's creation.
+    dev = device("dev")
+    dev.install(old_signer["now"], "--slot", "a", check=0)
+    assert dev.boot()["slot"] == "a"
+    dev.run("mark-good", check=0)
+    before = dev.snapshot()
+    p = faked(ringil, "2020-01-01 12:00:00", "install", "--config", dev.conf, old_signer["expired"])
+    assert p.returncode == 6, p.err
+    assert "expired" in p.err
+    assert dev.snapshot() == before
+    created = dev.status()["time_floor"]
+    assert created and created > 1700000000
+    assert f"time-floor {created}\n" in (dev.esp / "loader" / "ringil" / "floor").read_text()
+    # Losing the state directory keeps the floor copy on the ESP, and with it the time floor.
+    shutil.rmtree(dev.state)
+    before = dev.snapshot()
+    p = faked(ringil, "2020-01-01 12:00:00", "install", "--config", dev.conf, "--slot", "b", old_signer["expired"])
+    assert p.returncode == 6, p.err
+    assert dev.snapshot() == before

@@ -1,7 +1,10 @@
 /* test-fileio.c: atomic replacement, bounded reads and symlink refusal. */
 #include <dirent.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <stdbool.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "tests.h"
@@ -98,14 +101,65 @@ static void test_read_exact_short(void **state) {
         assert_int_equal(read_exact(fd, b, 8), -ENODATA);
 }
 
+/*
+ * Durability cannot be observed by killing a process (the page cache survives SIGKILL), so the test
+ * records which files are fsynced: this definition takes the place of libc's for every call in this
+ * program, including the library's, and forwards to the system call.
+ */
+static char synced[16][PATH_MAX];
+static size_t n_synced;
+
+int fsync(int fd) {
+        char link[64];
+        ssize_t n;
+
+        (void) snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+        if (n_synced < ELEMENTSOF(synced) && (n = readlink(link, synced[n_synced], PATH_MAX - 1)) > 0)
+                synced[n_synced++][n] = '\0';
+        return (int) syscall(SYS_fsync, fd);
+}
+
+static bool was_synced(const char *path) {
+        for (size_t i = 0; i < n_synced; i++)
+                if (streq(synced[i], path))
+                        return true;
+        return false;
+}
+
 static void test_mkdir_p(void **state) {
-        _cleanup_free_ char *p = path_in(state, "a/b/c");
+        _cleanup_free_ char *p = path_in(state, "a/b/c"), *a = path_in(state, "a"), *ab = path_in(state, "a/b"),
+                            *f = path_in(state, "f");
         struct stat st;
 
-        assert_int_equal(mkdir_p(p, 0700), 0);
+        n_synced = 0;
         assert_int_equal(mkdir_p(p, 0700), 0);
         assert_int_equal(stat(p, &st), 0);
         assert_true(S_ISDIR(st.st_mode));
+        assert_int_equal(st.st_mode & 0777, 0700);
+        /* Every created directory and every parent that gained an entry is durable. */
+        assert_true(was_synced(*state));
+        assert_true(was_synced(a));
+        assert_true(was_synced(ab));
+        assert_true(was_synced(p));
+
+        /* Existing directories are accepted, and nothing needs syncing then. */
+        n_synced = 0;
+        assert_int_equal(mkdir_p(p, 0700), 0);
+        assert_int_equal(n_synced, 0);
+        /* A new leaf under existing directories: the leaf and its parent only. */
+        free(p);
+        p = path_in(state, "a/b/d/");
+        n_synced = 0;
+        assert_int_equal(mkdir_p(p, 0700), 0);
+        assert_int_equal(n_synced, 2);
+        assert_true(was_synced(ab));
+
+        /* A file in the way is not a directory, wherever it is. */
+        assert_int_equal(atomic_write_file(f, "x", 1, 0600, 0), 0);
+        assert_int_equal(mkdir_p(f, 0700), -ENOTDIR);
+        free(p);
+        p = path_in(state, "f/sub");
+        assert_int_equal(mkdir_p(p, 0700), -ENOTDIR);
 }
 
 int main(void) {

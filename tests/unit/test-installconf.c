@@ -30,7 +30,43 @@ static void test_valid_and_defaults(void **state) {
         assert_int_equal(c.n_classes, 1);
         assert_string_equal(device_conf_find_class(&c, "rootfs")->device[1], "/dev/vda3");
         assert_null(device_conf_find_class(&c, "home"));
+        assert_false(c.require_codesigning);
+        assert_null(c.allowed_signers[0]);
         device_conf_done(&c);
+}
+
+static void test_signer_policy(void **state) {
+        struct device_conf c;
+        (void) state;
+
+        assert_int_equal(parse("[device]\ncompatible = x\nrequire-codesigning = yes\n"
+                               "allowed-signer = Release Key 2026 ,  CI key,x\n", &c), 0);
+        assert_true(c.require_codesigning);
+        assert_string_equal(c.allowed_signers[0], "Release Key 2026");
+        assert_string_equal(c.allowed_signers[1], "CI key");
+        assert_string_equal(c.allowed_signers[2], "x");
+        assert_null(c.allowed_signers[3]);
+        device_conf_done(&c);
+        assert_int_equal(parse("[device]\ncompatible = x\nrequire-codesigning = no\n", &c), 0);
+        assert_false(c.require_codesigning);
+        device_conf_done(&c);
+
+        static const char *const bad[] = {
+                "[device]\ncompatible = x\nrequire-codesigning = maybe\n",
+                "[device]\ncompatible = x\nrequire-codesigning =\n",
+                "[device]\ncompatible = x\nallowed-signer =\n",
+                "[device]\ncompatible = x\nallowed-signer = a,,b\n",
+                "[device]\ncompatible = x\nallowed-signer = a, \n",
+                "[device]\ncompatible = x\nallowed-signer = a, b, a\n",
+                "[device]\ncompatible = x\nallowed-signer = a\nallowed-signer = b\n",   /* duplicate key */
+                "[device]\ncompatible = x\nallowed-signer = "
+                "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\n",   /* 65 > ub-common-name */
+        };
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++)
+                if (parse(bad[i], &c) != -RINGIL_EMALFORMED)
+                        fail_msg("case %zu accepted or wrong error: %s", i, bad[i]);
+        assert_int_equal(parse("[device]\ncompatible = x\nallowed-signer = "
+                               "a,b,c,d,e,f,g,h,i,j,k,l,m,n,o,p,q\n", &c), -RINGIL_ETOOBIG);
 }
 
 static void test_refusals(void **state) {
@@ -83,6 +119,7 @@ int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_valid_and_defaults),
                 cmocka_unit_test(test_refusals),
+                cmocka_unit_test(test_signer_policy),
                 cmocka_unit_test(test_caps),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -38,6 +38,7 @@ static void test_roundtrip(void **state) {
         s.slots[0].version = strdup("1.0");
         s.slots[0].status = SLOT_GOOD;
         s.slots[1].status = SLOT_WRITING;
+        s.time_floor = 1764300000;
         assert_int_equal(install_state_set_error(&s, "bad\nthing"), 0);
         assert_string_equal(s.last_error, "bad thing");
         assert_int_equal(install_state_save(d, &s), 0);
@@ -50,6 +51,7 @@ static void test_roundtrip(void **state) {
         assert_int_equal(t.writes, 77);
         assert_int_equal(t.n_progress, 2);
         assert_int_equal(t.progress[0], 40);
+        assert_int_equal(t.time_floor, 1764300000);
         assert_string_equal(t.last_error, "bad thing");
         assert_int_equal(t.slots[0].status, SLOT_GOOD);
         assert_string_equal(t.slots[0].version, "1.0");
@@ -68,6 +70,8 @@ static void test_missing_and_malformed(void **state) {
                 "[install]\nversion = 1.x\n",
                 "[slot.c]\nstatus = good\n",
                 "[slot.a]\nstatus = great\n",
+                "[install]\ntime-floor = -1\n",
+                "[install]\ntime-floor = 9223372036854775808\n",
         };
 
         assert_int_equal(install_state_load(*state, &s), 0);
@@ -85,11 +89,11 @@ static void test_floor_two_copies(void **state) {
 
         snprintf(sd, sizeof(sd), "%s/state", (char *) *state);
         snprintf(copy, sizeof(copy), "%s/esp/loader/ringil/floor", (char *) *state);
-        assert_int_equal(floor_read(sd, copy, &fl), 0);
+        assert_int_equal(floor_read(sd, copy, &fl, NULL), 0);
         assert_null(fl);
-        assert_int_equal(floor_raise(sd, copy, "1.10"), 0);
-        assert_int_equal(floor_raise(sd, copy, "1.9"), 0);   /* never lowers */
-        assert_int_equal(floor_read(sd, copy, &fl), 0);
+        assert_int_equal(floor_raise(sd, copy, "1.10", 0), 0);
+        assert_int_equal(floor_raise(sd, copy, "1.9", 0), 0);   /* never lowers */
+        assert_int_equal(floor_read(sd, copy, &fl, NULL), 0);
         assert_string_equal(fl, "1.10");
         free(TAKE_PTR(fl));
 
@@ -97,13 +101,37 @@ static void test_floor_two_copies(void **state) {
         test_rm_rf(sd);
         snprintf(f, sizeof(f), "%s/floor", sd);
         assert_int_equal(access(f, F_OK), -1);
-        assert_int_equal(floor_read(sd, copy, &fl), 0);
+        assert_int_equal(floor_read(sd, copy, &fl, NULL), 0);
         assert_string_equal(fl, "1.10");
         free(TAKE_PTR(fl));
 
+        /* The trusted-time floor rides in both records, is never lowered, and survives the state dir. */
+        int64_t t = -1;
+        assert_int_equal(floor_read(sd, copy, &fl, &t), 0);
+        assert_int_equal(t, 0);
+        free(TAKE_PTR(fl));
+        assert_int_equal(floor_raise(sd, copy, "1.10", 1764300000), 0);
+        assert_int_equal(floor_raise(sd, copy, "1.11", 1600000000), 0);   /* version up, time never down */
+        test_rm_rf(sd);
+        assert_int_equal(floor_read(sd, copy, &fl, &t), 0);
+        assert_string_equal(fl, "1.11");
+        assert_int_equal(t, 1764300000);
+        free(TAKE_PTR(fl));
+        assert_int_equal(atomic_write_file(copy, "1.12\ntime-floor 42", 18, 0644, 0), 0);
+        assert_int_equal(floor_read(sd, copy, &fl, &t), 0);
+        assert_int_equal(t, 42);
+        free(TAKE_PTR(fl));
+        static const char *const bad_records[] = { "1.0\ntime-floor\n", "1.0\ntime-floor x\n", "1.0\ntime-floor 1\nmore\n",
+                                                   "1.0\n\n", "1.0\nfloor 5\n", "\ntime-floor 5\n" };
+        for (size_t i = 0; i < ELEMENTSOF(bad_records); i++) {
+                assert_int_equal(atomic_write_file(copy, bad_records[i], strlen(bad_records[i]), 0644, 0), 0);
+                if (floor_read(sd, copy, &fl, &t) != -RINGIL_EMALFORMED)
+                        fail_msg("floor record %zu accepted: %s", i, bad_records[i]);
+        }
+
         /* A corrupt record fails closed instead of reading as "no floor". */
         assert_int_equal(atomic_write_file(copy, "garbage\n", 8, 0644, 0), 0);
-        assert_int_equal(floor_read(sd, copy, &fl), -RINGIL_EMALFORMED);
+        assert_int_equal(floor_read(sd, copy, &fl, NULL), -RINGIL_EMALFORMED);
 }
 
 int main(void) {
