@@ -6,6 +6,7 @@ tries left first, newest version first), counts the try down by renaming the ent
 LoaderEntrySelected. A reboot is therefore: the agent runs its reboot command (which only records the
 request), the test calls boot(), then starts the agent again.
 """
+import shutil
 import hashlib
 import http.client
 import json
@@ -40,7 +41,8 @@ def vkey(v):
 class Pki:
     """Device CA, server and operator certificates, a foreign CA, and the bundle signer."""
 
-    def __init__(self, ringil, d: Path):
+    def __init__(self, ringil, d: Path, signer=None):
+        """signer: optional (key, cert) to sign bundles with, e.g. the fleet's Secure Boot db key."""
         self.ringil = ringil
         self.dir = d
         run([ringil, "ca", "create", "--dir", d / "ca"])
@@ -51,6 +53,10 @@ class Pki:
         run([ringil, "ca", "issue", "--dir", d / "evil", "--name", "alice", "--operator", "--out-dir", d / "evil"])
         self.ca = d / "ca" / "ca.pem"
         for name in ("sign", "foreign"):
+            if name == "sign" and signer:
+                shutil.copyfile(signer[0], d / "sign.key")
+                shutil.copyfile(signer[1], d / "sign.pem")
+                continue
             run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
                  "-keyout", d / f"{name}.key", "-out", d / f"{name}.pem", "-subj", f"/CN=fleet {name}",
                  "-days", "30", "-addext", "extendedKeyUsage=codeSigning"])
