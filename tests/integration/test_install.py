@@ -427,11 +427,14 @@ def test_usage_and_units(ringil, dev):
     assert ringil("install", "--config", dev.conf).returncode == 2
     assert ringil("install", "--config", dev.conf, "--slot", "c", "x").returncode == 2
     assert ringil("status", "--config", "/nonexistent/device.conf").returncode == 12
-    root = Path(__file__).resolve().parents[2] / "data" / "systemd"
-    health = (root / "ringil-health.service").read_text()
-    bless = (root / "ringil-bless.service").read_text()
+    # The units as the build configures them for installation (absolute paths from the prefix).
+    from conftest import BUILD
+    health = (BUILD / "ringil-health.service").read_text()
+    bless = (BUILD / "ringil-bless.service").read_text()
     assert "Before=boot-complete.target" in health and "RequiredBy=boot-complete.target" in health
-    assert "After=boot-complete.target" in bless and "ExecStart=ringil mark-good" in bless
+    assert "After=boot-complete.target" in bless
+    assert re.search(r"^ExecStart=/\S*/bin/ringil mark-good$", bless, re.M)
+    assert re.search(r"^ExecStart=/\S*/bin/ringil health$", health, re.M)
 
 
 def test_mark_good_needs_booted_entry(dev):
