@@ -17,6 +17,7 @@
 #include "err.h"
 #include "fileio.h"
 #include "install.h"
+#include "installnix.h"
 #include "log.h"
 #include "macro.h"
 
@@ -430,6 +431,16 @@ int install_run(const struct device_conf *c, const struct install_opts *o, struc
                 goto out;
         m = bundle_get_manifest(b);
 
+        if (c->nix_generation) {
+                /* Generation mode: no slots; the closure comes from the Nix cache, checked by the fleet key. */
+                r = install_nix_generation(c, m, &st, time_floor);
+                if (r < 0)
+                        goto fail;
+                res.slot = 0;
+                (void) snprintf(res.version, sizeof(res.version), "%s", m->version);
+                goto out;
+        }
+
         /* First provisioning: nothing is blessed yet, so there is no known-good slot to protect. */
         provisioning = st.slots[0].status != SLOT_GOOD && st.slots[1].status != SLOT_GOOD;
         r = install_booted_slot(c, o->booted, &booted, NULL);
@@ -619,6 +630,8 @@ int install_mark_good(const struct device_conf *c, const char *booted, char **re
         struct boot_entry e;
         int r;
 
+        if (c->nix_generation)
+                return install_nix_mark_good(c, ret_version);
         r = find_booted(c, booted, &e);
         if (r < 0)
                 return r;
@@ -664,6 +677,8 @@ int install_mark_bad(const struct device_conf *c, const char *booted) {
         char msg[INSTALL_ERROR_MAX];
         int r;
 
+        if (c->nix_generation)
+                return install_nix_mark_bad(c);
         r = find_booted(c, booted, &e);
         if (r < 0)
                 return r;

@@ -271,6 +271,26 @@ static int conf_handler(void *userdata, const char *section, const char *key, co
                         return set_path(&c->initrd_path, value, key, line);
                 if (streq(key, "options"))
                         return set_str(&c->options, value, key, line);
+        } else if (streq(section, "nix")) {
+                c->nix_generation = true;
+                if (streq(key, "profile"))
+                        return set_path(&c->nix_profile, value, key, line);
+                if (streq(key, "store"))
+                        return set_path(&c->nix_store, value, key, line);
+                if (streq(key, "current-system"))
+                        return set_path(&c->nix_current_system, value, key, line);
+                if (streq(key, "substituter")) {
+                        if (!nix_url_valid(value))
+                                return ringil_fail(-RINGIL_EMALFORMED, "line %u: substituter `%s' is not an https://, http:// or file:/// URL",
+                                                   line, value);
+                        return set_str(&c->nix_substituter, value, key, line);
+                }
+                if (streq(key, "trusted-public-keys")) {
+                        if (!nix_keys_valid(value))
+                                return ringil_fail(-RINGIL_EMALFORMED, "line %u: trusted-public-keys must be NAME:BASE64 separated by spaces",
+                                                   line);
+                        return set_str(&c->nix_trusted_keys, value, key, line);
+                }
         } else if (strncmp(section, "slot.", 5) == 0) {
                 const char *cls = section + 5, *dot = strrchr(cls, '.');
                 size_t n = dot ? (size_t) (dot - cls) : 0;
@@ -300,6 +320,44 @@ static int conf_handler(void *userdata, const char *section, const char *key, co
                 return r;
         }
         return ringil_fail(-RINGIL_EMALFORMED, "line %u: unknown key `%s' in section [%s]", line, key, section);
+}
+
+bool nix_url_valid(const char *s) {
+        size_t n = strlen(s);
+
+        if (n == 0 || n > 512 || !(strncmp(s, "https://", 8) == 0 || strncmp(s, "http://", 7) == 0 || strncmp(s, "file:///", 8) == 0))
+                return false;
+        for (size_t i = 0; i < n; i++)
+                if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~:/?#[]@!$&'()*+,;=%", s[i]))
+                        return false;
+        return true;
+}
+
+bool nix_keys_valid(const char *s) {
+        size_t n = strlen(s);
+        bool colon = false, any = false;
+
+        if (n == 0 || n > 1000)
+                return false;
+        for (size_t i = 0; i <= n; i++) {
+                char ch = s[i];
+                if (ch == ' ' || ch == '\0') {
+                        if (any && !colon)
+                                return false;
+                        if (any && s[i - 1] == ':')
+                                return false;
+                        colon = any = false;
+                } else if (ch == ':') {
+                        if (!any || colon)
+                                return false;
+                        colon = true;
+                } else if (!strchr(colon ? "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=" :
+                                           "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-", ch))
+                        return false;
+                else
+                        any = true;
+        }
+        return true;
 }
 
 static int default_str(char **dst, const char *v) {
@@ -343,6 +401,16 @@ int device_conf_parse(const char *text, size_t len, struct device_conf *ret) {
                 r = asprintf(&c.floor_copy, "%s/loader/ringil/floor", c.esp) < 0 ? -ENOMEM : 0;
         if (r >= 0 && !c.compatible)
                 r = ringil_fail(-RINGIL_EMALFORMED, "[device] compatible is required");
+        if (r >= 0 && c.nix_generation) {
+                r = default_str(&c.nix_profile, "/nix/var/nix/profiles/system");
+                if (r >= 0)
+                        r = default_str(&c.nix_current_system, "/run/current-system");
+                /* INVARIANT: generation mode never runs with Nix's own trust settings: the fleet key is required. */
+                if (r >= 0 && !c.nix_trusted_keys)
+                        r = ringil_fail(-RINGIL_EMALFORMED, "[nix] trusted-public-keys is required");
+                if (r >= 0 && c.n_classes > 0)
+                        r = ringil_fail(-RINGIL_EMALFORMED, "[nix] (generation mode) and [slot.*] sections exclude each other");
+        }
         for (size_t i = 0; r >= 0 && i < c.n_classes; i++) {
                 struct slot_class *sc = &c.classes[i];
                 if (!sc->device[0] || !sc->device[1])
@@ -394,6 +462,11 @@ void device_conf_done(struct device_conf *c) {
         free(c->pre_install_hook);
         free(c->post_install_hook);
         free(c->health_hook);
+        free(c->nix_profile);
+        free(c->nix_substituter);
+        free(c->nix_trusted_keys);
+        free(c->nix_store);
+        free(c->nix_current_system);
         for (size_t i = 0; i < INSTALL_MAX_SIGNERS && c->allowed_signers[i]; i++)
                 free(c->allowed_signers[i]);
         for (size_t i = 0; i < c->n_classes; i++) {

@@ -54,6 +54,13 @@ struct device_conf {
         char *health_hook;
         size_t n_classes;
         struct slot_class classes[INSTALL_MAX_SLOT_CLASSES];
+        /* [nix]: NixOS-generation mode (docs/nixos.md §7) when present; no [slot.*] sections then. */
+        bool nix_generation;
+        char *nix_profile;           /* default /nix/var/nix/profiles/system */
+        char *nix_substituter;       /* cache URL when the bundle names none */
+        char *nix_trusted_keys;      /* name:base64[ name:base64...]; required */
+        char *nix_store;             /* tests: a chroot store root (nix --store DIR); NULL: the real /nix */
+        char *nix_current_system;    /* link to the running system, default /run/current-system */
 };
 
 #define DEVICE_CONF_DEFAULT "/etc/ringil/device.conf"
@@ -62,6 +69,11 @@ struct device_conf {
 int device_conf_parse(const char *text, size_t len, struct device_conf *ret);
 int device_conf_load(const char *path, struct device_conf *ret);
 void device_conf_done(struct device_conf *c);
+
+/* [nix] value checks: a cache URL (https://, http://, file:///; URL characters only, no spaces) and a
+ * space-separated list of NAME:BASE64 Nix public keys. */
+bool nix_url_valid(const char *s);
+bool nix_keys_valid(const char *s);
 
 /* The slot class for a payload name, or NULL. */
 const struct slot_class *device_conf_find_class(const struct device_conf *c, const char *name);

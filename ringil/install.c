@@ -9,6 +9,7 @@
 #include "bootentry.h"
 #include "err.h"
 #include "install.h"
+#include "installnix.h"
 #include "log.h"
 #include "macro.h"
 #include "verb.h"
@@ -32,17 +33,23 @@ static const char install_text[] =
         "Refused (exit 11) when the booted slot is unknown (no LoaderEntrySelected and no --booted) or not\n"
         "blessed, except --slot while no slot is blessed yet (first provisioning). Expiry is checked against\n"
         "the later of the clock and the newest installed bundle's creation time.\n\n"
+        "Generation mode (device.conf [nix], docs/nixos.md): after the same bundle checks, fetch the nixos\n"
+        "payload's closure with `nix copy` requiring a signature by [nix] trusted-public-keys, set the\n"
+        "system profile to it and run its switch-to-configuration boot; pending until mark-good.\n\n"
         "Environment: RINGIL_TEST_CRASH_AT=N kills the installer at its Nth crash point (tests only).\n\n";
 
 static const char mark_good_text[] =
         "Usage: ringil mark-good [OPTIONS]\n\n"
         "Bless the booted entry (strip its +LEFT-DONE boot counter), raise the anti-rollback floor to its\n"
-        "version and keep it the default. Run after boot-complete.target (ringil-bless.service).\n\n"
+        "version and keep it the default. Run after boot-complete.target (ringil-bless.service).\n"
+        "Generation mode: bless the pending generation if it is the running one ([nix] current-system).\n\n"
         "Options:\n" COMMON_OPTS "\n";
 
 static const char mark_bad_text[] =
         "Usage: ringil mark-bad [OPTIONS]\n\n"
-        "Mark the booted entry bad (0 tries left), so systemd-boot boots the other slot next.\n\n"
+        "Mark the booted entry bad (0 tries left), so systemd-boot boots the other slot next.\n"
+        "Generation mode: roll the profile back to the previous generation and run its\n"
+        "switch-to-configuration boot.\n\n"
         "Options:\n" COMMON_OPTS "\n";
 
 static const char status_text[] =
@@ -164,6 +171,11 @@ int verb_install(int argc, char *argv[]) {
                         &res);
         if (r < 0)
                 return fail(r, "Install failed");
+        if (conf.nix_generation) {
+                printf("installed NixOS generation %s into profile %s (switch-to-configuration boot); pending until mark-good\n",
+                       res.version, conf.nix_profile);
+                return EXIT_OK;
+        }
         printf("installed %s into slot %c: %llu chunks written, %llu already done%s; boots next with %u tries\n",
                res.version, slot_letter(res.slot), (unsigned long long) res.chunks_written,
                (unsigned long long) res.chunks_skipped, res.resumed ? " (resumed)" : "", conf.boot_tries);
@@ -207,7 +219,8 @@ int verb_mark_bad(int argc, char *argv[]) {
         r = install_mark_bad(&conf, o.booted);
         if (r < 0)
                 return fail(r, "mark-bad failed");
-        printf("marked the booted slot bad; the other slot boots next\n");
+        printf(conf.nix_generation ? "rolled the profile back to the previous generation (switch-to-configuration boot)\n"
+                                   : "marked the booted slot bad; the other slot boots next\n");
         return EXIT_OK;
 }
 
@@ -232,6 +245,45 @@ int verb_health(int argc, char *argv[]) {
         if (r != 0)
                 log_error("Health hook %s failed with status %d", conf.health_hook, r);
         return r == 0 ? EXIT_OK : EXIT_REFUSED;
+}
+
+/* Generation mode: the profile's system, the pending or last generation, the floor. */
+static int status_generation(const struct device_conf *c, const struct install_state *st, const char *floor,
+                             int64_t time_floor, bool json) {
+        _cleanup_free_ char *sys = NULL;
+        const char *gen = slot_status_to_string(st->slots[0].status);
+
+        (void) install_nix_profile_target(c, &sys);
+        if (json) {
+                json_t *j = json_object();
+                char *s;
+                json_object_set_new(j, "mode", json_string("generation"));
+                json_object_set_new(j, "profile", json_string(c->nix_profile));
+                json_object_set_new(j, "system", sys ? json_string(sys) : json_null());
+                json_object_set_new(j, "phase", json_string(install_phase_to_string(st->phase)));
+                json_object_set_new(j, "generation", json_string(gen));
+                json_object_set_new(j, "version", st->slots[0].version ? json_string(st->slots[0].version) : json_null());
+                json_object_set_new(j, "target_version", st->phase != PHASE_IDLE && st->version ? json_string(st->version) : json_null());
+                json_object_set_new(j, "floor", floor ? json_string(floor) : json_null());
+                json_object_set_new(j, "time_floor", time_floor > 0 ? json_integer(time_floor) : json_null());
+                json_object_set_new(j, "last_error", st->last_error ? json_string(st->last_error) : json_null());
+                json_object_set_new(j, "rollback", json_boolean(st->slots[0].status == SLOT_BAD));
+                s = json_dumps(j, JSON_INDENT(2) | JSON_SORT_KEYS);
+                json_decref(j);
+                if (!s)
+                        return EXIT_FAIL;
+                puts(s);
+                free(s);
+                return EXIT_OK;
+        }
+        printf("mode:       generation (profile %s)\n", c->nix_profile);
+        printf("system:     %s\n", sys ? sys : "none");
+        printf("generation: %s %s\n", st->slots[0].version ? st->slots[0].version : "-", gen);
+        printf("install:    %s%s%s\n", install_phase_to_string(st->phase), st->phase != PHASE_IDLE && st->version ? " " : "",
+               st->phase != PHASE_IDLE && st->version ? st->version : "");
+        printf("floor:      %s\n", floor ? floor : "none");
+        printf("last error: %s\n", st->last_error ? st->last_error : "-");
+        return EXIT_OK;
 }
 
 struct slot_view {
@@ -283,6 +335,11 @@ int verb_status(int argc, char *argv[]) {
         if (r < 0)
                 return fail(r, "Cannot read install state");
         r = floor_read(conf.state_dir, conf.floor_copy, &floor, &time_floor);
+        if (r >= 0 && conf.nix_generation) {
+                r = status_generation(&conf, &st, floor, MAX(time_floor, st.time_floor), o.json);
+                install_state_done(&st);
+                return r;
+        }
         if (r >= 0)
                 r = bootentry_list(conf.esp, conf.entry_name, &v, &n);
         if (r < 0) {

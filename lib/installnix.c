@@ -1,0 +1,337 @@
+/* installnix.c: NixOS-generation install mode: fetch a signed bundle's system closure with the fleet's Nix key, set the profile, switch-to-configuration boot. */
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "err.h"
+#include "installnix.h"
+#include "log.h"
+#include "macro.h"
+
+#define NIX_ARGV_MAX 24
+
+bool nix_store_path_valid(const char *s) {
+        static const char base32[] = "0123456789abcdfghijklmnpqrsvwxyz";
+        const char *name;
+        size_t n;
+
+        if (!s || strncmp(s, "/nix/store/", 11) != 0)
+                return false;
+        s += 11;
+        for (int i = 0; i < 32; i++)
+                if (!s[i] || !strchr(base32, s[i]))
+                        return false;
+        if (s[32] != '-')
+                return false;
+        name = s + 33;
+        n = strlen(name);
+        if (n == 0 || n > 211 || name[0] == '.')
+                return false;
+        return strspn(name, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+._?=-") == n;
+}
+
+/* Run argv[0] (looked up in a fixed PATH) without a shell; its exit status, 128+signal, or a negative errno. */
+static int run(const struct device_conf *c, char *const argv[]) {
+        char home[PATH_MAX + 8];
+        char *const envp[] = { (char *) "PATH=/run/current-system/sw/bin:/nix/var/nix/profiles/default/bin:/usr/bin:/bin",
+                               home, (char *) "LC_ALL=C", NULL };
+        pid_t pid;
+        int status;
+
+        (void) snprintf(home, sizeof(home), "HOME=%s", c->state_dir);
+        log_debug("running %s %s %s", argv[0], argv[1] ? argv[1] : "", argv[1] && argv[2] ? argv[2] : "");
+        pid = fork();
+        if (pid < 0)
+                return negative_errno();
+        if (pid == 0) {
+                if (strchr(argv[0], '/'))
+                        execve(argv[0], argv, envp);
+                else
+                        execvpe(argv[0], argv, envp);
+                _exit(127);
+        }
+        while (waitpid(pid, &status, 0) < 0)
+                if (errno != EINTR)
+                        return negative_errno();
+        if (WIFEXITED(status))
+                return WEXITSTATUS(status);
+        return 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+}
+
+/* argv helper: appends "--store DIR" when a chroot store is configured. */
+static void add_store(const struct device_conf *c, char **argv, size_t *n) {
+        if (c->nix_store) {
+                argv[(*n)++] = (char *) "--store";
+                argv[(*n)++] = c->nix_store;
+        }
+}
+
+/* The physical path of a store path (under the chroot store root in tests). */
+static int physical(const struct device_conf *c, const char *store_path, const char *suffix, char **ret) {
+        return asprintf(ret, "%s%s%s", c->nix_store ? c->nix_store : "", store_path, suffix) < 0 ? -ENOMEM : 0;
+}
+
+/* The store path the profile currently points at (profile -> P-N-link -> /nix/store/...). */
+int install_nix_profile_target(const struct device_conf *c, char **ret) {
+        _cleanup_free_ char *dir = NULL;
+        char link1[PATH_MAX], link2[PATH_MAX], path[PATH_MAX * 2 + 2];
+        ssize_t n;
+
+        n = readlink(c->nix_profile, link1, sizeof(link1) - 1);
+        if (n < 0)
+                return ringil_fail(negative_errno(), "cannot read profile %s", c->nix_profile);
+        link1[n] = '\0';
+        if (link1[0] == '/')
+                (void) snprintf(path, sizeof(path), "%s", link1);
+        else {
+                dir = strdup(c->nix_profile);
+                if (!dir)
+                        return -ENOMEM;
+                *strrchr(dir, '/') = '\0';
+                (void) snprintf(path, sizeof(path), "%s/%s", dir, link1);
+        }
+        n = readlink(path, link2, sizeof(link2) - 1);
+        if (n < 0)
+                return ringil_fail(negative_errno(), "cannot read profile generation %s", path);
+        link2[n] = '\0';
+        if (!nix_store_path_valid(link2))
+                return ringil_fail(-RINGIL_EMALFORMED, "profile %s points at `%s', not a store path", c->nix_profile, link2);
+        *ret = strdup(link2);
+        return *ret ? 0 : -ENOMEM;
+}
+
+static int switch_boot(const struct device_conf *c, const char *store_path) {
+        _cleanup_free_ char *stc = NULL;
+        struct stat st;
+        int r;
+
+        r = physical(c, store_path, "/bin/switch-to-configuration", &stc);
+        if (r < 0)
+                return r;
+        if (stat(stc, &st) < 0 || !S_ISREG(st.st_mode) || !(st.st_mode & S_IXUSR))
+                return ringil_fail(-RINGIL_EREFUSED, "%s has no executable bin/switch-to-configuration", store_path);
+        r = run(c, (char *const[]){ stc, (char *) "boot", NULL });
+        if (r != 0)
+                return ringil_fail(r < 0 ? r : -RINGIL_EREFUSED, "switch-to-configuration boot of %s failed (%d)", store_path, r);
+        return 0;
+}
+
+static int profile_rollback(const struct device_conf *c) {
+        char *argv[NIX_ARGV_MAX];
+        size_t n = 0;
+        int r;
+
+        argv[n++] = (char *) "nix-env";
+        add_store(c, argv, &n);
+        argv[n++] = (char *) "--profile";
+        argv[n++] = c->nix_profile;
+        argv[n++] = (char *) "--rollback";
+        argv[n] = NULL;
+        r = run(c, argv);
+        if (r != 0)
+                return ringil_fail(r < 0 ? r : -RINGIL_EREFUSED, "nix-env --rollback of %s failed (%d)", c->nix_profile, r);
+        return 0;
+}
+
+int install_nix_generation(const struct device_conf *c, const struct bundle_manifest *m, struct install_state *st,
+                           int64_t time_floor) {
+        const struct bundle_payload *p = NULL;
+        _cleanup_free_ char *phys = NULL, *now_target = NULL;
+        const char *url;
+        char *argv[NIX_ARGV_MAX];
+        struct stat sb;
+        size_t n = 0;
+        int r;
+
+        for (size_t i = 0; i < m->n_payloads; i++) {
+                if (m->payloads[i].type != BUNDLE_PAYLOAD_NIXOS)
+                        return ringil_fail(-RINGIL_EREFUSED, "payload `%s': generation mode installs only a nixos payload",
+                                           m->payloads[i].name);
+                if (p)
+                        return ringil_fail(-RINGIL_EREFUSED, "more than one nixos payload");
+                p = &m->payloads[i];
+        }
+        if (!p)
+                return ringil_fail(-RINGIL_EREFUSED, "bundle has no nixos payload (generation mode)");
+        /* INVARIANT: argv is built only from validated strings: a store path and a URL without spaces. */
+        if (!nix_store_path_valid(p->store_path))
+                return ringil_fail(-RINGIL_EMALFORMED, "payload `%s': `%s' is not a Nix store path", p->name,
+                                   p->store_path ? p->store_path : "");
+        url = p->cache_url ? p->cache_url : c->nix_substituter;
+        if (!url)
+                return ringil_fail(-RINGIL_EREFUSED, "bundle names no cache and [nix] substituter is not set");
+        if (!nix_url_valid(url))
+                return ringil_fail(-RINGIL_EMALFORMED, "cache URL `%s' refused", url);
+
+        memcpy(st->digest, m->digest, SHA256_LEN);
+        st->have_digest = true;
+        free(st->version);
+        st->version = strdup(m->version);
+        if (!st->version)
+                return -ENOMEM;
+        st->slot = 0;   /* generation mode keeps its record in slot a */
+        st->attempts = 1;
+        st->writes = 0;
+        st->n_progress = 0;
+        st->time_floor = MAX(time_floor, m->created);
+        st->phase = PHASE_WRITING;
+        free(st->slots[0].version);
+        st->slots[0].version = NULL;
+        st->slots[0].status = SLOT_WRITING;
+        r = install_state_save(c->state_dir, st);
+        if (r < 0)
+                return r;
+
+        /* INVARIANT: the closure is accepted only with a signature by the fleet key (require-sigs, our keys
+         * only, no other substituter); the bundle's own checks (freshness, floor) already passed. */
+        argv[n++] = (char *) "nix";
+        argv[n++] = (char *) "--extra-experimental-features";
+        argv[n++] = (char *) "nix-command";
+        add_store(c, argv, &n);
+        argv[n++] = (char *) "--option";
+        argv[n++] = (char *) "require-sigs";
+        argv[n++] = (char *) "true";
+        argv[n++] = (char *) "--option";
+        argv[n++] = (char *) "trusted-public-keys";
+        argv[n++] = c->nix_trusted_keys;
+        argv[n++] = (char *) "--option";
+        argv[n++] = (char *) "substituters";
+        argv[n++] = (char *) "";
+        argv[n++] = (char *) "copy";
+        argv[n++] = (char *) "--from";
+        argv[n++] = (char *) url;
+        argv[n++] = p->store_path;
+        argv[n] = NULL;
+        r = run(c, argv);
+        if (r != 0)
+                return ringil_fail(r < 0 ? r : -RINGIL_EBADSIG,
+                                   "nix copy of %s from %s refused (exit %d): unsigned, wrong key, or corrupt closure",
+                                   p->store_path, url, r);
+        r = physical(c, p->store_path, "", &phys);
+        if (r < 0)
+                return r;
+        if (lstat(phys, &sb) < 0 || !S_ISDIR(sb.st_mode))
+                return ringil_fail(-RINGIL_EREFUSED, "%s is not in the store after nix copy", p->store_path);
+        /* INVARIANT: the exact path of the signed manifest is a valid (registered, verified) store path. */
+        n = 0;
+        argv[n++] = (char *) "nix-store";
+        add_store(c, argv, &n);
+        argv[n++] = (char *) "--check-validity";
+        argv[n++] = p->store_path;
+        argv[n] = NULL;
+        r = run(c, argv);
+        if (r != 0)
+                return ringil_fail(r < 0 ? r : -RINGIL_EREFUSED, "%s is not a valid store path after nix copy (%d)",
+                                   p->store_path, r);
+
+        n = 0;
+        argv[n++] = (char *) "nix-env";
+        add_store(c, argv, &n);
+        argv[n++] = (char *) "--profile";
+        argv[n++] = c->nix_profile;
+        argv[n++] = (char *) "--set";
+        argv[n++] = p->store_path;
+        argv[n] = NULL;
+        r = run(c, argv);
+        if (r != 0)
+                return ringil_fail(r < 0 ? r : -RINGIL_EREFUSED, "nix-env --set %s failed (%d)", p->store_path, r);
+        /* INVARIANT: the profile names exactly the store path of the signed manifest. */
+        r = install_nix_profile_target(c, &now_target);
+        if (r < 0)
+                return r;
+        if (!streq(now_target, p->store_path))
+                return ringil_fail(-RINGIL_EREFUSED, "profile points at %s, not %s", now_target, p->store_path);
+        r = switch_boot(c, p->store_path);
+        if (r < 0) {
+                /* Leave the boot menu as it was: back to the previous generation. */
+                (void) profile_rollback(c);
+                return r;
+        }
+        st->phase = PHASE_PENDING;
+        st->slots[0].status = SLOT_PENDING;
+        st->slots[0].version = strdup(m->version);
+        if (!st->slots[0].version)
+                return -ENOMEM;
+        (void) install_state_set_error(st, NULL);
+        return install_state_save(c->state_dir, st);
+}
+
+int install_nix_mark_good(const struct device_conf *c, char **ret_version) {
+        _cleanup_free_ char *target = NULL;
+        char running[PATH_MAX];
+        struct install_state st;
+        ssize_t n;
+        int r;
+
+        r = install_state_load(c->state_dir, &st);
+        if (r < 0)
+                return r;
+        if (st.phase != PHASE_PENDING) {
+                r = ringil_fail(-RINGIL_EREFUSED, "no generation is pending");
+                goto out;
+        }
+        r = install_nix_profile_target(c, &target);
+        if (r < 0)
+                goto out;
+        n = readlink(c->nix_current_system, running, sizeof(running) - 1);
+        if (n < 0) {
+                r = ringil_fail(negative_errno(), "cannot read %s", c->nix_current_system);
+                goto out;
+        }
+        running[n] = '\0';
+        /* INVARIANT: only the generation actually running is blessed; a fallback boot is not. */
+        if (!streq(running, target)) {
+                r = ringil_fail(-RINGIL_EREFUSED, "running system %s is not the pending generation %s", running, target);
+                goto out;
+        }
+        r = floor_raise(c->state_dir, c->floor_copy, st.version, st.time_floor);
+        if (r < 0)
+                goto out;
+        st.phase = PHASE_IDLE;
+        st.slots[0].status = SLOT_GOOD;
+        (void) install_state_set_error(&st, NULL);
+        r = install_state_save(c->state_dir, &st);
+        if (r >= 0 && ret_version) {
+                *ret_version = strdup(st.version);
+                if (!*ret_version)
+                        r = -ENOMEM;
+        }
+out:
+        install_state_done(&st);
+        return r;
+}
+
+int install_nix_mark_bad(const struct device_conf *c) {
+        _cleanup_free_ char *target = NULL;
+        char msg[INSTALL_ERROR_MAX];
+        struct install_state st;
+        int r;
+
+        r = install_state_load(c->state_dir, &st);
+        if (r < 0)
+                return r;
+        if (st.phase != PHASE_PENDING && st.phase != PHASE_WRITING) {
+                r = ringil_fail(-RINGIL_EREFUSED, "no generation is pending; nothing to roll back");
+                goto out;
+        }
+        r = profile_rollback(c);
+        if (r >= 0)
+                r = install_nix_profile_target(c, &target);
+        if (r >= 0)
+                r = switch_boot(c, target);
+        if (r < 0)
+                goto out;
+        st.phase = PHASE_IDLE;
+        st.slots[0].status = SLOT_BAD;
+        (void) snprintf(msg, sizeof(msg), "rollback: generation %s marked bad; back to %s", st.version, target);
+        (void) install_state_set_error(&st, msg);
+        r = install_state_save(c->state_dir, &st);
+out:
+        install_state_done(&st);
+        return r;
+}

@@ -1,0 +1,29 @@
+/* installnix.h: NixOS-generation install mode (device.conf [nix]; docs/nixos.md §7). */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "bundle.h"
+#include "installconf.h"
+#include "installstate.h"
+
+/* ^/nix/store/[0-9a-df-np-sv-z]{32}-[A-Za-z0-9+._?=-]+$ (Nix base32; name not starting with '.'). */
+bool nix_store_path_valid(const char *s);
+
+/*
+ * Called by install_run() after bundle_verify_manifest() accepted the manifest (signature, compatible,
+ * expiry, floor). Runs, without a shell: nix copy --from CACHE STORE_PATH with require-sigs and only the
+ * [nix] trusted-public-keys; checks the path is in the store; nix-env --profile P --set STORE_PATH;
+ * STORE_PATH/bin/switch-to-configuration boot (on failure the profile is rolled back). The state records
+ * the generation in slot a: writing, then pending. Errors: -RINGIL_EREFUSED (payload kinds, a failed
+ * step), -RINGIL_EBADSIG (nix copy refused: unsigned, other key, corrupt NAR), -RINGIL_EMALFORMED.
+ */
+int install_nix_generation(const struct device_conf *c, const struct bundle_manifest *m, struct install_state *st,
+                           int64_t time_floor);
+/* Bless the pending generation if it is the running one (current-system link): raise the floor. */
+int install_nix_mark_good(const struct device_conf *c, char **ret_version);
+/* Roll the profile back to the previous generation and run its switch-to-configuration boot. */
+int install_nix_mark_bad(const struct device_conf *c);
+/* The store path the [nix] profile points at now (*ret allocated); -ENOENT without a profile. */
+int install_nix_profile_target(const struct device_conf *c, char **ret);
