@@ -41,7 +41,8 @@ int install_run(const struct device_conf *c, const struct install_opts *o, struc
  */
 int install_booted_slot(const struct device_conf *c, const char *booted, int *ret_slot, char **ret_entry);
 
-/* Bless the booted entry, raise the floor to its version, record it good. */
+/* Bless the booted entry, raise the floor to its version, record it good. Generation mode: see
+ * install_nix_mark_good() (returns 1 when it recorded a rollback instead). */
 int install_mark_good(const struct device_conf *c, const char *booted, char **ret_version);
 /* Mark the booted entry bad (0 tries left, so it sorts behind the other slot), record it bad. */
 int install_mark_bad(const struct device_conf *c, const char *booted);

@@ -286,7 +286,31 @@ int install_nix_mark_good(const struct device_conf *c, char **ret_version) {
         running[n] = '\0';
         /* INVARIANT: only the generation actually running is blessed; a fallback boot is not. */
         if (!streq(running, target)) {
-                r = ringil_fail(-RINGIL_EREFUSED, "running system %s is not the pending generation %s", running, target);
+                _cleanup_free_ char *prev = NULL;
+                char msg[PATH_MAX + 256];   /* install_state_set_error() caps it */
+
+                /* The boot loader fell back (the pending generation's boot counter ran out, or it was not
+                 * picked): the pending generation failed. Reset the profile so that no later
+                 * switch-to-configuration reinstates it. */
+                r = profile_rollback(c);
+                if (r >= 0)
+                        r = install_nix_profile_target(c, &prev);
+                if (r >= 0 && !streq(prev, running))
+                        r = ringil_fail(-RINGIL_EREFUSED,
+                                        "running system %s is neither the pending generation %s nor the previous one %s",
+                                        running, target, prev);
+                if (r >= 0)
+                        r = switch_boot(c, prev);
+                if (r < 0)
+                        goto out;
+                st.phase = PHASE_IDLE;
+                st.slots[0].status = SLOT_BAD;
+                (void) snprintf(msg, sizeof(msg), "rollback: generation %s did not become the running system; back to %s",
+                                st.version, running);
+                (void) install_state_set_error(&st, msg);
+                r = install_state_save(c->state_dir, &st);
+                if (r >= 0)
+                        r = 1;
                 goto out;
         }
         r = floor_raise(c->state_dir, c->floor_copy, st.version, st.time_floor);

@@ -21,7 +21,13 @@ bool nix_store_path_valid(const char *s);
  */
 int install_nix_generation(const struct device_conf *c, const struct bundle_manifest *m, struct install_state *st,
                            int64_t time_floor);
-/* Bless the pending generation if it is the running one (current-system link): raise the floor. */
+/*
+ * Bless the pending generation if it is the running one ([nix] current-system link): raise the floor,
+ * return 0 with *ret_version. If another system runs (the boot loader fell back), the pending generation
+ * is recorded bad, the profile rolled back (it must then name the running system) and its
+ * switch-to-configuration boot run: returns 1, *ret_version untouched. -RINGIL_EREFUSED when nothing
+ * is pending.
+ */
 int install_nix_mark_good(const struct device_conf *c, char **ret_version);
 /* Roll the profile back to the previous generation and run its switch-to-configuration boot. */
 int install_nix_mark_bad(const struct device_conf *c);

@@ -199,6 +199,10 @@ int verb_mark_good(int argc, char *argv[]) {
         r = install_mark_good(&conf, o.booted, &version);
         if (r < 0)
                 return fail(r, "mark-good failed");
+        if (r == 1) {
+                printf("the pending generation is not running: recorded it bad and rolled the profile back\n");
+                return EXIT_OK;
+        }
         printf("blessed %s; floor is now at least %s\n", version ? version : "?", version ? version : "?");
         return EXIT_OK;
 }

@@ -138,8 +138,10 @@ def test_happy_path_pending_then_blessed(drone, nixworld):
     assert '"phase": "pending"' in st and '"generation": "pending"' in st and '"floor": null' in st
     assert f'"system": "{path}"' in st
     # Blessing needs the pending generation to be the running one.
+    # (here nothing older exists to fall back to, so an unknown running system is refused)
     drone.current.symlink_to("/nix/store/00000000000000000000000000000000-nixos-system-other")
     drone.run("mark-good", check=11)
+    assert drone.system() == path
     drone.boot()
     drone.run("mark-good", check=0)
     st = drone.run("status", "--json", check=0).out
@@ -219,3 +221,19 @@ def test_config_checks(tmp_path, nixworld, ringil):
         (tmp_path / "d.conf").write_text(base + body)
         p = ringil("status", "-c", tmp_path / "d.conf")
         assert (p.returncode == 0) == ok, (body, p.out, p.err)
+
+
+def test_fallback_boot_is_recorded_as_rollback(drone, nixworld):
+    drone.install("1.0")
+    drone.boot()
+    drone.run("mark-good", check=0)
+    drone.install("2.0")
+    before = len(drone.log_lines())
+    # The boot loader fell back: generation 1.0 is still the running system when the bless unit runs.
+    p = drone.run("mark-good", check=0)
+    assert "rolled the profile back" in p.out
+    assert drone.system() == nixworld["paths"]["1.0"]
+    assert drone.log_lines()[before:] == [f"{drone.store}{nixworld['paths']['1.0']}/bin/switch-to-configuration boot"]
+    st = drone.run("status", "--json", check=0).out
+    assert '"generation": "bad"' in st and '"rollback": true' in st and '"floor": "1.0"' in st
+    assert "did not become the running system" in st
