@@ -3,6 +3,7 @@
 
 #include "err.h"
 #include "installconf.h"
+#include "installnix.h"
 #include "macro.h"
 
 static const char valid[] = "# drone\n[device]\ncompatible = drone-x1\nstate-dir = /var/lib/ringil\n"
@@ -115,12 +116,63 @@ static void test_caps(void **state) {
         assert_int_equal(device_conf_parse("[device]\ncompatible = a\0b\n", 25, &c), -RINGIL_EMALFORMED);
 }
 
+static void test_nix_section(void **state) {
+        struct device_conf c;
+        (void) state;
+
+        assert_int_equal(parse("[device]\ncompatible = x\n[nix]\ntrusted-public-keys = fleet-1:AbC+/= fleet-2:xyz=\n"
+                               "substituter = https://fleet:8443/nix-cache\n", &c), 0);
+        assert_true(c.nix_generation);
+        assert_string_equal(c.nix_profile, "/nix/var/nix/profiles/system");
+        assert_string_equal(c.nix_current_system, "/run/current-system");
+        assert_string_equal(c.nix_substituter, "https://fleet:8443/nix-cache");
+        assert_null(c.nix_store);
+        device_conf_done(&c);
+        assert_int_equal(parse("[device]\ncompatible = x\n", &c), 0);
+        assert_false(c.nix_generation);
+        device_conf_done(&c);
+
+        /* Generation mode without the fleet key, bad keys or URLs, or mixed with slots: refused. */
+        assert_int_equal(parse("[device]\ncompatible = x\n[nix]\nprofile = /p\n", &c), -RINGIL_EMALFORMED);
+        assert_int_equal(parse("[device]\ncompatible = x\n[nix]\ntrusted-public-keys = k\n", &c), -RINGIL_EMALFORMED);
+        assert_int_equal(parse("[device]\ncompatible = x\n[nix]\ntrusted-public-keys = k:\n", &c), -RINGIL_EMALFORMED);
+        assert_int_equal(parse("[device]\ncompatible = x\n[nix]\ntrusted-public-keys = :abc\n", &c), -RINGIL_EMALFORMED);
+        assert_int_equal(parse("[device]\ncompatible = x\n[nix]\ntrusted-public-keys = k:a;b\n", &c), -RINGIL_EMALFORMED);
+        assert_int_equal(parse("[device]\ncompatible = x\n[nix]\ntrusted-public-keys = k:a\nsubstituter = ftp://x\n", &c),
+                         -RINGIL_EMALFORMED);
+        assert_int_equal(parse("[device]\ncompatible = x\n[nix]\ntrusted-public-keys = k:a\nsubstituter = https://a b\n", &c),
+                         -RINGIL_EMALFORMED);
+        assert_int_equal(parse("[device]\ncompatible = x\n[nix]\ntrusted-public-keys = k:a\nbogus = 1\n", &c),
+                         -RINGIL_EMALFORMED);
+        assert_int_equal(parse("[device]\ncompatible = x\n[nix]\ntrusted-public-keys = k:a\n"
+                               "[slot.r.a]\ndevice = /a\n[slot.r.b]\ndevice = /b\n", &c), -RINGIL_EMALFORMED);
+}
+
+static void test_nix_store_path(void **state) {
+        (void) state;
+
+        assert_true(nix_store_path_valid("/nix/store/b7kfaxnzfqlvflvgixljjf5agk6fallz-nixos-system-drone-25.05"));
+        assert_true(nix_store_path_valid("/nix/store/b7kfaxnzfqlvflvgixljjf5agk6fallz-a+b_c?d=e"));
+        assert_false(nix_store_path_valid(NULL));
+        assert_false(nix_store_path_valid("/nix/store/b7kfaxnzfqlvflvgixljjf5agk6fallz"));
+        assert_false(nix_store_path_valid("/nix/store/b7kfaxnzfqlvflvgixljjf5agk6fallz-"));
+        assert_false(nix_store_path_valid("/nix/store/b7kfaxnzfqlvflvgixljjf5agk6falle-x"));   /* 'e' is not Nix base32 */
+        assert_false(nix_store_path_valid("/nix/store/b7kfaxnzfqlvflvgixljjf5agk6fal-x"));     /* 30 characters */
+        assert_false(nix_store_path_valid("/nix/store/b7kfaxnzfqlvflvgixljjf5agk6fallz-x/bin"));
+        assert_false(nix_store_path_valid("/nix/store/b7kfaxnzfqlvflvgixljjf5agk6fallz-x y"));
+        assert_false(nix_store_path_valid("/nix/store/b7kfaxnzfqlvflvgixljjf5agk6fallz-.."));
+        assert_false(nix_store_path_valid("/tmp/store/b7kfaxnzfqlvflvgixljjf5agk6fallz-x"));
+        assert_false(nix_store_path_valid("/nix/store/B7KFAXNZFQLVFLVGIXLJJF5AGK6FALLZ-x"));
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_valid_and_defaults),
                 cmocka_unit_test(test_refusals),
                 cmocka_unit_test(test_signer_policy),
                 cmocka_unit_test(test_caps),
+                cmocka_unit_test(test_nix_section),
+                cmocka_unit_test(test_nix_store_path),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
