@@ -32,8 +32,8 @@ let
     ${kv "device" s.b}
   '') cfg.slots);
 
-  # Generation mode (docs/nixos.md "Generation-mode updates"): the install engine's [nix] section.
-  # The engine does not parse it yet; it is written only when mode = "generation".
+  # Generation mode (docs/nixos.md "Generation-mode updates"): the install engine's [nix] section
+  # (lib/installconf.c); written only when mode = "generation".
   nixSection = ''
     [nix]
     ${kv "profile" cfg.generation.profile}
