@@ -168,24 +168,13 @@ int install_nix_generation(const struct device_conf *c, const struct bundle_mani
         if (!nix_url_valid(url))
                 return ringil_fail(-RINGIL_EMALFORMED, "cache URL `%s' refused", url);
 
-        memcpy(st->digest, m->digest, SHA256_LEN);
-        st->have_digest = true;
-        free(st->version);
-        st->version = strdup(m->version);
-        if (!st->version)
-                return -ENOMEM;
-        st->slot = 0;   /* generation mode keeps its record in slot a */
-        st->attempts = 1;
-        st->writes = 0;
-        st->n_progress = 0;
+        /* INVARIANT: one generation at a time: the pending one is blessed or rolled back first, so the
+         * profile's previous generation is always the last known-good one. */
+        if (st->phase == PHASE_PENDING)
+                return ringil_fail(-RINGIL_EREFUSED, "generation %s is pending: run `ringil mark-good` once it is healthy "
+                                   "(or `ringil mark-bad`) before installing", st->version ? st->version : "?");
+        /* The bundle is authenticated: its creation time is a lower bound on the current time. */
         st->time_floor = MAX(time_floor, m->created);
-        st->phase = PHASE_WRITING;
-        free(st->slots[0].version);
-        st->slots[0].version = NULL;
-        st->slots[0].status = SLOT_WRITING;
-        r = install_state_save(c->state_dir, st);
-        if (r < 0)
-                return r;
 
         /* INVARIANT: the closure is accepted only with a signature by the fleet key (require-sigs, our keys
          * only, no other substituter); the bundle's own checks (freshness, floor) already passed. */
@@ -229,6 +218,23 @@ int install_nix_generation(const struct device_conf *c, const struct bundle_mani
                 return ringil_fail(r < 0 ? r : -RINGIL_EREFUSED, "%s is not a valid store path after nix copy (%d)",
                                    p->store_path, r);
 
+        /* From here on the system changes: record it (a crash leaves `writing`, and a rerun repeats the
+         * idempotent steps). */
+        memcpy(st->digest, m->digest, SHA256_LEN);
+        st->have_digest = true;
+        free(st->version);
+        st->version = strdup(m->version);
+        if (!st->version)
+                return -ENOMEM;
+        st->slot = 0;   /* generation mode keeps its record in slot a */
+        st->attempts = 1;
+        st->writes = 0;
+        st->n_progress = 0;
+        st->phase = PHASE_WRITING;
+        r = install_state_save(c->state_dir, st);
+        if (r < 0)
+                return r;
+
         n = 0;
         argv[n++] = (char *) "nix-env";
         add_store(c, argv, &n);
@@ -238,22 +244,25 @@ int install_nix_generation(const struct device_conf *c, const struct bundle_mani
         argv[n++] = p->store_path;
         argv[n] = NULL;
         r = run(c, argv);
-        if (r != 0)
+        if (r != 0) {
+                st->phase = PHASE_IDLE;
                 return ringil_fail(r < 0 ? r : -RINGIL_EREFUSED, "nix-env --set %s failed (%d)", p->store_path, r);
+        }
         /* INVARIANT: the profile names exactly the store path of the signed manifest. */
         r = install_nix_profile_target(c, &now_target);
-        if (r < 0)
-                return r;
-        if (!streq(now_target, p->store_path))
-                return ringil_fail(-RINGIL_EREFUSED, "profile points at %s, not %s", now_target, p->store_path);
-        r = switch_boot(c, p->store_path);
+        if (r >= 0 && !streq(now_target, p->store_path))
+                r = ringil_fail(-RINGIL_EREFUSED, "profile points at %s, not %s", now_target, p->store_path);
+        if (r >= 0)
+                r = switch_boot(c, p->store_path);
         if (r < 0) {
                 /* Leave the boot menu as it was: back to the previous generation. */
                 (void) profile_rollback(c);
+                st->phase = PHASE_IDLE;
                 return r;
         }
         st->phase = PHASE_PENDING;
         st->slots[0].status = SLOT_PENDING;
+        free(st->slots[0].version);
         st->slots[0].version = strdup(m->version);
         if (!st->slots[0].version)
                 return -ENOMEM;
@@ -339,7 +348,7 @@ int install_nix_mark_bad(const struct device_conf *c) {
         r = install_state_load(c->state_dir, &st);
         if (r < 0)
                 return r;
-        if (st.phase != PHASE_PENDING && st.phase != PHASE_WRITING) {
+        if (st.phase != PHASE_PENDING) {
                 r = ringil_fail(-RINGIL_EREFUSED, "no generation is pending; nothing to roll back");
                 goto out;
         }

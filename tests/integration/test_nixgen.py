@@ -40,7 +40,7 @@ def nixworld(tmp_path_factory, ringil):
     (d / "system.nix").write_text(SYSTEM_NIX)
     log.write_text("")
     paths = {}
-    for v in ("1.0", "2.0"):
+    for v in ("1.0", "2.0", "3.0"):
         paths[v] = sh("nix-build", "--store", build, "--option", "sandbox-paths", "/bin /lib /lib64 /usr",
                       "--no-out-link", d / "system.nix", "--argstr", "v", v, "--argstr", "log", log)
         assert re.fullmatch(r"/nix/store/[a-z0-9]{32}-nixos-system-drone-" + re.escape(v), paths[v])
@@ -199,6 +199,9 @@ def test_mark_bad_rolls_back_to_previous_generation(drone, nixworld):
     drone.run("mark-good", check=0)
     drone.install("2.0")
     assert drone.system() == nixworld["paths"]["2.0"]
+    # One generation at a time: nothing is installed over a pending one.
+    p = drone.install("3.0", check=11)
+    assert "pending" in p.err and "running nix" not in p.err
     before = len(drone.log_lines())
     p = drone.run("mark-bad", check=0)
     assert "rolled the profile back" in p.out
