@@ -182,18 +182,25 @@ int verb_install(int argc, char *argv[]) {
         return EXIT_OK;
 }
 
+/* The verbs without arguments: options, no operands, then the device configuration. Returns -1 to go
+ * on, or the exit code to return. */
+static int setup_noarg_verb(int argc, char *argv[], const char *verb, struct common *o, struct device_conf *c) {
+        int r = parse_common(argc, argv, o, false, false);
+
+        if (r >= 0)
+                return r;
+        if (optind != argc)
+                return usage_error("%s takes no arguments", verb);
+        return load_conf(o, c);
+}
+
 int verb_mark_good(int argc, char *argv[]) {
         _cleanup_(device_conf_done) struct device_conf conf = {};
         _cleanup_free_ char *version = NULL;
         struct common o;
         int r;
 
-        r = parse_common(argc, argv, &o, false, false);
-        if (r >= 0)
-                return r;
-        if (optind != argc)
-                return usage_error("mark-good takes no arguments");
-        r = load_conf(&o, &conf);
+        r = setup_noarg_verb(argc, argv, "mark-good", &o, &conf);
         if (r >= 0)
                 return r;
         r = install_mark_good(&conf, o.booted, &version);
@@ -212,12 +219,7 @@ int verb_mark_bad(int argc, char *argv[]) {
         struct common o;
         int r;
 
-        r = parse_common(argc, argv, &o, false, false);
-        if (r >= 0)
-                return r;
-        if (optind != argc)
-                return usage_error("mark-bad takes no arguments");
-        r = load_conf(&o, &conf);
+        r = setup_noarg_verb(argc, argv, "mark-bad", &o, &conf);
         if (r >= 0)
                 return r;
         r = install_mark_bad(&conf, o.booted);
@@ -233,12 +235,7 @@ int verb_health(int argc, char *argv[]) {
         struct common o;
         int r;
 
-        r = parse_common(argc, argv, &o, false, false);
-        if (r >= 0)
-                return r;
-        if (optind != argc)
-                return usage_error("health takes no arguments");
-        r = load_conf(&o, &conf);
+        r = setup_noarg_verb(argc, argv, "health", &o, &conf);
         if (r >= 0)
                 return r;
         if (!conf.health_hook)
