@@ -82,3 +82,13 @@ int crypto_random(void *p, size_t n);
 
 /* Constant-time compare; 0 when equal. */
 int crypto_memcmp(const void *a, const void *b, size_t n);
+
+/* nixos (issue 8): Nix's signatures and hashes */
+/* Strict standard base64 (with padding) of s[0..n) into out; exactly want bytes must result. */
+int crypto_base64_decode(const char *s, size_t n, uint8_t *out, size_t want);
+/* 0 only when sig is a valid ed25519 signature of msg by pub; -RINGIL_EBADSIG otherwise. */
+int crypto_ed25519_verify(const uint8_t pub[static 32], const void *msg, size_t len, const uint8_t sig[static 64]);
+/* Incremental SHA-256: begin → update… → final (which frees the context). */
+int crypto_sha256_begin(EVP_MD_CTX **ret);
+int crypto_sha256_update(EVP_MD_CTX *ctx, const void *p, size_t n);
+int crypto_sha256_final(EVP_MD_CTX *ctx, uint8_t out[static SHA256_LEN]);

@@ -5,6 +5,7 @@
 #include <stdint.h>
 
 #include "buf.h"
+#include "macro.h"
 
 /*
  * Used by ringild and by the operator commands of ringil-server. Only this module and its users link
@@ -16,6 +17,7 @@ typedef struct fleet_client fleet_client;
 int fleet_client_new(const char *base_url, const char *ca, const char *cert, const char *key, unsigned timeout_sec,
                      fleet_client **ret);
 void fleet_client_free(fleet_client *fc);
+DEFINE_TRIVIAL_CLEANUP_FUNC(fleet_client *, fleet_client_free)
 
 /*
  * One request to base_url + path. The response body (at most max_response bytes, else -EFBIG) goes to

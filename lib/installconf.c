@@ -279,6 +279,12 @@ static int conf_handler(void *userdata, const char *section, const char *key, co
                         return set_path(&c->nix_store, value, key, line);
                 if (streq(key, "current-system"))
                         return set_path(&c->nix_current_system, value, key, line);
+                if (streq(key, "tls-ca"))
+                        return set_path(&c->nix_tls_ca, value, key, line);
+                if (streq(key, "tls-cert"))
+                        return set_path(&c->nix_tls_cert, value, key, line);
+                if (streq(key, "tls-key"))
+                        return set_path(&c->nix_tls_key, value, key, line);
                 if (streq(key, "substituter")) {
                         if (!nix_url_valid(value))
                                 return ringil_fail(-RINGIL_EMALFORMED, "line %u: substituter `%s' is not an https://, http:// or file:/// URL",
@@ -410,6 +416,8 @@ int device_conf_parse(const char *text, size_t len, struct device_conf *ret) {
                         r = ringil_fail(-RINGIL_EMALFORMED, "[nix] trusted-public-keys is required");
                 if (r >= 0 && c.n_classes > 0)
                         r = ringil_fail(-RINGIL_EMALFORMED, "[nix] (generation mode) and [slot.*] sections exclude each other");
+                if (r >= 0 && (!c.nix_tls_ca != !c.nix_tls_cert || !c.nix_tls_cert != !c.nix_tls_key))
+                        r = ringil_fail(-RINGIL_EMALFORMED, "[nix] tls-ca, tls-cert and tls-key go together");
         }
         for (size_t i = 0; r >= 0 && i < c.n_classes; i++) {
                 struct slot_class *sc = &c.classes[i];
@@ -467,6 +475,9 @@ void device_conf_done(struct device_conf *c) {
         free(c->nix_trusted_keys);
         free(c->nix_store);
         free(c->nix_current_system);
+        free(c->nix_tls_ca);
+        free(c->nix_tls_cert);
+        free(c->nix_tls_key);
         for (size_t i = 0; i < INSTALL_MAX_SIGNERS && c->allowed_signers[i]; i++)
                 free(c->allowed_signers[i]);
         for (size_t i = 0; i < c->n_classes; i++) {

@@ -61,6 +61,11 @@ struct device_conf {
         char *nix_trusted_keys;      /* name:base64[ name:base64...]; required */
         char *nix_store;             /* tests: a chroot store root (nix --store DIR); NULL: the real /nix */
         char *nix_current_system;    /* link to the running system, default /run/current-system */
+        /* The fleet server's cache needs the drone's mutual-TLS identity, which Nix cannot present: with
+         * these set, an https:// cache is mirrored through ringil's client first (lib/nixcache.h). */
+        char *nix_tls_ca;            /* the fleet server's CA (pinned; not the system store) */
+        char *nix_tls_cert;          /* the drone's client certificate */
+        char *nix_tls_key;           /* its private key */
 };
 
 #define DEVICE_CONF_DEFAULT "/etc/ringil/device.conf"

@@ -1,5 +1,7 @@
 /* installnix.c: NixOS-generation install mode: fetch a signed bundle's system closure with the fleet's Nix key, set the profile, switch-to-configuration boot. */
 #include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,32 +10,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "buf.h"
 #include "err.h"
+#include "fleetclient.h"
 #include "installnix.h"
 #include "log.h"
 #include "macro.h"
 
 #define NIX_ARGV_MAX 24
-
-bool nix_store_path_valid(const char *s) {
-        static const char base32[] = "0123456789abcdfghijklmnpqrsvwxyz";
-        const char *name;
-        size_t n;
-
-        if (!s || strncmp(s, "/nix/store/", 11) != 0)
-                return false;
-        s += 11;
-        for (int i = 0; i < 32; i++)
-                if (!s[i] || !strchr(base32, s[i]))
-                        return false;
-        if (s[32] != '-')
-                return false;
-        name = s + 33;
-        n = strlen(name);
-        if (n == 0 || n > 211 || name[0] == '.')
-                return false;
-        return strspn(name, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+._?=-") == n;
-}
 
 /* Run argv[0] (looked up in a fixed PATH) without a shell; its exit status, 128+signal, or a negative errno. */
 static int run(const struct device_conf *c, char *const argv[]) {
@@ -61,6 +45,58 @@ static int run(const struct device_conf *c, char *const argv[]) {
         if (WIFEXITED(status))
                 return WEXITSTATUS(status);
         return 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+}
+
+/* As run(), with stdout captured (at most max bytes, else -EFBIG) into *ret. */
+static int run_capture(const struct device_conf *c, char *const argv[], size_t max, struct buf *ret) {
+        char home[PATH_MAX + 8];
+        char *const envp[] = { (char *) "PATH=/run/current-system/sw/bin:/nix/var/nix/profiles/default/bin:/usr/bin:/bin",
+                               home, (char *) "LC_ALL=C", NULL };
+        struct buf b = BUF_INIT(max);
+        int fds[2], status, r = 0;
+        pid_t pid;
+
+        (void) snprintf(home, sizeof(home), "HOME=%s", c->state_dir);
+        if (pipe2(fds, O_CLOEXEC) < 0)
+                return negative_errno();
+        pid = fork();
+        if (pid < 0) {
+                r = negative_errno();
+                close(fds[0]);
+                close(fds[1]);
+                return r;
+        }
+        if (pid == 0) {
+                if (dup2(fds[1], STDOUT_FILENO) < 0)
+                        _exit(127);
+                execvpe(argv[0], argv, envp);
+                _exit(127);
+        }
+        close(fds[1]);
+        for (;;) {
+                char tmp[4096];
+                ssize_t n = read(fds[0], tmp, sizeof(tmp));
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n <= 0)
+                        break;
+                if (r >= 0)
+                        r = buf_append(&b, tmp, (size_t) n);   /* keep draining so the child never blocks */
+        }
+        close(fds[0]);
+        while (waitpid(pid, &status, 0) < 0)
+                if (errno != EINTR) {
+                        buf_free(&b);
+                        return negative_errno();
+                }
+        if (r >= 0)
+                r = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+        if (r < 0) {
+                buf_free(&b);
+                return r;
+        }
+        *ret = b;
+        return r;
 }
 
 /* argv helper: appends "--store DIR" when a chroot store is configured. */
@@ -138,10 +174,87 @@ static int profile_rollback(const struct device_conf *c) {
         return 0;
 }
 
+#define VALIDITY_BATCH 256
+
+/* nixcache_invalid_t over `nix-store --check-validity --print-invalid', a batch of paths per run. */
+static int store_invalid(void *userdata, char *const *paths, size_t n, bool *invalid) {
+        const struct device_conf *c = userdata;
+
+        for (size_t at = 0; at < n; at += VALIDITY_BATCH) {
+                size_t k = MIN(n - at, (size_t) VALIDITY_BATCH), na = 0;
+                char *argv[VALIDITY_BATCH + 8];
+                _cleanup_buf_ struct buf out = {};
+                const char *p, *end;
+                int r;
+
+                argv[na++] = (char *) "nix-store";
+                add_store(c, argv, &na);
+                argv[na++] = (char *) "--check-validity";
+                argv[na++] = (char *) "--print-invalid";
+                for (size_t i = 0; i < k; i++)
+                        argv[na++] = paths[at + i];
+                argv[na] = NULL;
+                r = run_capture(c, argv, k * (NIX_STORE_PATH_MAX + 1) + 1, &out);
+                if (r != 0)
+                        return ringil_fail(r < 0 ? r : -RINGIL_EREFUSED, "nix-store --check-validity failed (%d)", r);
+                /* Each output line names one of the paths asked about. */
+                for (p = (const char *) out.data, end = p + out.len; p && p < end;) {
+                        const char *nl = memchr(p, '\n', (size_t) (end - p));
+                        size_t len = nl ? (size_t) (nl - p) : (size_t) (end - p);
+                        bool found = false;
+                        for (size_t i = 0; i < k; i++)
+                                if (strlen(paths[at + i]) == len && memcmp(paths[at + i], p, len) == 0)
+                                        found = invalid[at + i] = true;
+                        if (!found && len > 0)
+                                return ringil_fail(-RINGIL_EMALFORMED, "nix-store --print-invalid answered `%.*s'",
+                                                   (int) MIN(len, (size_t) 80), p);
+                        p = nl ? nl + 1 : NULL;
+                }
+        }
+        return 0;
+}
+
+static int src_get(void *userdata, const char *path, size_t max, long *ret_status, struct buf *ret_body) {
+        return fleet_client_request(userdata, "GET", path, NULL, max, ret_status, ret_body);
+}
+
+static int64_t src_get_range(void *userdata, const char *path, uint64_t off, uint64_t len, nixcache_sink_t sink,
+                             void *sink_userdata, long *ret_status) {
+        return fleet_client_get_range(userdata, path, off, len, sink, sink_userdata, ret_status);
+}
+
+/*
+ * The fleet server's cache answers only drones with their client certificate, which Nix cannot present:
+ * mirror what the store lacks into STATE/nix-mirror through ringil's own mutual-TLS client, and let Nix
+ * substitute from there. *ret_url is the file:// URL Nix then uses.
+ */
+static int mirror_cache(const struct device_conf *c, const char *url, const char *store_path, char **ret_dir) {
+        _cleanup_(fleet_client_freep) fleet_client *fc = NULL;
+        _cleanup_free_ char *dir = NULL;
+        struct nixcache_source src = { .get = src_get, .get_range = src_get_range };
+        struct nixcache_stats st = {};
+        int r;
+
+        if (asprintf(&dir, "%s/nix-mirror", c->state_dir) < 0)
+                return -ENOMEM;
+        r = fleet_client_new(url, c->nix_tls_ca, c->nix_tls_cert, c->nix_tls_key, 60, &fc);
+        if (r < 0)
+                return ringil_fail(r, "cache %s: %s", url, ringil_detail());
+        src.userdata = fc;
+        r = nixcache_mirror(&src, store_path, c->nix_trusted_keys, store_invalid, (void *) c, dir, &st);
+        log_info("nix cache %s: %" PRIu64 " of %" PRIu64 " closure paths missing here and fetched, %" PRIu64
+                 " NARs, %" PRIu64 " bytes received, %" PRIu64 " bytes resumed",
+                 url, st.paths_fetched, st.paths_seen, st.nars_fetched, st.bytes_fetched, st.bytes_resumed);
+        if (r < 0)
+                return ringil_fail(r, "fetching %s from %s: %s", store_path, url, ringil_detail());
+        *ret_dir = TAKE_PTR(dir);
+        return 0;
+}
+
 int install_nix_generation(const struct device_conf *c, const struct bundle_manifest *m, struct install_state *st,
                            int64_t time_floor) {
         const struct bundle_payload *p = NULL;
-        _cleanup_free_ char *phys = NULL, *now_target = NULL;
+        _cleanup_free_ char *phys = NULL, *now_target = NULL, *mirror = NULL, *mirror_url = NULL;
         const char *url;
         char *argv[NIX_ARGV_MAX];
         struct stat sb;
@@ -176,11 +289,20 @@ int install_nix_generation(const struct device_conf *c, const struct bundle_mani
         /* The bundle is authenticated: its creation time is a lower bound on the current time. */
         st->time_floor = MAX(time_floor, m->created);
 
+        /* Through the drone's own TLS identity when the cache needs it (checked signatures, hashes). */
+        if (strncmp(url, "https://", 8) == 0 && c->nix_tls_cert) {
+                r = mirror_cache(c, url, p->store_path, &mirror);
+                if (r < 0)
+                        return r;
+                if (asprintf(&mirror_url, "file://%s", mirror) < 0)
+                        return -ENOMEM;
+                url = mirror_url;
+        }
+
         /* INVARIANT: the closure is accepted only with a signature by the fleet key (require-sigs, our keys
-         * only, no other substituter); the bundle's own checks (freshness, floor) already passed. */
-        argv[n++] = (char *) "nix";
-        argv[n++] = (char *) "--extra-experimental-features";
-        argv[n++] = (char *) "nix-command";
+         * only, this one substituter); the bundle's own checks (freshness, floor) already passed. Nix
+         * substitutes just the paths the store lacks and checks each NAR against its signed NarHash. */
+        argv[n++] = (char *) "nix-store";
         add_store(c, argv, &n);
         argv[n++] = (char *) "--option";
         argv[n++] = (char *) "require-sigs";
@@ -190,22 +312,25 @@ int install_nix_generation(const struct device_conf *c, const struct bundle_mani
         argv[n++] = c->nix_trusted_keys;
         argv[n++] = (char *) "--option";
         argv[n++] = (char *) "substituters";
-        argv[n++] = (char *) "";
-        argv[n++] = (char *) "copy";
-        argv[n++] = (char *) "--from";
         argv[n++] = (char *) url;
+        argv[n++] = (char *) "--option";
+        argv[n++] = (char *) "fallback";
+        argv[n++] = (char *) "false";
+        argv[n++] = (char *) "--realise";
         argv[n++] = p->store_path;
         argv[n] = NULL;
         r = run(c, argv);
         if (r != 0)
                 return ringil_fail(r < 0 ? r : -RINGIL_EBADSIG,
-                                   "nix copy of %s from %s refused (exit %d): unsigned, wrong key, or corrupt closure",
+                                   "nix-store --realise of %s from %s refused (exit %d): unsigned, wrong key, or corrupt closure",
                                    p->store_path, url, r);
+        if (mirror)
+                (void) nixcache_mirror_remove(mirror);   /* the store has it now; a failure keeps it for resuming */
         r = physical(c, p->store_path, "", &phys);
         if (r < 0)
                 return r;
         if (lstat(phys, &sb) < 0 || !S_ISDIR(sb.st_mode))
-                return ringil_fail(-RINGIL_EREFUSED, "%s is not in the store after nix copy", p->store_path);
+                return ringil_fail(-RINGIL_EREFUSED, "%s is not in the store after nix-store --realise", p->store_path);
         /* INVARIANT: the exact path of the signed manifest is a valid (registered, verified) store path. */
         n = 0;
         argv[n++] = (char *) "nix-store";
@@ -215,7 +340,7 @@ int install_nix_generation(const struct device_conf *c, const struct bundle_mani
         argv[n] = NULL;
         r = run(c, argv);
         if (r != 0)
-                return ringil_fail(r < 0 ? r : -RINGIL_EREFUSED, "%s is not a valid store path after nix copy (%d)",
+                return ringil_fail(r < 0 ? r : -RINGIL_EREFUSED, "%s is not a valid store path after nix-store --realise (%d)",
                                    p->store_path, r);
 
         /* From here on the system changes: record it (a crash leaves `writing`, and a rerun repeats the

@@ -7,9 +7,8 @@
 #include "bundle.h"
 #include "installconf.h"
 #include "installstate.h"
+#include "nixcache.h"
 
-/* ^/nix/store/[0-9a-df-np-sv-z]{32}-[A-Za-z0-9+._?=-]+$ (Nix base32; name not starting with '.'). */
-bool nix_store_path_valid(const char *s);
 
 /*
  * Called by install_run() after bundle_verify_manifest() accepted the manifest (signature, compatible,

@@ -14,6 +14,9 @@ from pathlib import Path
 import pytest
 
 NIX = ["nix", "--extra-experimental-features", "nix-command"]
+# A build machine here has no nixbld group and no network: build as root without build users, and ask no
+# substituter (cache.nixos.org) about anything.
+NIX_OFFLINE = ["--option", "build-users-group", "", "--option", "substituters", ""]
 
 pytestmark = pytest.mark.skipif(shutil.which("nix-build") is None or os.geteuid() != 0,
                                 reason="needs nix-bin (scripts/deps.sh nix_pkgs) and root")
@@ -41,7 +44,7 @@ def nixworld(tmp_path_factory, ringil):
     log.write_text("")
     paths = {}
     for v in ("1.0", "2.0", "3.0"):
-        paths[v] = sh("nix-build", "--store", build, "--option", "sandbox-paths", "/bin /lib /lib64 /usr",
+        paths[v] = sh("nix-build", "--store", build, *NIX_OFFLINE, "--option", "sandbox-paths", "/bin /lib /lib64 /usr",
                       "--no-out-link", d / "system.nix", "--argstr", "v", v, "--argstr", "log", log)
         assert re.fullmatch(r"/nix/store/[a-z0-9]{32}-nixos-system-drone-" + re.escape(v), paths[v])
     for name in ("fleet", "other"):
@@ -128,7 +131,7 @@ def drone(tmp_path, nixworld, ringil):
 def test_happy_path_pending_then_blessed(drone, nixworld):
     before = len(drone.log_lines())
     p = drone.install("1.0")
-    assert "running nix --extra-experimental-features" in p.err
+    assert "running nix-store --store" in p.err
     assert "pending until mark-good" in p.out
     path = nixworld["paths"]["1.0"]
     assert drone.system() == path
@@ -154,7 +157,7 @@ def test_happy_path_pending_then_blessed(drone, nixworld):
 
 def test_refused_unsigned_narinfo(drone):
     p = drone.install("1.0", cache="unsigned", check=4)
-    assert "nix copy" in p.err and "lacks a valid signature" in p.err
+    assert "nix-store --realise" in p.err and "is not signed by any of the keys" in p.err
     assert not drone.in_store("1.0") and not drone.profile.is_symlink()
     assert "refused" in drone.run("status", check=0).out
 
