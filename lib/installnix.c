@@ -386,6 +386,12 @@ int install_nix_generation(const struct device_conf *c, const struct bundle_mani
                 return r;
         }
         st->phase = PHASE_PENDING;
+        /* Slot b's record keeps the last good generation's version: what runs after a fallback. */
+        if (st->slots[0].status == SLOT_GOOD && st->slots[0].version) {
+                free(st->slots[1].version);
+                st->slots[1].version = TAKE_PTR(st->slots[0].version);
+                st->slots[1].status = SLOT_GOOD;
+        }
         st->slots[0].status = SLOT_PENDING;
         free(st->slots[0].version);
         st->slots[0].version = strdup(m->version);
@@ -492,4 +498,25 @@ int install_nix_mark_bad(const struct device_conf *c) {
 out:
         install_state_done(&st);
         return r;
+}
+
+int install_nix_running_version(const struct device_conf *c, const struct install_state *st, char **ret) {
+        _cleanup_free_ char *target = NULL;
+        char running[PATH_MAX];
+        const char *v;
+        ssize_t n;
+
+        n = readlink(c->nix_current_system, running, sizeof(running) - 1);
+        if (n < 0)
+                return -ENOENT;
+        running[n] = '\0';
+        if (install_nix_profile_target(c, &target) < 0)
+                return -ENOENT;
+        /* The profile's generation runs and is not the one rolled back from: the newest record. Anything
+         * else is the previous, last good generation. */
+        v = streq(running, target) && st->slots[0].status != SLOT_BAD ? st->slots[0].version : st->slots[1].version;
+        if (!v)
+                return -ENOENT;
+        *ret = strdup(v);
+        return *ret ? 0 : -ENOMEM;
 }

@@ -30,5 +30,11 @@ int install_nix_generation(const struct device_conf *c, const struct bundle_mani
 int install_nix_mark_good(const struct device_conf *c, char **ret_version);
 /* Roll the profile back to the previous generation and run its switch-to-configuration boot. */
 int install_nix_mark_bad(const struct device_conf *c);
+/*
+ * The version of the running generation (the [nix] current-system link) as far as ringil installed it:
+ * the newest generation's when it runs, else the previous good one's. -ENOENT when unknown (e.g. the
+ * factory generation, never installed by ringil).
+ */
+int install_nix_running_version(const struct device_conf *c, const struct install_state *st, char **ret);
 /* The store path the [nix] profile points at now (*ret allocated); -ENOENT without a profile. */
 int install_nix_profile_target(const struct device_conf *c, char **ret);

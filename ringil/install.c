@@ -251,10 +251,11 @@ int verb_health(int argc, char *argv[]) {
 /* Generation mode: the profile's system, the pending or last generation, the floor. */
 static int status_generation(const struct device_conf *c, const struct install_state *st, const char *floor,
                              int64_t time_floor, bool json) {
-        _cleanup_free_ char *sys = NULL;
+        _cleanup_free_ char *sys = NULL, *running = NULL;
         const char *gen = slot_status_to_string(st->slots[0].status);
 
         (void) install_nix_profile_target(c, &sys);
+        (void) install_nix_running_version(c, st, &running);
         if (json) {
                 json_t *j = json_object();
                 char *s;
@@ -269,6 +270,7 @@ static int status_generation(const struct device_conf *c, const struct install_s
                 json_object_set_new(j, "time_floor", time_floor > 0 ? json_integer(time_floor) : json_null());
                 json_object_set_new(j, "last_error", st->last_error ? json_string(st->last_error) : json_null());
                 json_object_set_new(j, "rollback", json_boolean(st->slots[0].status == SLOT_BAD));
+                json_object_set_new(j, "running_version", running ? json_string(running) : json_null());
                 s = json_dumps(j, JSON_INDENT(2) | JSON_SORT_KEYS);
                 json_decref(j);
                 if (!s)
@@ -280,6 +282,7 @@ static int status_generation(const struct device_conf *c, const struct install_s
         printf("mode:       generation (profile %s)\n", c->nix_profile);
         printf("system:     %s\n", sys ? sys : "none");
         printf("generation: %s %s\n", st->slots[0].version ? st->slots[0].version : "-", gen);
+        printf("running:    %s\n", running ? running : "unknown");
         printf("install:    %s%s%s\n", install_phase_to_string(st->phase), st->phase != PHASE_IDLE && st->version ? " " : "",
                st->phase != PHASE_IDLE && st->version ? st->version : "");
         printf("floor:      %s\n", floor ? floor : "none");

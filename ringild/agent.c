@@ -223,8 +223,14 @@ static int finish_reboot(struct agent *a) {
 
         if (!streq(a->eng.version, a->st.target)) {
                 /* The boot loader fell back (tries exhausted) or the new slot never booted. */
-                snprintf(err, sizeof(err), "booted version '%s' instead of '%s': new slot did not boot",
-                         a->eng.version, a->st.target);
+                snprintf(err, sizeof(err), "booted version '%s' instead of '%s': new %s did not boot",
+                         a->eng.version[0] ? a->eng.version : "unknown", a->st.target,
+                         a->eng.generation ? "generation" : "slot");
+                /* Generation mode: roll the profile back now, so that no later switch-to-configuration
+                 * (or the boot loader's default) brings the failed generation back; refused harmlessly
+                 * when the bless unit already did it. Slot mode needs nothing: the entry is out of tries. */
+                if (a->eng.generation)
+                        (void) engine_mark(a->cfg, false, NULL, 0);
                 a->st.phase = AGENT_IDLE;
                 a->st.failed_release = a->st.release;
                 return transition(a, FLEET_STATE_ROLLED_BACK, a->st.release, a->st.target, err);

@@ -39,6 +39,7 @@ struct engine_status {
         char version[FLEET_VERSION_MAX];   /* booted slot's version, "" unknown */
         char slot[16];
         char boot[16];                     /* good / pending / bad / unknown */
+        bool generation;                   /* NixOS-generation mode ([nix] in device.conf) */
 };
 
 int engine_status(const struct agent_config *c, struct engine_status *ret);

@@ -149,6 +149,17 @@ int engine_status(const struct agent_config *c, struct engine_status *ret) {
                 json_decref(j);
                 return ringil_fail(-RINGIL_EMALFORMED, "ringil status --json: %s", e.text);
         }
+        if (json_is_string(json_object_get(j, "mode")) && streq(json_string_value(json_object_get(j, "mode")), "generation")) {
+                /* NixOS-generation mode: the running generation's version; its state when it is the newest. */
+                s.generation = true;
+                snprintf(s.slot, sizeof(s.slot), "generation");
+                copy_json_str(j, "running_version", s.version, sizeof(s.version));
+                if (streq(s.version, json_string_value(json_object_get(j, "version")) ?: ""))
+                        copy_json_str(j, "generation", s.boot, sizeof(s.boot));
+                json_decref(j);
+                *ret = s;
+                return 0;
+        }
         booted = json_string_value(json_object_get(j, "booted"));
         slots = json_object_get(j, "slots");
         if (booted)
