@@ -5,6 +5,7 @@ machine's /nix is never written. The test "system" closures are built once per s
 chroot store by a derivation whose builder is /bin/sh; their bin/switch-to-configuration appends
 "$0 $*" to a log file.
 """
+import hashlib
 import os
 import re
 import shutil
@@ -22,12 +23,24 @@ pytestmark = pytest.mark.skipif(shutil.which("nix-build") is None or os.geteuid(
                                 reason="needs nix-bin (scripts/deps.sh nix_pkgs) and root")
 
 SYSTEM_NIX = r"""
-{ v, log }: derivation {
+{ v, log }:
+let
+  # Shared by every version, as a real system shares its kernel and libc: a second install fetches only
+  # what changed.
+  base = derivation {
+    name = "drone-base";
+    system = builtins.currentSystem;
+    builder = "/bin/sh";
+    PATH = "/bin:/usr/bin";
+    args = [ "-c" "mkdir -p $out; echo 'the unchanged part of the system' > $out/README" ];
+  };
+in derivation {
   name = "nixos-system-drone-${v}";
   system = builtins.currentSystem;
   builder = "/bin/sh";
   PATH = "/bin:/usr/bin";
-  args = [ "-c" "mkdir -p $out/bin; printf '#!/bin/sh\\necho \"$0 $*\" >> ${log}\\n' > $out/bin/switch-to-configuration; chmod +x $out/bin/switch-to-configuration" ];
+  inherit base;
+  args = [ "-c" "mkdir -p $out/bin; echo $base > $out/base; printf '#!/bin/sh\\necho \"$0 $*\" >> ${log}\\n' > $out/bin/switch-to-configuration; chmod +x $out/bin/switch-to-configuration" ];
 }
 """
 
@@ -57,7 +70,7 @@ def nixworld(tmp_path_factory, ringil):
 
     publish("unsigned")
     for name in ("other", "fleet"):   # signatures accumulate in the build store: other first
-        sh(*NIX, "--store", build, "store", "sign", "--key-file", d / f"{name}.sk", *paths.values())
+        sh(*NIX, "--store", build, "store", "sign", "-r", "--key-file", d / f"{name}.sk", *paths.values())
         publish(name)
     for name in ("db", "other"):
         subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", d / f"{name}.key",
@@ -243,3 +256,224 @@ def test_fallback_boot_is_recorded_as_rollback(drone, nixworld):
     st = drone.run("status", "--json", check=0).out
     assert '"generation": "bad"' in st and '"rollback": true' in st and '"floor": "1.0"' in st
     assert "did not become the running system" in st
+
+
+# ---- the fleet server's cache: ringil-server serves the cache directory, drones fetch with their identity ----
+
+from conftest import binary  # noqa: E402
+from fleetsim import Pki, Server, run  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def fleetpki(nixworld, ringil, tmp_path_factory):
+    """Device CA and TLS certificates; releases are signed with the drones' db key."""
+    d = tmp_path_factory.mktemp("nixfleet")
+    return Pki(binary("ringil"), d / "pki", signer=(nixworld["dir"] / "db.key", nixworld["dir"] / "db.pem"))
+
+
+class FleetDrone(Drone):
+    """A generation-mode drone enrolled with a ringil-server, running the real ringild."""
+
+    def __init__(self, root, w, ringil, srv, pki, name="drone-n1", health="true"):
+        super().__init__(root, w, ringil)
+        self.srv, self.pki, self.name = srv, pki, name
+        self.agentdir = root / "agent"
+        self.agentdir.mkdir()
+        self.conf.write_text(self.conf.read_text() +
+                             f"tls-ca = {pki.ca}\ntls-cert = {self.agentdir / 'cert.pem'}\n"
+                             f"tls-key = {self.agentdir / 'key.pem'}\n")
+        self.agentconf = root / "ringild.conf"
+        self.agentconf.write_text(
+            f"server = {srv.url}\nca = {pki.ca}\ncert = {self.agentdir / 'cert.pem'}\n"
+            f"key = {self.agentdir / 'key.pem'}\ndevice-config = {self.conf}\n"
+            f"state-dir = {self.agentdir / 'state'}\nringil = {binary('ringil')}\n"
+            f"reboot-command = touch {root / 'reboot-requested'}\nhealth-command = {health}\n"
+            f"boot-id-file = {root / 'boot_id'}\npoll-interval = 1\ntimeout = 10\n")
+        (root / "boot_id").write_text(os.urandom(16).hex() + "\n")
+        token = srv.op("enroll", name).out.strip()
+        run([binary("ringild"), "enroll", "--config", self.agentconf, "--id", name, "--token", token])
+
+    def agent(self):
+        p = run([binary("ringild"), "--config", self.agentconf, "--once", "--verbose"], check=False)
+        self.agent_log = p.err
+        return p
+
+    def reboot(self):
+        """The boot loader starts the profile's generation (or, with fallback=True, the running one stays)."""
+        req = self.root / "reboot-requested"
+        assert req.exists(), "the agent did not ask for a reboot"
+        req.unlink()
+        (self.root / "boot_id").write_text(os.urandom(16).hex() + "\n")
+
+
+@pytest.fixture
+def fleetcache(nixworld, fleetpki, tmp_path):
+    """A running ringil-server serving a copy of the fleet-signed cache; returns (server, cache dir)."""
+    cache = tmp_path / "served-cache"
+    shutil.copytree(nixworld["caches"]["fleet"], cache)
+    srv = Server(binary("ringil-server"), fleetpki, tmp_path / "server", extra=f"nix-cache = {cache}\n").start()
+    yield srv, cache
+    srv.stop()
+
+
+def fleet_bundle(nixworld, srv, version, tmp_path, tag=""):
+    out = tmp_path / f"fleet-{version}{tag}.rb"
+    run([binary("ringil"), "bundle", "create", "--key", nixworld["dir"] / "db.key", "--cert",
+         nixworld["dir"] / "db.pem", "--compatible", "drone-x1", "--version", version, "--payload",
+         f"system:nixos={nixworld['paths'][version]}@{srv.url}/nix-cache", "--output", out])
+    return out
+
+
+def release(srv, bundle):
+    rid = srv.op("upload", bundle).out.strip()
+    srv.op("release", rid, "--fleet")
+    return rid
+
+
+def cache_hits(srv):
+    for line in srv.op("metrics").out.splitlines():
+        if line.startswith('ringil_nix_cache_requests_total{result="hit"}'):
+            return int(float(line.split()[1]))
+    raise AssertionError("no nix cache metric")
+
+
+def test_fleet_generations_through_ringild(tmp_path, nixworld, fleetcache, fleetpki, ringil):
+    """ringild pulls each release, the engine fetches the closure from ringil-server's cache with the drone's
+    certificate, switch-to-configuration boot runs, the reboot is judged, and the server hears about it."""
+    srv, _ = fleetcache
+    dr = FleetDrone(tmp_path / "d", nixworld, ringil, srv, fleetpki, health=str(tmp_path / "health"))
+    health = tmp_path / "health"
+    health.write_text("#!/bin/sh\nexit 0\n")
+    health.chmod(0o755)
+    paths = nixworld["paths"]
+
+    for version in ("1.0", "2.0"):
+        before = len(dr.log_lines())
+        release(srv, fleet_bundle(nixworld, srv, version, tmp_path))
+        dr.agent()
+        assert dr.system() == paths[version], dr.agent_log
+        assert dr.log_lines()[before:] == [f"{dr.store}{paths[version]}/bin/switch-to-configuration boot"]
+        assert not (dr.state / "nix-mirror").exists(), "the mirror is removed once the store has the closure"
+        dr.reboot()
+        dr.boot()
+        dr.agent()
+        d = srv.drone(dr.name)
+        assert d["state"] == "updated" and d["version"] == version, (d, dr.agent_log)
+        st = dr.run("status", "--json", check=0).out
+        assert '"generation": "good"' in st and f'"floor": "{version}"' in st and f'"running_version": "{version}"' in st
+
+    # 3.0 boots but fails its health gate: marked bad, profile back to 2.0, reported rolled back.
+    health.write_text("#!/bin/sh\nexit 1\n")
+    release(srv, fleet_bundle(nixworld, srv, "3.0", tmp_path))
+    dr.agent()
+    assert dr.system() == paths["3.0"]
+    dr.reboot()
+    dr.boot()
+    before = len(dr.log_lines())
+    dr.agent()
+    assert dr.system() == paths["2.0"], dr.agent_log
+    assert dr.log_lines()[before:] == [f"{dr.store}{paths['2.0']}/bin/switch-to-configuration boot"]
+    dr.reboot()
+    dr.boot()
+    dr.agent()
+    d = srv.drone(dr.name)
+    assert d["state"] == "rolled-back" and "health gate failed" in d["error"] and d["version"] == "2.0", d
+    assert '"running_version": "2.0"' in dr.run("status", "--json", check=0).out
+
+
+def test_fleet_fallback_boot_rolls_the_profile_back(tmp_path, nixworld, fleetcache, fleetpki, ringil):
+    """The new generation never starts (the boot loader fell back): ringild reports it and resets the profile."""
+    srv, _ = fleetcache
+    dr = FleetDrone(tmp_path / "d", nixworld, ringil, srv, fleetpki)
+    release(srv, fleet_bundle(nixworld, srv, "1.0", tmp_path))
+    dr.agent()
+    dr.reboot()
+    dr.boot()
+    dr.agent()
+    assert srv.drone(dr.name)["state"] == "updated"
+    release(srv, fleet_bundle(nixworld, srv, "2.0", tmp_path))
+    dr.agent()
+    assert dr.system() == nixworld["paths"]["2.0"]
+    dr.reboot()            # ... but 1.0 keeps running: no boot() into the new generation
+    dr.agent()
+    d = srv.drone(dr.name)
+    assert d["state"] == "rolled-back" and "new generation did not boot" in d["error"], (d, dr.agent_log)
+    assert dr.system() == nixworld["paths"]["1.0"]
+    assert '"generation": "bad"' in dr.run("status", "--json", check=0).out
+
+
+def test_fleet_cache_fetches_only_what_the_store_lacks(tmp_path, nixworld, fleetcache, fleetpki, ringil):
+    srv, _ = fleetcache
+    dr = FleetDrone(tmp_path / "d", nixworld, ringil, srv, fleetpki)
+    h0 = cache_hits(srv)
+    p = dr.run("install", fleet_bundle(nixworld, srv, "1.0", tmp_path), check=0)
+    assert "2 of 2 closure paths missing here and fetched" in p.err, p.err
+    assert cache_hits(srv) - h0 == 4          # two narinfos, two NARs
+    dr.boot()
+    dr.run("mark-good", check=0)
+    h1 = cache_hits(srv)
+    p = dr.run("install", fleet_bundle(nixworld, srv, "2.0", tmp_path), check=0)
+    # The shared base is in the store: only the new toplevel's narinfo is asked for. (Its NAR happens to
+    # be byte-identical to 1.0's, so the NAR is fetched once more.)
+    assert "1 of 2 closure paths missing here and fetched" in p.err, p.err
+    assert cache_hits(srv) - h1 == 2
+    assert dr.system() == nixworld["paths"]["2.0"]
+
+
+@pytest.mark.parametrize("label,code,msg", [("unsigned", 5, "is not signed by any key in trusted-public-keys"),
+                                            ("other", 5, "is not signed by any key in trusted-public-keys")])
+def test_fleet_cache_refuses_unsigned_or_foreign(tmp_path, nixworld, fleetpki, ringil, label, code, msg):
+    cache = tmp_path / "served"
+    shutil.copytree(nixworld["caches"][label], cache)
+    srv = Server(binary("ringil-server"), fleetpki, tmp_path / "server", extra=f"nix-cache = {cache}\n").start()
+    try:
+        dr = FleetDrone(tmp_path / "d", nixworld, ringil, srv, fleetpki)
+        p = dr.run("install", fleet_bundle(nixworld, srv, "1.0", tmp_path), check=code)
+        assert msg in p.err, p.err
+        assert not dr.in_store("1.0") and not dr.profile.is_symlink()
+        # Refused at the first narinfo: no NAR was downloaded, no reference followed.
+        assert list((dr.state / "nix-mirror" / "nar").iterdir()) == []
+        assert cache_hits(srv) == 1
+    finally:
+        srv.stop()
+
+
+def test_fleet_cache_refuses_corrupt_nar(tmp_path, nixworld, fleetcache, fleetpki, ringil):
+    srv, cache = fleetcache
+    h = nixworld["paths"]["1.0"][11:43]
+    ni = cache / f"{h}.narinfo"
+    nar = cache / re.search(r"^URL: (\S+)$", ni.read_text(), re.M).group(1)
+    data = bytearray(nar.read_bytes())
+    data[data.index(b"switch.log")] ^= 0x01
+    nar.write_bytes(bytes(data))
+    dr = FleetDrone(tmp_path / "d", nixworld, ringil, srv, fleetpki)
+    b = fleet_bundle(nixworld, srv, "1.0", tmp_path)
+    # The served file no longer matches its FileHash: refused by ringil before Nix sees it.
+    p = dr.run("install", b, check=9)
+    assert "does not match the FileHash" in p.err, p.err
+    assert not dr.in_store("1.0") and not dr.profile.is_symlink()
+    # FileHash (unsigned) rewritten to match: the NAR still differs from the signed NarHash, and Nix refuses.
+    fh = hashlib.sha256(bytes(data)).digest()
+    text = ni.read_text()
+    old = re.search(r"^FileHash: sha256:(\S+)$", text, re.M).group(1)
+    new = sh("nix-hash", "--type", "sha256", "--to-base32", fh.hex())
+    ni.write_text(text.replace(old, new))
+    nar.rename(nar.with_name(nar.name.replace(old, new)))
+    ni.write_text(ni.read_text().replace(f"nar/{old}", f"nar/{new}"))
+    p = dr.run("install", b, check=4)
+    assert "hash mismatch" in p.err, p.err
+    assert not dr.in_store("1.0") and not dr.profile.is_symlink()
+
+
+def test_fleet_cache_nothing_fetched_below_floor_or_when_revoked(tmp_path, nixworld, fleetcache, fleetpki, ringil):
+    srv, _ = fleetcache
+    dr = FleetDrone(tmp_path / "d", nixworld, ringil, srv, fleetpki)
+    (dr.state / "floor").write_text("1.5\n")
+    h0 = cache_hits(srv)
+    dr.run("install", fleet_bundle(nixworld, srv, "1.0", tmp_path), check=7)
+    assert cache_hits(srv) == h0 and not (dr.state / "nix-mirror").exists()
+    # A revoked drone's certificate no longer opens the cache.
+    srv.op("revoke", dr.name)
+    p = dr.run("install", fleet_bundle(nixworld, srv, "2.0", tmp_path))
+    assert p.returncode != 0 and "HTTP 403" in p.err, p.err
+    assert not dr.in_store("2.0") and not dr.profile.is_symlink()
