@@ -63,11 +63,13 @@ struct conn {
         char buf[HTTP_MAX_HEAD];      /* bytes read past the current head (pipelining) */
         size_t have;
         bool close_after;             /* set when a response must end the connection */
+        bool head_only;               /* the current request is HEAD: conn_respond() sends no body */
 };
 
 /* Read exactly n body bytes (first from conn->buf). */
 int conn_read(struct conn *c, void *p, size_t n);
-/* Send a complete response. extra_headers: "Name: value\r\n…" or NULL. */
+/* Send a complete response (for HEAD its head only, with the body's Content-Length). extra_headers:
+ * "Name: value\r\n…" or NULL. */
 int conn_respond(struct conn *c, int status, const char *ctype, const char *extra_headers, const void *body,
                  size_t len);
 /* JSON error body {"error": "...", "status": N}. Returns the status. */
