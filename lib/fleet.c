@@ -1,4 +1,4 @@
-/* fleet.c: parsing and formatting of the agent ↔ server messages and of the agent config file. */
+/* fleet.c: parsing and formatting of the agent ↔ server messages and of the agent config file; Nix cache names. */
 #include <inttypes.h>
 #include <jansson.h>
 #include <string.h>
@@ -417,4 +417,35 @@ int agent_config_load(const char *path, struct agent_config *ret) {
         if (r < 0)
                 return ringil_fail(r, "cannot read '%s'", path);
         return agent_config_parse((const char *) data, len, ret);
+}
+
+/* Nix's base32 alphabet: the digits and the lowercase letters but e, o, t and u. */
+static bool nix32_char(char c) {
+        return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z' && c != 'e' && c != 'o' && c != 't' && c != 'u');
+}
+
+static bool nar_name_char(char c) {
+        return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z');
+}
+
+int fleet_nix_cache_file(const char *rel) {
+        static const char *const compressions[] = { "", ".xz", ".bz2", ".zst", ".br", ".lz4", ".lzip", ".gz" };
+        size_t n = 0;
+
+        if (streq(rel, "nix-cache-info"))
+                return FLEET_NIX_CACHE_INFO;
+        if (strncmp(rel, "nar/", 4) == 0) {
+                rel += 4;
+                while (n < FLEET_NIX_NAR_NAME_MAX && nar_name_char(rel[n]))
+                        n++;
+                if (n == 0 || strncmp(rel + n, ".nar", 4) != 0)
+                        return -ENOENT;
+                for (size_t i = 0; i < ELEMENTSOF(compressions); i++)
+                        if (streq(rel + n + 4, compressions[i]))
+                                return FLEET_NIX_NAR;
+                return -ENOENT;
+        }
+        while (n < 32 && nix32_char(rel[n]))
+                n++;
+        return n == 32 && streq(rel + n, ".narinfo") ? FLEET_NIX_NARINFO : -ENOENT;
 }

@@ -1,4 +1,5 @@
-/* fleet.h: the agent ↔ server protocol messages (JSON) and the agent's config file, both parsed strictly. */
+/* fleet.h: the agent ↔ server protocol messages (JSON), the agent's config file, both parsed strictly,
+ * and the file names of the Nix binary cache the server may serve. */
 #pragma once
 
 #include <stdbool.h>
@@ -89,3 +90,22 @@ void agent_config_free(struct agent_config *c);
 /* Parse an agent config; unknown keys and missing required keys are errors (detail recorded). */
 int agent_config_parse(const char *data, size_t len, struct agent_config *ret);
 int agent_config_load(const char *path, struct agent_config *ret);
+
+/*
+ * The Nix binary cache the server serves under FLEET_NIX_CACHE_PREFIX (docs/fleet.md): the rest of the
+ * request path must name one of three shapes, and nothing else is a file of the cache:
+ *   "nix-cache-info"
+ *   "<32 chars of Nix base32 [0-9a-z without e o t u]>.narinfo"
+ *   "nar/<[0-9a-z]{1,64}>.nar" + optionally ".xz", ".bz2", ".zst", ".br", ".lz4", ".lzip" or ".gz"
+ * Returns the kind (>= 0), or -ENOENT for any other string (the server answers 404, which Nix reads as
+ * "not in this cache"). INVARIANT: an accepted name has no '/' but the one after "nar" and no '.' but
+ * the suffix's, so it is a plain file name relative to the cache directory and cannot leave it.
+ */
+#define FLEET_NIX_CACHE_PREFIX "/nix-cache/"
+#define FLEET_NIX_NAR_NAME_MAX 64
+enum fleet_nix_file {
+        FLEET_NIX_CACHE_INFO,
+        FLEET_NIX_NARINFO,
+        FLEET_NIX_NAR,
+};
+int fleet_nix_cache_file(const char *rel);

@@ -1,4 +1,4 @@
-/* api.c: the fleet server's routes: enrollment, check-in, reports, bundle download, operator API. */
+/* api.c: the fleet server's routes: enrollment, check-in, reports, bundle download, Nix cache, operator API. */
 #include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -10,6 +10,7 @@
 #include "buf.h"
 #include "crypto.h"
 #include "err.h"
+#include "fleet.h"
 #include "log.h"
 #include "parse.h"
 #include "secret.h"
@@ -218,7 +219,7 @@ static int route_report(struct conn *c, const struct http_request *req) {
         return conn_respond(c, 200, "application/json", NULL, out, strlen(out));
 }
 
-static int send_file_range(struct conn *c, int fd, uint64_t first, uint64_t last) {
+static int send_file_range(struct conn *c, int fd, uint64_t first, uint64_t last, atomic_uint_fast64_t *sent) {
         uint8_t buf[65536];
         uint64_t off = first;
 
@@ -229,18 +230,53 @@ static int send_file_range(struct conn *c, int fd, uint64_t first, uint64_t last
                         return -EIO;
                 if (conn_write(c, buf, (size_t) k) < 0)
                         return -EPIPE;
-                atomic_fetch_add(&c->srv->m.bundle_bytes, (uint64_t) k);
+                atomic_fetch_add(sent, (uint64_t) k);
                 off += (uint64_t) k;
         }
         return 0;
+}
+
+/*
+ * Answer GET or HEAD with fd, an open regular file of `size` bytes: 200 with all of it, or for a Range
+ * header 206 with that single range (416 when unsatisfiable, 400 when malformed); Accept-Ranges and
+ * Content-Length always, ETag when etag is not NULL. Body bytes are added to *sent. Returns >= 0, or
+ * < 0 when the connection must be dropped (the head or body could not be written).
+ */
+static int respond_file(struct conn *c, const struct http_request *req, int fd, uint64_t size, const char *ctype,
+                        const char *etag, atomic_uint_fast64_t *sent) {
+        uint64_t first = 0, last = size - 1, len = size;   /* size 0: len 0 and no body is sent */
+        char range[128] = "", head[768];
+        int n, r;
+
+        if (req->has_range) {
+                r = http_parse_range(req->range, size, &first, &last);
+                if (r == -ERANGE) {
+                        snprintf(range, sizeof(range), "Content-Range: bytes */%" PRIu64 "\r\n", size);
+                        return conn_respond(c, 416, "application/json", range, "{\"error\":\"range\"}", 17);
+                }
+                if (r < 0)
+                        return conn_error(c, 400, "malformed Range");
+                len = last - first + 1;
+                snprintf(range, sizeof(range), "Content-Range: bytes %" PRIu64 "-%" PRIu64 "/%" PRIu64 "\r\n",
+                         first, last, size);
+        }
+        n = snprintf(head, sizeof(head),
+                     "HTTP/1.1 %d %s\r\nServer: ringil-server\r\nContent-Type: %s\r\n%s%s%s"
+                     "Accept-Ranges: bytes\r\n%sContent-Length: %" PRIu64 "\r\n%s\r\n",
+                     req->has_range ? 206 : 200, req->has_range ? "Partial Content" : "OK", ctype,
+                     etag ? "ETag: \"" : "", etag ? etag : "", etag ? "\"\r\n" : "", range, len,
+                     c->close_after ? "Connection: close\r\n" : "");
+        if (n < 0 || (size_t) n >= sizeof(head) || conn_write(c, head, (size_t) n) < 0)
+                return -EPIPE;
+        if (req->method == HTTP_HEAD || len == 0)
+                return 0;
+        return send_file_range(c, fd, first, last, sent) < 0 ? -EPIPE : 0;
 }
 
 static int route_bundle(struct conn *c, const struct http_request *req, int64_t rid) {
         _cleanup_close_ int fd = -EBADF;
         struct release rel;
         struct stat st;
-        uint64_t first = 0, last;
-        char hdr[256];
         int r;
 
         if (skip_body(c, req) < 0)
@@ -266,35 +302,69 @@ static int route_bundle(struct conn *c, const struct http_request *req, int64_t 
                 return conn_error(c, 500, "bundle of release %" PRId64 " is missing or changed", rid);
         if (rel.size == 0)
                 return conn_error(c, 500, "empty bundle");
-        last = rel.size - 1;
-        if (req->has_range) {
-                r = http_parse_range(req->range, rel.size, &first, &last);
-                if (r == -ERANGE) {
-                        snprintf(hdr, sizeof(hdr), "Content-Range: bytes */%" PRIu64 "\r\n", rel.size);
-                        return conn_respond(c, 416, "application/json", hdr, "{\"error\":\"range\"}", 17);
-                }
-                if (r < 0)
-                        return conn_error(c, 400, "malformed Range");
-                snprintf(hdr, sizeof(hdr),
-                         "Accept-Ranges: bytes\r\nContent-Range: bytes %" PRIu64 "-%" PRIu64 "/%" PRIu64 "\r\n"
-                         "Content-Length: %" PRIu64 "\r\n",
-                         first, last, rel.size, last - first + 1);
-        } else
-                snprintf(hdr, sizeof(hdr), "Accept-Ranges: bytes\r\nContent-Length: %" PRIu64 "\r\n", rel.size);
+        return respond_file(c, req, fd, rel.size, "application/octet-stream", rel.sha256, &c->srv->m.bundle_bytes);
+}
 
-        {
-                char head[768];
-                int n = snprintf(head, sizeof(head),
-                                 "HTTP/1.1 %d %s\r\nServer: ringil-server\r\nContent-Type: application/octet-stream\r\n"
-                                 "ETag: \"%s\"\r\n%s%s\r\n",
-                                 req->has_range ? 206 : 200, req->has_range ? "Partial Content" : "OK", rel.sha256,
-                                 hdr, c->close_after ? "Connection: close\r\n" : "");
-                if (n < 0 || (size_t) n >= sizeof(head) || conn_write(c, head, (size_t) n) < 0)
-                        return -EPIPE;
+/* A file of the Nix cache could not be opened: what is absent, or a symlink, is not in this cache. */
+static int nix_cache_open_failed(struct conn *c, int r, const char *rel) {
+        if (r == -ENOENT || r == -ENOTDIR || r == -ELOOP) {
+                atomic_fetch_add(&c->srv->m.nix_cache_misses, 1);
+                return conn_error(c, 404, "'%s' is not in this cache", rel);
         }
-        if (req->method == HTTP_HEAD)
-                return 0;
-        return send_file_range(c, fd, first, last) < 0 ? -EPIPE : 0;
+        /* Anything else (unreadable, I/O) is the server's problem: Nix must not read it as a miss. */
+        log_warning_errno(r, "nix-cache: cannot open '%s': %m", rel);
+        return conn_error(c, 500, "cannot open '%s' in the cache", rel);
+}
+
+/*
+ * GET/HEAD /nix-cache/REL: a file of the configured Nix binary cache, for an operator or an allowed
+ * drone (the narinfos carry Nix's own ed25519 signatures; docs/fleet.md). 404 is exact: Nix reads it as
+ * "this path is not in the cache", so every name outside the three shapes and every non-file is 404.
+ */
+static int route_nix_cache(struct conn *c, const struct http_request *req, const char *rel) {
+        static const char *const types[] = {
+                [FLEET_NIX_CACHE_INFO] = "text/x-nix-cache-info",
+                [FLEET_NIX_NARINFO] = "text/x-nix-narinfo",
+                [FLEET_NIX_NAR] = "application/x-nix-nar",
+        };
+        _cleanup_close_ int dfd = -EBADF, fd = -EBADF;
+        const char *name = rel;
+        struct stat st;
+        int kind;
+
+        if (skip_body(c, req) < 0)
+                return -ECONNRESET;
+        if (c->role != PEER_OPERATOR) {
+                struct drone_auth auth;
+                if (authorize_drone(c, &auth) < 0)
+                        return 0;
+        }
+        kind = fleet_nix_cache_file(rel);
+        if (kind < 0 || req->query[0] || c->srv->nix_cache_fd < 0) {
+                atomic_fetch_add(&c->srv->m.nix_cache_misses, 1);
+                return conn_error(c, 404, "not in this cache");
+        }
+        /* INVARIANT: no symlink is followed below the cache directory, neither nar/ nor the file; the
+         * name itself was checked to be one plain component (fleet_nix_cache_file). O_NONBLOCK: a FIFO
+         * planted in the cache must not block this thread in open(); fstat() below refuses it. */
+        if (kind == FLEET_NIX_NAR) {
+                dfd = openat(c->srv->nix_cache_fd, "nar", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                if (dfd < 0)
+                        return nix_cache_open_failed(c, negative_errno(), rel);
+                name = rel + strlen("nar/");
+        }
+        fd = openat(dfd >= 0 ? dfd : c->srv->nix_cache_fd, name,
+                    O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
+        if (fd < 0)
+                return nix_cache_open_failed(c, negative_errno(), rel);
+        if (fstat(fd, &st) < 0)
+                return conn_error(c, 500, "cannot stat '%s' in the cache", rel);
+        if (!S_ISREG(st.st_mode)) {
+                atomic_fetch_add(&c->srv->m.nix_cache_misses, 1);
+                return conn_error(c, 404, "'%s' is not in this cache", rel);
+        }
+        atomic_fetch_add(&c->srv->m.nix_cache_hits, 1);
+        return respond_file(c, req, fd, (uint64_t) st.st_size, types[kind], NULL, &c->srv->m.nix_cache_bytes);
 }
 
 static int route_enroll(struct conn *c, const struct http_request *req) {
@@ -460,12 +530,17 @@ static int route_metrics(struct conn *c) {
                    "# TYPE ringil_tls_handshake_failures_total counter\nringil_tls_handshake_failures_total %" PRIuFAST64 "\n"
                    "# TYPE ringil_auth_refused_total counter\nringil_auth_refused_total %" PRIuFAST64 "\n"
                    "# TYPE ringil_connections_total counter\nringil_connections_total %" PRIuFAST64 "\n"
-                   "# TYPE ringil_connections_active gauge\nringil_connections_active %d\n",
+                   "# TYPE ringil_connections_active gauge\nringil_connections_active %d\n"
+                   "# TYPE ringil_nix_cache_requests_total counter\n"
+                   "ringil_nix_cache_requests_total{result=\"hit\"} %" PRIuFAST64 "\n"
+                   "ringil_nix_cache_requests_total{result=\"miss\"} %" PRIuFAST64 "\n"
+                   "# TYPE ringil_nix_cache_bytes_sent_total counter\nringil_nix_cache_bytes_sent_total %" PRIuFAST64 "\n",
                    atomic_load(&m->requests), atomic_load(&m->errors_4xx), atomic_load(&m->errors_5xx),
                    atomic_load(&m->checkins), atomic_load(&m->reports), atomic_load(&m->enrollments),
                    atomic_load(&m->bundle_bytes), atomic_load(&m->uploads), atomic_load(&m->uploads_refused),
                    atomic_load(&m->tls_failures), atomic_load(&m->auth_refused), atomic_load(&m->connections_total),
-                   atomic_load(&m->connections_active));
+                   atomic_load(&m->connections_active), atomic_load(&m->nix_cache_hits),
+                   atomic_load(&m->nix_cache_misses), atomic_load(&m->nix_cache_bytes));
         if (store_state_counts(c->srv->db, &counts) >= 0) {
                 buf_printf(&b, "# HELP ringil_drones Drones by update state.\n# TYPE ringil_drones gauge\n");
                 json_object_foreach(counts, k, v)
@@ -512,6 +587,8 @@ int api_handle(struct conn *c, const struct http_request *req) {
                         return skip_body(c, req) < 0 ? -1 : conn_error(c, 404, "no such release");
                 return route_bundle(c, req, (int64_t) rid);
         }
+        if (strncmp(p, FLEET_NIX_CACHE_PREFIX, strlen(FLEET_NIX_CACHE_PREFIX)) == 0 && get)
+                return route_nix_cache(c, req, p + strlen(FLEET_NIX_CACHE_PREFIX));
         if (split_path(p, "/api/v1/drones/", id, sizeof(id), &action) && streq(action, "") && get) {
                 json_t *j = NULL;
                 if (skip_body(c, req) < 0)

@@ -16,6 +16,7 @@ void server_config_free(struct server_config *c) {
         free(c->device_ca);
         free(c->operator_ca);
         free(c->keyring);
+        free(c->nix_cache);
         *c = (struct server_config) {};
 }
 
@@ -42,6 +43,7 @@ static int server_kv(const char *key, const char *value, unsigned line, void *us
                 { "device-ca", &c->device_ca },
                 { "operator-ca", &c->operator_ca },
                 { "keyring", &c->keyring },
+                { "nix-cache", &c->nix_cache },
         };
 
         for (size_t i = 0; i < ELEMENTSOF(strs); i++)

@@ -99,6 +99,9 @@ int conn_respond(struct conn *c, int status, const char *ctype, const char *extr
                 atomic_fetch_add(&c->srv->m.errors_5xx, 1);
         else if (status >= 400)
                 atomic_fetch_add(&c->srv->m.errors_4xx, 1);
+        /* A body after a HEAD answer would be read as the next response on a keep-alive connection. */
+        if (c->head_only)
+                body = NULL;
         /* One record for small answers: a check-in round trip is then one TLS write each way. */
         if (body && len > 0 && len <= 16384 - (size_t) n) {
                 char out[16384];
@@ -228,8 +231,10 @@ static void serve_connection(struct conn *c) {
         for (;;) {
                 struct http_request req;
                 size_t hl = 0;
-                int r = read_head(c, &hl);
+                int r;
 
+                c->head_only = false;   /* until a HEAD is parsed: a 400 or 431 carries its body */
+                r = read_head(c, &hl);
                 if (r == 0)
                         return;
                 if (r < 0) {
@@ -249,6 +254,7 @@ static void serve_connection(struct conn *c) {
                         return;
                 }
                 c->close_after = !req.keep_alive;
+                c->head_only = req.method == HTTP_HEAD;
                 if (req.expect_continue &&
                     conn_write(c, "HTTP/1.1 100 Continue\r\n\r\n", 25) < 0)
                         return;

@@ -1,4 +1,5 @@
 /* main.c: `ringil-server`: the fleet server (serve) and the operator commands that talk to it. */
+#include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -20,7 +21,7 @@ static int serve_main(int argc, char *argv[]) {
                 { "listen", required_argument, NULL, 'l' },
                 {},
         };
-        struct server srv = {};
+        struct server srv = { .nix_cache_fd = -EBADF };
         const char *config = "/etc/ringil/server.conf", *listen_override = NULL;
         _cleanup_free_ char *ca_pem = NULL, *ca_key = NULL;
         int c, r;
@@ -71,6 +72,19 @@ static int serve_main(int argc, char *argv[]) {
                 log_error_errno(r, "Cannot create '%s': %m", srv.cfg.store_dir);
                 goto out;
         }
+        if (srv.cfg.nix_cache) {
+                /* Opened once: every request resolves its file below this fd, so a later rename or
+                 * symlink swap of the configured path itself cannot redirect what is served. */
+                srv.nix_cache_fd = open(srv.cfg.nix_cache, O_PATH | O_DIRECTORY | O_CLOEXEC);
+                if (srv.nix_cache_fd < 0) {
+                        r = negative_errno();
+                        if (r == -ENOTDIR)
+                                log_error_errno(r, "nix-cache '%s' is not a directory", srv.cfg.nix_cache);
+                        else
+                                log_error_errno(r, "Cannot open nix-cache '%s': %m", srv.cfg.nix_cache);
+                        goto out;
+                }
+        }
         r = store_open(srv.cfg.db, &srv.db);
         if (r < 0) {
                 log_error_errno(r, "Cannot open database '%s': %s", srv.cfg.db, ringil_detail());
@@ -85,6 +99,7 @@ out:
         X509_free(srv.device_ca_cert);
         X509_free(srv.operator_ca_cert);
         EVP_PKEY_free(srv.device_ca_key);
+        safe_close(srv.nix_cache_fd);
         server_config_free(&srv.cfg);
         return exit_code_from_errno(r);
 }

@@ -21,6 +21,7 @@ struct server_config {
         char *device_ca;         /* directory with ca.pem (and ca.key to sign enrollment CSRs) */
         char *operator_ca;       /* PEM file of the CA whose OU=operator certificates are operators */
         char *keyring;           /* bundle trust anchors: uploads must verify against these */
+        char *nix_cache;         /* Nix binary cache directory served under /nix-cache/, NULL: none */
         uint64_t max_upload;     /* bytes; default 2 GiB */
         uint32_t max_connections;
         uint32_t poll_interval;  /* seconds, told to drones */
@@ -34,6 +35,7 @@ struct metrics {
         atomic_uint_fast64_t requests, errors_4xx, errors_5xx, checkins, reports, enrollments;
         atomic_uint_fast64_t bundle_bytes, uploads, uploads_refused, tls_failures, auth_refused;
         atomic_uint_fast64_t connections_total;
+        atomic_uint_fast64_t nix_cache_hits, nix_cache_misses, nix_cache_bytes;
         atomic_int connections_active;
 };
 
@@ -44,6 +46,7 @@ struct server {
         X509 *device_ca_cert;
         EVP_PKEY *device_ca_key;   /* NULL: enrollment by token is disabled */
         X509 *operator_ca_cert;
+        int nix_cache_fd;          /* O_PATH directory fd of cfg.nix_cache, opened once at start; < 0: none */
         struct metrics m;
 };
 
@@ -63,11 +66,13 @@ struct conn {
         char buf[HTTP_MAX_HEAD];      /* bytes read past the current head (pipelining) */
         size_t have;
         bool close_after;             /* set when a response must end the connection */
+        bool head_only;               /* the current request is HEAD: conn_respond() sends no body */
 };
 
 /* Read exactly n body bytes (first from conn->buf). */
 int conn_read(struct conn *c, void *p, size_t n);
-/* Send a complete response. extra_headers: "Name: value\r\n…" or NULL. */
+/* Send a complete response (for HEAD its head only, with the body's Content-Length). extra_headers:
+ * "Name: value\r\n…" or NULL. */
 int conn_respond(struct conn *c, int status, const char *ctype, const char *extra_headers, const void *body,
                  size_t len);
 /* JSON error body {"error": "...", "status": N}. Returns the status. */

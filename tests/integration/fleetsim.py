@@ -69,7 +69,8 @@ class Pki:
 
 
 class Server:
-    def __init__(self, exe, pki: Pki, d: Path, poll_interval=1):
+    def __init__(self, exe, pki: Pki, d: Path, poll_interval=1, extra=""):
+        """extra: more "key = value" lines for server.conf (e.g. nix-cache)."""
         self.exe, self.pki, self.dir = exe, pki, d
         d.mkdir(parents=True, exist_ok=True)
         self.db = d / "fleet.db"
@@ -77,7 +78,8 @@ class Server:
         self.conf.write_text(
             f"listen = 127.0.0.1:0\ndb = {self.db}\nstore = {d / 'store'}\n"
             f"cert = {pki.dir / 'srv' / '127.0.0.1.pem'}\nkey = {pki.dir / 'srv' / '127.0.0.1.key'}\n"
-            f"device-ca = {pki.dir / 'ca'}\nkeyring = {pki.dir / 'sign.pem'}\npoll-interval = {poll_interval}\n")
+            f"device-ca = {pki.dir / 'ca'}\nkeyring = {pki.dir / 'sign.pem'}\npoll-interval = {poll_interval}\n"
+            + extra)
         self.proc = None
         self.port = None
         self.log = d / "server.log"

@@ -1,4 +1,4 @@
-/* test-fleet.c: protocol messages and the agent config: round trips, caps, unknown keys refused. */
+/* test-fleet.c: protocol messages and the agent config: round trips, caps, unknown keys refused; Nix cache names. */
 #include "tests.h"
 
 #include "err.h"
@@ -128,6 +128,45 @@ static void test_states(void **state) {
         assert_int_equal(fleet_state_from_string("", &s), -RINGIL_EMALFORMED);
 }
 
+static void test_nix_cache_names(void **state) {
+        static const char *const nar = "nar/0123456789abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnopqr";  /* 64 */
+        static const char *const bad[] = {
+                "", "nix-cache-info/", "/nix-cache-info", "nix-cache-info.", "Nix-cache-info",
+                "0123456789abcdfghijklmnpqrsvwxy.narinfo",     /* 31 chars */
+                "0123456789abcdfghijklmnpqrsvwxyzz.narinfo",   /* 33 */
+                "0123456789abcdfghijklmnpqrsvwxyZ.narinfo",    /* uppercase */
+                "0123456789abcdfghijklmnpqrsvwxye.narinfo",    /* e, o, t, u are not Nix base32 */
+                "0123456789abcdfghijklmnpqrsvwxyo.narinfo",
+                "0123456789abcdfghijklmnpqrsvwxyt.narinfo",
+                "0123456789abcdfghijklmnpqrsvwxyu.narinfo",
+                "0123456789abcdfghijklmnpqrsvwxyz.narinf", "0123456789abcdfghijklmnpqrsvwxyz.narinfo.",
+                "0123456789abcdfghijklmnpqrsvwxyz.narinfo/x", "0123456789abcdfghijklmnpqrsvwxyz",
+                "../0123456789abcdfghijklmnpqrsvwxy.narinfo", "./0123456789abcdfghijklmnpqrsvwxyz.narinfo",
+                "nar/", "nar/.nar", "nar/x", "nar/x.nar.", "nar/x.nar.xz.xz", "nar/x.nar.zstd", "nar/x.nar.XZ",
+                "nar/X.nar", "nar/x-y.nar", "nar/x_y.nar", "nar/x.y.nar", "nar//x.nar", "nar/../x.nar",
+                "nar/./x.nar", "nar/x/y.nar", "nar/x.nar/", "nar", "nar/x.narinfo", "NAR/x.nar", "nars/x.nar",
+                "x/nar/x.nar", "nar/x.nar.gz\n",
+        };
+        static const char *const compressions[] = { "", ".xz", ".bz2", ".zst", ".br", ".lz4", ".lzip", ".gz" };
+        char name[128];
+        (void) state;
+        assert_int_equal(fleet_nix_cache_file("nix-cache-info"), FLEET_NIX_CACHE_INFO);
+        assert_int_equal(fleet_nix_cache_file("0123456789abcdfghijklmnpqrsvwxyz.narinfo"), FLEET_NIX_NARINFO);
+        assert_int_equal(fleet_nix_cache_file("nar/x.nar"), FLEET_NIX_NAR);
+        assert_int_equal(fleet_nix_cache_file("nar/1b8m3v5q9lzv7cmwwpkyq4pdz0fpjrw9hzjw1y5alzbqy3z2nk1a.nar.xz"),
+                         FLEET_NIX_NAR);
+        for (size_t i = 0; i < sizeof(compressions) / sizeof(compressions[0]); i++) {
+                snprintf(name, sizeof(name), "%s.nar%s", nar, compressions[i]);
+                assert_int_equal(fleet_nix_cache_file(name), FLEET_NIX_NAR);
+        }
+        snprintf(name, sizeof(name), "%sz.nar", nar);                        /* 65 characters */
+        assert_int_equal(fleet_nix_cache_file(name), -ENOENT);
+        for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+                if (fleet_nix_cache_file(bad[i]) != -ENOENT)
+                        fail_msg("accepted `%s'", bad[i]);
+        }
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_status_roundtrip),
@@ -136,6 +175,7 @@ int main(void) {
                 cmocka_unit_test(test_agent_config),
                 cmocka_unit_test(test_agent_config_refused),
                 cmocka_unit_test(test_states),
+                cmocka_unit_test(test_nix_cache_names),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
