@@ -73,11 +73,19 @@ const char *ringil_strerror(int r) {
         }
 }
 
+/* Formatted through a copy: callers wrap the previous detail ("...: %s", ringil_detail()). */
+static void set_detail_v(const char *fmt, va_list ap) {
+        char tmp[sizeof(detail)];
+
+        (void) vsnprintf(tmp, sizeof(tmp), fmt, ap);
+        memcpy(detail, tmp, sizeof(detail));
+}
+
 void ringil_set_detail(const char *fmt, ...) {
         va_list ap;
 
         va_start(ap, fmt);
-        (void) vsnprintf(detail, sizeof(detail), fmt, ap);
+        set_detail_v(fmt, ap);
         va_end(ap);
 }
 
@@ -93,7 +101,7 @@ int ringil_fail(int r, const char *fmt, ...) {
         va_list ap;
 
         va_start(ap, fmt);
-        (void) vsnprintf(detail, sizeof(detail), fmt, ap);
+        set_detail_v(fmt, ap);
         va_end(ap);
         return r;
 }

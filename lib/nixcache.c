@@ -720,6 +720,9 @@ int nixcache_mirror_remove(const char *dir) {
                 }
                 closedir(d);
         }
+        /* Nix's file:// store adds these (empty) when it opens the mirror. */
         (void) unlinkat(root, "nar", AT_REMOVEDIR);
+        (void) unlinkat(root, "log", AT_REMOVEDIR);
+        (void) unlinkat(root, "realisations", AT_REMOVEDIR);
         return rmdir(dir) < 0 && errno != ENOENT && errno != ENOTEMPTY ? negative_errno() : 0;
 }

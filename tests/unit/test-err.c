@@ -41,11 +41,22 @@ static void test_detail(void **state) {
         assert_non_null(ringil_strerror(-EIO));
 }
 
+static void test_detail_wraps_itself(void **state) {
+        (void) state;
+        /* The usual wrapping idiom formats the old detail into the new one. */
+        assert_int_equal(ringil_fail(-EIO, "inner %s", "cause"), -EIO);
+        assert_int_equal(ringil_fail(-EIO, "outer context: %s", ringil_detail()), -EIO);
+        assert_string_equal(ringil_detail(), "outer context: inner cause");
+        ringil_set_detail("%s / %s", ringil_detail(), ringil_detail());
+        assert_string_equal(ringil_detail(), "outer context: inner cause / outer context: inner cause");
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_exit_codes),
                 cmocka_unit_test(test_distinct_codes),
                 cmocka_unit_test(test_detail),
+                cmocka_unit_test(test_detail_wraps_itself),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
