@@ -14,6 +14,9 @@ let
   inherit (lib) mkOption mkIf mkMerge types;
   cfg = config.services.ringild;
   isGeneration = cfg.mode == "generation";
+  # The cache behind ringil-server's mutual TLS: only ringil, with the drone's certificate, can fetch it.
+  useIdentity = if cfg.generation.useDeviceIdentity != null then cfg.generation.useDeviceIdentity
+                else lib.hasPrefix cfg.serverUrl cfg.generation.substituter;
   ringilBin = "${cfg.package}/bin/ringil";
 
   # INI lines; values are checked by the option types (no newlines can reach here).
@@ -39,6 +42,10 @@ let
     ${kv "profile" cfg.generation.profile}
     ${kv "substituter" cfg.generation.substituter}
     ${kv "trusted-public-keys" (lib.concatStringsSep " " cfg.generation.trustedPublicKeys)}
+  '' + lib.optionalString useIdentity ''
+    ${kv "tls-ca" cfg.caFile}
+    ${kv "tls-cert" cfg.certFile}
+    ${kv "tls-key" cfg.keyFile}
   '';
 
   deviceConf = pkgs.writeText "ringil-device.conf" (''
@@ -186,6 +193,16 @@ in
         default = "/nix/var/nix/profiles/system";
         description = "Profile the new generation is added to.";
       };
+      useDeviceIdentity = mkOption {
+        type = types.nullOr types.bool;
+        default = null;
+        description = ''
+          null (default): true when the substituter is under serverUrl. true: the cache is ringil-server's (mutual TLS): the install engine fetches the closure with this
+          drone's certificate (caFile/certFile/keyFile → device.conf [nix] tls-*) into a local mirror,
+          checking every narinfo signature and file hash, and Nix substitutes from that mirror. Nix
+          itself then has no substituter of its own.
+        '';
+      };
     };
     esp = mkOption { type = absPath; default = "/boot"; description = "ESP mount point."; };
     stateDir = mkOption { type = absPath; default = "/var/lib/ringil"; description = "Install engine state (not on a slot)."; };
@@ -307,7 +324,8 @@ in
       # Nix signatures are required; the fleet cache and key are the only ones trusted.
       nix.settings = {
         require-sigs = true;
-        substituters = lib.mkForce [ cfg.generation.substituter ];
+        # Behind mutual TLS only ringil can fetch (useDeviceIdentity); it names the substituter per run.
+        substituters = lib.mkForce (if useIdentity then [ ] else [ cfg.generation.substituter ]);
         trusted-public-keys = lib.mkForce cfg.generation.trustedPublicKeys;
       };
       # lanzaboote names each new generation's stub …+N.efi; systemd-boot counts down, and the

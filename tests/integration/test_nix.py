@@ -327,12 +327,21 @@ def test_ringild_generation_mode(nix):
     r = ev["result"]
     assert failed_assertions(r) == []
     dev = ini(ev["etc"]["ringil/device.conf"])
+    # The cache is the fleet server's: fetched with the drone's own TLS identity, Nix has no substituter.
     assert dev["nix"] == {"profile": "/nix/var/nix/profiles/system",
                           "substituter": "https://fleet.example:8443/nix-cache",
-                          "trusted-public-keys": key}
+                          "trusted-public-keys": key,
+                          "tls-ca": AGENT["caFile"], "tls-cert": "/etc/secure/ringil/device.pem",
+                          "tls-key": "/etc/secure/ringil/device.key"}
     assert not any(k.startswith("slot.") for k in dev)
-    assert r["nix"]["settings"] == {"require-sigs": True, "substituters": ["https://fleet.example:8443/nix-cache"],
-                                    "trusted-public-keys": [key]}
+    assert r["nix"]["settings"] == {"require-sigs": True, "substituters": [], "trusted-public-keys": [key]}
+    # Another cache (plain https, e.g. behind the tunnel): Nix fetches it itself.
+    s2 = json.loads(json.dumps(s))
+    s2["services"]["ringild"]["generation"]["substituter"] = "https://cache.fleet.example/"
+    ev2 = evaluate(nix, "ringild", s2)
+    dev2 = ini(ev2["etc"]["ringil/device.conf"])
+    assert "tls-cert" not in dev2["nix"] and dev2["nix"]["substituter"] == "https://cache.fleet.example/"
+    assert ev2["result"]["nix"]["settings"]["substituters"] == ["https://cache.fleet.example/"]
     assert r["boot"]["lanzaboote"]["bootCounting"]["initialTries"] == 3
     # without a Nix key the generation mode refuses to build
     s["services"]["ringild"]["generation"]["trustedPublicKeys"] = []
