@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "buf.h"
@@ -175,6 +176,7 @@ static int profile_rollback(const struct device_conf *c) {
 }
 
 #define VALIDITY_BATCH 256
+#define NIX_FETCH_CONNECTIONS 4   /* parallel connections to the fleet's cache */
 
 /* nixcache_invalid_t over `nix-store --check-validity --print-invalid', a batch of paths per run. */
 static int store_invalid(void *userdata, char *const *paths, size_t n, bool *invalid) {
@@ -229,26 +231,39 @@ static int64_t src_get_range(void *userdata, const char *path, uint64_t off, uin
  * substitute from there. *ret_url is the file:// URL Nix then uses.
  */
 static int mirror_cache(const struct device_conf *c, const char *url, const char *store_path, char **ret_dir) {
-        _cleanup_(fleet_client_freep) fleet_client *fc = NULL;
+        fleet_client *fc[NIX_FETCH_CONNECTIONS] = {};
+        struct nixcache_source src[NIX_FETCH_CONNECTIONS];
         _cleanup_free_ char *dir = NULL;
-        struct nixcache_source src = { .get = src_get, .get_range = src_get_range };
         struct nixcache_stats st = {};
+        struct timespec t0, t1;
         int r;
 
         if (asprintf(&dir, "%s/nix-mirror", c->state_dir) < 0)
                 return -ENOMEM;
-        r = fleet_client_new(url, c->nix_tls_ca, c->nix_tls_cert, c->nix_tls_key, 60, &fc);
-        if (r < 0)
-                return ringil_fail(r, "cache %s: %s", url, ringil_detail());
-        src.userdata = fc;
-        r = nixcache_mirror(&src, store_path, c->nix_trusted_keys, store_invalid, (void *) c, dir, &st);
+        for (size_t i = 0; i < NIX_FETCH_CONNECTIONS; i++) {
+                r = fleet_client_new(url, c->nix_tls_ca, c->nix_tls_cert, c->nix_tls_key, 60, &fc[i]);
+                if (r < 0) {
+                        r = ringil_fail(r, "cache %s: %s", url, ringil_detail());
+                        goto out;
+                }
+                src[i] = (struct nixcache_source) { .get = src_get, .get_range = src_get_range, .userdata = fc[i] };
+        }
+        (void) clock_gettime(CLOCK_MONOTONIC, &t0);
+        r = nixcache_mirror(src, NIX_FETCH_CONNECTIONS, store_path, c->nix_trusted_keys, store_invalid, (void *) c,
+                            dir, &st);
+        (void) clock_gettime(CLOCK_MONOTONIC, &t1);
         log_info("nix cache %s: %" PRIu64 " of %" PRIu64 " closure paths missing here and fetched, %" PRIu64
-                 " NARs, %" PRIu64 " bytes received, %" PRIu64 " bytes resumed",
-                 url, st.paths_fetched, st.paths_seen, st.nars_fetched, st.bytes_fetched, st.bytes_resumed);
+                 " NARs, %" PRIu64 " bytes received, %" PRIu64 " bytes resumed, %.3f s",
+                 url, st.paths_fetched, st.paths_seen, st.nars_fetched, st.bytes_fetched, st.bytes_resumed,
+                 (double) (t1.tv_sec - t0.tv_sec) + (double) (t1.tv_nsec - t0.tv_nsec) / 1e9);
         if (r < 0)
-                return ringil_fail(r, "fetching %s from %s: %s", store_path, url, ringil_detail());
-        *ret_dir = TAKE_PTR(dir);
-        return 0;
+                r = ringil_fail(r, "fetching %s from %s: %s", store_path, url, ringil_detail());
+        else
+                *ret_dir = TAKE_PTR(dir);
+out:
+        for (size_t i = 0; i < NIX_FETCH_CONNECTIONS; i++)
+                fleet_client_free(fc[i]);
+        return r;
 }
 
 int install_nix_generation(const struct device_conf *c, const struct bundle_manifest *m, struct install_state *st,

@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -497,6 +499,18 @@ static int fetch_nar(const struct nixcache_source *src, int nardir, const struct
 
                 if (fd < 0)
                         return ringil_fail(negative_errno(), "cannot open %s", part);
+                /* Two paths of one level may share a NAR file (identical contents): one worker fetches
+                 * it, the other waits here and then finds it complete. */
+                while (flock(fd, LOCK_EX) < 0)
+                        if (errno != EINTR)
+                                return negative_errno();
+                if (fstatat(nardir, file, &sb, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(sb.st_mode) &&
+                    (uint64_t) sb.st_size == ni->file_size) {
+                        struct stat mine;
+                        if (fstat(fd, &mine) == 0 && (mine.st_ino != sb.st_ino || mine.st_dev != sb.st_dev))
+                                (void) unlinkat(nardir, part, 0);   /* an empty one made after the rename */
+                        return 0;
+                }
                 if (fstat(fd, &sb) < 0)
                         return negative_errno();
                 have = (uint64_t) sb.st_size;
@@ -612,12 +626,89 @@ static int fetch_path(const struct nixcache_source *src, const char *store_path,
         return 0;
 }
 
-int nixcache_mirror(const struct nixcache_source *src, const char *store_path, const char *trusted_keys,
+/* One worker of a level: takes the level's missing paths one at a time until none is left or one failed. */
+struct level_worker {
+        const struct nixcache_source *src;
+        const struct pathlist *cur;
+        const bool *inv;
+        size_t *next;                   /* shared: the next index to take */
+        int *stop;                      /* shared: set by the first failure */
+        const char *keys;
+        int root, nardir;
+        struct nixcache_stats st;
+        struct pathlist refs;           /* reference basenames found */
+        int r;
+        char why[512];                  /* the failure's detail (ringil_detail() is per thread) */
+};
+
+static void *level_work(void *userdata) {
+        struct level_worker *w = userdata;
+
+        for (;;) {
+                size_t i = __atomic_fetch_add(w->next, 1, __ATOMIC_RELAXED);
+                struct narinfo ni = {};
+                int r;
+
+                if (i >= w->cur->n || __atomic_load_n(w->stop, __ATOMIC_RELAXED))
+                        break;
+                if (!w->inv[i])
+                        continue;
+                r = fetch_path(w->src, w->cur->v[i], w->keys, w->root, w->nardir, &w->st, &ni);
+                for (size_t k = 0; r >= 0 && k < ni.n_refs; k++)
+                        r = pathlist_add(&w->refs, ni.refs[k]);
+                narinfo_done(&ni);
+                if (r < 0) {
+                        w->r = r;
+                        (void) snprintf(w->why, sizeof(w->why), "%s", ringil_detail());
+                        __atomic_store_n(w->stop, 1, __ATOMIC_RELAXED);
+                        break;
+                }
+        }
+        return NULL;
+}
+
+/* Fetch one level's missing paths with up to n_src workers; their references are appended to *refs. */
+static int fetch_level(const struct nixcache_source *src, size_t n_src, const struct pathlist *cur, const bool *inv,
+                       const char *keys, int root, int nardir, struct nixcache_stats *st, struct pathlist *refs) {
+        struct level_worker w[NIXCACHE_MAX_SOURCES] = {};
+        pthread_t tid[NIXCACHE_MAX_SOURCES];
+        bool started[NIXCACHE_MAX_SOURCES] = {};
+        size_t next = 0, missing = 0, n;
+        int stop = 0, r = 0;
+
+        for (size_t i = 0; i < cur->n; i++)
+                missing += inv[i];
+        n = MIN(MIN(n_src, (size_t) NIXCACHE_MAX_SOURCES), missing);
+        for (size_t k = 0; k < n; k++)
+                w[k] = (struct level_worker) { .src = &src[k], .cur = cur, .inv = inv, .next = &next, .stop = &stop,
+                                               .keys = keys, .root = root, .nardir = nardir };
+        /* One worker runs here; the others, if any, in threads. */
+        for (size_t k = 1; k < n; k++)
+                started[k] = pthread_create(&tid[k], NULL, level_work, &w[k]) == 0;
+        if (n > 0)
+                (void) level_work(&w[0]);
+        for (size_t k = 0; k < n; k++) {
+                if (k > 0 && started[k])
+                        (void) pthread_join(tid[k], NULL);
+                st->paths_fetched += w[k].st.paths_fetched;
+                st->nars_fetched += w[k].st.nars_fetched;
+                st->bytes_fetched += w[k].st.bytes_fetched;
+                st->bytes_resumed += w[k].st.bytes_resumed;
+                if (w[k].r < 0 && r >= 0)
+                        r = ringil_fail(w[k].r, "%s", w[k].why);
+                for (size_t i = 0; r >= 0 && i < w[k].refs.n; i++)
+                        r = pathlist_add(refs, w[k].refs.v[i]);
+                pathlist_done(&w[k].refs);
+        }
+        return r;
+}
+
+int nixcache_mirror(const struct nixcache_source *src, size_t n_src, const char *store_path, const char *trusted_keys,
                     nixcache_invalid_t invalid, void *invalid_userdata, const char *dir,
                     struct nixcache_stats *ret_stats) {
         static const char info[] = "StoreDir: /nix/store\nWantMassQuery: 0\nPriority: 10\n";
         struct nixcache_stats st = {};
-        struct pathlist cur = {}, next = {};
+        struct pathlist cur = {}, next = {}, refs = {};
         struct hashset seen = {};
         _cleanup_close_ int root = -EBADF, nardir = -EBADF;
         _cleanup_free_ char *infopath = NULL;
@@ -626,6 +717,8 @@ int nixcache_mirror(const struct nixcache_source *src, const char *store_path, c
 
         if (!nix_store_path_valid(store_path))
                 return ringil_fail(-RINGIL_EMALFORMED, "`%s' is not a store path", store_path);
+        if (n_src == 0)
+                return -EINVAL;
         r = mkdir_p(dir, 0700);
         if (r >= 0) {
                 root = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
@@ -647,7 +740,9 @@ int nixcache_mirror(const struct nixcache_source *src, const char *store_path, c
         r = hs_add(&seen, store_path + 11);
         if (r >= 0)
                 r = pathlist_add(&cur, store_path);
-        /* Breadth first, one validity query per level: a path the store has ends its branch. */
+        /* Breadth first, one validity query per level: a path the store has ends its branch. The
+         * level's missing paths are fetched in parallel (latency, not bandwidth, dominates a closure of
+         * many small paths over a tunnel). */
         while (r >= 0 && cur.n > 0) {
                 free(inv);
                 inv = calloc(cur.n, sizeof(bool));
@@ -657,29 +752,24 @@ int nixcache_mirror(const struct nixcache_source *src, const char *store_path, c
                 }
                 st.paths_seen += cur.n;
                 r = invalid(invalid_userdata, cur.v, cur.n, inv);
-                for (size_t i = 0; r >= 0 && i < cur.n; i++) {
-                        struct narinfo ni = {};
-
-                        if (!inv[i])
+                if (r >= 0)
+                        r = fetch_level(src, n_src, &cur, inv, trusted_keys, root, nardir, &st, &refs);
+                for (size_t k = 0; r >= 0 && k < refs.n; k++) {
+                        char full[NIX_STORE_PATH_MAX + 1];
+                        int added = hs_add(&seen, refs.v[k]);
+                        if (added <= 0) {
+                                r = added;
                                 continue;
-                        r = fetch_path(src, cur.v[i], trusted_keys, root, nardir, &st, &ni);
-                        for (size_t k = 0; r >= 0 && k < ni.n_refs; k++) {
-                                char full[NIX_STORE_PATH_MAX + 1];
-                                int added = hs_add(&seen, ni.refs[k]);
-                                if (added <= 0) {
-                                        r = added;
-                                        continue;
-                                }
-                                if (seen.n > NIX_CLOSURE_MAX) {
-                                        r = ringil_fail(-RINGIL_ETOOBIG, "closure of %s has more than %u paths",
-                                                        store_path, NIX_CLOSURE_MAX);
-                                        break;
-                                }
-                                (void) snprintf(full, sizeof(full), "/nix/store/%s", ni.refs[k]);
-                                r = pathlist_add(&next, full);
                         }
-                        narinfo_done(&ni);
+                        if (seen.n > NIX_CLOSURE_MAX) {
+                                r = ringil_fail(-RINGIL_ETOOBIG, "closure of %s has more than %u paths", store_path,
+                                                NIX_CLOSURE_MAX);
+                                break;
+                        }
+                        (void) snprintf(full, sizeof(full), "/nix/store/%s", refs.v[k]);
+                        r = pathlist_add(&next, full);
                 }
+                pathlist_done(&refs);
                 pathlist_done(&cur);
                 cur = next;
                 next = (struct pathlist) {};

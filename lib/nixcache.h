@@ -98,11 +98,14 @@ struct nixcache_stats {
  * its size and SHA-256 equal the narinfo's FileSize/FileHash. A partial NAR (nar/FILE.part) from an
  * interrupted run is resumed with a Range request. Nix then substitutes from file://dir with
  * require-sigs and checks every NarHash again.
+ * src[0..n_src) are independent connections to the same cache (at most NIXCACHE_MAX_SOURCES are used):
+ * the missing paths of one level of the walk are fetched in parallel, one thread per source.
  * Errors: -ENOENT (the cache has no such path: 404), -RINGIL_EUNTRUSTED/-RINGIL_EBADSIG (signature),
  * -RINGIL_EDIGEST (a NAR does not match its FileHash), -RINGIL_EMALFORMED, -RINGIL_ETOOBIG (caps),
- * -EPROTO/-ECONNRESET... (transport, after retries), each with a detail.
+ * -EACCES (401/403), -EPROTO/-ECONNRESET... (transport, after retries), each with a detail.
  */
-int nixcache_mirror(const struct nixcache_source *src, const char *store_path, const char *trusted_keys,
+#define NIXCACHE_MAX_SOURCES 16
+int nixcache_mirror(const struct nixcache_source *src, size_t n_src, const char *store_path, const char *trusted_keys,
                     nixcache_invalid_t invalid, void *invalid_userdata, const char *dir,
                     struct nixcache_stats *ret_stats);
 

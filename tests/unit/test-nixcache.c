@@ -208,7 +208,7 @@ struct entry {
 };
 
 struct fake {
-        struct entry e[16];
+        struct entry e[32];
         size_t n;
         size_t cut;          /* at most this many bytes per range answer (0: no limit) */
         unsigned gets, ranges;
@@ -228,7 +228,7 @@ static int fake_get(void *userdata, const char *path, size_t max, long *ret_stat
         struct entry *e = fake_find(f, path);
         struct buf b = BUF_INIT(max);
 
-        f->gets++;
+        __atomic_fetch_add(&f->gets, 1, __ATOMIC_RELAXED);
         *ret_status = e ? 200 : 404;
         if (e && buf_append(&b, e->body, e->len) < 0)
                 return -EFBIG;
@@ -242,7 +242,7 @@ static int64_t fake_get_range(void *userdata, const char *path, uint64_t off, ui
         struct entry *e = fake_find(f, path);
         size_t k;
 
-        f->ranges++;
+        __atomic_fetch_add(&f->ranges, 1, __ATOMIC_RELAXED);
         if (!e) {
                 *ret_status = 404;
                 return -EPROTO;
@@ -262,7 +262,7 @@ static void fake_put(struct fake *f, const char *path, const void *body, size_t 
         struct entry *e = fake_find(f, path);
 
         if (!e) {
-                assert_true(f->n < 16);
+                assert_true(f->n < 32);
                 e = &f->e[f->n++];
                 snprintf(e->path, sizeof(e->path), "%s", path);
         } else
@@ -389,7 +389,7 @@ static void test_mirror_whole_closure(void **state) {
 
         fake_init(&f);
         snprintf(dir, sizeof(dir), "%s/m", d);
-        assert_int_equal(nixcache_mirror(&(struct nixcache_source) { fake_get, fake_get_range, &f }, top_path, f.pk,
+        assert_int_equal(nixcache_mirror(&(struct nixcache_source) { fake_get, fake_get_range, &f }, 1, top_path, f.pk,
                                          fake_invalid, &v, dir, &st), 0);
         assert_int_equal(st.paths_seen, 3);
         assert_int_equal(st.paths_fetched, 3);
@@ -400,7 +400,7 @@ static void test_mirror_whole_closure(void **state) {
         assert_int_equal(count_nars(dir), 3);
         /* Again: every NAR is already complete, only narinfos are fetched. */
         f.ranges = 0;
-        assert_int_equal(nixcache_mirror(&(struct nixcache_source) { fake_get, fake_get_range, &f }, top_path, f.pk,
+        assert_int_equal(nixcache_mirror(&(struct nixcache_source) { fake_get, fake_get_range, &f }, 1, top_path, f.pk,
                                          fake_invalid, &v, dir, &st), 0);
         assert_int_equal(f.ranges, 0);
         assert_int_equal(st.nars_fetched, 0);
@@ -420,7 +420,7 @@ static void test_mirror_prunes_valid_paths(void **state) {
 
         fake_init(&f);
         snprintf(dir, sizeof(dir), "%s/m", d);
-        assert_int_equal(nixcache_mirror(&(struct nixcache_source) { fake_get, fake_get_range, &f }, top_path, f.pk,
+        assert_int_equal(nixcache_mirror(&(struct nixcache_source) { fake_get, fake_get_range, &f }, 1, top_path, f.pk,
                                          fake_invalid, &v, dir, &st), 0);
         assert_int_equal(st.paths_fetched, 2);
         assert_false(exists_in(dir, H_BASE ".narinfo"));
@@ -428,7 +428,7 @@ static void test_mirror_prunes_valid_paths(void **state) {
         /* The toplevel itself is there: nothing at all is fetched. */
         v = (struct validity) { .valid = { H_TOP } };
         f.gets = f.ranges = 0;
-        assert_int_equal(nixcache_mirror(&(struct nixcache_source) { fake_get, fake_get_range, &f }, top_path, f.pk,
+        assert_int_equal(nixcache_mirror(&(struct nixcache_source) { fake_get, fake_get_range, &f }, 1, top_path, f.pk,
                                          fake_invalid, &v, dir, &st), 0);
         assert_int_equal(f.gets + f.ranges, 0);
         assert_int_equal(st.paths_fetched, 0);
@@ -447,16 +447,16 @@ static void test_mirror_refuses_unsigned_and_stops(void **state) {
         fake_init(&f);
         publish(&f, H_MID, "mid", H_BASE "-base", "middle contents, a little longer", false);
         snprintf(dir, sizeof(dir), "%s/m", d);
-        assert_int_equal(nixcache_mirror(&(struct nixcache_source) { fake_get, fake_get_range, &f }, top_path, f.pk,
+        assert_int_equal(nixcache_mirror(&(struct nixcache_source) { fake_get, fake_get_range, &f }, 1, top_path, f.pk,
                                          fake_invalid, &v, dir, &st), -RINGIL_EUNTRUSTED);
         assert_false(exists_in(dir, H_MID ".narinfo"));
         /* mid's references were never followed through an unsigned narinfo; its NAR never fetched. */
         assert_int_equal(count_nars(dir), exists_in(dir, H_BASE ".narinfo") ? 2 : 1);
         /* Signed by another key: untrusted too. */
-        assert_int_equal(nixcache_mirror(&(struct nixcache_source) { fake_get, fake_get_range, &f }, top_path,
+        assert_int_equal(nixcache_mirror(&(struct nixcache_source) { fake_get, fake_get_range, &f }, 1, top_path,
                                          "test-1:GVNA7enkDDPlSaC+ycZSYJpmY8Jfk5x1qX11e5jSiSM=", fake_invalid, &v, dir,
                                          &st), -RINGIL_EBADSIG);
-        assert_int_equal(nixcache_mirror(&(struct nixcache_source) { fake_get, fake_get_range, &f }, top_path,
+        assert_int_equal(nixcache_mirror(&(struct nixcache_source) { fake_get, fake_get_range, &f }, 1, top_path,
                                          "other-1:GVNA7enkDDPlSaC+ycZSYJpmY8Jfk5x1qX11e5jSiSM=", fake_invalid, &v, dir,
                                          &st), -RINGIL_EUNTRUSTED);
         fake_done(&f);
@@ -476,13 +476,13 @@ static void test_mirror_refuses_wrong_path_and_sizes(void **state) {
         fake_init(&f);
         e = fake_find(&f, "/" H_MID ".narinfo");
         fake_put(&f, "/" H_TOP ".narinfo", e->body, e->len);
-        assert_int_equal(nixcache_mirror(&(struct nixcache_source) { fake_get, fake_get_range, &f }, top_path, f.pk,
+        assert_int_equal(nixcache_mirror(&(struct nixcache_source) { fake_get, fake_get_range, &f }, 1, top_path, f.pk,
                                          fake_invalid, &v, dir, NULL), -RINGIL_EMALFORMED);
         fake_done(&f);
         /* Not in the cache. */
         fake_init(&f);
         fake_find(&f, "/" H_MID ".narinfo")->path[0] = '\0';
-        assert_int_equal(nixcache_mirror(&(struct nixcache_source) { fake_get, fake_get_range, &f }, top_path, f.pk,
+        assert_int_equal(nixcache_mirror(&(struct nixcache_source) { fake_get, fake_get_range, &f }, 1, top_path, f.pk,
                                          fake_invalid, &v, dir, NULL), -ENOENT);
         fake_done(&f);
         test_rm_rf(d);
@@ -510,7 +510,7 @@ static void test_mirror_nar_hash_and_resume(void **state) {
 
         /* The NAR served differs from its FileHash: refused, neither the NAR nor the narinfo kept. */
         e->body[3] ^= 1;
-        assert_int_equal(nixcache_mirror(&(struct nixcache_source) { fake_get, fake_get_range, &f }, top_path, f.pk,
+        assert_int_equal(nixcache_mirror(&(struct nixcache_source) { fake_get, fake_get_range, &f }, 1, top_path, f.pk,
                                          fake_invalid, &v, dir, &st), -RINGIL_EDIGEST);
         assert_int_equal(count_nars(dir), 0);
         assert_false(exists_in(dir, H_TOP ".narinfo"));
@@ -518,7 +518,7 @@ static void test_mirror_nar_hash_and_resume(void **state) {
 
         /* A connection that delivers 5 bytes per request: resumed until complete. */
         f.cut = 5;
-        assert_int_equal(nixcache_mirror(&(struct nixcache_source) { fake_get, fake_get_range, &f }, top_path, f.pk,
+        assert_int_equal(nixcache_mirror(&(struct nixcache_source) { fake_get, fake_get_range, &f }, 1, top_path, f.pk,
                                          fake_invalid, &v, dir, &st), 0);
         assert_int_equal(st.nars_fetched, 3);
         assert_true(f.ranges >= (strlen(content) + 4) / 5);
@@ -531,7 +531,7 @@ static void test_mirror_nar_hash_and_resume(void **state) {
         assert_int_equal(mkdir(part, 0700), 0);
         snprintf(part, sizeof(part), "%s/nar/%s.nar.part", dir, nh);
         assert_int_equal(atomic_write_file(part, content, 10, 0600, 0), 0);
-        assert_int_equal(nixcache_mirror(&(struct nixcache_source) { fake_get, fake_get_range, &f }, top_path, f.pk,
+        assert_int_equal(nixcache_mirror(&(struct nixcache_source) { fake_get, fake_get_range, &f }, 1, top_path, f.pk,
                                          fake_invalid, &v, dir, &st), 0);
         assert_int_equal(st.bytes_resumed, 10);
         assert_int_equal(access(part, F_OK), -1);
@@ -543,7 +543,7 @@ static void test_mirror_nar_hash_and_resume(void **state) {
         assert_int_equal(mkdir(part, 0700), 0);
         snprintf(part, sizeof(part), "%s/nar/%s.nar.part", dir, nh);
         assert_int_equal(atomic_write_file(part, "XXXXXXXXXX", 10, 0600, 0), 0);
-        assert_int_equal(nixcache_mirror(&(struct nixcache_source) { fake_get, fake_get_range, &f }, top_path, f.pk,
+        assert_int_equal(nixcache_mirror(&(struct nixcache_source) { fake_get, fake_get_range, &f }, 1, top_path, f.pk,
                                          fake_invalid, &v, dir, &st), 0);
         assert_int_equal(count_nars(dir), 3);
         fake_done(&f);
@@ -567,11 +567,57 @@ static void test_mirror_file_size_bound(void **state) {
         t = replace(e->body, from, "FileSize: 99999999999");
         fake_put(&f, "/" H_TOP ".narinfo", t, strlen(t));
         free(t);
-        assert_int_equal(nixcache_mirror(&(struct nixcache_source) { fake_get, fake_get_range, &f }, top_path, f.pk,
+        assert_int_equal(nixcache_mirror(&(struct nixcache_source) { fake_get, fake_get_range, &f }, 1, top_path, f.pk,
                                          fake_invalid, &v, dir, NULL), -RINGIL_ETOOBIG);
         assert_int_equal(f.ranges, 0);
-        assert_int_equal(nixcache_mirror(&(struct nixcache_source) { fake_get, fake_get_range, &f }, "/nix/store/x",
+        assert_int_equal(nixcache_mirror(&(struct nixcache_source) { fake_get, fake_get_range, &f }, 1, "/nix/store/x",
                                          f.pk, fake_invalid, &v, dir, NULL), -RINGIL_EMALFORMED);
+        fake_done(&f);
+        test_rm_rf(d);
+        free(d);
+}
+
+static void test_mirror_parallel_shared_nar(void **state) {
+        static const char *const hashes[] = { "4444444444444444444444444444444d", "5555555555555555555555555555555f",
+                                              "6666666666666666666666666666666g", "7777777777777777777777777777777h",
+                                              "8888888888888888888888888888888i", "9999999999999999999999999999999j" };
+        char *d = test_mkdtemp(), dir[256], refs[1024] = "", top2[128];
+        struct validity v = {};
+        struct nixcache_stats st;
+        struct nixcache_source src[3];
+        struct fake f;
+        (void) state;
+
+        /* A wide level: six leaves under one toplevel, two of them with byte-identical contents (one NAR
+         * file for two paths), fetched by three workers over connections that deliver 3 bytes at a time. */
+        fake_init(&f);
+        for (size_t i = 0; i < 6; i++) {
+                char name[16], content[64];
+                snprintf(name, sizeof(name), "leaf%zu", i);
+                snprintf(content, sizeof(content), "leaf contents %zu, long enough to be cut", i >= 4 ? (size_t) 4 : i);
+                publish(&f, hashes[i], name, "", content, true);
+                snprintf(refs + strlen(refs), sizeof(refs) - strlen(refs), "%s%s-%s", i ? " " : "", hashes[i], name);
+        }
+        publish(&f, "0000000000000000000000000000000k", "nixos-system-t-2", refs, "#!/bin/sh\n", true);
+        snprintf(top2, sizeof(top2), "/nix/store/0000000000000000000000000000000k-nixos-system-t-2");
+        f.cut = 3;
+        for (size_t i = 0; i < 3; i++)
+                src[i] = (struct nixcache_source) { fake_get, fake_get_range, &f };
+        snprintf(dir, sizeof(dir), "%s/m", d);
+        assert_int_equal(nixcache_mirror(src, 3, top2, f.pk, fake_invalid, &v, dir, &st), 0);
+        assert_int_equal(st.paths_seen, 7);
+        assert_int_equal(st.paths_fetched, 7);
+        assert_int_equal(count_nars(dir), 6);     /* leaf4 and leaf5 share one */
+        for (size_t i = 0; i < 6; i++) {
+                char n[64];
+                snprintf(n, sizeof(n), "%s.narinfo", hashes[i]);
+                assert_true(exists_in(dir, n));
+        }
+        /* The first failure stops the level: leaf2 unsigned. */
+        publish(&f, hashes[2], "leaf2", "", "leaf contents 2, long enough to be cut", false);
+        assert_int_equal(nixcache_mirror_remove(dir), 0);
+        assert_int_equal(nixcache_mirror(src, 3, top2, f.pk, fake_invalid, &v, dir, &st), -RINGIL_EUNTRUSTED);
+        assert_false(exists_in(dir, "6666666666666666666666666666666g.narinfo"));
         fake_done(&f);
         test_rm_rf(d);
         free(d);
@@ -589,6 +635,7 @@ int main(void) {
                 cmocka_unit_test(test_mirror_refuses_wrong_path_and_sizes),
                 cmocka_unit_test(test_mirror_nar_hash_and_resume),
                 cmocka_unit_test(test_mirror_file_size_bound),
+                cmocka_unit_test(test_mirror_parallel_shared_nar),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
