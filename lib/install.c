@@ -433,7 +433,7 @@ int install_run(const struct device_conf *c, const struct install_opts *o, struc
 
         if (c->nix_generation) {
                 /* Generation mode: no slots; the closure comes from the Nix cache, checked by the fleet key. */
-                r = install_nix_generation(c, m, &st, time_floor);
+                r = install_nix_generation(c, b, m, &st, time_floor);
                 if (r < 0)
                         goto fail;
                 res.slot = 0;

@@ -49,7 +49,7 @@ static int run(const struct device_conf *c, char *const argv[]) {
 }
 
 /* As run(), with stdout captured (at most max bytes, else -EFBIG) into *ret. */
-static int run_capture(const struct device_conf *c, char *const argv[], size_t max, struct buf *ret) {
+static int run_capture(const char *home_dir, char *const argv[], size_t max, struct buf *ret) {
         char home[PATH_MAX + 8];
         char *const envp[] = { (char *) "PATH=/run/current-system/sw/bin:/nix/var/nix/profiles/default/bin:/usr/bin:/bin",
                                home, (char *) "LC_ALL=C", NULL };
@@ -57,7 +57,7 @@ static int run_capture(const struct device_conf *c, char *const argv[], size_t m
         int fds[2], status, r = 0;
         pid_t pid;
 
-        (void) snprintf(home, sizeof(home), "HOME=%s", c->state_dir);
+        (void) snprintf(home, sizeof(home), "HOME=%s", home_dir);
         if (pipe2(fds, O_CLOEXEC) < 0)
                 return negative_errno();
         pid = fork();
@@ -196,7 +196,7 @@ static int store_invalid(void *userdata, char *const *paths, size_t n, bool *inv
                 for (size_t i = 0; i < k; i++)
                         argv[na++] = paths[at + i];
                 argv[na] = NULL;
-                r = run_capture(c, argv, k * (NIX_STORE_PATH_MAX + 1) + 1, &out);
+                r = run_capture(c->state_dir, argv, k * (NIX_STORE_PATH_MAX + 1) + 1, &out);
                 if (r != 0)
                         return ringil_fail(r < 0 ? r : -RINGIL_EREFUSED, "nix-store --check-validity failed (%d)", r);
                 /* Each output line names one of the paths asked about. */
@@ -230,7 +230,8 @@ static int64_t src_get_range(void *userdata, const char *path, uint64_t off, uin
  * mirror what the store lacks into STATE/nix-mirror through ringil's own mutual-TLS client, and let Nix
  * substitute from there. *ret_url is the file:// URL Nix then uses.
  */
-static int mirror_cache(const struct device_conf *c, const char *url, const char *store_path, char **ret_dir) {
+static int mirror_cache(const struct device_conf *c, const char *url, const char *store_path,
+                        const struct nix_closure *pin, char **ret_dir) {
         fleet_client *fc[NIX_FETCH_CONNECTIONS] = {};
         struct nixcache_source src[NIX_FETCH_CONNECTIONS];
         _cleanup_free_ char *dir = NULL;
@@ -249,7 +250,7 @@ static int mirror_cache(const struct device_conf *c, const char *url, const char
                 src[i] = (struct nixcache_source) { .get = src_get, .get_range = src_get_range, .userdata = fc[i] };
         }
         (void) clock_gettime(CLOCK_MONOTONIC, &t0);
-        r = nixcache_mirror(src, NIX_FETCH_CONNECTIONS, store_path, c->nix_trusted_keys, store_invalid, (void *) c,
+        r = nixcache_mirror(src, NIX_FETCH_CONNECTIONS, store_path, c->nix_trusted_keys, pin, store_invalid, (void *) c,
                             dir, &st);
         (void) clock_gettime(CLOCK_MONOTONIC, &t1);
         log_info("nix cache %s: %" PRIu64 " of %" PRIu64 " closure paths missing here and fetched, %" PRIu64
@@ -266,9 +267,84 @@ out:
         return r;
 }
 
-int install_nix_generation(const struct device_conf *c, const struct bundle_manifest *m, struct install_state *st,
-                           int64_t time_floor) {
+/* The nixos payload's bytes: the signed closure listing (each chunk checked against its signed hash). */
+static int read_closure(bundle *b, size_t index, const struct bundle_payload *p, struct nix_closure *ret) {
+        _cleanup_buf_ struct buf text = BUF_INIT(NIX_CLOSURE_LIST_MAX);
+        _cleanup_free_ uint8_t *chunk = NULL;
+        int r;
+
+        if (p->size == 0)
+                return ringil_fail(-RINGIL_EREFUSED, "payload `%s' carries no closure listing (make the bundle with "
+                                   "`ringil bundle create', which lists the closure's NAR hashes)", p->name);
+        if (p->size > NIX_CLOSURE_LIST_MAX)
+                return ringil_fail(-RINGIL_ETOOBIG, "closure listing of `%s' is larger than %u bytes", p->name,
+                                   NIX_CLOSURE_LIST_MAX);
+        chunk = malloc(p->chunk_size);
+        if (!chunk)
+                return -ENOMEM;
+        for (uint64_t i = 0; i < p->n_chunks; i++) {
+                size_t len;
+                r = bundle_read_chunk(b, index, i, chunk, &len);
+                if (r < 0)
+                        return r;
+                r = buf_append(&text, chunk, len);
+                if (r < 0)
+                        return r;
+        }
+        r = nix_closure_parse((const char *) text.data, text.len, ret);
+        if (r < 0)
+                return ringil_fail(r, "payload `%s': %s", p->name, ringil_detail());
+        if (!nix_closure_find(ret, p->store_path)) {
+                nix_closure_done(ret);
+                return ringil_fail(-RINGIL_EMALFORMED, "payload `%s': the closure listing does not contain %s", p->name,
+                                   p->store_path);
+        }
+        return 0;
+}
+
+int nix_store_closure(const char *store, const char *home, const char *store_path, struct nix_closure *ret) {
+        _cleanup_buf_ struct buf out = {};
+        char *argv[NIX_ARGV_MAX];
+        size_t n = 0;
+        int r;
+
+        if (!nix_store_path_valid(store_path))
+                return ringil_fail(-RINGIL_EMALFORMED, "`%s' is not a store path", store_path);
+        argv[n++] = (char *) "nix";
+        argv[n++] = (char *) "--extra-experimental-features";
+        argv[n++] = (char *) "nix-command";
+        if (store) {
+                argv[n++] = (char *) "--store";
+                argv[n++] = (char *) store;
+        }
+        argv[n++] = (char *) "path-info";
+        argv[n++] = (char *) "--json";
+        argv[n++] = (char *) "--recursive";
+        argv[n++] = (char *) store_path;
+        argv[n] = NULL;
+        r = run_capture(home, argv, 4 * (size_t) NIX_CLOSURE_LIST_MAX, &out);
+        if (r != 0)
+                return ringil_fail(r < 0 ? r : -ENOENT, "nix path-info --recursive %s%s%s failed (%d)", store_path,
+                                   store ? " --store " : "", store ? store : "", r);
+        return nix_closure_from_path_info((const char *) out.data, out.len, ret);
+}
+
+/* INVARIANT: the store now holds exactly the signed closure: same paths, same NAR hashes. */
+static int check_installed_closure(const struct device_conf *c, const char *store_path, const struct nix_closure *want) {
+        struct nix_closure got = {};
+        int r = nix_store_closure(c->nix_store, c->state_dir, store_path, &got);
+
+        if (r >= 0)
+                r = nix_closure_compare(want, &got);
+        nix_closure_done(&got);
+        return r;
+}
+
+int install_nix_generation(const struct device_conf *c, bundle *b, const struct bundle_manifest *m,
+                           struct install_state *st, int64_t time_floor) {
+        _cleanup_(nix_closure_done) struct nix_closure closure = {};
         const struct bundle_payload *p = NULL;
+        size_t pi = 0;
         _cleanup_free_ char *phys = NULL, *now_target = NULL, *mirror = NULL, *mirror_url = NULL;
         const char *url;
         char *argv[NIX_ARGV_MAX];
@@ -283,6 +359,7 @@ int install_nix_generation(const struct device_conf *c, const struct bundle_mani
                 if (p)
                         return ringil_fail(-RINGIL_EREFUSED, "more than one nixos payload");
                 p = &m->payloads[i];
+                pi = i;
         }
         if (!p)
                 return ringil_fail(-RINGIL_EREFUSED, "bundle has no nixos payload (generation mode)");
@@ -304,9 +381,14 @@ int install_nix_generation(const struct device_conf *c, const struct bundle_mani
         /* The bundle is authenticated: its creation time is a lower bound on the current time. */
         st->time_floor = MAX(time_floor, m->created);
 
+        /* The bundle, not only the fleet's Nix key, decides the exact contents: its signed closure listing. */
+        r = read_closure(b, pi, p, &closure);
+        if (r < 0)
+                return r;
+
         /* Through the drone's own TLS identity when the cache needs it (checked signatures, hashes). */
         if (strncmp(url, "https://", 8) == 0 && c->nix_tls_cert) {
-                r = mirror_cache(c, url, p->store_path, &mirror);
+                r = mirror_cache(c, url, p->store_path, &closure, &mirror);
                 if (r < 0)
                         return r;
                 if (asprintf(&mirror_url, "file://%s", mirror) < 0)
@@ -341,6 +423,9 @@ int install_nix_generation(const struct device_conf *c, const struct bundle_mani
                                    p->store_path, url, r);
         if (mirror)
                 (void) nixcache_mirror_remove(mirror);   /* the store has it now; a failure keeps it for resuming */
+        r = check_installed_closure(c, p->store_path, &closure);
+        if (r < 0)
+                return ringil_fail(r, "%s: %s; not installed", p->store_path, ringil_detail());
         r = physical(c, p->store_path, "", &phys);
         if (r < 0)
                 return r;

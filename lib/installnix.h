@@ -18,8 +18,8 @@
  * the generation in slot a: writing, then pending. Errors: -RINGIL_EREFUSED (payload kinds, a failed
  * step), -RINGIL_EBADSIG (nix copy refused: unsigned, other key, corrupt NAR), -RINGIL_EMALFORMED.
  */
-int install_nix_generation(const struct device_conf *c, const struct bundle_manifest *m, struct install_state *st,
-                           int64_t time_floor);
+int install_nix_generation(const struct device_conf *c, bundle *b, const struct bundle_manifest *m,
+                           struct install_state *st, int64_t time_floor);
 /*
  * Bless the pending generation if it is the running one ([nix] current-system link): raise the floor,
  * return 0 with *ret_version. If another system runs (the boot loader fell back), the pending generation
@@ -36,5 +36,11 @@ int install_nix_mark_bad(const struct device_conf *c);
  * factory generation, never installed by ringil).
  */
 int install_nix_running_version(const struct device_conf *c, const struct install_state *st, char **ret);
+/*
+ * The closure of store_path as the store knows it (`nix path-info --json --recursive`, with --store
+ * STORE when not NULL: a chroot store dir or a cache URL such as file:///srv/ringil/nix-cache). Used by
+ * `ringil bundle create` to list it and by the installer to check what it installed.
+ */
+int nix_store_closure(const char *store, const char *home, const char *store_path, struct nix_closure *ret);
 /* The store path the [nix] profile points at now (*ret allocated); -ENOENT without a profile. */
 int install_nix_profile_target(const struct device_conf *c, char **ret);

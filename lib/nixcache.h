@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "buf.h"
+#include "macro.h"
 
 /* Caps on what a cache may make us parse, follow or download. */
 #define NARINFO_MAX (64u * 1024)          /* bytes of one .narinfo */
@@ -98,6 +99,8 @@ struct nixcache_stats {
  * its size and SHA-256 equal the narinfo's FileSize/FileHash. A partial NAR (nar/FILE.part) from an
  * interrupted run is resumed with a Range request. Nix then substitutes from file://dir with
  * require-sigs and checks every NarHash again.
+ * pin (may be NULL): the bundle's closure listing: every narinfo's path must be in it with the same
+ * NarHash and NarSize (checked right after its signature, before its NAR is fetched): -RINGIL_EDIGEST.
  * src[0..n_src) are independent connections to the same cache (at most NIXCACHE_MAX_SOURCES are used):
  * the missing paths of one level of the walk are fetched in parallel, one thread per source.
  * Errors: -ENOENT (the cache has no such path: 404), -RINGIL_EUNTRUSTED/-RINGIL_EBADSIG (signature),
@@ -105,9 +108,39 @@ struct nixcache_stats {
  * -EACCES (401/403), -EPROTO/-ECONNRESET... (transport, after retries), each with a detail.
  */
 #define NIXCACHE_MAX_SOURCES 16
+struct nix_closure;
 int nixcache_mirror(const struct nixcache_source *src, size_t n_src, const char *store_path, const char *trusted_keys,
-                    nixcache_invalid_t invalid, void *invalid_userdata, const char *dir,
-                    struct nixcache_stats *ret_stats);
+                    const struct nix_closure *pin, nixcache_invalid_t invalid, void *invalid_userdata,
+                    const char *dir, struct nixcache_stats *ret_stats);
+
+/*
+ * The closure listing a generation-mode bundle carries as its nixos payload's bytes (signed with the
+ * bundle): every path of the toplevel's closure with its NarHash and NarSize, so that the bundle, not
+ * just the fleet's Nix key, decides the exact contents installed. Canonical text form:
+ *   "ringil-nix-closure 1\n" then per path, sorted strictly ascending: "PATH sha256:NIX32 NARSIZE\n"
+ */
+#define NIX_CLOSURE_LIST_MAX (24u << 20)
+struct nix_closure_entry {
+        char path[NIX_STORE_PATH_MAX + 1];
+        uint8_t nar_hash[32];
+        uint64_t nar_size;
+};
+struct nix_closure {
+        struct nix_closure_entry *v;   /* sorted by path */
+        size_t n;
+};
+void nix_closure_done(struct nix_closure *c);
+/* Strict parser of the canonical form (≤ NIX_CLOSURE_LIST_MAX bytes, ≤ NIX_CLOSURE_MAX paths). */
+int nix_closure_parse(const char *text, size_t len, struct nix_closure *ret);
+/* From `nix path-info --json -r` output (Nix 2.8's array or newer Nix's object; NarHash as sha256:NIX32,
+ * sha256:HEX or SRI sha256-BASE64). */
+int nix_closure_from_path_info(const char *json, size_t len, struct nix_closure *ret);
+/* The canonical text of c into *ret (a buf the caller frees). */
+int nix_closure_format(const struct nix_closure *c, struct buf *ret);
+const struct nix_closure_entry *nix_closure_find(const struct nix_closure *c, const char *path);
+/* 0 when a and b list the same paths with the same NarHash and NarSize; -RINGIL_EDIGEST naming the first
+ * difference otherwise. */
+int nix_closure_compare(const struct nix_closure *want, const struct nix_closure *got);
 
 /* Remove a mirror directory made by nixcache_mirror() (its files only; anything else is left). */
 int nixcache_mirror_remove(const char *dir);

@@ -1,5 +1,7 @@
 /* bundle.c: `ringil bundle create|verify|info`: make, check and inspect signed update bundles. */
 #include <getopt.h>
+#include <sys/mman.h>
+#include <unistd.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <string.h>
@@ -8,6 +10,8 @@
 #include "bundle.h"
 #include "crypto.h"
 #include "err.h"
+#include "fileio.h"
+#include "installnix.h"
 #include "log.h"
 #include "parse.h"
 #include "verb.h"
@@ -34,7 +38,13 @@
         "  --payload NAME:TYPE=FILE\n" \
         "                       a payload; TYPE is raw (slot image) or efi (EFI binary/UKI)\n" \
         "  --payload NAME:nixos=STOREPATH[@CACHEURL]\n" \
-        "                       a NixOS system closure reference (no bytes carried)\n" \
+        "                       a NixOS system closure: its bytes are the closure listing (every path\n" \
+        "                       with its NAR hash, from `nix path-info --json --recursive`), so the\n" \
+        "                       signature pins the exact contents drones install\n" \
+        "  --nix-store STORE    where the closure is looked up (nix --store: a store dir or a cache\n" \
+        "                       URL such as file:///srv/ringil/nix-cache; default: the local store)\n" \
+        "  --closure FILE       use this closure listing instead of asking Nix (format in\n" \
+        "                       docs/bundle-format.md); for one nixos payload\n" \
         "  --output OUT         bundle to write (atomically)\n\n"
 
 #define VERIFY_USAGE \
@@ -87,9 +97,54 @@ static int parse_payload_arg(char *arg, struct bundle_create_payload *p) {
         return 0;
 }
 
+static void close_listings(int (*fds)[BUNDLE_MAX_PAYLOADS]) {
+        for (size_t i = 0; i < BUNDLE_MAX_PAYLOADS; i++)
+                if ((*fds)[i] >= 0)
+                        (void) close((*fds)[i]);
+}
+
+/*
+ * A nixos payload's bytes: its closure listing, from --closure FILE (checked) or from Nix. Kept in a
+ * memfd that bundle_create() reads through /proc/self/fd/N.
+ */
+static int closure_listing(struct bundle_create_payload *p, const char *nix_store, const char *file, int *ret_fd,
+                           char path[static 32]) {
+        _cleanup_(nix_closure_done) struct nix_closure c = {};
+        _cleanup_buf_ struct buf text = {};
+        _cleanup_free_ uint8_t *data = NULL;
+        _cleanup_close_ int fd = -EBADF;
+        size_t len;
+        int r;
+
+        if (file) {
+                r = read_full_file(file, 0, NIX_CLOSURE_LIST_MAX, &data, &len);
+                if (r < 0)
+                        return ringil_fail(r, "cannot read %s", file);
+                r = nix_closure_parse((const char *) data, len, &c);
+        } else
+                r = nix_store_closure(nix_store, "/", p->store_path, &c);
+        if (r < 0)
+                return r;
+        if (!nix_closure_find(&c, p->store_path))
+                return ringil_fail(-RINGIL_EMALFORMED, "the closure listing does not contain %s", p->store_path);
+        r = nix_closure_format(&c, &text);
+        if (r < 0)
+                return r;
+        fd = memfd_create("ringil-closure", MFD_CLOEXEC);
+        if (fd < 0)
+                return negative_errno();
+        r = write_all(fd, text.data, text.len);
+        if (r < 0)
+                return r;
+        (void) snprintf(path, 32, "/proc/self/fd/%d", fd);
+        p->path = path;
+        *ret_fd = TAKE_FD(fd);
+        return 0;
+}
+
 static int verb_bundle_create(int argc, char *argv[]) {
         enum { ARG_KEY = 0x100, ARG_CERT, ARG_INTERMEDIATE, ARG_COMPATIBLE, ARG_VERSION, ARG_EXPIRES, ARG_VALID_FOR,
-               ARG_CREATED, ARG_CHUNK_SIZE, ARG_PAYLOAD, ARG_OUTPUT };
+               ARG_CREATED, ARG_CHUNK_SIZE, ARG_PAYLOAD, ARG_OUTPUT, ARG_NIX_STORE, ARG_CLOSURE };
         static const struct option options[] = {
                 { "key", required_argument, NULL, ARG_KEY },
                 { "cert", required_argument, NULL, ARG_CERT },
@@ -102,8 +157,13 @@ static int verb_bundle_create(int argc, char *argv[]) {
                 { "chunk-size", required_argument, NULL, ARG_CHUNK_SIZE },
                 { "payload", required_argument, NULL, ARG_PAYLOAD },
                 { "output", required_argument, NULL, ARG_OUTPUT },
+                { "nix-store", required_argument, NULL, ARG_NIX_STORE },
+                { "closure", required_argument, NULL, ARG_CLOSURE },
                 {},
         };
+        __attribute__((cleanup(close_listings))) int listing_fd[BUNDLE_MAX_PAYLOADS] = { [0 ... BUNDLE_MAX_PAYLOADS - 1] = -EBADF };   /* memfds */
+        char listing_path[BUNDLE_MAX_PAYLOADS][32];
+        const char *nix_store = NULL, *closure_file = NULL;
         const char *intermediates[MAX_LIST + 1] = {};
         struct bundle_create_payload payloads[BUNDLE_MAX_PAYLOADS] = {};
         struct bundle_create_opts o = {};
@@ -162,6 +222,12 @@ static int verb_bundle_create(int argc, char *argv[]) {
                 case ARG_OUTPUT:
                         output = optarg;
                         break;
+                case ARG_NIX_STORE:
+                        nix_store = optarg;
+                        break;
+                case ARG_CLOSURE:
+                        closure_file = optarg;
+                        break;
                 default:
                         return EXIT_USAGE;
                 }
@@ -169,6 +235,15 @@ static int verb_bundle_create(int argc, char *argv[]) {
                 return usage_error("unexpected argument '%s'", argv[optind]);
         if (!o.key || !o.cert || !o.compatible || !o.version || !output || o.n_payloads == 0)
                 return usage_error("--key, --cert, --compatible, --version, --payload and --output are required");
+        for (size_t i = 0, k = 0; i < o.n_payloads; i++) {
+                if (payloads[i].type != BUNDLE_PAYLOAD_NIXOS)
+                        continue;
+                if (k++ > 0 && closure_file)
+                        return usage_error("--closure names the listing of one nixos payload only");
+                r = closure_listing(&payloads[i], nix_store, closure_file, &listing_fd[i], listing_path[i]);
+                if (r < 0)
+                        return fail(r, "cannot list a nixos payload's closure");
+        }
         if (have_expires && have_valid)
                 return usage_error("--expires and --valid-for are exclusive");
         if (!o.created)

@@ -133,10 +133,14 @@ def verify(ringil, pki, bundle, keyring=None, extra=(), input=None):
 @pytest.fixture(scope="session")
 def good(ringil, pki, payloads, tmp_path_factory):
     """A valid two-payload bundle plus a nixos reference, 64 KiB chunks so that chunk lists matter."""
-    out = tmp_path_factory.mktemp("good") / "good.rb"
+    d = tmp_path_factory.mktemp("good")
+    out = d / "good.rb"
+    # The nixos payload's bytes are its closure listing (given here; `ringil bundle create` asks Nix otherwise).
+    (d / "closure").write_text("ringil-nix-closure 1\n/nix/store/0123456789abcdfghijklmnpqrsvwxyz-nixos-system-drone "
+                               "sha256:0mdqa9w1p6cmli6976v4wi0sw9r4p5prkj7lzfd1877wk11c9c73 1234\n")
     create(ringil, pki, out, payloads=[f"rootfs:raw={payloads['rootfs']}", f"uki:efi={payloads['efi']}",
                                        "system:nixos=/nix/store/0123456789abcdfghijklmnpqrsvwxyz-nixos-system-drone@https://cache.example.org"],
-           extra=["--chunk-size", "64K"])
+           extra=["--chunk-size", "64K", "--closure", d / "closure"])
     return out
 
 

@@ -6,6 +6,7 @@ chroot store by a derivation whose builder is /bin/sh; their bin/switch-to-confi
 "$0 $*" to a log file.
 """
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -82,10 +83,11 @@ def nixworld(tmp_path_factory, ringil):
         if not out.exists():
             ringil("bundle", "create", "--key", d / "db.key", "--cert", d / "db.pem", "--compatible", "drone-x1",
                    "--version", version, "--payload", f"system:nixos={paths[version]}@file://{caches[cache]}",
+                   "--nix-store", build,
                    "--output", out, check=0)
         return out
 
-    return {"dir": d, "paths": paths, "log": log, "caches": caches, "bundle": bundle,
+    return {"dir": d, "build": build, "paths": paths, "log": log, "caches": caches, "bundle": bundle,
             "fleet_pk": (d / "fleet.pk").read_text().strip()}
 
 
@@ -203,7 +205,8 @@ def test_refused_tampered_nar(drone, nixworld, tmp_path):
     b2 = tmp_path / "t.rb"
     drone.ringil("bundle", "create", "--key", nixworld["dir"] / "db.key", "--cert", nixworld["dir"] / "db.pem",
                  "--compatible", "drone-x1", "--version", "1.0", "--payload",
-                 f"system:nixos={nixworld['paths']['1.0']}@file://{cache}", "--output", b2, check=0)
+                 f"system:nixos={nixworld['paths']['1.0']}@file://{cache}", "--nix-store", nixworld["build"],
+                 "--output", b2, check=0)
     p = drone.run("install", b2, check=4)
     assert "hash mismatch" in p.err or "NAR hash" in p.err, p.err
     assert not drone.in_store("1.0") and not drone.profile.is_symlink()
@@ -316,12 +319,38 @@ def fleetcache(nixworld, fleetpki, tmp_path):
     srv.stop()
 
 
-def fleet_bundle(nixworld, srv, version, tmp_path, tag=""):
+def fleet_bundle(nixworld, srv, version, tmp_path, tag="", closure=None):
     out = tmp_path / f"fleet-{version}{tag}.rb"
+    src = ["--closure", closure] if closure else ["--nix-store", nixworld["build"]]
     run([binary("ringil"), "bundle", "create", "--key", nixworld["dir"] / "db.key", "--cert",
          nixworld["dir"] / "db.pem", "--compatible", "drone-x1", "--version", version, "--payload",
-         f"system:nixos={nixworld['paths'][version]}@{srv.url}/nix-cache", "--output", out])
+         f"system:nixos={nixworld['paths'][version]}@{srv.url}/nix-cache", *src, "--output", out])
     return out
+
+
+def altered_closure(nixworld, version, tmp_path):
+    """The true closure listing of `version` with the toplevel's NarHash changed: what a bundle would say
+    if the fleet key had also signed a second, different build of the same store path."""
+    p = run([binary("ringil"), "bundle", "create", "--key", nixworld["dir"] / "db.key", "--cert",
+             nixworld["dir"] / "db.pem", "--compatible", "drone-x1", "--version", version, "--payload",
+             f"system:nixos={nixworld['paths'][version]}", "--nix-store", nixworld["build"],
+             "--output", tmp_path / "probe.rb"])
+    info = json.loads(run([binary("ringil"), "bundle", "info", "--json", tmp_path / "probe.rb"]).out)
+    size = info["payloads"][0]["size"]
+    # The payload (the listing ringil made from Nix) is the bundle's last `size` bytes.
+    listing = (tmp_path / "probe.rb").read_bytes()[-size:].decode()
+    assert listing.startswith("ringil-nix-closure 1\n")
+    top = nixworld["paths"][version]
+    out = []
+    for line in listing.splitlines()[1:]:
+        if line.startswith(top + " "):
+            path, h, size = line.split(" ")
+            h = h[:-1] + ("1" if h[-1] != "1" else "2")   # the lowest 5 bits: still canonical nix32
+            line = f"{path} {h} {size}"
+        out.append(line)
+    f = tmp_path / f"closure-{version}-altered"
+    f.write_text("ringil-nix-closure 1\n" + "".join(l + "\n" for l in out))
+    return f
 
 
 def release(srv, bundle):
@@ -479,3 +508,30 @@ def test_fleet_cache_nothing_fetched_below_floor_or_when_revoked(tmp_path, nixwo
     p = dr.run("install", fleet_bundle(nixworld, srv, "2.0", tmp_path))
     assert p.returncode != 0 and "HTTP 403" in p.err, p.err
     assert not dr.in_store("2.0") and not dr.profile.is_symlink()
+
+
+def test_refused_when_closure_hash_differs_from_bundle(drone, nixworld, tmp_path):
+    """The cache's closure is validly signed by the fleet key but is not the one the bundle lists: the
+    installed closure is compared with the signed listing before the profile changes."""
+    b = tmp_path / "alt.rb"
+    drone.ringil("bundle", "create", "--key", nixworld["dir"] / "db.key", "--cert", nixworld["dir"] / "db.pem",
+                 "--compatible", "drone-x1", "--version", "1.0", "--payload",
+                 f"system:nixos={nixworld['paths']['1.0']}@file://{nixworld['caches']['fleet']}",
+                 "--closure", altered_closure(nixworld, "1.0", tmp_path), "--output", b, check=0)
+    before = len(drone.log_lines())
+    p = drone.run("install", b, check=9)
+    assert "differs from the signed closure" in p.err, p.err
+    assert not drone.profile.is_symlink() and drone.log_lines()[before:] == []
+    assert "refused" in drone.run("status", check=0).out or "hash mismatch" in drone.run("status", check=0).out
+
+
+def test_fleet_cache_refuses_closure_not_in_bundle(tmp_path, nixworld, fleetcache, fleetpki, ringil):
+    """Through the mirror the same mismatch is caught at the narinfo, before any NAR is downloaded."""
+    srv, _ = fleetcache
+    dr = FleetDrone(tmp_path / "d", nixworld, ringil, srv, fleetpki)
+    h0 = cache_hits(srv)
+    p = dr.run("install", fleet_bundle(nixworld, srv, "1.0", tmp_path, closure=altered_closure(nixworld, "1.0", tmp_path)),
+               check=9)
+    assert "differ from the bundle's signed closure" in p.err, p.err
+    assert cache_hits(srv) - h0 == 1 and list((dr.state / "nix-mirror" / "nar").iterdir()) == []
+    assert not dr.in_store("1.0") and not dr.profile.is_symlink()

@@ -390,7 +390,7 @@ static void test_mirror_whole_closure(void **state) {
         fake_init(&f);
         snprintf(dir, sizeof(dir), "%s/m", d);
         assert_int_equal(nixcache_mirror(&(struct nixcache_source) { fake_get, fake_get_range, &f }, 1, top_path, f.pk,
-                                         fake_invalid, &v, dir, &st), 0);
+                                         NULL, fake_invalid, &v, dir, &st), 0);
         assert_int_equal(st.paths_seen, 3);
         assert_int_equal(st.paths_fetched, 3);
         assert_int_equal(st.nars_fetched, 3);
@@ -401,7 +401,7 @@ static void test_mirror_whole_closure(void **state) {
         /* Again: every NAR is already complete, only narinfos are fetched. */
         f.ranges = 0;
         assert_int_equal(nixcache_mirror(&(struct nixcache_source) { fake_get, fake_get_range, &f }, 1, top_path, f.pk,
-                                         fake_invalid, &v, dir, &st), 0);
+                                         NULL, fake_invalid, &v, dir, &st), 0);
         assert_int_equal(f.ranges, 0);
         assert_int_equal(st.nars_fetched, 0);
         assert_int_equal(nixcache_mirror_remove(dir), 0);
@@ -421,7 +421,7 @@ static void test_mirror_prunes_valid_paths(void **state) {
         fake_init(&f);
         snprintf(dir, sizeof(dir), "%s/m", d);
         assert_int_equal(nixcache_mirror(&(struct nixcache_source) { fake_get, fake_get_range, &f }, 1, top_path, f.pk,
-                                         fake_invalid, &v, dir, &st), 0);
+                                         NULL, fake_invalid, &v, dir, &st), 0);
         assert_int_equal(st.paths_fetched, 2);
         assert_false(exists_in(dir, H_BASE ".narinfo"));
         assert_int_equal(count_nars(dir), 2);
@@ -429,7 +429,7 @@ static void test_mirror_prunes_valid_paths(void **state) {
         v = (struct validity) { .valid = { H_TOP } };
         f.gets = f.ranges = 0;
         assert_int_equal(nixcache_mirror(&(struct nixcache_source) { fake_get, fake_get_range, &f }, 1, top_path, f.pk,
-                                         fake_invalid, &v, dir, &st), 0);
+                                         NULL, fake_invalid, &v, dir, &st), 0);
         assert_int_equal(f.gets + f.ranges, 0);
         assert_int_equal(st.paths_fetched, 0);
         fake_done(&f);
@@ -448,16 +448,16 @@ static void test_mirror_refuses_unsigned_and_stops(void **state) {
         publish(&f, H_MID, "mid", H_BASE "-base", "middle contents, a little longer", false);
         snprintf(dir, sizeof(dir), "%s/m", d);
         assert_int_equal(nixcache_mirror(&(struct nixcache_source) { fake_get, fake_get_range, &f }, 1, top_path, f.pk,
-                                         fake_invalid, &v, dir, &st), -RINGIL_EUNTRUSTED);
+                                         NULL, fake_invalid, &v, dir, &st), -RINGIL_EUNTRUSTED);
         assert_false(exists_in(dir, H_MID ".narinfo"));
         /* mid's references were never followed through an unsigned narinfo; its NAR never fetched. */
         assert_int_equal(count_nars(dir), exists_in(dir, H_BASE ".narinfo") ? 2 : 1);
         /* Signed by another key: untrusted too. */
         assert_int_equal(nixcache_mirror(&(struct nixcache_source) { fake_get, fake_get_range, &f }, 1, top_path,
-                                         "test-1:GVNA7enkDDPlSaC+ycZSYJpmY8Jfk5x1qX11e5jSiSM=", fake_invalid, &v, dir,
+                                         "test-1:GVNA7enkDDPlSaC+ycZSYJpmY8Jfk5x1qX11e5jSiSM=", NULL, fake_invalid, &v, dir,
                                          &st), -RINGIL_EBADSIG);
         assert_int_equal(nixcache_mirror(&(struct nixcache_source) { fake_get, fake_get_range, &f }, 1, top_path,
-                                         "other-1:GVNA7enkDDPlSaC+ycZSYJpmY8Jfk5x1qX11e5jSiSM=", fake_invalid, &v, dir,
+                                         "other-1:GVNA7enkDDPlSaC+ycZSYJpmY8Jfk5x1qX11e5jSiSM=", NULL, fake_invalid, &v, dir,
                                          &st), -RINGIL_EUNTRUSTED);
         fake_done(&f);
         test_rm_rf(d);
@@ -477,13 +477,13 @@ static void test_mirror_refuses_wrong_path_and_sizes(void **state) {
         e = fake_find(&f, "/" H_MID ".narinfo");
         fake_put(&f, "/" H_TOP ".narinfo", e->body, e->len);
         assert_int_equal(nixcache_mirror(&(struct nixcache_source) { fake_get, fake_get_range, &f }, 1, top_path, f.pk,
-                                         fake_invalid, &v, dir, NULL), -RINGIL_EMALFORMED);
+                                         NULL, fake_invalid, &v, dir, NULL), -RINGIL_EMALFORMED);
         fake_done(&f);
         /* Not in the cache. */
         fake_init(&f);
         fake_find(&f, "/" H_MID ".narinfo")->path[0] = '\0';
         assert_int_equal(nixcache_mirror(&(struct nixcache_source) { fake_get, fake_get_range, &f }, 1, top_path, f.pk,
-                                         fake_invalid, &v, dir, NULL), -ENOENT);
+                                         NULL, fake_invalid, &v, dir, NULL), -ENOENT);
         fake_done(&f);
         test_rm_rf(d);
         free(d);
@@ -511,7 +511,7 @@ static void test_mirror_nar_hash_and_resume(void **state) {
         /* The NAR served differs from its FileHash: refused, neither the NAR nor the narinfo kept. */
         e->body[3] ^= 1;
         assert_int_equal(nixcache_mirror(&(struct nixcache_source) { fake_get, fake_get_range, &f }, 1, top_path, f.pk,
-                                         fake_invalid, &v, dir, &st), -RINGIL_EDIGEST);
+                                         NULL, fake_invalid, &v, dir, &st), -RINGIL_EDIGEST);
         assert_int_equal(count_nars(dir), 0);
         assert_false(exists_in(dir, H_TOP ".narinfo"));
         e->body[3] ^= 1;
@@ -519,7 +519,7 @@ static void test_mirror_nar_hash_and_resume(void **state) {
         /* A connection that delivers 5 bytes per request: resumed until complete. */
         f.cut = 5;
         assert_int_equal(nixcache_mirror(&(struct nixcache_source) { fake_get, fake_get_range, &f }, 1, top_path, f.pk,
-                                         fake_invalid, &v, dir, &st), 0);
+                                         NULL, fake_invalid, &v, dir, &st), 0);
         assert_int_equal(st.nars_fetched, 3);
         assert_true(f.ranges >= (strlen(content) + 4) / 5);
         assert_int_equal(nixcache_mirror_remove(dir), 0);
@@ -532,7 +532,7 @@ static void test_mirror_nar_hash_and_resume(void **state) {
         snprintf(part, sizeof(part), "%s/nar/%s.nar.part", dir, nh);
         assert_int_equal(atomic_write_file(part, content, 10, 0600, 0), 0);
         assert_int_equal(nixcache_mirror(&(struct nixcache_source) { fake_get, fake_get_range, &f }, 1, top_path, f.pk,
-                                         fake_invalid, &v, dir, &st), 0);
+                                         NULL, fake_invalid, &v, dir, &st), 0);
         assert_int_equal(st.bytes_resumed, 10);
         assert_int_equal(access(part, F_OK), -1);
         assert_int_equal(nixcache_mirror_remove(dir), 0);
@@ -544,7 +544,7 @@ static void test_mirror_nar_hash_and_resume(void **state) {
         snprintf(part, sizeof(part), "%s/nar/%s.nar.part", dir, nh);
         assert_int_equal(atomic_write_file(part, "XXXXXXXXXX", 10, 0600, 0), 0);
         assert_int_equal(nixcache_mirror(&(struct nixcache_source) { fake_get, fake_get_range, &f }, 1, top_path, f.pk,
-                                         fake_invalid, &v, dir, &st), 0);
+                                         NULL, fake_invalid, &v, dir, &st), 0);
         assert_int_equal(count_nars(dir), 3);
         fake_done(&f);
         test_rm_rf(d);
@@ -568,10 +568,10 @@ static void test_mirror_file_size_bound(void **state) {
         fake_put(&f, "/" H_TOP ".narinfo", t, strlen(t));
         free(t);
         assert_int_equal(nixcache_mirror(&(struct nixcache_source) { fake_get, fake_get_range, &f }, 1, top_path, f.pk,
-                                         fake_invalid, &v, dir, NULL), -RINGIL_ETOOBIG);
+                                         NULL, fake_invalid, &v, dir, NULL), -RINGIL_ETOOBIG);
         assert_int_equal(f.ranges, 0);
         assert_int_equal(nixcache_mirror(&(struct nixcache_source) { fake_get, fake_get_range, &f }, 1, "/nix/store/x",
-                                         f.pk, fake_invalid, &v, dir, NULL), -RINGIL_EMALFORMED);
+                                         f.pk, NULL, fake_invalid, &v, dir, NULL), -RINGIL_EMALFORMED);
         fake_done(&f);
         test_rm_rf(d);
         free(d);
@@ -604,7 +604,7 @@ static void test_mirror_parallel_shared_nar(void **state) {
         for (size_t i = 0; i < 3; i++)
                 src[i] = (struct nixcache_source) { fake_get, fake_get_range, &f };
         snprintf(dir, sizeof(dir), "%s/m", d);
-        assert_int_equal(nixcache_mirror(src, 3, top2, f.pk, fake_invalid, &v, dir, &st), 0);
+        assert_int_equal(nixcache_mirror(src, 3, top2, f.pk, NULL, fake_invalid, &v, dir, &st), 0);
         assert_int_equal(st.paths_seen, 7);
         assert_int_equal(st.paths_fetched, 7);
         assert_int_equal(count_nars(dir), 6);     /* leaf4 and leaf5 share one */
@@ -616,8 +616,141 @@ static void test_mirror_parallel_shared_nar(void **state) {
         /* The first failure stops the level: leaf2 unsigned. */
         publish(&f, hashes[2], "leaf2", "", "leaf contents 2, long enough to be cut", false);
         assert_int_equal(nixcache_mirror_remove(dir), 0);
-        assert_int_equal(nixcache_mirror(src, 3, top2, f.pk, fake_invalid, &v, dir, &st), -RINGIL_EUNTRUSTED);
+        assert_int_equal(nixcache_mirror(src, 3, top2, f.pk, NULL, fake_invalid, &v, dir, &st), -RINGIL_EUNTRUSTED);
         assert_false(exists_in(dir, "6666666666666666666666666666666g.narinfo"));
+        fake_done(&f);
+        test_rm_rf(d);
+        free(d);
+}
+
+static void test_closure_listing(void **state) {
+        static const char good[] = "ringil-nix-closure 1\n"
+                "/nix/store/0qn246ynpxiyp58ag592h7r5iz0nr99w-base sha256:0nv7mw0xsxaxji45plxw7j5sp85swnbiipi97gw1ylnkgzaq4m0x 288\n"
+                "/nix/store/w04b3gxp4pzhchgjibc6h9hc5xql0bcl-nixos-system-drone-1.0 sha256:107cdw0qfavh0vk5k56kld0ag12pk24c1nzj1nl05qbc5mlzy8g6 776\n";
+        /* `nix path-info --json -r` of that closure as Nix 2.8 prints it (trimmed), and as newer Nix does. */
+        static const char pi28[] = "[{\"path\":\"/nix/store/w04b3gxp4pzhchgjibc6h9hc5xql0bcl-nixos-system-drone-1.0\","
+                "\"narHash\":\"sha256:107cdw0qfavh0vk5k56kld0ag12pk24c1nzj1nl05qbc5mlzy8g6\",\"narSize\":776,"
+                "\"references\":[\"/nix/store/0qn246ynpxiyp58ag592h7r5iz0nr99w-base\"]},"
+                "{\"path\":\"/nix/store/0qn246ynpxiyp58ag592h7r5iz0nr99w-base\","
+                "\"narHash\":\"sha256:0nv7mw0xsxaxji45plxw7j5sp85swnbiipi97gw1ylnkgzaq4m0x\",\"narSize\":288}]";
+        char pinew[1024];
+        struct nix_closure a, b2, c2;
+        struct buf out;
+        uint8_t h[32];
+        char b64[64];
+        (void) state;
+
+        assert_int_equal(nix_closure_parse(good, strlen(good), &a), 0);
+        assert_int_equal(a.n, 2);
+        assert_non_null(nix_closure_find(&a, "/nix/store/0qn246ynpxiyp58ag592h7r5iz0nr99w-base"));
+        assert_null(nix_closure_find(&a, "/nix/store/0qn246ynpxiyp58ag592h7r5iz0nr99w-bass"));
+        assert_int_equal(nix_closure_format(&a, &out), 0);
+        assert_int_equal(out.len, strlen(good));
+        assert_memory_equal(out.data, good, out.len);
+        buf_free(&out);
+        assert_int_equal(nix_closure_from_path_info(pi28, strlen(pi28), &b2), 0);
+        assert_int_equal(nix_closure_compare(&a, &b2), 0);
+        /* SRI hashes in an object keyed by path (Nix >= 2.19). */
+        assert_int_equal(nix32_decode("0nv7mw0xsxaxji45plxw7j5sp85swnbiipi97gw1ylnkgzaq4m0x", h, 32), 0);
+        EVP_EncodeBlock((uint8_t *) b64, h, 32);
+        snprintf(pinew, sizeof(pinew), "{\"/nix/store/0qn246ynpxiyp58ag592h7r5iz0nr99w-base\":{\"narHash\":\"sha256-%s\",\"narSize\":288},"
+                 "\"/nix/store/w04b3gxp4pzhchgjibc6h9hc5xql0bcl-nixos-system-drone-1.0\":{\"narHash\":"
+                 "\"sha256:107cdw0qfavh0vk5k56kld0ag12pk24c1nzj1nl05qbc5mlzy8g6\",\"narSize\":776}}", b64);
+        assert_int_equal(nix_closure_from_path_info(pinew, strlen(pinew), &c2), 0);
+        assert_int_equal(nix_closure_compare(&a, &c2), 0);
+        /* Differences: a hash, a size, a missing path, an extra path. */
+        c2.v[0].nar_hash[0] ^= 1;
+        assert_int_equal(nix_closure_compare(&a, &c2), -RINGIL_EDIGEST);
+        c2.v[0].nar_hash[0] ^= 1;
+        c2.v[1].nar_size++;
+        assert_int_equal(nix_closure_compare(&a, &c2), -RINGIL_EDIGEST);
+        c2.v[1].nar_size--;
+        c2.n = 1;
+        assert_int_equal(nix_closure_compare(&a, &c2), -RINGIL_EDIGEST);
+        assert_int_equal(nix_closure_compare(&c2, &a), -RINGIL_EDIGEST);
+        nix_closure_done(&c2);
+        nix_closure_done(&b2);
+        nix_closure_done(&a);
+
+        {
+                static const char *const bad[] = {
+                        "",
+                        "ringil-nix-closure 1\n",
+                        "ringil-nix-closure 2\n/nix/store/0qn246ynpxiyp58ag592h7r5iz0nr99w-base sha256:0nv7mw0xsxaxji45plxw7j5sp85swnbiipi97gw1ylnkgzaq4m0x 288\n",
+                        "ringil-nix-closure 1\n/nix/store/0qn246ynpxiyp58ag592h7r5iz0nr99w-base sha256:0nv7mw0xsxaxji45plxw7j5sp85swnbiipi97gw1ylnkgzaq4m0x 288",
+                        "ringil-nix-closure 1\n/nix/store/0qn246ynpxiyp58ag592h7r5iz0nr99w-base sha256:0nv7mw0xsxaxji45plxw7j5sp85swnbiipi97gw1ylnkgzaq4m0x 0\n",
+                        "ringil-nix-closure 1\n/nix/store/0qn246ynpxiyp58ag592h7r5iz0nr99w-base  sha256:0nv7mw0xsxaxji45plxw7j5sp85swnbiipi97gw1ylnkgzaq4m0x 288\n",
+                        "ringil-nix-closure 1\n/nix/store/0qn246ynpxiyp58ag592h7r5iz0nr99w-base sha256:0nv7mw0xsxaxji45plxw7j5sp85swnbiipi97gw1ylnkgzaq4m0e 288\n",
+                        "ringil-nix-closure 1\n/tmp/0qn246ynpxiyp58ag592h7r5iz0nr99w-base sha256:0nv7mw0xsxaxji45plxw7j5sp85swnbiipi97gw1ylnkgzaq4m0x 288\n",
+                        "ringil-nix-closure 1\n/nix/store/0qn246ynpxiyp58ag592h7r5iz0nr99w-base sha256:0nv7mw0xsxaxji45plxw7j5sp85swnbiipi97gw1ylnkgzaq4m0x 288\n"
+                        "/nix/store/0qn246ynpxiyp58ag592h7r5iz0nr99w-base sha256:0nv7mw0xsxaxji45plxw7j5sp85swnbiipi97gw1ylnkgzaq4m0x 288\n",
+                        "ringil-nix-closure 1\n/nix/store/w04b3gxp4pzhchgjibc6h9hc5xql0bcl-x sha256:0nv7mw0xsxaxji45plxw7j5sp85swnbiipi97gw1ylnkgzaq4m0x 1\n"
+                        "/nix/store/0qn246ynpxiyp58ag592h7r5iz0nr99w-base sha256:0nv7mw0xsxaxji45plxw7j5sp85swnbiipi97gw1ylnkgzaq4m0x 288\n",
+                };
+                for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+                        struct nix_closure x = { .n = 77 };
+                        if (nix_closure_parse(bad[i], strlen(bad[i]), &x) != -RINGIL_EMALFORMED)
+                                fail_msg("bad listing %zu accepted", i);
+                        assert_int_equal(x.n, 77);
+                }
+        }
+        {
+                static const char *const badpi[] = { "", "{}", "[]", "[{\"path\":\"/nix/store/x\",\"narHash\":\"sha256:00\",\"narSize\":1}]",
+                        "[{\"path\":\"/nix/store/0qn246ynpxiyp58ag592h7r5iz0nr99w-base\",\"narHash\":\"md5:00\",\"narSize\":1}]",
+                        "[{\"path\":\"/nix/store/0qn246ynpxiyp58ag592h7r5iz0nr99w-base\",\"narHash\":\"sha256:0nv7mw0xsxaxji45plxw7j5sp85swnbiipi97gw1ylnkgzaq4m0x\",\"narSize\":-1}]",
+                        "42" };
+                for (size_t i = 0; i < sizeof(badpi) / sizeof(badpi[0]); i++) {
+                        struct nix_closure x = { .n = 77 };
+                        if (nix_closure_from_path_info(badpi[i], strlen(badpi[i]), &x) >= 0)
+                                fail_msg("bad path-info %zu accepted", i);
+                        assert_int_equal(x.n, 77);
+                }
+        }
+}
+
+static void test_mirror_pinned_closure(void **state) {
+        char *d = test_mkdtemp(), dir[256];
+        struct validity v = {};
+        struct nix_closure pin = {};
+        struct nixcache_stats st;
+        struct fake f;
+        (void) state;
+
+        /* The pin lists every path of the fake closure with the NAR hashes the cache serves. */
+        fake_init(&f);
+        snprintf(dir, sizeof(dir), "%s/m", d);
+        {
+                /* Sorted by path: 1111… (top), 2222… (mid), 3333… (base). */
+                const char *names[] = { top_path, "/nix/store/" H_MID "-mid", "/nix/store/" H_BASE "-base" };
+                const char *contents[] = { "#!/bin/sh\necho switch-to-configuration\n",
+                                           "middle contents, a little longer", "base contents" };
+                pin.v = calloc(3, sizeof(*pin.v));
+                pin.n = 3;
+                for (size_t i = 0; i < 3; i++) {
+                        snprintf(pin.v[i].path, sizeof(pin.v[i].path), "%s", names[i]);
+                        assert_int_equal(crypto_sha256(contents[i], strlen(contents[i]), pin.v[i].nar_hash), 0);
+                        pin.v[i].nar_size = strlen(contents[i]);
+                }
+        }
+        assert_int_equal(nixcache_mirror(&(struct nixcache_source) { fake_get, fake_get_range, &f }, 1, top_path, f.pk,
+                                         &pin, fake_invalid, &v, dir, &st), 0);
+        assert_int_equal(st.paths_fetched, 3);
+        assert_int_equal(nixcache_mirror_remove(dir), 0);
+        /* A validly signed narinfo whose NarHash is not the bundle's: refused before its NAR is fetched. */
+        pin.v[1].nar_hash[5] ^= 1;
+        f.ranges = 0;
+        assert_int_equal(nixcache_mirror(&(struct nixcache_source) { fake_get, fake_get_range, &f }, 1, top_path, f.pk,
+                                         &pin, fake_invalid, &v, dir, &st), -RINGIL_EDIGEST);
+        assert_false(exists_in(dir, H_MID ".narinfo"));
+        pin.v[1].nar_hash[5] ^= 1;
+        /* A path the listing does not have (base, the sorted last): refused, its narinfo not kept. */
+        assert_int_equal(nixcache_mirror_remove(dir), 0);
+        pin.n = 2;
+        assert_int_equal(nixcache_mirror(&(struct nixcache_source) { fake_get, fake_get_range, &f }, 1, top_path, f.pk,
+                                         &pin, fake_invalid, &v, dir, &st), -RINGIL_EDIGEST);
+        assert_false(exists_in(dir, H_BASE ".narinfo"));
+        pin.n = 3;
+        nix_closure_done(&pin);
         fake_done(&f);
         test_rm_rf(d);
         free(d);
@@ -636,6 +769,8 @@ int main(void) {
                 cmocka_unit_test(test_mirror_nar_hash_and_resume),
                 cmocka_unit_test(test_mirror_file_size_bound),
                 cmocka_unit_test(test_mirror_parallel_shared_nar),
+                cmocka_unit_test(test_closure_listing),
+                cmocka_unit_test(test_mirror_pinned_closure),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
