@@ -20,11 +20,23 @@
 
 #define NIX_ARGV_MAX 24
 
+/* NIX_REMOTE=daemon (or another store URI of safe characters) when our caller has it: on NixOS the agent
+ * runs sandboxed with /nix/store read-only, and nix-daemon does the store writes. NULL ends envp. */
+static char *nix_remote(char buf[static 80]) {
+        const char *v = getenv("NIX_REMOTE");
+
+        if (!v || !*v || strlen(v) > 64 || strspn(v, "abcdefghijklmnopqrstuvwxyz0123456789:/._-?=&") != strlen(v))
+                return NULL;
+        (void) snprintf(buf, 80, "NIX_REMOTE=%s", v);
+        return buf;
+}
+
 /* Run argv[0] (looked up in a fixed PATH) without a shell; its exit status, 128+signal, or a negative errno. */
 static int run(const struct device_conf *c, char *const argv[]) {
         char home[PATH_MAX + 8];
+        char remote[80];
         char *const envp[] = { (char *) "PATH=/run/current-system/sw/bin:/nix/var/nix/profiles/default/bin:/usr/bin:/bin",
-                               home, (char *) "LC_ALL=C", NULL };
+                               home, (char *) "LC_ALL=C", nix_remote(remote), NULL };
         pid_t pid;
         int status;
 
@@ -51,8 +63,9 @@ static int run(const struct device_conf *c, char *const argv[]) {
 /* As run(), with stdout captured (at most max bytes, else -EFBIG) into *ret. */
 static int run_capture(const char *home_dir, char *const argv[], size_t max, struct buf *ret) {
         char home[PATH_MAX + 8];
+        char remote[80];
         char *const envp[] = { (char *) "PATH=/run/current-system/sw/bin:/nix/var/nix/profiles/default/bin:/usr/bin:/bin",
-                               home, (char *) "LC_ALL=C", NULL };
+                               home, (char *) "LC_ALL=C", nix_remote(remote), NULL };
         struct buf b = BUF_INIT(max);
         int fds[2], status, r = 0;
         pid_t pid;

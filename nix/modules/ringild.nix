@@ -113,6 +113,10 @@ let
     SystemCallFilter = [ "@system-service" "~@privileged @resources @mount" ];
     SystemCallErrorNumber = "EPERM";
     UMask = "0077";
+  } // lib.optionalAttrs isGeneration {
+    # Store writes go through nix-daemon (the sandbox keeps /nix/store read-only and forbids the
+    # mount namespace a local-store Nix would make); ringil passes NIX_REMOTE on to the Nix it runs.
+    Environment = [ "NIX_REMOTE=daemon" ];
   };
 
   slotType = types.submodule {

@@ -343,6 +343,9 @@ def test_ringild_generation_mode(nix):
     assert "tls-cert" not in dev2["nix"] and dev2["nix"]["substituter"] == "https://cache.fleet.example/"
     assert ev2["result"]["nix"]["settings"]["substituters"] == ["https://cache.fleet.example/"]
     assert r["boot"]["lanzaboote"]["bootCounting"]["initialTries"] == 3
+    # Store writes through nix-daemon: the sandbox keeps /nix/store read-only.
+    for unit in ("ringild", "ringil-bless"):
+        assert r["systemd"]["services"][unit]["serviceConfig"]["Environment"] == ["NIX_REMOTE=daemon"]
     # without a Nix key the generation mode refuses to build
     s["services"]["ringild"]["generation"]["trustedPublicKeys"] = []
     assert any("trustedPublicKeys" in m for m in failed_assertions(evaluate(nix, "ringild", s)["result"]))

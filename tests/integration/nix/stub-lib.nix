@@ -52,6 +52,7 @@ let
     optional = c: x: if c then [ x ] else [ ];
     optionals = c: l: if c then l else [ ];
     optionalString = c: s: if c then s else "";
+    optionalAttrs = c: a: if c then a else { };
     concatStringsSep = b.concatStringsSep;
     concatMapStringsSep = sep: f: l: b.concatStringsSep sep (map f l);
     concatLists = b.concatLists;
