@@ -74,7 +74,7 @@ const char *ringil_strerror(int r) {
 }
 
 /* Formatted through a copy: callers wrap the previous detail ("...: %s", ringil_detail()). */
-static void set_detail_v(const char *fmt, va_list ap) {
+__attribute__((format(printf, 1, 0))) static void set_detail_v(const char *fmt, va_list ap) {
         char tmp[sizeof(detail)];
 
         (void) vsnprintf(tmp, sizeof(tmp), fmt, ap);

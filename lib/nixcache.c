@@ -865,6 +865,8 @@ int nix_closure_parse(const char *text, size_t len, struct nix_closure *ret) {
                 return ringil_fail(-RINGIL_ETOOBIG, "closure listing larger than %u bytes", NIX_CLOSURE_LIST_MAX);
         if (len < pos || memcmp(text, closure_header, pos) != 0)
                 return ringil_fail(-RINGIL_EMALFORMED, "closure listing: no `ringil-nix-closure 1' header");
+        if (memchr(text, '\0', len))
+                return ringil_fail(-RINGIL_EMALFORMED, "closure listing contains a NUL byte");
         while (pos < len) {
                 const char *s = text + pos, *nl = memchr(s, '\n', len - pos), *sp1, *sp2;
                 char hash[NIX32_SHA256_LEN + 1], num[24];
@@ -908,7 +910,7 @@ int nix_closure_parse(const char *text, size_t len, struct nix_closure *ret) {
                 memcpy(num, sp2 + 1, (size_t) (nl - sp2 - 1));
                 num[nl - sp2 - 1] = '\0';
                 if (!nix_store_path_valid(e->path) || nix32_decode(hash, e->nar_hash, 32) < 0 ||
-                    parse_u64(num, &e->nar_size) < 0 || e->nar_size == 0) {
+                    num[0] == '0' || parse_u64(num, &e->nar_size) < 0 || e->nar_size == 0) {   /* "088": not canonical */
                         r = ringil_fail(-RINGIL_EMALFORMED, "closure listing line %u: bad path, hash or size", line);
                         break;
                 }

@@ -682,6 +682,7 @@ static void test_closure_listing(void **state) {
                         "ringil-nix-closure 1\n/nix/store/0qn246ynpxiyp58ag592h7r5iz0nr99w-base  sha256:0nv7mw0xsxaxji45plxw7j5sp85swnbiipi97gw1ylnkgzaq4m0x 288\n",
                         "ringil-nix-closure 1\n/nix/store/0qn246ynpxiyp58ag592h7r5iz0nr99w-base sha256:0nv7mw0xsxaxji45plxw7j5sp85swnbiipi97gw1ylnkgzaq4m0e 288\n",
                         "ringil-nix-closure 1\n/tmp/0qn246ynpxiyp58ag592h7r5iz0nr99w-base sha256:0nv7mw0xsxaxji45plxw7j5sp85swnbiipi97gw1ylnkgzaq4m0x 288\n",
+                        "ringil-nix-closure 1\n/nix/store/0qn246ynpxiyp58ag592h7r5iz0nr99w-base sha256:0nv7mw0xsxaxji45plxw7j5sp85swnbiipi97gw1ylnkgzaq4m0x 0288\n",
                         "ringil-nix-closure 1\n/nix/store/0qn246ynpxiyp58ag592h7r5iz0nr99w-base sha256:0nv7mw0xsxaxji45plxw7j5sp85swnbiipi97gw1ylnkgzaq4m0x 288\n"
                         "/nix/store/0qn246ynpxiyp58ag592h7r5iz0nr99w-base sha256:0nv7mw0xsxaxji45plxw7j5sp85swnbiipi97gw1ylnkgzaq4m0x 288\n",
                         "ringil-nix-closure 1\n/nix/store/w04b3gxp4pzhchgjibc6h9hc5xql0bcl-x sha256:0nv7mw0xsxaxji45plxw7j5sp85swnbiipi97gw1ylnkgzaq4m0x 1\n"
