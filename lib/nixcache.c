@@ -129,6 +129,17 @@ static bool compression_valid(const char *v) {
         return false;
 }
 
+/* n bytes (the input is not NUL-terminated: strndup would look past them for one) plus a NUL. */
+static char *memdup_str(const char *p, size_t n) {
+        char *s = malloc(n + 1);
+
+        if (s) {
+                memcpy(s, p, n);
+                s[n] = '\0';
+        }
+        return s;
+}
+
 static int set_once(char **dst, const char *v, const char *key, unsigned line) {
         if (*dst)
                 return ringil_fail(-RINGIL_EMALFORMED, "narinfo line %u: %s given twice", line, key);
@@ -259,7 +270,7 @@ int narinfo_parse(const char *text, size_t len, struct narinfo *ret) {
                 memcpy(key, s, klen);
                 key[klen] = '\0';
                 vstart = MIN(klen + 2, n);
-                val = strndup(s + vstart, n - vstart);
+                val = memdup_str(s + vstart, n - vstart);
                 if (!val) {
                         r = -ENOMEM;
                         break;
