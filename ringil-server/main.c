@@ -79,9 +79,9 @@ static int serve_main(int argc, char *argv[]) {
                 if (srv.nix_cache_fd < 0) {
                         r = negative_errno();
                         if (r == -ENOTDIR)
-                                log_error_errno(r, "nix-cache '%s' is not a directory", srv.cfg.nix_cache);
+                                log_error_errno(r, "Cannot serve nix-cache '%s': not a directory", srv.cfg.nix_cache);
                         else
-                                log_error_errno(r, "Cannot open nix-cache '%s': %m", srv.cfg.nix_cache);
+                                log_error_errno(r, "Cannot serve nix-cache '%s': %m", srv.cfg.nix_cache);
                         goto out;
                 }
         }

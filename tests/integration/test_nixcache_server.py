@@ -268,5 +268,5 @@ def test_nix_cache_must_be_a_directory(pki, tmp_path, kind):
     srv = Server(binary("ringil-server"), pki, tmp_path / "server", extra=f"nix-cache = {target}\n")
     p = run([srv.exe, "serve", "--config", srv.conf], check=False)
     assert p.returncode != 0 and "listening" not in p.out
-    assert ("is not a directory" if kind == "file" else "No such file") in p.err, p.err
-    assert str(target) in p.err
+    assert f"Cannot serve nix-cache '{target}': " + ("not a directory" if kind == "file" else "No such file") \
+        in p.err, p.err
