@@ -111,14 +111,14 @@ mkdir -p profiles
 for v in 1.0 2.0; do
     p=$([[ $v == 1.0 ]] && echo "$p1" || echo "$p2")
     "$bin/ringil/ringil" bundle create --key db.key --cert db.pem --compatible bench --version $v \
-        --payload "system:nixos=$p@$url/nix-cache" --output b-$v.rb >/dev/null
+        --payload "system:nixos=$p@$url/nix-cache" --nix-store "$work/build" --output b-$v.rb >/dev/null
 done
 
 sha_mbs=$(openssl speed -evp sha256 -bytes 16384 -seconds 2 2>/dev/null | awk '/^sha256/ {gsub("k","",$NF); print $NF / 1000}')
 limit=$(calc "$bytes / ($sha_mbs * 1e6)")
 
 t0=$(now)
-nix --extra-experimental-features nix-command --store "$work/nixalone" --option require-sigs true \
+nix --extra-experimental-features nix-command --store "$work/nixalone" "${NIXOPT[@]}" --option require-sigs true \
     --option trusted-public-keys "$(cat fleet.pk)" copy --from "file://$work/cache" "$p1" 2>/dev/null
 t_nix=$(calc "$(now) - $t0")
 
