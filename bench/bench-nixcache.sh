@@ -129,13 +129,13 @@ done
 t_curl_seq=$(calc "$(now) - $t0")
 
 t0=$(now)
-"$bin/ringil/ringil" install -c device.conf b-1.0.rb 2>install1.log >/dev/null
+RINGIL_LOG_LEVEL=debug "$bin/ringil/ringil" install -c device.conf b-1.0.rb 2>install1.log >/dev/null
 t_ringil=$(calc "$(now) - $t0")
 t_mirror=$(grep -o '[0-9.]* s$' install1.log | tail -1 | cut -d' ' -f1)
 ln -sfn "$(readlink -f profiles/system)" current-system
 "$bin/ringil/ringil" mark-good -c device.conf >/dev/null
 t0=$(now)
-"$bin/ringil/ringil" install -c device.conf b-2.0.rb 2>install2.log >/dev/null
+RINGIL_LOG_LEVEL=debug "$bin/ringil/ringil" install -c device.conf b-2.0.rb 2>install2.log >/dev/null
 t_update=$(calc "$(now) - $t0")
 upd=$(grep -o 'nix cache .*' install2.log | tail -1)
 

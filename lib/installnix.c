@@ -18,15 +18,19 @@
 #include "log.h"
 #include "macro.h"
 
-#define NIX_ARGV_MAX 24
+#define NIX_ARGV_MAX 32
 
 /* NIX_REMOTE=daemon (or another store URI of safe characters) when our caller has it: on NixOS the agent
  * runs sandboxed with /nix/store read-only, and nix-daemon does the store writes. NULL ends envp. */
 static char *nix_remote(char buf[static 80]) {
         const char *v = getenv("NIX_REMOTE");
 
-        if (!v || !*v || strlen(v) > 64 || strspn(v, "abcdefghijklmnopqrstuvwxyz0123456789:/._-?=&") != strlen(v))
+        if (!v || !*v)
                 return NULL;
+        if (strlen(v) > 64 || strspn(v, "abcdefghijklmnopqrstuvwxyz0123456789:/._-?=&") != strlen(v)) {
+                log_debug("NIX_REMOTE `%.64s' ignored (not a plain store URI); Nix uses its default store", v);
+                return NULL;
+        }
         (void) snprintf(buf, 80, "NIX_REMOTE=%s", v);
         return buf;
 }
@@ -60,7 +64,8 @@ static int run(const struct device_conf *c, char *const argv[]) {
         return 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
 }
 
-/* As run(), with stdout captured (at most max bytes, else -EFBIG) into *ret. */
+/* As run(), with stdout captured (at most max bytes, else -EFBIG) into *ret. home_dir NULL: the caller's
+ * environment instead of the fixed one (an operator's command, not the drone's installer). */
 static int run_capture(const char *home_dir, char *const argv[], size_t max, struct buf *ret) {
         char home[PATH_MAX + 8];
         char remote[80];
@@ -83,7 +88,10 @@ static int run_capture(const char *home_dir, char *const argv[], size_t max, str
         if (pid == 0) {
                 if (dup2(fds[1], STDOUT_FILENO) < 0)
                         _exit(127);
-                execvpe(argv[0], argv, envp);
+                if (home_dir)
+                        execvpe(argv[0], argv, envp);
+                else
+                        execvp(argv[0], argv);   /* the operator's own Nix setup (bundle create) */
                 _exit(127);
         }
         close(fds[1]);
@@ -266,7 +274,7 @@ static int mirror_cache(const struct device_conf *c, const char *url, const char
         r = nixcache_mirror(src, NIX_FETCH_CONNECTIONS, store_path, c->nix_trusted_keys, pin, store_invalid, (void *) c,
                             dir, &st);
         (void) clock_gettime(CLOCK_MONOTONIC, &t1);
-        log_info("nix cache %s: %" PRIu64 " of %" PRIu64 " closure paths missing here and fetched, %" PRIu64
+        log_debug("nix cache %s: %" PRIu64 " of %" PRIu64 " closure paths missing here and fetched, %" PRIu64
                  " NARs, %" PRIu64 " bytes received, %" PRIu64 " bytes resumed, %.3f s",
                  url, st.paths_fetched, st.paths_seen, st.nars_fetched, st.bytes_fetched, st.bytes_resumed,
                  (double) (t1.tv_sec - t0.tv_sec) + (double) (t1.tv_nsec - t0.tv_nsec) / 1e9);
@@ -380,6 +388,9 @@ int install_nix_generation(const struct device_conf *c, bundle *b, const struct 
         if (!nix_store_path_valid(p->store_path))
                 return ringil_fail(-RINGIL_EMALFORMED, "payload `%s': `%s' is not a Nix store path", p->name,
                                    p->store_path ? p->store_path : "");
+        if (strlen(p->store_path) > 4 && streq(p->store_path + strlen(p->store_path) - 4, ".drv"))
+                return ringil_fail(-RINGIL_EREFUSED, "payload `%s': %s is a derivation; a drone installs built systems only",
+                                   p->name, p->store_path);
         url = p->cache_url ? p->cache_url : c->nix_substituter;
         if (!url)
                 return ringil_fail(-RINGIL_EREFUSED, "bundle names no cache and [nix] substituter is not set");
@@ -426,16 +437,22 @@ int install_nix_generation(const struct device_conf *c, bundle *b, const struct 
         argv[n++] = (char *) "--option";
         argv[n++] = (char *) "fallback";
         argv[n++] = (char *) "false";
+        argv[n++] = (char *) "--option";   /* substitute only: never build anything here */
+        argv[n++] = (char *) "max-jobs";
+        argv[n++] = (char *) "0";
         argv[n++] = (char *) "--realise";
         argv[n++] = p->store_path;
         argv[n] = NULL;
         r = run(c, argv);
+        /* The store has it now, or Nix refused what the mirror holds (a NAR matching its unsigned
+         * FileHash but not the signed NarHash): either way the mirror is not kept. A mirror step that
+         * failed earlier (a cut download) returned above and keeps its files for resuming. */
+        if (mirror)
+                (void) nixcache_mirror_remove(mirror);
         if (r != 0)
                 return ringil_fail(r < 0 ? r : -RINGIL_EBADSIG,
                                    "nix-store --realise of %s from %s refused (exit %d): unsigned, wrong key, or corrupt closure",
                                    p->store_path, url, r);
-        if (mirror)
-                (void) nixcache_mirror_remove(mirror);   /* the store has it now; a failure keeps it for resuming */
         r = check_installed_closure(c, p->store_path, &closure);
         if (r < 0)
                 return ringil_fail(r, "%s: %s; not installed", p->store_path, ringil_detail());

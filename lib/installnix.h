@@ -39,7 +39,8 @@ int install_nix_running_version(const struct device_conf *c, const struct instal
 /*
  * The closure of store_path as the store knows it (`nix path-info --json --recursive`, with --store
  * STORE when not NULL: a chroot store dir or a cache URL such as file:///srv/ringil/nix-cache). Used by
- * `ringil bundle create` to list it and by the installer to check what it installed.
+ * `ringil bundle create` to list it (home NULL: Nix runs in the operator's environment) and by the
+ * installer to check what it installed (home = its state dir, a fixed environment).
  */
 int nix_store_closure(const char *store, const char *home, const char *store_path, struct nix_closure *ret);
 /* The store path the [nix] profile points at now (*ret allocated); -ENOENT without a profile. */

@@ -457,7 +457,8 @@ struct download {
 
 static int download_sink(void *userdata, const void *p, size_t n) {
         struct download *d = userdata;
-        int r = write_all(d->fd, p, n);
+        /* At the hashed offset: a short write that failed half-way cannot shift what follows. */
+        int r = pwrite_all(d->fd, p, n, (off_t) d->got);
 
         if (r >= 0)
                 r = crypto_sha256_update(d->sha, p, n);
@@ -489,22 +490,63 @@ static int rehash_partial(struct download *d, uint64_t have) {
 
 #define NAR_RETRIES 4   /* consecutive attempts without progress before a download fails */
 
+/*
+ * 1 when nar/FILE is a regular file of FileSize bytes whose SHA-256 is FileHash. It is re-read: a file
+ * left by an earlier run is not trusted by its name (bit rot, or a NAR Nix then refused). A wrong one is
+ * removed (0).
+ */
+static int nar_complete(int nardir, const char *file, const struct narinfo *ni) {
+        _cleanup_close_ int fd = openat(nardir, file, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+        struct download d = { .fd = fd };
+        uint8_t h[SHA256_LEN];
+        struct stat sb;
+        int r;
+
+        if (fd < 0)
+                return errno == ENOENT ? 0 : negative_errno();
+        if (fstat(fd, &sb) < 0)
+                return negative_errno();
+        if (!S_ISREG(sb.st_mode) || (uint64_t) sb.st_size != ni->file_size) {
+                (void) unlinkat(nardir, file, 0);
+                return 0;
+        }
+        r = crypto_sha256_begin(&d.sha);
+        if (r < 0)
+                return r;
+        r = rehash_partial(&d, ni->file_size);
+        if (r < 0) {
+                EVP_MD_CTX_free(d.sha);
+                return r;
+        }
+        r = crypto_sha256_final(d.sha, h);
+        if (r < 0)
+                return r;
+        if (crypto_memcmp(h, ni->file_hash, SHA256_LEN) != 0) {
+                log_debug("%s: kept from an earlier run but does not match its FileHash; fetching it again", file);
+                (void) unlinkat(nardir, file, 0);
+                return 0;
+        }
+        return 1;
+}
+
+#define NAR_REOPENS 8   /* a .part replaced under us while we waited for its lock: open it again */
+
 /* One NAR into dir/nar/FILE, resuming dir/nar/FILE.part. */
 static int fetch_nar(const struct nixcache_source *src, int nardir, const struct narinfo *ni,
                      struct nixcache_stats *st) {
         const char *file = ni->url + 4;
         char part[192], path[192];
-        struct stat sb;
-        int r = 0;
+        struct stat sb, named;
+        int r, pass = 0;
 
-        if (fstatat(nardir, file, &sb, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(sb.st_mode) &&
-            (uint64_t) sb.st_size == ni->file_size)
-                return 0;   /* complete: it got its name only after its FileHash matched */
+        r = nar_complete(nardir, file, ni);
+        if (r != 0)
+                return r < 0 ? r : 0;
         (void) snprintf(part, sizeof(part), "%s.part", file);
         (void) snprintf(path, sizeof(path), "/%s", ni->url);
 
-        for (int pass = 0; pass < 2; pass++) {
-                _cleanup_close_ int fd = openat(nardir, part, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+        for (int opens = 0; opens < NAR_REOPENS && pass < 2; opens++) {
+                _cleanup_close_ int fd = openat(nardir, part, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0600);
                 struct download d = { .fd = fd };
                 uint8_t h[SHA256_LEN];
                 uint64_t have;
@@ -517,15 +559,24 @@ static int fetch_nar(const struct nixcache_source *src, int nardir, const struct
                 while (flock(fd, LOCK_EX) < 0)
                         if (errno != EINTR)
                                 return negative_errno();
-                if (fstatat(nardir, file, &sb, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(sb.st_mode) &&
-                    (uint64_t) sb.st_size == ni->file_size) {
-                        struct stat mine;
-                        if (fstat(fd, &mine) == 0 && (mine.st_ino != sb.st_ino || mine.st_dev != sb.st_dev))
-                                (void) unlinkat(nardir, part, 0);   /* an empty one made after the rename */
-                        return 0;
-                }
+                /* INVARIANT: we write only the inode that still carries the .part name: one another worker
+                 * renamed or removed while we waited is left alone. */
                 if (fstat(fd, &sb) < 0)
                         return negative_errno();
+                if (!S_ISREG(sb.st_mode))
+                        return ringil_fail(-RINGIL_EMALFORMED, "%s is not a regular file", part);
+                if (fstatat(nardir, part, &named, AT_SYMLINK_NOFOLLOW) < 0 || named.st_ino != sb.st_ino ||
+                    named.st_dev != sb.st_dev) {
+                        r = nar_complete(nardir, file, ni);
+                        if (r != 0)
+                                return r < 0 ? r : 0;
+                        continue;
+                }
+                r = nar_complete(nardir, file, ni);
+                if (r != 0) {
+                        (void) unlinkat(nardir, part, 0);   /* ours (locked, same inode): a leftover */
+                        return r < 0 ? r : 0;
+                }
                 have = (uint64_t) sb.st_size;
                 if (have > ni->file_size) {
                         if (ftruncate(fd, 0) < 0)
@@ -561,9 +612,11 @@ static int fetch_nar(const struct nixcache_source *src, int nardir, const struct
                 r = crypto_sha256_final(d.sha, h);
                 if (r < 0)
                         return r;
-                if (crypto_memcmp(h, ni->file_hash, SHA256_LEN) != 0) {
+                if (fstat(fd, &sb) < 0)
+                        return negative_errno();
+                if ((uint64_t) sb.st_size != ni->file_size || crypto_memcmp(h, ni->file_hash, SHA256_LEN) != 0) {
                         (void) unlinkat(nardir, part, 0);
-                        if (have > 0 && pass == 0) {
+                        if (have > 0 && pass++ == 0) {
                                 log_debug("%s: the resumed download does not match its FileHash; fetching it again", file);
                                 continue;   /* the kept prefix may have been the bad part */
                         }
@@ -575,7 +628,11 @@ static int fetch_nar(const struct nixcache_source *src, int nardir, const struct
                 st->nars_fetched++;
                 return 0;
         }
-        return r;
+        return ringil_fail(-EAGAIN, "%s: replaced under us %d times", part, NAR_REOPENS);
+}
+
+static uint64_t sat_add(uint64_t a, uint64_t b) {
+        return a > UINT64_MAX - b ? UINT64_MAX : a + b;
 }
 
 /* Fetch, check and store one missing path's narinfo and NAR; its references go to next. */
@@ -625,7 +682,7 @@ static int fetch_path(const struct nixcache_source *src, const char *store_path,
                 r = ringil_fail(-RINGIL_EMALFORMED, "%s lacks FileHash or FileSize", path);
         /* FileSize is not signed: bound it by the signed NarSize (compression never grows a NAR much). */
         if (r >= 0 && (streq(ni.compression, "none") ? ni.file_size != ni.nar_size
-                                                     : ni.file_size > ni.nar_size + ni.nar_size / 16 + 65536))
+                                                     : ni.file_size > sat_add(ni.nar_size, ni.nar_size / 16 + 65536)))
                 r = ringil_fail(-RINGIL_ETOOBIG, "%s: FileSize %" PRIu64 " does not fit NarSize %" PRIu64, path,
                                 ni.file_size, ni.nar_size);
         if (r >= 0)
@@ -827,7 +884,11 @@ int nixcache_mirror_remove(const char *dir) {
                 }
                 while ((de = readdir(d))) {
                         size_t n = strlen(de->d_name);
-                        bool ours = k == 0 ? de->d_type == DT_REG
+                        struct stat sb;
+                        bool reg = de->d_type == DT_REG ||
+                                   (de->d_type == DT_UNKNOWN && fstatat(dirfd(d), de->d_name, &sb, AT_SYMLINK_NOFOLLOW) == 0 &&
+                                    S_ISREG(sb.st_mode));
+                        bool ours = k == 0 ? reg
                                            : streq(de->d_name, "nix-cache-info") ||
                                                      (n == 32 + 8 && streq(de->d_name + 32, ".narinfo"));
                         if (ours)

@@ -122,7 +122,7 @@ static int closure_listing(struct bundle_create_payload *p, const char *nix_stor
                         return ringil_fail(r, "cannot read %s", file);
                 r = nix_closure_parse((const char *) data, len, &c);
         } else
-                r = nix_store_closure(nix_store, "/", p->store_path, &c);
+                r = nix_store_closure(nix_store, NULL, p->store_path, &c);
         if (r < 0)
                 return r;
         if (!nix_closure_find(&c, p->store_path))

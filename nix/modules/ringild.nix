@@ -16,7 +16,7 @@ let
   isGeneration = cfg.mode == "generation";
   # The cache behind ringil-server's mutual TLS: only ringil, with the drone's certificate, can fetch it.
   useIdentity = if cfg.generation.useDeviceIdentity != null then cfg.generation.useDeviceIdentity
-                else lib.hasPrefix cfg.serverUrl cfg.generation.substituter;
+                else lib.hasPrefix "${cfg.serverUrl}/" cfg.generation.substituter;
   ringilBin = "${cfg.package}/bin/ringil";
 
   # INI lines; values are checked by the option types (no newlines can reach here).

@@ -537,6 +537,31 @@ static void test_mirror_nar_hash_and_resume(void **state) {
         assert_int_equal(access(part, F_OK), -1);
         assert_int_equal(nixcache_mirror_remove(dir), 0);
 
+        /* A complete-looking NAR left by an earlier run (right size, wrong bytes) is not trusted by name. */
+        {
+                char final[512];
+                snprintf(final, sizeof(final), "%s/nar/%s.nar", dir, nh);
+                assert_int_equal(mkdir(dir, 0700), 0);
+                snprintf(part, sizeof(part), "%s/nar", dir);
+                assert_int_equal(mkdir(part, 0700), 0);
+                char *bad = strdup(content);
+                bad[0] ^= 1;
+                assert_int_equal(atomic_write_file(final, bad, strlen(bad), 0600, 0), 0);
+                free(bad);
+                assert_int_equal(nixcache_mirror(&(struct nixcache_source) { fake_get, fake_get_range, &f }, 1, top_path,
+                                                 f.pk, NULL, fake_invalid, &v, dir, &st), 0);
+                assert_int_equal(st.nars_fetched, 3);
+                {
+                        uint8_t *got = NULL;
+                        size_t gl = 0;
+                        assert_int_equal(read_full_file(final, 0, 4096, &got, &gl), 0);
+                        assert_int_equal(gl, strlen(content));
+                        assert_memory_equal(got, content, gl);
+                        free(got);
+                }
+                assert_int_equal(nixcache_mirror_remove(dir), 0);
+        }
+
         /* ... and a wrong kept prefix is thrown away and fetched again whole. */
         assert_int_equal(mkdir(dir, 0700), 0);
         snprintf(part, sizeof(part), "%s/nar", dir);
@@ -743,7 +768,17 @@ static void test_mirror_pinned_closure(void **state) {
         assert_int_equal(nixcache_mirror(&(struct nixcache_source) { fake_get, fake_get_range, &f }, 1, top_path, f.pk,
                                          &pin, fake_invalid, &v, dir, &st), -RINGIL_EDIGEST);
         assert_false(exists_in(dir, H_MID ".narinfo"));
+        assert_int_equal(f.ranges, 1);   /* top's NAR only: mid's never asked for */
         pin.v[1].nar_hash[5] ^= 1;
+        /* Only NarSize differs. */
+        assert_int_equal(nixcache_mirror_remove(dir), 0);
+        pin.v[1].nar_size++;
+        f.ranges = 0;
+        assert_int_equal(nixcache_mirror(&(struct nixcache_source) { fake_get, fake_get_range, &f }, 1, top_path, f.pk,
+                                         &pin, fake_invalid, &v, dir, &st), -RINGIL_EDIGEST);
+        assert_int_equal(f.ranges, 1);   /* top's NAR only */
+        assert_false(exists_in(dir, H_MID ".narinfo"));
+        pin.v[1].nar_size--;
         /* A path the listing does not have (base, the sorted last): refused, its narinfo not kept. */
         assert_int_equal(nixcache_mirror_remove(dir), 0);
         pin.n = 2;
