@@ -35,90 +35,71 @@ static char *nix_remote(char buf[static 80]) {
         return buf;
 }
 
-/* Run argv[0] (looked up in a fixed PATH) without a shell; its exit status, 128+signal, or a negative errno. */
-static int run(const struct device_conf *c, char *const argv[]) {
-        char home[PATH_MAX + 8];
-        char remote[80];
+/*
+ * Run argv[0] without a shell and wait: its exit status, 128+signal, or a negative errno. home_dir set:
+ * a fixed environment (PATH, HOME=home_dir, LC_ALL, NIX_REMOTE passed on); NULL: the caller's (an
+ * operator's command such as bundle create, with its own Nix setup). ret set: stdout captured into it
+ * (at most max bytes, else -EFBIG; the child is drained either way so it never blocks).
+ */
+static int spawn(const char *home_dir, char *const argv[], size_t max, struct buf *ret) {
+        char home[PATH_MAX + 8], remote[80];
         char *const envp[] = { (char *) "PATH=/run/current-system/sw/bin:/nix/var/nix/profiles/default/bin:/usr/bin:/bin",
                                home, (char *) "LC_ALL=C", nix_remote(remote), NULL };
+        _cleanup_buf_ struct buf b = BUF_INIT(max);
+        int fds[2] = { -EBADF, -EBADF }, status, r = 0;
         pid_t pid;
-        int status;
 
-        (void) snprintf(home, sizeof(home), "HOME=%s", c->state_dir);
+        if (home_dir)
+                (void) snprintf(home, sizeof(home), "HOME=%s", home_dir);
         log_debug("running %s %s %s", argv[0], argv[1] ? argv[1] : "", argv[1] && argv[2] ? argv[2] : "");
-        pid = fork();
-        if (pid < 0)
-                return negative_errno();
-        if (pid == 0) {
-                if (strchr(argv[0], '/'))
-                        execve(argv[0], argv, envp);
-                else
-                        execvpe(argv[0], argv, envp);
-                _exit(127);
-        }
-        while (waitpid(pid, &status, 0) < 0)
-                if (errno != EINTR)
-                        return negative_errno();
-        if (WIFEXITED(status))
-                return WEXITSTATUS(status);
-        return 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
-}
-
-/* As run(), with stdout captured (at most max bytes, else -EFBIG) into *ret. home_dir NULL: the caller's
- * environment instead of the fixed one (an operator's command, not the drone's installer). */
-static int run_capture(const char *home_dir, char *const argv[], size_t max, struct buf *ret) {
-        char home[PATH_MAX + 8];
-        char remote[80];
-        char *const envp[] = { (char *) "PATH=/run/current-system/sw/bin:/nix/var/nix/profiles/default/bin:/usr/bin:/bin",
-                               home, (char *) "LC_ALL=C", nix_remote(remote), NULL };
-        struct buf b = BUF_INIT(max);
-        int fds[2], status, r = 0;
-        pid_t pid;
-
-        (void) snprintf(home, sizeof(home), "HOME=%s", home_dir);
-        if (pipe2(fds, O_CLOEXEC) < 0)
+        if (ret && pipe2(fds, O_CLOEXEC) < 0)
                 return negative_errno();
         pid = fork();
         if (pid < 0) {
                 r = negative_errno();
-                close(fds[0]);
-                close(fds[1]);
+                if (ret) {
+                        close(fds[0]);
+                        close(fds[1]);
+                }
                 return r;
         }
         if (pid == 0) {
-                if (dup2(fds[1], STDOUT_FILENO) < 0)
+                if (ret && dup2(fds[1], STDOUT_FILENO) < 0)
                         _exit(127);
                 if (home_dir)
                         execvpe(argv[0], argv, envp);
                 else
-                        execvp(argv[0], argv);   /* the operator's own Nix setup (bundle create) */
+                        execvp(argv[0], argv);
                 _exit(127);
         }
-        close(fds[1]);
-        for (;;) {
-                char tmp[4096];
-                ssize_t n = read(fds[0], tmp, sizeof(tmp));
-                if (n < 0 && errno == EINTR)
-                        continue;
-                if (n <= 0)
-                        break;
-                if (r >= 0)
-                        r = buf_append(&b, tmp, (size_t) n);   /* keep draining so the child never blocks */
-        }
-        close(fds[0]);
-        while (waitpid(pid, &status, 0) < 0)
-                if (errno != EINTR) {
-                        buf_free(&b);
-                        return negative_errno();
+        if (ret) {
+                close(fds[1]);
+                for (;;) {
+                        char tmp[4096];
+                        ssize_t n = read(fds[0], tmp, sizeof(tmp));
+                        if (n < 0 && errno == EINTR)
+                                continue;
+                        if (n <= 0)
+                                break;
+                        if (r >= 0)
+                                r = buf_append(&b, tmp, (size_t) n);
                 }
-        if (r >= 0)
-                r = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
-        if (r < 0) {
-                buf_free(&b);
-                return r;
+                close(fds[0]);
         }
-        *ret = b;
-        return r;
+        while (waitpid(pid, &status, 0) < 0)
+                if (errno != EINTR)
+                        return negative_errno();
+        if (r < 0)
+                return r;
+        if (ret) {
+                *ret = b;
+                b = (struct buf) {};
+        }
+        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+}
+
+static int run(const struct device_conf *c, char *const argv[]) {
+        return spawn(c->state_dir, argv, 0, NULL);
 }
 
 /* argv helper: appends "--store DIR" when a chroot store is configured. */
@@ -217,7 +198,7 @@ static int store_invalid(void *userdata, char *const *paths, size_t n, bool *inv
                 for (size_t i = 0; i < k; i++)
                         argv[na++] = paths[at + i];
                 argv[na] = NULL;
-                r = run_capture(c->state_dir, argv, k * (NIX_STORE_PATH_MAX + 1) + 1, &out);
+                r = spawn(c->state_dir, argv, k * (NIX_STORE_PATH_MAX + 1) + 1, &out);
                 if (r != 0)
                         return ringil_fail(r < 0 ? r : -RINGIL_EREFUSED, "nix-store --check-validity failed (%d)", r);
                 /* Each output line names one of the paths asked about. */
@@ -343,7 +324,7 @@ int nix_store_closure(const char *store, const char *home, const char *store_pat
         argv[n++] = (char *) "--recursive";
         argv[n++] = (char *) store_path;
         argv[n] = NULL;
-        r = run_capture(home, argv, 4 * (size_t) NIX_CLOSURE_LIST_MAX, &out);
+        r = spawn(home, argv, 4 * (size_t) NIX_CLOSURE_LIST_MAX, &out);
         if (r != 0)
                 return ringil_fail(r < 0 ? r : -ENOENT, "nix path-info --recursive %s%s%s failed (%d)", store_path,
                                    store ? " --store " : "", store ? store : "", r);
@@ -455,7 +436,7 @@ int install_nix_generation(const struct device_conf *c, bundle *b, const struct 
                                    p->store_path, url, r);
         r = check_installed_closure(c, p->store_path, &closure);
         if (r < 0)
-                return ringil_fail(r, "%s: %s; not installed", p->store_path, ringil_detail());
+                return ringil_fail(r, "%s; not installed", ringil_detail());   /* the detail names the path */
         r = physical(c, p->store_path, "", &phys);
         if (r < 0)
                 return r;

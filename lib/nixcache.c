@@ -927,6 +927,21 @@ const struct nix_closure_entry *nix_closure_find(const struct nix_closure *c, co
 
 static const char closure_header[] = "ringil-nix-closure 1\n";
 
+/* A new zeroed entry at the end of c (capped at NIX_CLOSURE_MAX paths). */
+static int closure_append(struct nix_closure *c, size_t *cap, struct nix_closure_entry **ret) {
+        if (c->n >= NIX_CLOSURE_MAX)
+                return ringil_fail(-RINGIL_ETOOBIG, "closure has more than %u paths", NIX_CLOSURE_MAX);
+        if (c->n == *cap) {
+                struct nix_closure_entry *v = reallocarray(c->v, *cap ? *cap * 2 : 64, sizeof(*v));
+                if (!v)
+                        return -ENOMEM;
+                c->v = v;
+                *cap = *cap ? *cap * 2 : 64;
+        }
+        *ret = memset(&c->v[c->n++], 0, sizeof(**ret));
+        return 0;
+}
+
 int nix_closure_parse(const char *text, size_t len, struct nix_closure *ret) {
         struct nix_closure c = {};
         size_t pos = sizeof(closure_header) - 1, cap = 0;
@@ -961,20 +976,9 @@ int nix_closure_parse(const char *text, size_t len, struct nix_closure *ret) {
                         r = ringil_fail(-RINGIL_EMALFORMED, "closure listing line %u is not `PATH sha256:NIX32 NARSIZE'", line);
                         break;
                 }
-                if (c.n >= NIX_CLOSURE_MAX) {
-                        r = ringil_fail(-RINGIL_ETOOBIG, "closure listing has more than %u paths", NIX_CLOSURE_MAX);
+                r = closure_append(&c, &cap, &e);
+                if (r < 0)
                         break;
-                }
-                if (c.n == cap) {
-                        struct nix_closure_entry *v = reallocarray(c.v, cap ? cap * 2 : 64, sizeof(*v));
-                        if (!v) {
-                                r = -ENOMEM;
-                                break;
-                        }
-                        c.v = v;
-                        cap = cap ? cap * 2 : 64;
-                }
-                e = &c.v[c.n];
                 memcpy(e->path, s, pl);
                 e->path[pl] = '\0';
                 memcpy(hash, sp1 + 8, NIX32_SHA256_LEN);
@@ -987,11 +991,10 @@ int nix_closure_parse(const char *text, size_t len, struct nix_closure *ret) {
                         break;
                 }
                 /* Canonical: strictly ascending, so one closure has exactly one listing. */
-                if (c.n > 0 && strcmp(c.v[c.n - 1].path, e->path) >= 0) {
+                if (c.n > 1 && strcmp(c.v[c.n - 2].path, e->path) >= 0) {
                         r = ringil_fail(-RINGIL_EMALFORMED, "closure listing line %u: paths not strictly sorted", line);
                         break;
                 }
-                c.n++;
         }
         if (r >= 0 && c.n == 0)
                 r = ringil_fail(-RINGIL_EMALFORMED, "closure listing is empty");
@@ -1014,24 +1017,17 @@ static int add_path_info(struct nix_closure *c, size_t *cap, const char *path, j
         const char *nh = json_string_value(json_object_get(o, "narHash"));
         json_t *ns = json_object_get(o, "narSize");
         struct nix_closure_entry *e;
+        int r;
 
         if (!path || !nix_store_path_valid(path) || !nh || !json_is_integer(ns) || json_integer_value(ns) <= 0)
                 return ringil_fail(-RINGIL_EMALFORMED, "nix path-info: an entry lacks path, narHash or narSize");
-        if (c->n >= NIX_CLOSURE_MAX)
-                return ringil_fail(-RINGIL_ETOOBIG, "closure has more than %u paths", NIX_CLOSURE_MAX);
-        if (c->n == *cap) {
-                struct nix_closure_entry *v = reallocarray(c->v, *cap ? *cap * 2 : 64, sizeof(*v));
-                if (!v)
-                        return -ENOMEM;
-                c->v = v;
-                *cap = *cap ? *cap * 2 : 64;
-        }
-        e = &c->v[c->n];
+        r = closure_append(c, cap, &e);
+        if (r < 0)
+                return r;
         memcpy(e->path, path, strlen(path) + 1);
         if (parse_any_hash(nh, e->nar_hash) < 0)
                 return ringil_fail(-RINGIL_EMALFORMED, "nix path-info: narHash `%.80s' of %s", nh, path);
         e->nar_size = (uint64_t) json_integer_value(ns);
-        c->n++;
         return 0;
 }
 

@@ -360,6 +360,13 @@ static int fake_invalid(void *userdata, char *const *paths, size_t n, bool *inva
 
 static const char top_path[] = "/nix/store/" H_TOP "-nixos-system-t-1";
 
+/* One mirror run over the fake cache with one connection. */
+static int mirror1(struct fake *f, const char *top, const char *keys, const struct nix_closure *pin, struct validity *v,
+                   const char *dir, struct nixcache_stats *st) {
+        return nixcache_mirror(&(struct nixcache_source) { fake_get, fake_get_range, f }, 1, top, keys, pin,
+                               fake_invalid, v, dir, st);
+}
+
 static bool exists_in(const char *dir, const char *name) {
         char p[512];
         snprintf(p, sizeof(p), "%s/%s", dir, name);
@@ -389,8 +396,7 @@ static void test_mirror_whole_closure(void **state) {
 
         fake_init(&f);
         snprintf(dir, sizeof(dir), "%s/m", d);
-        assert_int_equal(nixcache_mirror(&(struct nixcache_source) { fake_get, fake_get_range, &f }, 1, top_path, f.pk,
-                                         NULL, fake_invalid, &v, dir, &st), 0);
+        assert_int_equal(mirror1(&f, top_path, f.pk, NULL, &v, dir, &st), 0);
         assert_int_equal(st.paths_seen, 3);
         assert_int_equal(st.paths_fetched, 3);
         assert_int_equal(st.nars_fetched, 3);
@@ -400,8 +406,7 @@ static void test_mirror_whole_closure(void **state) {
         assert_int_equal(count_nars(dir), 3);
         /* Again: every NAR is already complete, only narinfos are fetched. */
         f.ranges = 0;
-        assert_int_equal(nixcache_mirror(&(struct nixcache_source) { fake_get, fake_get_range, &f }, 1, top_path, f.pk,
-                                         NULL, fake_invalid, &v, dir, &st), 0);
+        assert_int_equal(mirror1(&f, top_path, f.pk, NULL, &v, dir, &st), 0);
         assert_int_equal(f.ranges, 0);
         assert_int_equal(st.nars_fetched, 0);
         assert_int_equal(nixcache_mirror_remove(dir), 0);
@@ -420,16 +425,14 @@ static void test_mirror_prunes_valid_paths(void **state) {
 
         fake_init(&f);
         snprintf(dir, sizeof(dir), "%s/m", d);
-        assert_int_equal(nixcache_mirror(&(struct nixcache_source) { fake_get, fake_get_range, &f }, 1, top_path, f.pk,
-                                         NULL, fake_invalid, &v, dir, &st), 0);
+        assert_int_equal(mirror1(&f, top_path, f.pk, NULL, &v, dir, &st), 0);
         assert_int_equal(st.paths_fetched, 2);
         assert_false(exists_in(dir, H_BASE ".narinfo"));
         assert_int_equal(count_nars(dir), 2);
         /* The toplevel itself is there: nothing at all is fetched. */
         v = (struct validity) { .valid = { H_TOP } };
         f.gets = f.ranges = 0;
-        assert_int_equal(nixcache_mirror(&(struct nixcache_source) { fake_get, fake_get_range, &f }, 1, top_path, f.pk,
-                                         NULL, fake_invalid, &v, dir, &st), 0);
+        assert_int_equal(mirror1(&f, top_path, f.pk, NULL, &v, dir, &st), 0);
         assert_int_equal(f.gets + f.ranges, 0);
         assert_int_equal(st.paths_fetched, 0);
         fake_done(&f);
@@ -447,17 +450,14 @@ static void test_mirror_refuses_unsigned_and_stops(void **state) {
         fake_init(&f);
         publish(&f, H_MID, "mid", H_BASE "-base", "middle contents, a little longer", false);
         snprintf(dir, sizeof(dir), "%s/m", d);
-        assert_int_equal(nixcache_mirror(&(struct nixcache_source) { fake_get, fake_get_range, &f }, 1, top_path, f.pk,
-                                         NULL, fake_invalid, &v, dir, &st), -RINGIL_EUNTRUSTED);
+        assert_int_equal(mirror1(&f, top_path, f.pk, NULL, &v, dir, &st), -RINGIL_EUNTRUSTED);
         assert_false(exists_in(dir, H_MID ".narinfo"));
         /* mid's references were never followed through an unsigned narinfo; its NAR never fetched. */
         assert_int_equal(count_nars(dir), exists_in(dir, H_BASE ".narinfo") ? 2 : 1);
         /* Signed by another key: untrusted too. */
-        assert_int_equal(nixcache_mirror(&(struct nixcache_source) { fake_get, fake_get_range, &f }, 1, top_path,
-                                         "test-1:GVNA7enkDDPlSaC+ycZSYJpmY8Jfk5x1qX11e5jSiSM=", NULL, fake_invalid, &v, dir,
+        assert_int_equal(mirror1(&f, top_path, "test-1:GVNA7enkDDPlSaC+ycZSYJpmY8Jfk5x1qX11e5jSiSM=", NULL, &v, dir,
                                          &st), -RINGIL_EBADSIG);
-        assert_int_equal(nixcache_mirror(&(struct nixcache_source) { fake_get, fake_get_range, &f }, 1, top_path,
-                                         "other-1:GVNA7enkDDPlSaC+ycZSYJpmY8Jfk5x1qX11e5jSiSM=", NULL, fake_invalid, &v, dir,
+        assert_int_equal(mirror1(&f, top_path, "other-1:GVNA7enkDDPlSaC+ycZSYJpmY8Jfk5x1qX11e5jSiSM=", NULL, &v, dir,
                                          &st), -RINGIL_EUNTRUSTED);
         fake_done(&f);
         test_rm_rf(d);
@@ -476,14 +476,12 @@ static void test_mirror_refuses_wrong_path_and_sizes(void **state) {
         fake_init(&f);
         e = fake_find(&f, "/" H_MID ".narinfo");
         fake_put(&f, "/" H_TOP ".narinfo", e->body, e->len);
-        assert_int_equal(nixcache_mirror(&(struct nixcache_source) { fake_get, fake_get_range, &f }, 1, top_path, f.pk,
-                                         NULL, fake_invalid, &v, dir, NULL), -RINGIL_EMALFORMED);
+        assert_int_equal(mirror1(&f, top_path, f.pk, NULL, &v, dir, NULL), -RINGIL_EMALFORMED);
         fake_done(&f);
         /* Not in the cache. */
         fake_init(&f);
         fake_find(&f, "/" H_MID ".narinfo")->path[0] = '\0';
-        assert_int_equal(nixcache_mirror(&(struct nixcache_source) { fake_get, fake_get_range, &f }, 1, top_path, f.pk,
-                                         NULL, fake_invalid, &v, dir, NULL), -ENOENT);
+        assert_int_equal(mirror1(&f, top_path, f.pk, NULL, &v, dir, NULL), -ENOENT);
         fake_done(&f);
         test_rm_rf(d);
         free(d);
@@ -510,16 +508,14 @@ static void test_mirror_nar_hash_and_resume(void **state) {
 
         /* The NAR served differs from its FileHash: refused, neither the NAR nor the narinfo kept. */
         e->body[3] ^= 1;
-        assert_int_equal(nixcache_mirror(&(struct nixcache_source) { fake_get, fake_get_range, &f }, 1, top_path, f.pk,
-                                         NULL, fake_invalid, &v, dir, &st), -RINGIL_EDIGEST);
+        assert_int_equal(mirror1(&f, top_path, f.pk, NULL, &v, dir, &st), -RINGIL_EDIGEST);
         assert_int_equal(count_nars(dir), 0);
         assert_false(exists_in(dir, H_TOP ".narinfo"));
         e->body[3] ^= 1;
 
         /* A connection that delivers 5 bytes per request: resumed until complete. */
         f.cut = 5;
-        assert_int_equal(nixcache_mirror(&(struct nixcache_source) { fake_get, fake_get_range, &f }, 1, top_path, f.pk,
-                                         NULL, fake_invalid, &v, dir, &st), 0);
+        assert_int_equal(mirror1(&f, top_path, f.pk, NULL, &v, dir, &st), 0);
         assert_int_equal(st.nars_fetched, 3);
         assert_true(f.ranges >= (strlen(content) + 4) / 5);
         assert_int_equal(nixcache_mirror_remove(dir), 0);
@@ -531,8 +527,7 @@ static void test_mirror_nar_hash_and_resume(void **state) {
         assert_int_equal(mkdir(part, 0700), 0);
         snprintf(part, sizeof(part), "%s/nar/%s.nar.part", dir, nh);
         assert_int_equal(atomic_write_file(part, content, 10, 0600, 0), 0);
-        assert_int_equal(nixcache_mirror(&(struct nixcache_source) { fake_get, fake_get_range, &f }, 1, top_path, f.pk,
-                                         NULL, fake_invalid, &v, dir, &st), 0);
+        assert_int_equal(mirror1(&f, top_path, f.pk, NULL, &v, dir, &st), 0);
         assert_int_equal(st.bytes_resumed, 10);
         assert_int_equal(access(part, F_OK), -1);
         assert_int_equal(nixcache_mirror_remove(dir), 0);
@@ -548,8 +543,7 @@ static void test_mirror_nar_hash_and_resume(void **state) {
                 bad[0] ^= 1;
                 assert_int_equal(atomic_write_file(final, bad, strlen(bad), 0600, 0), 0);
                 free(bad);
-                assert_int_equal(nixcache_mirror(&(struct nixcache_source) { fake_get, fake_get_range, &f }, 1, top_path,
-                                                 f.pk, NULL, fake_invalid, &v, dir, &st), 0);
+                assert_int_equal(mirror1(&f, top_path, f.pk, NULL, &v, dir, &st), 0);
                 assert_int_equal(st.nars_fetched, 3);
                 {
                         uint8_t *got = NULL;
@@ -568,8 +562,7 @@ static void test_mirror_nar_hash_and_resume(void **state) {
         assert_int_equal(mkdir(part, 0700), 0);
         snprintf(part, sizeof(part), "%s/nar/%s.nar.part", dir, nh);
         assert_int_equal(atomic_write_file(part, "XXXXXXXXXX", 10, 0600, 0), 0);
-        assert_int_equal(nixcache_mirror(&(struct nixcache_source) { fake_get, fake_get_range, &f }, 1, top_path, f.pk,
-                                         NULL, fake_invalid, &v, dir, &st), 0);
+        assert_int_equal(mirror1(&f, top_path, f.pk, NULL, &v, dir, &st), 0);
         assert_int_equal(count_nars(dir), 3);
         fake_done(&f);
         test_rm_rf(d);
@@ -592,11 +585,9 @@ static void test_mirror_file_size_bound(void **state) {
         t = replace(e->body, from, "FileSize: 99999999999");
         fake_put(&f, "/" H_TOP ".narinfo", t, strlen(t));
         free(t);
-        assert_int_equal(nixcache_mirror(&(struct nixcache_source) { fake_get, fake_get_range, &f }, 1, top_path, f.pk,
-                                         NULL, fake_invalid, &v, dir, NULL), -RINGIL_ETOOBIG);
+        assert_int_equal(mirror1(&f, top_path, f.pk, NULL, &v, dir, NULL), -RINGIL_ETOOBIG);
         assert_int_equal(f.ranges, 0);
-        assert_int_equal(nixcache_mirror(&(struct nixcache_source) { fake_get, fake_get_range, &f }, 1, "/nix/store/x",
-                                         f.pk, NULL, fake_invalid, &v, dir, NULL), -RINGIL_EMALFORMED);
+        assert_int_equal(mirror1(&f, "/nix/store/x", f.pk, NULL, &v, dir, NULL), -RINGIL_EMALFORMED);
         fake_done(&f);
         test_rm_rf(d);
         free(d);
@@ -758,15 +749,13 @@ static void test_mirror_pinned_closure(void **state) {
                         pin.v[i].nar_size = strlen(contents[i]);
                 }
         }
-        assert_int_equal(nixcache_mirror(&(struct nixcache_source) { fake_get, fake_get_range, &f }, 1, top_path, f.pk,
-                                         &pin, fake_invalid, &v, dir, &st), 0);
+        assert_int_equal(mirror1(&f, top_path, f.pk, &pin, &v, dir, &st), 0);
         assert_int_equal(st.paths_fetched, 3);
         assert_int_equal(nixcache_mirror_remove(dir), 0);
         /* A validly signed narinfo whose NarHash is not the bundle's: refused before its NAR is fetched. */
         pin.v[1].nar_hash[5] ^= 1;
         f.ranges = 0;
-        assert_int_equal(nixcache_mirror(&(struct nixcache_source) { fake_get, fake_get_range, &f }, 1, top_path, f.pk,
-                                         &pin, fake_invalid, &v, dir, &st), -RINGIL_EDIGEST);
+        assert_int_equal(mirror1(&f, top_path, f.pk, &pin, &v, dir, &st), -RINGIL_EDIGEST);
         assert_false(exists_in(dir, H_MID ".narinfo"));
         assert_int_equal(f.ranges, 1);   /* top's NAR only: mid's never asked for */
         pin.v[1].nar_hash[5] ^= 1;
@@ -774,16 +763,14 @@ static void test_mirror_pinned_closure(void **state) {
         assert_int_equal(nixcache_mirror_remove(dir), 0);
         pin.v[1].nar_size++;
         f.ranges = 0;
-        assert_int_equal(nixcache_mirror(&(struct nixcache_source) { fake_get, fake_get_range, &f }, 1, top_path, f.pk,
-                                         &pin, fake_invalid, &v, dir, &st), -RINGIL_EDIGEST);
+        assert_int_equal(mirror1(&f, top_path, f.pk, &pin, &v, dir, &st), -RINGIL_EDIGEST);
         assert_int_equal(f.ranges, 1);   /* top's NAR only */
         assert_false(exists_in(dir, H_MID ".narinfo"));
         pin.v[1].nar_size--;
         /* A path the listing does not have (base, the sorted last): refused, its narinfo not kept. */
         assert_int_equal(nixcache_mirror_remove(dir), 0);
         pin.n = 2;
-        assert_int_equal(nixcache_mirror(&(struct nixcache_source) { fake_get, fake_get_range, &f }, 1, top_path, f.pk,
-                                         &pin, fake_invalid, &v, dir, &st), -RINGIL_EDIGEST);
+        assert_int_equal(mirror1(&f, top_path, f.pk, &pin, &v, dir, &st), -RINGIL_EDIGEST);
         assert_false(exists_in(dir, H_BASE ".narinfo"));
         pin.n = 3;
         nix_closure_done(&pin);
