@@ -218,6 +218,15 @@ int crypto_base64_decode(const char *s, size_t n, uint8_t *out, size_t want) {
         k = EVP_DecodeBlock(tmp, (const unsigned char *) s, (int) n);
         if (k < 0 || (size_t) k != n / 4 * 3)
                 return -RINGIL_EMALFORMED;
+        /* Canonical only: the unused low bits before '=' must be zero, so one value has one spelling
+         * (otherwise "…Dg==" and "…Dm==" decode to the same signature). */
+        {
+                _cleanup_free_ char *again = malloc(n + 1);
+                if (!again)
+                        return -ENOMEM;
+                if (EVP_EncodeBlock((unsigned char *) again, tmp, (int) want) != (int) n || memcmp(again, s, n) != 0)
+                        return -RINGIL_EMALFORMED;
+        }
         memcpy(out, tmp, want);
         return 0;
 }

@@ -78,6 +78,16 @@ static void test_real_narinfo_verifies(void **state) {
                          -RINGIL_EUNTRUSTED);
         assert_int_equal(narinfo_verify(&ni, "fleet-1:6NCHdD59X431o0gWypbMrAURkbJ16ZPMQFGspcDShjY="), -RINGIL_EBADSIG);
         assert_int_equal(narinfo_verify(&ni, "fleet-1"), -RINGIL_EMALFORMED);
+        /* The same signature spelt with non-zero padding bits ("…PCg==" → "…PCm==") is not accepted. */
+        {
+                char *sig = ni.sigs[0], *eq = strstr(sig, "==");
+                assert_non_null(eq);
+                assert_int_equal(eq[-1], 'g');
+                eq[-1] = 'm';
+                assert_int_equal(narinfo_verify(&ni, fleet_pk), -RINGIL_EBADSIG);
+                eq[-1] = 'g';
+                assert_int_equal(narinfo_verify(&ni, fleet_pk), 0);
+        }
         /* Every signed field matters. */
         ni.nar_size++;
         assert_int_equal(narinfo_verify(&ni, fleet_pk), -RINGIL_EBADSIG);
