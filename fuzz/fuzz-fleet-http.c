@@ -2,9 +2,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "fleet.h"
+#include "fleet-msg.h"
 #include "fuzz.h"
-#include "http.h"
+#include "fleet-http.h"
 
 /* An accepted cache name is "nix-cache-info", one "HASH.narinfo" or "nar/" and one file name: it never
  * climbs, never starts a component with '.', never has a second '/'. */

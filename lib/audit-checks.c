@@ -6,9 +6,9 @@
 
 #include "audit.h"
 #include "crypto.h"
-#include "efivar.h"
+#include "efi-var.h"
 #include "err.h"
-#include "esl.h"
+#include "efi-esl.h"
 #include "macro.h"
 #include "parse.h"
 

@@ -9,9 +9,9 @@
 #include "crypto.h"
 
 /*
- * API contract shared by the bundle implementation (issue 4), the installer (issue 5) and the fleet
- * server/agent (issue 7). The on-disk format is specified in docs/bundle-format.md. Functions may be
- * added; the ones below keep their meaning.
+ * API contract shared by the bundle implementation, the installer and the fleet server/agent. The
+ * on-disk format is specified in docs/bundle-format.md. Functions may be added; the ones below keep
+ * their meaning.
  */
 
 enum bundle_payload_type {
@@ -144,7 +144,7 @@ struct bundle_create_opts {
 int bundle_create(const struct bundle_create_opts *o, const char *output);
 
 /*
- * Added by the bundle implementation (issue 4); the meanings above are unchanged.
+ * Added by the bundle implementation; the meanings above are unchanged.
  * Notes on the functions above: calling bundle_verify_manifest() again re-verifies under the new
  * policy (a failure leaves the bundle unverified: no manifest, no chunk reads); the header, manifest
  * and signature are read once, and a failure to read them is final (every later call returns the same

@@ -6,7 +6,7 @@
 #include <openssl/evp.h>
 #include <openssl/pkcs7.h>
 #include <openssl/x509.h>
-/* keys (issue 3): PEM encoding, serial numbers, the error queue */
+/* keys: PEM encoding, serial numbers, the error queue */
 #include <openssl/bn.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
@@ -83,7 +83,7 @@ int crypto_random(void *p, size_t n);
 /* Constant-time compare; 0 when equal. */
 int crypto_memcmp(const void *a, const void *b, size_t n);
 
-/* nixos (issue 8): Nix's signatures and hashes */
+/* nix: Nix's signatures and hashes */
 /* Strict standard base64 (with padding) of s[0..n) into out; exactly want bytes must result. */
 int crypto_base64_decode(const char *s, size_t n, uint8_t *out, size_t want);
 /* 0 only when sig is a valid ed25519 signature of msg by pub; -RINGIL_EBADSIG otherwise. */

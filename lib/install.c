@@ -11,13 +11,13 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "authenticode.h"
-#include "bootentry.h"
+#include "efi-authenticode.h"
+#include "install-bootentry.h"
 #include "bundle.h"
 #include "err.h"
 #include "fileio.h"
 #include "install.h"
-#include "installnix.h"
+#include "install-nix.h"
 #include "log.h"
 #include "macro.h"
 

@@ -4,8 +4,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "installconf.h"
-#include "installstate.h"
+#include "install-conf.h"
+#include "install-state.h"
 
 /*
  * State machine and crash-safety argument: docs/install.md. Errors are negative errno / err.h codes

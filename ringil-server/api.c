@@ -10,7 +10,7 @@
 #include "buf.h"
 #include "crypto.h"
 #include "err.h"
-#include "fleet.h"
+#include "fleet-msg.h"
 #include "log.h"
 #include "parse.h"
 #include "secret.h"

@@ -3,7 +3,7 @@
 
 #include "err.h"
 #include "fileio.h"
-#include "fleet.h"
+#include "fleet-msg.h"
 #include "parse.h"
 #include "server.h"
 

@@ -6,9 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "ca.h"
+#include "fleet-ca.h"
 #include "err.h"
-#include "fleetclient.h"
+#include "fleet-client.h"
 #include "log.h"
 #include "operator.h"
 #include "parse.h"

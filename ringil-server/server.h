@@ -6,8 +6,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "ca.h"
-#include "http.h"
+#include "fleet-ca.h"
+#include "fleet-http.h"
 #include "store.h"
 
 #define SERVER_MAX_JSON_BODY 16384

@@ -5,7 +5,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "fleet.h"
+#include "fleet-msg.h"
 
 /*
  * One connection, serialized by a mutex inside the store: every call is short and SQLite serializes

@@ -11,7 +11,7 @@
 #include "crypto.h"
 #include "err.h"
 #include "fileio.h"
-#include "installnix.h"
+#include "install-nix.h"
 #include "log.h"
 #include "parse.h"
 #include "verb.h"

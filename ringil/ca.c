@@ -3,7 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "ca.h"
+#include "fleet-ca.h"
 #include "err.h"
 #include "log.h"
 #include "parse.h"

@@ -6,12 +6,12 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "authenticode.h"
+#include "efi-authenticode.h"
 #include "crypto.h"
 #include "err.h"
 #include "fileio.h"
 #include "log.h"
-#include "pe.h"
+#include "efi-pe.h"
 #include "verb.h"
 #include "verbs.h"
 

@@ -6,10 +6,10 @@
 #include <string.h>
 #include <time.h>
 
-#include "bootentry.h"
+#include "install-bootentry.h"
 #include "err.h"
 #include "install.h"
-#include "installnix.h"
+#include "install-nix.h"
 #include "log.h"
 #include "macro.h"
 #include "verb.h"

@@ -6,12 +6,12 @@
 #include <sys/stat.h>
 #include <time.h>
 
-#include "auth.h"
-#include "efivar.h"
+#include "efi-authvar.h"
+#include "efi-var.h"
 #include "err.h"
-#include "esl.h"
+#include "efi-esl.h"
 #include "fileio.h"
-#include "keys.h"
+#include "efi-keys.h"
 #include "log.h"
 #include "macro.h"
 #include "parse.h"

@@ -12,27 +12,27 @@
 static const struct verb verbs[] = {
         VERB("version", verb_version, "print the version",
              "Usage: ringil version\n\nPrint ringil's version and the OpenSSL it runs on.\n"),
-        /* keys (issue 3) */
+        /* keys */
         VERB("keys", verb_keys, "Secure Boot PK/KEK/db: create, export, enroll, status", NULL),
 
-        /* efi (issue 3) */
+        /* efi */
         VERB("efi", verb_efi, "Authenticode signing of EFI binaries: sign, verify, hash", NULL),
 
-        /* bundle (issue 4) */
+        /* bundle */
         VERB("bundle", verb_bundle, "signed update bundles: create, verify, info", bundle_usage),
 
-        /* install (issue 5) */
+        /* install */
         VERB("install", verb_install, "install a verified bundle into the inactive A/B slot", install_usage),
         VERB("mark-good", verb_mark_good, "bless the booted slot and raise the anti-rollback floor", mark_good_usage),
         VERB("mark-bad", verb_mark_bad, "mark the booted slot bad so the other one boots", mark_bad_usage),
         VERB("status", verb_status, "A/B slots, boot entries, floor and last install error", status_usage),
         VERB("health", verb_health, "run the configured health check (before boot-complete.target)", health_usage),
 
-        /* audit (issue 6) */
+        /* audit */
         VERB("audit", verb_audit, "check this drone (or --root image) against the prod/dev hardening profile",
              audit_usage),
 
-        /* fleet (issue 7) */
+        /* fleet */
         VERB("ca", verb_ca, "the fleet's device CA: drone, operator and server certificates",
              "Usage: ringil ca create|issue …\n\nSee `ringil ca COMMAND --help`.\n"),
 

@@ -10,7 +10,7 @@
 
 #include "agent.h"
 #include "buf.h"
-#include "ca.h"
+#include "fleet-ca.h"
 #include "crypto.h"
 #include "err.h"
 #include "fileio.h"

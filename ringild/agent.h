@@ -4,8 +4,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "fleet.h"
-#include "fleetclient.h"
+#include "fleet-msg.h"
+#include "fleet-client.h"
 
 /*
  * STATE_DIR/agent.state ("key = value", replaced atomically). It holds the last state change and

@@ -4,7 +4,7 @@
 #include <string.h>
 
 #include "agent.h"
-#include "ca.h"
+#include "fleet-ca.h"
 #include "config.h"
 #include "err.h"
 #include "log.h"

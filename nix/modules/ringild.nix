@@ -36,7 +36,7 @@ let
   '') cfg.slots);
 
   # Generation mode (docs/nixos.md "Generation-mode updates"): the install engine's [nix] section
-  # (lib/installconf.c); written only when mode = "generation".
+  # (lib/install-conf.c); written only when mode = "generation".
   nixSection = ''
     [nix]
     ${kv "profile" cfg.generation.profile}

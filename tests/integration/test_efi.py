@@ -76,7 +76,7 @@ def pe_offsets(data: bytes):
 
 
 def pe_checksum(data: bytes, cs_off: int) -> int:
-    """The PE checksum, written independently of lib/pe.c: 16-bit words, end-around carry, + length."""
+    """The PE checksum, written independently of lib/efi-pe.c: 16-bit words, end-around carry, + length."""
     buf = bytearray(data)
     buf[cs_off:cs_off + 4] = b"\0\0\0\0"
     if len(buf) % 2:

@@ -1,0 +1,42 @@
+/* fleet-client.h: the HTTPS client side of the fleet protocol (libcurl): mutual TLS, pinned CA, caps. */
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "buf.h"
+#include "macro.h"
+
+/*
+ * Used by ringild and by the operator commands of ringil-server. Only this module and its users link
+ * libcurl. TLS: at least 1.2, the server must chain to `ca` (nothing from the system store), its name
+ * must match the URL host, and we present `cert`/`key`. One connection is kept alive across calls.
+ */
+typedef struct fleet_client fleet_client;
+
+int fleet_client_new(const char *base_url, const char *ca, const char *cert, const char *key, unsigned timeout_sec,
+                     fleet_client **ret);
+void fleet_client_free(fleet_client *fc);
+DEFINE_TRIVIAL_CLEANUP_FUNC(fleet_client *, fleet_client_free)
+
+/*
+ * One request to base_url + path. The response body (at most max_response bytes, else -EFBIG) goes to
+ * *ret_body (a capped buf the caller frees). Returns 0 with *ret_status set for any HTTP answer;
+ * negative errno for transport failures (-ECONNREFUSED, -ETIMEDOUT, -EPROTO for TLS…), with a detail.
+ */
+int fleet_client_request(fleet_client *fc, const char *method, const char *path, const char *json_body,
+                         size_t max_response, long *ret_status, struct buf *ret_body);
+
+/* POST a file's bytes (e.g. a bundle upload) to path. */
+int fleet_client_upload(fleet_client *fc, const char *path, const char *file, size_t max_response,
+                        long *ret_status, struct buf *ret_body);
+
+/*
+ * GET bytes [offset, offset+len) of path with a Range request, handing them to sink as they arrive.
+ * Returns the number of bytes delivered (which may be short when the connection is cut: the caller
+ * resumes from there). A server that ignores the Range (200) or answers another range is refused
+ * with -EPROTO before any byte reaches sink.
+ */
+typedef int (*fleet_sink_t)(void *userdata, const void *p, size_t n);
+int64_t fleet_client_get_range(fleet_client *fc, const char *path, uint64_t offset, uint64_t len,
+                               fleet_sink_t sink, void *userdata, long *ret_status);

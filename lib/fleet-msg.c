@@ -1,0 +1,451 @@
+/* fleet-msg.c: parsing and formatting of the agent ↔ server messages and of the agent config file; Nix cache names. */
+#include <inttypes.h>
+#include <jansson.h>
+#include <string.h>
+
+#include "err.h"
+#include "fileio.h"
+#include "fleet-msg.h"
+#include "macro.h"
+#include "parse.h"
+
+static const char *const state_names[_FLEET_STATE_MAX] = {
+        [FLEET_STATE_IDLE] = "idle",
+        [FLEET_STATE_DOWNLOADING] = "downloading",
+        [FLEET_STATE_INSTALLED] = "installed",
+        [FLEET_STATE_REBOOTING] = "rebooting",
+        [FLEET_STATE_UPDATED] = "updated",
+        [FLEET_STATE_FAILED] = "failed",
+        [FLEET_STATE_ROLLED_BACK] = "rolled-back",
+};
+
+const char *fleet_state_to_string(enum fleet_state s) {
+        return (unsigned) s < _FLEET_STATE_MAX ? state_names[s] : "unknown";
+}
+
+int fleet_state_from_string(const char *s, enum fleet_state *ret) {
+        for (unsigned i = 0; i < _FLEET_STATE_MAX; i++)
+                if (streq(s, state_names[i])) {
+                        *ret = (enum fleet_state) i;
+                        return 0;
+                }
+        return -RINGIL_EMALFORMED;
+}
+
+
+/* Printable ASCII only: these strings end up in logs, SQL rows and Prometheus labels. */
+static int copy_text(json_t *v, const char *key, char *dst, size_t cap) {
+        const char *s;
+        size_t n;
+
+        if (!json_is_string(v))
+                return ringil_fail(-RINGIL_EMALFORMED, "'%s' is not a string", key);
+        s = json_string_value(v);
+        n = json_string_length(v);
+        if (n >= cap)
+                return ringil_fail(-RINGIL_ETOOBIG, "'%s' longer than %zu bytes", key, cap - 1);
+        for (size_t i = 0; i < n; i++)
+                if ((unsigned char) s[i] < 0x20 || (unsigned char) s[i] > 0x7e)
+                        return ringil_fail(-RINGIL_EMALFORMED, "'%s' has a non-printable byte", key);
+        memcpy(dst, s, n);
+        dst[n] = '\0';
+        return 0;
+}
+
+static int get_uint(json_t *v, const char *key, uint64_t max, uint64_t *ret) {
+        json_int_t i;
+
+        if (!json_is_integer(v))
+                return ringil_fail(-RINGIL_EMALFORMED, "'%s' is not an integer", key);
+        i = json_integer_value(v);
+        if (i < 0 || (uint64_t) i > max)
+                return ringil_fail(-RINGIL_EMALFORMED, "'%s' out of range", key);
+        *ret = (uint64_t) i;
+        return 0;
+}
+
+static int load_object(const void *data, size_t len, json_t **ret) {
+        json_error_t e;
+        json_t *j;
+
+        if (len > FLEET_MAX_MESSAGE)
+                return ringil_fail(-RINGIL_ETOOBIG, "message larger than %u bytes", FLEET_MAX_MESSAGE);
+        j = json_loadb(data, len, JSON_REJECT_DUPLICATES, &e);
+        if (!j)
+                return ringil_fail(-RINGIL_EMALFORMED, "JSON: %s", e.text);
+        if (!json_is_object(j)) {
+                json_decref(j);
+                return ringil_fail(-RINGIL_EMALFORMED, "JSON message is not an object");
+        }
+        *ret = j;
+        return 0;
+}
+
+static int parse_audit(json_t *v, struct fleet_status *s) {
+        const char *k;
+        json_t *x;
+        uint64_t u;
+        int r;
+
+        if (!json_is_object(v))
+                return ringil_fail(-RINGIL_EMALFORMED, "'audit' is not an object");
+        json_object_foreach(v, k, x) {
+                if (streq(k, "pass") && (r = get_uint(x, k, UINT32_MAX, &u)) >= 0)
+                        s->audit_pass = (uint32_t) u;
+                else if (streq(k, "fail") && (r = get_uint(x, k, UINT32_MAX, &u)) >= 0)
+                        s->audit_fail = (uint32_t) u;
+                else
+                        return r < 0 ? r : ringil_fail(-RINGIL_EMALFORMED, "unknown key 'audit.%s'", k);
+        }
+        s->has_audit = true;
+        return 0;
+}
+
+int fleet_status_parse(const void *data, size_t len, struct fleet_status *ret) {
+        _cleanup_(json_decrefp) json_t *j = NULL;
+        struct fleet_status s = { .state = FLEET_STATE_IDLE };
+        bool have_state = false;
+        const char *k;
+        json_t *v;
+        uint64_t u;
+        int r;
+
+        r = load_object(data, len, &j);
+        if (r < 0)
+                return r;
+        json_object_foreach(j, k, v) {
+                if (streq(k, "seq"))
+                        r = get_uint(v, k, INT64_MAX, &s.seq);
+                else if (streq(k, "version"))
+                        r = copy_text(v, k, s.version, sizeof(s.version));
+                else if (streq(k, "slot"))
+                        r = copy_text(v, k, s.slot, sizeof(s.slot));
+                else if (streq(k, "boot"))
+                        r = copy_text(v, k, s.boot, sizeof(s.boot));
+                else if (streq(k, "target"))
+                        r = copy_text(v, k, s.target, sizeof(s.target));
+                else if (streq(k, "error"))
+                        r = copy_text(v, k, s.error, sizeof(s.error));
+                else if (streq(k, "release")) {
+                        r = get_uint(v, k, INT64_MAX, &u);
+                        s.release = (int64_t) u;
+                } else if (streq(k, "state")) {
+                        char st[32];
+                        r = copy_text(v, k, st, sizeof(st));
+                        if (r >= 0 && fleet_state_from_string(st, &s.state) < 0)
+                                r = ringil_fail(-RINGIL_EMALFORMED, "unknown state '%s'", st);
+                        have_state = true;
+                } else if (streq(k, "audit"))
+                        r = parse_audit(v, &s);
+                else
+                        r = ringil_fail(-RINGIL_EMALFORMED, "unknown key '%s'", k);
+                if (r < 0)
+                        return r;
+        }
+        if (!have_state)
+                return ringil_fail(-RINGIL_EMALFORMED, "missing 'state'");
+        *ret = s;
+        return 0;
+}
+
+static int dump(json_t *j, char **ret) {
+        char *s;
+
+        if (!j)
+                return -ENOMEM;
+        s = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
+        json_decref(j);
+        if (!s)
+                return -ENOMEM;
+        *ret = s;
+        return 0;
+}
+
+int fleet_status_format(const struct fleet_status *s, char **ret) {
+        json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:I, s:s, s:s}",
+                              "version", s->version, "slot", s->slot, "boot", s->boot,
+                              "state", fleet_state_to_string(s->state), "release", (json_int_t) s->release,
+                              "target", s->target, "error", s->error);
+
+        if (j && s->seq > 0)
+                json_object_set_new(j, "seq", json_integer((json_int_t) s->seq));
+        if (j && s->has_audit)
+                json_object_set_new(j, "audit", json_pack("{s:I, s:I}", "pass", (json_int_t) s->audit_pass,
+                                                          "fail", (json_int_t) s->audit_fail));
+        return dump(j, ret);
+}
+
+static bool is_hex64(const char *s) {
+        if (strlen(s) != 64)
+                return false;
+        for (size_t i = 0; i < 64; i++)
+                if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+                        return false;
+        return true;
+}
+
+int fleet_assignment_parse(const void *data, size_t len, struct fleet_assignment *ret) {
+        _cleanup_(json_decrefp) json_t *j = NULL;
+        struct fleet_assignment a = {};
+        const char *k;
+        json_t *v;
+        uint64_t u;
+        int r;
+
+        r = load_object(data, len, &j);
+        if (r < 0)
+                return r;
+        json_object_foreach(j, k, v) {
+                if (streq(k, "poll_interval")) {
+                        r = get_uint(v, k, 86400 * 7, &u);
+                        a.poll_interval = (uint32_t) u;
+                } else if (streq(k, "assignment")) {
+                        const char *k2;
+                        json_t *v2;
+                        bool have[4] = {};
+                        if (json_is_null(v))
+                                continue;
+                        if (!json_is_object(v))
+                                return ringil_fail(-RINGIL_EMALFORMED, "'assignment' is not an object");
+                        json_object_foreach(v, k2, v2) {
+                                if (streq(k2, "release")) {
+                                        r = get_uint(v2, k2, INT64_MAX, &u);
+                                        a.release = (int64_t) u;
+                                        have[0] = true;
+                                } else if (streq(k2, "version")) {
+                                        r = copy_text(v2, k2, a.version, sizeof(a.version));
+                                        have[1] = true;
+                                } else if (streq(k2, "size")) {
+                                        r = get_uint(v2, k2, INT64_MAX, &a.size);
+                                        have[2] = true;
+                                } else if (streq(k2, "sha256")) {
+                                        r = copy_text(v2, k2, a.sha256, sizeof(a.sha256));
+                                        if (r >= 0 && !is_hex64(a.sha256))
+                                                r = ringil_fail(-RINGIL_EMALFORMED, "'sha256' is not 64 hex digits");
+                                        have[3] = true;
+                                } else
+                                        r = ringil_fail(-RINGIL_EMALFORMED, "unknown key 'assignment.%s'", k2);
+                                if (r < 0)
+                                        return r;
+                        }
+                        if (!have[0] || !have[1] || !have[2] || !have[3] || a.release <= 0)
+                                return ringil_fail(-RINGIL_EMALFORMED, "incomplete assignment");
+                        a.assigned = true;
+                } else
+                        r = ringil_fail(-RINGIL_EMALFORMED, "unknown key '%s'", k);
+                if (r < 0)
+                        return r;
+        }
+        *ret = a;
+        return 0;
+}
+
+int fleet_assignment_format(const struct fleet_assignment *a, char **ret) {
+        json_t *j = json_pack("{s:I}", "poll_interval", (json_int_t) a->poll_interval);
+
+        if (!j)
+                return -ENOMEM;
+        if (a->assigned)
+                json_object_set_new(j, "assignment",
+                                    json_pack("{s:I, s:s, s:I, s:s}", "release", (json_int_t) a->release,
+                                              "version", a->version, "size", (json_int_t) a->size,
+                                              "sha256", a->sha256));
+        else
+                json_object_set_new(j, "assignment", json_null());
+        return dump(j, ret);
+}
+
+int fleet_kv_parse(const char *data, size_t len,
+                   int (*cb)(const char *key, const char *value, unsigned line, void *userdata),
+                   void *userdata) {
+        unsigned lineno = 0;
+        const char *p = data, *end = data + len;
+
+        if (len > FLEET_MAX_CONFIG)
+                return ringil_fail(-RINGIL_ETOOBIG, "config larger than %u bytes", FLEET_MAX_CONFIG);
+        while (p < end) {
+                const char *eol = memchr(p, '\n', (size_t) (end - p));
+                const char *le = eol ? eol : end, *k, *ke, *v, *ve, *eq;
+                char key[64], value[1024];
+                int r;
+
+                lineno++;
+                for (const char *q = p; q < le; q++)
+                        if (((unsigned char) *q < 0x20 && *q != '\t') || (unsigned char) *q == 0x7f)
+                                return ringil_fail(-RINGIL_EMALFORMED, "line %u: control character", lineno);
+                k = p;
+                while (k < le && (*k == ' ' || *k == '\t'))
+                        k++;
+                p = eol ? eol + 1 : end;
+                if (k == le || *k == '#')
+                        continue;
+                eq = memchr(k, '=', (size_t) (le - k));
+                if (!eq)
+                        return ringil_fail(-RINGIL_EMALFORMED, "line %u: expected 'key = value'", lineno);
+                ke = eq;
+                while (ke > k && (ke[-1] == ' ' || ke[-1] == '\t'))
+                        ke--;
+                v = eq + 1;
+                while (v < le && (*v == ' ' || *v == '\t'))
+                        v++;
+                ve = le;
+                while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t'))
+                        ve--;
+                if (ke == k || (size_t) (ke - k) >= sizeof(key))
+                        return ringil_fail(-RINGIL_EMALFORMED, "line %u: bad key", lineno);
+                if ((size_t) (ve - v) >= sizeof(value))
+                        return ringil_fail(-RINGIL_ETOOBIG, "line %u: value too long", lineno);
+                memcpy(key, k, (size_t) (ke - k));
+                key[ke - k] = '\0';
+                for (char *c = key; *c; c++)
+                        if (!((*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') || *c == '-'))
+                                return ringil_fail(-RINGIL_EMALFORMED, "line %u: bad key '%s'", lineno, key);
+                memcpy(value, v, (size_t) (ve - v));
+                value[ve - v] = '\0';
+                r = cb(key, value, lineno, userdata);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+void agent_config_free(struct agent_config *c) {
+        if (!c)
+                return;
+        free(c->server);
+        free(c->ca);
+        free(c->cert);
+        free(c->key);
+        free(c->device_config);
+        free(c->state_dir);
+        free(c->ringil);
+        free(c->reboot_command);
+        free(c->health_command);
+        free(c->boot_id_file);
+        *c = (struct agent_config) {};
+}
+
+static int set_str(char **dst, const char *value) {
+        char *s = strdup(value);
+
+        if (!s)
+                return -ENOMEM;
+        free(*dst);
+        *dst = s;
+        return 0;
+}
+
+static int set_u32(uint32_t *dst, const char *key, const char *value, unsigned line, uint32_t min,
+                   uint32_t max) {
+        if (parse_u32_range(value, min, max, dst) < 0)
+                return ringil_fail(-RINGIL_EMALFORMED, "line %u: '%s' for %s is not a number in %u..%u",
+                                   line, value, key, min, max);
+        return 0;
+}
+
+static int agent_kv(const char *key, const char *value, unsigned line, void *userdata) {
+        struct agent_config *c = userdata;
+
+        if (streq(key, "server")) {
+                if (strncmp(value, "https://", 8) != 0 || strlen(value) > 255)
+                        return ringil_fail(-RINGIL_EMALFORMED, "line %u: server '%s' is not an https:// URL",
+                                           line, value);
+                return set_str(&c->server, value);
+        }
+        if (*value == '\0')
+                return ringil_fail(-RINGIL_EMALFORMED, "line %u: empty value for %s", line, key);
+        if (streq(key, "ca"))
+                return set_str(&c->ca, value);
+        if (streq(key, "cert"))
+                return set_str(&c->cert, value);
+        if (streq(key, "key"))
+                return set_str(&c->key, value);
+        if (streq(key, "device-config"))
+                return set_str(&c->device_config, value);
+        if (streq(key, "state-dir"))
+                return set_str(&c->state_dir, value);
+        if (streq(key, "ringil"))
+                return set_str(&c->ringil, value);
+        if (streq(key, "reboot-command"))
+                return set_str(&c->reboot_command, value);
+        if (streq(key, "health-command"))
+                return set_str(&c->health_command, value);
+        if (streq(key, "boot-id-file"))
+                return set_str(&c->boot_id_file, value);
+        if (streq(key, "poll-interval"))
+                return set_u32(&c->poll_interval, key, value, line, 1, 86400 * 7);
+        if (streq(key, "poll-jitter"))
+                return set_u32(&c->poll_jitter, key, value, line, 0, 100);
+        if (streq(key, "backoff-max"))
+                return set_u32(&c->backoff_max, key, value, line, 1, 86400 * 7);
+        if (streq(key, "timeout"))
+                return set_u32(&c->timeout, key, value, line, 1, 3600);
+        return ringil_fail(-RINGIL_EMALFORMED, "line %u: unknown key '%s'", line, key);
+}
+
+int agent_config_parse(const char *data, size_t len, struct agent_config *ret) {
+        struct agent_config c = {
+                .poll_interval = 300,
+                .poll_jitter = 20,
+                .backoff_max = 3600,
+                .timeout = 30,
+        };
+        int r;
+
+        r = fleet_kv_parse(data, len, agent_kv, &c);
+        if (r >= 0 && (!c.server || !c.ca || !c.cert || !c.key))
+                r = ringil_fail(-RINGIL_EMALFORMED, "config needs server, ca, cert and key");
+        if (r >= 0 && ((!c.device_config && (r = set_str(&c.device_config, "/etc/ringil/device.conf")) < 0) ||
+                       (!c.state_dir && (r = set_str(&c.state_dir, "/var/lib/ringild")) < 0) ||
+                       (!c.ringil && (r = set_str(&c.ringil, "ringil")) < 0) ||
+                       (!c.reboot_command && (r = set_str(&c.reboot_command, "systemctl reboot")) < 0) ||
+                       (!c.boot_id_file && (r = set_str(&c.boot_id_file, "/proc/sys/kernel/random/boot_id")) < 0)))
+                r = -ENOMEM;
+        if (r < 0) {
+                agent_config_free(&c);
+                return r;
+        }
+        *ret = c;
+        return 0;
+}
+
+int agent_config_load(const char *path, struct agent_config *ret) {
+        _cleanup_free_ uint8_t *data = NULL;
+        size_t len;
+        int r = read_full_file(path, 0, FLEET_MAX_CONFIG, &data, &len);
+
+        if (r < 0)
+                return ringil_fail(r, "cannot read '%s'", path);
+        return agent_config_parse((const char *) data, len, ret);
+}
+
+/* Nix's base32 alphabet: the digits and the lowercase letters but e, o, t and u. */
+static bool nix32_char(char c) {
+        return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z' && c != 'e' && c != 'o' && c != 't' && c != 'u');
+}
+
+static bool nar_name_char(char c) {
+        return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z');
+}
+
+int fleet_nix_cache_file(const char *rel) {
+        static const char *const compressions[] = { "", ".xz", ".bz2", ".zst", ".br", ".lz4", ".lzip", ".gz" };
+        size_t n = 0;
+
+        if (streq(rel, "nix-cache-info"))
+                return FLEET_NIX_CACHE_INFO;
+        if (strncmp(rel, "nar/", 4) == 0) {
+                rel += 4;
+                while (n < FLEET_NIX_NAR_NAME_MAX && nar_name_char(rel[n]))
+                        n++;
+                if (n == 0 || strncmp(rel + n, ".nar", 4) != 0)
+                        return -ENOENT;
+                for (size_t i = 0; i < ELEMENTSOF(compressions); i++)
+                        if (streq(rel + n + 4, compressions[i]))
+                                return FLEET_NIX_NAR;
+                return -ENOENT;
+        }
+        while (n < 32 && nix32_char(rel[n]))
+                n++;
+        return n == 32 && streq(rel + n, ".narinfo") ? FLEET_NIX_NARINFO : -ENOENT;
+}

@@ -1,0 +1,111 @@
+/* fleet-msg.h: the agent ↔ server protocol messages (JSON), the agent's config file, both parsed strictly,
+ * and the file names of the Nix binary cache the server may serve. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/*
+ * Wire format (docs/fleet.md): the drone POSTs a status object to /api/v1/checkin (heartbeat) and to
+ * /api/v1/report (a state change, with a sequence number, stored durably before the 200); the
+ * server answers a check-in with the drone's assignment. Every string has a cap and a charset; a
+ * message over FLEET_MAX_MESSAGE bytes, with duplicate keys, unknown keys or wrong types is refused
+ * with -RINGIL_EMALFORMED (or -RINGIL_ETOOBIG).
+ */
+#define FLEET_MAX_MESSAGE 8192
+#define FLEET_VERSION_MAX 64
+#define FLEET_TEXT_MAX 256
+
+enum fleet_state {
+        FLEET_STATE_IDLE,          /* running its assigned (or only) version, nothing to do */
+        FLEET_STATE_DOWNLOADING,   /* streaming the assigned bundle into the inactive slot */
+        FLEET_STATE_INSTALLED,     /* slot written and verified, about to reboot */
+        FLEET_STATE_REBOOTING,
+        FLEET_STATE_UPDATED,       /* booted the new slot, health gate passed, marked good */
+        FLEET_STATE_FAILED,        /* refused or failed before reboot (bad signature, rollback…) */
+        FLEET_STATE_ROLLED_BACK,   /* new slot failed its health gate or did not boot */
+        _FLEET_STATE_MAX,
+};
+
+const char *fleet_state_to_string(enum fleet_state s);
+int fleet_state_from_string(const char *s, enum fleet_state *ret);
+
+struct fleet_status {
+        uint64_t seq;                          /* reports: > 0, strictly increasing per drone */
+        char version[FLEET_VERSION_MAX];       /* running version ("" unknown) */
+        char slot[16];                         /* booted slot name ("" unknown) */
+        char boot[16];                         /* "good", "pending", "bad", "unknown" */
+        enum fleet_state state;
+        int64_t release;                       /* release the state refers to, 0 none */
+        char target[FLEET_VERSION_MAX];        /* version being installed, "" none */
+        char error[FLEET_TEXT_MAX];            /* last error, "" none */
+        bool has_audit;
+        uint32_t audit_pass, audit_fail;
+};
+
+int fleet_status_parse(const void *data, size_t len, struct fleet_status *ret);
+/* JSON text (malloc'd). */
+int fleet_status_format(const struct fleet_status *s, char **ret);
+
+struct fleet_assignment {
+        uint32_t poll_interval;                /* seconds the server asks the drone to wait, 0: default */
+        bool assigned;
+        int64_t release;                       /* > 0 */
+        char version[FLEET_VERSION_MAX];
+        uint64_t size;                         /* bundle bytes */
+        char sha256[65];                       /* of the whole bundle file, lowercase hex */
+};
+
+int fleet_assignment_parse(const void *data, size_t len, struct fleet_assignment *ret);
+int fleet_assignment_format(const struct fleet_assignment *a, char **ret);
+
+/*
+ * "key = value" config files: '#' comments, blank lines, no quoting, no continuation; keys are
+ * [a-z0-9-]; values printable, surrounding blanks trimmed. At most FLEET_MAX_CONFIG bytes. The
+ * callback returns < 0 to stop (e.g. unknown key); the line number is 1-based.
+ */
+#define FLEET_MAX_CONFIG 65536
+int fleet_kv_parse(const char *data, size_t len,
+                   int (*cb)(const char *key, const char *value, unsigned line, void *userdata),
+                   void *userdata);
+
+struct agent_config {
+        char *server;          /* https://host:port, required */
+        char *ca;              /* PEM file of the CA that issued the server certificate (pinned) */
+        char *cert, *key;      /* this drone's client certificate and key */
+        char *device_config;   /* the install engine's config (default /etc/ringil/device.conf) */
+        char *state_dir;       /* default /var/lib/ringild */
+        char *ringil;          /* install engine binary (default ringil) */
+        char *reboot_command;  /* run after a successful install (default "systemctl reboot") */
+        char *health_command;  /* after boot: exit 0 means healthy (default: none = healthy) */
+        char *boot_id_file;    /* tells one boot from the next (default /proc/sys/kernel/random/boot_id) */
+        uint32_t poll_interval;   /* seconds, default 300 */
+        uint32_t poll_jitter;     /* percent of the interval, default 20 */
+        uint32_t backoff_max;     /* seconds, default 3600 */
+        uint32_t timeout;         /* per-request seconds, default 30 */
+};
+
+void agent_config_free(struct agent_config *c);
+/* Parse an agent config; unknown keys and missing required keys are errors (detail recorded). */
+int agent_config_parse(const char *data, size_t len, struct agent_config *ret);
+int agent_config_load(const char *path, struct agent_config *ret);
+
+/*
+ * The Nix binary cache the server serves under FLEET_NIX_CACHE_PREFIX (docs/fleet.md): the rest of the
+ * request path must name one of three shapes, and nothing else is a file of the cache:
+ *   "nix-cache-info"
+ *   "<32 chars of Nix base32 [0-9a-z without e o t u]>.narinfo"
+ *   "nar/<[0-9a-z]{1,64}>.nar" + optionally ".xz", ".bz2", ".zst", ".br", ".lz4", ".lzip" or ".gz"
+ * Returns the kind (>= 0), or -ENOENT for any other string (the server answers 404, which Nix reads as
+ * "not in this cache"). INVARIANT: an accepted name has no '/' but the one after "nar" and no '.' but
+ * the suffix's, so it is a plain file name relative to the cache directory and cannot leave it.
+ */
+#define FLEET_NIX_CACHE_PREFIX "/nix-cache/"
+#define FLEET_NIX_NAR_NAME_MAX 64
+enum fleet_nix_file {
+        FLEET_NIX_CACHE_INFO,
+        FLEET_NIX_NARINFO,
+        FLEET_NIX_NAR,
+};
+int fleet_nix_cache_file(const char *rel);
