@@ -24,7 +24,8 @@
 /*
  * Modes (one process; run several for more load):
  *   checkin  CONNS keep-alive mutual-TLS connections, each a distinct drone identity, closed loop for
- *            SECONDS: requests/s, p50/p99 latency. --new-conn: a new TLS connection per check-in.
+ *            SECONDS: requests/s, p50/p99 latency. --new-conn: a new TLS connection per check-in;
+ *            --rotate N: after N check-ins a connection reconnects as the next identity.
  *   idle     CONNS mutual-TLS connections, one check-in each, then held idle for SECONDS; prints how
  *            many the server still holds at the end.
  *   attack   CONNS anonymous connections of six kinds (below), re-opened when cut, for SECONDS; prints
@@ -52,6 +53,7 @@ struct conn {
         int ident;
         double opened, sent_at, next_at;
         size_t trickled;
+        unsigned served;
         char resp[RESP_MAX];
         size_t have;
         bool in_request;
@@ -97,7 +99,7 @@ static double pct(struct stats *s, double p) {
 static struct {
         const char *mode, *ca, *ca_dir, *op_cert, *op_key, *enroll_port_s;
         struct sockaddr_in addr, enroll_addr;
-        int conns, identities, seconds;
+        int conns, identities, seconds, rotate;
         bool new_conn;
 } opt = { .conns = 32, .identities = 0, .seconds = 5 };
 
@@ -414,6 +416,13 @@ static void on_readable(struct conn *c, double t) {
                 c->have = 0;
                 if (strcmp(opt.mode, "idle") == 0)
                         return;   /* held idle from now on */
+                if (opt.rotate && ++c->served % (unsigned) opt.rotate == 0) {
+                        /* the next drone identity: many drones, mostly keep-alive */
+                        c->ident = (c->ident + opt.conns) % n_ids;
+                        conn_close(c);
+                        c->next_at = t;
+                        return;
+                }
                 if (opt.new_conn || strcasestr(c->resp, "Connection: close")) {
                         conn_close(c);
                         c->next_at = t;
@@ -449,7 +458,7 @@ static void on_timer(struct conn *c, double t) {
 static void usage(void) {
         fprintf(stderr, "usage: fleet-load checkin|idle|attack --url https://127.0.0.1:PORT --ca CA.pem\n"
                         "       [--enroll-url URL] [--ca-dir DIR --identities N [--operator CERT:KEY]]\n"
-                        "       [--conns N] [--seconds S] [--new-conn]\n");
+                        "       [--conns N] [--seconds S] [--new-conn] [--rotate N]\n");
         exit(2);
 }
 
@@ -494,6 +503,8 @@ int main(int argc, char *argv[]) {
                         opt.conns = atoi(v);
                 else if (streq(a, "--seconds"))
                         opt.seconds = atoi(v);
+                else if (streq(a, "--rotate"))
+                        opt.rotate = atoi(v);
                 else
                         usage();
         }
@@ -528,8 +539,11 @@ int main(int argc, char *argv[]) {
                 c->ident = i;
                 c->src = (unsigned) i;
                 c->kind = attack ? (enum kind) (K_TCP_IDLE + i % (_K_MAX - K_TCP_IDLE)) : K_CHECKIN;
-                /* spread the opening over the first second so the listen backlog is not the test */
-                c->next_at = t0 + (attack || streq(opt.mode, "idle") ? (double) i / opt.conns : 0);
+                /* spread the opening (attack: over 1 s; idle: over up to 10 s, handshakes cost the
+                 * same on both ends of this one machine) so the listen backlog is not the test */
+                c->next_at = t0 + (attack ? (double) i / opt.conns
+                                   : streq(opt.mode, "idle") ? (double) i / opt.conns * MIN(10.0, opt.seconds / 2.0)
+                                                             : 0);
         }
         t_end = t0 + opt.seconds;
         for (;;) {

@@ -138,6 +138,7 @@ struct store {
         struct sqlconn *r;
         unsigned n_readers;
         atomic_uint next_reader;
+        int sync_full;              /* the writer's synchronous mode now: -1 unknown, 0 NORMAL, 1 FULL */
 };
 
 static int sql_fail(sqlite3 *db, int rc, const char *what) {
@@ -243,7 +244,9 @@ static int tx_begin(store *s, bool durable) {
         int r;
 
         pthread_mutex_lock(&s->w.lock);
-        r = sql_run(&s->w, durable ? Q_SYNC_FULL : Q_SYNC_NORMAL, NOARGS, NULL, NULL);
+        /* switched only when it changes: a stream of check-ins runs no PRAGMA */
+        r = s->sync_full == (int) durable ? 0 : sql_run(&s->w, durable ? Q_SYNC_FULL : Q_SYNC_NORMAL, NOARGS, NULL, NULL);
+        s->sync_full = r >= 0 ? (int) durable : -1;
         if (r >= 0)
                 r = sql_run(&s->w, Q_BEGIN, NOARGS, NULL, NULL);
         if (r < 0)
@@ -396,6 +399,7 @@ int store_open(const char *path, unsigned readers, store **ret) {
         s = calloc(1, sizeof(*s));
         if (!s)
                 return -ENOMEM;
+        s->sync_full = -1;
         r = conn_open(path, true, &s->w);
         if (r < 0) {
                 store_close(s);

@@ -211,6 +211,9 @@ static void test_no_certificate_no_http(void **state) {
                 tls_close(ssl, fd);
         }
         assert_int_equal(atomic_load(&f->handled), 0);
+        /* the client may see the alert before the loop thread has counted it */
+        for (int i = 0; i < 200 && atomic_load(&tp_get_stats(f->t)->refused[TP_REFUSED_NO_CERTIFICATE]) < 1; i++)
+                usleep(10000);
         assert_true(atomic_load(&tp_get_stats(f->t)->refused[TP_REFUSED_NO_CERTIFICATE]) >= 1);
 }
 
