@@ -35,18 +35,6 @@ static int respond_text(struct route_ctx *x, int status, const char *ctype, cons
 
 /* ---- drones ---- */
 
-static int get_assignment(struct server *srv, const char *id, const char *group, struct release *ret) {
-        int64_t rid = 0;
-        int r = store_assignment_for(srv->db, id, group, &rid);
-
-        if (r < 0)
-                return r;
-        if (rid == 0)
-                return 0;
-        r = store_release_get(srv->db, rid, ret);
-        return r < 0 ? r : 1;
-}
-
 static int route_checkin(struct route_ctx *x) {
         _cleanup_free_ char *out = NULL;
         struct server *srv = x->srv;
@@ -60,10 +48,9 @@ static int route_checkin(struct route_ctx *x) {
         r = store_checkin(srv->db, x->req->peer, &st, (int64_t) time(NULL));
         if (r < 0)
                 return tp_respond_error(x->resp, 503, "store: %s", ringil_detail());
-        r = get_assignment(srv, x->req->peer, x->auth.group, &rel);
-        if (r < 0)
-                return tp_respond_error(x->resp, 500, "assignment lookup failed");
-        if (r > 0) {
+        /* the assignment came with the drone's record, read by the dispatcher just before */
+        rel = x->auth.release;
+        if (x->auth.assigned) {
                 a.assigned = true;
                 a.release = rel.id;
                 a.size = rel.size;
@@ -279,16 +266,15 @@ static int route_bundle(struct route_ctx *x) {
         struct release rel;
         struct stat st;
         uint64_t rid;
-        int fd, r;
+        int fd;
 
         if (parse_u64(x->param, &rid) < 0 || rid == 0 || rid > INT64_MAX)
                 return tp_respond_error(x->resp, 404, "no such release");
         if (x->req->role == PEER_DRONE) {
-                r = get_assignment(srv, x->req->peer, x->auth.group, &rel);
-                if (r < 0)
-                        return tp_respond_error(x->resp, 500, "assignment lookup failed");
-                /* INVARIANT: a drone downloads only the release currently assigned to it. */
-                if (r == 0 || rel.id != (int64_t) rid) {
+                /* INVARIANT: a drone downloads only the release currently assigned to it (read with its
+                 * record, in the same statement that checked it is allowed). */
+                rel = x->auth.release;
+                if (!x->auth.assigned || rel.id != (int64_t) rid) {
                         atomic_fetch_add(&srv->m.auth_refused, 1);
                         return tp_respond_error(x->resp, 403, "release %" PRIu64 " is not assigned to '%s'", rid,
                                                 x->req->peer);

@@ -48,7 +48,13 @@ static const char *const queries[_Q_MAX] = {
         [Q_BEGIN] = "BEGIN IMMEDIATE",
         [Q_COMMIT] = "COMMIT",
         [Q_ROLLBACK] = "ROLLBACK",
-        [Q_DRONE_AUTH] = "SELECT status, grp, COALESCE(cert_serial, '') FROM drones WHERE id = ?1",
+        /* The drone's record and its assignment in one read: drone beats group beats fleet, each a
+         * primary-key lookup (a check-in is then one read statement and one write statement). */
+        [Q_DRONE_AUTH] = "SELECT d.status, d.grp, COALESCE(d.cert_serial, ''), r.id, r.version, r.compatible, r.size, "
+                         "r.sha256, r.path FROM drones d LEFT JOIN releases r ON r.id = COALESCE("
+                         "(SELECT release FROM assignments WHERE target = 'drone:' || d.id), "
+                         "(SELECT release FROM assignments WHERE target = 'group:' || d.grp), "
+                         "(SELECT release FROM assignments WHERE target = '*')) WHERE d.id = ?1",
         [Q_DRONE_ADD] = "INSERT INTO drones(id, grp, status, token_hash, token_expires, created) "
                         "VALUES (?1, ?2, 0, ?3, ?4, ?5)",
         [Q_DRONE_TOKEN] = "SELECT status, token_hash, token_expires FROM drones WHERE id = ?1",
@@ -139,6 +145,19 @@ struct store {
         unsigned n_readers;
         atomic_uint next_reader;
         int sync_full;              /* the writer's synchronous mode now: -1 unknown, 0 NORMAL, 1 FULL */
+        struct heartbeat *pending;  /* check-ins waiting for the next group commit (under hb_lock) */
+        pthread_mutex_t hb_lock;
+        pthread_cond_t hb_done;
+};
+
+/* One check-in waiting to be written; on the caller's stack until done. */
+struct heartbeat {
+        const char *id;
+        const struct fleet_status *st;
+        int64_t now;
+        int result;
+        bool done;
+        struct heartbeat *next;
 };
 
 static int sql_fail(sqlite3 *db, int rc, const char *what) {
@@ -240,22 +259,29 @@ static int sql_read(store *s, int qi, const struct sql_arg *args, row_fn row, vo
         return r;
 }
 
+/* BEGIN IMMEDIATE with the writer already locked. */
+static int tx_begin_locked(store *s, bool durable) {
+        /* switched only when it changes: a stream of check-ins runs no PRAGMA */
+        int r = s->sync_full == (int) durable ? 0 : sql_run(&s->w, durable ? Q_SYNC_FULL : Q_SYNC_NORMAL, NOARGS, NULL, NULL);
+
+        s->sync_full = r >= 0 ? (int) durable : -1;
+        if (r >= 0)
+                r = sql_run(&s->w, Q_BEGIN, NOARGS, NULL, NULL);
+        return r;
+}
+
 static int tx_begin(store *s, bool durable) {
         int r;
 
         pthread_mutex_lock(&s->w.lock);
-        /* switched only when it changes: a stream of check-ins runs no PRAGMA */
-        r = s->sync_full == (int) durable ? 0 : sql_run(&s->w, durable ? Q_SYNC_FULL : Q_SYNC_NORMAL, NOARGS, NULL, NULL);
-        s->sync_full = r >= 0 ? (int) durable : -1;
-        if (r >= 0)
-                r = sql_run(&s->w, Q_BEGIN, NOARGS, NULL, NULL);
+        r = tx_begin_locked(s, durable);
         if (r < 0)
                 pthread_mutex_unlock(&s->w.lock);
         return r;
 }
 
-/* Commit when r >= 0, else roll back; unlocks; returns r or the commit's error. */
-static int tx_end(store *s, int r) {
+/* Commit when r >= 0, else roll back (the writer stays locked); returns r or the commit's error. */
+static int tx_end_locked(store *s, int r) {
         if (r >= 0) {
                 /* INVARIANT: callers acknowledge only after COMMIT returned; with synchronous=FULL the
                  * WAL is fsynced before it does. */
@@ -266,6 +292,12 @@ static int tx_end(store *s, int r) {
                 }
         } else
                 (void) sql_run(&s->w, Q_ROLLBACK, NOARGS, NULL, NULL);
+        return r;
+}
+
+/* Commit or roll back, then unlock the writer. */
+static int tx_end(store *s, int r) {
+        r = tx_end_locked(s, r);
         pthread_mutex_unlock(&s->w.lock);
         return r;
 }
@@ -286,6 +318,8 @@ void store_close(store *s) {
                 conn_close(&s->r[i]);
         free(s->r);
         conn_close(&s->w);
+        pthread_mutex_destroy(&s->hb_lock);
+        pthread_cond_destroy(&s->hb_done);
         free(s);
 }
 
@@ -372,6 +406,7 @@ static int conn_open(const char *path, bool writer, struct sqlconn *c) {
         r = exec(c->db,
                  writer ? "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;"
                           "PRAGMA trusted_schema=OFF; PRAGMA mmap_size=0; PRAGMA cache_size=-8192; PRAGMA temp_store=MEMORY;"
+                          "PRAGMA wal_autocheckpoint=4000;"
                         : "PRAGMA trusted_schema=OFF; PRAGMA mmap_size=0; PRAGMA cache_size=-4096; PRAGMA temp_store=MEMORY;"
                           "PRAGMA query_only=ON;",
                  "setup");
@@ -400,6 +435,8 @@ int store_open(const char *path, unsigned readers, store **ret) {
         if (!s)
                 return -ENOMEM;
         s->sync_full = -1;
+        pthread_mutex_init(&s->hb_lock, NULL);
+        pthread_cond_init(&s->hb_done, NULL);
         r = conn_open(path, true, &s->w);
         if (r < 0) {
                 store_close(s);
@@ -450,6 +487,15 @@ static int auth_row(sqlite3_stmt *q, void *userdata) {
         a->status = (enum drone_status) sqlite3_column_int(q, 0);
         text(q, 1, a->group, sizeof(a->group));
         text(q, 2, a->cert_serial, sizeof(a->cert_serial));
+        a->assigned = sqlite3_column_type(q, 3) != SQLITE_NULL;
+        if (a->assigned) {
+                a->release.id = sqlite3_column_int64(q, 3);
+                text(q, 4, a->release.version, sizeof(a->release.version));
+                text(q, 5, a->release.compatible, sizeof(a->release.compatible));
+                a->release.size = (uint64_t) sqlite3_column_int64(q, 6);
+                text(q, 7, a->release.sha256, sizeof(a->release.sha256));
+                text(q, 8, a->release.path, sizeof(a->release.path));
+        }
         return 1;
 }
 
@@ -518,18 +564,60 @@ int store_drone_revoke(store *s, const char *id) {
         return tx_end(s, r);
 }
 
-int store_checkin(store *s, const char *id, const struct fleet_status *st, int64_t now) {
-        int r = tx_begin(s, false);
+static int heartbeat_write(store *s, const struct heartbeat *h) {
+        const struct fleet_status *st = h->st;
 
-        if (r < 0)
-                return r;
         if (st->has_audit)
-                r = sql_run(&s->w, Q_CHECKIN, ARGS(TEXT(id), INT(now), TEXT(st->version), TEXT(st->slot), TEXT(st->boot),
-                                                   INT(st->audit_pass), INT(st->audit_fail)), NULL, NULL);
-        else
-                r = sql_run(&s->w, Q_CHECKIN, ARGS(TEXT(id), INT(now), TEXT(st->version), TEXT(st->slot), TEXT(st->boot),
-                                                   NUL, NUL), NULL, NULL);
-        return tx_end(s, r);
+                return sql_run(&s->w, Q_CHECKIN, ARGS(TEXT(h->id), INT(h->now), TEXT(st->version), TEXT(st->slot),
+                                                      TEXT(st->boot), INT(st->audit_pass), INT(st->audit_fail)),
+                               NULL, NULL);
+        return sql_run(&s->w, Q_CHECKIN, ARGS(TEXT(h->id), INT(h->now), TEXT(st->version), TEXT(st->slot),
+                                              TEXT(st->boot), NUL, NUL),
+                       NULL, NULL);
+}
+
+/*
+ * Group commit: a check-in queues itself; whoever holds the writer next writes every queued one in a
+ * single transaction (synchronous=NORMAL: a heartbeat lost to a power cut is harmless). Under load one
+ * commit, one set of WAL locks and one WAL append serve several drones; alone, it is one transaction
+ * as before. The answer is sent only after the commit that holds this check-in.
+ */
+int store_checkin(store *s, const char *id, const struct fleet_status *st, int64_t now) {
+        struct heartbeat me = { .id = id, .st = st, .now = now }, *batch, *h;
+        int r;
+
+        pthread_mutex_lock(&s->hb_lock);
+        me.next = s->pending;
+        s->pending = &me;
+        pthread_mutex_unlock(&s->hb_lock);
+
+        pthread_mutex_lock(&s->w.lock);
+        pthread_mutex_lock(&s->hb_lock);
+        batch = s->pending;
+        s->pending = NULL;
+        pthread_mutex_unlock(&s->hb_lock);
+        if (batch) {
+                r = tx_begin_locked(s, false);
+                for (h = batch; h && r >= 0; h = h->next)
+                        h->result = heartbeat_write(s, h);
+                r = tx_end_locked(s, r);
+                pthread_mutex_lock(&s->hb_lock);
+                for (h = batch; h; h = h->next) {
+                        if (r < 0 || h->result > 0)
+                                h->result = r < 0 ? r : 0;
+                        h->done = true;
+                }
+                pthread_cond_broadcast(&s->hb_done);
+                pthread_mutex_unlock(&s->hb_lock);
+        }
+        pthread_mutex_unlock(&s->w.lock);
+
+        /* another writer may have taken me into its batch */
+        pthread_mutex_lock(&s->hb_lock);
+        while (!me.done)
+                pthread_cond_wait(&s->hb_done, &s->hb_lock);
+        pthread_mutex_unlock(&s->hb_lock);
+        return me.result < 0 ? me.result : 0;
 }
 
 int store_report(store *s, const char *id, const struct fleet_status *st, int64_t now) {

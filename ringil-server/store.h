@@ -34,13 +34,25 @@ enum drone_status {
         DRONE_REVOKED,
 };
 
+struct release {
+        int64_t id;
+        char version[FLEET_VERSION_MAX];
+        char compatible[129];
+        uint64_t size;
+        char sha256[65];
+        char path[4096];
+};
+
 struct drone_auth {
         bool exists;
         enum drone_status status;
         char group[65];
         char cert_serial[65];   /* hex; "" when the certificate was issued offline (`ringil ca issue`) */
+        bool assigned;          /* the release assigned to it now (drone > group > fleet), read with the record */
+        struct release release;
 };
 
+/* The drone's record and its current assignment, in one read. */
 int store_drone_auth(store *s, const char *id, struct drone_auth *ret);
 
 /* Register a drone with a one-time enrollment token (stored as SHA-256). -EEXIST if it exists. */
@@ -59,14 +71,6 @@ int store_checkin(store *s, const char *id, const struct fleet_status *st, int64
  */
 int store_report(store *s, const char *id, const struct fleet_status *st, int64_t now);
 
-struct release {
-        int64_t id;
-        char version[FLEET_VERSION_MAX];
-        char compatible[129];
-        uint64_t size;
-        char sha256[65];
-        char path[4096];
-};
 
 int store_release_add(store *s, const struct release *r, const char *signer, const char *manifest_digest,
                       int64_t *ret_id);

@@ -34,6 +34,7 @@
 #define DRAIN_MAX 16384               /* a body nobody wants is read and dropped up to this size */
 #define RATE_WINDOW_MS 5000           /* min-body-rate is checked over windows of this length */
 #define FILE_CHUNK 65536              /* file bodies are read in chunks as the socket drains */
+#define READ_HIGH_WATER (256u << 10)  /* unread input per connection before reading pauses */
 #define ADDR_SLOTS 1024               /* enrollment per-address table */
 #define ADDR_PROBE 16
 #define LOG_BURST 10                  /* refusal log lines per LOG_INTERVAL_MS, the rest counted */
@@ -409,7 +410,6 @@ static void early_answer(struct conn *c, int status, bool close, const char *all
 
 static void start_write(struct conn *c) {
         c->state = C_WRITE;
-        bufferevent_disable(c->bev, EV_READ);
         bufferevent_setwatermark(c->bev, EV_WRITE, c->x && c->x->file_off < c->x->file_end ? FILE_CHUNK : 0, 0);
         bufferevent_enable(c->bev, EV_WRITE);
         /* a reader that takes nothing for request-timeout is cut; every drained chunk renews it */
@@ -429,7 +429,6 @@ static void finish_exchange(struct conn *c) {
         idle_push(t, c);
         set_deadline(c, now_ms() + t->cfg.limits.keepalive_timeout_ms);
         bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
-        bufferevent_enable(c->bev, EV_READ);
         /* a pipelined request may already be here */
         if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
                 on_read(c->bev, c);
@@ -582,8 +581,9 @@ static void dispatch(struct conn *c) {
                         return;
                 }
         }
+        /* Reading stays enabled (no epoll_ctl per request): bytes that arrive meanwhile wait in the
+         * input buffer, which the read high-watermark bounds. */
         c->state = C_WORKER;
-        bufferevent_disable(c->bev, EV_READ);
         evtimer_del(c->timer);
         pthread_mutex_lock(&t->jobs.lock);
         queue_push(&t->jobs, c);
@@ -758,6 +758,8 @@ static void on_read(struct bufferevent *bev, void *userdata) {
         transport *t = c->t;
         struct evbuffer *in = bufferevent_get_input(bev);
 
+        if (c->state == C_WORKER || c->state == C_WRITE || c->state == C_HANDSHAKE)
+                return;   /* the next request waits until this answer is out */
         if (c->state == C_IDLE) {
                 if (evbuffer_get_length(in) == 0)
                         return;
@@ -1038,6 +1040,8 @@ static void on_accept(struct evconnlistener *lis, evutil_socket_t fd, struct soc
                 slot->active++;
         }
         c->state = C_HANDSHAKE;
+        /* at most this much unread input per connection while a request is being handled */
+        bufferevent_setwatermark(c->bev, EV_READ, 0, READ_HIGH_WATER);
         bufferevent_setcb(c->bev, on_read, on_write, on_event, c);
         bufferevent_enable(c->bev, EV_READ | EV_WRITE);
         set_deadline(c, which == TP_ENROLL ? now + MIN(l->handshake_timeout_ms, l->enroll_timeout_ms)

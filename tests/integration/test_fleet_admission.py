@@ -249,8 +249,10 @@ def bad_config_cases(pki, d):
 def test_config_error_is_one_line_and_exit_2(pki, tmp_path, case):
     line, want = bad_config_cases(pki, tmp_path)[case]
     srv = Server(binary("ringil-server"), pki, tmp_path / "server")
-    # later keys win for single values: append the bad line
-    srv.conf.write_text(srv.conf.read_text() + line)
+    # the bad lines replace the keys they name (a repeated key would be an error of its own)
+    conf = dict(ln.split(" = ", 1) for ln in srv.conf.read_text().splitlines() if " = " in ln)
+    conf.update(ln.split(" = ", 1) for ln in line.splitlines())
+    srv.conf.write_text("".join(f"{k} = {v}\n" for k, v in conf.items()))
     p = run([srv.exe, "serve", "--config", srv.conf], check=False)
     assert p.returncode == 2, (case, p.returncode, p.err)
     assert "listening" not in p.out
