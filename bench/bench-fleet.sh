@@ -39,6 +39,7 @@ key = $W/srv/127.0.0.1.key
 device-ca = $W/ca
 keyring = $W/sign.pem
 max-connections = $((IDLE + 2000))
+keepalive-timeout = 600
 EOF
 $S serve --config "$W/server.conf" > "$W/srv.out" 2> "$W/srv.err" &
 SPID=$!
@@ -114,15 +115,16 @@ echo "  ringil-server: $("${LOAD[@]}" --conns 32 --seconds "$SECS" --new-conn)"
 
 echo "$IDLE idle mTLS keep-alive connections held (one check-in each, then silence):"
 r0=$(rss $SPID)
-"$L" idle --url "$URL" --ca "$W/ca/ca.pem" --ca-dir "$W/ca" --identities "$IDS" --conns "$IDLE" --seconds 30 \
+"$L" idle --url "$URL" --ca "$W/ca/ca.pem" --ca-dir "$W/ca" --identities "$IDS" --conns "$IDLE" --seconds 300 \
     > "$W/idle.out" &
 APID=$!
-sleep 26
+for _ in $(seq 2900); do grep -q "all opened" "$W/idle.out" && break; sleep 0.1; done
+sleep 2
 r1=$(rss $SPID)
 active=$("$S" metrics | sed -n 's/^ringil_connections_active{listener="fleet"} //p')
-wait $APID || true
+kill $APID 2>/dev/null; wait $APID 2>/dev/null || true
 APID=
-echo "  $(cat "$W/idle.out")"
+echo "  $(head -1 "$W/idle.out")"
 awk -v a="$r0" -v b="$r1" -v n="$active" 'BEGIN {
     printf "  server RSS %d KiB before, %d KiB with %d connections open: %.1f KiB per connection\n", a, b, n, (b - a) / (n > 0 ? n : 1) }'
 [[ -n $NPID ]] && kill "$NPID" 2>/dev/null && wait "$NPID" 2>/dev/null; NPID=

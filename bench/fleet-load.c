@@ -54,6 +54,7 @@ struct conn {
         double opened, sent_at, next_at;
         size_t trickled;
         unsigned served;
+        bool held, failed;
         char resp[RESP_MAX];
         size_t have;
         bool in_request;
@@ -113,6 +114,14 @@ static const char checkin_req_fmt[] = "POST /api/v1/checkin HTTP/1.1\r\nHost: fl
                                       "Content-Length: %zu\r\n\r\n%s";
 static const char checkin_body[] = "{\"version\":\"1.0\",\"slot\":\"a\",\"boot\":\"good\",\"state\":\"idle\"}";
 static char checkin_req[512];
+static int next_open;                 /* idle mode: connections scheduled so far */
+#define IDLE_IN_FLIGHT 64             /* idle mode: handshakes at once (adapts the ramp to the machine) */
+
+/* idle mode: one more connection may start (one was held or failed) */
+static void schedule_next(double t) {
+        if (next_open < opt.conns)
+                conns[next_open++].next_at = t;
+}
 static size_t checkin_len;
 
 static int parse_target(const char *url, struct sockaddr_in *sa) {
@@ -359,6 +368,12 @@ static void on_readable(struct conn *c, double t) {
                 if (c->kind == K_CHECKIN) {
                         stats[K_CHECKIN].errors++;
                         conn_close(c);
+                        if (streq(opt.mode, "idle")) {
+                                c->failed = true;
+                                c->next_at = 0;
+                                schedule_next(t);
+                                return;
+                        }
                         c->next_at = t + 0.1;
                         return;
                 }
@@ -383,6 +398,10 @@ static void on_readable(struct conn *c, double t) {
                                 conn_close(c);
                                 /* idle mode counts what the server holds: no reconnecting */
                                 c->next_at = streq(opt.mode, "idle") ? 0 : t;
+                                if (streq(opt.mode, "idle") && !c->held && !c->failed) {
+                                        c->failed = true;
+                                        schedule_next(t);
+                                }
                                 return;
                         }
                         ended(c, t, false);
@@ -414,8 +433,11 @@ static void on_readable(struct conn *c, double t) {
                                 fprintf(stderr, "fleet-load: HTTP %d: %.200s\n", code, end + 4);
                 }
                 c->have = 0;
-                if (strcmp(opt.mode, "idle") == 0)
-                        return;   /* held idle from now on */
+                if (strcmp(opt.mode, "idle") == 0) {
+                        c->held = true;   /* held idle from now on */
+                        schedule_next(t);
+                        return;
+                }
                 if (opt.rotate && ++c->served % (unsigned) opt.rotate == 0) {
                         /* the next drone identity: many drones, mostly keep-alive */
                         c->ident = (c->ident + opt.conns) % n_ids;
@@ -539,17 +561,35 @@ int main(int argc, char *argv[]) {
                 c->ident = i;
                 c->src = (unsigned) i;
                 c->kind = attack ? (enum kind) (K_TCP_IDLE + i % (_K_MAX - K_TCP_IDLE)) : K_CHECKIN;
-                /* spread the opening (attack: over 1 s; idle: over up to 10 s, handshakes cost the
-                 * same on both ends of this one machine) so the listen backlog is not the test */
-                c->next_at = t0 + (attack ? (double) i / opt.conns
-                                   : streq(opt.mode, "idle") ? (double) i / opt.conns * MIN(10.0, opt.seconds / 2.0)
-                                                             : 0);
+                /* attack: opening spread over 1 s so the listen backlog is not the test; idle: at
+                 * most IDLE_IN_FLIGHT handshakes at once, the next starts when one is held */
+                c->next_at = attack ? t0 + (double) i / opt.conns : 0;
+                if (!attack && (!streq(opt.mode, "idle") || i < IDLE_IN_FLIGHT)) {
+                        c->next_at = t0;
+                        next_open = i + 1;
+                }
         }
         t_end = t0 + opt.seconds;
+        bool reported = false;
         for (;;) {
                 double t = now();
                 if (t >= t_end)
                         break;
+                if (!reported && streq(opt.mode, "idle") && next_open == opt.conns) {
+                        unsigned long held = 0, failed = 0, settled = 0;
+                        for (int i = 0; i < opt.conns; i++) {
+                                held += conns[i].held && conns[i].st == S_ACTIVE;
+                                failed += conns[i].failed;
+                                settled += conns[i].held || conns[i].failed;
+                        }
+                        if (settled == (unsigned long) opt.conns) {
+                                /* the bench samples the server now */
+                                printf("idle: all opened: held=%lu of %d failed=%lu after %.1f s\n", held, opt.conns,
+                                       failed, t - t0);
+                                fflush(stdout);
+                                reported = true;
+                        }
+                }
                 n = epoll_wait(ep, evs, 256, 5);
                 t = now();
                 for (int i = 0; i < n; i++) {
@@ -586,8 +626,8 @@ int main(int argc, char *argv[]) {
                 unsigned long held = 0;
                 for (int i = 0; i < opt.conns; i++)
                         held += conns[i].st == S_ACTIVE;
-                printf("idle: held=%lu of %d errors=%lu checkins=%lu\n", held, opt.conns, stats[K_CHECKIN].errors,
-                       stats[K_CHECKIN].ok);
+                printf("idle: at the end: held=%lu of %d errors=%lu checkins=%lu\n", held, opt.conns,
+                       stats[K_CHECKIN].errors, stats[K_CHECKIN].ok);
                 fflush(stdout);
                 return held == (unsigned long) opt.conns ? 0 : 1;
         }
