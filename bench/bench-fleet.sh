@@ -3,7 +3,8 @@
 # nginx (mTLS, `return 200`) as the ceiling in the same run, page faults and TLB shootdowns per check-in
 # (the regression that once cost 85 % of the server's time), 10,000 idle mTLS connections held (RSS per
 # connection), a new TLS connection per check-in, bundle download to 10 drones, ringild idle RSS and
-# binary sizes. Usage: bench/bench-fleet.sh [BUILD]   (loopback only; ~2 minutes)
+# binary sizes. Usage: bench/bench-fleet.sh [BUILD]   (loopback only; 2-5 minutes)
+# Environment: FLEET_BENCH_CONNS (32), _SECONDS (5), _IDENTITIES (1000), _IDLE (10000; 0 skips it).
 set -euo pipefail
 build=$(realpath "${1:-build}")
 cd "$(dirname "$0")/.."
@@ -52,6 +53,7 @@ LOAD=("$L" checkin --url "$URL" --ca "$W/ca/ca.pem" --ca-dir "$W/ca" --identitie
 
 rss() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 minflt() { awk '{print $10}' "/proc/$1/stat"; }
+cpu() { local t=0 p; for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo $t; }
 tlb() { awk '/TLB shootdowns/ {s = 0; for (i = 2; i <= NF; i++) if ($i ~ /^[0-9]+$/) s += $i; print s}' /proc/interrupts; }
 
 # ---- nginx: the ceiling for the same client, certificates and answer ----
@@ -92,18 +94,26 @@ echo "registering $IDS drone identities (operator API)"
     --operator "$W/op/alice.pem:$W/op/alice.key" --conns 1 --seconds 1 >/dev/null
 
 echo "check-ins, $CONNS mTLS keep-alive connections, $IDS identities (each connection moves to the next identity every 200), ${SECS}s x 2, alternating:"
+hz=$(getconf CLK_TCK)
 for round in 1 2; do
-    f0=$(minflt $SPID) t0=$(tlb)
+    f0=$(minflt $SPID) t0=$(tlb) c0=$(cpu $SPID)
     out=$("${LOAD[@]}" --conns "$CONNS" --seconds "$SECS" --rotate 200)
-    f1=$(minflt $SPID) t1=$(tlb)
+    f1=$(minflt $SPID) t1=$(tlb) c1=$(cpu $SPID)
     n=$(sed -n 's/^requests=\([0-9]*\).*/\1/p' <<<"$out")
     echo "  ringil-server: $out"
-    awk -v f=$((f1 - f0)) -v t=$((t1 - t0)) -v n="$n" 'BEGIN {
-        printf "  ringil-server: page faults per check-in %.3f, TLB shootdowns per check-in %.3f%s\n",
-               f / n, t / n, (f / n > 0.5 || t / n > 0.5) ? "   <-- REGRESSION: per-request memory mapping is back" : "" }'
+    awk -v f=$((f1 - f0)) -v t=$((t1 - t0)) -v c=$((c1 - c0)) -v hz="$hz" -v n="$n" 'BEGIN {
+        printf "  ringil-server: %.0f us of server CPU, %.3f page faults, %.3f TLB shootdowns per check-in%s\n",
+               c * 1e6 / hz / n, f / n, t / n,
+               (f / n > 0.5 || t / n > 0.5) ? "   <-- REGRESSION: per-request memory mapping is back" : "" }'
     if [[ -n $NGINX ]]; then
-        echo "  nginx (mTLS, return 200, $(nproc) workers): $("$L" checkin --url "https://127.0.0.1:$NPORT" --ca "$W/ca/ca.pem" \
-            --ca-dir "$W/ca" --identities "$IDS" --conns "$CONNS" --seconds "$SECS" --rotate 200)"
+        np=($NPID $(pgrep -P "$NPID" || true))
+        c0=$(cpu "${np[@]}")
+        out=$("$L" checkin --url "https://127.0.0.1:$NPORT" --ca "$W/ca/ca.pem" --ca-dir "$W/ca" --identities "$IDS" \
+            --conns "$CONNS" --seconds "$SECS" --rotate 200)
+        c1=$(cpu "${np[@]}")
+        n=$(sed -n 's/^requests=\([0-9]*\).*/\1/p' <<<"$out")
+        echo "  nginx (mTLS, return 200, $(nproc) workers): $out"
+        awk -v c=$((c1 - c0)) -v hz="$hz" -v n="$n" 'BEGIN { printf "  nginx: %.0f us of server CPU per request\n", c * 1e6 / hz / n }'
     fi
 done
 echo "  server RSS after the check-ins: $(rss $SPID) KiB"
@@ -113,6 +123,7 @@ echo "  ringil-server: $("${LOAD[@]}" --conns 32 --seconds "$SECS" --new-conn)"
 [[ -n $NGINX ]] && echo "  nginx: $("$L" checkin --url "https://127.0.0.1:$NPORT" --ca "$W/ca/ca.pem" --ca-dir "$W/ca" \
     --identities "$IDS" --conns 32 --seconds "$SECS" --new-conn)"
 
+if [[ $IDLE -gt 0 ]]; then
 echo "$IDLE idle mTLS keep-alive connections held (one check-in each, then silence):"
 r0=$(rss $SPID)
 "$L" idle --url "$URL" --ca "$W/ca/ca.pem" --ca-dir "$W/ca" --identities "$IDS" --conns "$IDLE" --seconds 300 \
@@ -127,6 +138,7 @@ APID=
 echo "  $(head -1 "$W/idle.out")"
 awk -v a="$r0" -v b="$r1" -v n="$active" 'BEGIN {
     printf "  server RSS %d KiB before, %d KiB with %d connections open: %.1f KiB per connection\n", a, b, n, (b - a) / (n > 0 ? n : 1) }'
+fi
 [[ -n $NPID ]] && kill "$NPID" 2>/dev/null && wait "$NPID" 2>/dev/null; NPID=
 
 # agent idle RSS: one check-in, then asleep until the next poll

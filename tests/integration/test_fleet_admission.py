@@ -188,7 +188,9 @@ def test_anonymous_attackers_cannot_lock_drones_out(pki, tmp_path):
         assert int(m.group(1)) > 0 and int(m.group(2)) == 0, "a legitimate check-in failed during the attack"
         # p99 is printed above; asserted only loosely (shared 2-core machine, sanitizer builds)
         assert float(m.group(3)) < 2000
-        assert rss < 256 * 1024, f"server RSS {rss} KiB"
+        # ASan's shadow memory and quarantine are not the server's: bound only the plain build
+        sanitized = b"libasan" in subprocess.run(["ldd", str(binary("ringil-server"))], capture_output=True).stdout
+        assert sanitized or rss < 256 * 1024, f"server RSS {rss} KiB"
         kinds = {k: dict(re.findall(r"(\w+)=([\d.]+)", line))
                  for k, line in re.findall(r"attack kind=(\S+) (.*)", out)}
         assert len(kinds) == 6, out + err
