@@ -86,9 +86,14 @@ struct conn {
         uint64_t accepted_ms, deadline_ms, window_ms, window_bytes;
         struct exchange *x;
         bool close_after;
+        struct list *on;                      /* the list it is on (idle or handshaking), or NULL */
         struct conn *idle_prev, *idle_next;
         struct conn *all_prev, *all_next;
         struct conn *q_next;
+};
+
+struct list {
+        struct conn *head, *tail;
 };
 
 struct queue {
@@ -110,7 +115,8 @@ struct transport {
         bool stopping;
         pthread_t *workers;
         unsigned n_workers;
-        struct conn *idle_head, *idle_tail;   /* least recently used first */
+        struct list idle;                     /* keep-alive connections between requests, longest idle first */
+        struct list handshaking;              /* fleet port, TLS handshake not done yet, oldest first */
         struct conn *all;
         struct addr_slot addrs[ADDR_SLOTS];
         uint64_t log_window_ms;
@@ -263,28 +269,33 @@ static struct addr_slot *addr_lookup(transport *t, const uint8_t key[static 16],
 
 /* ---- connection lifecycle ---- */
 
-static void idle_unlink(transport *t, struct conn *c) {
-        if (!c->idle_prev && t->idle_head != c)
+static void list_unlink(struct conn *c) {
+        struct list *l = c->on;
+
+        if (!l)
                 return;
         if (c->idle_prev)
                 c->idle_prev->idle_next = c->idle_next;
         else
-                t->idle_head = c->idle_next;
+                l->head = c->idle_next;
         if (c->idle_next)
                 c->idle_next->idle_prev = c->idle_prev;
         else
-                t->idle_tail = c->idle_prev;
+                l->tail = c->idle_prev;
         c->idle_prev = c->idle_next = NULL;
+        c->on = NULL;
 }
 
-static void idle_push(transport *t, struct conn *c) {
-        c->idle_prev = t->idle_tail;
+static void list_push(struct list *l, struct conn *c) {
+        list_unlink(c);
+        c->idle_prev = l->tail;
         c->idle_next = NULL;
-        if (t->idle_tail)
-                t->idle_tail->idle_next = c;
+        if (l->tail)
+                l->tail->idle_next = c;
         else
-                t->idle_head = c;
-        t->idle_tail = c;
+                l->head = c;
+        l->tail = c;
+        c->on = l;
 }
 
 static void exchange_free(struct exchange *x) {
@@ -304,7 +315,7 @@ static void exchange_free(struct exchange *x) {
 static void conn_free(struct conn *c) {
         transport *t = c->t;
 
-        idle_unlink(t, c);
+        list_unlink(c);
         if (c->all_prev)
                 c->all_prev->all_next = c->all_next;
         else
@@ -426,7 +437,7 @@ static void finish_exchange(struct conn *c) {
                 return;
         }
         c->state = C_IDLE;
-        idle_push(t, c);
+        list_push(&t->idle, c);
         set_deadline(c, now_ms() + t->cfg.limits.keepalive_timeout_ms);
         bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
         /* a pipelined request may already be here */
@@ -763,7 +774,7 @@ static void on_read(struct bufferevent *bev, void *userdata) {
         if (c->state == C_IDLE) {
                 if (evbuffer_get_length(in) == 0)
                         return;
-                idle_unlink(t, c);
+                list_unlink(c);
                 c->state = C_HEAD;
                 c->x = calloc(1, sizeof(*c->x));
                 if (!c->x) {
@@ -874,13 +885,14 @@ static void on_event(struct bufferevent *bev, short what, void *userdata) {
 
         if (what & BEV_EVENT_CONNECTED) {
                 identify_peer(c, bufferevent_openssl_get_ssl(bev));
+                list_unlink(c);   /* off the handshaking list */
                 c->state = C_IDLE;
                 /* The first request is due within request-timeout (enrollment: its one deadline);
                  * a handshake followed by silence is no keep-alive client. */
                 set_deadline(c, c->listener == TP_ENROLL ? c->accepted_ms + t->cfg.limits.enroll_timeout_ms
                                                          : now_ms() + t->cfg.limits.request_timeout_ms);
                 if (c->listener == TP_FLEET)
-                        idle_push(t, c);
+                        list_push(&t->idle, c);
                 if (evbuffer_get_length(bufferevent_get_input(bev)) > 0)
                         on_read(bev, c);
                 return;
@@ -950,12 +962,28 @@ static void on_timer(evutil_socket_t fd, short what, void *userdata) {
 /* ---- accept and admission ---- */
 
 static void close_oldest_idle(transport *t) {
-        struct conn *c = t->idle_head;
+        struct conn *c = t->idle.head;
 
         if (!c)
                 return;
         atomic_fetch_add(&t->stats.idle_closed, 1);
         conn_free(c);
+}
+
+/*
+ * At the cap with nobody idle: a handshake still unfinished after HANDSHAKE_GRACE_MS is far slower
+ * than any real client's (a few ms) — most likely a connection opened only to hold a slot — so it
+ * makes room before a new client is turned away.
+ */
+#define HANDSHAKE_GRACE_MS 1000
+static bool close_stalled_handshake(transport *t, uint64_t now) {
+        struct conn *c = t->handshaking.head;
+
+        if (!c || now - c->accepted_ms < HANDSHAKE_GRACE_MS)
+                return false;
+        refuse(t, TP_REFUSED_HANDSHAKE_TIMEOUT, c->addr);
+        conn_free(c);
+        return true;
 }
 
 static void on_accept(struct evconnlistener *lis, evutil_socket_t fd, struct sockaddr *sa, int salen, void *userdata) {
@@ -979,9 +1007,12 @@ static void on_accept(struct evconnlistener *lis, evutil_socket_t fd, struct soc
 
         /* Near the cap (90 %), make room by closing the connection idle the longest: a keep-alive
          * client reconnects at its next poll, a new client would otherwise be turned away. */
-        if (which == TP_FLEET)
-                while (t->idle_head && (uint32_t) atomic_load(&t->stats.active[TP_FLEET]) >= cap - cap / 10)
+        if (which == TP_FLEET) {
+                while (t->idle.head && (uint32_t) atomic_load(&t->stats.active[TP_FLEET]) >= cap - cap / 10)
                         close_oldest_idle(t);
+                while ((uint32_t) atomic_load(&t->stats.active[TP_FLEET]) >= cap && close_stalled_handshake(t, now))
+                        ;
+        }
         if ((uint32_t) atomic_load(&t->stats.active[which]) >= cap) {
                 refuse(t, TP_REFUSED_CAP, addr);
                 close(fd);
@@ -1040,6 +1071,8 @@ static void on_accept(struct evconnlistener *lis, evutil_socket_t fd, struct soc
                 slot->active++;
         }
         c->state = C_HANDSHAKE;
+        if (which == TP_FLEET)
+                list_push(&t->handshaking, c);
         /* at most this much unread input per connection while a request is being handled */
         bufferevent_setwatermark(c->bev, EV_READ, 0, READ_HIGH_WATER);
         bufferevent_setcb(c->bev, on_read, on_write, on_event, c);

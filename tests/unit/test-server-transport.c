@@ -60,6 +60,8 @@ static int port_of(transport *t, enum tp_listener l) {
         return atoi(strrchr(a, ':') + 1);
 }
 
+static uint32_t handshake_timeout_ms = 600;
+
 static int setup(void **state) {
         struct fixture *f = calloc(1, sizeof(*f));
         char ca[4096], cert[4200], key[4200], out[4096];
@@ -71,7 +73,7 @@ static int setup(void **state) {
                         .enroll_per_address = 2,
                         .enroll_rate = 600,
                         .enroll_timeout_ms = 800,
-                        .handshake_timeout_ms = 600,
+                        .handshake_timeout_ms = handshake_timeout_ms,
                         .request_timeout_ms = 700,
                         .keepalive_timeout_ms = 5000,
                         .min_body_rate = 100,
@@ -376,6 +378,37 @@ static void test_idle_closed_first_near_the_cap(void **state) {
                 tls_close(ssl[i], fd[i]);
 }
 
+/* The same server with a handshake deadline far longer than the test. */
+static int setup_slow_handshake(void **state) {
+        int r;
+        handshake_timeout_ms = 20000;
+        r = setup(state);
+        handshake_timeout_ms = 600;
+        return r;
+}
+
+/* Connections that never start TLS hold no slot a real client needs once the cap is reached. */
+static void test_stalled_handshakes_make_room(void **state) {
+        struct fixture *f = *state;
+        char buf[4096];
+        int raw[4], fd;
+        SSL *ssl;
+
+        for (int i = 0; i < 4; i++)
+                raw[i] = tcp(f->port);
+        usleep(1200 * 1000);   /* older than the grace a real handshake needs */
+        ssl = tls(f, f->port, "drone-1", &fd);
+        assert_non_null(ssl);
+        SSL_write(ssl, "GET /echo HTTP/1.1\r\n\r\n", 22);
+        read_response(ssl, buf, sizeof(buf), false);
+        assert_int_equal(status_of(buf), 200);
+        tls_close(ssl, fd);
+        /* the oldest stalled one made room, long before its own deadline */
+        assert_true(atomic_load(&tp_get_stats(f->t)->refused[TP_REFUSED_HANDSHAKE_TIMEOUT]) >= 1);
+        for (int i = 0; i < 4; i++)
+                close(raw[i]);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_no_certificate_no_http, setup, teardown),
@@ -384,6 +417,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_deadlines, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_enrollment_per_address_cap, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_idle_closed_first_near_the_cap, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_stalled_handshakes_make_room, setup_slow_handshake, teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
