@@ -191,6 +191,9 @@ def test_anonymous_attackers_cannot_lock_drones_out(pki, tmp_path):
         # ASan's shadow memory and quarantine are not the server's: bound only the plain build
         sanitized = b"libasan" in subprocess.run(["ldd", str(binary("ringil-server"))], capture_output=True).stdout
         assert sanitized or rss < 256 * 1024, f"server RSS {rss} KiB"
+        # lifetimes are measured by the attacking client, which notices a cut late when it is itself
+        # slow (a sanitizer build doing 1,000 TLS connections): more slack there
+        slack = 20 if sanitized else 3
         kinds = {k: dict(re.findall(r"(\w+)=([\d.]+)", line))
                  for k, line in re.findall(r"attack kind=(\S+) (.*)", out)}
         assert len(kinds) == 6, out + err
@@ -201,8 +204,8 @@ def test_anonymous_attackers_cannot_lock_drones_out(pki, tmp_path):
             st = kinds[k]
             assert int(st["opened"]) > 0 and int(st["cut"]) > 0, (k, st)
             # cut at the deadline: nobody lived (or is alive) much past it
-            assert float(st["life_max_s"]) <= d + 3, (k, st)
-            assert float(st["oldest_alive_s"]) <= d + 3, (k, st)
+            assert float(st["life_max_s"]) <= d + slack, (k, st)
+            assert float(st["oldest_alive_s"]) <= d + slack, (k, st)
         # the slow ones that got in were held until their deadline, not refused by accident
         assert float(kinds["tcp-idle"]["life_p50_s"]) >= limits["handshake"] - 0.5, kinds["tcp-idle"]
         for reason in ("handshake_timeout", "request_timeout", "cap", "malformed", "no_certificate"):
