@@ -235,12 +235,18 @@ static void refuse(transport *t, enum tp_refusal why, const char *addr) {
 /* ---- enrollment: per-address cap and token bucket ---- */
 
 static void addr_key(const struct sockaddr *sa, uint8_t key[static 16]) {
+        /* copied out, not cast: a struct sockaddr pointer promises no sockaddr_in alignment */
         memset(key, 0, 16);
         if (sa->sa_family == AF_INET) {
+                struct sockaddr_in in;
+                memcpy(&in, sa, sizeof(in));
                 key[10] = key[11] = 0xff;
-                memcpy(key + 12, &((const struct sockaddr_in *) sa)->sin_addr, 4);
-        } else if (sa->sa_family == AF_INET6)
-                memcpy(key, &((const struct sockaddr_in6 *) sa)->sin6_addr, 16);
+                memcpy(key + 12, &in.sin_addr, 4);
+        } else if (sa->sa_family == AF_INET6) {
+                struct sockaddr_in6 in6;
+                memcpy(&in6, sa, sizeof(in6));
+                memcpy(key, &in6.sin6_addr, 16);
+        }
 }
 
 static struct addr_slot *addr_lookup(transport *t, const uint8_t key[static 16], uint64_t now) {
@@ -998,11 +1004,15 @@ static void on_accept(struct evconnlistener *lis, evutil_socket_t fd, struct soc
         uint64_t now = now_ms();
         int one = 1;
 
-        (void) salen;
-        if (sa->sa_family == AF_INET)
-                inet_ntop(AF_INET, &((struct sockaddr_in *) sa)->sin_addr, addr, sizeof(addr));
-        else if (sa->sa_family == AF_INET6)
-                inet_ntop(AF_INET6, &((struct sockaddr_in6 *) sa)->sin6_addr, addr, sizeof(addr));
+        if (sa->sa_family == AF_INET && (size_t) salen >= sizeof(struct sockaddr_in)) {
+                struct sockaddr_in in;
+                memcpy(&in, sa, sizeof(in));
+                inet_ntop(AF_INET, &in.sin_addr, addr, sizeof(addr));
+        } else if (sa->sa_family == AF_INET6 && (size_t) salen >= sizeof(struct sockaddr_in6)) {
+                struct sockaddr_in6 in6;
+                memcpy(&in6, sa, sizeof(in6));
+                inet_ntop(AF_INET6, &in6.sin6_addr, addr, sizeof(addr));
+        }
         atomic_fetch_add(&t->stats.connections_total, 1);
 
         /* Near the cap (90 %), make room by closing the connection idle the longest: a keep-alive
