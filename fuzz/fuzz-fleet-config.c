@@ -1,5 +1,5 @@
-/* fuzz-fleet-config.c: the agent config file (key = value) parser. */
-#include "fleet-msg.h"
+/* fuzz-fleet-config.c: the agent config (ringild.conf) schema over the configuration reader. */
+#include "fleet-agentconf.h"
 #include "fuzz.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
