@@ -17,9 +17,7 @@
 #define QUOTE_MAX 80
 #define Q(s) qlen(s), (s), strlen(s) > (size_t) qlen(s) ? "..." : ""
 
-static int qlen(const char *s) {
-        size_t n = strlen(s);
-
+static int qlen_n(const char *s, size_t n) {
         if (n <= QUOTE_MAX)
                 return (int) n;
         n = QUOTE_MAX;
@@ -28,23 +26,68 @@ static int qlen(const char *s) {
         return (int) n;
 }
 
-/* The file name comes from the command line: control bytes and backslashes are escaped, never printed. */
-static void escape_name(const char *s, char *buf, size_t size) {
-        size_t o = 0;
+static int qlen(const char *s) {
+        return qlen_n(s, strlen(s));
+}
 
-        for (; *s && o + 8 < size; s++) {
-                unsigned char c = (unsigned char) *s;
-                if (c < 0x20 || c == 0x7f || c == '\\')
+static bool utf8_valid(const char *s) {
+        const unsigned char *p = (const unsigned char *) s;
+
+        while (*p) {
+                uint32_t cp;
+                size_t n;
+
+                if (p[0] < 0x80) {
+                        p++;
+                        continue;
+                }
+                if ((p[0] & 0xe0) == 0xc0)
+                        n = 1, cp = p[0] & 0x1f;
+                else if ((p[0] & 0xf0) == 0xe0)
+                        n = 2, cp = p[0] & 0x0f;
+                else if ((p[0] & 0xf8) == 0xf0)
+                        n = 3, cp = p[0] & 0x07;
+                else
+                        return false;
+                for (size_t i = 1; i <= n; i++) {
+                        if ((p[i] & 0xc0) != 0x80)
+                                return false;
+                        cp = (cp << 6) | (p[i] & 0x3f);
+                }
+                /* Overlong forms, UTF-16 surrogates and anything past U+10FFFF have a second spelling or none. */
+                if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) ||
+                    (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff)
+                        return false;
+                p += n + 1;
+        }
+        return true;
+}
+
+/*
+ * Untrusted bytes that are not a checked value (the file name from the command line, a line the reader
+ * could not make sense of) are escaped, never printed: control bytes, backslashes, and with ascii any byte
+ * >= 0x80, become \xNN; at most `max` input bytes, then "...".
+ */
+static void escape(const char *s, size_t max, bool ascii, char *buf, size_t size) {
+        size_t o = 0, i = 0;
+
+        for (; s[i] && i < max && o + 8 < size; i++) {
+                unsigned char c = (unsigned char) s[i];
+                if (c < 0x20 || c == 0x7f || c == '\\' || (ascii && c >= 0x80))
                         o += (size_t) snprintf(buf + o, size - o, "\\x%02x", c);
                 else
                         buf[o++] = (char) c;
         }
-        if (*s) {
+        if (s[i]) {
                 /* Cut: room for "..." is always left by the loop bound above. */
                 memcpy(buf + o, "...", 3);
                 o += 3;
         }
         buf[o] = '\0';
+}
+
+static void escape_name(const char *path, char *buf, size_t size) {
+        escape(path, SIZE_MAX, !utf8_valid(path), buf, size);
 }
 
 int conf_fail(const struct conf_ctx *ctx, int r, const char *fmt, ...) {
@@ -135,7 +178,7 @@ static int seen_add(struct seen_entry *seen, size_t *n, const struct conf_ctx *c
 int conf_read(const char *text, size_t len, const char *file, conf_handler handler, void *userdata) {
         _cleanup_free_ struct seen_entry *seen = NULL;
         char section[CONF_MAX_NAME + 1] = "";
-        char line[CONF_MAX_LINE + 1];
+        char line[CONF_MAX_LINE + 1], bad[4 * QUOTE_MAX + 8];
         struct conf_ctx ctx = { .file = file, .section = section };
         size_t pos = 0, n_seen = 0;
         int r;
@@ -173,10 +216,11 @@ int conf_read(const char *text, size_t len, const char *file, conf_handler handl
                                 return conf_fail(&ctx, -RINGIL_EMALFORMED, "expected `[section]'");
                         *end = '\0';
                         s = strip(s + 1);
-                        if (!name_valid(s))
+                        if (!name_valid(s)) {
+                                escape(s, QUOTE_MAX, true, bad, sizeof(bad));
                                 return conf_fail(&ctx, -RINGIL_EMALFORMED,
-                                                 "bad section name `%.*s%s' (1..%u of A-Z a-z 0-9 . _ -)", Q(s),
-                                                 CONF_MAX_NAME);
+                                                 "bad section name `%s' (1..%u of A-Z a-z 0-9 . _ -)", bad, CONF_MAX_NAME);
+                        }
                         memcpy(section, s, strlen(s) + 1);
                         r = seen_add(seen, &n_seen, &ctx);
                         if (r >= 0)
@@ -186,14 +230,21 @@ int conf_read(const char *text, size_t len, const char *file, conf_handler handl
                         continue;
                 }
                 eq = strchr(s, '=');
-                if (!eq)
-                        return conf_fail(&ctx, -RINGIL_EMALFORMED, "expected `key = value', not `%.*s%s'", Q(s));
+                if (!eq) {
+                        escape(s, QUOTE_MAX, true, bad, sizeof(bad));
+                        return conf_fail(&ctx, -RINGIL_EMALFORMED, "expected `key = value', not `%s'", bad);
+                }
                 *eq = '\0';
                 ctx.key = strip(s);
                 value = strip(eq + 1);
-                if (!name_valid(ctx.key))
-                        return conf_fail(&ctx, -RINGIL_EMALFORMED, "bad key `%.*s%s' (1..%u of A-Z a-z 0-9 . _ -)",
-                                         Q(ctx.key), CONF_MAX_NAME);
+                if (!name_valid(ctx.key)) {
+                        escape(ctx.key, QUOTE_MAX, true, bad, sizeof(bad));
+                        return conf_fail(&ctx, -RINGIL_EMALFORMED, "bad key `%s' (1..%u of A-Z a-z 0-9 . _ -)", bad,
+                                         CONF_MAX_NAME);
+                }
+                /* A tab is a blank around names and values, never part of a value. */
+                if (strchr(value, '\t'))
+                        return conf_fail(&ctx, -RINGIL_EMALFORMED, "tab inside the value of `%s'", ctx.key);
                 r = seen_add(seen, &n_seen, &ctx);
                 if (r >= 0)
                         r = handler(userdata, &ctx, value);
@@ -230,39 +281,6 @@ int conf_read_file(const char *path, uint8_t **ret_data, size_t *ret_len) {
 }
 
 /* ---- the table layer ---- */
-
-static bool utf8_valid(const char *s) {
-        const unsigned char *p = (const unsigned char *) s;
-
-        while (*p) {
-                uint32_t cp;
-                size_t n;
-
-                if (p[0] < 0x80) {
-                        p++;
-                        continue;
-                }
-                if ((p[0] & 0xe0) == 0xc0)
-                        n = 1, cp = p[0] & 0x1f;
-                else if ((p[0] & 0xf0) == 0xe0)
-                        n = 2, cp = p[0] & 0x0f;
-                else if ((p[0] & 0xf8) == 0xf0)
-                        n = 3, cp = p[0] & 0x07;
-                else
-                        return false;
-                for (size_t i = 1; i <= n; i++) {
-                        if ((p[i] & 0xc0) != 0x80)
-                                return false;
-                        cp = (cp << 6) | (p[i] & 0x3f);
-                }
-                /* Overlong forms, UTF-16 surrogates and anything past U+10FFFF have a second spelling or none. */
-                if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) ||
-                    (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff)
-                        return false;
-                p += n + 1;
-        }
-        return true;
-}
 
 /* "slot.*" matches [slot.X] for any non-empty X; anything else matches exactly. */
 static bool section_matches(const char *pattern, const char *section) {
@@ -619,8 +637,8 @@ int conf_parse_list(const struct conf_ctx *ctx, const char *value, void *dst) {
                 }
                 if (len > spec->item_max) {
                         conf_list_free(list);
-                        return conf_fail(ctx, -RINGIL_EMALFORMED, "item `%.*s' longer than %zu bytes",
-                                         (int) MIN(len, (size_t) QUOTE_MAX), p, spec->item_max);
+                        return conf_fail(ctx, -RINGIL_EMALFORMED, "item `%.*s%s' longer than %zu bytes",
+                                         qlen_n(p, len), p, (size_t) qlen_n(p, len) < len ? "..." : "", spec->item_max);
                 }
                 if (n >= ctx->item->max) {
                         conf_list_free(list);
@@ -630,8 +648,8 @@ int conf_parse_list(const struct conf_ctx *ctx, const char *value, void *dst) {
                 for (size_t i = 0; i < n; i++)
                         if (strlen(list[i]) == len && memcmp(list[i], p, len) == 0) {
                                 conf_list_free(list);
-                                return conf_fail(ctx, -RINGIL_EMALFORMED, "`%.*s' listed twice",
-                                                 (int) MIN(len, (size_t) QUOTE_MAX), p);
+                                return conf_fail(ctx, -RINGIL_EMALFORMED, "`%.*s%s' listed twice", qlen_n(p, len),
+                                                 p, (size_t) qlen_n(p, len) < len ? "..." : "");
                         }
                 list[n] = strndup(p, len);
                 if (!list[n]) {
