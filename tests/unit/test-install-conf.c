@@ -64,8 +64,8 @@ static void test_signer_policy(void **state) {
                 "[device]\ncompatible = x\nallowed-signer = a, \n",
                 "[device]\ncompatible = x\nallowed-signer = a, b, a\n",
                 "[device]\ncompatible = x\nallowed-signer = a\nallowed-signer = b\n",   /* duplicate key */
-                "[device]\ncompatible = x\nallowed-signer = "
-                "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\n",   /* 65 > ub-common-name */
+                ("[device]\ncompatible = x\nallowed-signer = "
+                 "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\n"),   /* 65 > ub-common-name */
         };
         for (size_t i = 0; i < ELEMENTSOF(bad); i++)
                 if (parse(bad[i], &c) != -RINGIL_EMALFORMED)
