@@ -37,6 +37,15 @@ int exit_code_from_errno(int r) {
                 return EXIT_NOTFOUND;
         case EINVAL:
                 return EXIT_USAGE;
+        case ECONNREFUSED:
+        case EHOSTUNREACH:
+        case ENETUNREACH:
+        case ETIMEDOUT:
+        case ECONNRESET:
+        case ECONNABORTED:
+                return EXIT_NETWORK;
+        case EPROTO:
+                return EXIT_PROTOCOL;
         default:
                 return EXIT_FAIL;
         }

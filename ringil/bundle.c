@@ -423,23 +423,9 @@ static int verb_bundle_info(int argc, char *argv[]) {
         return EXIT_OK;
 }
 
-#define BUNDLE_USAGE_HEAD \
-        "Usage: ringil bundle create|verify|info [OPTIONS…]\n\n" \
-        "Signed update bundles (docs/bundle-format.md). The commands:\n\n"
-
-/* Help texts with the shared exit-code table appended, built once before main(). `ringil bundle X
- * --help` prints the whole bundle text, since the top-level dispatcher answers --help itself. */
-static char create_help[sizeof(CREATE_USAGE) + 1024], verify_help[sizeof(VERIFY_USAGE) + 1024],
-        info_help[sizeof(INFO_USAGE) + 1024];
-char bundle_usage[sizeof(BUNDLE_USAGE_HEAD CREATE_USAGE VERIFY_USAGE INFO_USAGE) + 1024];
-
-__attribute__((constructor)) static void bundle_help_init(void) {
-        snprintf(create_help, sizeof(create_help), "%s%s", CREATE_USAGE, exit_codes_help);
-        snprintf(verify_help, sizeof(verify_help), "%s%s", VERIFY_USAGE, exit_codes_help);
-        snprintf(info_help, sizeof(info_help), "%s%s", INFO_USAGE, exit_codes_help);
-        snprintf(bundle_usage, sizeof(bundle_usage), "%s%s%s%s%s", BUNDLE_USAGE_HEAD, CREATE_USAGE, VERIFY_USAGE,
-                 INFO_USAGE, exit_codes_help);
-}
+/* Help texts with the shared exit-code table appended. */
+static const char create_help[] = CREATE_USAGE EXIT_CODES_HELP, verify_help[] = VERIFY_USAGE EXIT_CODES_HELP,
+                  info_help[] = INFO_USAGE EXIT_CODES_HELP;
 
 static const struct verb bundle_verbs[] = {
         VERB("create", verb_bundle_create, "make a signed update bundle", create_help),
@@ -447,6 +433,9 @@ static const struct verb bundle_verbs[] = {
         VERB("info", verb_bundle_info, "show a bundle's manifest (unverified)", info_help),
 };
 
-int verb_bundle(int argc, char *argv[]) {
-        return verb_dispatch(bundle_verbs, ELEMENTSOF(bundle_verbs), "bundle", argc - 1, argv + 1);
-}
+const struct verb_group bundle_group = {
+        .usage = "Usage: ringil bundle COMMAND [OPTIONS…]\n\n"
+                 "Signed update bundles (docs/bundle-format.md).\n\n",
+        .verbs = bundle_verbs,
+        .n = ELEMENTSOF(bundle_verbs),
+};

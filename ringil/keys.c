@@ -444,21 +444,9 @@ static const struct verb keys_verbs[] = {
              "Exit codes: 0 status shown (whatever it is), 1 I/O error, 2 usage, 12 no efivarfs.\n"),
 };
 
-static const char keys_usage[] =
-        "Usage: ringil keys COMMAND [OPTIONS]\n\n"
-        "Secure Boot key bundle (PK, KEK, db) compatible with sbctl and lanzaboote.\n\n"
-        "Commands:\n"
-        "  create   create the PK/KEK/db key bundle\n"
-        "  export   write {PK,KEK,db}.esl and .auth for enrollment\n"
-        "  enroll   write db, KEK and PK into firmware in Setup Mode\n"
-        "  status   show Secure Boot mode and whether our keys are enrolled\n\n"
-        "Run `ringil keys COMMAND --help` for a command's options.\n\n";
-
-int verb_keys(int argc, char *argv[]) {
-        if (argc < 2 || streq(argv[1], "--help") || streq(argv[1], "-h")) {
-                fputs(keys_usage, argc < 2 ? stderr : stdout);
-                fputs(exit_codes_help, argc < 2 ? stderr : stdout);
-                return argc < 2 ? EXIT_USAGE : EXIT_OK;
-        }
-        return verb_dispatch(keys_verbs, ELEMENTSOF(keys_verbs), "keys", argc - 1, argv + 1);
-}
+const struct verb_group keys_group = {
+        .usage = "Usage: ringil keys COMMAND [OPTIONS]\n\n"
+                 "Secure Boot key bundle (PK, KEK, db) compatible with sbctl and lanzaboote.\n\n",
+        .verbs = keys_verbs,
+        .n = ELEMENTSOF(keys_verbs),
+};

@@ -13,13 +13,13 @@ static const struct verb verbs[] = {
         VERB("version", verb_version, "print the version",
              "Usage: ringil version\n\nPrint ringil's version and the OpenSSL it runs on.\n"),
         /* keys */
-        VERB("keys", verb_keys, "Secure Boot PK/KEK/db: create, export, enroll, status", NULL),
+        VERB_GROUP("keys", &keys_group, "Secure Boot PK/KEK/db: create, export, enroll, status"),
 
         /* efi */
-        VERB("efi", verb_efi, "Authenticode signing of EFI binaries: sign, verify, hash", NULL),
+        VERB_GROUP("efi", &efi_group, "Authenticode signing of EFI binaries: sign, verify, hash"),
 
         /* bundle */
-        VERB("bundle", verb_bundle, "signed update bundles: create, verify, info", bundle_usage),
+        VERB_GROUP("bundle", &bundle_group, "signed update bundles: create, verify, info"),
 
         /* install */
         VERB("install", verb_install, "install a verified bundle into the inactive A/B slot", install_usage),
@@ -33,8 +33,7 @@ static const struct verb verbs[] = {
              audit_usage),
 
         /* fleet */
-        VERB("ca", verb_ca, "the fleet's device CA: drone, operator and server certificates",
-             "Usage: ringil ca create|issue …\n\nSee `ringil ca COMMAND --help`.\n"),
+        VERB_GROUP("ca", &ca_group, "the fleet's device CA: drone, operator and server certificates"),
 
 };
 

@@ -33,3 +33,55 @@ def test_unknown_option(ringil):
 def test_subcommand_help(ringil):
     p = ringil("version", "--help", check=0)
     assert p.out.startswith("Usage: ringil version")
+
+
+def commands(text, of=None):
+    """The command names listed under "Commands[ of X]:" in a --help text."""
+    head = f"Commands of {of}:" if of else "Commands:"
+    lines = text.split(head, 1)[1].splitlines()[1:]
+    out = []
+    for line in lines:
+        if not line.startswith("  ") or not line.strip():
+            break
+        out.append(line.split()[0])
+    return out
+
+
+def test_every_verb_shows_its_own_help(ringil):
+    """`ringil G --help` shows G's text with its commands; `ringil G C --help` shows C's detailed text,
+    never the group's stub (the nested dispatch answers --help at the innermost verb)."""
+    top = commands(ringil("--help", check=0).out)
+    assert {"keys", "efi", "bundle", "ca", "install", "audit"} <= set(top)
+    groups = 0
+    for verb in top:
+        p = ringil(verb, "--help", check=0)
+        assert p.out.startswith(f"Usage: ringil {verb}"), (verb, p.out[:200])
+        if f"Commands of {verb}:" not in p.out:
+            continue
+        groups += 1
+        assert "Exit codes:" in p.out
+        subs = commands(p.out, verb)
+        assert subs, verb
+        for sub in subs:
+            for flag in ("--help", "-h"):
+                q = ringil(verb, sub, flag, check=0)
+                assert q.out.startswith(f"Usage: ringil {verb} {sub}"), (verb, sub, q.out[:200])
+                assert "Options:" in q.out and "Exit codes" in q.out, (verb, sub)
+                assert q.out != p.out
+        # a missing command is a usage error that still says what the commands are
+        r = ringil(verb)
+        assert r.returncode == 2 and f"Commands of {verb}:" in r.err
+    assert groups >= 4
+
+
+def test_ca_help_is_the_detailed_text(ringil):
+    p = ringil("ca", "issue", "--help", check=0)
+    assert "--operator" in p.out and "--san S" in p.out and "EKU" in p.out
+    p = ringil("ca", "create", "--help", check=0)
+    assert "basicConstraints" in p.out and "--days N" in p.out
+    p = ringil("ca", "--help", check=0)
+    assert "create" in p.out and "issue" in p.out and "COMMAND --help" in p.out
+    # --help after options too, and an unknown nested command names its group
+    assert ringil("ca", "issue", "--dir", "x", "--help", check=0).out.startswith("Usage: ringil ca issue")
+    q = ringil("ca", "frob")
+    assert q.returncode == 2 and "unknown command 'frob' for ca" in q.err
