@@ -7,6 +7,7 @@
 #include "audit.h"
 #include "crypto.h"
 #include "err.h"
+#include "escape.h"
 #include "fileio.h"
 #include "macro.h"
 #include "parse.h"
@@ -64,21 +65,13 @@ const struct audit_check *audit_check_find(const char *id) {
         return NULL;
 }
 
-/* Evidence strings come from hostile files: keep them short and printable. */
+/* Evidence strings come from hostile files: keep them short and printable (escape.h). */
 static char *sanitize(const char *s) {
-        size_t n;
-        char *o;
+        char buf[513];
 
         if (!s)
                 return NULL;
-        n = strnlen(s, 512);
-        o = malloc(n + 1);
-        if (!o)
-                return NULL;
-        for (size_t i = 0; i < n; i++)
-                o[i] = (s[i] >= 0x20 && s[i] < 0x7f) ? s[i] : '?';
-        o[n] = '\0';
-        return o;
+        return strdup(escape_text(s, buf, sizeof(buf)));
 }
 
 void audit_evidence(struct audit_result *res, const char *path, const char *observed, const char *expected) {

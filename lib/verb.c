@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "err.h"
+#include "escape.h"
 #include "macro.h"
 #include "verb.h"
 
@@ -27,13 +28,14 @@ static void group_help(FILE *f, const struct verb *v) {
 }
 
 int usage_error(const char *fmt, ...) {
+        char msg[1024];
         va_list ap;
 
-        fputs("ringil: ", stderr);
         va_start(ap, fmt);
-        vfprintf(stderr, fmt, ap);
+        (void) vsnprintf(msg, sizeof(msg), fmt, ap);
         va_end(ap);
-        fputs(" (see --help)\n", stderr);
+        /* The offending argument is quoted back: escaped, like every message (escape.h). */
+        fprintf(stderr, "ringil: %s (see --help)\n", ESCAPED(msg));
         return EXIT_USAGE;
 }
 

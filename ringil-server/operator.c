@@ -8,6 +8,7 @@
 
 #include "fleet-ca.h"
 #include "err.h"
+#include "escape.h"
 #include "fleet-client.h"
 #include "log.h"
 #include "operator.h"
@@ -115,10 +116,12 @@ static void print_json(json_t *j) {
         free(s);
 }
 
-static const char *str(json_t *o, const char *k) {
+static const char *str_raw(json_t *o, const char *k) {
         const char *s = json_string_value(json_object_get(o, k));
         return s && *s ? s : "-";
 }
+/* A string of the server's answer, printable (escape.h): the server is not trusted with our terminal. */
+#define str(o, k) ESCAPED(str_raw((o), (k)))
 
 int op_drones(int argc, char *argv[]) {
         struct op_opts o;

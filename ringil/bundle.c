@@ -10,6 +10,7 @@
 #include "bundle.h"
 #include "crypto.h"
 #include "err.h"
+#include "escape.h"
 #include "fileio.h"
 #include "install-nix.h"
 #include "log.h"
@@ -255,7 +256,7 @@ static int verb_bundle_create(int argc, char *argv[]) {
         r = bundle_create(&o, output);
         if (r < 0)
                 return fail(r, "cannot create bundle");
-        printf("wrote %s\n", output);
+        printf("wrote %s\n", ESCAPED(output));
         return EXIT_OK;
 }
 
@@ -325,8 +326,8 @@ static int verb_bundle_verify(int argc, char *argv[]) {
         if (r < 0)
                 return fail(r, path);
         m = bundle_get_manifest(b);
-        printf("OK: %s: version %s for '%s', %zu payload%s, expires %s, signed by %s\n", path, m->version, m->compatible,
-               m->n_payloads, m->n_payloads == 1 ? "" : "s", format_time(m->expires, t), m->signer);
+        printf("OK: %s: version %s for '%s', %zu payload%s, expires %s, signed by %s\n", ESCAPED(path), m->version,
+               m->compatible, m->n_payloads, m->n_payloads == 1 ? "" : "s", format_time(m->expires, t), ESCAPED(m->signer));
         return EXIT_OK;
 }
 
@@ -403,7 +404,7 @@ static int verb_bundle_info(int argc, char *argv[]) {
                 return fail(r, argv[optind]);
         if (json)
                 return info_json(m, sig_len);
-        printf("Bundle:      %s (UNVERIFIED: signature not checked; use `ringil bundle verify`)\n", argv[optind]);
+        printf("Bundle:      %s (UNVERIFIED: signature not checked; use `ringil bundle verify`)\n", ESCAPED(argv[optind]));
         printf("Format:      %u\n", m->format);
         printf("Compatible:  %s\n", m->compatible);
         printf("Version:     %s\n", m->version);

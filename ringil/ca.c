@@ -5,6 +5,7 @@
 
 #include "fleet-ca.h"
 #include "err.h"
+#include "escape.h"
 #include "log.h"
 #include "parse.h"
 #include "verb.h"
@@ -47,7 +48,7 @@ static int ca_create_main(int argc, char *argv[]) {
                 log_error_errno(r, "Failed to create CA in '%s': %s", dir, ringil_detail());
                 return exit_code_from_errno(r);
         }
-        printf("%s/ca.pem\n", dir);
+        printf("%s/ca.pem\n", ESCAPED(dir));
         return EXIT_OK;
 }
 
@@ -113,7 +114,7 @@ static int ca_issue_main(int argc, char *argv[]) {
                 log_error_errno(r, "Failed to issue a certificate for '%s': %s", name, ringil_detail());
                 return exit_code_from_errno(r);
         }
-        printf("%s/%s.pem\n%s/%s.key\n", out, name, out, name);
+        printf("%s/%s.pem\n%s/%s.key\n", ESCAPED(out), name, ESCAPED(out), name);
         return EXIT_OK;
 }
 

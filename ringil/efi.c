@@ -9,6 +9,7 @@
 #include "efi-authenticode.h"
 #include "crypto.h"
 #include "err.h"
+#include "escape.h"
 #include "fileio.h"
 #include "log.h"
 #include "efi-pe.h"
@@ -217,8 +218,8 @@ static int efi_verify(int argc, char *argv[]) {
         r = authenticode_verify(image, len, cert, &info);
         if (r < 0)
                 return fail(r, "Verification failed for", file);
-        printf("%s: OK (signature %u of %u, signer %s, image sha256 %s)\n", file, info.valid_index + 1,
-               info.n_signatures, info.signer, hex_encode(info.image_hash, SHA256_LEN, hex));
+        printf("%s: OK (signature %u of %u, signer %s, image sha256 %s)\n", ESCAPED(file), info.valid_index + 1,
+               info.n_signatures, ESCAPED(info.signer), hex_encode(info.image_hash, SHA256_LEN, hex));
         return EXIT_OK;
 }
 
@@ -266,7 +267,7 @@ static int efi_hash(int argc, char *argv[]) {
         r = authenticode_image_hash(image, len, hash);
         if (r < 0)
                 return fail(r, "Failed to hash", file);
-        printf("%s  %s\n", hex_encode(hash, SHA256_LEN, hex), file);
+        printf("%s  %s\n", hex_encode(hash, SHA256_LEN, hex), ESCAPED(file));
         return EXIT_OK;
 }
 

@@ -8,6 +8,7 @@
 
 #include "install-bootentry.h"
 #include "err.h"
+#include "escape.h"
 #include "install.h"
 #include "install-nix.h"
 #include "log.h"
@@ -279,14 +280,14 @@ static int status_generation(const struct device_conf *c, const struct install_s
                 free(s);
                 return EXIT_OK;
         }
-        printf("mode:       generation (profile %s)\n", c->nix_profile);
-        printf("system:     %s\n", sys ? sys : "none");
+        printf("mode:       generation (profile %s)\n", ESCAPED(c->nix_profile));
+        printf("system:     %s\n", sys ? ESCAPED(sys) : "none");
         printf("generation: %s %s\n", st->slots[0].version ? st->slots[0].version : "-", gen);
-        printf("running:    %s\n", running ? running : "unknown");
+        printf("running:    %s\n", running ? ESCAPED(running) : "unknown");
         printf("install:    %s%s%s\n", install_phase_to_string(st->phase), st->phase != PHASE_IDLE && st->version ? " " : "",
                st->phase != PHASE_IDLE && st->version ? st->version : "");
         printf("floor:      %s\n", floor ? floor : "none");
-        printf("last error: %s\n", st->last_error ? st->last_error : "-");
+        printf("last error: %s\n", st->last_error ? ESCAPED(st->last_error) : "-");
         return EXIT_OK;
 }
 
@@ -396,11 +397,11 @@ int verb_status(int argc, char *argv[]) {
                 free(s);
         } else {
                 printf("booted:     %s%s%s%s\n", booted >= 0 ? (booted ? "b" : "a") : "unknown", booted_id ? " (" : "",
-                       booted_id ? booted_id : "", booted_id ? ")" : "");
-                printf("default:    %s\n", def ? def->file : "none");
+                       booted_id ? ESCAPED(booted_id) : "", booted_id ? ")" : "");
+                printf("default:    %s\n", def ? ESCAPED(def->file) : "none");
                 if (efi_default)
                         printf("warning:    LoaderEntryDefault=%s overrides loader.conf; fallback may not work\n",
-                               efi_default);
+                               ESCAPED(efi_default));
                 for (int k = 0; k < 2; k++) {
                         printf("slot %c:     %s %s", slot_letter(k), sv[k].version ? sv[k].version : "-", sv[k].state);
                         if (sv[k].entry && sv[k].entry->tries_left > 0)
@@ -420,7 +421,7 @@ int verb_status(int argc, char *argv[]) {
                         printf("time floor: %s\n", gmtime_r(&tt, &tm) && strftime(t, sizeof(t), "%Y-%m-%dT%H:%M:%SZ", &tm) ? t : "?");
                 }
                 printf("rollback:   %s\n", rollback ? "yes" : "no");
-                printf("last error: %s\n", st.last_error ? st.last_error : "-");
+                printf("last error: %s\n", st.last_error ? ESCAPED(st.last_error) : "-");
         }
         install_state_done(&st);
         return EXIT_OK;

@@ -9,6 +9,7 @@
 #include "efi-authvar.h"
 #include "efi-var.h"
 #include "err.h"
+#include "escape.h"
 #include "efi-esl.h"
 #include "fileio.h"
 #include "efi-keys.h"
@@ -128,7 +129,7 @@ static int keys_export_main(int argc, char *argv[]) {
                 r = atomic_write_file(auth_path, auth.data, auth.len, 0644, 0);
                 if (r < 0)
                         return fail(r, "Failed to write", auth_path);
-                printf("Wrote %s and %s\n", esl_path, auth_path);
+                printf("Wrote %s and %s\n", ESCAPED(esl_path), ESCAPED(auth_path));
         }
         return EXIT_OK;
 }
@@ -376,7 +377,7 @@ static int keys_status_main(int argc, char *argv[]) {
                 return EXIT_OK;
         }
 
-        printf("Keys:          %s%s%s\n", dir, have_guid ? ", owner " : " (no GUID: not installed)",
+        printf("Keys:          %s%s%s\n", ESCAPED(dir), have_guid ? ", owner " : " (no GUID: not installed)",
                have_guid ? efi_guid_to_string(&guid, gs) : "");
         printf("Mode:          %s\n", sb_mode_to_string(mode));
         printf("Secure Boot:   %s\n", secure_boot < 0 ? "unknown" : secure_boot ? "enabled" : "disabled");

@@ -1,5 +1,9 @@
-"""test_cli.py: the ringil CLI skeleton: dispatch, --help, --version, exit codes."""
+"""test_cli.py: the ringil CLI skeleton: dispatch, --help, --version, exit codes, escaped messages."""
+import os
 import re
+import subprocess
+
+import pytest
 
 
 def test_version(ringil):
@@ -85,3 +89,45 @@ def test_ca_help_is_the_detailed_text(ringil):
     assert ringil("ca", "issue", "--dir", "x", "--help", check=0).out.startswith("Usage: ringil ca issue")
     q = ringil("ca", "frob")
     assert q.returncode == 2 and "unknown command 'frob' for ca" in q.err
+
+
+HOSTILE = "evil\nringil: OK: all verified\x1b[2J\x1b]0;pwned\x07\u202e.rb"
+
+
+def assert_one_clean_line(text):
+    """A message that named HOSTILE: one line, no control byte, no bidi override, the name escaped."""
+    assert text.endswith("\n") and text.count("\n") == 1, repr(text)
+    assert not any(ord(c) < 0x20 and c != "\n" or ord(c) == 0x7f for c in text), repr(text)
+    assert "\u202e" not in text and "\x1b" not in text
+    assert "evil\\nringil: OK: all verified\\x1b[2J\\x1b]0;pwned\\x07\\u202e.rb" in text, repr(text)
+
+
+def test_untrusted_names_are_escaped_in_messages(ringil, tmp_path):
+    hostile = tmp_path / HOSTILE
+    hostile.write_bytes(b"not a bundle")
+    # a file that exists, a file that does not, a config file: every message stays one escaped line
+    for args in (["bundle", "info", hostile], ["bundle", "info", str(hostile) + "x"],
+                 ["bundle", "verify", "--keyring", hostile, hostile], ["efi", "hash", hostile],
+                 ["install", "--config", hostile, "x.rb"], ["status", "--config", str(hostile) + "x"]):
+        p = ringil(*args)
+        assert p.returncode != 0, args
+        assert_one_clean_line(p.err)
+    # usage errors quote the argument back, escaped as well
+    p = ringil("install", "--slot", HOSTILE, "x.rb")
+    assert p.returncode == 2
+    assert_one_clean_line(p.err)
+    # invalid UTF-8 in a name is shown byte by byte
+    bad = os.fsencode(tmp_path) + b"/x\xff\x7f.rb"
+    p = subprocess.run([str(ringil.exe), "bundle", "info", bad], capture_output=True)
+    assert p.returncode == 12 and b"x\\xff\\x7f.rb" in p.stderr and b"\xff" not in p.stderr
+
+
+def test_untrusted_names_are_escaped_on_stdout(ringil, tmp_path):
+    """Names printed as results (sha256sum-style lines) are escaped too."""
+    stub = "/usr/lib/systemd/boot/efi/linuxx64.efi.stub"
+    if not os.path.exists(stub):
+        pytest.skip("systemd-boot-efi not installed")
+    hostile = tmp_path / HOSTILE
+    hostile.write_bytes(open(stub, "rb").read())
+    p = ringil("efi", "hash", hostile, check=0)
+    assert p.out.count("\n") == 1 and "\x1b" not in p.out and "\\x1b[2J" in p.out
