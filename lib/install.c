@@ -96,6 +96,32 @@ int install_efi_verify(const char *keyring, const uint8_t *data, size_t len) {
         return ringil_fail(first, "EFI payload fails Authenticode against %s", keyring);
 }
 
+/* Bytes a slot can hold: a block device's size (BLKGETSIZE64) or a regular file's length. */
+static int fd_capacity(int fd, const char *path, uint64_t *ret) {
+        struct stat st;
+
+        if (fstat(fd, &st) < 0)
+                return ringil_fail(negative_errno(), "cannot stat slot '%s'", path);
+        if (S_ISBLK(st.st_mode)) {
+                if (ioctl(fd, BLKGETSIZE64, ret) < 0)
+                        return ringil_fail(negative_errno(), "cannot read the size of block device '%s'", path);
+                return 0;
+        }
+        if (!S_ISREG(st.st_mode))
+                return ringil_fail(-RINGIL_EREFUSED, "slot '%s' is neither a block device nor a regular file", path);
+        *ret = (uint64_t) st.st_size;
+        return 0;
+}
+
+static int slot_capacity(const char *path, uint64_t *ret) {
+        /* O_PATH would not do for the ioctl; O_RDONLY|O_NONBLOCK opens a device without side effects. */
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+
+        if (fd < 0)
+                return ringil_fail(negative_errno(), "cannot open slot '%s'", path);
+        return fd_capacity(fd, path, ret);
+}
+
 /* Everything that can be checked about the target without writing: before the first write. */
 static int preflight(const struct device_conf *c, const struct bundle_manifest *m, int target, int *ret_efi) {
         int efi = -1;
@@ -106,7 +132,8 @@ static int preflight(const struct device_conf *c, const struct bundle_manifest *
         for (size_t i = 0; i < m->n_payloads; i++) {
                 const struct bundle_payload *p = &m->payloads[i];
                 const struct slot_class *sc;
-                struct stat st;
+                uint64_t cap;
+                int r;
 
                 if (p->chunk_size == 0 || p->chunk_size > CHUNK_MAX)
                         return ringil_fail(-RINGIL_ETOOBIG, "payload `%s': chunk size %u unsupported", p->name,
@@ -117,19 +144,17 @@ static int preflight(const struct device_conf *c, const struct bundle_manifest *
                         if (!sc)
                                 return ringil_fail(-RINGIL_EINCOMPAT, "no [slot.%s.a/b] for payload `%s'", p->name,
                                                    p->name);
-                        if (stat(sc->device[target], &st) < 0)
-                                return ringil_fail(negative_errno(), "slot %s missing", sc->device[target]);
-                        if (S_ISBLK(st.st_mode)) {
-                                _cleanup_close_ int fd = open(sc->device[target], O_RDONLY | O_CLOEXEC);
-                                uint64_t size = 0;
-                                if (fd < 0 || ioctl(fd, BLKGETSIZE64, &size) < 0)
-                                        return ringil_fail(negative_errno(), "cannot size %s", sc->device[target]);
-                                if (p->size > size)
-                                        return ringil_fail(-RINGIL_ETOOBIG, "payload `%s' (%llu bytes) larger than slot %s",
-                                                           p->name, (unsigned long long) p->size, sc->device[target]);
-                        } else if (!S_ISREG(st.st_mode))
-                                return ringil_fail(-RINGIL_EREFUSED, "slot %s is neither a block device nor a file",
-                                                   sc->device[target]);
+                        r = slot_capacity(sc->device[target], &cap);
+                        if (r < 0)
+                                return r;
+                        /* INVARIANT: a payload larger than its slot is refused here, before the first write
+                         * anywhere; a file-backed slot is never grown (pwrite past its end would). */
+                        if (p->size > cap)
+                                return ringil_fail(-RINGIL_ETOOBIG,
+                                                   "payload '%s' (%llu bytes) does not fit slot '%s' (%llu bytes): "
+                                                   "the slot must be at least as large as the image",
+                                                   p->name, (unsigned long long) p->size, sc->device[target],
+                                                   (unsigned long long) cap);
                         break;
                 case BUNDLE_PAYLOAD_EFI:
                         if (efi >= 0)
@@ -336,7 +361,19 @@ static int open_target(const struct device_conf *c, const struct bundle_payload 
                 fd = open(path, O_WRONLY | O_CLOEXEC | O_NOCTTY);
         }
         if (fd < 0)
-                return ringil_fail(negative_errno(), "cannot open %s", path);
+                return ringil_fail(negative_errno(), "cannot open '%s'", path);
+        if (p->type == BUNDLE_PAYLOAD_RAW) {
+                /* Checked again on the descriptor that is written: the path may name another file now. */
+                uint64_t cap;
+                int r = fd_capacity(fd, path, &cap);
+                if (r >= 0 && p->size > cap)
+                        r = ringil_fail(-RINGIL_ETOOBIG, "payload '%s' (%llu bytes) does not fit slot '%s' (%llu bytes)",
+                                        p->name, (unsigned long long) p->size, path, (unsigned long long) cap);
+                if (r < 0) {
+                        safe_close(fd);
+                        return r;
+                }
+        }
         *ret_fd = fd;
         return 0;
 }
@@ -524,7 +561,6 @@ int install_run(const struct device_conf *c, const struct install_opts *o, struc
                 }
         }
 
-        res.resumed = resume;
         for (size_t i = 0; i < m->n_payloads; i++) {
                 _cleanup_close_ int fd = -EBADF;
                 res.chunks_total += m->payloads[i].n_chunks;
@@ -535,6 +571,8 @@ int install_run(const struct device_conf *c, const struct install_opts *o, struc
                 if (r < 0)
                         goto fail;
         }
+        /* Resumed only when an earlier run left verified, durable chunks that this one did not rewrite. */
+        res.resumed = resume && res.chunks_skipped > 0;
         if (efi >= 0) {
                 r = place_efi(c, &m->payloads[efi], (size_t) efi, target, m->version, &efi_rel);
                 if (r < 0)
