@@ -274,6 +274,23 @@ int bundle_read_unverified(bundle *b, const struct bundle_manifest **ret, uint32
         return 0;
 }
 
+int bundle_unverified_size(bundle *b, uint64_t *ret_declared, uint64_t *ret_actual) {
+        const struct bundle_manifest *m;
+        uint64_t total;
+        int r;
+
+        r = bundle_read_unverified(b, &m, NULL);
+        if (r < 0)
+                return r;
+        total = (uint64_t) BUNDLE_HEADER_SIZE + b->manifest_len + b->sig_len;
+        for (size_t i = 0; i < m->n_payloads; i++)
+                if (__builtin_add_overflow(total, m->payloads[i].size, &total) || total > (uint64_t) INT64_MAX)
+                        return ringil_fail(-RINGIL_ETOOBIG, "payload sizes overflow the bundle length");
+        *ret_declared = total;
+        *ret_actual = b->src.size;
+        return 0;
+}
+
 static int first_cn(X509 *cert, char *buf, size_t size) {
         X509_NAME *name = X509_get_subject_name(cert);
         int i = X509_NAME_get_index_by_NID(name, NID_commonName, -1);
