@@ -119,6 +119,22 @@ void audit_fail(struct audit_result *res, const char *fmt, ...) {
         va_end(ap);
 }
 
+/* audit-fs.h gives two errno values a meaning of its own; say it instead of the C library's words for
+ * them ("File descriptor in bad state", "Link has been severed"), which describe something else. */
+static const char *audit_strerror(int r) {
+        switch (-r) {
+        case EBADFD:
+                return "not a regular file (a FIFO, socket or device: not opened)";
+        case ENOLINK:
+                return "dangling symlink: its target does not exist inside the audited root (links resolve "
+                       "inside --root, never on the host)";
+        case ELOOP:
+                return "too many levels of symlinks inside the audited root";
+        default:
+                return ringil_strerror(r);
+        }
+}
+
 void audit_error(struct audit_result *res, int r, const char *path, const char *fmt, ...) {
         va_list ap;
         char *m = NULL, *full = NULL;
@@ -130,7 +146,7 @@ void audit_error(struct audit_result *res, int r, const char *path, const char *
         if (vasprintf(&m, fmt, ap) < 0)
                 m = NULL;
         va_end(ap);
-        if (asprintf(&full, "%s: %s%s%s", m ? m : "error", ringil_strerror(r), *ringil_detail() ? ": " : "",
+        if (asprintf(&full, "%s: %s%s%s", m ? m : "error", audit_strerror(r), *ringil_detail() ? ": " : "",
                      ringil_detail()) < 0)
                 full = NULL;
         ringil_clear_detail();

@@ -20,6 +20,7 @@
 #include "install-nix.h"
 #include "log.h"
 #include "macro.h"
+#include "progress.h"
 
 #define CHUNK_MAX (64u << 20)
 
@@ -285,6 +286,13 @@ static int write_payload(const struct device_conf *c, bundle *b, size_t idx, con
                 return r;
         }
         base = st->writes;
+        {
+                char what[128];
+                uint64_t from = st->progress[idx] * (uint64_t) p->chunk_size;
+                (void) snprintf(what, sizeof(what), "writing '%s' to %s %c", p->name,
+                                p->type == BUNDLE_PAYLOAD_EFI ? "staging for slot" : "slot", slot_letter(st->slot));
+                progress_step(what, p->size > from ? p->size - from : 0);
+        }
         for (uint64_t i = st->progress[idx]; i < p->n_chunks; i++) {
                 size_t len;
 
@@ -295,6 +303,7 @@ static int write_payload(const struct device_conf *c, bundle *b, size_t idx, con
                 r = bundle_read_chunk(b, idx, i, w.buf[k], &len);
                 if (r < 0)
                         break;
+                progress_add(len);
                 pthread_mutex_lock(&w.lock);
                 w.len[k] = len;
                 w.off[k] = i * (uint64_t) p->chunk_size;
@@ -332,8 +341,11 @@ static int write_payload(const struct device_conf *c, bundle *b, size_t idx, con
         free(w.buf[1]);
         if (r >= 0 && rw < 0)
                 r = ringil_fail(rw, "write to slot failed");
-        if (r < 0)
+        if (r < 0) {
+                progress_abort();
                 return r;
+        }
+        progress_done();
         if (p->n_chunks == 0 || st->progress[idx] != p->n_chunks) {
                 if (fsync(fd) < 0)
                         return ringil_fail(negative_errno(), "fsync of slot failed");

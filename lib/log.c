@@ -9,6 +9,7 @@
 #include "escape.h"
 #include "log.h"
 #include "parse.h"
+#include "progress.h"
 
 static int max_level = LOG_INFO;
 static int journal_prefix;
@@ -89,6 +90,7 @@ int log_internal(int level, int error, const char *file, int line, const char *f
         /* INVARIANT: one message is one line of printable text, whatever the arguments held: names from
          * input cannot forge a second log line or reach the terminal as control sequences. */
         escape_text(msg, safe, sizeof(safe));
+        progress_clear();
         if (journal_prefix)
                 fprintf(stderr, "<%d>%s\n", level, safe);
         else if (max_level >= LOG_DEBUG)

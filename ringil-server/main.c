@@ -11,9 +11,24 @@
 #include "err.h"
 #include "fileio.h"
 #include "log.h"
+#include "progress.h"
 #include "operator.h"
 #include "server.h"
 #include "verb.h"
+
+/* What to do about the usual reasons a server cannot start listening. */
+static const char *serve_hint(int r) {
+        switch (-r) {
+        case EADDRINUSE:
+                return " (another process listens on that port: stop it, or choose another `listen`)";
+        case EACCES:
+                return " (ports below 1024 need CAP_NET_BIND_SERVICE)";
+        case EADDRNOTAVAIL:
+                return " (no local interface has that address)";
+        default:
+                return "";
+        }
+}
 
 static int serve_main(int argc, char *argv[]) {
         static const struct option options[] = {
@@ -39,6 +54,7 @@ static int serve_main(int argc, char *argv[]) {
                 }
         if (optind < argc)
                 return usage_error("serve: unexpected argument '%s'", argv[optind]);
+        progress_setup(NULL, PROGRESS_QUIET);   /* a daemon: its stderr is the journal */
         r = server_config_load(config, &srv.cfg);
         if (r < 0) {
                 log_error_errno(r, "Invalid config: %s", ringil_detail());
@@ -92,7 +108,7 @@ static int serve_main(int argc, char *argv[]) {
         }
         r = server_run(&srv);
         if (r < 0)
-                log_error_errno(r, "Server failed: %s", ringil_detail());
+                log_error_errno(r, "Server failed: %s: %m%s", ringil_detail(), serve_hint(r));
 out:
         store_close(srv.db);
         SSL_CTX_free(srv.ssl);
@@ -110,7 +126,8 @@ out:
         "      --ca FILE      CA that issued the server certificate (pinned)\n"                            \
         "      --cert FILE    operator certificate (ringil ca issue --operator)\n"                         \
         "      --key FILE     its key\n"                                                                   \
-        "      --json         print the server's JSON instead of a table\n\n"
+        "      --json         print the server's JSON instead of a table\n"                              \
+        "      --quiet        no progress on stderr (upload)\n\n"
 
 static const struct verb verbs[] = {
         VERB("serve", serve_main, "run the fleet server",
@@ -130,7 +147,8 @@ static const struct verb verbs[] = {
         VERB("upload", op_upload, "upload a signed bundle as a new release",
              "Usage: ringil-server upload [CONNECTION OPTIONS] BUNDLE\n\n"
              "The server verifies the bundle against the fleet keyring and refuses anything else.\n"
-             "Prints the release id.\n\n" OPERATOR_OPTIONS),
+             "Prints the release id. Progress goes to stderr (bytes, rate and time left on a terminal,\n"
+             "one line otherwise); --quiet turns it off.\n\n" OPERATOR_OPTIONS),
         VERB("release", op_release, "assign a release to the fleet, a group or a drone",
              "Usage: ringil-server release [CONNECTION OPTIONS] RELEASE-ID --fleet|--group G|--drone D\n\n"
              OPERATOR_OPTIONS),
@@ -151,6 +169,7 @@ static void help(void) {
 
 int main(int argc, char *argv[]) {
         log_setup("ringil-server");
+        progress_setup("ringil-server", PROGRESS_AUTO);   /* upload; --quiet turns it off */
         if (argc < 2 || streq(argv[1], "--help") || streq(argv[1], "-h")) {
                 help();
                 return argc < 2 ? EXIT_USAGE : EXIT_OK;

@@ -15,6 +15,7 @@
 #include "install-nix.h"
 #include "log.h"
 #include "parse.h"
+#include "progress.h"
 #include "verb.h"
 #include "verbs.h"
 
@@ -46,7 +47,9 @@
         "                       URL such as file:///srv/ringil/nix-cache; default: the local store)\n" \
         "  --closure FILE       use this closure listing instead of asking Nix (format in\n" \
         "                       docs/bundle-format.md); for one nixos payload\n" \
-        "  --output OUT         bundle to write (atomically)\n\n"
+        "  --output OUT         bundle to write (atomically)\n" \
+        "  -q, --quiet          no progress on stderr (shown by default: bytes, rate and time left\n" \
+        "                       on a terminal, a line per step otherwise)\n\n"
 
 #define VERIFY_USAGE \
         "Usage: ringil bundle verify --keyring PEM|DIR [--compatible ID] [--min-version V] [--now TIME]\n" \
@@ -182,6 +185,7 @@ static int verb_bundle_create(int argc, char *argv[]) {
                 { "output", required_argument, NULL, ARG_OUTPUT },
                 { "nix-store", required_argument, NULL, ARG_NIX_STORE },
                 { "closure", required_argument, NULL, ARG_CLOSURE },
+                { "quiet", no_argument, NULL, 'q' },
                 {},
         };
         __attribute__((cleanup(close_listings))) int listing_fd[BUNDLE_MAX_PAYLOADS] = { [0 ... BUNDLE_MAX_PAYLOADS - 1] = -EBADF };   /* memfds */
@@ -197,8 +201,11 @@ static int verb_bundle_create(int argc, char *argv[]) {
         uint64_t u;
         int c, r;
 
-        while ((c = getopt_long(argc, argv, "", options, NULL)) >= 0)
+        while ((c = getopt_long(argc, argv, "q", options, NULL)) >= 0)
                 switch (c) {
+                case 'q':
+                        progress_setup(NULL, PROGRESS_QUIET);
+                        break;
                 case ARG_KEY:
                         o.key = optarg;
                         break;

@@ -13,6 +13,7 @@
 #include "install-nix.h"
 #include "log.h"
 #include "macro.h"
+#include "progress.h"
 #include "verb.h"
 #include "verbs.h"
 
@@ -30,7 +31,9 @@ static const char install_text[] =
         "next boot and kept only after `ringil mark-good`. An interrupted install of the same bundle resumes\n"
         "after the last recorded verified chunk; another bundle starts clean.\n\n"
         "Options:\n" COMMON_OPTS
-        "      --slot a|b        install into this slot (first provisioning; never the booted one)\n\n"
+        "      --slot a|b        install into this slot (first provisioning; never the booted one)\n"
+        "  -q, --quiet           no progress on stderr (shown by default: bytes, rate and time left on\n"
+        "                        a terminal, a line per payload otherwise)\n\n"
         "Refused (exit 11) when the booted slot is unknown (no LoaderEntrySelected and no --booted) or not\n"
         "blessed, except --slot while no slot is blessed yet (first provisioning). Expiry is checked against\n"
         "the later of the clock and the newest installed bundle's creation time.\n\n"
@@ -96,13 +99,19 @@ static int parse_common(int argc, char *argv[], struct common *o, bool allow_slo
                 { "booted", required_argument, NULL, ARG_BOOTED },
                 { "slot", required_argument, NULL, ARG_SLOT },
                 { "json", no_argument, NULL, ARG_JSON },
+                { "quiet", no_argument, NULL, 'q' },
                 {},
         };
         int c;
 
         *o = (struct common){ .config = DEVICE_CONF_DEFAULT, .slot = -1 };
-        while ((c = getopt_long(argc, argv, "c:", options, NULL)) >= 0)
+        while ((c = getopt_long(argc, argv, allow_slot ? "c:q" : "c:", options, NULL)) >= 0)
                 switch (c) {
+                case 'q':
+                        if (!allow_slot)
+                                return usage_error("--quiet is only for install");
+                        progress_setup(NULL, PROGRESS_QUIET);
+                        break;
                 case 'c':
                         o->config = optarg;
                         break;

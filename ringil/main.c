@@ -6,6 +6,7 @@
 #include "config.h"
 #include "err.h"
 #include "log.h"
+#include "progress.h"
 #include "verb.h"
 #include "verbs.h"
 
@@ -60,6 +61,8 @@ int main(int argc, char *argv[]) {
         int c;
 
         log_setup("ringil");
+        /* Long work (bundle create, install) shows progress on stderr; --quiet on those verbs turns it off. */
+        progress_setup("ringil", PROGRESS_AUTO);
         /* '+': stop at the first non-option, which is the verb; its options are its own. */
         while ((c = getopt_long(argc, argv, "+hv", options, NULL)) >= 0)
                 switch (c) {

@@ -38,3 +38,30 @@ class Run:
 @pytest.fixture(scope="session")
 def ringil():
     return Run(binary("ringil"))
+
+
+def run_on_tty(args, timeout=120):
+    """Run args with stderr on a pseudo-terminal (stdout a pipe); returns (exit code, stdout, tty text)."""
+    import pty
+    import select
+    master, slave = pty.openpty()
+    p = subprocess.Popen([str(a) for a in args], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=slave)
+    os.close(slave)
+    tty = b""
+    while True:
+        r, _, _ = select.select([master], [], [], timeout)
+        if not r:
+            p.kill()
+            break
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:   # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        tty += chunk
+    out = p.stdout.read()
+    p.wait(timeout=timeout)
+    p.stdout.close()
+    os.close(master)
+    return p.returncode, out.decode(errors="replace"), tty.decode(errors="replace")

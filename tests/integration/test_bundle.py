@@ -2,12 +2,15 @@
 a valid bundle passes, and every forgery, corruption and policy violation fails with its own exit code."""
 import json
 import os
+import re
 import struct
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
+
+from conftest import run_on_tty
 
 # Exit codes (lib/err.h)
 MALFORMED, BADSIG, UNTRUSTED, EXPIRED, ROLLBACK, INCOMPAT, DIGEST = 3, 4, 5, 6, 7, 8, 9
@@ -412,6 +415,38 @@ def test_info_refuses_a_malformed_container(ringil, good, tmp_path):
     out = tmp_path / "meta.rb"
     out.write_bytes(data[:mend - 1])
     assert ringil("bundle", "info", out).returncode == MALFORMED
+
+
+def test_create_shows_progress_on_stderr(ringil, pki, payloads, tmp_path):
+    """Off a terminal: one line per step with bytes, time and rate; --quiet: nothing; stdout unchanged."""
+    out = tmp_path / "p.rb"
+    p = create(ringil, pki, out, payloads=[f"rootfs:raw={payloads['rootfs']}"])
+    assert p.out == f"wrote {out}\n"
+    lines = p.err.splitlines()
+    assert any(re.fullmatch(r"ringil: hashing payload 'rootfs': 193 KiB in \d+\.\d s \(.+/s\)", x) for x in lines), p.err
+    assert any(x.startswith("ringil: copying the payloads: ") for x in lines), p.err
+    assert any(x.startswith("ringil: checking the written payloads against their hashes: ") for x in lines), p.err
+    assert "\r" not in p.err and "\x1b" not in p.err
+    out.unlink()
+    for q in ("--quiet", "-q"):
+        p = create(ringil, pki, out, payloads=[f"rootfs:raw={payloads['rootfs']}"], extra=[q])
+        assert p.err == "" and p.out == f"wrote {out}\n"
+        out.unlink()
+
+
+def test_create_progress_on_a_terminal(ringil, pki, payloads, tmp_path):
+    """On a terminal the meter is redrawn in place (bytes of total, percentage, rate, time left)."""
+    out = tmp_path / "t.rb"
+    rc, stdout, tty = run_on_tty([ringil.exe, "bundle", "create", "--key", pki.keyof("signer"), "--cert",
+                                  pki["signer"], "--intermediate", pki["inter"], "--compatible", COMPAT, "--version",
+                                  "1", "--payload", f"rootfs:raw={payloads['rootfs']}", "--output", out])
+    assert rc == 0 and stdout == f"wrote {out}\n"
+    assert "\r\x1b[Kringil: hashing payload 'rootfs': 0 B of 193 KiB (0%), 0 B/s, ? left" in tty, repr(tty)
+    assert re.search(r"\r\x1b\[Kringil: hashing payload 'rootfs': \S+ \S+ in \d+\.\d s \(", tty), repr(tty)
+    rc, stdout, tty = run_on_tty([ringil.exe, "bundle", "create", "--quiet", "--key", pki.keyof("signer"), "--cert",
+                                  pki["signer"], "--intermediate", pki["inter"], "--compatible", COMPAT, "--version",
+                                  "1", "--payload", f"rootfs:raw={payloads['rootfs']}", "--output", tmp_path / "u.rb"])
+    assert rc == 0 and tty == ""
 
 
 def test_keyring_errors_name_the_keyring_not_the_bundle(ringil, good, tmp_path):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BUILD, binary
+from conftest import BUILD, binary, run_on_tty
 
 CHUNK = 4096
 SLOT_SIZE = 64 * CHUNK + 123          # 65 chunks, the last one short
@@ -232,6 +232,29 @@ def test_mark_bad_switches_to_other_slot(dev):
     (dev.efi / f"LoaderEntryDefault-{VENDOR}").unlink()
     assert dev.boot()["slot"] == "a"
     assert dev.status()["floor"] == "1.0"
+
+
+def test_install_progress_on_stderr(dev, world):
+    """A line per payload off a terminal, a redrawn meter on one, nothing with --quiet; stdout unchanged."""
+    provision(dev)
+    p = dev.install("2.0", check=0)
+    assert p.out.startswith("installed 2.0 into slot b")
+    assert re.search(r"^ringil: writing 'rootfs' to slot b: 256 KiB in \d+\.\d s \(.+/s\)$", p.err, re.M), p.err
+    dev.boot()
+    dev.run("mark-good", check=0)
+    p = dev.install("3.0", "--quiet", check=0)
+    assert p.err == "" and p.out.startswith("installed 3.0 into slot a")
+    json.loads(dev.run("status", "--json", check=0).out)   # JSON on stdout, nothing else there
+    dev.boot()
+    dev.run("mark-good", check=0)
+    rc, out, tty = run_on_tty([dev.ringil.exe, "install", "--config", dev.conf, world["bundles"]["2.0"]])
+    assert rc == 7   # 2.0 is below the floor now: refused before any write, so no meter at all
+    assert "writing" not in tty and "not above the floor" in tty
+    fresh = Device(dev.root.parent / "fresh", world, dev.ringil)
+    rc, out, tty = run_on_tty([fresh.ringil.exe, "install", "--config", fresh.conf, "--slot", "a",
+                               world["bundles"]["1.0"]])
+    assert rc == 0 and out.startswith("installed 1.0 into slot a")
+    assert "\r\x1b[Kringil: writing 'rootfs' to slot a: 0 B of 256 KiB (0%)" in tty, repr(tty)
 
 
 def test_stream_from_stdin(dev, world):
