@@ -128,9 +128,15 @@ static int transport_error(fleet_client *fc, CURLcode cc, const char *url) {
         case CURLE_PARTIAL_FILE:
                 return ringil_fail(-ECONNRESET, "the connection to %s broke off before the answer was complete; "
                                    "try again", url);
-        case CURLE_PEER_FAILED_VERIFICATION:
+        case CURLE_PEER_FAILED_VERIFICATION: {
+                /* the name the certificate must carry: the host without the port */
+                char name[256];
+                const char *colon = strrchr(host, ':');
+                (void) snprintf(name, sizeof(name), "%.*s", (int) (colon && !strchr(colon, ']') ? (size_t) (colon - host)
+                                                                                                  : strlen(host)), host);
                 return ringil_fail(-EPROTO, "the server at %s is not trusted: its certificate does not chain to the "
-                                   "pinned CA '%s' or does not name %s (TLS: %s)", host, fc->ca, host, tls);
+                                   "pinned CA '%s' or does not name %s (TLS: %s)", host, fc->ca, name, tls);
+        }
         case CURLE_SSL_CACERT_BADFILE:
                 if (access(fc->ca, R_OK) < 0)
                         return ringil_fail(negative_errno(), "cannot read the pinned CA file '%s': %s", fc->ca,

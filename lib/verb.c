@@ -1,4 +1,5 @@
 /* verb.c: subcommand dispatch and uniform --help handling for the ringil CLI. */
+#include <errno.h>
 #include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -35,7 +36,7 @@ int usage_error(const char *fmt, ...) {
         (void) vsnprintf(msg, sizeof(msg), fmt, ap);
         va_end(ap);
         /* The offending argument is quoted back: escaped, like every message (escape.h). */
-        fprintf(stderr, "ringil: %s (see --help)\n", ESCAPED(msg));
+        fprintf(stderr, "%s: %s (see --help)\n", program_invocation_short_name, ESCAPED(msg));
         return EXIT_USAGE;
 }
 

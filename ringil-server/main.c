@@ -142,6 +142,14 @@ static const struct verb verbs[] = {
              "Registers DRONE-ID (in group G, default \"default\") and prints a one-time token for\n"
              "`ringild enroll`. Drones with certificates from `ringil ca issue` also need this step.\n\n"
              OPERATOR_OPTIONS),
+        VERB("reissue-token", op_reissue_token, "a new one-time enrollment token for an existing drone",
+             "Usage: ringil-server reissue-token [CONNECTION OPTIONS] DRONE-ID\n\n"
+             "Prints a new one-time token for `ringild enroll` when the first one was lost or expired\n"
+             "(valid `token-ttl`, like the first). Any earlier token of the drone stops working. The\n"
+             "drone's current certificate stays valid until a certificate is enrolled with the new token;\n"
+             "from then on only the new one is accepted. A revoked drone gets no token (exit 11):\n"
+             "revocation is final, register the drone under a new id. Unknown DRONE-ID: exit 12.\n\n"
+             OPERATOR_OPTIONS),
         VERB("revoke", op_revoke, "revoke a drone: every route refuses it from now on",
              "Usage: ringil-server revoke [CONNECTION OPTIONS] DRONE-ID\n\n" OPERATOR_OPTIONS),
         VERB("upload", op_upload, "upload a signed bundle as a new release",

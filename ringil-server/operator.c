@@ -1,4 +1,4 @@
-/* operator.c: `ringil-server drones|enroll|revoke|upload|release|status|metrics` over the operator API. */
+/* operator.c: `ringil-server drones|enroll|reissue-token|revoke|upload|release|status|metrics` over the operator API. */
 #include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
@@ -170,6 +170,30 @@ int op_enroll(int argc, char *argv[]) {
                 return EXIT_FAIL;
         r = call(&o, "POST", "/api/v1/drones", body, NULL, &j);
         free(body);
+        if (r != EXIT_OK)
+                return r;
+        if (o.json)
+                print_json(j);
+        else
+                printf("%s\n", str(j, "token"));
+        json_decref(j);
+        return EXIT_OK;
+}
+
+int op_reissue_token(int argc, char *argv[]) {
+        struct op_opts o;
+        char path[128];
+        json_t *j = NULL;
+        int r = parse_opts(argc, argv, &o, 1);
+
+        if (r != EXIT_OK)
+                return r;
+        if (o.n_args != 1 || ca_name_valid(o.args[0]) < 0)
+                return usage_error("reissue-token: one valid DRONE-ID required");
+        snprintf(path, sizeof(path), "/api/v1/drones/%s/token", o.args[0]);
+        r = call(&o, "POST", path, NULL, NULL, &j);
+        if (r == EXIT_EXISTS)
+                return EXIT_REFUSED;   /* 409 here means revoked: a refusal by state, nothing exists to keep */
         if (r != EXIT_OK)
                 return r;
         if (o.json)
