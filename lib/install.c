@@ -496,12 +496,19 @@ int install_run(const struct device_conf *c, const struct install_opts *o, struc
         if (r < 0 && r != -RINGIL_EREFUSED && r != -ENOMEM) {
                 /* INVARIANT: without a readable LoaderEntrySelected (or --booted) the booted slot is unknown,
                  * and only an explicit --slot on a device with nothing blessed may proceed. */
+                if (o->slot < 0 && provisioning) {
+                        r = ringil_fail(-RINGIL_EREFUSED,
+                                        "first install on this device: no slot is blessed yet and the booted slot is "
+                                        "unknown (no LoaderEntrySelected in '%s': %s), so ringil will not guess which "
+                                        "slot to overwrite; name it with --slot a or --slot b (not the running one)",
+                                        c->efivarfs, ringil_strerror(r));
+                        goto out;
+                }
                 if (o->slot < 0 || !provisioning) {
                         r = ringil_fail(-RINGIL_EREFUSED,
-                                        "cannot read LoaderEntrySelected from %s (%s), so the booted slot is unknown; "
-                                        "pass --booted ENTRY%s",
-                                        c->efivarfs, ringil_strerror(r),
-                                        provisioning ? " (or --slot a|b for first provisioning)" : "");
+                                        "cannot read LoaderEntrySelected from '%s' (%s), so the booted slot is unknown; "
+                                        "pass --booted ENTRY",
+                                        c->efivarfs, ringil_strerror(r));
                         goto out;
                 }
                 booted = -1;

@@ -75,8 +75,12 @@ static void format_line(char *out, size_t size, uint64_t d, uint64_t t_ns, bool 
         uint64_t rate = secs > 0.001 ? (uint64_t) ((double) d / secs) : 0;
 
         if (final) {
-                snprintf(out, size, "%s: %s in %.1f s (%s/s)", what, progress_format_bytes(d, b1), secs,
-                         progress_format_bytes(rate, b3));
+                /* A rate over less than 10 ms says more about the clock than about the work. */
+                if (secs < 0.01)
+                        snprintf(out, size, "%s: %s in %.1f s", what, progress_format_bytes(d, b1), secs);
+                else
+                        snprintf(out, size, "%s: %s in %.1f s (%s/s)", what, progress_format_bytes(d, b1), secs,
+                                 progress_format_bytes(rate, b3));
                 return;
         }
         if (total > 0) {

@@ -2,7 +2,8 @@
 # deps.sh: installs the Debian packages ringil needs; idempotent, and quick when all are present.
 # Usage: scripts/deps.sh [build|demo|test|bench|all]   (default: test; every set includes build)
 #   build  compile (make, make install); the unit tests are built only when cmocka is there (test)
-#   demo   build + what scripts/demo.sh and scripts/fleet-demo.sh run (sbverify, the EFI stub, python3)
+#   demo   build + what scripts/demo.sh and scripts/fleet-demo.sh run (sbverify, the EFI stub, python3,
+#          cert-to-efi-sig-list for the audited drone image)
 #   test   build + everything make check and make fuzz use
 #   bench  build + the peers and tools bench/*.sh measure against
 # scripts/deps.sh --list SET prints the packages of SET, one a line, and installs nothing.
@@ -18,7 +19,7 @@ build_pkgs=(gcc make meson ninja-build pkg-config libssl-dev libjansson-dev libc
             libsqlite3-dev openssl)
 test_pkgs=(libcmocka-dev python3 python3-pytest clang sbsigntool efitools systemd-boot-efi
            faketime e2fsprogs dosfstools mtools util-linux)
-demo_pkgs=(sbsigntool systemd-boot-efi python3 openssl)
+demo_pkgs=(sbsigntool systemd-boot-efi python3 openssl efitools)
 bench_pkgs=(hyperfine rauc squashfs-tools dbus time lynis python3 sbsigntool systemd-boot-efi curl)
 # per-issue additions go below, one array each, so parallel work merges cleanly
 keys_pkgs=(openssl efitools)

@@ -35,6 +35,19 @@ class Run:
         return p
 
 
+@pytest.fixture(scope="session", autouse=True)
+def repository_stays_clean():
+    """No test may leave files in the source tree (a stray empty d1.conf once sat at its root): every
+    test works in its own temporary directory. Checked over the whole run, so the culprit shows up."""
+    def entries():
+        return {p.name for p in ROOT.iterdir()}
+    before = entries()
+    yield
+    new = sorted(n for n in entries() - before
+                 if not n.startswith(("build", ".pytest_cache")) and n != "__pycache__")
+    assert not new, f"tests left files in {ROOT}: {new}"
+
+
 @pytest.fixture(scope="session")
 def ringil():
     return Run(binary("ringil"))

@@ -47,7 +47,7 @@ PC_PACKAGE = {"libcrypto": "libssl-dev", "libssl": "libssl-dev", "jansson": "lib
 TOOL_PACKAGE = {"sbverify": "sbsigntool", "sbsign": "sbsigntool", "linuxx64.efi.stub": "systemd-boot-efi",
                 "python3": "python3", "openssl": "openssl", "hyperfine": "hyperfine", "rauc": "rauc",
                 "mksquashfs": "squashfs-tools", "lynis": "lynis", "/usr/bin/time": "time",
-                "dbus-run-session": "dbus", "curl": "curl"}
+                "dbus-run-session": "dbus", "curl": "curl", "build_golden": "efitools"}
 
 
 def tools_in(*scripts):

@@ -423,7 +423,7 @@ def test_create_shows_progress_on_stderr(ringil, pki, payloads, tmp_path):
     p = create(ringil, pki, out, payloads=[f"rootfs:raw={payloads['rootfs']}"])
     assert p.out == f"wrote {out}\n"
     lines = p.err.splitlines()
-    assert any(re.fullmatch(r"ringil: hashing payload 'rootfs': 193 KiB in \d+\.\d s \(.+/s\)", x) for x in lines), p.err
+    assert any(re.fullmatch(r"ringil: hashing payload 'rootfs': 193 KiB in \d+\.\d s( \(.+/s\))?", x) for x in lines), p.err
     assert any(x.startswith("ringil: copying the payloads: ") for x in lines), p.err
     assert any(x.startswith("ringil: checking the written payloads against their hashes: ") for x in lines), p.err
     assert "\r" not in p.err and "\x1b" not in p.err
@@ -442,7 +442,7 @@ def test_create_progress_on_a_terminal(ringil, pki, payloads, tmp_path):
                                   "1", "--payload", f"rootfs:raw={payloads['rootfs']}", "--output", out])
     assert rc == 0 and stdout == f"wrote {out}\n"
     assert "\r\x1b[Kringil: hashing payload 'rootfs': 0 B of 193 KiB (0%), 0 B/s, ? left" in tty, repr(tty)
-    assert re.search(r"\r\x1b\[Kringil: hashing payload 'rootfs': \S+ \S+ in \d+\.\d s \(", tty), repr(tty)
+    assert re.search(r"\r\x1b\[Kringil: hashing payload 'rootfs': \S+ \S+ in \d+\.\d s\b", tty), repr(tty)
     rc, stdout, tty = run_on_tty([ringil.exe, "bundle", "create", "--quiet", "--key", pki.keyof("signer"), "--cert",
                                   pki["signer"], "--intermediate", pki["inter"], "--compatible", COMPAT, "--version",
                                   "1", "--payload", f"rootfs:raw={payloads['rootfs']}", "--output", tmp_path / "u.rb"])

@@ -570,7 +570,7 @@ def test_operator_errors_and_upload_progress(fleet, world, tmp_path):
     # upload progress: a line on stderr off a terminal; stdout is only the release id; --quiet: nothing
     p = srv.op("upload", world["bundles"]["1.0"])
     assert p.out.strip().isdigit()
-    assert re.search(r"^ringil-server: uploading '.*v1\.0\.bundle': 1\.5 MiB in \d+\.\d s \(", p.err, re.M), p.err
+    assert re.search(r"^ringil-server: uploading '.*v1\.0\.bundle': 1\.5 MiB in \d+\.\d s\b", p.err, re.M), p.err
     p = srv.op("upload", "--quiet", world["bundles"]["2.0"])
     assert p.out.strip().isdigit() and p.err == ""
     # a server that is not there: 13, with the URL

@@ -77,7 +77,8 @@ static void test_tty(void **state) {
         /* drawn in place from the start (0 of the total), and each step ends as a summary line */
         assert_non_null(strstr(out, "\r\033[Kt: hashing payload 'rootfs': 0 B of 3.0 MiB (0%)"));
         assert_non_null(strstr(out, "\r\033[Kt: hashing payload 'rootfs': 3.0 MiB in "));
-        assert_non_null(strstr(out, "/s)\n"));
+        /* the summary ends the line (with a rate when the step took 10 ms or more) */
+        assert_true(strstr(out, " s\n") || strstr(out, "/s)\n"));
         /* a log message erases the meter line first */
         log_setup("t");
         capture(step_then_log, out, sizeof(out));
