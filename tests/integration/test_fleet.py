@@ -595,3 +595,30 @@ def test_serve_says_why_it_cannot_listen(world, tmp_path):
         assert "another process" in p.err
     finally:
         s.close()
+
+
+def test_docs_off_device_agent_walkthrough(world, tmp_path):
+    """docs/fleet.md "Running an agent off-device" is a script: run it as written against a real server."""
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "fleet.md").read_text()
+    section = doc.split("## Running an agent off-device", 1)[1].split("\n## ", 1)[0]
+    script = section.split("```bash\n", 1)[1].split("```", 1)[0]
+    pki = world["pki"]
+    srv = Server(world["server"], pki, tmp_path / "server").start()
+    try:
+        bins = [os.path.dirname(world[k]) for k in ("ringil", "ringild", "server")]
+        env = dict(os.environ, PATH=":".join(bins + [os.environ.get("PATH", "/usr/bin:/bin")]),
+                   SERVER=srv.url, CA=str(pki.ca), KEYRING=str(pki.dir / "sign.pem"),
+                   V1=str(world["bundles"]["1.0"]), V2=str(world["bundles"]["2.0"]),
+                   RINGIL_FLEET_SERVER=srv.url, RINGIL_FLEET_CA=str(pki.ca),
+                   RINGIL_FLEET_CERT=str(pki.dir / "op" / "alice.pem"),
+                   RINGIL_FLEET_KEY=str(pki.dir / "op" / "alice.key"))
+        work = tmp_path / "work"
+        work.mkdir()
+        p = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=work, env=env, capture_output=True,
+                           text=True, timeout=300)
+        assert p.returncode == 0, p.stdout + p.stderr
+        assert "state:     updated" in p.stdout and "version:   2.0" in p.stdout, p.stdout
+        d = srv.drone("drone-1")
+        assert d["state"] == "updated" and d["version"] == "2.0"
+    finally:
+        srv.stop()
