@@ -1132,8 +1132,10 @@ static int copy_sparse(int in, int out, uint64_t base, uint64_t len) {
         while (off < len) {
                 off_t data = lseek(in, (off_t) off, SEEK_DATA), hole;
                 if (data < 0) {
-                        if (errno == ENXIO)
+                        if (errno == ENXIO) {
+                                progress_add(len - off);
                                 break;   /* only a hole remains: ftruncate makes it */
+                        }
                         if (errno != EINVAL)
                                 return negative_errno();
                         data = (off_t) off;   /* no SEEK_DATA on this fs: copy everything */
@@ -1145,6 +1147,8 @@ static int copy_sparse(int in, int out, uint64_t base, uint64_t len) {
                 }
                 if ((uint64_t) hole > len)
                         hole = (off_t) len;
+                if ((uint64_t) data > off)
+                        progress_add(MIN((uint64_t) data, len) - off);   /* a hole: nothing to copy, but done */
                 while (data < hole) {
                         loff_t src = data, dst = (loff_t) (base + (uint64_t) data);
                         ssize_t k = copy_file_range(in, &src, out, &dst, (size_t) MIN((uint64_t) (hole - data), 1u << 30), 0);
