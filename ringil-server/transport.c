@@ -1193,7 +1193,7 @@ static int listen_on(const char *spec, int *ret_fd) {
                 int r = negative_errno();
                 freeaddrinfo(ai);
                 close(fd);
-                return ringil_fail(r, "cannot listen on '%s': %s", spec, strerror(-r));
+                return ringil_fail(r, "cannot listen on '%s'", spec);
         }
         freeaddrinfo(ai);
         *ret_fd = fd;
