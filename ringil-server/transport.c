@@ -459,7 +459,7 @@ static void on_write(struct bufferevent *bev, void *userdata) {
         if (c->state != C_WRITE || !x)
                 return;
         set_deadline(c, now_ms() + c->t->cfg.limits.request_timeout_ms);
-        while (x->file_off < x->file_end && evbuffer_get_length(out) < FILE_CHUNK) {
+        while (x->file_off < x->file_end && evbuffer_get_length(out) < 4 * FILE_CHUNK) {
                 struct evbuffer_iovec v;
                 size_t want = (size_t) MIN((uint64_t) FILE_CHUNK, x->file_end - x->file_off);
                 ssize_t k;
@@ -1085,6 +1085,9 @@ static void on_accept(struct evconnlistener *lis, evutil_socket_t fd, struct soc
                 list_push(&t->handshaking, c);
         /* at most this much unread input per connection while a request is being handled */
         bufferevent_setwatermark(c->bev, EV_READ, 0, READ_HIGH_WATER);
+        /* libevent moves 16 KiB per wakeup by default: a download would take a loop turn per record */
+        (void) bufferevent_set_max_single_write(c->bev, 4 * FILE_CHUNK);
+        (void) bufferevent_set_max_single_read(c->bev, FILE_CHUNK);
         bufferevent_setcb(c->bev, on_read, on_write, on_event, c);
         bufferevent_enable(c->bev, EV_READ | EV_WRITE);
         set_deadline(c, which == TP_ENROLL ? now + MIN(l->handshake_timeout_ms, l->enroll_timeout_ms)
