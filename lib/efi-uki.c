@@ -15,6 +15,11 @@
 #define OPT_SIZE_OF_IMAGE 56
 #define OPT_SIZE_OF_HEADERS 60
 #define OPT_SUBSYSTEM 68
+#define OPT_ADDRESS_OF_ENTRY_POINT 16
+#define OPT32_NUMBER_OF_RVA 92
+#define OPT32_DATA_DIRS 96
+#define OPT64_NUMBER_OF_RVA 108
+#define OPT64_DATA_DIRS 112
 #define COFF_NUMBER_OF_SECTIONS 2
 #define COFF_POINTER_TO_SYMBOL_TABLE 8
 #define COFF_NUMBER_OF_SYMBOLS 12
@@ -459,6 +464,34 @@ static size_t stub_keep_length(const struct pe_image *pe, bool *ret_stripped) {
         return (size_t) sym;
 }
 
+/*
+ * The bytes after the section table are padding in every stub we know (zeros on x86-64; NOP
+ * instructions on Debian's aarch64 stub, whose header is cut from its code), and ukify writes over
+ * them. Refuse only when something points there: the entry point or a data directory (the headers
+ * are mapped at RVA = file offset, and a linker may put e.g. the debug directory in them).
+ */
+static int check_header_slack(const struct pe_image *pe, size_t start, size_t end) {
+        const uint8_t *opt = pe->data + pe->opt_offset;
+        size_t dirs = pe->opt_offset + (pe->pe32plus ? OPT64_DATA_DIRS : OPT32_DATA_DIRS);
+        uint32_t nrva = pe_get32(opt + (pe->pe32plus ? OPT64_NUMBER_OF_RVA : OPT32_NUMBER_OF_RVA));
+        uint64_t entry = pe_get32(opt + OPT_ADDRESS_OF_ENTRY_POINT);
+
+        if (entry >= start && entry < end)
+                return ringil_fail(-RINGIL_EMALFORMED, "stub's entry point 0x%jx lies where the new section headers go",
+                                   (uintmax_t) entry);
+        /* pe_parse checked 5 <= nrva <= 16 and that the directories fit the optional header. */
+        for (uint32_t i = 0; i < nrva; i++) {
+                uint64_t rva = pe_get32(pe->data + dirs + 8 * i), sz = pe_get32(pe->data + dirs + 8 * i + 4);
+                if (i == PE_DATA_DIR_CERT_TABLE || sz == 0)
+                        continue;
+                if (rva < end && start < rva + sz)
+                        return ringil_fail(-RINGIL_EMALFORMED,
+                                           "stub's data directory %u [0x%jx, +0x%jx) lies where the new section headers go",
+                                           i, (uintmax_t) rva, (uintmax_t) sz);
+        }
+        return 0;
+}
+
 static int add_u32(uint8_t *field, uint64_t add, const char *name) {
         uint64_t v = (uint64_t) pe_get32(field) + add;
 
@@ -614,11 +647,9 @@ int uki_build(const struct uki_params *p, uint8_t **ret_image, size_t *ret_size,
                 return ringil_fail(-RINGIL_ETOOBIG,
                                    "stub has header room for %zu more section headers, %zu needed (SizeOfHeaders 0x%x)",
                                    (hdrs - slack_start) / PE_SECTION_HEADER_SIZE, n, hdrs);
-        for (size_t i = slack_start; i < slack_end; i++)
-                if (stub.data[i] != 0)
-                        return ringil_fail(-RINGIL_EMALFORMED,
-                                           "stub has non-zero bytes after its section table (offset 0x%zx): refusing to "
-                                           "overwrite them", i);
+        r = check_header_slack(&stub, slack_start, slack_end);
+        if (r < 0)
+                return r;
 
         /* Layout: memory after the stub's highest section, file after its last byte kept. */
         keep = stub_keep_length(&stub, &info.stripped_symbols);
@@ -669,7 +700,9 @@ int uki_build(const struct uki_params *p, uint8_t **ret_image, size_t *ret_size,
                 const struct plan *s = &plan[i];
                 uint8_t *h = out + slack_start + i * PE_SECTION_HEADER_SIZE, *d = out + s->raw_offset;
 
-                memcpy(h, s->name, strlen(s->name));   /* NUL-padded by calloc; 8 characters fill it */
+                /* The slack held the stub's padding: clear the whole header, NUL-padding the name. */
+                memset(h, 0, PE_SECTION_HEADER_SIZE);
+                memcpy(h, s->name, strlen(s->name));
                 pe_put32(h + 8, (uint32_t) s->vsize);
                 pe_put32(h + 12, (uint32_t) s->va);
                 pe_put32(h + 16, (uint32_t) s->raw_size);

@@ -23,8 +23,9 @@
  *     FileAlignment;
  *   - characteristics: .linux CNT_CODE|MEM_READ, the others CNT_INITIALIZED_DATA|MEM_READ (ukify's);
  *   - NumberOfSections, SizeOfCode/SizeOfInitializedData, SizeOfImage (rounded to SectionAlignment)
- *     and CheckSum are updated; the new section headers must fit in the stub's header slack
- *     (SizeOfHeaders), which must be zero bytes, else the build is refused;
+ *     and CheckSum are updated; the new section headers must fit in the stub's header slack (up to
+ *     SizeOfHeaders), where neither the entry point nor a data directory may point, else the build is
+ *     refused;
  *   - several initrds are concatenated, each zero-padded to 4 bytes (as ukify and the stub do);
  *   - the result is parsed again (pe_parse) and its virtual ranges checked before it is returned.
  *
@@ -130,7 +131,8 @@ struct uki_info {
  * sign it with authenticode_sign) and *ret_info (may be NULL) describes it; on failure nothing is
  * returned and a one-line detail is recorded. Errors:
  *   -RINGIL_EMALFORMED / -RINGIL_ETRUNCATED  a bad stub (not PE, not an EFI application, signed,
- *        overlapping sections, bad alignment, non-zero header slack, already has a section we add),
+ *        overlapping sections, bad alignment, something pointing into the header slack, already has a
+ *        section we add),
  *        kernel, initrd, devicetree, splash, os-release, command line, uname or extra-section name
  *   -RINGIL_EINCOMPAT   the stub and the kernel are for different machines
  *   -RINGIL_ETOOBIG     an input over its limit, the image over PE_MAX_IMAGE_SIZE, a field over 32 bits,

@@ -330,10 +330,29 @@ static void test_bad_stubs(void **state) {
         expect_fail(&p, -RINGIL_EMALFORMED);
         pe_put32(stub + OPT + 32, 0x1000);
 
-        /* something lives after the section table: not ours to overwrite */
-        stub[SECTAB + 80 + 50] = 0x5a;
+        /* a data directory (here the debug directory) or the entry point in the header slack */
+        pe_put32(stub + OPT + 112 + 6 * 8, SECTAB + 80 + 48);
+        pe_put32(stub + OPT + 112 + 6 * 8 + 4, 28);
         expect_fail(&p, -RINGIL_EMALFORMED);
-        stub[SECTAB + 80 + 50] = 0;
+        assert_non_null(strstr(ringil_detail(), "data directory 6"));
+        pe_put32(stub + OPT + 112 + 6 * 8 + 4, 0);
+        pe_put32(stub + OPT + 16, SECTAB + 80 + 4);
+        expect_fail(&p, -RINGIL_EMALFORMED);
+        pe_put32(stub + OPT + 16, 0x1000);
+        /* padding bytes there are overwritten, as ukify does (Debian's aarch64 stub has NOPs) */
+        memset(stub + SECTAB + 80, 0x1f, STUB_HEADERS - SECTAB - 80);
+        {
+                uint8_t *img = NULL;
+                size_t len;
+                assert_int_equal(uki_build(&p, &img, &len, NULL), 0);
+                static const uint8_t zero[16];
+                /* name NUL-padded, relocation/line-number fields zero: nothing of the padding left */
+                assert_memory_equal(img + SECTAB + 80, ".osrel\0\0", 8);
+                assert_memory_equal(img + SECTAB + 80 + 24, zero, 12);
+                assert_memory_equal(img + SECTAB + 120 + 24, zero, 12);
+                assert_memory_equal(img + SECTAB + 120, ".cmdline", 8);
+                free(img);
+        }
 
         /* signed: a certificate table at the end */
         {
