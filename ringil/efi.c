@@ -516,14 +516,15 @@ static int efi_uki(int argc, char *argv[]) {
                 }
                 stub.path = stub_default;
         }
-        r = uki_read(&stub, UKI_MAX_STUB, "Failed to read stub");
-        if (r != 0) {
-                if (r == EXIT_NOTFOUND && stub_default)
-                        log_error("The kernel is for %s: install systemd-boot-efi for it or pass --stub.",
-                                  uki_machine_name(kinfo.machine));
-                ret = r;
+        if (stub_default && access(stub_default, F_OK) < 0 && errno == ENOENT) {
+                log_error("No stub for the %s kernel at '%s': install systemd-boot-efi for %s, or pass --stub.",
+                          uki_machine_name(kinfo.machine), stub_default, uki_machine_name(kinfo.machine));
+                ret = EXIT_NOTFOUND;
                 goto out;
         }
+        r = uki_read(&stub, UKI_MAX_STUB, "Failed to read stub");
+        if (r != 0)
+                goto out_r;
         for (size_t i = 0; i < n_initrds; i++) {
                 r = uki_read(&initrds[i], PE_MAX_IMAGE_SIZE, "Failed to read initrd");
                 if (r != 0)
@@ -592,7 +593,7 @@ static int efi_uki(int argc, char *argv[]) {
         };
         r = uki_build(&params, &image, &len, &info);
         if (r < 0) {
-                ret = fail(r, "Failed to build a UKI from", kernel.path);
+                ret = fail(r, "Cannot build UKI", output);
                 goto out;
         }
         result = image;
