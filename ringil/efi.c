@@ -155,7 +155,9 @@ static int efi_sign(int argc, char *argv[]) {
         r = authenticode_sign(image, len, key, cert, flags, &signed_image, &signed_len, &replaced);
         if (r < 0)
                 return fail(r, "Failed to sign", file);
-        r = atomic_write_file(output, signed_image, signed_len, 0644, 0);
+        /* A public binary, often written straight to the ESP, whose vfat mount options fix the mode and
+         * refuse fchmod: the mode comes from the creation (0644 under the umask). */
+        r = atomic_write_file(output, signed_image, signed_len, 0644, AW_NOCHMOD);
         if (r < 0)
                 return fail(r, "Failed to write", output);
         if (replaced > 0)
@@ -614,7 +616,7 @@ static int efi_uki(int argc, char *argv[]) {
                 result = signed_image;
                 out_len = signed_len;
         }
-        r = atomic_write_file(output, result, out_len, 0644, 0);
+        r = atomic_write_file(output, result, out_len, 0644, AW_NOCHMOD);   /* see efi_sign */
         if (r < 0) {
                 ret = fail(r, "Failed to write", output);
                 goto out;

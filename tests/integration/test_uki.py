@@ -338,6 +338,7 @@ BAD = {
     "stub is already a UKI": (lambda p, t: ["--stub", _uki_as_stub(p, t)], MALFORMED, "already has"),
     "stub signed": (lambda p, t: ["--stub", _signed_stub(p, t)], MALFORMED, "signed"),
     "no header room": (lambda p, t: full_args(p) + ["--devicetree", p["dtb"]], MALFORMED, "header room"),
+    "kernel missing": (lambda p, t: ["--linux", t / "vmlinuz-nope"], NOTFOUND, "vmlinuz-nope"),
     "kernel gzip": (lambda p, t: ["--linux", _gzipped_kernel(p, t)], MALFORMED, "gzip"),
     "kernel is an initrd": (lambda p, t: ["--linux", p["initrd1"]], MALFORMED, "MZ"),
     "kernel ELF": (lambda p, t: ["--linux", _file(t, "vmlinux", b"\x7fELF\x02\x01\x01" + bytes(100))], MALFORMED,
