@@ -504,7 +504,7 @@ static int efi_uki(int argc, char *argv[]) {
 
         r = uki_read(&kernel, UKI_MAX_KERNEL, "Failed to read kernel");
         if (r != 0)
-                goto out;
+                goto out_r;
         ringil_clear_detail();
         r = uki_kernel_inspect(kernel.data, kernel.size, &kinfo);
         if (r < 0) {
