@@ -17,7 +17,7 @@ static const struct verb verbs[] = {
         VERB_GROUP("keys", &keys_group, "Secure Boot PK/KEK/db: create, export, enroll, status"),
 
         /* efi */
-        VERB_GROUP("efi", &efi_group, "Authenticode signing of EFI binaries: sign, verify, hash"),
+        VERB_GROUP("efi", &efi_group, "EFI binaries: sign, verify, hash (Authenticode); build UKIs (uki)"),
 
         /* bundle */
         VERB_GROUP("bundle", &bundle_group, "signed update bundles: create, verify, info"),
