@@ -236,7 +236,7 @@ int bundle_create(const struct bundle_create_opts *o, const char *output) {
                 return ringil_fail(-EINVAL, "key, certificate and output are required");
         if (!valid_chars(o->compatible, BUNDLE_MAX_COMPATIBLE, "._:+-"))
                 return ringil_fail(-EINVAL, "compatible must be 1..%u of [A-Za-z0-9._:+-]", BUNDLE_MAX_COMPATIBLE);
-        if (bundle_version_valid(o->version) < 0)
+        if (version_valid(o->version) < 0)
                 return ringil_fail(-EINVAL, "version '%s' is not dot-numeric (e.g. 1.2.10)", o->version ? o->version : "");
         if (cs < BUNDLE_MIN_CHUNK_SIZE || cs > BUNDLE_MAX_CHUNK_SIZE || (cs & (cs - 1)) != 0)
                 return ringil_fail(-EINVAL, "chunk size %u is not a power of two in [4 KiB, 64 MiB]", cs);

@@ -406,7 +406,7 @@ int bundle_verify_manifest(bundle *b, const struct bundle_policy *policy) {
         bundle_manifest_free(TAKE_PTR(b->manifest));
         free(TAKE_PTR(b->payload_offset));
         now = policy->now ? policy->now : (int64_t) time(NULL);
-        if (policy->min_version && bundle_version_valid(policy->min_version) < 0)
+        if (policy->min_version && version_valid(policy->min_version) < 0)
                 return ringil_fail(-EINVAL, "minimum version '%s' is not dot-numeric", policy->min_version);
 
         r = read_header(b);
@@ -442,7 +442,7 @@ int bundle_verify_manifest(bundle *b, const struct bundle_policy *policy) {
                 return ringil_fail(-RINGIL_EEXPIRED, "bundle created in the future (%s)", format_time(m->created, t));
         }
         /* INVARIANT: anti-rollback: the version is strictly above the floor before anything is written. */
-        if (policy->min_version && bundle_version_compare(m->version, policy->min_version) <= 0)
+        if (policy->min_version && version_compare(m->version, policy->min_version) <= 0)
                 return ringil_fail(-RINGIL_EROLLBACK, "version %s is not above the floor %s", m->version,
                                    policy->min_version);
 

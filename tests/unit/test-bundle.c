@@ -1,4 +1,4 @@
-/* test-bundle.c: manifest parser edge cases and caps, version order, and the library round trip
+/* test-bundle.c: manifest parser edge cases and caps, and the library round trip
  * (create → open → verify → chunk reads) including sequential sources, forgeries (EC and RSA signers),
  * metadata read failures and an input changed during create. */
 #include <fcntl.h>
@@ -18,41 +18,6 @@
 #include "macro.h"
 
 static const char HASH0[] = "0000000000000000000000000000000000000000000000000000000000000000";
-
-/* ---- versions ---- */
-
-static void test_version_valid(void **state) {
-        (void) state;
-        assert_int_equal(bundle_version_valid("1"), 0);
-        assert_int_equal(bundle_version_valid("1.2.10"), 0);
-        assert_int_equal(bundle_version_valid("0.0.0"), 0);
-        assert_int_equal(bundle_version_valid("999999999999999999"), 0);
-        assert_int_equal(bundle_version_valid("9999999999999999999"), -RINGIL_EMALFORMED);   /* 19 digits */
-        assert_int_equal(bundle_version_valid(""), -RINGIL_EMALFORMED);
-        assert_int_equal(bundle_version_valid("1."), -RINGIL_EMALFORMED);
-        assert_int_equal(bundle_version_valid(".1"), -RINGIL_EMALFORMED);
-        assert_int_equal(bundle_version_valid("1..2"), -RINGIL_EMALFORMED);
-        assert_int_equal(bundle_version_valid("1.2-rc1"), -RINGIL_EMALFORMED);
-        assert_int_equal(bundle_version_valid("v1"), -RINGIL_EMALFORMED);
-        assert_int_equal(bundle_version_valid(" 1"), -RINGIL_EMALFORMED);
-        assert_int_equal(bundle_version_valid("+1"), -RINGIL_EMALFORMED);
-        assert_int_equal(bundle_version_valid("1.2.3.4.5.6.7.8.9.10.11.12.13.14.15.16"), 0);
-        assert_int_equal(bundle_version_valid("1.2.3.4.5.6.7.8.9.10.11.12.13.14.15.16.17"), -RINGIL_EMALFORMED);
-        assert_int_equal(bundle_version_valid(NULL), -RINGIL_EMALFORMED);
-}
-
-static void test_version_compare(void **state) {
-        (void) state;
-        assert_true(bundle_version_compare("1.2.10", "1.2.9") > 0);
-        assert_true(bundle_version_compare("1.2.9", "1.2.10") < 0);
-        assert_int_equal(bundle_version_compare("1.2", "1.2.0"), 0);
-        assert_int_equal(bundle_version_compare("1.2.0.0", "1.2"), 0);
-        assert_int_equal(bundle_version_compare("01.002", "1.2"), 0);
-        assert_true(bundle_version_compare("2", "1.99.99") > 0);
-        assert_true(bundle_version_compare("1.0.1", "1") > 0);
-        assert_true(bundle_version_compare("999999999999999999", "999999999999999998") > 0);
-        assert_int_equal(bundle_version_compare("0", "0.0.0"), 0);
-}
 
 /* ---- manifest parser ---- */
 
@@ -766,8 +731,6 @@ static void test_create_input_changed(void **state) {
 
 int main(void) {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_version_valid),
-                cmocka_unit_test(test_version_compare),
                 cmocka_unit_test(test_manifest_ok),
                 cmocka_unit_test(test_manifest_chunk_count),
                 cmocka_unit_test(test_manifest_sizes),
