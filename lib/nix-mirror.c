@@ -19,6 +19,7 @@
 #include "log.h"
 #include "macro.h"
 #include "nix-mirror.h"
+#include "strv.h"
 
 /* A set of store-path hash parts (the 32 nix32 characters): open addressing, grown at half load. */
 struct hashset {
@@ -60,34 +61,6 @@ static int hs_add(struct hashset *s, const char *h) {
         s->slot[i][32] = '\0';
         s->n++;
         return 1;
-}
-
-struct pathlist {
-        char **v;
-        size_t n, cap;
-};
-
-static void pathlist_done(struct pathlist *l) {
-        for (size_t i = 0; i < l->n; i++)
-                free(l->v[i]);
-        free(l->v);
-        *l = (struct pathlist) {};
-}
-
-static int pathlist_add(struct pathlist *l, const char *p) {
-        if (l->n == l->cap) {
-                size_t cap = l->cap ? l->cap * 2 : 64;
-                char **v = reallocarray(l->v, cap, sizeof(char *));
-                if (!v)
-                        return -ENOMEM;
-                l->v = v;
-                l->cap = cap;
-        }
-        l->v[l->n] = strdup(p);
-        if (!l->v[l->n])
-                return -ENOMEM;
-        l->n++;
-        return 0;
 }
 
 struct download {
@@ -350,7 +323,7 @@ static int fetch_path(const struct nixcache_source *src, const char *store_path,
 /* One worker of a level: takes the level's missing paths one at a time until none is left or one failed. */
 struct level_worker {
         const struct nixcache_source *src;
-        const struct pathlist *cur;
+        const struct strv *cur;
         const bool *inv;
         size_t *next;                   /* shared: the next index to take */
         int *stop;                      /* shared: set by the first failure */
@@ -358,7 +331,7 @@ struct level_worker {
         const struct nix_closure *pin;
         int root, nardir;
         struct nixcache_stats st;
-        struct pathlist refs;           /* reference basenames found */
+        struct strv refs;           /* reference basenames found */
         int r;
         char why[512];                  /* the failure's detail (ringil_detail() is per thread) */
 };
@@ -377,7 +350,7 @@ static void *level_work(void *userdata) {
                         continue;
                 r = fetch_path(w->src, w->cur->v[i], w->keys, w->pin, w->root, w->nardir, &w->st, &ni);
                 for (size_t k = 0; r >= 0 && k < ni.n_refs; k++)
-                        r = pathlist_add(&w->refs, ni.refs[k]);
+                        r = strv_push(&w->refs, ni.refs[k]);
                 narinfo_done(&ni);
                 if (r < 0) {
                         w->r = r;
@@ -390,9 +363,9 @@ static void *level_work(void *userdata) {
 }
 
 /* Fetch one level's missing paths with up to n_src workers; their references are appended to *refs. */
-static int fetch_level(const struct nixcache_source *src, size_t n_src, const struct pathlist *cur, const bool *inv,
+static int fetch_level(const struct nixcache_source *src, size_t n_src, const struct strv *cur, const bool *inv,
                        const char *keys, const struct nix_closure *pin, int root, int nardir, struct nixcache_stats *st,
-                       struct pathlist *refs) {
+                       struct strv *refs) {
         struct level_worker w[NIXCACHE_MAX_SOURCES] = {};
         pthread_t tid[NIXCACHE_MAX_SOURCES];
         bool started[NIXCACHE_MAX_SOURCES] = {};
@@ -420,8 +393,8 @@ static int fetch_level(const struct nixcache_source *src, size_t n_src, const st
                 if (w[k].r < 0 && r >= 0)
                         r = ringil_fail(w[k].r, "%s", w[k].why);
                 for (size_t i = 0; r >= 0 && i < w[k].refs.n; i++)
-                        r = pathlist_add(refs, w[k].refs.v[i]);
-                pathlist_done(&w[k].refs);
+                        r = strv_push(refs, w[k].refs.v[i]);
+                strv_done(&w[k].refs);
         }
         return r;
 }
@@ -431,7 +404,7 @@ int nixcache_mirror(const struct nixcache_source *src, size_t n_src, const char 
                     const char *dir, struct nixcache_stats *ret_stats) {
         static const char info[] = "StoreDir: /nix/store\nWantMassQuery: 0\nPriority: 10\n";
         struct nixcache_stats st = {};
-        struct pathlist cur = {}, next = {}, refs = {};
+        struct strv cur = {}, next = {}, refs = {};
         struct hashset seen = {};
         _cleanup_close_ int root = -EBADF, nardir = -EBADF;
         _cleanup_free_ char *infopath = NULL;
@@ -462,7 +435,7 @@ int nixcache_mirror(const struct nixcache_source *src, size_t n_src, const char 
 
         r = hs_add(&seen, store_path + 11);
         if (r >= 0)
-                r = pathlist_add(&cur, store_path);
+                r = strv_push(&cur, store_path);
         /* Breadth first, one validity query per level: a path the store has ends its branch. The
          * level's missing paths are fetched in parallel (latency, not bandwidth, dominates a closure of
          * many small paths over a tunnel). */
@@ -490,15 +463,15 @@ int nixcache_mirror(const struct nixcache_source *src, size_t n_src, const char 
                                 break;
                         }
                         (void) snprintf(full, sizeof(full), "/nix/store/%s", refs.v[k]);
-                        r = pathlist_add(&next, full);
+                        r = strv_push(&next, full);
                 }
-                pathlist_done(&refs);
-                pathlist_done(&cur);
+                strv_done(&refs);
+                strv_done(&cur);
                 cur = next;
-                next = (struct pathlist) {};
+                next = (struct strv) {};
         }
-        pathlist_done(&cur);
-        pathlist_done(&next);
+        strv_done(&cur);
+        strv_done(&next);
         free(seen.slot);
         if (ret_stats)
                 *ret_stats = st;

@@ -116,15 +116,16 @@ static void run_cases(struct env *e, bool walk) {
 
 static void dangling_cases(struct env *e, bool walk) {
         struct audit_fs *fs = NULL;
-        char *s = NULL, **v = NULL;
-        size_t len, n = 0;
+        struct strv v = {};
+        char *s = NULL;
+        size_t len;
         struct stat st;
 
         assert_int_equal(audit_fs_new(e->root, &fs), 0);
         if (walk)
                 audit_fs_set_walk_only(fs, true);
         /* a dangling link on the way is not an absent file */
-        assert_int_equal(audit_fs_list(fs, "img/etc/systemd/system", &v, &n), -ENOLINK);
+        assert_int_equal(audit_fs_list(fs, "img/etc/systemd/system", &v), -ENOLINK);
         assert_int_equal(audit_fs_lstat(fs, "img/etc/systemd/system/sshd.service", &st), -ENOLINK);
         assert_int_equal(audit_fs_stat(fs, "img/etc/systemd/system/sshd.service", &st), -ENOLINK);
         assert_int_equal(audit_fs_read(fs, "img/etc/shadow", 4096, &s, &len), -ENOLINK);
@@ -136,7 +137,7 @@ static void dangling_cases(struct env *e, bool walk) {
         assert_int_equal(audit_fs_lstat(fs, "img/etc/ok/nope", &st), -ENOENT);
         assert_int_equal(audit_fs_read(fs, "img/etc/ok/nope/deeper", 4096, &s, &len), -ENOENT);
         assert_int_equal(audit_fs_exists(fs, "img/etc/ok/nope"), 0);
-        assert_int_equal(audit_fs_list(fs, "img/nope", &v, &n), -ENOENT);
+        assert_int_equal(audit_fs_list(fs, "img/nope", &v), -ENOENT);
         audit_fs_free(fs);
 }
 
@@ -216,16 +217,16 @@ static void test_walk(void **state) {
 static void test_list_sorted(void **state) {
         struct env *e = *state;
         struct audit_fs *fs = NULL;
-        char **v = NULL;
-        size_t n = 0;
+        struct strv v = {};
 
         assert_int_equal(audit_fs_new(e->root, &fs), 0);
-        assert_int_equal(audit_fs_list(fs, "etc", &v, &n), 0);
-        assert_int_equal(n, 6);
-        assert_string_equal(v[0], "abs-escape");
-        assert_string_equal(v[5], "static");
-        audit_fs_strv_free(v, n);
-        assert_int_equal(audit_fs_list(fs, "nope", &v, &n), -ENOENT);
+        assert_int_equal(audit_fs_list(fs, "etc", &v), 0);
+        assert_int_equal(v.n, 6);
+        assert_string_equal(v.v[0], "abs-escape");
+        assert_string_equal(v.v[5], "static");
+        assert_null(v.v[6]);
+        strv_done(&v);
+        assert_int_equal(audit_fs_list(fs, "nope", &v), -ENOENT);
         audit_fs_free(fs);
 }
 
