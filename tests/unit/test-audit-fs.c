@@ -17,28 +17,21 @@ struct env {
 };
 
 static void put(const char *base, const char *rel, const char *content) {
-        char p[4200], cmd[4400];
-        snprintf(p, sizeof(p), "%s/%s", base, rel);
-        snprintf(cmd, sizeof(cmd), "mkdir -p \"$(dirname '%s')\"", p);
-        assert_int_equal(system(cmd), 0);
-        FILE *f = fopen(p, "w");
-        assert_non_null(f);
-        fputs(content, f);
-        fclose(f);
+        char *p = test_path(base, "%s", rel);
+        test_write_file(p, content, 0644);
+        free(p);
 }
 
 static void ln(const char *base, const char *rel, const char *target) {
-        char p[4200], cmd[4400];
-        snprintf(p, sizeof(p), "%s/%s", base, rel);
-        snprintf(cmd, sizeof(cmd), "mkdir -p \"$(dirname '%s')\"", p);
-        assert_int_equal(system(cmd), 0);
-        assert_int_equal(symlink(target, p), 0);
+        char *p = test_path(base, "%s", rel);
+        test_symlink(target, p);
+        free(p);
 }
 
 static int setup(void **state) {
         struct env *e = calloc(1, sizeof(*e));
         char abs_out[4200];
-        e->dir = test_mkdtemp();
+        e->dir = test_tmpdir();
         if (asprintf(&e->root, "%s/root", e->dir) < 0)
                 return -1;
         put(e->dir, "outside/secret", "outside\n");
@@ -63,8 +56,7 @@ static int setup(void **state) {
 
 static int teardown(void **state) {
         struct env *e = *state;
-        test_rm_rf(e->dir);
-        free(e->dir);
+        test_tmpdir_done(e->dir);
         free(e->root);
         free(e);
         return 0;

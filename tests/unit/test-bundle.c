@@ -407,7 +407,7 @@ static int setup_signer(void **state, bool rsa) {
         uint8_t *data;
         int r;
 
-        if (!fx || !(fx->dir = test_mkdtemp()))
+        if (!fx || !(fx->dir = test_tmpdir()))
                 return -1;
         fx->t = (int64_t) time(NULL);
         snprintf(fx->key, sizeof(fx->key), "%s/key.pem", fx->dir);
@@ -446,8 +446,7 @@ static int setup_rsa(void **state) {
 
 static int teardown(void **state) {
         struct fixture *fx = *state;
-        if (!getenv("KEEP")) test_rm_rf(fx->dir);
-        free(fx->dir);
+        test_tmpdir_done(fx->dir);
         free(fx);
         return 0;
 }

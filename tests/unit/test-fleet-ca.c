@@ -20,14 +20,13 @@ static void test_names(void **state) {
 }
 
 static void test_create_issue(void **state) {
-        char *d = test_mkdtemp();
+        const char *d = *state;
         char path[512], cn[CA_NAME_MAX + 1];
         EVP_PKEY *cak = NULL;
         X509 *cac = NULL, *cert = NULL;
         struct stat st;
         X509_STORE *store;
         X509_STORE_CTX *ctx;
-        (void) state;
 
         assert_int_equal(ca_create(d, NULL, 30), 0);
         assert_int_equal(ca_create(d, NULL, 30), -EEXIST);
@@ -60,16 +59,13 @@ static void test_create_issue(void **state) {
         X509_free(cert);
         X509_free(cac);
         EVP_PKEY_free(cak);
-        test_rm_rf(d);
-        free(d);
 }
 
 static void test_csr(void **state) {
-        char *d = test_mkdtemp();
+        const char *d = *state;
         EVP_PKEY *cak = NULL, *key = NULL, *pub = NULL, *rsa;
         X509 *cac = NULL, *cert = NULL;
         char *csr = NULL, cn[CA_NAME_MAX + 1];
-        (void) state;
 
         assert_int_equal(ca_create(d, "test CA", 30), 0);
         assert_int_equal(ca_load(d, &cak, &cac), 0);
@@ -94,17 +90,14 @@ static void test_csr(void **state) {
         EVP_PKEY_free(key);
         EVP_PKEY_free(cak);
         X509_free(cac);
-        test_rm_rf(d);
-        free(d);
 }
 
 static void test_operator_server(void **state) {
-        char *d = test_mkdtemp();
+        const char *d = *state;
         char path[512];
         const char *sans[] = { "DNS:fleet.example", NULL };
         const char *bad_sans[] = { "URI:x", NULL };
         X509 *cert = NULL;
-        (void) state;
         assert_int_equal(ca_create(d, NULL, 30), 0);
         assert_int_equal(ca_issue(d, "alice", CA_PROFILE_OPERATOR, NULL, 10, d), 0);
         snprintf(path, sizeof(path), "%s/alice.pem", d);
@@ -118,16 +111,14 @@ static void test_operator_server(void **state) {
         assert_int_equal(X509_check_host(cert, "fleet.example", 0, 0, NULL), 1);
         X509_free(cert);
         assert_int_equal(ca_issue(d, "srv2", CA_PROFILE_SERVER, bad_sans, 10, d), -EINVAL);
-        test_rm_rf(d);
-        free(d);
 }
 
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_names),
-                cmocka_unit_test(test_create_issue),
-                cmocka_unit_test(test_csr),
-                cmocka_unit_test(test_operator_server),
+                cmocka_unit_test_setup_teardown(test_create_issue, test_setup_tmpdir, test_teardown_tmpdir),
+                cmocka_unit_test_setup_teardown(test_csr, test_setup_tmpdir, test_teardown_tmpdir),
+                cmocka_unit_test_setup_teardown(test_operator_server, test_setup_tmpdir, test_teardown_tmpdir),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -10,16 +10,6 @@
 #include "fileio.h"
 #include "nix-mirror.h"
 
-static char *replace(const char *s, const char *from, const char *to) {
-        const char *at = strstr(s, from);
-        char *out;
-
-        assert_non_null(at);
-        assert_true(asprintf(&out, "%.*s%s%s", (int) (at - s), s, to, at + strlen(from)) > 0);
-        return out;
-}
-
-
 /* ---- a fake cache for the mirror ---- */
 
 struct entry {
@@ -209,11 +199,11 @@ static size_t count_nars(const char *dir) {
 }
 
 static void test_mirror_whole_closure(void **state) {
-        char *d = test_mkdtemp(), dir[256];
+        const char *d = *state;
+        char dir[256];
         struct validity v = {};
         struct nixcache_stats st;
         struct fake f;
-        (void) state;
 
         fake_init(&f);
         snprintf(dir, sizeof(dir), "%s/m", d);
@@ -233,16 +223,14 @@ static void test_mirror_whole_closure(void **state) {
         assert_int_equal(nixcache_mirror_remove(dir), 0);
         assert_false(exists_in(d, "m"));
         fake_done(&f);
-        test_rm_rf(d);
-        free(d);
 }
 
 static void test_mirror_prunes_valid_paths(void **state) {
-        char *d = test_mkdtemp(), dir[256];
+        const char *d = *state;
+        char dir[256];
         struct validity v = { .valid = { H_BASE } };
         struct nixcache_stats st;
         struct fake f;
-        (void) state;
 
         fake_init(&f);
         snprintf(dir, sizeof(dir), "%s/m", d);
@@ -257,16 +245,14 @@ static void test_mirror_prunes_valid_paths(void **state) {
         assert_int_equal(f.gets + f.ranges, 0);
         assert_int_equal(st.paths_fetched, 0);
         fake_done(&f);
-        test_rm_rf(d);
-        free(d);
 }
 
 static void test_mirror_refuses_unsigned_and_stops(void **state) {
-        char *d = test_mkdtemp(), dir[256];
+        const char *d = *state;
+        char dir[256];
         struct validity v = {};
         struct nixcache_stats st;
         struct fake f;
-        (void) state;
 
         fake_init(&f);
         publish(&f, H_MID, "mid", H_BASE "-base", "middle contents, a little longer", false);
@@ -281,16 +267,14 @@ static void test_mirror_refuses_unsigned_and_stops(void **state) {
         assert_int_equal(mirror1(&f, top_path, "other-1:GVNA7enkDDPlSaC+ycZSYJpmY8Jfk5x1qX11e5jSiSM=", NULL, &v, dir,
                                          &st), -RINGIL_EUNTRUSTED);
         fake_done(&f);
-        test_rm_rf(d);
-        free(d);
 }
 
 static void test_mirror_refuses_wrong_path_and_sizes(void **state) {
-        char *d = test_mkdtemp(), dir[256];
+        const char *d = *state;
+        char dir[256];
         struct validity v = {};
         struct fake f;
         struct entry *e;
-        (void) state;
 
         snprintf(dir, sizeof(dir), "%s/m", d);
         /* The server answers mid's narinfo for top's hash: a validly signed narinfo of another path. */
@@ -304,19 +288,17 @@ static void test_mirror_refuses_wrong_path_and_sizes(void **state) {
         fake_find(&f, "/" H_MID ".narinfo")->path[0] = '\0';
         assert_int_equal(mirror1(&f, top_path, f.pk, NULL, &v, dir, NULL), -ENOENT);
         fake_done(&f);
-        test_rm_rf(d);
-        free(d);
 }
 
 static void test_mirror_nar_hash_and_resume(void **state) {
-        char *d = test_mkdtemp(), dir[256], part[512], nh[64];
+        const char *d = *state;
+        char dir[256], part[512], nh[64];
         struct validity v = {};
         struct nixcache_stats st;
         struct fake f;
         struct entry *e = NULL;
         uint8_t h[32];
         const char *content = "#!/bin/sh\necho switch-to-configuration\n";
-        (void) state;
 
         snprintf(dir, sizeof(dir), "%s/m", d);
         fake_init(&f);
@@ -386,44 +368,40 @@ static void test_mirror_nar_hash_and_resume(void **state) {
         assert_int_equal(mirror1(&f, top_path, f.pk, NULL, &v, dir, &st), 0);
         assert_int_equal(count_nars(dir), 3);
         fake_done(&f);
-        test_rm_rf(d);
-        free(d);
 }
 
 static void test_mirror_file_size_bound(void **state) {
-        char *d = test_mkdtemp(), dir[256], *t;
+        const char *d = *state;
+        char dir[256], *t;
         struct validity v = {};
         struct fake f;
         struct entry *e;
         char from[32];
-        (void) state;
 
         /* FileSize is not signed: with Compression none it must equal the signed NarSize. */
         snprintf(dir, sizeof(dir), "%s/m", d);
         fake_init(&f);
         e = fake_find(&f, "/" H_TOP ".narinfo");
         snprintf(from, sizeof(from), "FileSize: %zu", strlen("#!/bin/sh\necho switch-to-configuration\n"));
-        t = replace(e->body, from, "FileSize: 99999999999");
+        t = test_replace(e->body, from, "FileSize: 99999999999");
         fake_put(&f, "/" H_TOP ".narinfo", t, strlen(t));
         free(t);
         assert_int_equal(mirror1(&f, top_path, f.pk, NULL, &v, dir, NULL), -RINGIL_ETOOBIG);
         assert_int_equal(f.ranges, 0);
         assert_int_equal(mirror1(&f, "/nix/store/x", f.pk, NULL, &v, dir, NULL), -RINGIL_EMALFORMED);
         fake_done(&f);
-        test_rm_rf(d);
-        free(d);
 }
 
 static void test_mirror_parallel_shared_nar(void **state) {
         static const char *const hashes[] = { "4444444444444444444444444444444d", "5555555555555555555555555555555f",
                                               "6666666666666666666666666666666g", "7777777777777777777777777777777h",
                                               "8888888888888888888888888888888i", "9999999999999999999999999999999j" };
-        char *d = test_mkdtemp(), dir[256], refs[1024] = "", top2[128];
+        const char *d = *state;
+        char dir[256], refs[1024] = "", top2[128];
         struct validity v = {};
         struct nixcache_stats st;
         struct nixcache_source src[3];
         struct fake f;
-        (void) state;
 
         /* A wide level: six leaves under one toplevel, two of them with byte-identical contents (one NAR
          * file for two paths), fetched by three workers over connections that deliver 3 bytes at a time. */
@@ -456,17 +434,15 @@ static void test_mirror_parallel_shared_nar(void **state) {
         assert_int_equal(nixcache_mirror(src, 3, top2, f.pk, NULL, fake_invalid, &v, dir, &st), -RINGIL_EUNTRUSTED);
         assert_false(exists_in(dir, "6666666666666666666666666666666g.narinfo"));
         fake_done(&f);
-        test_rm_rf(d);
-        free(d);
 }
 
 static void test_mirror_pinned_closure(void **state) {
-        char *d = test_mkdtemp(), dir[256];
+        const char *d = *state;
+        char dir[256];
         struct validity v = {};
         struct nix_closure pin = {};
         struct nixcache_stats st;
         struct fake f;
-        (void) state;
 
         /* The pin lists every path of the fake closure with the NAR hashes the cache serves. */
         fake_init(&f);
@@ -510,20 +486,18 @@ static void test_mirror_pinned_closure(void **state) {
         pin.n = 3;
         nix_closure_done(&pin);
         fake_done(&f);
-        test_rm_rf(d);
-        free(d);
 }
 
 int main(void) {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_mirror_whole_closure),
-                cmocka_unit_test(test_mirror_prunes_valid_paths),
-                cmocka_unit_test(test_mirror_refuses_unsigned_and_stops),
-                cmocka_unit_test(test_mirror_refuses_wrong_path_and_sizes),
-                cmocka_unit_test(test_mirror_nar_hash_and_resume),
-                cmocka_unit_test(test_mirror_file_size_bound),
-                cmocka_unit_test(test_mirror_parallel_shared_nar),
-                cmocka_unit_test(test_mirror_pinned_closure),
+                cmocka_unit_test_setup_teardown(test_mirror_whole_closure, test_setup_tmpdir, test_teardown_tmpdir),
+                cmocka_unit_test_setup_teardown(test_mirror_prunes_valid_paths, test_setup_tmpdir, test_teardown_tmpdir),
+                cmocka_unit_test_setup_teardown(test_mirror_refuses_unsigned_and_stops, test_setup_tmpdir, test_teardown_tmpdir),
+                cmocka_unit_test_setup_teardown(test_mirror_refuses_wrong_path_and_sizes, test_setup_tmpdir, test_teardown_tmpdir),
+                cmocka_unit_test_setup_teardown(test_mirror_nar_hash_and_resume, test_setup_tmpdir, test_teardown_tmpdir),
+                cmocka_unit_test_setup_teardown(test_mirror_file_size_bound, test_setup_tmpdir, test_teardown_tmpdir),
+                cmocka_unit_test_setup_teardown(test_mirror_parallel_shared_nar, test_setup_tmpdir, test_teardown_tmpdir),
+                cmocka_unit_test_setup_teardown(test_mirror_pinned_closure, test_setup_tmpdir, test_teardown_tmpdir),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

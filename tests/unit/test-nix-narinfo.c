@@ -100,29 +100,20 @@ static void test_real_narinfo_verifies(void **state) {
         narinfo_done(&ni);
 }
 
-static char *replace(const char *s, const char *from, const char *to) {
-        const char *at = strstr(s, from);
-        char *out;
-
-        assert_non_null(at);
-        assert_true(asprintf(&out, "%.*s%s%s", (int) (at - s), s, to, at + strlen(from)) > 0);
-        return out;
-}
-
 static void test_narinfo_forms(void **state) {
         struct narinfo ni;
         char *t;
         (void) state;
 
         /* Base16 NarHash: same fingerprint, same signature. */
-        t = replace(real_narinfo, "NarHash: sha256:107cdw0qfavh0vk5k56kld0ag12pk24c1nzj1nl05qbc5mlzy8g6",
+        t = test_replace(real_narinfo, "NarHash: sha256:107cdw0qfavh0vk5k56kld0ag12pk24c1nzj1nl05qbc5mlzy8g6",
                     "NarHash: sha256:e621ff692d6ce102a80df2dbc088985784a740a3d39459e606702b87016fec80");
         assert_int_equal(narinfo_parse(t, strlen(t), &ni), 0);
         assert_int_equal(narinfo_verify(&ni, fleet_pk), 0);
         narinfo_done(&ni);
         free(t);
         /* Empty References (Nix writes "References: "), unknown keys skipped, no trailing newline. */
-        t = replace(real_narinfo, "References: 0qn246ynpxiyp58ag592h7r5iz0nr99w-base\n", "References: \nSystem: x86_64-linux\n");
+        t = test_replace(real_narinfo, "References: 0qn246ynpxiyp58ag592h7r5iz0nr99w-base\n", "References: \nSystem: x86_64-linux\n");
         t[strlen(t) - 1] = '\0';
         assert_int_equal(narinfo_parse(t, strlen(t), &ni), 0);
         assert_int_equal(ni.n_refs, 0);
@@ -130,7 +121,7 @@ static void test_narinfo_forms(void **state) {
         narinfo_done(&ni);
         free(t);
         /* Compression defaults to bzip2 as in Nix. */
-        t = replace(real_narinfo, "Compression: xz\n", "");
+        t = test_replace(real_narinfo, "Compression: xz\n", "");
         assert_int_equal(narinfo_parse(t, strlen(t), &ni), 0);
         assert_string_equal(ni.compression, "bzip2");
         narinfo_done(&ni);
@@ -171,7 +162,7 @@ static void test_narinfo_rejects(void **state) {
         (void) state;
 
         for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-                char *t = replace(real_narinfo, cases[i].from, cases[i].to);
+                char *t = test_replace(real_narinfo, cases[i].from, cases[i].to);
                 int r = narinfo_parse(t, strlen(t), &ni);
                 if (r != cases[i].err)
                         fail_msg("case %zu (%s): %d", i, cases[i].to, r);
