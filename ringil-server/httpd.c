@@ -139,9 +139,6 @@ static void identify_peer(struct conn *c) {
         X509_STORE_CTX *vctx;
         X509 *root;
         bool operator_root, device_root;
-        const ASN1_INTEGER *serial;
-        BIGNUM *bn;
-        char *hex;
 
         c->role = PEER_NONE;
         if (!peer || SSL_get_verify_result(c->ssl) != X509_V_OK)
@@ -167,18 +164,8 @@ static void identify_peer(struct conn *c) {
         X509_STORE_CTX_free(vctx);
         if (ca_cert_cn(peer, c->peer) < 0)
                 return;
-        serial = X509_get0_serialNumber(peer);
-        bn = ASN1_INTEGER_to_BN(serial, NULL);
-        hex = bn ? BN_bn2hex(bn) : NULL;
-        BN_free(bn);
-        if (!hex || strlen(hex) >= sizeof(c->serial)) {
-                OPENSSL_free(hex);
+        if (ca_cert_serial_hex(peer, c->serial) < 0)
                 return;
-        }
-        for (size_t i = 0; hex[i]; i++)
-                c->serial[i] = (char) (hex[i] >= 'A' && hex[i] <= 'F' ? hex[i] - 'A' + 'a' : hex[i]);
-        c->serial[strlen(hex)] = '\0';
-        OPENSSL_free(hex);
         /* INVARIANT: the role comes from the anchor that verified the chain *and* the OU, so a drone
          * certificate is never an operator even when one CA issues both. */
         if (ca_cert_is_operator(peer)) {

@@ -1,10 +1,12 @@
-/* test-fleet-ca.c: device CA profiles, CSR signing keeps only the public key, names are strictly checked. */
+/* test-fleet-ca.c: device CA profiles, CSR signing keeps only the public key, names are strictly checked,
+ * serial numbers in the one hex spelling the server stores and compares. */
 #include "tests.h"
 
 #include <sys/stat.h>
 
-#include "fleet-ca.h"
+#include "crypto.h"
 #include "err.h"
+#include "fleet-ca.h"
 
 static void test_names(void **state) {
         (void) state;
@@ -113,9 +115,57 @@ static void test_operator_server(void **state) {
         assert_int_equal(ca_issue(d, "srv2", CA_PROFILE_SERVER, bad_sans, 10, d), -EINVAL);
 }
 
+/* A certificate whose serial is the hex number `serial' (a leading '-' for a negative one). */
+static X509 *cert_with_serial(EVP_PKEY *k, const char *serial) {
+        X509 *x = test_cert_new(k, "serial", NULL, NULL, -60, 3600, 0);
+        BIGNUM *bn = NULL;
+
+        assert_true(BN_hex2bn(&bn, serial) > 0);
+        assert_non_null(BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(x)));
+        BN_free(bn);
+        return x;
+}
+
+static void test_serial_hex(void **state) {
+        static const struct {
+                const char *serial, *want;
+        } ok[] = {
+                { "0", "0" },
+                { "1", "01" },                      /* BN_bn2hex pads to whole bytes */
+                { "ABCDEF", "abcdef" },             /* lowercase: the server compares strings */
+                { "00A0B", "0a0b" },                /* leading zero bytes dropped, the byte kept whole */
+                { "7FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF", "7fffffffffffffffffffffffffffffff" },   /* ringil's 127-bit */
+                { "-5", "-05" },
+                /* exactly CA_SERIAL_HEX_MAX digits */
+                { "FEDCBA9876543210FEDCBA9876543210FEDCBA9876543210FEDCBA9876543210",
+                  "fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210" },
+        };
+        EVP_PKEY *k = test_key_new(false);
+        char buf[CA_SERIAL_HEX_MAX + 1];
+        X509 *x;
+        (void) state;
+
+        for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+                x = cert_with_serial(k, ok[i].serial);
+                memset(buf, 'X', sizeof(buf));
+                assert_int_equal(ca_cert_serial_hex(x, buf), 0);
+                assert_string_equal(buf, ok[i].want);
+                X509_free(x);
+        }
+        /* One byte more than fits: refused, and the buffer is not touched. */
+        x = cert_with_serial(k, "01FEDCBA9876543210FEDCBA9876543210FEDCBA9876543210FEDCBA9876543210");
+        memset(buf, 'X', sizeof(buf));
+        assert_int_equal(ca_cert_serial_hex(x, buf), -ERANGE);
+        for (size_t i = 0; i < sizeof(buf); i++)
+                assert_int_equal(buf[i], 'X');
+        X509_free(x);
+        EVP_PKEY_free(k);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_names),
+                cmocka_unit_test(test_serial_hex),
                 cmocka_unit_test_setup_teardown(test_create_issue, test_setup_tmpdir, test_teardown_tmpdir),
                 cmocka_unit_test_setup_teardown(test_csr, test_setup_tmpdir, test_teardown_tmpdir),
                 cmocka_unit_test_setup_teardown(test_operator_server, test_setup_tmpdir, test_teardown_tmpdir),
