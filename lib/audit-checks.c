@@ -142,16 +142,15 @@ static int read_efi_bool(struct audit_ctx *ctx, struct audit_result *res, const 
         int r = read_efivar(ctx, res, name, "8be4df61-93ca-11d2-aa0d-00e098032b8c", ret_path, &d, &len);
         if (r < 0)
                 return r;
-        if (len != 1) {
-                audit_error(res, len == 0 ? -RINGIL_ETRUNCATED : -RINGIL_EMALFORMED, *ret_path,
-                            "expected 1 data byte, found %zu", len);
+        r = efivar_bool_decode(d, len);
+        if (r < 0) {
+                if (len != 1)
+                        audit_error(res, r, *ret_path, "expected 1 data byte, found %zu", len);
+                else
+                        audit_error(res, r, *ret_path, "value %u is not 0/1", d[0]);
                 return -RINGIL_EMALFORMED;
         }
-        if (d[0] > 1) {
-                audit_error(res, -RINGIL_EMALFORMED, *ret_path, "value %u is not 0/1", d[0]);
-                return -RINGIL_EMALFORMED;
-        }
-        *ret = d[0];
+        *ret = r;
         return 0;
 }
 

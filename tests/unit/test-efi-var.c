@@ -1,4 +1,5 @@
-/* test-efi-var.c: efivarfs read/write against a plain directory standing in for it, and mode decoding. */
+/* test-efi-var.c: efivarfs read/write against a plain directory standing in for it, the strict boolean
+ * reader, and mode decoding. */
 #include "tests.h"
 
 #include <stdbool.h>
@@ -186,6 +187,41 @@ static void test_write_immutable(void **state) {
         free(p);
 }
 
+/* The strict boolean reader shared by the mode decoder, `ringil keys` and the auditor. */
+static void test_read_bool(void **state) {
+        const char *dir = *state;
+
+        assert_int_equal(efivar_bool_decode((const uint8_t *) "", 0), -RINGIL_ETRUNCATED);
+        assert_int_equal(efivar_bool_decode((const uint8_t *) "\0", 1), 0);
+        assert_int_equal(efivar_bool_decode((const uint8_t *) "\1", 1), 1);
+        assert_int_equal(efivar_bool_decode((const uint8_t *) "\2", 1), -RINGIL_EMALFORMED);
+        assert_int_equal(efivar_bool_decode((const uint8_t *) "\xff", 1), -RINGIL_EMALFORMED);
+        assert_int_equal(efivar_bool_decode((const uint8_t *) "\1\0", 2), -RINGIL_EMALFORMED);   /* no trailing byte */
+        assert_int_equal(efivar_bool_decode((const uint8_t *) "\0\0", 2), -RINGIL_EMALFORMED);
+
+        assert_int_equal(efivar_read_bool(dir, "SetupMode"), -ENOENT);
+        put_bool(dir, "SetupMode", 1);
+        assert_int_equal(efivar_read_bool(dir, "SetupMode"), 1);
+        put_bool(dir, "SetupMode", 0);
+        assert_int_equal(efivar_read_bool(dir, "SetupMode"), 0);
+        put_bool(dir, "SetupMode", 2);
+        assert_int_equal(efivar_read_bool(dir, "SetupMode"), -RINGIL_EMALFORMED);
+        put_var(dir, "SetupMode", (const uint8_t *) "\x06\x00\x00\x00", 4);   /* attributes, no data */
+        assert_int_equal(efivar_read_bool(dir, "SetupMode"), -RINGIL_ETRUNCATED);
+        put_var(dir, "SetupMode", (const uint8_t *) "\x06\x00", 2);             /* not even the attributes */
+        assert_int_equal(efivar_read_bool(dir, "SetupMode"), -RINGIL_ETRUNCATED);
+        put_var(dir, "SetupMode", (const uint8_t *) "\x06\x00\x00\x00\x01\x00", 6);
+        assert_int_equal(efivar_read_bool(dir, "SetupMode"), -RINGIL_EMALFORMED);
+        /* Only the global GUID is read: the same name under another vendor is not SetupMode. */
+        {
+                char *p = NULL;
+                assert_int_equal(efivar_path(dir, "SecureBoot", &LOADER_GUID, &p), 0);
+                assert_int_equal(atomic_write_file(p, "\x06\x00\x00\x00\x01", 5, 0644, 0), 0);
+                free(p);
+                assert_int_equal(efivar_read_bool(dir, "SecureBoot"), -ENOENT);
+        }
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_var_path),
@@ -194,6 +230,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_oversized, test_setup_tmpdir, test_teardown_tmpdir),
                 cmocka_unit_test_setup_teardown(test_write_immutable, test_setup_tmpdir, test_teardown_tmpdir),
                 cmocka_unit_test_setup_teardown(test_mode_from_dir, test_setup_tmpdir, test_teardown_tmpdir),
+                cmocka_unit_test_setup_teardown(test_read_bool, test_setup_tmpdir, test_teardown_tmpdir),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
