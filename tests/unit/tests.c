@@ -1,6 +1,8 @@
 /* tests.c: fixtures shared by the unit tests: temporary directories, files, a throw-away PKI. */
 #include "tests.h"
 
+#include "efi-pe.h"   /* pe_put16/pe_put32 and the PE constants only */
+
 #include <fcntl.h>
 #include <ftw.h>
 #include <openssl/pem.h>
@@ -236,4 +238,52 @@ void test_write_cert_pem(const char *path, X509 *cert) {
         assert_non_null(f);
         assert_true(PEM_write_X509(f, cert));
         assert_int_equal(fclose(f), 0);
+}
+
+void test_pe_section(uint8_t *buf, size_t sectab, unsigned i, const char *name, uint32_t ptr, uint32_t size) {
+        uint8_t *s = buf + sectab + 40u * i;
+        memcpy(s, name, strlen(name));
+        pe_put32(s + 8, size);          /* VirtualSize */
+        pe_put32(s + 12, 0x1000u * (i + 1));
+        pe_put32(s + 16, size);
+        pe_put32(s + 20, ptr);
+}
+
+size_t test_pe64(uint8_t *buf) {
+        memset(buf, 0, TEST_PE_BUF_SIZE);
+        buf[0] = 'M';
+        buf[1] = 'Z';
+        pe_put32(buf + 0x3c, TEST_PE_LFANEW);
+        memcpy(buf + TEST_PE_LFANEW, "PE\0\0", 4);
+        pe_put16(buf + TEST_PE_LFANEW + 4, 0x8664);
+        pe_put16(buf + TEST_PE_LFANEW + 6, 2);
+        pe_put32(buf + TEST_PE_LFANEW + 8, 0x5eed1234);  /* TimeDateStamp */
+        pe_put16(buf + TEST_PE_LFANEW + 20, TEST_PE_OPT_SIZE_64);
+        pe_put16(buf + TEST_PE_OPT, PE_OPT_MAGIC_PE32PLUS);
+        pe_put32(buf + TEST_PE_OPT + 60, TEST_PE_HEADERS);
+        pe_put32(buf + TEST_PE_CHECKSUM, 0xdeadbeef);
+        pe_put32(buf + TEST_PE_OPT + 108, 16);
+        test_pe_section(buf, TEST_PE_SECTAB, 0, ".text", 0x200, 0x200);
+        test_pe_section(buf, TEST_PE_SECTAB, 1, ".data", 0x400, 0x200);
+        for (size_t i = TEST_PE_HEADERS; i < TEST_PE_IMAGE_SIZE; i++)
+                buf[i] = (uint8_t) (i * 7 + 3);
+        return TEST_PE_IMAGE_SIZE;
+}
+
+void test_pe64_hash(const uint8_t *buf, size_t signed_end, uint8_t out[static 32]) {
+        static uint8_t cat[TEST_PE_BUF_SIZE];
+        unsigned len = 0;
+        size_t n = 0;
+
+        memcpy(cat + n, buf, TEST_PE_CHECKSUM);
+        n += TEST_PE_CHECKSUM;
+        memcpy(cat + n, buf + TEST_PE_CHECKSUM + 4, TEST_PE_CERT_DIR_64 - TEST_PE_CHECKSUM - 4);
+        n += TEST_PE_CERT_DIR_64 - TEST_PE_CHECKSUM - 4;
+        memcpy(cat + n, buf + TEST_PE_CERT_DIR_64 + 8, TEST_PE_HEADERS - TEST_PE_CERT_DIR_64 - 8);
+        n += TEST_PE_HEADERS - TEST_PE_CERT_DIR_64 - 8;
+        memcpy(cat + n, buf + 0x200, 0x400);   /* both sections, contiguous */
+        n += 0x400;
+        memcpy(cat + n, buf + 0x600, signed_end - 0x600);
+        n += signed_end - 0x600;
+        assert_true(EVP_Digest(cat, n, out, &len, EVP_sha256(), NULL) == 1 && len == 32);
 }

@@ -61,3 +61,25 @@ X509 *test_cert_new(EVP_PKEY *key, const char *cn, EVP_PKEY *issuer_key, X509 *i
                     unsigned flags);
 void test_write_key_pem(const char *path, EVP_PKEY *key);
 void test_write_cert_pem(const char *path, X509 *cert);
+
+/*
+ * A minimal PE32+ image (x86-64): DOS header, PE header at 0x40, 2 sections, SizeOfHeaders 0x200, .text at
+ * [0x200, 0x400), .data at [0x400, 0x600), then TEST_PE_TRAILER bytes of unsectioned data; CheckSum
+ * 0xdeadbeef, no certificate table. test_pe64() writes it into buf (TEST_PE_BUF_SIZE bytes, zeroed first:
+ * room to append a certificate table) and returns its size; test_pe_section() (re)writes section header i
+ * of the table at sectab. test_pe64_hash() is the Authenticode SHA-256 of such an image signed up to
+ * signed_end, assembled by hand for this layout (independent of efi-pe.c).
+ */
+#define TEST_PE_LFANEW 0x40u
+#define TEST_PE_OPT (TEST_PE_LFANEW + 24u)
+#define TEST_PE_OPT_SIZE_64 240u
+#define TEST_PE_SECTAB (TEST_PE_OPT + TEST_PE_OPT_SIZE_64)
+#define TEST_PE_HEADERS 0x200u
+#define TEST_PE_TRAILER 0x10u
+#define TEST_PE_IMAGE_SIZE (0x600u + TEST_PE_TRAILER)
+#define TEST_PE_CERT_DIR_64 (TEST_PE_OPT + 112u + 4u * 8u)
+#define TEST_PE_CHECKSUM (TEST_PE_OPT + 64u)
+#define TEST_PE_BUF_SIZE (TEST_PE_IMAGE_SIZE + 4096u)
+size_t test_pe64(uint8_t *buf);
+void test_pe_section(uint8_t *buf, size_t sectab, unsigned i, const char *name, uint32_t ptr, uint32_t size);
+void test_pe64_hash(const uint8_t *buf, size_t signed_end, uint8_t out[static 32]);
