@@ -10,6 +10,18 @@
 #include "macro.h"
 #include "process.h"
 
+/* fd itself when above 2, else a CLOEXEC duplicate above 2 with fd closed; < 0 on failure. */
+static int above_stdio(int fd) {
+        int moved;
+
+        if (fd > 2)
+                return fd;
+        moved = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+        if (moved >= 0)
+                (void) close(fd);
+        return moved;
+}
+
 /* In the child between fork and exec: async-signal-safe calls only (the caller may have threads). */
 static _noreturn_ void child(char *const argv[], const struct process_opts *o, int capture_fd, int err_pipe) {
         const enum process_stdio how[3] = { o->in, o->out, o->err };
@@ -18,6 +30,13 @@ static _noreturn_ void child(char *const argv[], const struct process_opts *o, i
         sigset_t none;
         int e, null = -EBADF;
 
+        /* A caller with closed stdio gets 0..2 for its next pipes: move ours above them and close those
+         * slots again, so that an inherited stdio the caller does not have stays closed in the child too. */
+        err_pipe = above_stdio(err_pipe);
+        if (err_pipe < 0)
+                _exit(127);
+        if (capture_fd >= 0 && (capture_fd = above_stdio(capture_fd)) < 0)
+                goto fail;
         sigemptyset(&none);
         if (sigprocmask(SIG_SETMASK, &none, NULL) < 0 || sigaction(SIGPIPE, &dfl, NULL) < 0)
                 goto fail;

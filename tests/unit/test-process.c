@@ -172,6 +172,34 @@ static void test_swapped_stdio(void **state) {
         close(b[0]);
 }
 
+/* A caller whose stdin and stdout are closed: the child's stdout is closed too, not one of the runner's own pipes
+ * (which then take the lowest free descriptors). */
+static void test_closed_stdio(void **state) {
+        int save0, save1, r1, r2, r3;
+        struct buf b = {};
+        (void) state;
+
+        fflush(stdout);
+        save0 = dup(0);
+        save1 = dup(1);
+        assert_true(save0 >= 0 && save1 >= 0);
+        close(0);   /* with 0 and 1 free, the runner's next pipe is exactly (0, 1) */
+        close(1);
+        r1 = process_run(SH((char *) "echo x 2>/dev/null && exit 0 || exit 7"), &(struct process_opts){}, NULL);
+        r2 = process_run(SH((char *) "echo captured; exit 2"), &(struct process_opts){ .out = PROCESS_STDIO_CAPTURE, .capture_max = 64 }, &b);
+        r3 = process_run((char *const[]){ (char *) "/nonexistent/tool", NULL }, &(struct process_opts){}, NULL);
+        dup2(save0, 0);
+        dup2(save1, 1);
+        close(save0);
+        close(save1);
+        assert_int_equal(r1, 7);
+        assert_int_equal(r2, 2);
+        assert_int_equal(b.len, 9);
+        assert_memory_equal(b.data, "captured\n", 9);
+        buf_free(&b);
+        assert_int_equal(r3, 127);
+}
+
 /* SigIgn/SigBlk of the child from /proc/self/status, as a bit mask. */
 static unsigned long long status_mask(const char *status, const char *field) {
         const char *p = strstr(status, field);
@@ -217,6 +245,7 @@ int main(void) {
                 cmocka_unit_test(test_capture_and_cap),
                 cmocka_unit_test(test_stdin),
                 cmocka_unit_test(test_swapped_stdio),
+                cmocka_unit_test(test_closed_stdio),
                 cmocka_unit_test(test_signal_hygiene_and_fds),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
