@@ -16,7 +16,7 @@ if [[ ${1:-} == --list ]]; then
 fi
 
 build_pkgs=(gcc make meson ninja-build pkg-config libssl-dev libjansson-dev libcurl4-openssl-dev
-            libsqlite3-dev openssl libevent-dev)
+            libsqlite3-dev openssl libevent-dev libpq-dev)
 test_pkgs=(libcmocka-dev python3 python3-pytest clang sbsigntool efitools systemd-boot-efi
            faketime e2fsprogs dosfstools mtools util-linux)
 demo_pkgs=(sbsigntool systemd-boot-efi python3 openssl efitools)
