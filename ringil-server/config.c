@@ -1,8 +1,11 @@
 /* config.c: ringil-server's config file (/etc/ringil/server.conf): one table of keys, bounds and defaults. */
+#include <inttypes.h>
 #include <stddef.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "conf.h"
+#include "err.h"
 #include "server.h"
 
 void server_config_free(struct server_config *c) {
@@ -16,15 +19,34 @@ void server_config_free(struct server_config *c) {
         free(c->operator_ca);
         free(c->keyring);
         free(c->nix_cache);
+        free(c->replica_name);
         *c = (struct server_config) {};
 }
+
+static const char *const pg_schemes[] = { "postgresql://", "postgres://", NULL };
+
+/* `db`: an absolute path (an SQLite file) or a PostgreSQL URL (the replicas' shared database). */
+static int parse_db(const struct conf_ctx *ctx, const char *value, void *dst) {
+        if (strncmp(value, "postgres", 8) != 0)
+                return conf_parse_path(ctx, value, dst);
+        if (!conf_url_valid(value, pg_schemes) || strlen(value) > ctx->item->max)
+                /* not quoted back: a URL may hold a password */
+                return conf_fail(ctx, -RINGIL_EMALFORMED, "the value is neither an absolute path (SQLite) nor a "
+                                 "postgresql:// URL (URL characters only, at most %" PRIu64 " bytes)", ctx->item->max);
+        return conf_parse_string(ctx, value, dst);
+}
+
+static const struct conf_charset replica_chars = {
+        .chars = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._:-",
+        .what = "A-Z a-z 0-9 . _ : -",
+};
 
 #define F(field) offsetof(struct server_config, field)
 /* docs/fleet.md "Server config" lists the same keys; a key is accepted only if it is here. */
 static const struct conf_item server_items[] = {
         { "", "listen", conf_parse_string, F(listen), .max = 255, .def = "127.0.0.1:8443" },
         { "", "enroll-listen", conf_parse_string, F(enroll_listen), .max = 255 },
-        { "", "db", conf_parse_path, F(db), .flags = CONF_REQUIRED },
+        { "", "db", parse_db, F(db), .max = 1023, .flags = CONF_REQUIRED },
         { "", "store", conf_parse_path, F(store_dir), .flags = CONF_REQUIRED },
         { "", "cert", conf_parse_path, F(cert), .flags = CONF_REQUIRED },
         { "", "key", conf_parse_path, F(key), .flags = CONF_REQUIRED },
@@ -46,6 +68,9 @@ static const struct conf_item server_items[] = {
         { "", "keepalive-timeout", conf_parse_duration, F(keepalive_timeout), 1, 86400, .def = "120" },
         { "", "min-body-rate", conf_parse_u32, F(min_body_rate), 1, 1u << 30, .def = "4096" },
         { "", "workers", conf_parse_u32, F(workers), 1, 256, .def = "4" },
+        /* replicas (docs/fleet.md "Several servers"): the scheduler runs on the elected one */
+        { "", "replica-name", conf_parse_string, F(replica_name), 1, 64, .data = &replica_chars },
+        { "", "scheduler-interval", conf_parse_duration, F(scheduler_interval), 1, 3600, .def = "5" },
 };
 #undef F
 

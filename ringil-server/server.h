@@ -14,11 +14,13 @@
 
 #define SERVER_MAX_JSON_BODY 16384
 #define SERVER_ENROLL_MAX_BODY 16384
+/* Seconds a client is asked to wait (Retry-After) when the store cannot answer. */
+#define SERVER_STORE_RETRY_AFTER 5
 
 struct server_config {
         char *listen;            /* host:port of the fleet port (mutual TLS); port 0 picks a free one */
         char *enroll_listen;     /* host:port of the enrollment port; NULL: enrollment by token is off */
-        char *db;
+        char *db;                /* an SQLite file, or a postgresql:// URL (replicas share it) */
         char *store_dir;         /* verified bundles, named by their SHA-256 */
         char *cert, *key;        /* the server's TLS identity */
         char *device_ca;         /* directory with ca.pem (and ca.key to sign enrollment CSRs) */
@@ -39,6 +41,9 @@ struct server_config {
         uint32_t keepalive_timeout;  /* seconds idle between requests */
         uint32_t min_body_rate;      /* bytes per second */
         uint32_t workers;            /* handler threads */
+        /* replicas */
+        char *replica_name;          /* this server in the scheduler's election; NULL: HOST:PORT of listen */
+        uint32_t scheduler_interval; /* seconds between scheduler passes (and election checks) */
 };
 
 /*
@@ -55,6 +60,9 @@ struct metrics {
         atomic_uint_fast64_t checkins, reports, enrollments;
         atomic_uint_fast64_t bundle_bytes, uploads, uploads_refused, auth_refused;
         atomic_uint_fast64_t nix_cache_hits, nix_cache_misses, nix_cache_bytes;
+        atomic_uint_fast64_t store_errors;          /* requests answered 503 because the store failed */
+        atomic_uint_fast64_t scheduler_passes;      /* passes run here as the elected replica */
+        atomic_int scheduler_leader;                /* 1 while this replica runs the scheduler */
 };
 
 struct server {
@@ -67,6 +75,7 @@ struct server {
         struct metrics m;
         struct route_table routes;
         transport *tp;
+        struct leader *leader;     /* leader.c: the election and the passes that run once per fleet */
 };
 
 /* What a handler gets: the request, the answer to fill, the path's '*' segment, the caller's record. */
@@ -85,8 +94,27 @@ int api_routes_register(struct route_table *t, uint64_t max_upload);
 void api_admit(void *userdata, const struct tp_request *req, struct tp_plan *ret);
 void api_handle(void *userdata, const struct tp_request *req, struct tp_response *resp);
 
-/* Upload route (upload.c): verify the spooled bundle, store, register. */
+/* 503 with Retry-After for a failed store call (counted in ringil_store_errors_total). */
+int api_store_error(struct route_ctx *x, int r);
+
+/* Upload route (upload.c): verify the spooled bundle, store (or only reference), register. */
 int api_upload(struct route_ctx *x);
+/*
+ * The signed metadata of the bundle in fd (size bytes): header, manifest and signature, bytes
+ * [0, *ret_size), and their SHA-256 in hex. Only the header's two lengths are read to find the end;
+ * -RINGIL_EMALFORMED when they do not fit in size.
+ */
+int release_meta(int fd, uint64_t size, uint64_t *ret_size, char ret_sha256[static 65]);
+/* Split a stored mirror list ("URL URL …") into the assignment's array; the count. */
+size_t release_mirrors_split(const char *text, char mirrors[][FLEET_URL_MAX + 1]);
+
+/*
+ * The work that must run once per fleet (leader.c): a thread that, every scheduler-interval seconds,
+ * asks the store whether this replica holds the scheduler (store_leader_acquire) and, while it does,
+ * runs the passes: the holder's record, the enrollment token sweep (and the rollout scheduler's pass).
+ */
+int leader_start(struct server *srv, const char *name);
+void leader_stop(struct server *srv);
 
 /* Bind, serve until SIGTERM. */
 int server_run(struct server *srv);
