@@ -78,9 +78,11 @@ class PgServer:
     def running(self):
         return self._run([PG_BIN / "pg_ctl", "-D", self.data, "status"], check=False).returncode == 0
 
-    def psql(self, sql, db="postgres"):
-        p = subprocess.run([str(PG_BIN / "psql"), "-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", str(self.dir),
-                            "-p", str(self.port), "-U", self.user, "-d", db, "-c", sql],
+    def psql(self, sql, db="postgres", sep="|"):
+        """Run sql; its rows unaligned (fields separated by sep, NULL as \\N)."""
+        p = subprocess.run([str(PG_BIN / "psql"), "-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", "-F", sep, "-P",
+                            "null=\\N", "-h", str(self.dir), "-p", str(self.port), "-U", self.user, "-d", db,
+                            "-c", sql],
                            capture_output=True, text=True, timeout=60)
         if p.returncode != 0:
             raise RuntimeError(f"psql {sql!r}: {p.stderr}")

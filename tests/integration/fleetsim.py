@@ -21,6 +21,8 @@ import threading
 import time
 from pathlib import Path
 
+PG_SERVER = None   # the session's PostgreSQL server (conftest.py), once one was started
+
 LOADER_GUID = "4a67b082-0a4c-41cf-b6c7-440b29bb8c4f"
 ENTRY_RE = re.compile(r"^(ringil-[ab]-(.+?))(?:\+(\d+)(?:-(\d+))?)?\.conf$")
 
@@ -68,15 +70,31 @@ class Pki:
         return out
 
 
+def sqlite_db(d: Path):
+    return d / "fleet.db", None
+
+
+# Where a new Server keeps its state: returns (db, PgServer or None). conftest.py's store_backend
+# fixture points this at a fresh PostgreSQL database for the postgresql variant of the server suites.
+DB_FACTORY = sqlite_db
+
+
 class Server:
-    def __init__(self, exe, pki: Pki, d: Path, poll_interval=1, extra=""):
-        """extra: more "key = value" lines for server.conf (e.g. nix-cache)."""
+    def __init__(self, exe, pki: Pki, d: Path, poll_interval=1, extra="", db=None, store=None):
+        """extra: more "key = value" lines for server.conf (e.g. nix-cache). db: a path or a postgresql://
+        URL (default: DB_FACTORY's); store: the bundle directory (replicas may share one)."""
         self.exe, self.pki, self.dir = exe, pki, d
         d.mkdir(parents=True, exist_ok=True)
-        self.db = d / "fleet.db"
+        self.pg = None
+        if db is None:
+            db, self.pg = DB_FACTORY(d)
+        elif str(db).startswith("postgres"):
+            self.pg = PG_SERVER
+        self.db = db
+        self.store = store or d / "store"
         self.conf = d / "server.conf"
         self.conf.write_text(
-            f"listen = 127.0.0.1:0\ndb = {self.db}\nstore = {d / 'store'}\n"
+            f"listen = 127.0.0.1:0\ndb = {self.db}\nstore = {self.store}\n"
             f"cert = {pki.dir / 'srv' / '127.0.0.1.pem'}\nkey = {pki.dir / 'srv' / '127.0.0.1.key'}\n"
             f"device-ca = {pki.dir / 'ca'}\nkeyring = {pki.dir / 'sign.pem'}\npoll-interval = {poll_interval}\n"
             f"enroll-listen = 127.0.0.1:0\n"
@@ -130,6 +148,18 @@ class Server:
 
     def drone(self, name):
         return json.loads(self.op("status", name, "--json").out)
+
+    def sql(self, query):
+        """Rows of a query on the server's database, whichever backend: lists of strings (None for NULL)."""
+        if self.pg:
+            out = self.pg.psql(query.replace("\n", " "), db=str(self.db).rsplit("/", 1)[1], sep="\x1f")
+            return [[None if v == "\\N" else v for v in line.split("\x1f")] for line in out.splitlines() if line]
+        con = sqlite3.connect(self.db, timeout=10)
+        try:
+            with con:
+                return [[None if v is None else str(v) for v in row] for row in con.execute(query)]
+        finally:
+            con.close()
 
     def metric(self, name):
         for line in self.op("metrics").out.splitlines():
@@ -342,15 +372,15 @@ def sha256(path):
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def insert_release(db, path, version, assign_to="*"):
+def sql_quote(v):
+    return "'" + str(v).replace("'", "''") + "'"
+
+
+def insert_release(srv, path, version, assign_to="*"):
     """Test-only path: a release row the server never verified (as a compromised server would)."""
-    con = sqlite3.connect(db, timeout=10)
-    with con:
-        cur = con.execute(
-            "INSERT INTO releases(version, compatible, size, sha256, path, created) VALUES (?,?,?,?,?,?)",
-            (version, "drone-x1", os.path.getsize(path), sha256(path), str(path), int(time.time())))
-        rid = cur.lastrowid
-        con.execute("INSERT INTO assignments(target, release, created) VALUES (?,?,0) "
-                    "ON CONFLICT(target) DO UPDATE SET release=excluded.release", (assign_to, rid))
-    con.close()
+    rid = int(srv.sql("INSERT INTO releases(version, compatible, size, sha256, path, created) VALUES "
+                      f"({sql_quote(version)}, 'drone-x1', {os.path.getsize(path)}, {sql_quote(sha256(path))}, "
+                      f"{sql_quote(path)}, {int(time.time())}) RETURNING id")[0][0])
+    srv.sql(f"INSERT INTO assignments(target, release, created) VALUES ({sql_quote(assign_to)}, {rid}, 0) "
+            "ON CONFLICT(target) DO UPDATE SET release = excluded.release")
     return rid
