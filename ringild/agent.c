@@ -275,7 +275,7 @@ static int install(struct agent *a, const struct fleet_assignment *as) {
         r = transition(a, FLEET_STATE_DOWNLOADING, as->release, as->version, NULL);
         if (r < 0)
                 return r;
-        r = engine_install_from_server(a->cfg, a->fc, as->release, as->size, err, sizeof(err), &downloaded);
+        r = engine_install_from_server(a->cfg, a->fc, as, err, sizeof(err), &downloaded);
         log_info("downloaded %" PRIu64 " of %" PRIu64 " bytes of release %" PRId64, downloaded, as->size,
                  as->release);
         if (r < 0) {
@@ -323,7 +323,7 @@ static int poll_once(struct agent *a) {
                 json_error_t e;
                 json_t *j = json_loadb((const char *) resp.data, resp.len, 0, &e);
                 const char *why = j ? json_string_value(json_object_get(j, "error")) : NULL;
-                r = log_warning_errno(-EPROTO, "Check-in refused by %s: HTTP %ld: %s%s", a->cfg->server, status,
+                r = log_warning_errno(-EPROTO, "Check-in refused by %s: HTTP %ld: %s%s", fleet_client_url(a->fc), status,
                                       why ? why : "(no detail)",
                                       status == 401 || status == 403 ? " (the server does not accept this drone's "
                                                                        "certificate: not registered, replaced or "
@@ -403,9 +403,12 @@ int agent_run(const struct agent_config *c, bool once) {
                         failures = 0;
                 wait = a.server_poll ? a.server_poll : c->poll_interval;
                 if (failures > 0) {
-                        /* Exponential backoff, capped: a fleet must not hammer a recovering server. */
+                        /* Exponential backoff, capped: a fleet must not hammer a recovering server. Every
+                         * server of the list was tried in this round (fleet-client.c); a server that said
+                         * when to come back (Retry-After, e.g. its database restarting) is waited for. */
                         uint64_t b = (uint64_t) MIN(c->poll_interval, 30u) << MIN(failures, 16u);
                         wait = (uint32_t) MIN(b, (uint64_t) c->backoff_max);
+                        wait = (uint32_t) MIN(MAX((long) wait, fleet_client_retry_after(a.fc)), (long) c->backoff_max);
                 }
                 wait = jittered(wait, c->poll_jitter);
                 log_debug("next poll in %u s", wait);

@@ -49,11 +49,11 @@ int engine_mark(const struct agent_config *c, bool good, char *err, size_t errle
 int run_command(const char *cmdline);
 
 /*
- * Stream release `release` (size bytes) from the server into `ringil install -`, resuming with Range
- * requests after cuts. Returns 0 when the engine accepted and wrote the bundle; otherwise the
- * engine's exit code mapped to a negative errno, with its last error line in err.
+ * Stream the assigned bundle into `ringil install -`, from its sources (fetch.h: mirrors, then the
+ * server), resuming with Range requests after cuts. Returns 0 when the engine accepted and wrote the
+ * bundle; otherwise the engine's exit code mapped to a negative errno, with its last error line in err.
  */
-int engine_install_from_server(const struct agent_config *c, fleet_client *fc, int64_t release, uint64_t size,
+int engine_install_from_server(const struct agent_config *c, fleet_client *fc, const struct fleet_assignment *as,
                                char *err, size_t errlen, uint64_t *ret_downloaded);
 
 int agent_run(const struct agent_config *c, bool once);

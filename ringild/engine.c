@@ -11,6 +11,7 @@
 
 #include "agent.h"
 #include "err.h"
+#include "fetch.h"
 #include "fileio.h"
 #include "log.h"
 #include "process.h"
@@ -191,26 +192,34 @@ static int sink_write(void *userdata, const void *p, size_t n) {
         return 0;
 }
 
+static void fetcher_freep(fetcher **f) {
+        fetcher_free(*f);
+}
+
 static void sleep_ms(unsigned ms) {
         struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long) (ms % 1000) * 1000000L };
         while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
                 ;
 }
 
-int engine_install_from_server(const struct agent_config *c, fleet_client *fc, int64_t release, uint64_t size,
+int engine_install_from_server(const struct agent_config *c, fleet_client *fc, const struct fleet_assignment *as,
                                char *err, size_t errlen, uint64_t *ret_downloaded) {
         const char *argv[] = { c->ringil, "install", "--config", c->device_config, "-", NULL };
         _cleanup_close_ int outfd = memfd_create("ringil-install", MFD_CLOEXEC);
+        _cleanup_(fetcher_freep) fetcher *f = NULL;
         int p[2];
         struct pipe_sink sink = {};
-        char path[96];
-        unsigned stalls = 0;
+        unsigned stalls = 0, refused;
+        uint64_t from_mirrors, from_server;
         int64_t n;
         pid_t pid;
         int r, code, dl_err = 0;
 
         if (outfd < 0)
                 return negative_errno();
+        r = fetcher_new(c, fc, as, &f);
+        if (r < 0)
+                return r;
         if (pipe2(p, O_CLOEXEC) < 0)
                 return negative_errno();
         r = spawn(argv, p[0], outfd, outfd, &pid);
@@ -220,23 +229,21 @@ int engine_install_from_server(const struct agent_config *c, fleet_client *fc, i
                 return r;
         }
         sink.fd = p[1];
-        snprintf(path, sizeof(path), "/api/v1/releases/%" PRId64 "/bundle", release);
-        /* Bytes go to the engine in order; a cut resumes at the first byte not yet handed over, so
-         * nothing is fetched twice and the engine sees one continuous stream. */
-        while (sink.written < size && !sink.broken) {
-                uint64_t want = MIN((uint64_t) DOWNLOAD_WINDOW, size - sink.written);
+        /* Bytes go to the engine in order, each unit checked first (fetch.c); a cut resumes at the first
+         * byte not yet handed over, from the same source or the next, so the engine sees one stream. */
+        while (sink.written < as->size && !sink.broken) {
+                uint64_t want = MIN((uint64_t) DOWNLOAD_WINDOW, as->size - sink.written);
                 uint64_t before = sink.written;
-                long status = 0;
 
-                n = fleet_client_get_range(fc, path, sink.written, want, sink_write, &sink, &status);
+                n = fetcher_read(f, sink.written, want, sink_write, &sink);
                 if (sink.broken)
                         break;
-                if (n < 0 && (status == 403 || status == 404 || status == 416)) {
-                        dl_err = n;
-                        snprintf(err, errlen, "download refused by server (HTTP %ld)", status);
+                if (n == -EACCES) {
+                        dl_err = (int) n;
+                        snprintf(err, errlen, "download refused by server: %s", ringil_detail());
                         break;
                 }
-                log_debug("range at %" PRIu64 ": %" PRId64 " (HTTP %ld)", before, n, status);
+                log_debug("range at %" PRIu64 ": %" PRId64, before, n);
                 if (sink.written > before) {
                         stalls = 0;
                         continue;
@@ -255,6 +262,9 @@ int engine_install_from_server(const struct agent_config *c, fleet_client *fc, i
                 kill(pid, SIGTERM);   /* an incomplete stream must not be installed */
         code = process_wait(pid);
         *ret_downloaded = sink.written;
+        fetcher_stats(f, &from_mirrors, &from_server, &refused);
+        log_info("release %" PRId64 ": %" PRIu64 " bytes from mirrors, %" PRIu64 " from the server%s", as->release,
+                 from_mirrors, from_server, refused ? " (a mirror served wrong bytes and was dropped)" : "");
         {
                 char engine_err[FLEET_TEXT_MAX] = "";
                 collect_output(outfd, "install", engine_err, sizeof(engine_err));
