@@ -126,9 +126,18 @@ static void pg_detail(PGconn *pg, const PGresult *res, const char *what) {
         const char *m = res ? PQresultErrorMessage(res) : pg ? PQerrorMessage(pg) : "out of memory";
 
         snprintf(msg, sizeof(msg), "%s", m && *m ? m : "unknown error");
-        for (char *p = msg; *p; p++)
-                if (*p == '\n' || *p == '\r')
-                        *p = *(p + 1) ? ' ' : '\0';
+        /* one line: libpq's messages have newlines and tabs */
+        for (char *p = msg, *o = msg;; p++) {
+                char ch = (unsigned char) *p < 0x20 && *p ? ' ' : *p;
+                if (ch == ' ' && (o == msg || o[-1] == ' '))
+                        continue;
+                *o++ = ch;
+                if (!ch) {
+                        if (o - 2 >= msg && o[-2] == ' ')
+                                o[-2] = '\0';
+                        break;
+                }
+        }
         ringil_set_detail("PostgreSQL %s: %s", what, msg);
 }
 

@@ -117,6 +117,14 @@ class Server:
         self.enroll_port = int(m.group(1))
         return self
 
+    def pin_ports(self):
+        """Write the ports it got into its config, so a restart listens where drones look for it."""
+        text = self.conf.read_text()
+        text = re.sub(r"^listen = .*$", f"listen = 127.0.0.1:{self.port}", text, flags=re.M)
+        text = re.sub(r"^enroll-listen = .*$", f"enroll-listen = 127.0.0.1:{self.enroll_port}", text, flags=re.M)
+        self.conf.write_text(text)
+        return self
+
     def kill(self, sig=9):
         self.proc.send_signal(sig)
         self.proc.wait(timeout=10)
