@@ -32,14 +32,18 @@ fleet_pkgs=()
 server_load_pkgs=(libevent-dev systemd)
 server_load_bench_pkgs=(nginx-light linux-perf)
 nix_pkgs=(nix-bin)
+# replicas on PostgreSQL: libpq (build, above), a PostgreSQL server for the store's tests and the replica
+# tests, nginx as a bundle mirror, haproxy as the load balancer in front of replicas
+pg_pkgs=(postgresql-15 nginx-light haproxy)
+pg_bench_pkgs=(postgresql-15)
 # UKIs: a real kernel to wrap, binutils (x86-64 and aarch64) to read the result, and one OVMF boot of it;
 # the arm64 stub and kernel come as .debs into the tests' cache (tests/integration/debcache.py)
 uki_pkgs=(systemd-boot-efi linux-image-amd64 binutils binutils-aarch64-linux-gnu qemu-system-x86 ovmf
           busybox-static dosfstools mtools sbsigntool)
 # the boot-assessment units: scored by systemd-analyze, run sandboxed in a systemd-nspawn container
 units_pkgs=(systemd systemd-container iproute2)
-test_pkgs+=("${keys_pkgs[@]}" "${efi_pkgs[@]}" "${bundle_pkgs[@]}" "${install_pkgs[@]}" "${audit_pkgs[@]}" "${fleet_pkgs[@]}" "${nix_pkgs[@]}" "${uki_pkgs[@]}" "${units_pkgs[@]}" "${server_load_pkgs[@]}")
-bench_pkgs+=("${server_load_bench_pkgs[@]}")
+test_pkgs+=("${keys_pkgs[@]}" "${efi_pkgs[@]}" "${bundle_pkgs[@]}" "${install_pkgs[@]}" "${audit_pkgs[@]}" "${fleet_pkgs[@]}" "${nix_pkgs[@]}" "${uki_pkgs[@]}" "${units_pkgs[@]}" "${server_load_pkgs[@]}" "${pg_pkgs[@]}")
+bench_pkgs+=("${server_load_bench_pkgs[@]}" "${pg_bench_pkgs[@]}")
 
 case "${1:-test}" in
 build) want=("${build_pkgs[@]}") ;;
