@@ -21,6 +21,10 @@
  *   or ROLLBACK), so code that reads and then writes in a transaction sees no concurrent writer, on
  *   this replica or another. A transaction commits durably when `durable` (SQLite synchronous=FULL,
  *   PostgreSQL synchronous_commit=on) and is acknowledged only after COMMIT returned.
+ * - store_tx_rows() is a durable transaction without that order, for writes whose every decision is
+ *   made by a statement on the rows it changes (UPDATE … WHERE …: PostgreSQL locks the row and checks
+ *   the condition again after a concurrent commit). Reports use it: drones' reports do not wait for
+ *   each other, and PostgreSQL flushes their commits together.
  * - Heartbeats (store_checkin) are not durable and not serialized: each touches its own drone's row.
  * - A reader sees committed data only; on SQLite it is a separate read-only connection, on
  *   PostgreSQL the calling thread's connection.
@@ -95,6 +99,7 @@ enum store_dialect store_sql_dialect(struct sqlconn *c);
  * else rolls back, gives the connection back and returns r or the commit's error.
  */
 int store_tx(store *s, bool durable, struct sqlconn **ret);
+int store_tx_rows(store *s, struct sqlconn **ret);
 int store_tx_end(store *s, int r);
 /* A connection for reads (a consistent snapshot per statement). */
 struct sqlconn *store_reader(store *s);
@@ -104,6 +109,11 @@ int store_snapshot(store *s, struct sqlconn **ret);
 void store_snapshot_done(store *s, struct sqlconn *c);
 
 /* ---- the backends ---- */
+
+enum {
+        STORE_TX_DURABLE = 1 << 0,   /* committed with a sync before COMMIT returns */
+        STORE_TX_ORDERED = 1 << 1,   /* in the fleet-wide writer order (store_tx) */
+};
 
 /*
  * What a backend implements. Every function is safe from any thread. schema_version: the version the
@@ -116,7 +126,7 @@ struct store_backend {
         enum store_dialect dialect;
         int (*sql)(struct sqlconn *c, const char *sql, const struct sql_arg *args, row_fn row, void *userdata);
         int (*changes)(struct sqlconn *c);
-        int (*tx)(store *s, bool durable, struct sqlconn **ret);
+        int (*tx)(store *s, unsigned flags, struct sqlconn **ret);
         int (*tx_end)(store *s, int r);
         struct sqlconn *(*reader)(store *s);
         void (*reader_done)(struct sqlconn *c);

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "err.h"
+#include "log.h"
 #include "macro.h"
 #include "store-internal.h"
 
@@ -159,6 +160,12 @@ static const char Q_SESSION_LEADER[] =
 
 static int pg_sql(struct sqlconn *conn, const char *sql, const struct sql_arg *args, row_fn row, void *userdata);
 
+/* The server's NOTICEs (CREATE … IF NOT EXISTS that skipped) go to the debug log, not to stderr. */
+static void pg_notice(void *userdata, const char *message) {
+        (void) userdata;
+        log_debug("postgresql: %s", message);
+}
+
 /* Open c's session, unless a connect failed less than RECONNECT_MS ago. -ENOTCONN with libpq's reason. */
 static int conn_open(struct pgconn *c) {
         struct pgstore *s = c->s;
@@ -184,6 +191,7 @@ static int conn_open(struct pgconn *c) {
                 return -ENOTCONN;
         }
         atomic_store(&s->retry_at_ms, 0);
+        (void) PQsetNoticeProcessor(c->pg, pg_notice, NULL);
         r = pg_sql(&c->base, Q_SESSION, NOARGS, NULL, NULL);
         if (r >= 0 && c->leader)
                 r = pg_sql(&c->base, Q_SESSION_LEADER, NOARGS, NULL, NULL);
@@ -440,6 +448,7 @@ static const char Q_ROLLBACK[] = "ROLLBACK";
 static const char Q_WRITER_DURABLE[] =
         "SELECT set_config('synchronous_commit', 'on', true), pg_advisory_xact_lock(" PG_LOCK_CLASS ", 2)";
 static const char Q_WRITER[] = "SELECT pg_advisory_xact_lock(" PG_LOCK_CLASS ", 2)";
+static const char Q_DURABLE[] = "SELECT set_config('synchronous_commit', 'on', true)";
 
 static int pg_snapshot(store *st, struct sqlconn **ret) {
         struct sqlconn *c = pg_reader(st);
@@ -462,8 +471,9 @@ static void pg_snapshot_done(store *st, struct sqlconn *c) {
         pg_reader_done(c);
 }
 
-static int pg_tx(store *st, bool durable, struct sqlconn **ret) {
+static int pg_tx(store *st, unsigned flags, struct sqlconn **ret) {
         struct pgconn *c = thread_conn(PS(st));
+        bool durable = flags & STORE_TX_DURABLE, ordered = flags & STORE_TX_ORDERED;
         int r;
 
         pthread_mutex_lock(&c->lock);
@@ -474,7 +484,9 @@ static int pg_tx(store *st, bool durable, struct sqlconn **ret) {
         r = pg_sql(&c->base, Q_BEGIN, NOARGS, NULL, NULL);
         if (r >= 0) {
                 c->in_tx = true;
-                r = pg_sql(&c->base, durable ? Q_WRITER_DURABLE : Q_WRITER, NOARGS, NULL, NULL);
+                r = ordered ? pg_sql(&c->base, durable ? Q_WRITER_DURABLE : Q_WRITER, NOARGS, NULL, NULL)
+                    : durable ? pg_sql(&c->base, Q_DURABLE, NOARGS, NULL, NULL)
+                              : 0;
                 if (r < 0 && c->pg)
                         (void) pg_sql(&c->base, Q_ROLLBACK, NOARGS, NULL, NULL);
         }

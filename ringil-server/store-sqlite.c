@@ -276,12 +276,13 @@ static int tx_end_locked(struct litestore *ls, int r) {
         return r;
 }
 
-static int lite_tx(store *s, bool durable, struct sqlconn **ret) {
+/* One writer: every transaction is in the writer order, ordered or not. */
+static int lite_tx(store *s, unsigned flags, struct sqlconn **ret) {
         struct litestore *ls = LS(s);
         int r;
 
         pthread_mutex_lock(&ls->w.lock);
-        r = tx_begin_locked(ls, durable);
+        r = tx_begin_locked(ls, flags & STORE_TX_DURABLE);
         if (r < 0) {
                 pthread_mutex_unlock(&ls->w.lock);
                 return r;

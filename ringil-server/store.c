@@ -54,7 +54,11 @@ enum store_dialect store_sql_dialect(struct sqlconn *c) {
 }
 
 int store_tx(store *s, bool durable, struct sqlconn **ret) {
-        return s->be->tx(s, durable, ret);
+        return s->be->tx(s, STORE_TX_ORDERED | (durable ? STORE_TX_DURABLE : 0), ret);
+}
+
+int store_tx_rows(store *s, struct sqlconn **ret) {
+        return s->be->tx(s, STORE_TX_DURABLE, ret);
 }
 
 int store_tx_end(store *s, int r) {
@@ -158,7 +162,7 @@ static const char Q_EVENT_ADD[] =
         "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT DO NOTHING";
 static const char Q_DRONE_REPORT[] =
         "UPDATE drones SET last_seq = ?2, last_seen = ?3, state = ?4, release = ?5, "
-        "version = CASE WHEN ?6 = '' THEN version ELSE ?6 END, target = ?7, error = ?8 WHERE id = ?1";
+        "version = CASE WHEN ?6 = '' THEN version ELSE ?6 END, target = ?7, error = ?8 WHERE id = ?1 AND last_seq < ?2";
 static const char Q_RELEASE_ADD[] =
         "INSERT INTO releases(version, compatible, size, sha256, path, signer, manifest_digest, created, meta_size, "
         "meta_sha256, mirrors) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) RETURNING id";
@@ -346,30 +350,32 @@ int store_report(store *s, const char *id, const struct fleet_status *st, int64_
         const char *state = fleet_state_to_string(st->state);
         struct sqlconn *c;
         int64_t last = 0;
-        int r = store_tx(s, true, &c);
+        int r = store_tx_rows(s, &c);
 
         if (r < 0)
                 return r;
-        r = store_sql(c, Q_LAST_SEQ, ARGS(TEXT(id)), int_row, &last);
-        if (r == 0)
-                r = -ENOENT;
-        else if (r > 0 && (int64_t) st->seq < last)
-                r = -ESTALE;
-        else if (r > 0 && (int64_t) st->seq == last)
-                r = 0;   /* a retry of the report we already hold: acknowledge again */
-        else if (r > 0) {
+        /* The decision is the UPDATE's own condition (seq above the last one stored), so two replicas
+         * taking reports of one drone at once cannot both store, nor store an older one over a newer. */
+        r = store_sql(c, Q_DRONE_REPORT,
+                      ARGS(TEXT(id), INT(st->seq), INT(now), TEXT(state), INT(st->release), TEXT(st->version),
+                           TEXT(st->target), TEXT(st->error)),
+                      NULL, NULL);
+        if (r >= 0 && store_sql_changes(c) == 1) {
                 /* INVARIANT: the event and the drone's state change commit together, or neither does. */
                 r = store_sql(c, Q_EVENT_ADD,
                               ARGS(TEXT(id), INT(st->seq), INT(now), TEXT(state), INT(st->release), TEXT(st->version),
                                    TEXT(st->target), TEXT(st->error)),
                               NULL, NULL);
                 if (r >= 0)
-                        r = store_sql(c, Q_DRONE_REPORT,
-                                      ARGS(TEXT(id), INT(st->seq), INT(now), TEXT(state), INT(st->release),
-                                           TEXT(st->version), TEXT(st->target), TEXT(st->error)),
-                                      NULL, NULL);
-                if (r >= 0)
                         r = 1;
+        } else if (r >= 0) {
+                r = store_sql(c, Q_LAST_SEQ, ARGS(TEXT(id)), int_row, &last);
+                if (r == 0)
+                        r = -ENOENT;
+                else if (r > 0 && (int64_t) st->seq < last)
+                        r = -ESTALE;
+                else if (r > 0)
+                        r = 0;   /* a retry of the report we already hold: acknowledge again */
         }
         return store_tx_end(s, r);
 }

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "err.h"
+#include "macro.h"
 #include "store.h"
 
 /*
@@ -424,6 +425,57 @@ static void test_threads(void **state) {
         store_close(s);
 }
 
+/* Two replicas take the reports of one drone at once (a retry that went to the other one): each seq
+ * is stored once, nothing older overwrites anything newer. */
+struct racer {
+        store *s;
+        int stored[ROUNDS + 1];
+        int failures;
+};
+
+static void *racer_main(void *userdata) {
+        struct racer *x = userdata;
+
+        for (int i = 1; i <= ROUNDS; i++) {
+                struct fleet_status st = { .seq = (uint64_t) i, .state = FLEET_STATE_DOWNLOADING, .release = i };
+                int r = store_report(x->s, "d-race", &st, 1000 + i);
+                if (r == 1)
+                        x->stored[i] = 1;
+                else if (r != 0 && r != -ESTALE && r != -EBUSY)
+                        x->failures++;
+        }
+        return NULL;
+}
+
+static void test_two_replicas_one_drone(void **state) {
+        struct backend *b = *state;
+        struct racer x[2] = { { .s = open_store(b, 2) }, { .s = open_store(b, 2) } };
+        pthread_t t[2];
+        uint8_t hash[32] = { 12 };
+        json_t *j = NULL;
+        int once = 0;
+
+        assert_int_equal(store_drone_add(x[0].s, "d-race", "g", hash, 1, 100), 0);
+        for (int i = 0; i < 2; i++)
+                assert_int_equal(pthread_create(&t[i], NULL, racer_main, &x[i]), 0);
+        for (int i = 0; i < 2; i++)
+                pthread_join(t[i], NULL);
+        assert_int_equal(x[0].failures + x[1].failures, 0);
+        for (int i = 1; i <= ROUNDS; i++) {
+                assert_false(x[0].stored[i] && x[1].stored[i]);
+                once += x[0].stored[i] || x[1].stored[i];
+        }
+        assert_int_equal(store_drone_json(x[1].s, "d-race", &j), 0);
+        assert_int_equal(json_array_size(json_object_get(j, "history")), MIN(once, 100));
+        /* the drone's state is its newest report's */
+        assert_int_equal(json_integer_value(json_object_get(j, "release")), ROUNDS);
+        assert_int_equal(json_integer_value(json_object_get(json_array_get(json_object_get(j, "history"), 0), "seq")),
+                         ROUNDS);
+        json_decref(j);
+        store_close(x[0].s);
+        store_close(x[1].s);
+}
+
 /* ---- the scheduler's election ---- */
 
 static void test_leader(void **state) {
@@ -512,58 +564,70 @@ static void test_pg_reconnect(void **state) {
         store_close(s);
 }
 
-/* A transaction cut in the middle leaves nothing behind (the server rolls it back). */
+/* Kill, from a child process after 300 ms, the sessions of b's database that wait for a lock. */
+static pid_t kill_lock_waiters_soon(const struct backend *b) {
+        pid_t pid = fork();
+
+        assert_true(pid >= 0);
+        if (pid == 0) {
+                char sql[300];
+                PGconn *k;
+                usleep(300 * 1000);
+                snprintf(sql, sizeof(sql), "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '%s' AND "
+                                           "wait_event_type = 'Lock'", pg_dbname(b));
+                k = PQconnectdb(b->db);
+                PQclear(PQexec(k, sql));
+                PQfinish(k);
+                _exit(0);
+        }
+        return pid;
+}
+
+/* A transaction cut in the middle leaves nothing behind (the server rolls it back), and the caller
+ * hears -ENOTCONN (the API answers 503). Cut here while it waits for a lock held from outside: a
+ * report for its drone's row, an assignment for the writer order. */
 static void test_pg_cut_transaction(void **state) {
         struct backend *b = *state;
+        struct release rel = { .version = "1", .compatible = "x", .size = 1, .path = "/p", .sha256 = "ee" };
         uint8_t hash[32] = { 10 };
-        int64_t now = (int64_t) time(NULL);
-        char sql[256];
+        int64_t now = (int64_t) time(NULL), rid = 0, got = -1;
+        struct fleet_status st = { .seq = 5, .state = FLEET_STATE_FAILED, .error = "x" };
         json_t *j = NULL;
         store *s = open_store(b, 1);
-        int r;
+        PGconn *hold;
 
         assert_int_equal(store_drone_add(s, "d-h", "g", hash, now, now + 60), 0);
-        /* kill the session between BEGIN and COMMIT: the drone add after that is lost, not half-done */
-        snprintf(sql, sizeof(sql), "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '%s' AND "
-                                   "pid <> pg_backend_pid() AND state = 'idle in transaction'", pg_dbname(b));
-        {
-                struct fleet_status st = { .seq = 5, .state = FLEET_STATE_FAILED, .error = "x" };
-                /* a report is one transaction of two statements; run it with a killer in between by
-                 * holding the writer order from outside so it waits in BEGIN … lock */
-                PGconn *hold;
-                PGresult *res;
-                char url[512];
-                snprintf(url, sizeof(url), "%s", b->db);
-                hold = PQconnectdb(url);
-                assert_int_equal(PQstatus(hold), CONNECTION_OK);
-                PQclear(PQexec(hold, "BEGIN"));
-                res = PQexec(hold, "SELECT pg_advisory_xact_lock(72667, 2)");
-                assert_int_equal(PQresultStatus(res), PGRES_TUPLES_OK);
-                PQclear(res);
-                if (fork() == 0) {
-                        /* the child kills the waiting session, then lets go */
-                        char kill_sql[300];
-                        PGconn *k;
-                        usleep(300 * 1000);
-                        snprintf(kill_sql, sizeof(kill_sql),
-                                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '%s' AND "
-                                 "wait_event_type = 'Lock'", pg_dbname(b));
-                        k = PQconnectdb(url);
-                        PQclear(PQexec(k, kill_sql));
-                        PQfinish(k);
-                        _exit(0);
-                }
-                r = store_report(s, "d-h", &st, now);
-                assert_int_equal(r, -ENOTCONN);
-                PQclear(PQexec(hold, "COMMIT"));
-                PQfinish(hold);
-                while (wait(NULL) > 0)
-                        ;
-        }
+        assert_int_equal(store_release_add(s, &rel, "", "", &rid), 0);
+        hold = PQconnectdb(b->db);
+        assert_int_equal(PQstatus(hold), CONNECTION_OK);
+
+        /* the drone's row locked elsewhere: the report waits in its UPDATE and is killed there */
+        PQclear(PQexec(hold, "BEGIN"));
+        PQclear(PQexec(hold, "SELECT id FROM drones WHERE id = 'd-h' FOR UPDATE"));
+        kill_lock_waiters_soon(b);
+        assert_int_equal(store_report(s, "d-h", &st, now), -ENOTCONN);
+        PQclear(PQexec(hold, "COMMIT"));
+        while (wait(NULL) > 0)
+                ;
         assert_int_equal(store_drone_json(s, "d-h", &j), 0);
         assert_int_equal(json_array_size(json_object_get(j, "history")), 0);
         assert_string_equal(json_string_value(json_object_get(j, "state")), "");
         json_decref(j);
+
+        /* the writer order held elsewhere: the assignment waits for it and is killed */
+        PQclear(PQexec(hold, "BEGIN"));
+        PQclear(PQexec(hold, "SELECT pg_advisory_xact_lock(72667, 2)"));
+        kill_lock_waiters_soon(b);
+        assert_int_equal(store_assign(s, "*", rid), -ENOTCONN);
+        PQclear(PQexec(hold, "COMMIT"));
+        while (wait(NULL) > 0)
+                ;
+        assert_int_equal(store_assignment_for(s, "d-h", "g", &got), 0);
+        assert_int_equal(got, 0);
+        /* and the store goes on on new sessions */
+        assert_int_equal(store_report(s, "d-h", &st, now), 1);
+        assert_int_equal(store_assign(s, "*", rid), 0);
+        PQfinish(hold);
         store_close(s);
 }
 
@@ -657,6 +721,7 @@ int main(void) {
                 BOTH(test_assignment_order),
                 BOTH(test_release_mirrors),
                 BOTH(test_threads),
+                BOTH(test_two_replicas_one_drone),
                 BOTH(test_leader),
                 BOTH(test_copy),
                 { "postgresql: test_pg_reconnect", test_pg_reconnect, setup_pg, teardown, NULL },
