@@ -23,11 +23,13 @@
 
 #define CHUNK_MAX (64u << 20)
 
-int install_booted_slot(const struct device_conf *c, const char *booted, int *ret_slot, char **ret_entry) {
-        _cleanup_free_ char *id = NULL;
+int install_find_booted(const struct device_conf *c, const char *booted, struct boot_entry *ret, char **ret_reported,
+                        enum booted_state *ret_state) {
+        _cleanup_free_ char *id = NULL, *count_path = NULL;
         struct boot_entry e;
         int r;
 
+        *ret_state = BOOTED_INVALID;
         if (booted) {
                 id = strdup(booted);
                 if (!id)
@@ -36,15 +38,34 @@ int install_booted_slot(const struct device_conf *c, const char *booted, int *re
                 /* INVARIANT: the booted slot is never guessed (not even from the state's good slot: booted
                  * into a pending slot, that guess names the other one, and the running slot is overwritten). */
                 r = bootentry_selected(c->efivarfs, &id);
+                if (r == -ENOENT) {
+                        *ret_state = BOOTED_UNKNOWN;
+                        return ringil_fail(-ENOENT,
+                                           "no LoaderEntrySelected-4a67b082-0a4c-41cf-b6c7-440b29bb8c4f in %s (efivarfs not "
+                                           "mounted there, or not booted by systemd-boot), so the booted slot is unknown; pass "
+                                           "--booted ENTRY (its file name under %s/loader/entries, with or without the "
+                                           "+LEFT-DONE counter)",
+                                           c->efivarfs, c->esp);
+                }
                 if (r < 0)
                         return r;
+                /* Only the loader's own word on this boot: an operator's --booted is checked against the ESP alone. */
+                r = bootentry_count_path(c->efivarfs, &count_path);
+                if (r < 0 && r != -ENOENT)
+                        return r;
         }
-        r = bootentry_parse_name(id, c->entry_name, &e);
-        if (r < 0 || e.tries_left >= 0)
-                return ringil_fail(-RINGIL_EREFUSED, "booted entry `%s' is not a %s slot entry", id, c->entry_name);
-        *ret_slot = e.slot;
-        if (ret_entry)
-                *ret_entry = TAKE_PTR(id);
+        r = bootentry_parse_id(id, c->entry_name, &e);
+        if (r < 0) {
+                *ret_state = BOOTED_FOREIGN;
+                return ringil_fail(-RINGIL_EREFUSED, "booted entry is not a %s slot: %s", c->entry_name, ringil_detail());
+        }
+        r = bootentry_identify(c->esp, c->entry_name, id, count_path, &e);
+        if (r < 0)
+                return r == -ENOENT ? -RINGIL_EREFUSED : r;
+        *ret = e;
+        *ret_state = BOOTED_OK;
+        if (ret_reported)
+                *ret_reported = TAKE_PTR(id);
         return 0;
 }
 
@@ -397,6 +418,8 @@ int install_run(const struct device_conf *c, const struct install_opts *o, struc
         const struct bundle_manifest *m;
         struct bundle_policy policy;
         int64_t time_floor = 0, now;
+        struct boot_entry be;
+        enum booted_state bstate;
         int r, booted = -1, target, efi = -1;
         bool resume, provisioning;
 
@@ -443,22 +466,19 @@ int install_run(const struct device_conf *c, const struct install_opts *o, struc
 
         /* First provisioning: nothing is blessed yet, so there is no known-good slot to protect. */
         provisioning = st.slots[0].status != SLOT_GOOD && st.slots[1].status != SLOT_GOOD;
-        r = install_booted_slot(c, o->booted, &booted, NULL);
-        if (r < 0 && r != -RINGIL_EREFUSED && r != -ENOMEM) {
-                /* INVARIANT: without a readable LoaderEntrySelected (or --booted) the booted slot is unknown,
-                 * and only an explicit --slot on a device with nothing blessed may proceed. */
+        r = install_find_booted(c, o->booted, &be, NULL, &bstate);
+        if (r < 0 && (bstate == BOOTED_UNKNOWN || bstate == BOOTED_FOREIGN)) {
+                /* INVARIANT: without a booted entry of ours (LoaderEntrySelected or --booted) the booted slot is
+                 * unknown, and only an explicit --slot on a device with nothing blessed may proceed. */
                 if (o->slot < 0 || !provisioning) {
-                        r = ringil_fail(-RINGIL_EREFUSED,
-                                        "cannot read LoaderEntrySelected from %s (%s), so the booted slot is unknown; "
-                                        "pass --booted ENTRY%s",
-                                        c->efivarfs, ringil_strerror(r),
+                        r = ringil_fail(-RINGIL_EREFUSED, "%s%s", ringil_detail(),
                                         provisioning ? " (or --slot a|b for first provisioning)" : "");
                         goto out;
                 }
                 booted = -1;
         } else if (r < 0)
                 goto out;
-        else if (st.slots[booted].status != SLOT_GOOD && !(o->slot >= 0 && provisioning)) {
+        else if (booted = be.slot, st.slots[booted].status != SLOT_GOOD && !(o->slot >= 0 && provisioning)) {
                 /* INVARIANT: install only from a blessed slot. From an unblessed one the other slot is the
                  * last known-good one: overwriting it leaves nothing to fall back to. */
                 r = ringil_fail(-RINGIL_EREFUSED,
@@ -601,27 +621,13 @@ out:
         return r;
 }
 
-/* The booted entry (required: blessing must name exactly what was booted) and its file on the ESP. */
+/* The booted entry (required: blessing must name exactly what was booted) as it is on the ESP. Whatever
+ * keeps it from being known is a refusal (exit 11) that says what is missing and what to do. */
 static int find_booted(const struct device_conf *c, const char *booted, struct boot_entry *ret) {
-        _cleanup_free_ char *id = NULL;
-        _cleanup_free_ struct boot_entry *v = NULL;
-        size_t n;
-        int r, slot;
+        enum booted_state bs;
+        int r = install_find_booted(c, booted, ret, NULL, &bs);
 
-        r = install_booted_slot(c, booted, &slot, &id);
-        if (r < 0)
-                return r;
-        if (!id)
-                return ringil_fail(-ENOENT, "no LoaderEntrySelected in %s (not booted by systemd-boot?)", c->efivarfs);
-        r = bootentry_list(c->esp, c->entry_name, &v, &n);
-        if (r < 0)
-                return r;
-        for (size_t i = 0; i < n; i++)
-                if (streq(v[i].id, id)) {
-                        *ret = v[i];
-                        return 0;
-                }
-        return ringil_fail(-ENOENT, "booted entry `%s' not found under %s/loader/entries", id, c->esp);
+        return r < 0 && bs != BOOTED_INVALID ? -RINGIL_EREFUSED : r;
 }
 
 int install_mark_good(const struct device_conf *c, const char *booted, char **ret_version) {

@@ -18,7 +18,9 @@
 #define COMMON_OPTS                                                                                   \
         "  -c, --config FILE     device configuration (default " DEVICE_CONF_DEFAULT ")\n"          \
         "      --efivarfs DIR    efivarfs to read LoaderEntrySelected from (default from config)\n"  \
-        "      --booted ENTRY    booted entry id, overriding LoaderEntrySelected (tests, recovery)\n"
+        "      --booted ENTRY    the booted entry, overriding LoaderEntrySelected (tests, recovery): its\n"  \
+        "                        file name under ESP/loader/entries or its id, with or without the\n"  \
+        "                        +LEFT-DONE boot counter and .conf (ringil-b-2.0+2-1.conf, ringil-b-2.0)\n"
 
 static const char install_text[] =
         "Usage: ringil install [OPTIONS] BUNDLE|-\n\n"
@@ -317,13 +319,15 @@ static void view_slots(const struct install_state *st, const struct boot_entry *
 int verb_status(int argc, char *argv[]) {
         _cleanup_(device_conf_done) struct device_conf conf = {};
         _cleanup_free_ struct boot_entry *v = NULL;
-        _cleanup_free_ char *floor = NULL, *booted_id = NULL, *efi_default = NULL;
+        _cleanup_free_ char *floor = NULL, *booted_id = NULL, *efi_default = NULL, *loader = NULL, *why = NULL;
         struct install_state st;
         struct slot_view sv[2];
         const struct boot_entry *def;
         struct common o;
         size_t n = 0;
         int64_t time_floor = 0;
+        struct boot_entry be;
+        enum booted_state bstate;
         int r, booted = -1;
         bool rollback;
 
@@ -351,7 +355,14 @@ int verb_status(int argc, char *argv[]) {
                 return fail(r, "Cannot read status");
         }
         time_floor = MAX(time_floor, st.time_floor);
-        (void) install_booted_slot(&conf, o.booted, &booted, &booted_id);
+        /* The booted slot, or why it cannot be known (said, never left as a bare "unknown"). */
+        if (install_find_booted(&conf, o.booted, &be, &booted_id, &bstate) >= 0)
+                booted = be.slot;
+        else if (!(why = strdup(ringil_detail()[0] ? ringil_detail() : "cannot read the booted entry"))) {
+                install_state_done(&st);
+                return EXIT_FAIL;
+        }
+        (void) bootentry_loader_info(conf.efivarfs, &loader);
         (void) bootentry_efivar_default(conf.efivarfs, &efi_default);
         view_slots(&st, v, n, sv);
         def = bootentry_default(v, n);
@@ -374,6 +385,9 @@ int verb_status(int argc, char *argv[]) {
                 }
                 json_object_set_new(j, "booted", booted >= 0 ? json_string((char[]){ slot_letter(booted), 0 }) : json_null());
                 json_object_set_new(j, "booted_entry", booted_id ? json_string(booted_id) : json_null());
+                json_object_set_new(j, "booted_file", booted >= 0 ? json_string(be.file) : json_null());
+                json_object_set_new(j, "booted_unknown_reason", why ? json_string(why) : json_null());
+                json_object_set_new(j, "loader", loader ? json_string(loader) : json_null());
                 json_object_set_new(j, "default_entry", def ? json_string(def->file) : json_null());
                 json_object_set_new(j, "efivar_default_override", efi_default ? json_string(efi_default) : json_null());
                 json_object_set_new(j, "slots", slots);
@@ -395,8 +409,12 @@ int verb_status(int argc, char *argv[]) {
                 puts(s);
                 free(s);
         } else {
-                printf("booted:     %s%s%s%s\n", booted >= 0 ? (booted ? "b" : "a") : "unknown", booted_id ? " (" : "",
-                       booted_id ? booted_id : "", booted_id ? ")" : "");
+                if (booted >= 0)
+                        printf("booted:     %c (%s; the loader reported `%s')\n", slot_letter(booted), be.file, booted_id);
+                else
+                        printf("booted:     unknown: %s\n", why);
+                if (loader)
+                        printf("loader:     %s\n", loader);
                 printf("default:    %s\n", def ? def->file : "none");
                 if (efi_default)
                         printf("warning:    LoaderEntryDefault=%s overrides loader.conf; fallback may not work\n",

@@ -440,9 +440,24 @@ def test_usage_and_units(ringil, dev):
 def test_mark_good_needs_booted_entry(dev):
     provision(dev)
     (dev.efi / f"LoaderEntrySelected-{VENDOR}").unlink()
-    assert dev.run("mark-good").returncode == 12
+    for verb in ("mark-good", "mark-bad"):
+        p = dev.run(verb)
+        # What is missing, where it was looked for, what to do; a refusal (11), not a bare ENOENT.
+        assert p.returncode == 11, p.err
+        assert f"no LoaderEntrySelected-{VENDOR} in {dev.efi}" in p.err and "--booted ENTRY" in p.err
+        assert "No such file" not in p.err
     assert dev.run("mark-good", "--booted", "nixos-generation-3.conf").returncode == 11
-    assert dev.run("mark-good", "--booted", "ringil-a-1.0.conf").returncode == 0
+    # The id in any form a loader or an operator gives it: with or without counter and suffix.
+    for form in ("ringil-a-1.0+3.conf", "ringil-a-1.0+2-1", "ringil-a-1.0", "ringil-a-1.0.conf"):
+        assert dev.run("mark-good", "--booted", form).returncode == 0, form
+    p = dev.run("mark-good", "--booted", "ringil-a-1.0+x.conf")
+    assert p.returncode == 11 and "is not a boot counter" in p.err
+    p = dev.run("mark-good", "--booted", "ringil-a-9.0.conf")
+    assert p.returncode == 11 and "ringil-a-1.0.conf" in p.err
+    assert "with or without the" in dev.run("mark-good", "--help", check=0).out
+    s = dev.run("status", check=0).out
+    assert f"booted:     unknown: no LoaderEntrySelected-{VENDOR} in {dev.efi}" in s
+    assert dev.status()["booted_unknown_reason"].startswith("no LoaderEntrySelected")
 
 
 def test_health_hook(dev, tmp_path):
