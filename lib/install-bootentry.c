@@ -252,8 +252,14 @@ int bootentry_write(const char *esp, const struct boot_entry_spec *s) {
         r = buf_printf(&b, "# written by ringil install; boot counting renames this file\n"
                            "title %s (%c, %s)\nsort-key %s\nversion %s\n",
                        s->title, slot_letter(s->slot), s->version, s->prefix, s->version);
+        /* A UKI goes under the `linux' key, not `efi': systemd-boot counts boot attempts only for `linux',
+         * `uki' and Type #2 entries since 258 (an `efi' entry boots forever however often it fails), `uki' is
+         * unknown before 257 (and not booted by 257.13), and a Type #2 entry would take its order from the
+         * UKI's os-release instead of our sort-key/version. `linux' loads the UKI through LoadImage (so the
+         * firmware checks its signature) and passes no options, so its own .cmdline applies. Proven on
+         * 252, 254, 257 and 262 by tests/vm/test_loaders.py. */
         if (r >= 0 && s->efi)
-                r = buf_printf(&b, "efi %s\n", s->efi);
+                r = buf_printf(&b, "linux %s\n", s->efi);
         else if (r >= 0) {
                 if (!s->linux_path)
                         return ringil_fail(-EINVAL, "no EFI payload and no [boot] linux configured");

@@ -7,7 +7,8 @@
 /*
  * ringil writes one Type #1 entry per slot: ESP/loader/entries/<prefix>-<slot>-<version>[+LEFT[-DONE]].conf
  * with `sort-key <prefix>` and `version <version>`, pointing either at a UKI it placed under
- * ESP/EFI/<prefix>/ (`efi` key) or at the configured kernel/initrd. systemd-boot decrements the counter
+ * ESP/EFI/<prefix>/ (under the `linux` key, which every systemd-boot version counts; see bootentry_write)
+ * or at the configured kernel/initrd. systemd-boot decrements the counter
  * by renaming the file on every boot attempt; an entry with 0 tries left sorts last.
  *
  * Why loader.conf says `default <prefix>-*` and never an exact id: systemd-boot picks the first entry in
