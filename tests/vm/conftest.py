@@ -67,12 +67,14 @@ class Env:
         return out
 
     def uki(self, stub: Path, out: Path, cmdline="console=ttyS0 quiet panic=-1", osrel="ID=ringilvm\nVERSION_ID=1\n",
-            sign=True, key=None, cert=None):
-        raw = out.with_suffix(".unsigned.efi")
-        vmlib.make_uki(stub, self.kernel, self.initrd.read_bytes(), cmdline, osrel, raw)
-        if not sign:
-            return raw
-        return self.sign(raw, out, key, cert)
+            sign=True, key=None, cert=None, kernel=None, initrd=None):
+        """A UKI built by `ringil efi uki` on the given stub, signed in the same step (db key by default)."""
+        args = [self.ringil, "efi", "uki", "--stub", stub, "--linux", kernel or self.kernel, "--initrd",
+                initrd or self.initrd, "--cmdline", cmdline, "--os-release", osrel, "--output", out]
+        if sign:
+            args += ["--key", key or self.db_key, "--cert", cert or self.db_pem]
+        run(*args)
+        return out
 
     def loader(self, suite: str):
         """(systemd-bootx64.efi, linuxx64.efi.stub, version) of a suite's systemd-boot-efi .deb."""
@@ -139,7 +141,7 @@ ringil keys enroll --dir /ctl/pki --efivarfs {ev}; rep enroll $?
 # busybox has no lsattr: an unlink that the kernel refuses with EPERM is the immutable flag at work (the
 # firmware itself would refuse an unauthenticated delete with a different error).
 for v in PK-{vmlib.GLOBAL_GUID} KEK-{vmlib.GLOBAL_GUID} db-d719b2cb-3d3a-4596-a3bc-dad00e67656f; do
-    rep "rm-${{v%%-*}}" "$(rm {ev}/$v 2>&1 | sed 's/.*: //')"
+    rep "rm-${{v%%-*}}" "$(rm -f {ev}/$v 2>&1 | sed 's/.*: //')"
     rep "present-${{v%%-*}}" "$([ -e {ev}/$v ] && echo yes || echo no)"
 done
 ringil keys status --dir /ctl/pki --json > /tmp/k1.json 2>&1; dump keys-after /tmp/k1.json

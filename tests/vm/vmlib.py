@@ -119,7 +119,7 @@ tar -xf $TOOLS -C /
 tar -xf $CTL -C /ctl
 echo "@@ready uptime=$(cut -d' ' -f1 /proc/uptime)"
 cd /ctl
-sh /ctl/run.sh
+sh /ctl/run.sh </dev/null
 echo "@@exit rc=$?"
 sync
 poweroff -f
@@ -618,41 +618,3 @@ def sdmagic_version(efi: Path):
     m = re.search(rb"#### LoaderInfo: systemd-boot (\S+) ####", efi.read_bytes())
     return m.group(1).decode() if m else None
 
-
-def make_uki(stub: Path, kernel: Path, initrd: bytes, cmdline: str, osrel: str, out: Path):
-    """A UKI laid out the way ukify does it: the stub's PE with .osrel, .cmdline, .initrd and .linux appended
-    as new sections after the stub's own, section- and file-aligned. The harness's own builder, used until
-    `ringil efi uki` is there to build them (then the scenarios use ringil's)."""
-    pe = bytearray(stub.read_bytes())
-    peoff = struct.unpack_from("<I", pe, 0x3C)[0]
-    assert pe[peoff:peoff + 4] == b"PE\0\0"
-    coff = peoff + 4
-    nsect = struct.unpack_from("<H", pe, coff + 2)[0]
-    optsize = struct.unpack_from("<H", pe, coff + 16)[0]
-    opt = coff + 20
-    assert struct.unpack_from("<H", pe, opt)[0] == 0x20B     # PE32+
-    salign, falign = struct.unpack_from("<II", pe, opt + 32)
-    size_of_headers = struct.unpack_from("<I", pe, opt + 60)[0]
-    sect = opt + optsize
-    end_va = 0
-    for i in range(nsect):
-        vsize, va = struct.unpack_from("<II", pe, sect + 40 * i + 8)
-        end_va = max(end_va, va + vsize)
-    align = lambda x, a: (x + a - 1) // a * a
-    data = bytearray(pe[:align(len(pe), falign)])
-    va = align(end_va, salign)
-    new = [(".osrel", osrel.encode()), (".cmdline", cmdline.encode()), (".initrd", initrd),
-           (".linux", kernel.read_bytes())]
-    for i, (name, blob) in enumerate(new):
-        hdr = sect + 40 * (nsect + i)
-        assert hdr + 40 <= size_of_headers, "no room for another section header"
-        raw = align(len(blob), falign)
-        struct.pack_into("<8sIIIIIIHHI", data, hdr, name.encode(), len(blob), va, raw, len(data), 0, 0, 0, 0,
-                         0x40000040)
-        data += blob + b"\0" * (raw - len(blob))
-        va = align(va + len(blob), salign)
-    struct.pack_into("<H", data, coff + 2, nsect + len(new))
-    struct.pack_into("<I", data, opt + 56, va)             # SizeOfImage
-    struct.pack_into("<I", data, opt + 64, 0)              # CheckSum
-    out.write_bytes(bytes(data))
-    return out
