@@ -487,6 +487,24 @@ int install_run(const struct device_conf *c, const struct install_opts *o, struc
                                 slot_letter(booted), slot_status_to_string(st.slots[booted].status));
                 goto out;
         }
+        {
+                /* INVARIANT: nothing overrides loader.conf's pattern. systemd-boot boots an exact default even
+                 * with 0 tries left, and since 257.x/258 an id has no counter, so LoaderEntryDefault naming a
+                 * slot entry keeps booting that slot after its tries are spent (systemd issue 40192). */
+                _cleanup_free_ char *efi_default = NULL;
+                r = bootentry_efivar_default(c->efivarfs, &efi_default);
+                if (r >= 0 || (r != -ENOENT && r != -ENOMEM)) {
+                        r = ringil_fail(-RINGIL_EREFUSED,
+                                        "LoaderEntryDefault%s%s%s in %s overrides loader.conf's `default %s-*': systemd-boot "
+                                        "boots an exact default even after its tries are spent, so a failed update would "
+                                        "never fall back; remove it (`bootctl set-default \"\"`) before installing",
+                                        efi_default ? " `" : "", efi_default ? efi_default : "", efi_default ? "'" : "",
+                                        c->efivarfs, c->entry_name);
+                        goto out;
+                }
+                if (r == -ENOMEM)
+                        goto out;
+        }
         target = o->slot >= 0 ? o->slot : 1 - booted;
         /* INVARIANT: the running slot is never written. */
         if (target == booted) {

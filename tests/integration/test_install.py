@@ -123,6 +123,13 @@ device = {self.slot['b']}
 
     def default_entry(self):
         es = self.boot_order()
+        var = self.efi / f"LoaderEntryDefault-{VENDOR}"
+        if var.exists():
+            # An exact id overrides loader.conf and is taken even with 0 tries left (config_entry_find).
+            want = var.read_bytes()[4:].decode("utf-16-le").rstrip("\0")
+            for e in es:
+                if (e["file"] if self.loader["id_counter"] else e["id"]) == want:
+                    return e
         conf = self.esp / "loader" / "loader.conf"
         pat = None
         if conf.exists():
@@ -549,6 +556,23 @@ def test_signed_uki_lands_on_esp_and_boots(ldev, ukis, world):
     assert not list(dev.state.glob("staging-*"))
     dev.run("mark-good", check=0)
     assert dev.status()["slots"]["b"]["state"] == "good"
+
+
+def test_exact_loader_entry_default_is_refused(tmp_path, world, ringil):
+    """LoaderEntryDefault naming a slot entry (bootctl set-default) outranks the glob and is booted with 0
+    tries left; with counter-less ids (257.x and later) it keeps matching the spent entry: a bad slot boots
+    forever. ringil refuses to install while it is set."""
+    dev = Device(tmp_path / "dev", world, ringil, loader="262")
+    provision(dev)
+    dev.install("2.0", check=0)
+    dev.write_var("LoaderEntryDefault", "ringil-b-2.0.conf")
+    for _ in range(6):
+        assert dev.boot()["slot"] == "b"          # 3 tries spent, and still b: never falls back
+    assert "ringil-b-2.0+0-6.conf" in dev.entries()   # "keeps on increasing the tries done counter" (40192)
+    before = dev.snapshot()
+    p = dev.install("3.0", "--booted", "ringil-a-1.0.conf")
+    assert p.returncode == 11 and "LoaderEntryDefault `ringil-b-2.0.conf'" in p.err and "bootctl set-default" in p.err
+    assert dev.snapshot() == before
 
 
 def test_efi_key_entry_is_never_counted_on_current_loaders(tmp_path, world, ringil):
