@@ -22,7 +22,7 @@ insmod /efivarfs.ko 2>/dev/null
 mount -t efivarfs efivarfs /sys/firmware/efi/efivars
 v=/sys/firmware/efi/efivars
 echo "@@arch=$(uname -m)"
-echo "@@secureboot=$(od -An -tu1 -j4 -N1 $v/SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c 2>/dev/null | tr -d ' ')"
+echo "@@secureboot=$(tail -c +5 $v/SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c 2>/dev/null | od -An -tu1 | tr -d ' ')"
 echo "@@selected=$(tail -c +5 $v/LoaderEntrySelected-4a67b082-0a4c-41cf-b6c7-440b29bb8c4f 2>/dev/null | tr -d '\000')"
 echo "@@countpath=$(tail -c +5 $v/LoaderBootCountPath-4a67b082-0a4c-41cf-b6c7-440b29bb8c4f 2>/dev/null | tr -d '\000')"
 echo "@@ready uptime=$(cut -d' ' -f1 /proc/uptime)"

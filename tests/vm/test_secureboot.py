@@ -51,7 +51,7 @@ def test_only_our_signature_boots(env, enrolled, tmp_path):
     b = d.boot("our signed UKI boots; keys status and audit in the guest", [("sh", """
 mkdir -p /etc/secure && cp -r /ctl/pki /etc/secure/keys
 ringil keys status --dir /etc/secure/keys --json > /tmp/k.json 2>&1; dump keys /tmp/k.json
-rep secureboot "$(od -An -tu1 -j4 -N1 /sys/firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c | tr -d ' ')"
+rep secureboot "$(tail -c +5 /sys/firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c | od -An -tu1 | tr -d ' ')"
 ringil audit --format json > /tmp/audit.json 2>/tmp/audit.err; rep audit $?; dump audit /tmp/audit.json
 """)], files={f"pki/{p.relative_to(env.keys)}": p for p in env.keys.rglob("*.pem")} | {
         f"pki/GUID": env.keys / "GUID"})

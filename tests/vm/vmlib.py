@@ -299,6 +299,7 @@ class WritebackDisk:
         self.image, self.sock = Path(image), Path(sock)
         self.size = self.image.stat().st_size
         self.pending = {}          # sector -> 512 bytes, not yet durable
+        self.gen = 0               # bumped by cut(): requests of a connection from before the cut are void
         self.lock = threading.Lock()
         self.stats = dict(writes=0, flushes=0, lost_sectors=0, bytes_written=0)
         self.fd = os.open(self.image, os.O_RDWR)
@@ -328,11 +329,14 @@ class WritebackDisk:
         with self.lock:
             n = len(self.pending)
             self.pending.clear()
+            self.gen += 1
             self.stats["lost_sectors"] += n
             return n
 
-    def _flush(self):
+    def _flush(self, gen):
         with self.lock:
+            if gen != self.gen:
+                return
             items = sorted(self.pending.items())
             self.pending.clear()
         i = 0
@@ -359,7 +363,7 @@ class WritebackDisk:
                     data[lo - off:hi - off] = d[lo - s * SECTOR:hi - s * SECTOR]
         return bytes(data)
 
-    def _write(self, off, payload, fua):
+    def _write(self, off, payload, fua, gen):
         if off % SECTOR or len(payload) % SECTOR:
             # Unaligned: merge with what the guest would read (qemu aligns, but be exact anyway).
             s0, s1 = off // SECTOR, (off + len(payload) + SECTOR - 1) // SECTOR
@@ -367,12 +371,14 @@ class WritebackDisk:
             cur[off - s0 * SECTOR:off - s0 * SECTOR + len(payload)] = payload
             off, payload = s0 * SECTOR, bytes(cur)
         with self.lock:
+            if gen != self.gen:
+                return
             for k in range(len(payload) // SECTOR):
                 self.pending[off // SECTOR + k] = payload[k * SECTOR:(k + 1) * SECTOR]
         self.stats["writes"] += 1
         self.stats["bytes_written"] += len(payload)
         if fua:
-            self._flush()
+            self._flush(gen)
 
     def _recv(self, n):
         b = bytearray()
@@ -404,6 +410,7 @@ class WritebackDisk:
 
     def _session(self):
         c = self.conn
+        gen = self.gen
         c.sendall(NBD_MAGIC + struct.pack(">QH", NBD_OPTS_MAGIC, 0x3))   # FIXED_NEWSTYLE | NO_ZEROES
         self._recv(4)
         tflags = 0x1 | 0x4 | 0x8            # HAS_FLAGS | SEND_FLUSH | SEND_FUA
@@ -431,11 +438,11 @@ class WritebackDisk:
             if typ == 0:
                 payload = self._read(off, length)
             elif typ == 1:
-                self._write(off, self._recv(length), bool(flags & 1))
+                self._write(off, self._recv(length), bool(flags & 1), gen)
             elif typ == 2:
                 return
             elif typ == 3:
-                self._flush()
+                self._flush(gen)
             else:
                 err = 22
             c.sendall(struct.pack(">IIQ", NBD_SIMPLE_REPLY_MAGIC, err, handle) + payload)
