@@ -478,7 +478,9 @@ int install_run(const struct device_conf *c, const struct install_opts *o, struc
                 booted = -1;
         } else if (r < 0)
                 goto out;
-        else if (booted = be.slot, st.slots[booted].status != SLOT_GOOD && !(o->slot >= 0 && provisioning)) {
+        else
+                booted = be.slot;
+        if (booted >= 0 && st.slots[booted].status != SLOT_GOOD && !(o->slot >= 0 && provisioning)) {
                 /* INVARIANT: install only from a blessed slot. From an unblessed one the other slot is the
                  * last known-good one: overwriting it leaves nothing to fall back to. */
                 r = ringil_fail(-RINGIL_EREFUSED,

@@ -8,6 +8,7 @@ import xml.etree.ElementTree as ET
 
 passed = failed = skipped = 0
 failures = []
+skips = []
 for path in sys.argv[1:]:
     if path.endswith(".json"):
         with open(path) as f:
@@ -32,9 +33,12 @@ for path in sys.argv[1:]:
             failures.append(name)
         elif case.find("skipped") is not None:
             skipped += 1
+            skips.append(f"{name}: {case.find('skipped').get('message', '')}")
         else:
             passed += 1
 
+for s in skips:
+    print(f"SKIPPED: {s}")
 for f in failures:
     print(f"FAILED: {f}")
 line = f"{passed} passed, {failed} failed"
