@@ -105,7 +105,8 @@ def env(tmp_path_factory):
 
 
 def record(test, what, boot):
-    TIMINGS.append(dict(test=test, boot=what, seconds=round(boot.seconds, 1), outcome=boot.exit_reason))
+    TIMINGS.append(dict(test=test, boot=what, seconds=round(boot.seconds, 1), outcome=boot.exit_reason,
+                        milestones=getattr(boot, "milestones", {})))
 
 
 def pytest_sessionfinish(session, exitstatus):
@@ -121,7 +122,9 @@ def pytest_sessionfinish(session, exitstatus):
         tr.write_line(f"VM boots: {len(TIMINGS)}, {doc['total_boot_seconds']} s in all (load average now "
                       f"{load[0]:.1f}); per boot:")
         for t in TIMINGS:
-            tr.write_line(f"  {t['seconds']:6.1f} s  {t['outcome']:10s} {t['test']}: {t['boot']}")
+            m = t["milestones"]
+            ms = " ".join(f"{k}@{v}" for k, v in m.items())
+            tr.write_line(f"  {t['seconds']:6.1f} s  {t['outcome']:10s} {t['test']}: {t['boot']}  [{ms}]")
 
 
 @pytest.fixture(scope="session")

@@ -17,9 +17,10 @@ GUEST_SERVER = "10.0.2.100"
 
 def test_fleet_update_and_rollback_through_the_server(env, tmp_path):
     pki = Pki(env.ringil, tmp_path / "pki")
-    # The server's certificate names the address the guest reaches it at (the guestfwd endpoint).
-    run([env.ringil, "ca", "issue", "--dir", pki.dir / "ca", "--name", GUEST_SERVER, "--server", "--out-dir",
-         pki.dir / "srv"])
+    # The server's certificate names the address the guest reaches it at (the guestfwd endpoint), and the
+    # host's loopback for the operator's commands.
+    run([env.ringil, "ca", "issue", "--dir", pki.dir / "ca", "--name", GUEST_SERVER, "--server", "--san",
+         "IP:127.0.0.1", "--out-dir", pki.dir / "srv"])
     srv = Server(BUILD / "ringil-server" / "ringil-server", pki, tmp_path / "srv")
     srv.conf.write_text(srv.conf.read_text().replace("127.0.0.1.pem", f"{GUEST_SERVER}.pem")
                         .replace("127.0.0.1.key", f"{GUEST_SERVER}.key"))

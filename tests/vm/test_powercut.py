@@ -85,7 +85,7 @@ def test_power_cuts_during_install(env, tmp_path):
         k = rng.randint(1, left)
         b = d.boot(f"install v2.0 (128 MiB, {done} MiB durable), power cut at crash point {k}/{left}", [install],
                    files={"v2.rb": v2},
-                   cut_marker=f"crash point {k}:", cut_after=rng.uniform(0, 0.3), timeout=420)
+                   cut_marker=f"crash point {k}:", cut_after=rng.uniform(0, 0.3), timeout=900)
         # The boot itself ran a complete, verified slot: before the install the default was a.
         assert b.marks["selected"].startswith("ringil-a-1.0"), b.tail()
         if b.exit_reason != "power-cut":
@@ -100,7 +100,7 @@ def test_power_cuts_during_install(env, tmp_path):
         cuts.append(dict(point=k, of=left, chunks_durable_before=done, lost_sectors=b.lost_sectors, default=e[2],
                          seconds=round(b.seconds, 1)))
 
-    b = d.boot("rerun: resumes and completes", [install], files={"v2.rb": v2}, timeout=420)
+    b = d.boot("rerun: resumes and completes", [install], files={"v2.rb": v2}, timeout=900)
     assert b.marks["install"] == "0", b.tail()
     assert re.search(r"[1-9]\d* already done \(resumed\)", b.log), b.tail()
     assert d.disk.read_part("slot-b", PAYLOAD) == payload

@@ -464,6 +464,11 @@ class WritebackDisk:
 
 # ------------------------------------------------------------------ the machine
 
+# Seconds after power-on at which the serial line first shows: the firmware starting the loader, the
+# guest's init reaching its script (kernel + initramfs + tools), and the script's end.
+MILESTONES = {"loader": "BdsDxe: starting", "userspace": "@@ready", "script-done": "@@exit"}
+
+
 class BootTimeout(AssertionError):
     pass
 
@@ -548,7 +553,7 @@ class VM:
             argv += ["-nic", "none"]
         return argv
 
-    def boot(self, script="", files=None, timeout=300, netdev=None, cut_after=None, cut_marker=None, expect_userspace=True,
+    def boot(self, script="", files=None, timeout=600, netdev=None, cut_after=None, cut_marker=None, expect_userspace=True,
              stop_on=None):
         """Power on, run script in the guest, wait for power-off (or for timeout: a failure with the last 40
         lines of serial output). cut_after: seconds after cut_marker appears on the serial line (or after
@@ -561,12 +566,16 @@ class VM:
         t0 = time.monotonic()
         p = subprocess.Popen(self.qemu_argv(ctl, netdev), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         reason, armed = "poweroff", None if cut_marker else t0
+        seen = {}
         try:
             while True:
                 if p.poll() is not None:
                     break
                 now = time.monotonic()
-                text = self.serial.read_text(errors="replace") if (cut_marker or stop_on) else ""
+                text = self.serial.read_text(errors="replace")
+                for key, pat in MILESTONES.items():
+                    if key not in seen and pat in text:
+                        seen[key] = round(now - t0, 1)
                 if stop_on and re.search(stop_on, text):
                     time.sleep(0.5)
                     p.kill()
@@ -594,7 +603,7 @@ class VM:
         lost = self.nbd.cut() if self.nbd else 0
         out = p.stdout.read().decode(errors="replace") if p.stdout else ""
         b = Boot(self.serial.read_text(errors="replace"), time.monotonic() - t0, reason)
-        b.qemu_output, b.lost_sectors = out, lost
+        b.qemu_output, b.lost_sectors, b.milestones = out, lost, seen
         ctl.unlink()
         self.boots.append(b)
         if reason == "timeout":
