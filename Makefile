@@ -25,7 +25,7 @@ check-vm:
 	scripts/deps.sh test
 	$(MAKE) build
 	scripts/vm-loaders.sh
-	RINGIL_BUILD=$(abspath $(BUILD)) /usr/bin/python3 -m pytest tests/vm -q -rs -p no:cacheprovider --basetemp=$(abspath $(BUILD))/vm-tmp
+	RINGIL_BUILD=$(abspath $(BUILD)) /usr/bin/python3 -m pytest tests/vm -q -rs -p no:cacheprovider -n 2 --basetemp=$(abspath $(BUILD))/vm-tmp
 
 demo:
 	scripts/deps.sh test

@@ -54,12 +54,13 @@ suite() {   # suite NAME BUILDDIR MESON-OPTIONS…
     fi
 }
 
-vm_suite() {   # the VM suite, once, against the normal (hardened) build: not again under the sanitizers
+vm_suite() {   # the VM suite, once, against the normal (hardened) build: not again under the sanitizers; two
+               # VMs at a time (qemu's TCG runs a guest on one core)
     echo "== normal: VM suite (qemu/OVMF, real systemd-boot 252/254/257/262, power cuts)"
     scripts/vm-loaders.sh >"$results/vm-loaders-fetch.log" 2>&1 || tail -5 "$results/vm-loaders-fetch.log"
     local t0=$SECONDS
     RINGIL_BUILD="$PWD/build" RINGIL_VM_TIMINGS="$results/vm-timings.json" RINGIL_VM_LOADERS_JSON="$results/vm-loaders.json" \
-        $py -m pytest tests/vm -q -rs -p no:cacheprovider --basetemp="$PWD/build/vm-tmp" --junitxml="$results/normal-vm.xml" 2>&1 | tail -60
+        $py -m pytest tests/vm -q -rs -p no:cacheprovider -n 2 --basetemp="$PWD/build/vm-tmp" --junitxml="$results/normal-vm.xml" 2>&1 | tail -60
     local rc=${PIPESTATUS[0]}
     echo "VM suite: $((SECONDS - t0)) s"
     if [[ $rc -ne 0 && $rc -ne 1 ]]; then

@@ -18,7 +18,7 @@ fleet_pkgs=()
 nix_pkgs=(nix-bin)
 # the VM suite (tests/vm): firmware, emulators, the guest's kernel and busybox, a real vfat ESP on GPT
 vm_pkgs=(qemu-system-x86 ovmf linux-image-amd64 busybox-static dosfstools mtools fdisk e2fsprogs
-         qemu-system-arm qemu-efi-aarch64 systemd-boot-efi sbsigntool)
+         qemu-system-arm qemu-efi-aarch64 systemd-boot-efi sbsigntool python3-pytest-xdist)
 test_pkgs+=("${keys_pkgs[@]}" "${efi_pkgs[@]}" "${bundle_pkgs[@]}" "${install_pkgs[@]}" "${audit_pkgs[@]}" "${fleet_pkgs[@]}" "${nix_pkgs[@]}"
             "${vm_pkgs[@]}")
 

@@ -109,47 +109,45 @@ def record(test, what, boot):
                         milestones=getattr(boot, "milestones", {})))
 
 
+def merge_json(path, update):
+    """Read-modify-write a JSON file under an exclusive lock: pytest-xdist workers each add their part."""
+    import fcntl
+    with open(path, "a+") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        f.seek(0)
+        text = f.read()
+        doc = json.loads(text) if text.strip() else {}
+        update(doc)
+        f.seek(0)
+        f.truncate()
+        f.write(json.dumps(doc, indent=1) + "\n")
+
+
+def timings_path():
+    return Path(os.environ.get("RINGIL_VM_TIMINGS") or BUILD / "vm-timings.json")
+
+
+def pytest_sessionstart(session):
+    if not hasattr(session.config, "workerinput"):    # the controller (or a run without xdist)
+        timings_path().unlink(missing_ok=True)
+
+
 def pytest_sessionfinish(session, exitstatus):
-    if not TIMINGS:
+    if TIMINGS:
+        def add(d):
+            d.setdefault("boots", []).extend(TIMINGS)
+            d["load_average"] = os.getloadavg()
+            d["total_boot_seconds"] = round(sum(t["seconds"] for t in d["boots"]), 1)
+        merge_json(timings_path(), add)
+    if hasattr(session.config, "workerinput") or not timings_path().exists():
         return
-    out = os.environ.get("RINGIL_VM_TIMINGS")
-    load = os.getloadavg()
-    doc = dict(load_average=load, boots=TIMINGS, total_boot_seconds=round(sum(t["seconds"] for t in TIMINGS), 1))
-    if out:
-        Path(out).write_text(json.dumps(doc, indent=1) + "\n")
+    doc = json.loads(timings_path().read_text())
     tr = session.config.pluginmanager.get_plugin("terminalreporter")
     if tr:
-        tr.write_line(f"VM boots: {len(TIMINGS)}, {doc['total_boot_seconds']} s in all (load average now "
-                      f"{load[0]:.1f}); per boot:")
-        for t in TIMINGS:
-            m = t["milestones"]
-            ms = " ".join(f"{k}@{v}" for k, v in m.items())
+        load = os.getloadavg()
+        tr.write_line(f"VM boots: {len(doc['boots'])}, {doc['total_boot_seconds']} s of boots in all (load average "
+                      f"now {load[0]:.1f}); per boot, with the seconds at which the loader and the guest's "
+                      f"userspace started:")
+        for t in doc["boots"]:
+            ms = " ".join(f"{k}@{v}" for k, v in t.get("milestones", {}).items())
             tr.write_line(f"  {t['seconds']:6.1f} s  {t['outcome']:10s} {t['test']}: {t['boot']}  [{ms}]")
-
-
-@pytest.fixture(scope="session")
-def enrolled(env, tmp_path_factory):
-    """One boot in Setup Mode in which `ringil keys enroll` writes db, KEK and PK through the guest's real
-    efivarfs. Its pflash variables (our keys, User Mode from the next boot on) are the starting point of
-    every Secure Boot VM of the session."""
-    from types import SimpleNamespace
-    from drone import Drone
-    w = tmp_path_factory.mktemp("enroll")
-    d = Drone(env, w, (vmlib.SD_BOOT, vmlib.STUB, vmlib.sdmagic_version(vmlib.SD_BOOT)), name="enrollment")
-    files = {f"pki/{p.relative_to(env.keys)}": p for p in env.keys.rglob("*") if p.is_file()}
-    ev = "/sys/firmware/efi/efivars"
-    script = f"""
-ringil keys status --dir /ctl/pki --json > /tmp/k0.json 2>&1; rep keys-status-before $?; dump keys-before /tmp/k0.json
-ringil keys enroll --dir /ctl/pki --efivarfs {ev}; rep enroll $?
-# busybox has no lsattr: an unlink that the kernel refuses with EPERM is the immutable flag at work (the
-# firmware itself would refuse an unauthenticated delete with a different error).
-for v in PK-{vmlib.GLOBAL_GUID} KEK-{vmlib.GLOBAL_GUID} db-d719b2cb-3d3a-4596-a3bc-dad00e67656f; do
-    rep "rm-${{v%%-*}}" "$(rm -f {ev}/$v 2>&1 | sed 's/.*: //')"
-    rep "present-${{v%%-*}}" "$([ -e {ev}/$v ] && echo yes || echo no)"
-done
-ringil keys status --dir /ctl/pki --json > /tmp/k1.json 2>&1; dump keys-after /tmp/k1.json
-"""
-    b = d.boot("Setup Mode: ringil keys enroll (db, KEK, PK)", [("sh", script)], files=files)
-    snapshot = w / "OVMF_VARS.enrolled.fd"
-    shutil.copy(d.vm.vars, snapshot)
-    return SimpleNamespace(vars=snapshot, boot=b)

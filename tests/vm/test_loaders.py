@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SUITES
+from conftest import SUITES, merge_json
 from drone import Drone, PROVISION_ENTRY, slot_image
 
 PANIC_CMDLINE = "console=ttyS0 quiet panic=-1 rdinit=/nonexistent init=/nonexistent"
@@ -109,4 +109,4 @@ def test_loader(env, enrolled, tmp_path, suite):
 def teardown_module(module):
     out = os.environ.get("RINGIL_VM_LOADERS_JSON")
     if out and EVIDENCE:
-        Path(out).write_text(json.dumps(EVIDENCE, indent=1) + "\n")
+        merge_json(out, lambda d: d.update(EVIDENCE))

@@ -276,6 +276,8 @@ class Disk:
         """A file of the ext4 state partition as the disk holds it now (debugfs, read-only), or None."""
         img = workdir / "state-part.img"
         img.write_bytes(self.read_part("state"))
+        # What a mount would see: ext4's journal replayed first (on the copy; debugfs alone does not).
+        subprocess.run(["e2fsck", "-E", "journal_only", "-y", str(img)], capture_output=True)
         p = subprocess.run(["debugfs", "-R", f"cat {rel}", str(img)], capture_output=True)
         img.unlink()
         return p.stdout.decode(errors="replace") if p.returncode == 0 and p.stdout else None
