@@ -346,6 +346,14 @@ static int rename_entry(const char *esp, const struct boot_entry *e, const char 
         crash_point("ESP rename");
         if (renameat(dfd, e->file, dfd, newname) < 0)
                 return ringil_fail(negative_errno(), "cannot rename %s to %s", e->file, newname);
+        {
+                /* vfat writes a renamed file's size and first cluster into its new directory entry only when
+                 * the inode is written back: fsync the file at its new name, then the directory (see
+                 * atomic_write_file). */
+                _cleanup_close_ int fd = openat(dfd, newname, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+                if (fd < 0 || fsync(fd) < 0)
+                        return ringil_fail(negative_errno(), "cannot sync %s/%s", dir, newname);
+        }
         if (fsync(dfd) < 0)
                 return negative_errno();
         crash_point("ESP renamed");

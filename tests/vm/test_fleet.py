@@ -1,5 +1,5 @@
 """test_fleet.py: the fleet for real: ringild in the VM enrolls with a ringil-server on the host's loopback
-(qemu user networking with restrict=on; one guestfwd to 127.0.0.1 is the guest's only way out), downloads
+(qemu user networking with restrict=on; one guestfwd relayed to 127.0.0.1 is the guest's only way out), downloads
 its release, installs it, reboots the VM through its reboot command, blesses after the reboot and reports;
 the server shows it. Then a release whose health gate fails: rolled back through the real boot loader and
 reported as such."""
@@ -26,7 +26,10 @@ def test_fleet_update_and_rollback_through_the_server(env, tmp_path):
                         .replace("127.0.0.1.key", f"{GUEST_SERVER}.key"))
     srv.start()
     try:
-        netdev = f"user,id=n0,restrict=on,guestfwd=tcp:{GUEST_SERVER}:443-tcp:127.0.0.1:{srv.port}"
+        # A chardev target would connect once, at qemu's start, and carry one connection; cmd: is spawned
+        # for each guest connection: a relay to the server on the host's loopback (busybox nc).
+        netdev = (f"user,id=n0,restrict=on,guestfwd=tcp:{GUEST_SERVER}:443-cmd:/bin/busybox nc 127.0.0.1 "
+                  f"{srv.port}")
         loader = (vmlib.SD_BOOT, vmlib.STUB, vmlib.sdmagic_version(vmlib.SD_BOOT))
         d = Drone(env, tmp_path / "fleet", loader, name="fleet 252")
         d.files["keys/db.pem"] = (pki.dir / "sign.pem").read_bytes()
