@@ -257,12 +257,12 @@ static int check_os_release(const struct uki_blob *b) {
         unsigned line = 0, assignments = 0;
 
         if (b->size == 0)
-                return ringil_fail(-RINGIL_EMALFORMED, "%s is empty", what);
+                return ringil_fail(-RINGIL_EMALFORMED, "`%s' is empty", what);
         if (b->size > UKI_MAX_OSREL)
-                return ringil_fail(-RINGIL_ETOOBIG, "%s of %zu bytes is over the %u KiB limit", what, b->size,
+                return ringil_fail(-RINGIL_ETOOBIG, "`%s' of %zu bytes is over the %u KiB limit", what, b->size,
                                    UKI_MAX_OSREL >> 10);
         if (memchr(b->data, '\0', b->size))
-                return ringil_fail(-RINGIL_EMALFORMED, "%s contains a NUL byte: not an os-release file", what);
+                return ringil_fail(-RINGIL_EMALFORMED, "`%s' contains a NUL byte: not an os-release file", what);
         while (p < end) {
                 const uint8_t *nl = memchr(p, '\n', (size_t) (end - p)), *eol = nl ? nl : end, *q = p;
 
@@ -272,18 +272,18 @@ static int check_os_release(const struct uki_blob *b) {
                 if (q < eol && *q != '#') {
                         const uint8_t *k = q;
                         if (!((*k >= 'A' && *k <= 'Z') || (*k >= 'a' && *k <= 'z') || *k == '_'))
-                                return ringil_fail(-RINGIL_EMALFORMED, "%s line %u is not KEY=VALUE", what, line);
+                                return ringil_fail(-RINGIL_EMALFORMED, "`%s' line %u is not KEY=VALUE", what, line);
                         while (k < eol && ((*k >= 'A' && *k <= 'Z') || (*k >= 'a' && *k <= 'z') ||
                                            (*k >= '0' && *k <= '9') || *k == '_'))
                                 k++;
                         if (k == eol || *k != '=')
-                                return ringil_fail(-RINGIL_EMALFORMED, "%s line %u is not KEY=VALUE", what, line);
+                                return ringil_fail(-RINGIL_EMALFORMED, "`%s' line %u is not KEY=VALUE", what, line);
                         assignments++;
                 }
                 p = nl ? nl + 1 : end;
         }
         if (assignments == 0)
-                return ringil_fail(-RINGIL_EMALFORMED, "%s has no KEY=VALUE line", what);
+                return ringil_fail(-RINGIL_EMALFORMED, "`%s' has no KEY=VALUE line", what);
         return 0;
 }
 
@@ -305,11 +305,11 @@ static int check_initrd(const struct uki_blob *b) {
         const char *what = what_or(b, "initrd");
 
         if (b->size == 0)
-                return ringil_fail(-RINGIL_EMALFORMED, "initrd %s is empty", what);
+                return ringil_fail(-RINGIL_EMALFORMED, "initrd `%s' is empty", what);
         for (size_t i = 0; i < ELEMENTSOF(formats); i++)
                 if (b->size >= formats[i].len && memcmp(b->data, formats[i].magic, formats[i].len) == 0)
                         return 0;
-        return ringil_fail(-RINGIL_EMALFORMED, "initrd %s is neither a cpio archive nor a compressed one", what);
+        return ringil_fail(-RINGIL_EMALFORMED, "initrd `%s' is neither a cpio archive nor a compressed one", what);
 }
 
 static int check_dtb(const struct uki_blob *b) {
@@ -317,12 +317,12 @@ static int check_dtb(const struct uki_blob *b) {
         uint32_t total;
 
         if (b->size > UKI_MAX_DTB)
-                return ringil_fail(-RINGIL_ETOOBIG, "devicetree %s is over the %u MiB limit", what, UKI_MAX_DTB >> 20);
+                return ringil_fail(-RINGIL_ETOOBIG, "devicetree `%s' is over the %u MiB limit", what, UKI_MAX_DTB >> 20);
         if (b->size < FDT_HEADER_SIZE || memcmp(b->data, "\xd0\x0d\xfe\xed", 4) != 0)
-                return ringil_fail(-RINGIL_EMALFORMED, "devicetree %s is not a flattened devicetree (.dtb)", what);
+                return ringil_fail(-RINGIL_EMALFORMED, "devicetree `%s' is not a flattened devicetree (.dtb)", what);
         total = (uint32_t) b->data[4] << 24 | (uint32_t) b->data[5] << 16 | (uint32_t) b->data[6] << 8 | b->data[7];
         if (total < FDT_HEADER_SIZE || total > b->size)
-                return ringil_fail(-RINGIL_EMALFORMED, "devicetree %s declares %u bytes but has %zu", what, total,
+                return ringil_fail(-RINGIL_EMALFORMED, "devicetree `%s' declares %u bytes but has %zu", what, total,
                                    b->size);
         return 0;
 }
@@ -331,9 +331,9 @@ static int check_splash(const struct uki_blob *b) {
         const char *what = what_or(b, "splash");
 
         if (b->size > UKI_MAX_SPLASH)
-                return ringil_fail(-RINGIL_ETOOBIG, "splash %s is over the %u MiB limit", what, UKI_MAX_SPLASH >> 20);
+                return ringil_fail(-RINGIL_ETOOBIG, "splash `%s' is over the %u MiB limit", what, UKI_MAX_SPLASH >> 20);
         if (b->size < BMP_HEADER_SIZE || b->data[0] != 'B' || b->data[1] != 'M')
-                return ringil_fail(-RINGIL_EMALFORMED, "splash %s is not a BMP image", what);
+                return ringil_fail(-RINGIL_EMALFORMED, "splash `%s' is not a BMP image", what);
         return 0;
 }
 
@@ -379,12 +379,22 @@ static int plan_length(struct plan *s) {
 
         for (size_t i = 0; i < s->n_parts; i++) {
                 if (s->parts[i].size > PE_MAX_IMAGE_SIZE)
-                        return ringil_fail(-RINGIL_ETOOBIG, "%s is over the %u MiB image limit",
+                        return ringil_fail(-RINGIL_ETOOBIG, "`%s' is over the %u MiB image limit",
                                            what_or(&s->parts[i], s->name), PE_MAX_IMAGE_SIZE >> 20);
                 n += s->pad_parts ? round_up(s->parts[i].size, 4) : s->parts[i].size;
         }
         s->len = n;
         return 0;
+}
+
+/* A section name from an untrusted image, fit for a message: non-printable bytes shown as '?'. */
+static const char *shown(const char *name, char buf[static PE_SECTION_NAME_MAX + 1]) {
+        size_t i;
+
+        for (i = 0; i < PE_SECTION_NAME_MAX && name[i]; i++)
+                buf[i] = name[i] > 0x20 && name[i] < 0x7f ? name[i] : '?';
+        buf[i] = '\0';
+        return buf;
 }
 
 /* The memory extent of a section: VirtualSize, or SizeOfRawData when VirtualSize is 0 (old linkers). */
@@ -399,6 +409,7 @@ static uint64_t section_extent(const struct pe_section *s) {
 static int check_virtual_layout(const struct pe_image *pe, const char *what, uint64_t *ret_end) {
         struct pe_section s[PE_MAX_SECTIONS];
         uint64_t end = pe->size_of_headers;
+        char n1[PE_SECTION_NAME_MAX + 1], n2[PE_SECTION_NAME_MAX + 1];
 
         for (unsigned i = 0; i < pe->n_sections; i++) {
                 int r = pe_section_get(pe, i, &s[i]);
@@ -406,7 +417,7 @@ static int check_virtual_layout(const struct pe_image *pe, const char *what, uin
                         return r;
                 if (s[i].virtual_address < pe->size_of_headers)
                         return ringil_fail(-RINGIL_EMALFORMED, "%s: section %u `%s' at RVA 0x%x overlaps the headers",
-                                           what, i, s[i].name, s[i].virtual_address);
+                                           what, i, shown(s[i].name, n1), s[i].virtual_address);
         }
         for (unsigned i = 0; i < pe->n_sections; i++) {
                 uint64_t a0 = s[i].virtual_address, a1 = a0 + section_extent(&s[i]);
@@ -414,7 +425,7 @@ static int check_virtual_layout(const struct pe_image *pe, const char *what, uin
                         uint64_t b0 = s[j].virtual_address, b1 = b0 + section_extent(&s[j]);
                         if (a0 < b1 && b0 < a1 && a1 > a0 && b1 > b0)
                                 return ringil_fail(-RINGIL_EMALFORMED, "%s: sections `%s' and `%s' overlap in memory",
-                                                   what, s[i].name, s[j].name);
+                                                   what, shown(s[i].name, n1), shown(s[j].name, n2));
                 }
                 end = MAX(end, a1);
         }
@@ -507,6 +518,7 @@ int uki_build(const struct uki_params *p, uint8_t **ret_image, size_t *ret_size,
         struct uki_info info = {};
         struct pe_image stub, out_pe;
         struct pe_section ss;
+        char shown_name[PE_SECTION_NAME_MAX + 1];
         _cleanup_free_ uint8_t *out = NULL;
         uint32_t salign, falign, hdrs;
         uint64_t vend, keep, file_end, va, total;
@@ -636,7 +648,7 @@ int uki_build(const struct uki_params *p, uint8_t **ret_image, size_t *ret_size,
                                                    "stub already has a `%s' section (is it a UKI already?)", ss.name);
                 if (name_has_known_prefix(ss.name) && !streq(ss.name, ".sbat"))
                         return ringil_fail(-RINGIL_EMALFORMED, "stub has a section `%s' that the stub would read as "
-                                           "a UKI resource (is it a UKI already?)", ss.name);
+                                           "a UKI resource (is it a UKI already?)", shown(ss.name, shown_name));
         }
 
         /* Header room: the new headers go right after the table, inside SizeOfHeaders, over zero bytes. */

@@ -155,7 +155,9 @@ static int efi_sign(int argc, char *argv[]) {
         r = authenticode_sign(image, len, key, cert, flags, &signed_image, &signed_len, &replaced);
         if (r < 0)
                 return fail(r, "Failed to sign", file);
-        r = atomic_write_file(output, signed_image, signed_len, 0644, 0);
+        /* A public binary, often written straight to the ESP, whose vfat mount options fix the mode and
+         * refuse fchmod: the mode comes from the creation (0644 under the umask). */
+        r = atomic_write_file(output, signed_image, signed_len, 0644, AW_NOCHMOD);
         if (r < 0)
                 return fail(r, "Failed to write", output);
         if (replaced > 0)
@@ -308,8 +310,9 @@ static const char uki_usage[] =
         "  -i, --initrd FILE      an initrd (.initrd), repeatable, concatenated in order; put a microcode\n"
         "                         cpio first\n"
         "  -C, --cmdline TEXT     the kernel command line (.cmdline); @FILE reads it from FILE (trailing\n"
-        "                         newlines dropped). Without it the stub takes the loader's options\n"
-        "                         unless Secure Boot is on: lock it in for a hardened image.\n"
+        "                         newlines dropped). Under Secure Boot the stub then ignores options\n"
+        "                         from the boot loader; without it, it takes them even under Secure\n"
+        "                         Boot: a hardened image carries one.\n"
         "  -r, --os-release TEXT  os-release contents (.osrel); @FILE reads FILE, e.g. @/etc/os-release\n"
         "                         of the image being built. systemd-boot lists a UKI placed in\n"
         "                         EFI/Linux/ only when it has one.\n"
@@ -501,7 +504,7 @@ static int efi_uki(int argc, char *argv[]) {
 
         r = uki_read(&kernel, UKI_MAX_KERNEL, "Failed to read kernel");
         if (r != 0)
-                goto out;
+                goto out_r;
         ringil_clear_detail();
         r = uki_kernel_inspect(kernel.data, kernel.size, &kinfo);
         if (r < 0) {
@@ -516,14 +519,15 @@ static int efi_uki(int argc, char *argv[]) {
                 }
                 stub.path = stub_default;
         }
-        r = uki_read(&stub, UKI_MAX_STUB, "Failed to read stub");
-        if (r != 0) {
-                if (r == EXIT_NOTFOUND && stub_default)
-                        log_error("The kernel is for %s: install systemd-boot-efi for it or pass --stub.",
-                                  uki_machine_name(kinfo.machine));
-                ret = r;
+        if (stub_default && access(stub_default, F_OK) < 0 && errno == ENOENT) {
+                log_error("No stub for the %s kernel at '%s': install systemd-boot-efi for %s, or pass --stub.",
+                          uki_machine_name(kinfo.machine), stub_default, uki_machine_name(kinfo.machine));
+                ret = EXIT_NOTFOUND;
                 goto out;
         }
+        r = uki_read(&stub, UKI_MAX_STUB, "Failed to read stub");
+        if (r != 0)
+                goto out_r;
         for (size_t i = 0; i < n_initrds; i++) {
                 r = uki_read(&initrds[i], PE_MAX_IMAGE_SIZE, "Failed to read initrd");
                 if (r != 0)
@@ -592,7 +596,7 @@ static int efi_uki(int argc, char *argv[]) {
         };
         r = uki_build(&params, &image, &len, &info);
         if (r < 0) {
-                ret = fail(r, "Failed to build a UKI from", kernel.path);
+                ret = fail(r, "Cannot build UKI", output);
                 goto out;
         }
         result = image;
@@ -612,7 +616,7 @@ static int efi_uki(int argc, char *argv[]) {
                 result = signed_image;
                 out_len = signed_len;
         }
-        r = atomic_write_file(output, result, out_len, 0644, 0);
+        r = atomic_write_file(output, result, out_len, 0644, AW_NOCHMOD);   /* see efi_sign */
         if (r < 0) {
                 ret = fail(r, "Failed to write", output);
                 goto out;

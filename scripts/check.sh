@@ -46,7 +46,10 @@ suite() {   # suite NAME BUILDDIR MESON-OPTIONS…
         junit_case "$results/$name-meson.xml" "$name-meson" fail "no meson results"
 
     echo "== $name: integration tests against the real binaries"
-    RINGIL_BUILD="$PWD/$dir" $py -m pytest tests/integration -q -p no:cacheprovider \
+    # Slow tests (a VM boot) run once, in the normal pass, not again under the sanitizers.
+    local marks=()
+    [[ $name == normal ]] || marks=(-m "not slow")
+    RINGIL_BUILD="$PWD/$dir" $py -m pytest tests/integration -q -p no:cacheprovider "${marks[@]}" \
         --junitxml="$results/$name-pytest.xml" 2>&1 | tail -25
     local rc=${PIPESTATUS[0]}
     if [[ $rc -ne 0 && $rc -ne 1 ]]; then   # 1 = failures (counted from XML); others = runner trouble

@@ -16,11 +16,17 @@ install_pkgs=(openssl sbsigntool systemd-boot-efi)
 audit_pkgs=(efitools openssl)
 fleet_pkgs=()
 nix_pkgs=(nix-bin)
+# UKIs: a real kernel to wrap, binutils (x86-64 and aarch64) to read the result, and one OVMF boot of it;
+# the arm64 stub and kernel come as .debs into the tests' cache (tests/integration/debcache.py)
+uki_pkgs=(systemd-boot-efi linux-image-amd64 binutils binutils-aarch64-linux-gnu qemu-system-x86 ovmf
+          busybox-static dosfstools mtools sbsigntool)
+# the boot-assessment units: scored by systemd-analyze, run sandboxed in a systemd-nspawn container
+units_pkgs=(systemd systemd-container iproute2)
 # the VM suite (tests/vm): firmware, emulators, the guest's kernel and busybox, a real vfat ESP on GPT
 vm_pkgs=(qemu-system-x86 ovmf linux-image-amd64 busybox-static dosfstools mtools fdisk e2fsprogs
          qemu-system-arm qemu-efi-aarch64 systemd-boot-efi sbsigntool python3-pytest-xdist)
 test_pkgs+=("${keys_pkgs[@]}" "${efi_pkgs[@]}" "${bundle_pkgs[@]}" "${install_pkgs[@]}" "${audit_pkgs[@]}" "${fleet_pkgs[@]}" "${nix_pkgs[@]}"
-            "${vm_pkgs[@]}")
+            "${uki_pkgs[@]}" "${units_pkgs[@]}" "${vm_pkgs[@]}")
 
 case "${1:-test}" in
 build) want=("${build_pkgs[@]}") ;;

@@ -9,6 +9,11 @@ ROOT = Path(__file__).resolve().parents[2]
 BUILD = Path(os.environ.get("RINGIL_BUILD", ROOT / "build"))
 
 
+def pytest_configure(config):
+    # check.sh runs these once, in the normal pass, and deselects them under the sanitizers (-m "not slow").
+    config.addinivalue_line("markers", "slow: boots a virtual machine or similar; not repeated under ASan/UBSan")
+
+
 def binary(name: str) -> Path:
     for candidate in (BUILD / name / name, BUILD / name):
         if candidate.is_file() and os.access(candidate, os.X_OK):
