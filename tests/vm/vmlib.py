@@ -187,7 +187,7 @@ def build_tools(out: Path, binaries):
 class Disk:
     """One GPT disk: p1 ESP (vfat, made by mkfs.vfat, filled with mtools), p2 state (ext4), p3/p4 slots a/b."""
 
-    def __init__(self, path: Path, esp_mib=64, state_mib=16, slot_mib=8):
+    def __init__(self, path: Path, esp_mib=260, state_mib=16, slot_mib=8):
         self.path = Path(path)
         sizes = [("esp", esp_mib, "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"),
                  ("state", state_mib, "0FC63DAF-8483-4772-8E79-3D69D8477DE4"),
@@ -206,9 +206,10 @@ class Disk:
         subprocess.run(["sfdisk", "-q", "--no-reread", "--no-tell-kernel", str(self.path)], input=script.encode(),
                        check=True, capture_output=True)
         esp_off, esp_size = self.part["esp"]
-        # FAT32 needs at least 65525 clusters: with a small ESP that takes 512-byte clusters (mkfs.vfat
-        # would otherwise pick 4 KiB ones on a large image file and write a FAT32 mtools rejects).
-        subprocess.run(["mkfs.vfat", "-F", "32", "-s", "1" if esp_mib < 256 else "8", "-n", "ESP", "--offset",
+        # FAT32 needs at least 65525 clusters: 4 KiB clusters from 260 MiB up (the usual ESP size; the
+        # firmware reads the kernel a cluster run at a time), 512-byte ones below (mkfs.vfat would pick 4 KiB
+        # on a large image file and write a FAT32 with too few clusters, which mtools rejects).
+        subprocess.run(["mkfs.vfat", "-F", "32", "-s", "1" if esp_mib < 260 else "8", "-n", "ESP", "--offset",
                         str(esp_off // SECTOR), str(self.path), str(esp_size // 1024)], check=True, capture_output=True)
         st_off, st_size = self.part["state"]
         subprocess.run(["mkfs.ext4", "-q", "-F", "-E", f"offset={st_off}", str(self.path), f"{st_size // 1024}k"],
