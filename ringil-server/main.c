@@ -41,7 +41,8 @@ static int serve_main(int argc, char *argv[]) {
                 return usage_error("serve: unexpected argument '%s'", argv[optind]);
         r = server_config_load(config, &srv.cfg);
         if (r < 0) {
-                log_error_errno(r, "Invalid config: %s", ringil_detail());
+                /* The detail is the whole line: the path once, the line, what is wrong (or why it is unreadable). */
+                log_error_errno(r, "%s", ringil_detail());
                 return exit_code_from_errno(r);
         }
         if (listen_override) {

@@ -135,7 +135,8 @@ static int load_conf(const struct common *o, struct device_conf *c) {
         int r = device_conf_load(o->config, c);
 
         if (r < 0) {
-                log_error_errno(r, "Invalid configuration %s: %s", o->config, ringil_detail());
+                /* The detail is the whole line: the path once, the line, what is wrong (or why it is unreadable). */
+                log_error_errno(r, "%s", ringil_detail());
                 return exit_code_from_errno(r);
         }
         if (o->efivarfs) {

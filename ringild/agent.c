@@ -10,6 +10,7 @@
 
 #include "agent.h"
 #include "buf.h"
+#include "conf.h"
 #include "fleet-ca.h"
 #include "crypto.h"
 #include "err.h"
@@ -23,9 +24,14 @@
 
 /* ---- persistent state ---- */
 
-static int state_kv(const char *key, const char *value, unsigned line, void *userdata) {
+static int state_kv(void *userdata, const struct conf_ctx *ctx, const char *value) {
         struct agent_state *s = userdata;
+        const char *key = ctx->key;
+        unsigned line = ctx->line;
         uint64_t u;
+
+        if (!key)   /* the state file has no sections */
+                return ringil_fail(-RINGIL_EMALFORMED, "line %u: unexpected section [%s]", line, ctx->section);
 
         if (streq(key, "phase")) {
                 if (streq(value, "idle"))
@@ -64,7 +70,7 @@ static int state_kv(const char *key, const char *value, unsigned line, void *use
 
 int agent_state_parse(const char *text, size_t len, struct agent_state *ret) {
         struct agent_state s = { .acked = true };
-        int r = fleet_kv_parse(text, len, state_kv, &s);
+        int r = conf_read(text, len, NULL, state_kv, &s);
 
         if (r < 0)
                 return r;
@@ -80,7 +86,7 @@ int agent_state_load(const char *dir, struct agent_state *ret) {
 
         if (asprintf(&path, "%s/" AGENT_STATE_FILE, dir) < 0)
                 return -ENOMEM;
-        r = read_full_file(path, RFILE_NOFOLLOW, FLEET_MAX_CONFIG, &data, &len);
+        r = read_full_file(path, RFILE_NOFOLLOW, CONF_MAX_SIZE, &data, &len);
         if (r == -ENOENT) {
                 *ret = (struct agent_state) { .acked = true };
                 return 0;
@@ -92,7 +98,7 @@ int agent_state_load(const char *dir, struct agent_state *ret) {
 
 int agent_state_save(const char *dir, const struct agent_state *s) {
         _cleanup_free_ char *path = NULL;
-        _cleanup_buf_ struct buf b = BUF_INIT(FLEET_MAX_CONFIG);
+        _cleanup_buf_ struct buf b = BUF_INIT(CONF_MAX_SIZE);
         char err[FLEET_TEXT_MAX];
         int r;
 

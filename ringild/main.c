@@ -87,7 +87,8 @@ int main(int argc, char *argv[]) {
         }
         r = agent_config_load(config, &cfg);
         if (r < 0) {
-                log_error_errno(r, "Invalid config: %s", ringil_detail());
+                /* The detail is the whole line: the path once, the line, what is wrong (or why it is unreadable). */
+                log_error_errno(r, "%s", ringil_detail());
                 return exit_code_from_errno(r);
         }
         if (enroll) {
