@@ -16,7 +16,7 @@ static const struct verb verbs[] = {
         VERB("keys", verb_keys, "Secure Boot PK/KEK/db: create, export, enroll, status", NULL),
 
         /* efi */
-        VERB("efi", verb_efi, "Authenticode signing of EFI binaries: sign, verify, hash", NULL),
+        VERB("efi", verb_efi, "EFI binaries: sign, verify, hash (Authenticode); build UKIs (uki)", NULL),
 
         /* bundle */
         VERB("bundle", verb_bundle, "signed update bundles: create, verify, info", bundle_usage),
