@@ -38,11 +38,11 @@ exit 1
 
 class Drone:
     def __init__(self, env, workdir: Path, loader, secure=False, vars_template=None, slot_mib=8, tries=3,
-                 name="drone"):
+                 name="drone", max_attempts=5):
         self.env, self.workdir, self.name = env, Path(workdir), name
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.loader_efi, self.stub, self.loader_version = loader
-        self.secure, self.tries = secure, tries
+        self.secure, self.tries, self.max_attempts = secure, tries, max_attempts
         self.disk = vmlib.Disk(self.workdir / "disk.img", slot_mib=slot_mib)
         self.vm = vmlib.VM(self.workdir / "vm", self.disk, env.tools,
                            vars_template=vars_template or vmlib.OVMF_VARS)
@@ -66,6 +66,7 @@ state-dir = /var/lib/ringil/state
 efivarfs = /sys/firmware/efi/efivars
 boot-tries = {tries or self.tries}
 checkpoint = 8M
+max-attempts = {self.max_attempts}
 health-hook = /ctl/hooks/health
 [boot]
 linux = /vmlinuz

@@ -58,7 +58,8 @@ def count_crash_points(env, tmp_path, bundle, size):
 def test_power_cuts_during_install(env, tmp_path):
     rng = random.Random(13)
     loader = (vmlib.SD_BOOT, vmlib.STUB, vmlib.sdmagic_version(vmlib.SD_BOOT))
-    d = Drone(env, tmp_path / "pc", loader, slot_mib=136, name="power cut")
+    # Every cut is one more `ringil install` run of the same bundle: above the default bound of 5 runs.
+    d = Drone(env, tmp_path / "pc", loader, slot_mib=136, name="power cut", max_attempts=CUTS + 2)
     cache = d.vm.writeback_cache()
     v1 = env.bundle(tmp_path / "v1.rb", "1.0", slot_image(tmp_path / "img-1", "1.0"))
     img2 = slot_image(tmp_path / "img-2", "2.0", size=PAYLOAD)
