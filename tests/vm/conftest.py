@@ -151,3 +151,31 @@ def pytest_sessionfinish(session, exitstatus):
         for t in doc["boots"]:
             ms = " ".join(f"{k}@{v}" for k, v in t.get("milestones", {}).items())
             tr.write_line(f"  {t['seconds']:6.1f} s  {t['outcome']:10s} {t['test']}: {t['boot']}  [{ms}]")
+
+
+@pytest.fixture(scope="session")
+def enrolled(env, tmp_path_factory):
+    """One boot in Setup Mode in which `ringil keys enroll` writes db, KEK and PK through the guest's real
+    efivarfs. Its pflash variables (our keys, User Mode from the next boot on) are the starting point of
+    every Secure Boot VM of the session."""
+    from types import SimpleNamespace
+    from drone import Drone
+    w = tmp_path_factory.mktemp("enroll")
+    d = Drone(env, w, (vmlib.SD_BOOT, vmlib.STUB, vmlib.sdmagic_version(vmlib.SD_BOOT)), name="enrollment")
+    files = {f"pki/{p.relative_to(env.keys)}": p for p in env.keys.rglob("*") if p.is_file()}
+    ev = "/sys/firmware/efi/efivars"
+    script = f"""
+ringil keys status --dir /ctl/pki --json > /tmp/k0.json 2>&1; rep keys-status-before $?; dump keys-before /tmp/k0.json
+ringil keys enroll --dir /ctl/pki --efivarfs {ev}; rep enroll $?
+# busybox has no lsattr: an unlink that the kernel refuses with EPERM is the immutable flag at work (the
+# firmware itself would refuse an unauthenticated delete with a different error).
+for v in PK-{vmlib.GLOBAL_GUID} KEK-{vmlib.GLOBAL_GUID} db-d719b2cb-3d3a-4596-a3bc-dad00e67656f; do
+    rep "rm-${{v%%-*}}" "$(rm -f {ev}/$v 2>&1 | sed 's/.*: //')"
+    rep "present-${{v%%-*}}" "$([ -e {ev}/$v ] && echo yes || echo no)"
+done
+ringil keys status --dir /ctl/pki --json > /tmp/k1.json 2>&1; dump keys-after /tmp/k1.json
+"""
+    b = d.boot("Setup Mode: ringil keys enroll (db, KEK, PK)", [("sh", script)], files=files)
+    snapshot = w / "OVMF_VARS.enrolled.fd"
+    shutil.copy(d.vm.vars, snapshot)
+    return SimpleNamespace(vars=snapshot, boot=b)
