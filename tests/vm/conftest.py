@@ -66,7 +66,7 @@ class Env:
         run(self.ringil, "efi", "sign", "--key", key or self.db_key, "--cert", cert or self.db_pem, "--output", out, src)
         return out
 
-    def uki(self, stub: Path, out: Path, cmdline="console=ttyS0 quiet panic=-1", osrel="ID=ringilvm\nVERSION_ID=1\n",
+    def uki(self, stub: Path, out: Path, cmdline="console=ttyS0 quiet panic=-1 no_timer_check", osrel="ID=ringilvm\nVERSION_ID=1\n",
             sign=True, key=None, cert=None, kernel=None, initrd=None):
         """A UKI built by `ringil efi uki` on the given stub, signed in the same step (db key by default)."""
         args = [self.ringil, "efi", "uki", "--stub", stub, "--linux", kernel or self.kernel, "--initrd",

@@ -54,7 +54,7 @@ class Drone:
         self.disk.esp_put("initrd.img", env.initrd.read_bytes())
         self.disk.esp_put("loader/loader.conf", b"timeout 0\neditor no\ndefault provision*\n")
         self.disk.esp_put(f"loader/entries/{PROVISION_ENTRY}",
-                          b"title provisioning\nlinux /vmlinuz\ninitrd /initrd.img\noptions console=ttyS0 quiet panic=-1\n")
+                          b"title provisioning\nlinux /vmlinuz\ninitrd /initrd.img\noptions console=ttyS0 quiet panic=-1 no_timer_check\n")
         self.files = {"hooks/health": HEALTH_HOOK, "keys/db.pem": env.db_pem.read_bytes()}
 
     def conf(self, tries=None):
@@ -71,7 +71,7 @@ health-hook = /ctl/hooks/health
 [boot]
 linux = /vmlinuz
 initrd = /initrd.img
-options = console=ttyS0 quiet panic=-1 ringil.slot=@SLOT@
+options = console=ttyS0 quiet panic=-1 no_timer_check ringil.slot=@SLOT@
 [slot.rootfs.a]
 device = /dev/ringil/slot-a
 [slot.rootfs.b]

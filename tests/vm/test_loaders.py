@@ -13,7 +13,7 @@ import pytest
 from conftest import SUITES, merge_json
 from drone import Drone, PROVISION_ENTRY, slot_image
 
-PANIC_CMDLINE = "console=ttyS0 quiet panic=-1 rdinit=/nonexistent init=/nonexistent"
+PANIC_CMDLINE = "console=ttyS0 quiet panic=-1 no_timer_check rdinit=/nonexistent init=/nonexistent"
 EVIDENCE = {}
 
 

@@ -471,6 +471,8 @@ class WritebackDisk:
 
 # ------------------------------------------------------------------ the machine
 
+# Every guest command line carries no_timer_check: under TCG on a loaded host the kernel's IO-APIC timer
+# check can miss its window and panic ("IO-APIC + timer doesn't work!"), as virtualised guests are known to.
 # Seconds after power-on at which the serial line first shows: the firmware starting the loader, the
 # guest's init reaching its script (kernel + initramfs + tools), and the script's end.
 MILESTONES = {"loader": "BdsDxe: starting", "userspace": "@@ready", "script-done": "@@exit"}
