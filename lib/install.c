@@ -672,7 +672,11 @@ int install_mark_good(const struct device_conf *c, const char *booted, char **re
                                 slot_letter(st.slot), st.version, slot_letter(e.slot), e.version);
                 (void) install_state_set_error(&st, msg);
                 st.phase = PHASE_IDLE;
-        } else if (st.phase == PHASE_PENDING && st.slot == e.slot) {
+        } else if ((st.phase == PHASE_PENDING || st.phase == PHASE_WRITING) && st.slot == e.slot) {
+                /* WRITING here means the power went between the entry going in and the state saying pending
+                 * (tests/vm caught it): the entry is written only after every payload is complete and
+                 * durable, and removed before the first byte changes, so an entry for the target proves it
+                 * complete. The loader booted it; it is the pending slot. */
                 st.phase = PHASE_IDLE;
                 (void) install_state_set_error(&st, NULL);
         }

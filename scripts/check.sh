@@ -63,7 +63,7 @@ vm_suite() {   # the VM suite, once, against the normal (hardened) build: not ag
     scripts/vm-loaders.sh >"$results/vm-loaders-fetch.log" 2>&1 || tail -5 "$results/vm-loaders-fetch.log"
     local t0=$SECONDS
     RINGIL_BUILD="$PWD/build" RINGIL_VM_TIMINGS="$results/vm-timings.json" RINGIL_VM_LOADERS_JSON="$results/vm-loaders.json" \
-        $py -m pytest tests/vm -q -rs -p no:cacheprovider -n 2 --basetemp="$PWD/build/vm-tmp" --junitxml="$results/normal-vm.xml" 2>&1 | tail -60
+        $py -m pytest tests/vm -q -rs -p no:cacheprovider -n 2 --basetemp="$PWD/build/vm-tmp" --junitxml="$results/normal-vm.xml" 2>&1 | tail -100
     local rc=${PIPESTATUS[0]}
     echo "VM suite: $((SECONDS - t0)) s"
     if [[ $rc -ne 0 && $rc -ne 1 ]]; then
@@ -86,4 +86,4 @@ if command -v clang >/dev/null && echo 'int LLVMFuzzerTestOneInput(const char*d,
 fi
 
 shopt -s nullglob
-$py scripts/summarize.py "$results"/*.xml "$results"/*.json
+$py scripts/summarize.py "$results"/*.xml "$results"/*-meson.json

@@ -341,6 +341,23 @@ def crash_points(dev, version):
     return re.findall(r"crash point (\d+): (.*)", p.err)
 
 
+def test_cut_between_entry_and_state_then_boot_and_bless(dev):
+    """The power goes after the new entry is in place but before the state says pending: the loader boots
+    the new (complete) slot, and mark-good must bless it rather than leave the install half-recorded."""
+    provision(dev)
+    probe = Device(dev.root.parent / "probe", dev.world, dev.ringil)
+    provision(probe)
+    pts = crash_points(probe, "2.0")
+    k = next(int(n) for n, what in reversed(pts) if what == "ESP file renamed")
+    p = dev.install("2.0", env={"RINGIL_TEST_CRASH_AT": str(k)})
+    assert p.returncode == -9
+    assert dev.status()["phase"] == "writing" and "ringil-b-2.0+3.conf" in dev.entries()
+    assert dev.boot()["slot"] == "b" and dev.slot_is("b", "2.0")
+    dev.run("mark-good", check=0)
+    s = dev.status()
+    assert s["phase"] == "idle" and s["slots"]["b"]["state"] == "good" and s["floor"] == "2.0", s
+
+
 def test_resume_does_not_rewrite_verified_chunks(dev):
     provision(dev)
     p = dev.install("2.0", env={"RINGIL_TEST_CRASH_AT": "60"})

@@ -101,11 +101,19 @@ def test_power_cuts_during_install(env, tmp_path):
         cuts.append(dict(point=k, of=left, chunks_durable_before=done, lost_sectors=b.lost_sectors, default=e[2],
                          seconds=round(b.seconds, 1)))
 
-    b = d.boot("rerun: resumes and completes", [install], files={"v2.rb": v2}, timeout=900)
-    assert b.marks["install"] == "0", b.tail()
-    assert re.search(r"[1-9]\d* already done \(resumed\)", b.log), b.tail()
+    e = default_entry(d.disk)
+    if e[3] == "b":
+        # The last cut came after the new entry went in (the slot complete and durable) but before the state
+        # said pending: the loader boots the new slot, and mark-good must finish the install's record.
+        b = d.boot("the last cut left b's entry in: b boots, bless", [("bless",)])
+        assert b.marks["selected"].startswith("ringil-b-2.0") and b.marks["bless"] == "0", b.tail()
+        assert b.status["phase"] == "idle" and b.status["slots"]["b"]["state"] == "good", b.status
+    else:
+        b = d.boot("rerun: resumes and completes", [install], files={"v2.rb": v2}, timeout=900)
+        assert b.marks["install"] == "0", b.tail()
+        assert re.search(r"[1-9]\d* already done \(resumed\)", b.log), b.tail()
+        b = d.boot("next boot: the new slot b", [("bless",)])
+        assert b.marks["selected"].startswith("ringil-b-2.0") and b.marks["bless"] == "0", b.tail()
     assert d.disk.read_part("slot-b", PAYLOAD) == payload
     assert d.disk.fsck_esp(tmp_path)[0]
-    b = d.boot("next boot: the new slot b", [("bless",)])
-    assert b.marks["selected"].startswith("ringil-b-2.0") and b.marks["bless"] == "0", b.tail()
     print("power cuts:", cuts)
