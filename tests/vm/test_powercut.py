@@ -72,51 +72,66 @@ def test_power_cuts_during_install(env, tmp_path):
     b = d.boot("boot a, bless", [("bless",)])
     assert b.marks["bless"] == "0", b.tail()
 
-    install = ("sh", "echo @@install-start; RINGIL_TEST_CRASH_AT=999999999 ringil --verbose install /ctl/v2.rb; "
-                     "rep install $?")
+    img3 = slot_image(tmp_path / "img-3", "3.0", size=PAYLOAD)
+    v3 = env.bundle(tmp_path / "v3.rb", "3.0", img3, chunk="1M")
+    payloads = {"1.0": (tmp_path / "img-1").read_bytes(), "2.0": payload, "3.0": img3.read_bytes()}
+    # The installs cut in turn: v2.0 into b, then (once it is in and blessed) v3.0 into a.
+    queue = [("2.0", v2, "b"), ("3.0", v3, "a")]
+
+    def install_step(bundle):
+        return ("sh", f"echo @@install-start; RINGIL_TEST_CRASH_AT=999999999 ringil --verbose install /ctl/{bundle.name}; "
+                      "rep install $?")
+
     cuts = []
     chunks = PAYLOAD >> 20
+    version, bundle, target = queue.pop(0)
     while len(cuts) < CUTS:
+        e = default_entry(d.disk)
+        if e[3] == target and e[4] == version:
+            # A cut landed after the entry went in: the slot is complete, the loader boots it, mark-good
+            # finishes the install's record (also when the state still said writing); the next install
+            # goes to the other slot.
+            b = d.boot(f"{version} is in: the loader boots slot {target}, bless", [("bless",)])
+            assert b.marks["selected"].startswith(f"ringil-{target}-{version}") and b.marks["bless"] == "0", b.tail()
+            assert b.status["phase"] == "idle" and b.status["slots"][target]["state"] == "good", b.status
+            assert queue, "more cuts wanted than installs prepared"
+            version, bundle, target = queue.pop(0)
         # A resumed run skips the chunks already durable, so it passes fewer crash points: pick the cut
         # among those this run will pass (the durable progress is read from the state partition).
         st = d.disk.state_file(tmp_path, "/state/install.state") or ""
         m = re.search(r"^progress\.0 = (\d+)$", st, re.M)
-        done = int(m.group(1)) if m and "phase = writing" in st else 0
-        # The last ~8 points are the ESP's (entry in, loader.conf) and the final state: cut among the
-        # chunk writes, checkpoints and state records, so that every cut leaves an install to resume (a cut
-        # after the entry went in is tests/integration's test_cut_between_entry_and_state_then_boot_and_bless).
+        done = int(m.group(1)) if m and "phase = writing" in st and f"version = {version}" in st else 0
         left = max(1, round(points * (chunks - done) / chunks) - 8)
         k = rng.randint(1, left)
-        b = d.boot(f"install v2.0 (128 MiB, {done} MiB durable), power cut at crash point {k}/{left}", [install],
-                   files={"v2.rb": v2},
+        b = d.boot(f"install v{version} (128 MiB, {done} MiB durable), power cut at crash point {k}/{left}",
+                   [install_step(bundle)], files={bundle.name: bundle},
                    cut_marker=f"crash point {k}:", cut_after=rng.uniform(0, 0.3), timeout=900)
-        # The boot itself ran a complete, verified slot: before the install the default was a.
-        assert b.marks["selected"].startswith("ringil-a-1.0"), b.tail()
+        # The boot itself ran a complete, verified slot (the one systemd-boot chose).
+        sel = ENTRY.match(b.marks["selected"] if b.marks["selected"].endswith(".conf") else b.marks["selected"] + ".conf")
+        assert sel, b.tail()
+        assert d.disk.read_part(f"slot-{sel.group(1)}", PAYLOAD if sel.group(2) != "1.0" else len(payloads["1.0"])) \
+            == payloads[sel.group(2)], f"booted {b.marks['selected']}, an incomplete slot"
         if b.exit_reason != "power-cut":
             pytest.fail(f"install finished before crash point {k} was seen: {b.tail()}")
         clean, out = d.disk.fsck_esp(tmp_path)
         assert clean, f"ESP damaged after the cut at crash point {k}:\n{out}"
         e = default_entry(d.disk)
         assert e is not None, d.disk.esp_ls("loader/entries")
-        slot, version = e[3], e[4]
-        want = payload if version == "2.0" else (tmp_path / "img-1").read_bytes()
-        assert d.disk.read_part(f"slot-{slot}", len(want)) == want, f"default {e[2]} names an incomplete slot"
-        cuts.append(dict(point=k, of=left, chunks_durable_before=done, lost_sectors=b.lost_sectors, default=e[2],
-                         seconds=round(b.seconds, 1)))
+        want = payloads[e[4]]
+        assert d.disk.read_part(f"slot-{e[3]}", len(want)) == want, f"default {e[2]} names an incomplete slot"
+        cuts.append(dict(install=version, point=k, of=left, chunks_durable_before=done, lost_sectors=b.lost_sectors,
+                         default=e[2], seconds=round(b.seconds, 1)))
 
     e = default_entry(d.disk)
-    if e[3] == "b":
-        # The last cut came after the new entry went in (the slot complete and durable) but before the state
-        # said pending: the loader boots the new slot, and mark-good must finish the install's record.
-        b = d.boot("the last cut left b's entry in: b boots, bless", [("bless",)])
-        assert b.marks["selected"].startswith("ringil-b-2.0") and b.marks["bless"] == "0", b.tail()
-        assert b.status["phase"] == "idle" and b.status["slots"]["b"]["state"] == "good", b.status
+    if e[3] == target and e[4] == version:
+        b = d.boot(f"the last cut left {version}'s entry in: slot {target} boots, bless", [("bless",)])
+        assert b.marks["bless"] == "0" and b.status["phase"] == "idle", b.tail()
     else:
-        b = d.boot("rerun: resumes and completes", [install], files={"v2.rb": v2}, timeout=900)
+        b = d.boot("rerun: resumes and completes", [install_step(bundle)], files={bundle.name: bundle}, timeout=900)
         assert b.marks["install"] == "0", b.tail()
         assert re.search(r"[1-9]\d* already done \(resumed\)", b.log), b.tail()
-        b = d.boot("next boot: the new slot b", [("bless",)])
-        assert b.marks["selected"].startswith("ringil-b-2.0") and b.marks["bless"] == "0", b.tail()
-    assert d.disk.read_part("slot-b", PAYLOAD) == payload
+        b = d.boot(f"next boot: the new slot {target}", [("bless",)])
+        assert b.marks["selected"].startswith(f"ringil-{target}-{version}") and b.marks["bless"] == "0", b.tail()
+    assert d.disk.read_part(f"slot-{target}", PAYLOAD) == payloads[version]
     assert d.disk.fsck_esp(tmp_path)[0]
     print("power cuts:", cuts)
