@@ -8,6 +8,7 @@
 
 #include "conf.h"
 #include "err.h"
+#include "escape.h"
 #include "fileio.h"
 #include "parse.h"
 
@@ -63,33 +64,6 @@ static bool utf8_valid(const char *s) {
         return true;
 }
 
-/*
- * Untrusted bytes that are not a checked value (the file name from the command line, a line the reader
- * could not make sense of) are escaped, never printed: control bytes, backslashes, and with ascii any byte
- * >= 0x80, become \xNN; at most `max` input bytes, then "...".
- */
-static void escape(const char *s, size_t max, bool ascii, char *buf, size_t size) {
-        size_t o = 0, i = 0;
-
-        for (; s[i] && i < max && o + 8 < size; i++) {
-                unsigned char c = (unsigned char) s[i];
-                if (c < 0x20 || c == 0x7f || c == '\\' || (ascii && c >= 0x80))
-                        o += (size_t) snprintf(buf + o, size - o, "\\x%02x", c);
-                else
-                        buf[o++] = (char) c;
-        }
-        if (s[i]) {
-                /* Cut: room for "..." is always left by the loop bound above. */
-                memcpy(buf + o, "...", 3);
-                o += 3;
-        }
-        buf[o] = '\0';
-}
-
-static void escape_name(const char *path, char *buf, size_t size) {
-        escape(path, SIZE_MAX, !utf8_valid(path), buf, size);
-}
-
 int conf_fail(const struct conf_ctx *ctx, int r, const char *fmt, ...) {
         char file[256] = "", where[256 + 16], what[CONF_MAX_NAME * 2 + 8] = "", msg[512];
         va_list ap;
@@ -101,7 +75,7 @@ int conf_fail(const struct conf_ctx *ctx, int r, const char *fmt, ...) {
 #pragma GCC diagnostic pop
         va_end(ap);
         if (ctx->file)
-                escape_name(ctx->file, file, sizeof(file));
+                escape_text(ctx->file, file, sizeof(file));
         if (ctx->file && ctx->line > 0)
                 (void) snprintf(where, sizeof(where), "%s:%u: ", file, ctx->line);
         else if (ctx->file)
@@ -178,7 +152,8 @@ static int seen_add(struct seen_entry *seen, size_t *n, const struct conf_ctx *c
 int conf_read(const char *text, size_t len, const char *file, conf_handler handler, void *userdata) {
         _cleanup_free_ struct seen_entry *seen = NULL;
         char section[CONF_MAX_NAME + 1] = "";
-        char line[CONF_MAX_LINE + 1], bad[4 * QUOTE_MAX + 8];
+        /* What the reader cannot make sense of is quoted back escaped (lib/escape.c), cut to a readable length. */
+        char line[CONF_MAX_LINE + 1], bad[QUOTE_MAX + 4];
         struct conf_ctx ctx = { .file = file, .section = section };
         size_t pos = 0, n_seen = 0;
         int r;
@@ -217,7 +192,7 @@ int conf_read(const char *text, size_t len, const char *file, conf_handler handl
                         *end = '\0';
                         s = strip(s + 1);
                         if (!name_valid(s)) {
-                                escape(s, QUOTE_MAX, true, bad, sizeof(bad));
+                                escape_text(s, bad, sizeof(bad));
                                 return conf_fail(&ctx, -RINGIL_EMALFORMED,
                                                  "bad section name `%s' (1..%u of A-Z a-z 0-9 . _ -)", bad, CONF_MAX_NAME);
                         }
@@ -231,14 +206,14 @@ int conf_read(const char *text, size_t len, const char *file, conf_handler handl
                 }
                 eq = strchr(s, '=');
                 if (!eq) {
-                        escape(s, QUOTE_MAX, true, bad, sizeof(bad));
+                        escape_text(s, bad, sizeof(bad));
                         return conf_fail(&ctx, -RINGIL_EMALFORMED, "expected `key = value', not `%s'", bad);
                 }
                 *eq = '\0';
                 ctx.key = strip(s);
                 value = strip(eq + 1);
                 if (!name_valid(ctx.key)) {
-                        escape(ctx.key, QUOTE_MAX, true, bad, sizeof(bad));
+                        escape_text(ctx.key, bad, sizeof(bad));
                         return conf_fail(&ctx, -RINGIL_EMALFORMED, "bad key `%s' (1..%u of A-Z a-z 0-9 . _ -)", bad,
                                          CONF_MAX_NAME);
                 }
@@ -260,7 +235,7 @@ int conf_read_file(const char *path, uint8_t **ret_data, size_t *ret_len) {
         struct stat st;
         int r;
 
-        escape_name(path, name, sizeof(name));
+        escape_text(path, name, sizeof(name));
         /* O_NONBLOCK: opening a FIFO must not hang the program; it is refused below. */
         fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
         if (fd < 0 || fstat(fd, &st) < 0) {

@@ -7,7 +7,6 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -20,6 +19,8 @@
 #include "install-nix.h"
 #include "log.h"
 #include "macro.h"
+#include "process.h"
+#include "progress.h"
 
 #define CHUNK_MAX (64u << 20)
 
@@ -73,25 +74,11 @@ int install_run_hook(const char *path, const char *phase, int slot, const char *
         char e_phase[64], e_slot[32], e_version[160];
         char *const argv[] = { (char *) path, (char *) phase, NULL };
         char *const envp[] = { (char *) "PATH=/run/current-system/sw/bin:/usr/bin:/bin", e_phase, e_slot, e_version, NULL };
-        pid_t pid;
-        int status;
 
         (void) snprintf(e_phase, sizeof(e_phase), "RINGIL_PHASE=%s", phase);
         (void) snprintf(e_slot, sizeof(e_slot), "RINGIL_SLOT=%c", slot >= 0 ? slot_letter(slot) : '-');
         (void) snprintf(e_version, sizeof(e_version), "RINGIL_VERSION=%s", version ? version : "");
-        pid = fork();
-        if (pid < 0)
-                return negative_errno();
-        if (pid == 0) {
-                execve(path, argv, envp);
-                _exit(127);
-        }
-        while (waitpid(pid, &status, 0) < 0)
-                if (errno != EINTR)
-                        return negative_errno();
-        if (WIFEXITED(status))
-                return WEXITSTATUS(status);
-        return 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+        return process_run(argv, &(struct process_opts) { .envp = envp, .exact_path = true }, NULL);
 }
 
 bool install_efi_verifier_available(void) {
@@ -117,6 +104,32 @@ int install_efi_verify(const char *keyring, const uint8_t *data, size_t len) {
         return ringil_fail(first, "EFI payload fails Authenticode against %s", keyring);
 }
 
+/* Bytes a slot can hold: a block device's size (BLKGETSIZE64) or a regular file's length. */
+static int fd_capacity(int fd, const char *path, uint64_t *ret) {
+        struct stat st;
+
+        if (fstat(fd, &st) < 0)
+                return ringil_fail(negative_errno(), "cannot stat slot '%s'", path);
+        if (S_ISBLK(st.st_mode)) {
+                if (ioctl(fd, BLKGETSIZE64, ret) < 0)
+                        return ringil_fail(negative_errno(), "cannot read the size of block device '%s'", path);
+                return 0;
+        }
+        if (!S_ISREG(st.st_mode))
+                return ringil_fail(-RINGIL_EREFUSED, "slot '%s' is neither a block device nor a regular file", path);
+        *ret = (uint64_t) st.st_size;
+        return 0;
+}
+
+static int slot_capacity(const char *path, uint64_t *ret) {
+        /* O_PATH would not do for the ioctl; O_RDONLY|O_NONBLOCK opens a device without side effects. */
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+
+        if (fd < 0)
+                return ringil_fail(negative_errno(), "cannot open slot '%s'", path);
+        return fd_capacity(fd, path, ret);
+}
+
 /* Everything that can be checked about the target without writing: before the first write. */
 static int preflight(const struct device_conf *c, const struct bundle_manifest *m, int target, int *ret_efi) {
         int efi = -1;
@@ -127,7 +140,8 @@ static int preflight(const struct device_conf *c, const struct bundle_manifest *
         for (size_t i = 0; i < m->n_payloads; i++) {
                 const struct bundle_payload *p = &m->payloads[i];
                 const struct slot_class *sc;
-                struct stat st;
+                uint64_t cap;
+                int r;
 
                 if (p->chunk_size == 0 || p->chunk_size > CHUNK_MAX)
                         return ringil_fail(-RINGIL_ETOOBIG, "payload `%s': chunk size %u unsupported", p->name,
@@ -138,19 +152,17 @@ static int preflight(const struct device_conf *c, const struct bundle_manifest *
                         if (!sc)
                                 return ringil_fail(-RINGIL_EINCOMPAT, "no [slot.%s.a/b] for payload `%s'", p->name,
                                                    p->name);
-                        if (stat(sc->device[target], &st) < 0)
-                                return ringil_fail(negative_errno(), "slot %s missing", sc->device[target]);
-                        if (S_ISBLK(st.st_mode)) {
-                                _cleanup_close_ int fd = open(sc->device[target], O_RDONLY | O_CLOEXEC);
-                                uint64_t size = 0;
-                                if (fd < 0 || ioctl(fd, BLKGETSIZE64, &size) < 0)
-                                        return ringil_fail(negative_errno(), "cannot size %s", sc->device[target]);
-                                if (p->size > size)
-                                        return ringil_fail(-RINGIL_ETOOBIG, "payload `%s' (%llu bytes) larger than slot %s",
-                                                           p->name, (unsigned long long) p->size, sc->device[target]);
-                        } else if (!S_ISREG(st.st_mode))
-                                return ringil_fail(-RINGIL_EREFUSED, "slot %s is neither a block device nor a file",
-                                                   sc->device[target]);
+                        r = slot_capacity(sc->device[target], &cap);
+                        if (r < 0)
+                                return r;
+                        /* INVARIANT: a payload larger than its slot is refused here, before the first write
+                         * anywhere; a file-backed slot is never grown (pwrite past its end would). */
+                        if (p->size > cap)
+                                return ringil_fail(-RINGIL_ETOOBIG,
+                                                   "payload '%s' (%llu bytes) does not fit slot '%s' (%llu bytes): "
+                                                   "the slot must be at least as large as the image",
+                                                   p->name, (unsigned long long) p->size, sc->device[target],
+                                                   (unsigned long long) cap);
                         break;
                 case BUNDLE_PAYLOAD_EFI:
                         if (efi >= 0)
@@ -281,6 +293,13 @@ static int write_payload(const struct device_conf *c, bundle *b, size_t idx, con
                 return r;
         }
         base = st->writes;
+        {
+                char what[128];
+                uint64_t from = st->progress[idx] * (uint64_t) p->chunk_size;
+                (void) snprintf(what, sizeof(what), "writing '%s' to %s %c", p->name,
+                                p->type == BUNDLE_PAYLOAD_EFI ? "staging for slot" : "slot", slot_letter(st->slot));
+                progress_step(what, p->size > from ? p->size - from : 0);
+        }
         for (uint64_t i = st->progress[idx]; i < p->n_chunks; i++) {
                 size_t len;
 
@@ -291,6 +310,7 @@ static int write_payload(const struct device_conf *c, bundle *b, size_t idx, con
                 r = bundle_read_chunk(b, idx, i, w.buf[k], &len);
                 if (r < 0)
                         break;
+                progress_add(len);
                 pthread_mutex_lock(&w.lock);
                 w.len[k] = len;
                 w.off[k] = i * (uint64_t) p->chunk_size;
@@ -328,8 +348,11 @@ static int write_payload(const struct device_conf *c, bundle *b, size_t idx, con
         free(w.buf[1]);
         if (r >= 0 && rw < 0)
                 r = ringil_fail(rw, "write to slot failed");
-        if (r < 0)
+        if (r < 0) {
+                progress_abort();
                 return r;
+        }
+        progress_done();
         if (p->n_chunks == 0 || st->progress[idx] != p->n_chunks) {
                 if (fsync(fd) < 0)
                         return ringil_fail(negative_errno(), "fsync of slot failed");
@@ -357,7 +380,19 @@ static int open_target(const struct device_conf *c, const struct bundle_payload 
                 fd = open(path, O_WRONLY | O_CLOEXEC | O_NOCTTY);
         }
         if (fd < 0)
-                return ringil_fail(negative_errno(), "cannot open %s", path);
+                return ringil_fail(negative_errno(), "cannot open '%s'", path);
+        if (p->type == BUNDLE_PAYLOAD_RAW) {
+                /* Checked again on the descriptor that is written: the path may name another file now. */
+                uint64_t cap;
+                int r = fd_capacity(fd, path, &cap);
+                if (r >= 0 && p->size > cap)
+                        r = ringil_fail(-RINGIL_ETOOBIG, "payload '%s' (%llu bytes) does not fit slot '%s' (%llu bytes)",
+                                        p->name, (unsigned long long) p->size, path, (unsigned long long) cap);
+                if (r < 0) {
+                        safe_close(fd);
+                        return r;
+                }
+        }
         *ret_fd = fd;
         return 0;
 }
@@ -470,9 +505,17 @@ int install_run(const struct device_conf *c, const struct install_opts *o, struc
         if (r < 0 && (bstate == BOOTED_UNKNOWN || bstate == BOOTED_FOREIGN)) {
                 /* INVARIANT: without a booted entry of ours (LoaderEntrySelected or --booted) the booted slot is
                  * unknown, and only an explicit --slot on a device with nothing blessed may proceed. */
+                if (o->slot < 0 && provisioning) {
+                        /* The advice first: the reason after it may be long (paths) and is cut at the cap. */
+                        r = ringil_fail(-RINGIL_EREFUSED,
+                                        "first install on this device: no slot is blessed yet and the booted slot is "
+                                        "unknown, so ringil will not guess which slot to overwrite; name it with "
+                                        "--slot a or --slot b (not the running one). Why unknown: %s",
+                                        ringil_detail());
+                        goto out;
+                }
                 if (o->slot < 0 || !provisioning) {
-                        r = ringil_fail(-RINGIL_EREFUSED, "%s%s", ringil_detail(),
-                                        provisioning ? " (or --slot a|b for first provisioning)" : "");
+                        r = ringil_fail(-RINGIL_EREFUSED, "%s", ringil_detail());
                         goto out;
                 }
                 booted = -1;
@@ -564,7 +607,6 @@ int install_run(const struct device_conf *c, const struct install_opts *o, struc
                 }
         }
 
-        res.resumed = resume;
         for (size_t i = 0; i < m->n_payloads; i++) {
                 _cleanup_close_ int fd = -EBADF;
                 res.chunks_total += m->payloads[i].n_chunks;
@@ -575,6 +617,8 @@ int install_run(const struct device_conf *c, const struct install_opts *o, struc
                 if (r < 0)
                         goto fail;
         }
+        /* Resumed only when an earlier run left verified, durable chunks that this one did not rewrite. */
+        res.resumed = resume && res.chunks_skipped > 0;
         if (efi >= 0) {
                 r = place_efi(c, &m->payloads[efi], (size_t) efi, target, m->version, &efi_rel);
                 if (r < 0)

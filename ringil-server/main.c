@@ -2,18 +2,117 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "config.h"
+#include "config-check.h"
 #include "err.h"
 #include "fileio.h"
 #include "log.h"
+#include "progress.h"
 #include "operator.h"
 #include "server.h"
 #include "verb.h"
+
+/*
+ * glibc's defaults give freed memory back to the kernel as soon as 128 KiB are free at the top of a
+ * heap, and serve requests above a moving threshold with fresh mmaps. In a threaded server that
+ * means a page fault storm and a TLB-shootdown IPI to every core per request (madvise/munmap), which
+ * was most of the check-in's cost. Keep freed memory, serve small and medium blocks from the heap.
+ */
+static void tune_malloc(void) {
+        (void) mallopt(M_MMAP_THRESHOLD, 4 << 20);
+        (void) mallopt(M_TRIM_THRESHOLD, 64 << 20);
+        (void) mallopt(M_TOP_PAD, 4 << 20);
+}
+
+/* Enough descriptors for every connection the caps allow, plus files, the database and listeners. */
+static int raise_nofile(const struct server_config *c) {
+        struct rlimit rl;
+        rlim_t want = (rlim_t) c->max_connections + c->enroll_max_connections + 4 * c->workers + 256;
+
+        if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+                return -errno;
+        if (rl.rlim_cur >= want)
+                return 0;
+        rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= want ? want : rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+                return -errno;
+        if (rl.rlim_cur < want)
+                log_warning("RLIMIT_NOFILE hard limit %llu is below the %llu that max-connections needs; "
+                            "raise LimitNOFILE= or lower max-connections",
+                            (unsigned long long) rl.rlim_max, (unsigned long long) want);
+        return 0;
+}
+
+int server_run(struct server *srv) {
+        const struct server_config *c = &srv->cfg;
+        struct tp_config tc = {
+                .listen = { [TP_FLEET] = c->listen, [TP_ENROLL] = c->enroll_listen },
+                .cert = c->cert,
+                .key = c->key,
+                .device_ca = srv->device_ca_cert,
+                .operator_ca = srv->operator_ca_cert,
+                .spool_dir = c->store_dir,
+                .limits = {
+                        .max_connections = c->max_connections,
+                        .enroll_max_connections = c->enroll_max_connections,
+                        .enroll_per_address = c->enroll_per_address,
+                        .enroll_rate = c->enroll_rate,
+                        .enroll_timeout_ms = c->enroll_timeout * 1000,
+                        .handshake_timeout_ms = c->handshake_timeout * 1000,
+                        .request_timeout_ms = c->request_timeout * 1000,
+                        .keepalive_timeout_ms = c->keepalive_timeout * 1000,
+                        .min_body_rate = c->min_body_rate,
+                        .workers = c->workers,
+                        .max_memory_body = SERVER_MAX_JSON_BODY,
+                },
+                .app = { .userdata = srv, .admit = api_admit, .handle = api_handle },
+        };
+        char addr[128];
+        int r;
+
+        r = api_routes_register(&srv->routes, c->max_upload);
+        if (r < 0)
+                return r;
+        (void) raise_nofile(c);
+        r = tp_new(&tc, &srv->tp);
+        if (r < 0)
+                return r;
+        /* The lines on stdout: tests and scripts read the ports from them when listen used port 0. */
+        (void) tp_address(srv->tp, TP_FLEET, addr, sizeof(addr));
+        printf("listening on %s\n", addr);
+        log_info("listening on %s (mutual TLS)", addr);
+        if (tp_address(srv->tp, TP_ENROLL, addr, sizeof(addr)) >= 0) {
+                printf("enrollment on %s\n", addr);
+                log_info("enrollment on %s", addr);
+        }
+        fflush(stdout);
+        r = tp_run(srv->tp);
+        log_info("stopping");
+        tp_free(srv->tp);
+        srv->tp = NULL;
+        return r;
+}
+
+/* What to do about the usual reasons a server cannot start listening. */
+static const char *serve_hint(int r) {
+        switch (-r) {
+        case EADDRINUSE:
+                return " (another process listens on that port: stop it, or choose another `listen`)";
+        case EACCES:
+                return " (ports below 1024 need CAP_NET_BIND_SERVICE)";
+        case EADDRNOTAVAIL:
+                return " (no local interface has that address)";
+        default:
+                return "";
+        }
+}
 
 static int serve_main(int argc, char *argv[]) {
         static const struct option options[] = {
@@ -39,6 +138,7 @@ static int serve_main(int argc, char *argv[]) {
                 }
         if (optind < argc)
                 return usage_error("serve: unexpected argument '%s'", argv[optind]);
+        progress_setup(NULL, PROGRESS_QUIET);   /* a daemon: its stderr is the journal */
         r = server_config_load(config, &srv.cfg);
         if (r < 0) {
                 /* The detail is the whole line: the path once, the line, what is wrong (or why it is unreadable). */
@@ -50,6 +150,11 @@ static int serve_main(int argc, char *argv[]) {
                 srv.cfg.listen = strdup(listen_override);
                 if (!srv.cfg.listen)
                         return EXIT_FAIL;
+        }
+        /* Every config error is one line and exit 2, before anything is opened or bound. */
+        if (server_config_check(config, &srv.cfg) < 0) {
+                server_config_free(&srv.cfg);
+                return EXIT_USAGE;
         }
         if (asprintf(&ca_pem, "%s/ca.pem", srv.cfg.device_ca) < 0 || asprintf(&ca_key, "%s/ca.key", srv.cfg.device_ca) < 0)
                 return EXIT_FAIL;
@@ -86,17 +191,17 @@ static int serve_main(int argc, char *argv[]) {
                         goto out;
                 }
         }
-        r = store_open(srv.cfg.db, &srv.db);
+        r = store_open(srv.cfg.db, srv.cfg.workers, &srv.db);
         if (r < 0) {
                 log_error_errno(r, "Cannot open database '%s': %s", srv.cfg.db, ringil_detail());
                 goto out;
         }
+        tune_malloc();
         r = server_run(&srv);
         if (r < 0)
-                log_error_errno(r, "Server failed: %s", ringil_detail());
+                log_error_errno(r, "Server failed: %s: %m%s", ringil_detail(), serve_hint(r));
 out:
         store_close(srv.db);
-        SSL_CTX_free(srv.ssl);
         X509_free(srv.device_ca_cert);
         X509_free(srv.operator_ca_cert);
         EVP_PKEY_free(srv.device_ca_key);
@@ -111,7 +216,8 @@ out:
         "      --ca FILE      CA that issued the server certificate (pinned)\n"                            \
         "      --cert FILE    operator certificate (ringil ca issue --operator)\n"                         \
         "      --key FILE     its key\n"                                                                   \
-        "      --json         print the server's JSON instead of a table\n\n"
+        "      --json         print the server's JSON instead of a table\n"                              \
+        "      --quiet        no progress on stderr (upload)\n\n"
 
 static const struct verb verbs[] = {
         VERB("serve", serve_main, "run the fleet server",
@@ -126,12 +232,21 @@ static const struct verb verbs[] = {
              "Registers DRONE-ID (in group G, default \"default\") and prints a one-time token for\n"
              "`ringild enroll`. Drones with certificates from `ringil ca issue` also need this step.\n\n"
              OPERATOR_OPTIONS),
+        VERB("reissue-token", op_reissue_token, "a new one-time enrollment token for an existing drone",
+             "Usage: ringil-server reissue-token [CONNECTION OPTIONS] DRONE-ID\n\n"
+             "Prints a new one-time token for `ringild enroll` when the first one was lost or expired\n"
+             "(valid `token-ttl`, like the first). Any earlier token of the drone stops working. The\n"
+             "drone's current certificate stays valid until a certificate is enrolled with the new token;\n"
+             "from then on only the new one is accepted. A revoked drone gets no token (exit 11):\n"
+             "revocation is final, register the drone under a new id. Unknown DRONE-ID: exit 12.\n\n"
+             OPERATOR_OPTIONS),
         VERB("revoke", op_revoke, "revoke a drone: every route refuses it from now on",
              "Usage: ringil-server revoke [CONNECTION OPTIONS] DRONE-ID\n\n" OPERATOR_OPTIONS),
         VERB("upload", op_upload, "upload a signed bundle as a new release",
              "Usage: ringil-server upload [CONNECTION OPTIONS] BUNDLE\n\n"
              "The server verifies the bundle against the fleet keyring and refuses anything else.\n"
-             "Prints the release id.\n\n" OPERATOR_OPTIONS),
+             "Prints the release id. Progress goes to stderr (bytes, rate and time left on a terminal,\n"
+             "one line otherwise); --quiet turns it off.\n\n" OPERATOR_OPTIONS),
         VERB("release", op_release, "assign a release to the fleet, a group or a drone",
              "Usage: ringil-server release [CONNECTION OPTIONS] RELEASE-ID --fleet|--group G|--drone D\n\n"
              OPERATOR_OPTIONS),
@@ -152,6 +267,7 @@ static void help(void) {
 
 int main(int argc, char *argv[]) {
         log_setup("ringil-server");
+        progress_setup("ringil-server", PROGRESS_AUTO);   /* upload; --quiet turns it off */
         if (argc < 2 || streq(argv[1], "--help") || streq(argv[1], "-h")) {
                 help();
                 return argc < 2 ? EXIT_USAGE : EXIT_OK;

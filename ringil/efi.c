@@ -10,6 +10,7 @@
 #include "efi-uki.h"
 #include "crypto.h"
 #include "err.h"
+#include "escape.h"
 #include "fileio.h"
 #include "log.h"
 #include "efi-pe.h"
@@ -226,8 +227,8 @@ static int efi_verify(int argc, char *argv[]) {
         r = authenticode_verify(image, len, cert, &info);
         if (r < 0)
                 return fail(r, "Verification failed for", file);
-        printf("%s: OK (signature %u of %u, signer %s, image sha256 %s)\n", file, info.valid_index + 1,
-               info.n_signatures, info.signer, hex_encode(info.image_hash, SHA256_LEN, hex));
+        printf("%s: OK (signature %u of %u, signer %s, image sha256 %s)\n", ESCAPED(file), info.valid_index + 1,
+               info.n_signatures, ESCAPED(info.signer), hex_encode(info.image_hash, SHA256_LEN, hex));
         return EXIT_OK;
 }
 
@@ -275,7 +276,7 @@ static int efi_hash(int argc, char *argv[]) {
         r = authenticode_image_hash(image, len, hash);
         if (r < 0)
                 return fail(r, "Failed to hash", file);
-        printf("%s  %s\n", hex_encode(hash, SHA256_LEN, hex), file);
+        printf("%s  %s\n", hex_encode(hash, SHA256_LEN, hex), ESCAPED(file));
         return EXIT_OK;
 }
 
@@ -654,30 +655,11 @@ static const struct verb efi_verbs[] = {
         VERB("uki", efi_uki, "build a Unified Kernel Image on systemd-stub, signed if asked", uki_usage),
 };
 
-static const char efi_usage[] =
-        "Usage: ringil efi COMMAND [OPTIONS] FILE\n"
-        "\n"
-        "Authenticode signing and verification of PE/COFF EFI binaries (systemd-boot, UKIs, stubs),\n"
-        "byte-compatible with sbsign/sbverify, and Unified Kernel Images built on systemd-stub.\n"
-        "See docs/efi-signing.md.\n"
-        "\n"
-        "Commands:\n"
-        "  sign     --key KEY --cert CERT [--output OUT] [--append] FILE\n"
-        "  verify   --cert CERT FILE\n"
-        "  hash     FILE\n"
-        "  uki      --linux KERNEL --output OUT [--initrd FILE]... [--cmdline TEXT] [--os-release TEXT]\n"
-        "           [--devicetree DTB]... [--key KEY --cert CERT] ...\n"
-        "\n"
-        "Run `ringil efi COMMAND --help` for details.\n"
-        "\n";
-
-int verb_efi(int argc, char *argv[]) {
-        /* argv[0] is "efi"; its usage is NULL in the top table, so --help here is ours to answer. */
-        if (argc < 2 || streq(argv[1], "--help") || streq(argv[1], "-h")) {
-                FILE *f = argc < 2 ? stderr : stdout;
-                fputs(efi_usage, f);
-                fputs(exit_codes_help, f);
-                return argc < 2 ? EXIT_USAGE : EXIT_OK;
-        }
-        return verb_dispatch(efi_verbs, ELEMENTSOF(efi_verbs), "efi", argc - 1, argv + 1);
-}
+const struct verb_group efi_group = {
+        .usage = "Usage: ringil efi COMMAND [OPTIONS] FILE\n\n"
+                 "Authenticode signing and verification of PE/COFF EFI binaries (systemd-boot, UKIs, stubs),\n"
+                 "byte-compatible with sbsign/sbverify, and Unified Kernel Images built on systemd-stub.\n"
+                 "See docs/efi-signing.md.\n\n",
+        .verbs = efi_verbs,
+        .n = ELEMENTSOF(efi_verbs),
+};

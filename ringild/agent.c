@@ -319,9 +319,18 @@ static int poll_once(struct agent *a) {
         r = fleet_client_request(a->fc, "POST", "/api/v1/checkin", body, AGENT_MAX_RESPONSE, &status, &resp);
         if (r < 0)
                 return log_warning_errno(r, "Check-in failed: %s", ringil_detail());
-        if (status != 200)
-                return log_warning_errno(-EPROTO, "Check-in refused with HTTP %ld: %.200s", status,
-                                         resp.data ? (const char *) resp.data : "");
+        if (status != 200) {
+                json_error_t e;
+                json_t *j = json_loadb((const char *) resp.data, resp.len, 0, &e);
+                const char *why = j ? json_string_value(json_object_get(j, "error")) : NULL;
+                r = log_warning_errno(-EPROTO, "Check-in refused by %s: HTTP %ld: %s%s", a->cfg->server, status,
+                                      why ? why : "(no detail)",
+                                      status == 401 || status == 403 ? " (the server does not accept this drone's "
+                                                                       "certificate: not registered, replaced or "
+                                                                       "revoked; ask the operator)" : "");
+                json_decref(j);
+                return r;
+        }
         /* INVARIANT: the server's answer only schedules; what gets installed is decided by the engine's
          * own verification of the bundle against the drone's keyring, floor and compatible. */
         r = fleet_assignment_parse(resp.data, resp.len, &as);
@@ -450,8 +459,11 @@ int agent_enroll(const struct agent_config *c, const char *id, const char *token
         long status = 0;
         int r;
 
+        if (!c->enroll_server)
+                return ringil_fail(-EINVAL, "the config has no enroll-server (the server's enrollment port)");
         if (access(c->key, F_OK) == 0 || access(c->cert, F_OK) == 0)
-                return ringil_fail(-EEXIST, "'%s' or '%s' exists already", c->key, c->cert);
+                return ringil_fail(-EEXIST, "'%s' or '%s' exists already (to enroll again with a re-issued token, "
+                                   "move both away first)", c->key, c->cert);
         r = ca_generate_key(&key);
         if (r >= 0)
                 r = ca_make_csr_pem(key, id, &csr);
@@ -463,15 +475,31 @@ int agent_enroll(const struct agent_config *c, const char *id, const char *token
         if (!body)
                 return -ENOMEM;
         /* No client certificate yet: the token is the credential, over a TLS channel to the pinned CA. */
-        r = fleet_client_new(c->server, c->ca, NULL, NULL, c->timeout, &fc);
+        r = fleet_client_new(c->enroll_server, c->ca, NULL, NULL, c->timeout, &fc);
         if (r >= 0)
                 r = fleet_client_request(fc, "POST", "/api/v1/enroll", body, AGENT_MAX_RESPONSE, &status, &resp);
         fleet_client_free(fc);
         secret_wipe(body, strlen(body));
         if (r < 0)
                 return r;
-        if (status != 200)
-                return ringil_fail(-EACCES, "server refused enrollment (HTTP %ld)", status);
+        if (status != 200) {
+                _cleanup_free_ char *why = NULL;
+                j = json_loadb((const char *) resp.data, resp.len, 0, &e);
+                why = strdup(j && json_is_string(json_object_get(j, "error")) ? json_string_value(json_object_get(j, "error"))
+                                                                               : "no detail");
+                json_decref(j);
+                if (status == 403)
+                        return ringil_fail(-RINGIL_EREFUSED,
+                                           "%s refused the enrollment of '%s' (HTTP 403: %s): the token is wrong, used or "
+                                           "expired, or the drone is revoked; ask the operator for a new token "
+                                           "(ringil-server reissue-token %s)", c->server, id, why ? why : "?", id);
+                if (status == 501)
+                        return ringil_fail(-RINGIL_EREFUSED,
+                                           "%s does not sign certificates (no ca.key): install one from `ringil ca issue` "
+                                           "as `cert` and `key` instead", c->server);
+                return ringil_fail(-EPROTO, "%s answered HTTP %ld to the enrollment: %s", c->server, status,
+                                   why ? why : "?");
+        }
         j = json_loadb((const char *) resp.data, resp.len, 0, &e);
         cert = j ? json_string_value(json_object_get(j, "cert")) : NULL;
         if (!cert) {

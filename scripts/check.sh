@@ -74,9 +74,10 @@ vm_suite() {   # the VM suite, once, against the normal (hardened) build: not ag
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:strict_string_checks=1
 export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 
-suite normal build
+# -Dtests=enabled: make check must fail, not skip, when the unit tests cannot be built.
+suite normal build -Dtests=enabled
 [[ -f build/ringil/ringil ]] && vm_suite
-suite sanitize build-asan -Dhardening=false -Db_sanitize=address,undefined \
+suite sanitize build-asan -Dtests=enabled -Dhardening=false -Db_sanitize=address,undefined \
     -Dc_args=-fno-sanitize-recover=all -Dbuildtype=debug
 
 if command -v clang >/dev/null && echo 'int LLVMFuzzerTestOneInput(const char*d,unsigned long n){(void)d;(void)n;return 0;}' |

@@ -1,13 +1,26 @@
 #!/usr/bin/env bash
 # deps.sh: installs the Debian packages ringil needs; idempotent, and quick when all are present.
-# Usage: scripts/deps.sh [build|test|bench|all]   (default: test, which includes build)
+# Usage: scripts/deps.sh [build|demo|test|bench|all]   (default: test; every set includes build)
+#   build  compile (make, make install); the unit tests are built only when cmocka is there (test)
+#   demo   build + what scripts/demo.sh and scripts/fleet-demo.sh run (sbverify, the EFI stub, python3,
+#          cert-to-efi-sig-list for the audited drone image)
+#   test   build + everything make check and make fuzz use
+#   bench  build + the peers and tools bench/*.sh measure against
+# scripts/deps.sh --list SET prints the packages of SET, one a line, and installs nothing.
 set -euo pipefail
 
+list=0
+if [[ ${1:-} == --list ]]; then
+    list=1
+    shift
+fi
+
 build_pkgs=(gcc make meson ninja-build pkg-config libssl-dev libjansson-dev libcurl4-openssl-dev
-            libsqlite3-dev openssl)
+            libsqlite3-dev openssl libevent-dev)
 test_pkgs=(libcmocka-dev python3 python3-pytest clang sbsigntool efitools systemd-boot-efi
            faketime e2fsprogs dosfstools mtools util-linux)
-bench_pkgs=(hyperfine rauc squashfs-tools dbus time lynis)
+demo_pkgs=(sbsigntool systemd-boot-efi python3 openssl efitools)
+bench_pkgs=(hyperfine rauc squashfs-tools dbus time lynis python3 sbsigntool systemd-boot-efi curl)
 # per-issue additions go below, one array each, so parallel work merges cleanly
 keys_pkgs=(openssl efitools)
 efi_pkgs=(sbsigntool systemd-boot-efi osslsigncode)
@@ -15,6 +28,9 @@ bundle_pkgs=(faketime time openssl)
 install_pkgs=(openssl sbsigntool systemd-boot-efi)
 audit_pkgs=(efitools openssl)
 fleet_pkgs=()
+# fleet server under load: libevent (build), systemd-analyze for the unit's exposure test, nginx as the bench's ceiling
+server_load_pkgs=(libevent-dev systemd)
+server_load_bench_pkgs=(nginx-light linux-perf)
 nix_pkgs=(nix-bin)
 # UKIs: a real kernel to wrap, binutils (x86-64 and aarch64) to read the result, and one OVMF boot of it;
 # the arm64 stub and kernel come as .debs into the tests' cache (tests/integration/debcache.py)
@@ -26,15 +42,22 @@ units_pkgs=(systemd systemd-container iproute2)
 vm_pkgs=(qemu-system-x86 ovmf linux-image-amd64 busybox-static dosfstools mtools fdisk e2fsprogs
          qemu-system-arm qemu-efi-aarch64 systemd-boot-efi sbsigntool python3-pytest-xdist)
 test_pkgs+=("${keys_pkgs[@]}" "${efi_pkgs[@]}" "${bundle_pkgs[@]}" "${install_pkgs[@]}" "${audit_pkgs[@]}" "${fleet_pkgs[@]}" "${nix_pkgs[@]}"
-            "${uki_pkgs[@]}" "${units_pkgs[@]}" "${vm_pkgs[@]}")
+            "${uki_pkgs[@]}" "${units_pkgs[@]}" "${server_load_pkgs[@]}" "${vm_pkgs[@]}")
+bench_pkgs+=("${server_load_bench_pkgs[@]}")
 
 case "${1:-test}" in
 build) want=("${build_pkgs[@]}") ;;
+demo) want=("${build_pkgs[@]}" "${demo_pkgs[@]}") ;;
 test) want=("${build_pkgs[@]}" "${test_pkgs[@]}") ;;
 bench) want=("${build_pkgs[@]}" "${bench_pkgs[@]}") ;;
 all) want=("${build_pkgs[@]}" "${test_pkgs[@]}" "${bench_pkgs[@]}") ;;
-*) echo "usage: $0 [build|test|bench|all]" >&2; exit 2 ;;
+*) echo "usage: $0 [build|demo|test|bench|all]" >&2; exit 2 ;;
 esac
+
+if [[ $list -eq 1 ]]; then
+    printf '%s\n' "${want[@]}" | sort -u
+    exit 0
+fi
 
 missing=()
 for p in "${want[@]}"; do

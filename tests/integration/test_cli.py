@@ -1,6 +1,9 @@
-"""test_cli.py: the ringil CLI skeleton: dispatch, --help, --version, exit codes; configuration errors of all three programs."""
+"""test_cli.py: the ringil CLI skeleton: dispatch, --help, --version, exit codes, escaped messages; configuration errors of all three programs."""
 import os
 import re
+import subprocess
+
+import pytest
 
 from conftest import Run, binary
 
@@ -85,7 +88,7 @@ def test_config_error_escapes_the_path(tmp_path):
     p = config_run("ringild", odd)
     assert p.returncode == 12
     assert p.err.count("\n") == 1 and "\x1b" not in p.err
-    assert "a\\x0ab\\x1b[31m.conf" in p.err
+    assert "a\\nb\\x1b[31m.conf" in p.err
 
 
 def test_config_value_errors_quote_the_value(tmp_path):
@@ -105,3 +108,97 @@ def test_config_value_errors_quote_the_value(tmp_path):
     dev.write_text("[device]\nkeyring = /k.pem\n")
     p = config_run("ringil", dev)
     assert p.returncode == 3 and p.err == f"ringil: {dev}: missing `compatible' in [device]\n"
+
+
+def commands(text, of=None):
+    """The command names listed under "Commands[ of X]:" in a --help text."""
+    head = f"Commands of {of}:" if of else "Commands:"
+    lines = text.split(head, 1)[1].splitlines()[1:]
+    out = []
+    for line in lines:
+        if not line.startswith("  ") or not line.strip():
+            break
+        out.append(line.split()[0])
+    return out
+
+
+def test_every_verb_shows_its_own_help(ringil):
+    """`ringil G --help` shows G's text with its commands; `ringil G C --help` shows C's detailed text,
+    never the group's stub (the nested dispatch answers --help at the innermost verb)."""
+    top = commands(ringil("--help", check=0).out)
+    assert {"keys", "efi", "bundle", "ca", "install", "audit"} <= set(top)
+    groups = 0
+    for verb in top:
+        p = ringil(verb, "--help", check=0)
+        assert p.out.startswith(f"Usage: ringil {verb}"), (verb, p.out[:200])
+        if f"Commands of {verb}:" not in p.out:
+            continue
+        groups += 1
+        assert "Exit codes:" in p.out
+        subs = commands(p.out, verb)
+        assert subs, verb
+        for sub in subs:
+            for flag in ("--help", "-h"):
+                q = ringil(verb, sub, flag, check=0)
+                assert q.out.startswith(f"Usage: ringil {verb} {sub}"), (verb, sub, q.out[:200])
+                assert "Options:" in q.out and "Exit codes" in q.out, (verb, sub)
+                assert q.out != p.out
+        # a missing command is a usage error that still says what the commands are
+        r = ringil(verb)
+        assert r.returncode == 2 and f"Commands of {verb}:" in r.err
+    assert groups >= 4
+
+
+def test_ca_help_is_the_detailed_text(ringil):
+    p = ringil("ca", "issue", "--help", check=0)
+    assert "--operator" in p.out and "--san S" in p.out and "EKU" in p.out
+    p = ringil("ca", "create", "--help", check=0)
+    assert "basicConstraints" in p.out and "--days N" in p.out
+    p = ringil("ca", "--help", check=0)
+    assert "create" in p.out and "issue" in p.out and "COMMAND --help" in p.out
+    # --help after options too, and an unknown nested command names its group
+    assert ringil("ca", "issue", "--dir", "x", "--help", check=0).out.startswith("Usage: ringil ca issue")
+    q = ringil("ca", "frob")
+    assert q.returncode == 2 and "unknown command 'frob' for ca" in q.err
+
+
+HOSTILE = "evil\nringil: OK: all verified\x1b[2J\x1b]0;pwned\x07\u202e.rb"
+
+
+def assert_one_clean_line(text):
+    """A message that named HOSTILE: one line, no control byte, no bidi override, the name escaped."""
+    assert text.endswith("\n") and text.count("\n") == 1, repr(text)
+    assert not any(ord(c) < 0x20 and c != "\n" or ord(c) == 0x7f for c in text), repr(text)
+    assert "\u202e" not in text and "\x1b" not in text
+    assert "evil\\nringil: OK: all verified\\x1b[2J\\x1b]0;pwned\\x07\\u202e.rb" in text, repr(text)
+
+
+def test_untrusted_names_are_escaped_in_messages(ringil, tmp_path):
+    hostile = tmp_path / HOSTILE
+    hostile.write_bytes(b"not a bundle")
+    # a file that exists, a file that does not, a config file: every message stays one escaped line
+    for args in (["bundle", "info", hostile], ["bundle", "info", str(hostile) + "x"],
+                 ["bundle", "verify", "--keyring", hostile, hostile], ["efi", "hash", hostile],
+                 ["install", "--config", hostile, "x.rb"], ["status", "--config", str(hostile) + "x"]):
+        p = ringil(*args)
+        assert p.returncode != 0, args
+        assert_one_clean_line(p.err)
+    # usage errors quote the argument back, escaped as well
+    p = ringil("install", "--slot", HOSTILE, "x.rb")
+    assert p.returncode == 2
+    assert_one_clean_line(p.err)
+    # invalid UTF-8 in a name is shown byte by byte
+    bad = os.fsencode(tmp_path) + b"/x\xff\x7f.rb"
+    p = subprocess.run([str(ringil.exe), "bundle", "info", bad], capture_output=True)
+    assert p.returncode == 12 and b"x\\xff\\x7f.rb" in p.stderr and b"\xff" not in p.stderr
+
+
+def test_untrusted_names_are_escaped_on_stdout(ringil, tmp_path):
+    """Names printed as results (sha256sum-style lines) are escaped too."""
+    stub = "/usr/lib/systemd/boot/efi/linuxx64.efi.stub"
+    if not os.path.exists(stub):
+        pytest.skip("systemd-boot-efi not installed")
+    hostile = tmp_path / HOSTILE
+    hostile.write_bytes(open(stub, "rb").read())
+    p = ringil("efi", "hash", hostile, check=0)
+    assert p.out.count("\n") == 1 and "\x1b" not in p.out and "\\x1b[2J" in p.out
