@@ -331,6 +331,7 @@ static int write_payload(const struct device_conf *c, bundle *b, size_t idx, con
                 crash_point("slot fsync");
                 /* Progress only ever names chunks that are verified and durable. */
                 st->progress[idx] = i + 1;
+                st->stalls = 0;   /* this run got further: it is not stuck */
                 st->writes = base + w.written;
                 r = install_state_save(c->state_dir, st);
                 if (r < 0)
@@ -574,6 +575,7 @@ int install_run(const struct device_conf *c, const struct install_opts *o, struc
                 }
                 st.slot = target;
                 st.attempts = 0;
+                st.stalls = 0;
                 st.writes = 0;
                 st.n_progress = m->n_payloads;
                 memset(st.progress, 0, sizeof(st.progress));
@@ -581,12 +583,24 @@ int install_run(const struct device_conf *c, const struct install_opts *o, struc
         /* The bundle is authenticated: its creation time is a lower bound on the current time. */
         st.time_floor = MAX(time_floor, m->created);
         st.phase = PHASE_WRITING;
-        st.attempts++;
-        if (st.attempts > c->max_attempts) {
-                r = ringil_fail(-RINGIL_EREFUSED, "gave up on %s after %u attempts (max-attempts); a new bundle starts over",
-                                m->version, c->max_attempts);
+        /*
+         * INVARIANT: the install loop is bounded, and a power cut never makes a good update unwelcome. A run
+         * counts as stalled from its start; the first checkpoint that makes more chunks durable clears the
+         * count (write_payload). So a drone whose power is cut any number of times during one install
+         * resumes every time and finishes (each cut costs at most one checkpoint of work), while a run that
+         * fails, or dies, at the same place again and again (a bad sector, a bundle that no longer matches,
+         * a hook or a kernel that kills the machine) is refused after max-attempts such runs in a row,
+         * instead of rebooting and rewriting forever. Only a different bundle starts over.
+         */
+        if (st.stalls >= c->max_attempts) {
+                r = ringil_fail(-RINGIL_EREFUSED,
+                                "gave up on %s: %u runs in a row added nothing durable (max-attempts); a new bundle "
+                                "starts over",
+                                m->version, st.stalls);
                 goto fail;
         }
+        st.attempts++;
+        st.stalls++;
         free(st.slots[target].version);
         st.slots[target].version = NULL;
         st.slots[target].status = SLOT_WRITING;
@@ -651,6 +665,7 @@ int install_run(const struct device_conf *c, const struct install_opts *o, struc
                         goto fail;
         }
         st.phase = PHASE_PENDING;
+        st.stalls = 0;
         st.slots[target].status = SLOT_PENDING;
         st.slots[target].version = strdup(m->version);
         if (!st.slots[target].version) {

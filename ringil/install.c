@@ -406,6 +406,7 @@ int verb_status(int argc, char *argv[]) {
                 json_object_set_new(j, "target", st.phase != PHASE_IDLE ? json_string((char[]){ slot_letter(st.slot), 0 }) : json_null());
                 json_object_set_new(j, "target_version", st.phase != PHASE_IDLE && st.version ? json_string(st.version) : json_null());
                 json_object_set_new(j, "attempts", json_integer(st.attempts));
+                json_object_set_new(j, "stalls", json_integer(st.stalls));
                 json_object_set_new(j, "chunk_writes", json_integer((json_int_t) st.writes));
                 json_object_set_new(j, "floor", floor ? json_string(floor) : json_null());
                 json_object_set_new(j, "time_floor", time_floor > 0 ? json_integer(time_floor) : json_null());
@@ -440,8 +441,9 @@ int verb_status(int argc, char *argv[]) {
                 if (st.phase == PHASE_IDLE)
                         printf("install:    idle\n");
                 else
-                        printf("install:    %s %s into slot %c (attempt %u)\n", install_phase_to_string(st.phase), st.version,
-                               slot_letter(st.slot), st.attempts);
+                        printf("install:    %s %s into slot %c (run %u; %u in a row without progress, %u allowed)\n",
+                               install_phase_to_string(st.phase), st.version, slot_letter(st.slot), st.attempts,
+                               st.stalls, conf.max_attempts);
                 printf("floor:      %s\n", floor ? floor : "none");
                 if (time_floor > 0) {
                         char t[32];

@@ -486,16 +486,56 @@ def test_bundle_modified_while_streaming(dev, world):
     assert dev.default_entry()["slot"] == "a"
 
 
+def first_point(dev, what):
+    """The crash point number of the first `what` of an install of 2.0 on a fresh copy of dev's device."""
+    probe = Device(dev.root.parent / f"probe-{what.replace(' ', '-')}", dev.world, dev.ringil)
+    provision(probe)
+    return next(int(n) for n, w in crash_points(probe, "2.0") if w == what)
+
+
 def test_retry_loop_is_bounded(dev, world):
+    """A run that dies at the same place every time, before anything more is durable (a bad sector, a
+    kernel that kills the machine there), is refused after max-attempts such runs in a row: no endless
+    reboot-and-rewrite loop. A different bundle starts over."""
     provision(dev)
+    k = first_point(dev, "chunk write")
     dev.conf.write_text(dev.conf.read_text().replace("max-attempts = 100", "max-attempts = 2"))
-    for _ in range(2):
-        assert dev.install("2.0", env={"RINGIL_TEST_CRASH_AT": "30"}).returncode == -9
+    for stalls in (1, 2):
+        assert dev.install("2.0", env={"RINGIL_TEST_CRASH_AT": str(k)}).returncode == -9
+        assert dev.status()["stalls"] == stalls
+    before = dev.snapshot()
     p = dev.install("2.0")
-    assert p.returncode == 11 and "after 2 attempts" in p.err
-    assert "attempts" in dev.status()["last_error"]
+    assert p.returncode == 11 and "gave up on 2.0: 2 runs in a row added nothing durable" in p.err, p.err
+    assert "max-attempts" in dev.status()["last_error"]
+    assert {k: v for k, v in dev.snapshot().items() if "install.state" not in k} == \
+        {k: v for k, v in before.items() if "install.state" not in k}   # the slot untouched
+    assert dev.install("2.0").returncode == 11                        # and it stays refused
     assert dev.default_entry()["slot"] == "a"
     assert dev.install("3.0").returncode == 0   # a different bundle starts over
+
+
+def test_power_cut_again_and_again_never_gives_up_a_good_update(dev, world, tmp_path):
+    """The power goes far more often than max-attempts during one install: a run that made one more
+    checkpoint durable is not stuck, so the drone resumes every time and finishes. (The old bound counted
+    runs and refused this good update for good after max-attempts cuts.)"""
+    provision(dev)
+    dev.conf.write_text(dev.conf.read_text().replace("max-attempts = 100", "max-attempts = 2"))
+    cuts = 8
+    for i in range(cuts):
+        # Where this run will pass its first checkpoint (the state written after the first slot fsync),
+        # learnt from a copy of the device as it is now.
+        pts = crash_points(relocate(dev, tmp_path / f"probe-{i}"), "2.0")
+        fsync = next(j for j, (_, w) in enumerate(pts) if w == "slot fsync")
+        k = next(int(n) for n, w in pts[fsync:] if w == "state written")
+        assert dev.install("2.0", env={"RINGIL_TEST_CRASH_AT": str(k)}).returncode == -9
+        st = dev.status()
+        assert st["phase"] == "writing" and st.get("stalls", 0) == 0 and st["attempts"] == i + 1, st
+        dev.assert_default_complete()
+    p = dev.install("2.0", check=0)
+    assert p.returncode == 0 and "(resumed)" in p.out, p.err
+    st = dev.status()
+    assert st["phase"] == "pending" and st["attempts"] == cuts + 1 and st["stalls"] == 0, st
+    assert dev.slot_is("b", "2.0") and dev.boot()["slot"] == "b"
 
 
 def test_crash_consistency_at_50_plus_points(tmp_path, world, ringil):
