@@ -87,4 +87,4 @@ if command -v clang >/dev/null && echo 'int LLVMFuzzerTestOneInput(const char*d,
 fi
 
 shopt -s nullglob
-$py scripts/summarize.py "$results"/*.xml "$results"/*-meson.json
+$py scripts/summarize.py "$results"/*.xml "$results"/*.json
