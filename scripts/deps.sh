@@ -15,7 +15,7 @@ bundle_pkgs=(faketime time openssl)
 install_pkgs=(openssl sbsigntool systemd-boot-efi)
 audit_pkgs=(efitools openssl)
 fleet_pkgs=()
-nix_pkgs=(nix-bin)
+nix_pkgs=(nix-bin wireguard-tools)
 test_pkgs+=("${keys_pkgs[@]}" "${efi_pkgs[@]}" "${bundle_pkgs[@]}" "${install_pkgs[@]}" "${audit_pkgs[@]}" "${fleet_pkgs[@]}" "${nix_pkgs[@]}")
 
 case "${1:-test}" in
