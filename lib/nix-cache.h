@@ -25,6 +25,8 @@ bool nix_store_path_valid(const char *s);
 void nix32_encode(const uint8_t *p, size_t n, char *out);
 /* Strict inverse for exactly (n * 8 + 4) / 5 characters; -RINGIL_EMALFORMED otherwise. */
 int nix32_decode(const char *s, uint8_t *out, size_t n);
+/* A SHA-256 as Nix prints it anywhere: "sha256:NIX32", "sha256:HEX" or SRI "sha256-BASE64". */
+int nix_hash_parse(const char *v, uint8_t out[static 32]);
 
 struct narinfo {
         char *store_path;          /* /nix/store/HASH-NAME, checked with nix_store_path_valid() */

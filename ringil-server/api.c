@@ -534,13 +534,17 @@ static int route_metrics(struct conn *c) {
                    "# TYPE ringil_nix_cache_requests_total counter\n"
                    "ringil_nix_cache_requests_total{result=\"hit\"} %" PRIuFAST64 "\n"
                    "ringil_nix_cache_requests_total{result=\"miss\"} %" PRIuFAST64 "\n"
-                   "# TYPE ringil_nix_cache_bytes_sent_total counter\nringil_nix_cache_bytes_sent_total %" PRIuFAST64 "\n",
+                   "# TYPE ringil_nix_cache_bytes_sent_total counter\nringil_nix_cache_bytes_sent_total %" PRIuFAST64 "\n"
+                   "# TYPE ringil_nix_cache_uploads_total counter\n"
+                   "ringil_nix_cache_uploads_total{result=\"accepted\"} %" PRIuFAST64 "\n"
+                   "ringil_nix_cache_uploads_total{result=\"refused\"} %" PRIuFAST64 "\n",
                    atomic_load(&m->requests), atomic_load(&m->errors_4xx), atomic_load(&m->errors_5xx),
                    atomic_load(&m->checkins), atomic_load(&m->reports), atomic_load(&m->enrollments),
                    atomic_load(&m->bundle_bytes), atomic_load(&m->uploads), atomic_load(&m->uploads_refused),
                    atomic_load(&m->tls_failures), atomic_load(&m->auth_refused), atomic_load(&m->connections_total),
                    atomic_load(&m->connections_active), atomic_load(&m->nix_cache_hits),
-                   atomic_load(&m->nix_cache_misses), atomic_load(&m->nix_cache_bytes));
+                   atomic_load(&m->nix_cache_misses), atomic_load(&m->nix_cache_bytes), atomic_load(&m->nix_uploads),
+                   atomic_load(&m->nix_uploads_refused));
         if (store_state_counts(c->srv->db, &counts) >= 0) {
                 buf_printf(&b, "# HELP ringil_drones Drones by update state.\n# TYPE ringil_drones gauge\n");
                 json_object_foreach(counts, k, v)
@@ -647,6 +651,8 @@ int api_handle(struct conn *c, const struct http_request *req) {
         }
         if (streq(p, "/api/v1/releases") && (post || req->method == HTTP_PUT))
                 return api_upload(c, req);
+        if (strncmp(p, NIX_PUBLISH_PREFIX, strlen(NIX_PUBLISH_PREFIX)) == 0)
+                return api_nix_publish(c, req, p + strlen(NIX_PUBLISH_PREFIX));
         if (split_path(p, "/api/v1/releases/", id, sizeof(id), &action) && streq(action, "assign") && post) {
                 uint64_t rid;
                 if (parse_u64(id, &rid) < 0 || rid == 0 || rid > INT64_MAX) {

@@ -17,6 +17,7 @@ void server_config_free(struct server_config *c) {
         free(c->operator_ca);
         free(c->keyring);
         free(c->nix_cache);
+        free(c->nix_trusted_keys);
         *c = (struct server_config) {};
 }
 
@@ -44,6 +45,7 @@ static int server_kv(const char *key, const char *value, unsigned line, void *us
                 { "operator-ca", &c->operator_ca },
                 { "keyring", &c->keyring },
                 { "nix-cache", &c->nix_cache },
+                { "nix-trusted-public-keys", &c->nix_trusted_keys },
         };
 
         for (size_t i = 0; i < ELEMENTSOF(strs); i++)
@@ -89,6 +91,8 @@ int server_config_load(const char *path, struct server_config *c) {
         r = fleet_kv_parse((const char *) data, len, server_kv, c);
         if (r >= 0 && (!c->db || !c->store_dir || !c->cert || !c->key || !c->device_ca || !c->keyring))
                 r = ringil_fail(-RINGIL_EMALFORMED, "config needs db, store, cert, key, device-ca and keyring");
+        if (r >= 0 && c->nix_trusted_keys && (r = nix_publish_keys_check(c->nix_trusted_keys)) >= 0 && !c->nix_cache)
+                r = ringil_fail(-RINGIL_EMALFORMED, "nix-trusted-public-keys needs nix-cache (the directory to publish into)");
         if (r >= 0 && !c->listen)
                 r = set_str(&c->listen, "127.0.0.1:8443");
         if (r < 0)

@@ -22,6 +22,7 @@ struct server_config {
         char *operator_ca;       /* PEM file of the CA whose OU=operator certificates are operators */
         char *keyring;           /* bundle trust anchors: uploads must verify against these */
         char *nix_cache;         /* Nix binary cache directory served under /nix-cache/, NULL: none */
+        char *nix_trusted_keys;  /* "name:base64 …": the fleet's Nix keys; set, operators may publish into nix_cache */
         uint64_t max_upload;     /* bytes; default 2 GiB */
         uint32_t max_connections;
         uint32_t poll_interval;  /* seconds, told to drones */
@@ -36,6 +37,7 @@ struct metrics {
         atomic_uint_fast64_t bundle_bytes, uploads, uploads_refused, tls_failures, auth_refused;
         atomic_uint_fast64_t connections_total;
         atomic_uint_fast64_t nix_cache_hits, nix_cache_misses, nix_cache_bytes;
+        atomic_uint_fast64_t nix_uploads, nix_uploads_refused;
         atomic_int connections_active;
 };
 
@@ -84,5 +86,15 @@ int api_handle(struct conn *c, const struct http_request *req);
 
 /* Upload route (upload.c): stream, verify, store, register. */
 int api_upload(struct conn *c, const struct http_request *req);
+
+/*
+ * The operator's publish routes into the Nix cache (nixpublish.c), for a request whose path starts with
+ * NIX_PUBLISH_PREFIX (rest = what follows): POST …/missing and PUT …/HASHPART. Operator only; the body is
+ * read here. Returns like api_handle().
+ */
+#define NIX_PUBLISH_PREFIX "/api/v1/nix-cache/"
+int api_nix_publish(struct conn *c, const struct http_request *req, const char *rest);
+/* nix-trusted-public-keys is a non-empty list of name:base64(32 bytes). */
+int nix_publish_keys_check(const char *keys);
 
 int server_run(struct server *srv);

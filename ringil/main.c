@@ -35,6 +35,8 @@ static const struct verb verbs[] = {
         /* fleet */
         VERB("ca", verb_ca, "the fleet's device CA: drone, operator and server certificates",
              "Usage: ringil ca create|issue …\n\nSee `ringil ca COMMAND --help`.\n"),
+        VERB("release", verb_release, "publish a built NixOS system: sign, upload to the fleet cache, release, assign",
+             release_usage),
 
 };
 

@@ -27,4 +27,6 @@ extern const char audit_usage[];
 
 /* fleet */
 int verb_ca(int argc, char *argv[]);
+int verb_release(int argc, char *argv[]);
+extern char release_usage[];
 
