@@ -573,8 +573,8 @@ static int release_run(const struct release_opts *o) {
                         (void) unlink(tmp);
                 if (r < 0)
                         return fail(r, "cannot upload the release");
-                printf("release %" PRId64 ": version %s for %s (%zu paths published, %" PRIu64 " bytes)\n", id, o->version,
-                       o->compatible, published, bytes);
+                printf("release %" PRId64 ": version %s for %s (%zu path%s published, %" PRIu64 " bytes)\n", id, o->version,
+                       o->compatible, published, published == 1 ? "" : "s", bytes);
         }
         r = roll_out(fc, id, o->assign);
         if (r < 0)
