@@ -1,13 +1,11 @@
-/* fleet-msg.c: parsing and formatting of the agent ↔ server messages and of the agent config file; Nix cache names. */
+/* fleet-msg.c: parsing and formatting of the agent ↔ server messages; Nix cache names. */
 #include <inttypes.h>
 #include <jansson.h>
 #include <string.h>
 
 #include "err.h"
-#include "fileio.h"
 #include "fleet-msg.h"
 #include "macro.h"
-#include "parse.h"
 
 static const char *const state_names[_FLEET_STATE_MAX] = {
         [FLEET_STATE_IDLE] = "idle",
@@ -253,170 +251,6 @@ int fleet_assignment_format(const struct fleet_assignment *a, char **ret) {
         else
                 json_object_set_new(j, "assignment", json_null());
         return dump(j, ret);
-}
-
-int fleet_kv_parse(const char *data, size_t len,
-                   int (*cb)(const char *key, const char *value, unsigned line, void *userdata),
-                   void *userdata) {
-        unsigned lineno = 0;
-        const char *p = data, *end = data + len;
-
-        if (len > FLEET_MAX_CONFIG)
-                return ringil_fail(-RINGIL_ETOOBIG, "config larger than %u bytes", FLEET_MAX_CONFIG);
-        while (p < end) {
-                const char *eol = memchr(p, '\n', (size_t) (end - p));
-                const char *le = eol ? eol : end, *k, *ke, *v, *ve, *eq;
-                char key[64], value[1024];
-                int r;
-
-                lineno++;
-                for (const char *q = p; q < le; q++)
-                        if (((unsigned char) *q < 0x20 && *q != '\t') || (unsigned char) *q == 0x7f)
-                                return ringil_fail(-RINGIL_EMALFORMED, "line %u: control character", lineno);
-                k = p;
-                while (k < le && (*k == ' ' || *k == '\t'))
-                        k++;
-                p = eol ? eol + 1 : end;
-                if (k == le || *k == '#')
-                        continue;
-                eq = memchr(k, '=', (size_t) (le - k));
-                if (!eq)
-                        return ringil_fail(-RINGIL_EMALFORMED, "line %u: expected 'key = value'", lineno);
-                ke = eq;
-                while (ke > k && (ke[-1] == ' ' || ke[-1] == '\t'))
-                        ke--;
-                v = eq + 1;
-                while (v < le && (*v == ' ' || *v == '\t'))
-                        v++;
-                ve = le;
-                while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t'))
-                        ve--;
-                if (ke == k || (size_t) (ke - k) >= sizeof(key))
-                        return ringil_fail(-RINGIL_EMALFORMED, "line %u: bad key", lineno);
-                if ((size_t) (ve - v) >= sizeof(value))
-                        return ringil_fail(-RINGIL_ETOOBIG, "line %u: value too long", lineno);
-                memcpy(key, k, (size_t) (ke - k));
-                key[ke - k] = '\0';
-                for (char *c = key; *c; c++)
-                        if (!((*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') || *c == '-'))
-                                return ringil_fail(-RINGIL_EMALFORMED, "line %u: bad key '%s'", lineno, key);
-                memcpy(value, v, (size_t) (ve - v));
-                value[ve - v] = '\0';
-                r = cb(key, value, lineno, userdata);
-                if (r < 0)
-                        return r;
-        }
-        return 0;
-}
-
-void agent_config_free(struct agent_config *c) {
-        if (!c)
-                return;
-        free(c->server);
-        free(c->ca);
-        free(c->cert);
-        free(c->key);
-        free(c->device_config);
-        free(c->state_dir);
-        free(c->ringil);
-        free(c->reboot_command);
-        free(c->health_command);
-        free(c->boot_id_file);
-        *c = (struct agent_config) {};
-}
-
-static int set_str(char **dst, const char *value) {
-        char *s = strdup(value);
-
-        if (!s)
-                return -ENOMEM;
-        free(*dst);
-        *dst = s;
-        return 0;
-}
-
-static int set_u32(uint32_t *dst, const char *key, const char *value, unsigned line, uint32_t min,
-                   uint32_t max) {
-        if (parse_u32_range(value, min, max, dst) < 0)
-                return ringil_fail(-RINGIL_EMALFORMED, "line %u: '%s' for %s is not a number in %u..%u",
-                                   line, value, key, min, max);
-        return 0;
-}
-
-static int agent_kv(const char *key, const char *value, unsigned line, void *userdata) {
-        struct agent_config *c = userdata;
-
-        if (streq(key, "server")) {
-                if (strncmp(value, "https://", 8) != 0 || strlen(value) > 255)
-                        return ringil_fail(-RINGIL_EMALFORMED, "line %u: server '%s' is not an https:// URL",
-                                           line, value);
-                return set_str(&c->server, value);
-        }
-        if (*value == '\0')
-                return ringil_fail(-RINGIL_EMALFORMED, "line %u: empty value for %s", line, key);
-        if (streq(key, "ca"))
-                return set_str(&c->ca, value);
-        if (streq(key, "cert"))
-                return set_str(&c->cert, value);
-        if (streq(key, "key"))
-                return set_str(&c->key, value);
-        if (streq(key, "device-config"))
-                return set_str(&c->device_config, value);
-        if (streq(key, "state-dir"))
-                return set_str(&c->state_dir, value);
-        if (streq(key, "ringil"))
-                return set_str(&c->ringil, value);
-        if (streq(key, "reboot-command"))
-                return set_str(&c->reboot_command, value);
-        if (streq(key, "health-command"))
-                return set_str(&c->health_command, value);
-        if (streq(key, "boot-id-file"))
-                return set_str(&c->boot_id_file, value);
-        if (streq(key, "poll-interval"))
-                return set_u32(&c->poll_interval, key, value, line, 1, 86400 * 7);
-        if (streq(key, "poll-jitter"))
-                return set_u32(&c->poll_jitter, key, value, line, 0, 100);
-        if (streq(key, "backoff-max"))
-                return set_u32(&c->backoff_max, key, value, line, 1, 86400 * 7);
-        if (streq(key, "timeout"))
-                return set_u32(&c->timeout, key, value, line, 1, 3600);
-        return ringil_fail(-RINGIL_EMALFORMED, "line %u: unknown key '%s'", line, key);
-}
-
-int agent_config_parse(const char *data, size_t len, struct agent_config *ret) {
-        struct agent_config c = {
-                .poll_interval = 300,
-                .poll_jitter = 20,
-                .backoff_max = 3600,
-                .timeout = 30,
-        };
-        int r;
-
-        r = fleet_kv_parse(data, len, agent_kv, &c);
-        if (r >= 0 && (!c.server || !c.ca || !c.cert || !c.key))
-                r = ringil_fail(-RINGIL_EMALFORMED, "config needs server, ca, cert and key");
-        if (r >= 0 && ((!c.device_config && (r = set_str(&c.device_config, "/etc/ringil/device.conf")) < 0) ||
-                       (!c.state_dir && (r = set_str(&c.state_dir, "/var/lib/ringild")) < 0) ||
-                       (!c.ringil && (r = set_str(&c.ringil, "ringil")) < 0) ||
-                       (!c.reboot_command && (r = set_str(&c.reboot_command, "systemctl reboot")) < 0) ||
-                       (!c.boot_id_file && (r = set_str(&c.boot_id_file, "/proc/sys/kernel/random/boot_id")) < 0)))
-                r = -ENOMEM;
-        if (r < 0) {
-                agent_config_free(&c);
-                return r;
-        }
-        *ret = c;
-        return 0;
-}
-
-int agent_config_load(const char *path, struct agent_config *ret) {
-        _cleanup_free_ uint8_t *data = NULL;
-        size_t len;
-        int r = read_full_file(path, 0, FLEET_MAX_CONFIG, &data, &len);
-
-        if (r < 0)
-                return ringil_fail(r, "cannot read '%s'", path);
-        return agent_config_parse((const char *) data, len, ret);
 }
 
 /* Nix's base32 alphabet: the digits and the lowercase letters but e, o, t and u. */

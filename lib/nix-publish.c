@@ -332,3 +332,27 @@ int nix_secret_key_public(const char *secret, size_t len, char **ret_public) {
                 return -ENOMEM;
         return 0;
 }
+
+int nix_keys_check(const char *keys) {
+        const char *k = keys;
+        size_t n = 0;
+
+        while (*k) {
+                size_t len = strcspn(k, " \t"), nl;
+                const char *colon = memchr(k, ':', len);
+                uint8_t pub[32];
+
+                if (len == 0) {
+                        k++;
+                        continue;
+                }
+                if (!colon || colon == k)
+                        return ringil_fail(-RINGIL_EMALFORMED, "nix-trusted-public-keys: `%.*s' is not name:base64", (int) MIN(len, (size_t) 80), k);
+                nl = (size_t) (colon - k);
+                if (crypto_base64_decode(colon + 1, len - nl - 1, pub, 32) < 0)
+                        return ringil_fail(-RINGIL_EMALFORMED, "nix-trusted-public-keys: key `%.*s' is not 32 bytes of base64", (int) nl, k);
+                n++;
+                k += len;
+        }
+        return n > 0 ? 0 : ringil_fail(-RINGIL_EMALFORMED, "nix-trusted-public-keys is empty");
+}

@@ -62,3 +62,7 @@ int nix_upload_header_parse(const char *p, size_t len, size_t *ret_consumed, siz
 
 /* "name:base64(64-byte secret)" (a Nix secret key file's content) → "name:base64(public half)". */
 int nix_secret_key_public(const char *secret, size_t len, char **ret_public);
+
+/* A trusted-public-keys list (ringil-server's nix-trusted-public-keys): one or more `name:base64(32 bytes)'
+ * separated by blanks. 0, or -RINGIL_EMALFORMED naming the bad entry. */
+int nix_keys_check(const char *keys);

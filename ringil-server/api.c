@@ -460,7 +460,8 @@ static int route_drone_add(struct conn *c, const struct http_request *req) {
         r = store_drone_add(c->srv->db, id, group, hash, expires);
         if (r < 0) {
                 secret_wipe(token, sizeof(token));
-                r = r == -EEXIST ? conn_error(c, 409, "drone '%s' exists", id)
+                r = r == -EEXIST ? conn_error(c, 409, "drone '%s' exists (a new token for it: ringil-server "
+                                              "reissue-token %s)", id, id)
                                  : conn_error(c, 503, "store: %s", ringil_detail());
                 json_decref(j);
                 return r;
@@ -470,6 +471,41 @@ static int route_drone_add(struct conn *c, const struct http_request *req) {
                         (json_int_t) expires);
         secret_wipe(token, sizeof(token));
         json_decref(j);
+        r = respond_json(c, 201, out);
+        json_decref(out);
+        return r;
+}
+
+/* POST /api/v1/drones/ID/token (operator): a new one-time enrollment token for an existing drone, for a
+ * token that was lost or expired. Revoked drones get none (409); see store_drone_reissue(). */
+static int route_drone_token(struct conn *c, const struct http_request *req, const char *id) {
+        uint8_t raw[32], hash[SHA256_LEN];
+        char token[65];
+        int64_t expires = (int64_t) time(NULL) + c->srv->cfg.token_ttl;
+        json_t *out;
+        int r;
+
+        if (skip_body(c, req) < 0)
+                return -1;
+        if (ca_name_valid(id) < 0)
+                return conn_error(c, 404, "no drone '%s'", id);
+        if (crypto_random(raw, sizeof(raw)) < 0 || crypto_sha256(raw, sizeof(raw), hash) < 0)
+                return conn_error(c, 500, "random");
+        hex_encode(raw, sizeof(raw), token);
+        secret_wipe(raw, sizeof(raw));
+        r = store_drone_reissue(c->srv->db, id, hash, expires);
+        if (r < 0) {
+                secret_wipe(token, sizeof(token));
+                if (r == -ENOENT)
+                        return conn_error(c, 404, "no drone '%s'", id);
+                if (r == -RINGIL_EREFUSED)
+                        return conn_error(c, 409, "drone '%s' is revoked, and revoked identities stay revoked: "
+                                          "register the drone under a new id", id);
+                return conn_error(c, 503, "store: %s", ringil_detail());
+        }
+        log_notice("re-issued the enrollment token of drone '%s'", id);
+        out = json_pack("{s:s, s:s, s:I}", "id", id, "token", token, "expires", (json_int_t) expires);
+        secret_wipe(token, sizeof(token));
         r = respond_json(c, 201, out);
         json_decref(out);
         return r;
@@ -639,6 +675,8 @@ int api_handle(struct conn *c, const struct http_request *req) {
                 log_notice("revoked drone '%s'", id);
                 return conn_respond(c, 200, "application/json", NULL, "{\"revoked\":true}", 16);
         }
+        if (split_path(p, "/api/v1/drones/", id, sizeof(id), &action) && streq(action, "token") && post)
+                return route_drone_token(c, req, id);
         if (streq(p, "/api/v1/releases") && get) {
                 json_t *j = NULL;
                 if (skip_body(c, req) < 0)

@@ -1,10 +1,10 @@
-/* config.c: ringil-server's config file (key = value, see docs/fleet.md). */
-#include <string.h>
+/* config.c: ringil-server's config file (/etc/ringil/server.conf): one table of keys, bounds and defaults. */
+#include <stddef.h>
+#include <stdlib.h>
 
+#include "conf.h"
 #include "err.h"
-#include "fileio.h"
-#include "fleet-msg.h"
-#include "parse.h"
+#include "nix-publish.h"
 #include "server.h"
 
 void server_config_free(struct server_config *c) {
@@ -21,80 +21,62 @@ void server_config_free(struct server_config *c) {
         *c = (struct server_config) {};
 }
 
-static int set_str(char **dst, const char *v) {
-        char *s = strdup(v);
-        if (!s)
-                return -ENOMEM;
-        free(*dst);
-        *dst = s;
+#define F(field) offsetof(struct server_config, field)
+/* docs/fleet.md "Server config" lists the same keys; a key is accepted only if it is here. */
+static const struct conf_item server_items[] = {
+        { "", "listen", conf_parse_string, F(listen), .max = 255, .def = "127.0.0.1:8443" },
+        { "", "db", conf_parse_path, F(db), .flags = CONF_REQUIRED },
+        { "", "store", conf_parse_path, F(store_dir), .flags = CONF_REQUIRED },
+        { "", "cert", conf_parse_path, F(cert), .flags = CONF_REQUIRED },
+        { "", "key", conf_parse_path, F(key), .flags = CONF_REQUIRED },
+        { "", "device-ca", conf_parse_path, F(device_ca), .flags = CONF_REQUIRED },
+        { "", "operator-ca", conf_parse_path, F(operator_ca) },
+        { "", "keyring", conf_parse_path, F(keyring), .flags = CONF_REQUIRED },
+        { "", "nix-cache", conf_parse_path, F(nix_cache) },
+        { "", "nix-trusted-public-keys", conf_parse_string, F(nix_trusted_keys), .max = 4096 },
+        { "", "max-upload", conf_parse_size, F(max_upload), 1, UINT64_MAX, .def = "2G" },
+        { "", "max-connections", conf_parse_u32, F(max_connections), 1, 65536, .def = "512" },
+        { "", "poll-interval", conf_parse_duration, F(poll_interval), 1, 86400, .def = "300" },
+        { "", "token-ttl", conf_parse_duration, F(token_ttl), 60, 30 * 86400, .def = "86400" },
+};
+#undef F
+
+/* Publishing into the Nix cache: the key list parses, and there is a cache to publish into. */
+static int server_check(void *userdata, const struct conf_ctx *ctx) {
+        struct server_config *c = userdata;
+        int r;
+
+        if (!c->nix_trusted_keys)
+                return 0;
+        r = nix_keys_check(c->nix_trusted_keys);
+        if (r < 0)
+                return conf_fail(ctx, r, "%s", ringil_detail());
+        if (!c->nix_cache)
+                return conf_fail(ctx, -RINGIL_EMALFORMED, "nix-trusted-public-keys needs nix-cache (the directory to publish into)");
         return 0;
 }
 
-static int server_kv(const char *key, const char *value, unsigned line, void *userdata) {
-        struct server_config *c = userdata;
-        const struct {
-                const char *key;
-                char **dst;
-        } strs[] = {
-                { "listen", &c->listen },
-                { "db", &c->db },
-                { "store", &c->store_dir },
-                { "cert", &c->cert },
-                { "key", &c->key },
-                { "device-ca", &c->device_ca },
-                { "operator-ca", &c->operator_ca },
-                { "keyring", &c->keyring },
-                { "nix-cache", &c->nix_cache },
-                { "nix-trusted-public-keys", &c->nix_trusted_keys },
-        };
+static const struct conf_schema server_schema = {
+        .items = server_items,
+        .n_items = ELEMENTSOF(server_items),
+        .check = server_check,
+};
 
-        for (size_t i = 0; i < ELEMENTSOF(strs); i++)
-                if (streq(key, strs[i].key)) {
-                        if (!*value)
-                                return ringil_fail(-RINGIL_EMALFORMED, "line %u: empty %s", line, key);
-                        return set_str(strs[i].dst, value);
-                }
-        if (streq(key, "max-upload")) {
-                if (parse_size(value, &c->max_upload) < 0 || c->max_upload == 0)
-                        return ringil_fail(-RINGIL_EMALFORMED, "line %u: bad max-upload '%s'", line, value);
-                return 0;
-        }
-        if (streq(key, "max-connections"))
-                return parse_u32_range(value, 1, 65536, &c->max_connections) < 0
-                               ? ringil_fail(-RINGIL_EMALFORMED, "line %u: bad max-connections '%s'", line, value)
-                               : 0;
-        if (streq(key, "poll-interval"))
-                return parse_u32_range(value, 1, 86400, &c->poll_interval) < 0
-                               ? ringil_fail(-RINGIL_EMALFORMED, "line %u: bad poll-interval '%s'", line, value)
-                               : 0;
-        if (streq(key, "token-ttl"))
-                return parse_u32_range(value, 60, 86400 * 30, &c->token_ttl) < 0
-                               ? ringil_fail(-RINGIL_EMALFORMED, "line %u: bad token-ttl '%s'", line, value)
-                               : 0;
-        return ringil_fail(-RINGIL_EMALFORMED, "line %u: unknown key '%s'", line, key);
+int server_config_parse(const char *text, size_t len, struct server_config *c) {
+        int r;
+
+        *c = (struct server_config) {};
+        r = conf_parse(text, len, NULL, &server_schema, c);
+        if (r < 0)
+                server_config_free(c);
+        return r;
 }
 
 int server_config_load(const char *path, struct server_config *c) {
-        _cleanup_free_ uint8_t *data = NULL;
-        size_t len;
         int r;
 
-        *c = (struct server_config) {
-                .max_upload = 2ull << 30,
-                .max_connections = 512,
-                .poll_interval = 300,
-                .token_ttl = 86400,
-        };
-        r = read_full_file(path, 0, FLEET_MAX_CONFIG, &data, &len);
-        if (r < 0)
-                return ringil_fail(r, "cannot read '%s'", path);
-        r = fleet_kv_parse((const char *) data, len, server_kv, c);
-        if (r >= 0 && (!c->db || !c->store_dir || !c->cert || !c->key || !c->device_ca || !c->keyring))
-                r = ringil_fail(-RINGIL_EMALFORMED, "config needs db, store, cert, key, device-ca and keyring");
-        if (r >= 0 && c->nix_trusted_keys && (r = nix_publish_keys_check(c->nix_trusted_keys)) >= 0 && !c->nix_cache)
-                r = ringil_fail(-RINGIL_EMALFORMED, "nix-trusted-public-keys needs nix-cache (the directory to publish into)");
-        if (r >= 0 && !c->listen)
-                r = set_str(&c->listen, "127.0.0.1:8443");
+        *c = (struct server_config) {};
+        r = conf_load(path, &server_schema, c);
         if (r < 0)
                 server_config_free(c);
         return r;

@@ -29,7 +29,14 @@ struct server_config {
         uint32_t token_ttl;      /* enrollment token lifetime, seconds */
 };
 
+/*
+ * The config file (format: lib/conf.h; keys: docs/fleet.md): no sections, unknown and repeated keys
+ * refused, db/store/cert/key/device-ca/keyring required, defaults applied. On failure *c is freed and
+ * zeroed, the error is -RINGIL_EMALFORMED/-RINGIL_ETOOBIG or the file's errno, with a one-line detail
+ * naming the path once (`PATH:LINE: …`, `cannot read configuration `PATH': reason`).
+ */
 int server_config_load(const char *path, struct server_config *c);
+int server_config_parse(const char *text, size_t len, struct server_config *c);
 void server_config_free(struct server_config *c);
 
 struct metrics {
@@ -94,7 +101,5 @@ int api_upload(struct conn *c, const struct http_request *req);
  */
 #define NIX_PUBLISH_PREFIX "/api/v1/nix-cache/"
 int api_nix_publish(struct conn *c, const struct http_request *req, const char *rest);
-/* nix-trusted-public-keys is a non-empty list of name:base64(32 bytes). */
-int nix_publish_keys_check(const char *keys);
 
 int server_run(struct server *srv);

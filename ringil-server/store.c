@@ -35,6 +35,7 @@ enum {
         Q_RELEASES,
         Q_STATE_COUNTS,
         Q_RELEASE_EXISTS,
+        Q_DRONE_REISSUE,
         _Q_MAX,
 };
 
@@ -81,6 +82,8 @@ static const char *const queries[_Q_MAX] = {
         [Q_STATE_COUNTS] = "SELECT CASE status WHEN 2 THEN 'revoked' ELSE COALESCE(NULLIF(state, ''), 'unknown') END, "
                            "count(*) FROM drones GROUP BY 1",
         [Q_RELEASE_EXISTS] = "SELECT id FROM releases WHERE id = ?1",
+        /* INVARIANT: a revoked drone never gets a token again (status 2 is never matched). */
+        [Q_DRONE_REISSUE] = "UPDATE drones SET token_hash = ?2, token_expires = ?3 WHERE id = ?1 AND status != 2",
 };
 
 static const char schema[] =
@@ -274,8 +277,11 @@ int store_drone_enroll(store *s, const char *id, const uint8_t token_hash[32], i
                 r = rc == SQLITE_DONE ? -ENOENT : sql_fail(s, rc, "token lookup");
         } else {
                 const void *h = sqlite3_column_blob(q, 1);
-                /* INVARIANT: a token works once (cleared below), before expiry, for a live drone. */
-                if (sqlite3_column_int(q, 0) != DRONE_ENROLLED || !h || sqlite3_column_bytes(q, 1) != 32 ||
+                /* INVARIANT: a token works once (cleared below), before expiry, for a drone that is not
+                 * revoked. An active drone has a token only when an operator re-issued one
+                 * (store_drone_reissue); enrolling with it records the new certificate's serial, which
+                 * from then on is the only certificate accepted for the id. */
+                if (sqlite3_column_int(q, 0) == DRONE_REVOKED || !h || sqlite3_column_bytes(q, 1) != 32 ||
                     crypto_memcmp(h, token_hash, 32) != 0 || sqlite3_column_int64(q, 2) < now)
                         r = -EACCES;
         }
@@ -289,6 +295,34 @@ int store_drone_enroll(store *s, const char *id, const uint8_t token_hash[32], i
         }
         r = end(s, r);
 out:
+        pthread_mutex_unlock(&s->lock);
+        return r;
+}
+
+int store_drone_reissue(store *s, const char *id, const uint8_t token_hash[32], int64_t token_expires) {
+        struct drone_auth a;
+        sqlite3_stmt *q = s->q[Q_DRONE_REISSUE];
+        int r;
+
+        r = store_drone_auth(s, id, &a);
+        if (r < 0)
+                return r;
+        if (!a.exists)
+                return -ENOENT;
+        if (a.status == DRONE_REVOKED)
+                return -RINGIL_EREFUSED;
+        pthread_mutex_lock(&s->lock);
+        r = begin(s, true);
+        if (r >= 0) {
+                sqlite3_bind_text(q, 1, id, -1, SQLITE_STATIC);
+                sqlite3_bind_blob(q, 2, token_hash, 32, SQLITE_STATIC);
+                sqlite3_bind_int64(q, 3, token_expires);
+                r = step_done(s, q);
+                /* revoked between the lookup and here: the statement's own condition refused it */
+                if (r >= 0 && sqlite3_changes(s->db) == 0)
+                        r = -RINGIL_EREFUSED;
+                r = end(s, r);
+        }
         pthread_mutex_unlock(&s->lock);
         return r;
 }

@@ -1,0 +1,79 @@
+/* test-server-config.c: ringil-server's config: every key, its defaults and bounds, refusals with their line. */
+#include "tests.h"
+
+#include "err.h"
+#include "macro.h"
+#include "server.h"
+
+#define REQUIRED "db = /var/lib/rs/fleet.db\nstore = /var/lib/rs/store\ncert = /etc/rs/s.pem\nkey = /etc/rs/s.key\n" \
+                 "device-ca = /etc/rs/ca\nkeyring = /etc/rs/keyring.pem\n"
+
+static int sc(const char *s, struct server_config *c) {
+        return server_config_parse(s, strlen(s), c);
+}
+
+static void test_defaults_and_values(void **state) {
+        struct server_config c;
+        (void) state;
+
+        assert_int_equal(sc(REQUIRED, &c), 0);
+        assert_string_equal(c.listen, "127.0.0.1:8443");
+        assert_string_equal(c.db, "/var/lib/rs/fleet.db");
+        assert_string_equal(c.store_dir, "/var/lib/rs/store");
+        assert_string_equal(c.device_ca, "/etc/rs/ca");
+        assert_null(c.operator_ca);
+        assert_null(c.nix_cache);
+        assert_int_equal(c.max_upload, 2ull << 30);
+        assert_int_equal(c.max_connections, 512);
+        assert_int_equal(c.poll_interval, 300);
+        assert_int_equal(c.token_ttl, 86400);
+        server_config_free(&c);
+
+        assert_int_equal(sc("# fleet\nlisten = [::1]:0\n" REQUIRED "operator-ca = /etc/rs/op.pem\nnix-cache = /srv/cache\n"
+                            "max-upload = 512M\nmax-connections = 65536\npoll-interval = 1\ntoken-ttl = 30d\n", &c), 0);
+        assert_string_equal(c.listen, "[::1]:0");
+        assert_string_equal(c.operator_ca, "/etc/rs/op.pem");
+        assert_string_equal(c.nix_cache, "/srv/cache");
+        assert_int_equal(c.max_upload, 512u << 20);
+        assert_int_equal(c.max_connections, 65536);
+        assert_int_equal(c.poll_interval, 1);
+        assert_int_equal(c.token_ttl, 30 * 86400);
+        server_config_free(&c);
+}
+
+static void test_refusals(void **state) {
+        static const struct {
+                const char *text;
+                const char *detail;
+        } bad[] = {
+                { "db = /x\n", "missing `store'" },
+                { REQUIRED "colour = blue\n", "line 7: unknown key `colour'" },
+                { REQUIRED "db = /other.db\n", "line 7: duplicate key `db' (first on line 1)" },
+                { REQUIRED "max-upload = 0\n", "line 7: max-upload: `0' is not a size of at least 1 (suffixes K, M, G, T)" },
+                { REQUIRED "max-connections = 65537\n", "line 7: max-connections: `65537' is not a number in 1..65536" },
+                { REQUIRED "poll-interval = 2d\n",
+                  "line 7: poll-interval: `2d' is not a duration in 1s..1d (seconds, or a unit s, min, h, d)" },
+                { REQUIRED "token-ttl = 59\n",
+                  "line 7: token-ttl: `59' is not a duration in 1min..30d (seconds, or a unit s, min, h, d)" },
+                { REQUIRED "nix-cache = cache\n", "line 7: nix-cache: `cache' is not an absolute path without `..'" },
+                { REQUIRED "listen =\n", "line 7: listen: empty value" },
+                { "[server]\n" REQUIRED, "line 1: unknown section [server]" },
+        };
+        struct server_config c;
+        (void) state;
+
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+                int r = sc(bad[i].text, &c);
+                if (r != -RINGIL_EMALFORMED || !streq(ringil_detail(), bad[i].detail))
+                        fail_msg("case %zu: %d `%s', want `%s'", i, r, ringil_detail(), bad[i].detail);
+                assert_null(c.db);   /* freed and zeroed on failure */
+        }
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_defaults_and_values),
+                cmocka_unit_test(test_refusals),
+        };
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
