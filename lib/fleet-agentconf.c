@@ -10,6 +10,7 @@ void agent_config_free(struct agent_config *c) {
         if (!c)
                 return;
         free(c->server);
+        free(c->enroll_server);
         free(c->ca);
         free(c->cert);
         free(c->key);
@@ -28,6 +29,7 @@ static const char *const https_only[] = { "https://", NULL };
 /* docs/fleet.md "Agent config" lists the same keys; a key is accepted only if it is here. */
 static const struct conf_item agent_items[] = {
         { "", "server", conf_parse_url, F(server), .max = 255, .data = https_only, .flags = CONF_REQUIRED },
+        { "", "enroll-server", conf_parse_url, F(enroll_server), .max = 255, .data = https_only },
         { "", "ca", conf_parse_path, F(ca), .flags = CONF_REQUIRED },
         { "", "cert", conf_parse_path, F(cert), .flags = CONF_REQUIRED },
         { "", "key", conf_parse_path, F(key), .flags = CONF_REQUIRED },

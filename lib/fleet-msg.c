@@ -82,8 +82,8 @@ static int load_object(const void *data, size_t len, json_t **ret) {
 static int parse_audit(json_t *v, struct fleet_status *s) {
         const char *k;
         json_t *x;
-        uint64_t u;
-        int r;
+        uint64_t u = 0;
+        int r = 0;   /* an unknown key reaches the else below with neither get_uint() run */
 
         if (!json_is_object(v))
                 return ringil_fail(-RINGIL_EMALFORMED, "'audit' is not an object");
@@ -105,7 +105,7 @@ int fleet_status_parse(const void *data, size_t len, struct fleet_status *ret) {
         bool have_state = false;
         const char *k;
         json_t *v;
-        uint64_t u;
+        uint64_t u = 0;
         int r;
 
         r = load_object(data, len, &j);
@@ -187,7 +187,7 @@ int fleet_assignment_parse(const void *data, size_t len, struct fleet_assignment
         struct fleet_assignment a = {};
         const char *k;
         json_t *v;
-        uint64_t u;
+        uint64_t u = 0;
         int r;
 
         r = load_object(data, len, &j);

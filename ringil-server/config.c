@@ -9,6 +9,7 @@
 
 void server_config_free(struct server_config *c) {
         free(c->listen);
+        free(c->enroll_listen);
         free(c->db);
         free(c->store_dir);
         free(c->cert);
@@ -25,6 +26,7 @@ void server_config_free(struct server_config *c) {
 /* docs/fleet.md "Server config" lists the same keys; a key is accepted only if it is here. */
 static const struct conf_item server_items[] = {
         { "", "listen", conf_parse_string, F(listen), .max = 255, .def = "127.0.0.1:8443" },
+        { "", "enroll-listen", conf_parse_string, F(enroll_listen), .max = 255 },
         { "", "db", conf_parse_path, F(db), .flags = CONF_REQUIRED },
         { "", "store", conf_parse_path, F(store_dir), .flags = CONF_REQUIRED },
         { "", "cert", conf_parse_path, F(cert), .flags = CONF_REQUIRED },
@@ -35,9 +37,19 @@ static const struct conf_item server_items[] = {
         { "", "nix-cache", conf_parse_path, F(nix_cache) },
         { "", "nix-trusted-public-keys", conf_parse_string, F(nix_trusted_keys), .max = 4096 },
         { "", "max-upload", conf_parse_size, F(max_upload), 1, UINT64_MAX, .def = "2G" },
-        { "", "max-connections", conf_parse_u32, F(max_connections), 1, 65536, .def = "512" },
+        { "", "max-connections", conf_parse_u32, F(max_connections), 1, 1000000, .def = "4096" },
         { "", "poll-interval", conf_parse_duration, F(poll_interval), 1, 86400, .def = "300" },
         { "", "token-ttl", conf_parse_duration, F(token_ttl), 60, 30 * 86400, .def = "86400" },
+        /* admission and deadlines (docs/fleet.md "Admission and deadlines") */
+        { "", "enroll-max-connections", conf_parse_u32, F(enroll_max_connections), 1, 65536, .def = "64" },
+        { "", "enroll-per-address", conf_parse_u32, F(enroll_per_address), 1, 65536, .def = "4" },
+        { "", "enroll-rate", conf_parse_u32, F(enroll_rate), 1, 100000, .def = "30" },
+        { "", "enroll-timeout", conf_parse_duration, F(enroll_timeout), 1, 3600, .def = "10" },
+        { "", "handshake-timeout", conf_parse_duration, F(handshake_timeout), 1, 3600, .def = "10" },
+        { "", "request-timeout", conf_parse_duration, F(request_timeout), 1, 3600, .def = "30" },
+        { "", "keepalive-timeout", conf_parse_duration, F(keepalive_timeout), 1, 86400, .def = "120" },
+        { "", "min-body-rate", conf_parse_u32, F(min_body_rate), 1, 1u << 30, .def = "4096" },
+        { "", "workers", conf_parse_u32, F(workers), 1, 256, .def = "4" },
 };
 #undef F
 

@@ -1,4 +1,4 @@
-/* server.h: the fleet server's shared state, connection I/O and route entry point. */
+/* server.h: the fleet server's shared state and the entry points of its routes. */
 #pragma once
 
 #include <openssl/ssl.h>
@@ -8,13 +8,20 @@
 
 #include "fleet-ca.h"
 #include "fleet-http.h"
+#include "routes.h"
 #include "store.h"
+#include "transport.h"
 
 #define SERVER_MAX_JSON_BODY 16384
-#define SERVER_IO_TIMEOUT_SEC 30
+#define SERVER_ENROLL_MAX_BODY 16384
+/* The transport's ceiling for any in-memory body: the largest route's (the operator's nix-cache/missing
+ * list). Each route keeps its own smaller cap, and roles are checked before a body is read, so drones
+ * and anonymous peers can make the server hold no more than their routes' 16 KiB. */
+#define SERVER_MAX_MEMORY_BODY SERVER_NIX_MISSING_MAX_BODY
 
 struct server_config {
-        char *listen;            /* host:port; port 0 picks a free one (printed on stdout) */
+        char *listen;            /* host:port of the fleet port (mutual TLS); port 0 picks a free one */
+        char *enroll_listen;     /* host:port of the enrollment port; NULL: enrollment by token is off */
         char *db;
         char *store_dir;         /* verified bundles, named by their SHA-256 */
         char *cert, *key;        /* the server's TLS identity */
@@ -27,6 +34,16 @@ struct server_config {
         uint32_t max_connections;
         uint32_t poll_interval;  /* seconds, told to drones */
         uint32_t token_ttl;      /* enrollment token lifetime, seconds */
+        /* admission and deadlines (docs/fleet.md "Admission") */
+        uint32_t enroll_max_connections;
+        uint32_t enroll_per_address;
+        uint32_t enroll_rate;        /* new connections per address per minute */
+        uint32_t enroll_timeout;     /* seconds for a whole enrollment exchange */
+        uint32_t handshake_timeout;  /* seconds */
+        uint32_t request_timeout;    /* seconds for head and body, plus body / min_body_rate */
+        uint32_t keepalive_timeout;  /* seconds idle between requests */
+        uint32_t min_body_rate;      /* bytes per second */
+        uint32_t workers;            /* handler threads */
 };
 
 /*
@@ -40,66 +57,53 @@ int server_config_parse(const char *text, size_t len, struct server_config *c);
 void server_config_free(struct server_config *c);
 
 struct metrics {
-        atomic_uint_fast64_t requests, errors_4xx, errors_5xx, checkins, reports, enrollments;
-        atomic_uint_fast64_t bundle_bytes, uploads, uploads_refused, tls_failures, auth_refused;
-        atomic_uint_fast64_t connections_total;
+        atomic_uint_fast64_t checkins, reports, enrollments;
+        atomic_uint_fast64_t bundle_bytes, uploads, uploads_refused, auth_refused;
         atomic_uint_fast64_t nix_cache_hits, nix_cache_misses, nix_cache_bytes;
         atomic_uint_fast64_t nix_uploads, nix_uploads_refused;
-        atomic_int connections_active;
 };
 
 struct server {
         struct server_config cfg;
-        SSL_CTX *ssl;
         store *db;
         X509 *device_ca_cert;
         EVP_PKEY *device_ca_key;   /* NULL: enrollment by token is disabled */
         X509 *operator_ca_cert;
         int nix_cache_fd;          /* O_PATH directory fd of cfg.nix_cache, opened once at start; < 0: none */
         struct metrics m;
+        struct route_table routes;
+        transport *tp;
 };
 
-enum peer_role {
-        PEER_NONE,       /* no client certificate (only /api/v1/enroll accepts this) */
-        PEER_DRONE,
-        PEER_OPERATOR,
-};
-
-struct conn {
+/* What a handler gets: the request, the answer to fill, the path's '*' segment, the caller's record. */
+struct route_ctx {
         struct server *srv;
-        SSL *ssl;
-        int fd;
-        enum peer_role role;
-        char peer[CA_NAME_MAX + 1];   /* CN of the client certificate */
-        char serial[65];              /* its serial, lowercase hex */
-        char buf[HTTP_MAX_HEAD];      /* bytes read past the current head (pipelining) */
-        size_t have;
-        bool close_after;             /* set when a response must end the connection */
-        bool head_only;               /* the current request is HEAD: conn_respond() sends no body */
+        const struct tp_request *req;
+        const struct http_request *http;
+        struct tp_response *resp;
+        const char *param;
+        struct drone_auth auth;    /* the calling drone (roles that admit drones); zero for operators */
 };
 
-/* Read exactly n body bytes (first from conn->buf). */
-int conn_read(struct conn *c, void *p, size_t n);
-/* Send a complete response (for HEAD its head only, with the body's Content-Length). extra_headers:
- * "Name: value\r\n…" or NULL. */
-int conn_respond(struct conn *c, int status, const char *ctype, const char *extra_headers, const void *body,
-                 size_t len);
-/* JSON error body {"error": "...", "status": N}. Returns the status. */
-int conn_error(struct conn *c, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-int conn_write(struct conn *c, const void *p, size_t n);
+/* The built-in routes (api.c); -EINVAL if one is malformed (the server does not start). */
+int api_routes_register(struct route_table *t, uint64_t max_upload);
+/* The dispatcher: tp_app callbacks (userdata: struct server *). */
+void api_admit(void *userdata, const struct tp_request *req, struct tp_plan *ret);
+void api_handle(void *userdata, const struct tp_request *req, struct tp_response *resp);
 
-/* Route one parsed request; the body (if any) is still unread. Returns < 0 to drop the connection. */
-int api_handle(struct conn *c, const struct http_request *req);
-
-/* Upload route (upload.c): stream, verify, store, register. */
-int api_upload(struct conn *c, const struct http_request *req);
+/* Upload route (upload.c): verify the spooled bundle, store, register. */
+int api_upload(struct route_ctx *x);
 
 /*
- * The operator's publish routes into the Nix cache (nixpublish.c), for a request whose path starts with
- * NIX_PUBLISH_PREFIX (rest = what follows): POST …/missing and PUT …/HASHPART. Operator only; the body is
- * read here. Returns like api_handle().
+ * The operator's publish routes into the Nix cache (nixpublish.c): POST /api/v1/nix-cache/missing (the
+ * paths the cache lacks, a JSON body in memory) and PUT /api/v1/nix-cache/HASHPART (one path: the
+ * upload envelope of lib/nix-publish.h, spooled by the transport). Operator routes of the table.
  */
-#define NIX_PUBLISH_PREFIX "/api/v1/nix-cache/"
-int api_nix_publish(struct conn *c, const struct http_request *req, const char *rest);
+#define SERVER_NIX_MISSING_MAX_BODY (8u << 20)   /* NIX_CLOSURE_MAX store paths as JSON */
+int api_nix_missing(struct route_ctx *x);
+int api_nix_upload(struct route_ctx *x);
+/* The largest PUT body: a NAR of up to max_upload bytes in its envelope. */
+uint64_t api_nix_upload_max_body(uint64_t max_upload);
 
+/* Bind, serve until SIGTERM. */
 int server_run(struct server *srv);

@@ -25,6 +25,7 @@
 #include "secret.h"
 #include "verb.h"
 #include "verbs.h"
+#include "vercmp.h"
 
 #define RESPONSE_MAX (4u << 20)
 #define REUSE_BUNDLE_MAX (64u << 20)   /* a generation bundle is a manifest and a closure listing */
@@ -644,7 +645,7 @@ int verb_release(int argc, char *argv[]) {
                 return usage_error("one of --nix-key and --no-sign is required");
         if (!o.key || !o.cert || !o.compatible || !o.version)
                 return usage_error("--key, --cert, --compatible and --version are required");
-        if (bundle_version_valid(o.version) < 0)
+        if (version_valid(o.version) < 0)
                 return usage_error("bad --version '%s' (dot-numeric)", o.version);
         if (!o.server || !o.server_ca || !o.op_cert || !o.op_key)
                 return usage_error("the fleet server and an operator identity are required (--server, --server-ca, "

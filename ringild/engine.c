@@ -6,7 +6,6 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -14,6 +13,7 @@
 #include "err.h"
 #include "fileio.h"
 #include "log.h"
+#include "process.h"
 
 #define ENGINE_MAX_OUTPUT (256u * 1024u)
 #define DOWNLOAD_WINDOW (4u << 20)
@@ -22,33 +22,14 @@
 /*
  * The engine runs as a child process: it is the one component that verifies and writes slots, and
  * keeping it out of the networked process means a bug in TLS/HTTP handling cannot write a slot.
+ * stdin_fd < 0: /dev/null; out_fd/err_fd: its stdout and stderr (2: ours).
  */
 static int spawn(const char *const argv[], int stdin_fd, int out_fd, int err_fd, pid_t *ret_pid) {
-        pid_t pid = fork();
-
-        if (pid < 0)
-                return negative_errno();
-        if (pid == 0) {
-                int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
-                if (dup2(stdin_fd >= 0 ? stdin_fd : null, 0) < 0 || dup2(out_fd, 1) < 0 || dup2(err_fd, 2) < 0)
-                        _exit(127);
-                signal(SIGPIPE, SIG_DFL);
-                execvp(argv[0], (char *const *) argv);
-                _exit(127);
-        }
-        *ret_pid = pid;
-        return 0;
-}
-
-static int wait_exit(pid_t pid) {
-        int st;
-
-        while (waitpid(pid, &st, 0) < 0)
-                if (errno != EINTR)
-                        return negative_errno();
-        if (WIFEXITED(st))
-                return WEXITSTATUS(st);
-        return 128 + (WIFSIGNALED(st) ? WTERMSIG(st) : 0);
+        return process_spawn((char *const *) argv,
+                             &(struct process_opts) { .in = stdin_fd >= 0 ? PROCESS_STDIO_FD : PROCESS_STDIO_NULL, .in_fd = stdin_fd,
+                                                      .out = PROCESS_STDIO_FD, .out_fd = out_fd,
+                                                      .err = PROCESS_STDIO_FD, .err_fd = err_fd },
+                             ret_pid);
 }
 
 /* Last non-empty line of the child's output, for the report; the whole output goes to our log. */
@@ -101,7 +82,7 @@ static int run_engine(const struct agent_config *c, const char *verb, bool json,
         r = spawn(argv, -1, fd, out ? 2 : fd, &pid);
         if (r < 0)
                 return r;
-        r = wait_exit(pid);
+        r = process_wait(pid);
         if (r < 0)
                 return r;
         if (out) {
@@ -189,7 +170,7 @@ int run_command(const char *cmdline) {
 
         if (r < 0)
                 return r;
-        return wait_exit(pid);
+        return process_wait(pid);
 }
 
 struct pipe_sink {
@@ -272,7 +253,7 @@ int engine_install_from_server(const struct agent_config *c, fleet_client *fc, i
         close(p[1]);
         if (dl_err < 0 && !sink.broken)
                 kill(pid, SIGTERM);   /* an incomplete stream must not be installed */
-        code = wait_exit(pid);
+        code = process_wait(pid);
         *ret_downloaded = sink.written;
         {
                 char engine_err[FLEET_TEXT_MAX] = "";

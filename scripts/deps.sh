@@ -16,7 +16,7 @@ if [[ ${1:-} == --list ]]; then
 fi
 
 build_pkgs=(gcc make meson ninja-build pkg-config libssl-dev libjansson-dev libcurl4-openssl-dev
-            libsqlite3-dev openssl)
+            libsqlite3-dev openssl libevent-dev)
 test_pkgs=(libcmocka-dev python3 python3-pytest clang sbsigntool efitools systemd-boot-efi
            faketime e2fsprogs dosfstools mtools util-linux)
 demo_pkgs=(sbsigntool systemd-boot-efi python3 openssl efitools)
@@ -28,6 +28,9 @@ bundle_pkgs=(faketime time openssl)
 install_pkgs=(openssl sbsigntool systemd-boot-efi)
 audit_pkgs=(efitools openssl)
 fleet_pkgs=()
+# fleet server under load: libevent (build), systemd-analyze for the unit's exposure test, nginx as the bench's ceiling
+server_load_pkgs=(libevent-dev systemd)
+server_load_bench_pkgs=(nginx-light linux-perf)
 nix_pkgs=(nix-bin wireguard-tools)
 # UKIs: a real kernel to wrap, binutils (x86-64 and aarch64) to read the result, and one OVMF boot of it;
 # the arm64 stub and kernel come as .debs into the tests' cache (tests/integration/debcache.py)
@@ -35,7 +38,8 @@ uki_pkgs=(systemd-boot-efi linux-image-amd64 binutils binutils-aarch64-linux-gnu
           busybox-static dosfstools mtools sbsigntool)
 # the boot-assessment units: scored by systemd-analyze, run sandboxed in a systemd-nspawn container
 units_pkgs=(systemd systemd-container iproute2)
-test_pkgs+=("${keys_pkgs[@]}" "${efi_pkgs[@]}" "${bundle_pkgs[@]}" "${install_pkgs[@]}" "${audit_pkgs[@]}" "${fleet_pkgs[@]}" "${nix_pkgs[@]}" "${uki_pkgs[@]}" "${units_pkgs[@]}")
+test_pkgs+=("${keys_pkgs[@]}" "${efi_pkgs[@]}" "${bundle_pkgs[@]}" "${install_pkgs[@]}" "${audit_pkgs[@]}" "${fleet_pkgs[@]}" "${nix_pkgs[@]}" "${uki_pkgs[@]}" "${units_pkgs[@]}" "${server_load_pkgs[@]}")
+bench_pkgs+=("${server_load_bench_pkgs[@]}")
 
 case "${1:-test}" in
 build) want=("${build_pkgs[@]}") ;;

@@ -330,7 +330,8 @@ def test_enrollment_tokens_are_single_use_and_bound(fleet, world, tmp_path):
         d = tmp_path / name
         d.mkdir()
         conf = d / "ringild.conf"
-        conf.write_text(f"server = {srv.url}\nca = {pki.ca}\ncert = {d / 'cert.pem'}\nkey = {d / 'key.pem'}\n")
+        conf.write_text(f"server = {srv.url}\nenroll-server = {srv.enroll_url}\nca = {pki.ca}\n"
+                        f"cert = {d / 'cert.pem'}\nkey = {d / 'key.pem'}\n")
         return d, conf
 
     # a token for drone-e does not enroll another name, and a wrong token does nothing
@@ -399,7 +400,8 @@ def agent_dir(tmp_path, srv, pki, name):
     d = tmp_path / name
     d.mkdir()
     conf = d / "ringild.conf"
-    conf.write_text(f"server = {srv.url}\nca = {pki.ca}\ncert = {d / 'cert.pem'}\nkey = {d / 'key.pem'}\n")
+    conf.write_text(f"server = {srv.url}\nenroll-server = {srv.enroll_url}\nca = {pki.ca}\n"
+                    f"cert = {d / 'cert.pem'}\nkey = {d / 'key.pem'}\n")
     return d, conf
 
 
@@ -588,7 +590,8 @@ def test_serve_says_why_it_cannot_listen(world, tmp_path):
     port = s.getsockname()[1]
     try:
         srv = Server(world["server"], world["pki"], tmp_path / "server")
-        srv.conf.write_text(srv.conf.read_text().replace("listen = 127.0.0.1:0", f"listen = 127.0.0.1:{port}"))
+        srv.conf.write_text(re.sub(r"^listen = 127\.0\.0\.1:0$", f"listen = 127.0.0.1:{port}", srv.conf.read_text(),
+                                   flags=re.M))
         p = run([world["server"], "serve", "--config", srv.conf], check=False)
         assert p.returncode != 0
         assert f"cannot listen on '127.0.0.1:{port}'" in p.err and "Address already in use" in p.err, p.err
@@ -607,7 +610,7 @@ def test_docs_off_device_agent_walkthrough(world, tmp_path):
     try:
         bins = [os.path.dirname(world[k]) for k in ("ringil", "ringild", "server")]
         env = dict(os.environ, PATH=":".join(bins + [os.environ.get("PATH", "/usr/bin:/bin")]),
-                   SERVER=srv.url, CA=str(pki.ca), KEYRING=str(pki.dir / "sign.pem"),
+                   SERVER=srv.url, ENROLL=srv.enroll_url, CA=str(pki.ca), KEYRING=str(pki.dir / "sign.pem"),
                    V1=str(world["bundles"]["1.0"]), V2=str(world["bundles"]["2.0"]),
                    RINGIL_FLEET_SERVER=srv.url, RINGIL_FLEET_CA=str(pki.ca),
                    RINGIL_FLEET_CERT=str(pki.dir / "op" / "alice.pem"),

@@ -24,13 +24,29 @@ static void test_defaults_and_values(void **state) {
         assert_null(c.operator_ca);
         assert_null(c.nix_cache);
         assert_int_equal(c.max_upload, 2ull << 30);
-        assert_int_equal(c.max_connections, 512);
+        assert_int_equal(c.max_connections, 4096);
         assert_int_equal(c.poll_interval, 300);
         assert_int_equal(c.token_ttl, 86400);
+        /* admission and deadlines */
+        assert_null(c.enroll_listen);
+        assert_int_equal(c.enroll_max_connections, 64);
+        assert_int_equal(c.enroll_per_address, 4);
+        assert_int_equal(c.enroll_rate, 30);
+        assert_int_equal(c.enroll_timeout, 10);
+        assert_int_equal(c.handshake_timeout, 10);
+        assert_int_equal(c.request_timeout, 30);
+        assert_int_equal(c.keepalive_timeout, 120);
+        assert_int_equal(c.min_body_rate, 4096);
+        assert_int_equal(c.workers, 4);
         server_config_free(&c);
 
         assert_int_equal(sc("# fleet\nlisten = [::1]:0\n" REQUIRED "operator-ca = /etc/rs/op.pem\nnix-cache = /srv/cache\n"
-                            "max-upload = 512M\nmax-connections = 65536\npoll-interval = 1\ntoken-ttl = 30d\n", &c), 0);
+                            "max-upload = 512M\nmax-connections = 65536\npoll-interval = 1\ntoken-ttl = 30d\n"
+                            "enroll-listen = 0.0.0.0:8444\nrequest-timeout = 1min\nkeepalive-timeout = 1h\nworkers = 8\n", &c), 0);
+        assert_string_equal(c.enroll_listen, "0.0.0.0:8444");
+        assert_int_equal(c.request_timeout, 60);
+        assert_int_equal(c.keepalive_timeout, 3600);
+        assert_int_equal(c.workers, 8);
         assert_string_equal(c.listen, "[::1]:0");
         assert_string_equal(c.operator_ca, "/etc/rs/op.pem");
         assert_string_equal(c.nix_cache, "/srv/cache");
@@ -50,7 +66,10 @@ static void test_refusals(void **state) {
                 { REQUIRED "colour = blue\n", "line 7: unknown key `colour'" },
                 { REQUIRED "db = /other.db\n", "line 7: duplicate key `db' (first on line 1)" },
                 { REQUIRED "max-upload = 0\n", "line 7: max-upload: `0' is not a size of at least 1 (suffixes K, M, G, T)" },
-                { REQUIRED "max-connections = 65537\n", "line 7: max-connections: `65537' is not a number in 1..65536" },
+                { REQUIRED "max-connections = 1000001\n", "line 7: max-connections: `1000001' is not a number in 1..1000000" },
+                { REQUIRED "workers = 0\n", "line 7: workers: `0' is not a number in 1..256" },
+                { REQUIRED "enroll-timeout = 2h\n",
+                  "line 7: enroll-timeout: `2h' is not a duration in 1s..1h (seconds, or a unit s, min, h, d)" },
                 { REQUIRED "poll-interval = 2d\n",
                   "line 7: poll-interval: `2d' is not a duration in 1s..1d (seconds, or a unit s, min, h, d)" },
                 { REQUIRED "token-ttl = 59\n",
