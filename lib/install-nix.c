@@ -7,7 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -57,45 +56,6 @@ static int spawn(const char *home_dir, char *const argv[], size_t max, struct bu
 
 static int run(const struct device_conf *c, char *const argv[]) {
         return spawn(c->state_dir, argv, 0, NULL);
-}
-
-int nix_command(const char *home, char *const argv[], size_t max, struct buf *ret) {
-        return spawn(home, argv, max, ret);
-}
-
-int nix_command_stdout(char *const argv[], int *ret_fd, pid_t *ret_pid) {
-        int fds[2];
-        pid_t pid;
-
-        log_debug("running %s %s %s (streamed)", argv[0], argv[1] ? argv[1] : "", argv[1] && argv[2] ? argv[2] : "");
-        if (pipe2(fds, O_CLOEXEC) < 0)
-                return negative_errno();
-        pid = fork();
-        if (pid < 0) {
-                int r = negative_errno();
-                close(fds[0]);
-                close(fds[1]);
-                return r;
-        }
-        if (pid == 0) {
-                if (dup2(fds[1], STDOUT_FILENO) < 0)
-                        _exit(127);
-                execvp(argv[0], argv);
-                _exit(127);
-        }
-        close(fds[1]);
-        *ret_fd = fds[0];
-        *ret_pid = pid;
-        return 0;
-}
-
-int nix_command_wait(pid_t pid) {
-        int status;
-
-        while (waitpid(pid, &status, 0) < 0)
-                if (errno != EINTR)
-                        return negative_errno();
-        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
 }
 
 /* argv helper: appends "--store DIR" when a chroot store is configured. */

@@ -3,7 +3,6 @@
 
 #include <stdbool.h>
 #include <stdint.h>
-#include <sys/types.h>
 
 #include "bundle.h"
 #include "install-conf.h"
@@ -44,15 +43,5 @@ int install_nix_running_version(const struct device_conf *c, const struct instal
  * installer to check what it installed (home = its state dir, a fixed environment).
  */
 int nix_store_closure(const char *store, const char *home, const char *store_path, struct nix_closure *ret);
-/*
- * Run a Nix command without a shell and wait: its exit status, 128+signal or a negative errno. home set:
- * a fixed environment (PATH, HOME=home, LC_ALL=C, NIX_REMOTE passed on); NULL: the caller's (an operator's
- * command, with its own Nix setup). ret set: stdout captured (at most max bytes, else -EFBIG).
- */
-int nix_command(const char *home, char *const argv[], size_t max, struct buf *ret);
-/* Start a Nix command in the caller's environment with its stdout as *ret_fd (a pipe the caller reads and
- * closes); nix_command_wait() then reaps it and returns as nix_command() does. */
-int nix_command_stdout(char *const argv[], int *ret_fd, pid_t *ret_pid);
-int nix_command_wait(pid_t pid);
 /* The store path the [nix] profile points at now (*ret allocated); -ENOENT without a profile. */
 int install_nix_profile_target(const struct device_conf *c, char **ret);

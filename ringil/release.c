@@ -18,10 +18,10 @@
 #include "fileio.h"
 #include "fleet-ca.h"
 #include "fleet-client.h"
-#include "install-nix.h"
 #include "log.h"
 #include "nix-publish.h"
 #include "parse.h"
+#include "process.h"
 #include "secret.h"
 #include "verb.h"
 #include "verbs.h"
@@ -104,7 +104,10 @@ static int run_nix(struct nixv *a, size_t max, struct buf *out, const char *what
         int r;
 
         a->v[a->n] = NULL;
-        r = nix_command(NULL, a->v, max, out);
+        /* the operator's environment: their Nix setup (store, substituters, flake registry) */
+        r = process_run(a->v, &(struct process_opts) { .out = out ? PROCESS_STDIO_CAPTURE : PROCESS_STDIO_INHERIT,
+                                                        .capture_max = max },
+                        out);
         if (r != 0)
                 return ringil_fail(r < 0 ? r : -RINGIL_EREFUSED, "%s failed (%s %d)", what, r < 0 ? "error" : "exit", r);
         return 0;
@@ -297,14 +300,14 @@ static int publish_path(fleet_client *fc, const struct release_opts *o, const st
         nixv_add(&a, "dump-path");
         nixv_add(&a, p->path);
         a.v[a.n] = NULL;
-        r = nix_command_stdout(a.v, &fd, &pid);
+        r = process_spawn_reader(a.v, &(struct process_opts) { .out = PROCESS_STDIO_CAPTURE }, &fd, &pid);
         if (r < 0)
                 return ringil_fail(r, "cannot run nix store dump-path");
         src = (struct upload_src) { .head = body.data, .head_len = body.len, .fd = fd };
         (void) snprintf(url, sizeof(url), "/api/v1/nix-cache/%.32s", p->path + 11);
         r = fleet_client_send(fc, "PUT", url, body.len + p->nar_size, upload_read, &src, RESPONSE_MAX, &status, &resp);
         fd = safe_close(fd);   /* a Nix still writing gets EPIPE and ends */
-        rw = nix_command_wait(pid);
+        rw = process_wait(pid);
         if (r < 0)
                 return ringil_fail(r, "publishing %s: %s", p->path, ringil_detail());
         if (status < 200 || status > 299) {
