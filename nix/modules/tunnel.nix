@@ -4,7 +4,8 @@
 #   into privateKeyFile on the encrypted root: never in the Nix store, never on the unencrypted ESP,
 #   0400 in a 0700 root-only directory. Its public key is written next to it and logged once, for the
 #   operator to add the drone as a peer on the fleet's WireGuard endpoint.
-# - The fleet server's URL (services.ringild.serverUrl) must be an address inside the tunnel (asserted).
+# - The fleet server's URL (services.ringild.serverUrl), and its enrollment port's (enrollServerUrl) when
+#   set, must be addresses inside the tunnel (asserted).
 # - ringild (and everything it runs: downloads, the Nix cache mirror) requires and follows the interface
 #   unit, and with restrictAgent may use only that interface and the server's tunnel addresses
 #   (RestrictNetworkInterfaces=, IPAddressAllow=): nothing it sends can leave outside the tunnel.
@@ -51,8 +52,8 @@ let
     in
     if h != null && n != null then len <= 32 && h / pow2 (32 - len) == n / pow2 (32 - len)
     else lib.toLower host == lib.toLower net;
-  serverHost = urlHost agent.serverUrl;
-  hostInTunnel = serverHost != null && builtins.any (inPrefix serverHost) cfg.server.addresses;
+  inTunnel = url: let h = urlHost url; in h != null && builtins.any (inPrefix h) cfg.server.addresses;
+  hostInTunnel = inTunnel agent.serverUrl;
   serverIPs = map (p: builtins.head (lib.splitString "/" p)) cfg.server.addresses;
 
   keyDir = dirOf cfg.privateKeyFile;
@@ -131,6 +132,11 @@ in
       {
         assertion = hostInTunnel;
         message = "services.ringild.tunnel: serverUrl (${agent.serverUrl}) must name an address inside the tunnel (tunnel.server.addresses: ${toString cfg.server.addresses}).";
+      }
+      {
+        # enrollment is the drone's first exchange with the server: through the tunnel too
+        assertion = agent.enrollServerUrl == null || inTunnel agent.enrollServerUrl;
+        message = "services.ringild.tunnel: enrollServerUrl (${toString agent.enrollServerUrl}) must name an address inside the tunnel (tunnel.server.addresses: ${toString cfg.server.addresses}).";
       }
       {
         assertion = !(lib.hasPrefix "/nix/store/" cfg.privateKeyFile || lib.hasPrefix "/boot/" cfg.privateKeyFile
