@@ -12,6 +12,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import ssl
 import subprocess
 from pathlib import Path
@@ -193,6 +194,8 @@ def test_nar_hash_differs_from_narinfo(pubserver, nixworld, tmp_path):
     status, data, _ = put(srv, "operator", base_path[11:43], envelope(ni, nar[:-1]))
     assert status == 422 and b"the signed NarSize is" in data, (status, data)
     assert cache_files(cache) == before
+    # the transport's spool file of each refused upload is gone too
+    assert not list((srv.dir / "store").glob(".upload.*"))
     # the same request with the true NAR is stored; again, it is not stored twice
     status, data, _ = put(srv, "operator", base_path[11:43], envelope(ni, nar))
     assert status == 201 and json.loads(data)["stored"] is True, data
@@ -264,6 +267,50 @@ def test_missing_route(pubserver, nixworld):
     for bad in ({"paths": ["/etc/passwd"]}, {"paths": "x"}, {"other": []}, [1]):
         status, _, _ = request(srv.port, ctx, "POST", "/api/v1/nix-cache/missing", body=json.dumps(bad), timeout=10)
         assert status == 400, bad
+
+
+def test_publish_routes_caps_and_methods(nixworld, fleetpki, tmp_path):
+    """The publish routes as entries of the server's route table: an upload over max-upload plus the envelope
+    is 413 before any byte of it is read, a missing list far above the 16 KiB of the other JSON routes is
+    taken, and the routes' other methods are 405 with Allow."""
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    srv = Server(binary("ringil-server"), fleetpki, tmp_path / "server",
+                 extra=f"nix-cache = {cache}\nnix-trusted-public-keys = {nixworld['fleet_pk']}\nmax-upload = 1M\n").start()
+    try:
+        ctx = tls_context(srv.pki, srv.pki.dir / "op" / "alice.pem", srv.pki.dir / "op" / "alice.key")
+        head = (f"PUT /api/v1/nix-cache/{'0' * 32} HTTP/1.1\r\nHost: x\r\nContent-Length: {2 << 20}\r\n\r\n").encode()
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s, \
+                ctx.wrap_socket(s, server_hostname="127.0.0.1") as t:
+            t.sendall(head)   # and no body: the answer must not wait for it
+            answer = t.recv(65536)
+        assert answer.startswith(b"HTTP/1.1 413 "), answer[:200]
+        assert not list((srv.dir / "store").glob(".upload.*"))
+        # 2,000 paths of ~60 bytes: ~120 KiB of JSON, all missing from the empty cache
+        paths = [f"/nix/store/{os.urandom(20).hex()[:32].translate(str.maketrans('eotu', '0123'))}-p{i}" for i in range(2000)]
+        status, data, _ = request(srv.port, ctx, "POST", "/api/v1/nix-cache/missing", body=json.dumps({"paths": paths}),
+                                  timeout=30)
+        assert status == 200 and json.loads(data) == {"missing": paths}, (status, data[:200])
+        status, _, hdr = request(srv.port, ctx, "GET", "/api/v1/nix-cache/missing")
+        assert status == 405 and hdr["Allow"] == "POST, PUT", (status, hdr)
+        status, _, hdr = request(srv.port, ctx, "POST", f"/api/v1/nix-cache/{'0' * 32}", body=b"x")
+        assert status == 405 and hdr["Allow"] == "PUT", (status, hdr)
+        # a hash part that is not one is no path of the cache
+        status, data, _ = request(srv.port, ctx, "PUT", "/api/v1/nix-cache/NOT-A-HASH", body=b"ringil-nix-upload 1 1\nx")
+        assert status == 404 and b"hash part" in data, (status, data)
+        assert cache_files(cache) == {}
+    finally:
+        srv.stop()
+
+
+def test_publish_needs_a_configured_cache(fleetpki, tmp_path):
+    srv = Server(binary("ringil-server"), fleetpki, tmp_path / "server").start()
+    try:
+        ctx = tls_context(srv.pki, srv.pki.dir / "op" / "alice.pem", srv.pki.dir / "op" / "alice.key")
+        status, data, _ = request(srv.port, ctx, "POST", "/api/v1/nix-cache/missing", body=json.dumps({"paths": []}))
+        assert status == 501 and b"no nix-cache with nix-trusted-public-keys" in data, (status, data)
+    finally:
+        srv.stop()
 
 
 def test_server_refuses_bad_key_config(fleetpki, tmp_path):
