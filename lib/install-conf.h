@@ -38,7 +38,7 @@ struct device_conf {
         char *health_hook;
         size_t n_classes;
         struct slot_class classes[INSTALL_MAX_SLOT_CLASSES];
-        /* [nix]: NixOS-generation mode (docs/nixos.md §7) when present; no [slot.*] sections then. */
+        /* [nix]: NixOS-generation mode (docs/nixos.md §10) when present; no [slot.*] sections then. */
         bool nix_generation;
         char *nix_profile;           /* default /nix/var/nix/profiles/system */
         char *nix_substituter;       /* cache URL when the bundle names none */

@@ -31,7 +31,7 @@ fleet_pkgs=()
 # fleet server under load: libevent (build), systemd-analyze for the unit's exposure test, nginx as the bench's ceiling
 server_load_pkgs=(libevent-dev systemd)
 server_load_bench_pkgs=(nginx-light linux-perf)
-nix_pkgs=(nix-bin)
+nix_pkgs=(nix-bin wireguard-tools)
 # UKIs: a real kernel to wrap, binutils (x86-64 and aarch64) to read the result, and one OVMF boot of it;
 # the arm64 stub and kernel come as .debs into the tests' cache (tests/integration/debcache.py)
 uki_pkgs=(systemd-boot-efi linux-image-amd64 binutils binutils-aarch64-linux-gnu qemu-system-x86 ovmf
