@@ -322,9 +322,9 @@ int store_checkin(store *s, const char *id, const struct fleet_status *st, int64
                 sqlite3_bind_text(q, 3, st->version, -1, SQLITE_STATIC);
                 sqlite3_bind_text(q, 4, st->slot, -1, SQLITE_STATIC);
                 sqlite3_bind_text(q, 5, st->boot, -1, SQLITE_STATIC);
-                if (st->has_audit) {
-                        sqlite3_bind_int64(q, 6, st->audit_pass);
-                        sqlite3_bind_int64(q, 7, st->audit_fail);
+                if (st->audit.present) {
+                        sqlite3_bind_int64(q, 6, st->audit.pass);
+                        sqlite3_bind_int64(q, 7, st->audit.fail);
                 }
                 r = step_done(s, q);
                 r = end(s, r);
