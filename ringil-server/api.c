@@ -15,6 +15,7 @@
 #include "parse.h"
 #include "secret.h"
 #include "server.h"
+#include "store-rollout.h"
 
 #define ENROLL_MAX_BODY 16384
 
@@ -158,6 +159,7 @@ static int route_checkin(struct conn *c, const struct http_request *req) {
         struct fleet_assignment a = { .poll_interval = c->srv->cfg.poll_interval };
         struct drone_auth auth;
         struct release rel;
+        bool held = false;
         size_t len;
         int r;
 
@@ -172,7 +174,10 @@ static int route_checkin(struct conn *c, const struct http_request *req) {
         r = store_checkin(c->srv->db, c->peer, &st, (int64_t) time(NULL));
         if (r < 0)
                 return conn_error(c, 503, "store: %s", ringil_detail());
-        r = get_assignment(c, c->peer, auth.group, &rel);
+        r = api_rollout_checkin(c, auth.group, &st, &held, &a);
+        if (r < 0)
+                return conn_error(c, 503, "store: %s", ringil_detail());
+        r = held ? 0 : get_assignment(c, c->peer, auth.group, &rel);
         if (r < 0)
                 return conn_error(c, 500, "assignment lookup failed");
         if (r > 0) {
@@ -211,6 +216,13 @@ static int route_report(struct conn *c, const struct http_request *req) {
                 return conn_error(c, 409, "report seq %" PRIu64 " is older than the last one stored", st.seq);
         if (r < 0)
                 /* No acknowledgement unless committed: the agent keeps the report and retries. */
+                return conn_error(c, 503, "store: %s", ringil_detail());
+        /* Its rollout and compliance parts, also for a repeated report (the first attempt may have
+         * stopped between the two commits): both are idempotent, and the ack waits for them. */
+        r = store_rollout_report(c->srv->db, c->peer, &st, (int64_t) time(NULL));
+        if (r >= 0)
+                r = store_compliance_update(c->srv->db, c->peer, &st, (int64_t) time(NULL));
+        if (r < 0)
                 return conn_error(c, 503, "store: %s", ringil_detail());
         atomic_fetch_add(&c->srv->m.reports, 1);
         log_info("drone %s: %s (release %" PRId64 ", version '%s')%s%s", c->peer, fleet_state_to_string(st.state),
@@ -286,10 +298,15 @@ static int route_bundle(struct conn *c, const struct http_request *req, int64_t 
                 r = authorize_drone(c, &auth);
                 if (r < 0)
                         return 0;
-                r = get_assignment(c, c->peer, auth.group, &rel);
+                struct rollout_checkin_result hold;
+                r = store_rollout_checkin(c->srv->db, c->peer, auth.group, NULL, (int64_t) time(NULL), false, &hold);
+                if (r < 0)
+                        return conn_error(c, 503, "store: %s", ringil_detail());
+                r = hold.held ? 0 : get_assignment(c, c->peer, auth.group, &rel);
                 if (r < 0)
                         return conn_error(c, 500, "assignment lookup failed");
-                /* INVARIANT: a drone downloads only the release currently assigned to it. */
+                /* INVARIANT: a drone downloads only the release currently assigned to it (a member a
+                 * rollout holds has none). */
                 if (r == 0 || rel.id != rid) {
                         atomic_fetch_add(&c->srv->m.auth_refused, 1);
                         return conn_error(c, 403, "release %" PRId64 " is not assigned to '%s'", rid, c->peer);
@@ -478,6 +495,7 @@ static int route_drone_add(struct conn *c, const struct http_request *req) {
 static int route_assign(struct conn *c, const struct http_request *req, int64_t rid) {
         _cleanup_free_ char *body = NULL;
         const char *target = NULL;
+        int force = 0;
         json_t *j;
         json_error_t e;
         size_t len;
@@ -487,13 +505,23 @@ static int route_assign(struct conn *c, const struct http_request *req, int64_t 
         if (r < 0)
                 return r == -ECONNRESET || r == -ENOMEM ? r : 0;
         j = json_loadb(body, len, JSON_REJECT_DUPLICATES, &e);
-        if (!j || json_unpack(j, "{s:s !}", "target", &target) < 0 ||
+        if (!j || json_unpack(j, "{s:s, s?b !}", "target", &target, "force", &force) < 0 ||
             !(streq(target, "*") || (strncmp(target, "group:", 6) == 0 && ca_name_valid(target + 6) >= 0) ||
               (strncmp(target, "drone:", 6) == 0 && ca_name_valid(target + 6) >= 0))) {
                 json_decref(j);
-                return conn_error(c, 400, "expected {\"target\": \"*\" | \"group:NAME\" | \"drone:ID\"}");
+                return conn_error(c, 400, "expected {\"target\": \"*\" | \"group:NAME\" | \"drone:ID\", \"force\": BOOL}");
         }
-        r = store_assign(c->srv->db, target, rid);
+        /* One rollout per drone: a static assignment of a drone a rollout holds is refused, or, with
+         * force, takes the drone out of the rollout. */
+        r = strncmp(target, "drone:", 6) == 0
+                    ? store_rollout_assign_check(c->srv->db, target + 6, force, (int64_t) time(NULL)) : 0;
+        if (r == -EEXIST) {
+                r = conn_error(c, 409, "%s", ringil_detail());
+                json_decref(j);
+                return r;
+        }
+        if (r >= 0)
+                r = store_assign(c->srv->db, target, rid);
         if (r < 0) {
                 json_decref(j);
                 return r == -ENOENT ? conn_error(c, 404, "no release %" PRId64, rid)
@@ -547,6 +575,16 @@ static int route_metrics(struct conn *c) {
                         buf_printf(&b, "ringil_drones{state=\"%s\"} %" JSON_INTEGER_FORMAT "\n", k, json_integer_value(v));
                 json_decref(counts);
         }
+        buf_printf(&b,
+                   "# TYPE ringil_rollout_scheduler_passes_total counter\nringil_rollout_scheduler_passes_total %" PRIuFAST64 "\n"
+                   "# TYPE ringil_rollout_hands_total counter\nringil_rollout_hands_total %" PRIuFAST64 "\n"
+                   "# HELP ringil_rollout_scheduler_pass_seconds Duration of the last scheduler pass.\n"
+                   "# TYPE ringil_rollout_scheduler_pass_seconds gauge\nringil_rollout_scheduler_pass_seconds %.6f\n"
+                   "# TYPE ringil_rollout_scheduler_pass_seconds_max gauge\nringil_rollout_scheduler_pass_seconds_max %.6f\n",
+                   atomic_load(&m->rollout_passes), atomic_load(&m->rollout_hands),
+                   (double) atomic_load(&m->rollout_pass_us_last) / 1e6, (double) atomic_load(&m->rollout_pass_us_max) / 1e6);
+        (void) store_rollout_metrics(c->srv->db, (int64_t) time(NULL),
+                                     c->srv->cfg.silent_polls * c->srv->cfg.poll_interval, &b);
         return conn_respond(c, 200, "text/plain; version=0.0.4", NULL, b.data, b.len);
 }
 
@@ -600,12 +638,21 @@ int api_handle(struct conn *c, const struct http_request *req) {
                 r = store_drone_json(c->srv->db, id, &j);
                 if (r == -ENOENT)
                         return conn_error(c, 404, "no drone '%s'", id);
-                if (r < 0)
+                if (r >= 0)
+                        r = store_drone_decorate(c->srv->db, id, j);
+                if (r < 0) {
+                        json_decref(j);
                         return conn_error(c, 500, "store: %s", ringil_detail());
+                }
                 r = respond_json(c, 200, j);
                 json_decref(j);
                 return r;
         }
+
+        /* Rollouts, tags, windows, retries, compliance, drift: each route checks its own role. */
+        r = api_rollout_handle(c, req);
+        if (r != 0)
+                return r > 0 ? 0 : r;
 
         /* Everything below is the operator API. */
         if (authorize_operator(c) < 0)
@@ -658,4 +705,30 @@ int api_handle(struct conn *c, const struct http_request *req) {
         if (skip_body(c, req) < 0)
                 return -1;
         return conn_error(c, 404, "no route for %s", p);
+}
+
+/* ---- for the other route files ---- */
+
+int api_read_body(struct conn *c, const struct http_request *req, size_t max, char **ret, size_t *ret_len) {
+        return read_body(c, req, max, ret, ret_len);
+}
+
+int api_skip_body(struct conn *c, const struct http_request *req) {
+        return skip_body(c, req);
+}
+
+int api_respond_json(struct conn *c, int status, json_t *j) {
+        return respond_json(c, status, j);
+}
+
+int api_authorize_drone(struct conn *c, struct drone_auth *ret) {
+        return authorize_drone(c, ret);
+}
+
+int api_authorize_operator(struct conn *c) {
+        return authorize_operator(c);
+}
+
+int api_authorize_self_or_operator(struct conn *c, const char *id) {
+        return authorize_self_or_operator(c, id);
 }

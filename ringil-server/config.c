@@ -2,6 +2,7 @@
 #include <string.h>
 
 #include "err.h"
+#include "fleet-ca.h"
 #include "fileio.h"
 #include "fleet-msg.h"
 #include "parse.h"
@@ -17,6 +18,7 @@ void server_config_free(struct server_config *c) {
         free(c->operator_ca);
         free(c->keyring);
         free(c->nix_cache);
+        free(c->approvers);
         *c = (struct server_config) {};
 }
 
@@ -44,6 +46,7 @@ static int server_kv(const char *key, const char *value, unsigned line, void *us
                 { "operator-ca", &c->operator_ca },
                 { "keyring", &c->keyring },
                 { "nix-cache", &c->nix_cache },
+                { "approvers", &c->approvers },
         };
 
         for (size_t i = 0; i < ELEMENTSOF(strs); i++)
@@ -65,6 +68,14 @@ static int server_kv(const char *key, const char *value, unsigned line, void *us
                 return parse_u32_range(value, 1, 86400, &c->poll_interval) < 0
                                ? ringil_fail(-RINGIL_EMALFORMED, "line %u: bad poll-interval '%s'", line, value)
                                : 0;
+        if (streq(key, "scheduler-interval"))
+                return parse_u32_range(value, 1, 3600, &c->scheduler_interval) < 0
+                               ? ringil_fail(-RINGIL_EMALFORMED, "line %u: bad scheduler-interval '%s'", line, value)
+                               : 0;
+        if (streq(key, "silent-polls"))
+                return parse_u32_range(value, 1, 10000, &c->silent_polls) < 0
+                               ? ringil_fail(-RINGIL_EMALFORMED, "line %u: bad silent-polls '%s'", line, value)
+                               : 0;
         if (streq(key, "token-ttl"))
                 return parse_u32_range(value, 60, 86400 * 30, &c->token_ttl) < 0
                                ? ringil_fail(-RINGIL_EMALFORMED, "line %u: bad token-ttl '%s'", line, value)
@@ -82,6 +93,8 @@ int server_config_load(const char *path, struct server_config *c) {
                 .max_connections = 512,
                 .poll_interval = 300,
                 .token_ttl = 86400,
+                .scheduler_interval = 5,
+                .silent_polls = 3,
         };
         r = read_full_file(path, 0, FLEET_MAX_CONFIG, &data, &len);
         if (r < 0)
@@ -91,6 +104,16 @@ int server_config_load(const char *path, struct server_config *c) {
                 r = ringil_fail(-RINGIL_EMALFORMED, "config needs db, store, cert, key, device-ca and keyring");
         if (r >= 0 && !c->listen)
                 r = set_str(&c->listen, "127.0.0.1:8443");
+        if (r >= 0 && c->approvers) {
+                /* comma-separated certificate names, each checked like every name of the fleet */
+                _cleanup_free_ char *copy = strdup(c->approvers);
+                char *save = NULL;
+                if (!copy)
+                        r = -ENOMEM;
+                for (char *n = copy ? strtok_r(copy, ",", &save) : NULL; r >= 0 && n; n = strtok_r(NULL, ",", &save))
+                        if (ca_name_valid(n) < 0)
+                                r = ringil_fail(-RINGIL_EMALFORMED, "approvers: '%s' is not a certificate name", n);
+        }
         if (r < 0)
                 server_config_free(c);
         return r;

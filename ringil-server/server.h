@@ -26,6 +26,9 @@ struct server_config {
         uint32_t max_connections;
         uint32_t poll_interval;  /* seconds, told to drones */
         uint32_t token_ttl;      /* enrollment token lifetime, seconds */
+        char *approvers;         /* operator CNs that may approve rollouts (comma-separated), NULL: any other */
+        uint32_t scheduler_interval;   /* seconds between rollout scheduler passes */
+        uint32_t silent_polls;   /* a drone silent for this many poll intervals is drift */
 };
 
 int server_config_load(const char *path, struct server_config *c);
@@ -37,6 +40,7 @@ struct metrics {
         atomic_uint_fast64_t connections_total;
         atomic_uint_fast64_t nix_cache_hits, nix_cache_misses, nix_cache_bytes;
         atomic_int connections_active;
+        atomic_uint_fast64_t rollout_passes, rollout_hands, rollout_pass_us_last, rollout_pass_us_max;
 };
 
 struct server {
@@ -48,6 +52,7 @@ struct server {
         X509 *operator_ca_cert;
         int nix_cache_fd;          /* O_PATH directory fd of cfg.nix_cache, opened once at start; < 0: none */
         struct metrics m;
+        struct scheduler *scheduler;   /* scheduler.c: the rollout scheduler thread */
 };
 
 enum peer_role {
@@ -81,6 +86,25 @@ int conn_write(struct conn *c, const void *p, size_t n);
 
 /* Route one parsed request; the body (if any) is still unread. Returns < 0 to drop the connection. */
 int api_handle(struct conn *c, const struct http_request *req);
+
+/* Rollout, tag, window, retry, compliance and drift routes (api-rollout.c). Returns 0 when none of its
+ * routes matched (nothing was read or answered), 1 when one answered, < 0 to drop the connection. */
+int api_rollout_handle(struct conn *c, const struct http_request *req);
+/* The check-in's rollout part: may hold the drone (no assignment) or add retry, rate, rollout, windows. */
+int api_rollout_checkin(struct conn *c, const char *group, const struct fleet_status *st, bool *ret_held,
+                        struct fleet_assignment *a);
+/* Reads the JSON body of a route (at most max bytes); answers the error itself (< 0 then). */
+int api_read_body(struct conn *c, const struct http_request *req, size_t max, char **ret, size_t *ret_len);
+int api_skip_body(struct conn *c, const struct http_request *req);
+int api_respond_json(struct conn *c, int status, json_t *j);
+/* Role checks of api.c; each answers 401/403 itself and returns < 0 when refused. */
+int api_authorize_drone(struct conn *c, struct drone_auth *ret);
+int api_authorize_operator(struct conn *c);
+int api_authorize_self_or_operator(struct conn *c, const char *id);
+
+/* The rollout scheduler (scheduler.c): one pass every scheduler-interval seconds in its own thread. */
+int scheduler_start(struct server *srv);
+void scheduler_stop(struct server *srv);
 
 /* Upload route (upload.c): stream, verify, store, register. */
 int api_upload(struct conn *c, const struct http_request *req);

@@ -8,6 +8,7 @@
 #include "crypto.h"
 #include "err.h"
 #include "macro.h"
+#include "store-internal.h"
 #include "store.h"
 
 enum {
@@ -105,6 +106,12 @@ struct store {
         sqlite3 *db;
         sqlite3_stmt *q[_Q_MAX];
         pthread_mutex_t lock;
+        struct store_cache *cache;       /* caches of the store's other files (store-compliance.c) */
+        struct {
+                const char *sql;             /* a string literal: its address is the key */
+                sqlite3_stmt *q;
+        } extra[STORE_MAX_EXTRA_STMTS];   /* statements of the store's other files, prepared on first use */
+        size_t n_extra;
 };
 
 static int sql_fail(store *s, int rc, const char *what) {
@@ -121,6 +128,9 @@ static int sql_fail(store *s, int rc, const char *what) {
 void store_close(store *s) {
         if (!s)
                 return;
+        store_rollout_close(s);
+        for (size_t i = 0; i < s->n_extra; i++)
+                sqlite3_finalize(s->extra[i].q);
         for (size_t i = 0; i < _Q_MAX; i++)
                 sqlite3_finalize(s->q[i]);
         sqlite3_close(s->db);
@@ -131,7 +141,7 @@ void store_close(store *s) {
 int store_open(const char *path, store **ret) {
         store *s = calloc(1, sizeof(*s));
         char *err = NULL;
-        int rc;
+        int rc, r0;
 
         if (!s)
                 return -ENOMEM;
@@ -168,6 +178,11 @@ int store_open(const char *path, store **ret) {
                         store_close(s);
                         return r;
                 }
+        }
+        r0 = store_rollout_open(s);
+        if (r0 < 0) {
+                store_close(s);
+                return r0;
         }
         *ret = s;
         return 0;
@@ -619,4 +634,61 @@ int store_state_counts(store *s, json_t **ret) {
         }
         *ret = o;
         return 0;
+}
+
+/* ---- for the store's other files (store-internal.h) ---- */
+
+sqlite3 *store_sqlite(store *s) {
+        return s->db;
+}
+
+void store_lock(store *s) {
+        pthread_mutex_lock(&s->lock);
+}
+
+void store_unlock(store *s) {
+        pthread_mutex_unlock(&s->lock);
+}
+
+struct store_cache **store_cache_slot(store *s) {
+        return &s->cache;
+}
+
+sqlite3_stmt *store_stmt(store *s, const char *sql) {
+        int rc;
+
+        for (size_t i = 0; i < s->n_extra; i++)
+                if (s->extra[i].sql == sql)
+                        return s->extra[i].q;
+        if (s->n_extra == STORE_MAX_EXTRA_STMTS) {
+                ringil_set_detail("more than %d extra statements", STORE_MAX_EXTRA_STMTS);
+                return NULL;
+        }
+        rc = sqlite3_prepare_v3(s->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &s->extra[s->n_extra].q, NULL);
+        if (rc != SQLITE_OK) {
+                (void) sql_fail(s, rc, sql);
+                return NULL;
+        }
+        s->extra[s->n_extra].sql = sql;
+        return s->extra[s->n_extra++].q;
+}
+
+int store_step(store *s, sqlite3_stmt *q) {
+        return step_done(s, q);
+}
+
+int store_begin(store *s, bool durable) {
+        return begin(s, durable);
+}
+
+int store_end(store *s, int r) {
+        return end(s, r);
+}
+
+void store_text(sqlite3_stmt *q, int col, char *dst, size_t cap) {
+        text(q, col, dst, cap);
+}
+
+int store_sql_fail(store *s, int rc, const char *what) {
+        return sql_fail(s, rc, what);
 }

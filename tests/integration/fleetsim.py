@@ -341,3 +341,175 @@ def insert_release(db, path, version, assign_to="*"):
                     "ON CONFLICT(target) DO UPDATE SET release=excluded.release", (assign_to, rid))
     con.close()
     return rid
+
+
+def issue_identity(ringil, pki: Pki, name, out: Path):
+    """A drone certificate from the device CA (as `ringil ca issue` does at the factory)."""
+    run([ringil, "ca", "issue", "--dir", pki.dir / "ca", "--name", name, "--out-dir", out])
+    return out / f"{name}.pem", out / f"{name}.key"
+
+
+class Api:
+    """The operator API over one keep-alive connection (faster than one CLI process per call)."""
+
+    def __init__(self, server: Server, cert=None, key=None):
+        self.server = server
+        self.ctx = tls_context(server.pki, cert or server.pki.dir / "op" / "alice.pem",
+                               key or server.pki.dir / "op" / "alice.key")
+        self.conn = None
+
+    def __call__(self, method, path, body=None, expect=None):
+        for attempt in range(2):
+            if self.conn is None:
+                self.conn = http.client.HTTPSConnection("127.0.0.1", self.server.port, context=self.ctx, timeout=30)
+            try:
+                data = json.dumps(body).encode() if isinstance(body, (dict, list)) else body
+                self.conn.request(method, path, body=data, headers={"Content-Type": "application/json"})
+                r = self.conn.getresponse()
+                out = r.read()
+                break
+            except (OSError, http.client.HTTPException):
+                self.conn.close()
+                self.conn = None
+                if attempt:
+                    raise
+        j = json.loads(out) if out else None
+        if expect is not None:
+            assert r.status == expect, f"{method} {path} -> {r.status} {out[:300]!r}"
+        return r.status, j
+
+    def close(self):
+        if self.conn:
+            self.conn.close()
+            self.conn = None
+
+
+def audit_summary(failing=(), version="1.0", profile="prod", passed=58):
+    failing = list(failing)
+    return {"profile": profile, "pass": passed, "fail": len(failing), "error": 0, "waived": 0, "notapplicable": 3,
+            "failing": failing, "sha256": hashlib.sha256(("|".join(failing) + version).encode()).hexdigest(),
+            "version": version, "time": int(time.time())}
+
+
+class FakeDrone:
+    """A simulated drone with a real mTLS identity that speaks ringild's protocol (check-in, reports) over
+    its own keep-alive connection; it installs nothing. behaviour decides what a new release does to it:
+    good (updates, audit unchanged), brick (stops reporting once it rebooted into it), ssh (updates, but
+    its audit then fails SVC-001), fail (the bundle is refused), rollback (health gate fails)."""
+
+    def __init__(self, name, cert, key, pki: Pki, port, behaviour="good", version="1.0", failing=()):
+        self.name, self.pki, self.port = name, pki, port
+        self.ctx = tls_context(pki, cert, key)
+        self.behaviour = behaviour
+        self.version = version
+        self.failing = list(failing)
+        self.seq = 0
+        self.state, self.release, self.target, self.error = "idle", 0, "", ""
+        self.failed = {}            # release -> retry generation it failed at
+        self.pending = None         # (release, version) being installed
+        self.silent = False
+        self.conn = None
+        self.lock = threading.Lock()
+        self.handed_seen = {}       # release -> first time the server answered with it
+        self.acked = []             # seqs the server acknowledged
+        self.log = []
+
+    def _post(self, path, body):
+        data = json.dumps(body).encode()
+        for attempt in range(2):
+            if self.conn is None:
+                self.conn = http.client.HTTPSConnection("127.0.0.1", self.port, context=self.ctx, timeout=10)
+            try:
+                self.conn.request("POST", path, body=data, headers={"Content-Type": "application/json"})
+                r = self.conn.getresponse()
+                return r.status, r.read()
+            except (OSError, http.client.HTTPException):
+                self.conn.close()
+                self.conn = None
+                if attempt:
+                    raise
+        raise AssertionError("unreachable")
+
+    def status(self):
+        st = {"version": self.version, "slot": "a", "boot": "good", "state": self.state, "release": self.release,
+              "target": self.target, "error": self.error, "tz": "UTC", "utc_offset": 0,
+              "audit": audit_summary(self.failing, self.version),
+              "secureboot": {"mode": "deployed", "pk": "ok", "kek": "ok", "db": "ok"}}
+        return st
+
+    def report(self, state, error=""):
+        self.state, self.error = state, error
+        self.seq += 1
+        body = dict(self.status(), seq=self.seq)
+        status, data = self._post("/api/v1/report", body)
+        assert status == 200, (self.name, status, data)
+        self.acked.append(self.seq)
+        self.log.append((time.time(), state))
+
+    def checkin(self):
+        status, data = self._post("/api/v1/checkin", self.status())
+        assert status == 200, (self.name, status, data)
+        return json.loads(data)
+
+    def step(self):
+        """One poll: check in, and move one state further with a new release."""
+        with self.lock:
+            if self.silent:
+                return
+            if self.pending:
+                rid, version = self.pending
+                self.pending = None
+                if self.behaviour == "brick":
+                    self.silent = True   # rebooted into it and never came back
+                    return
+                if self.behaviour == "rollback":
+                    self.failed[rid] = self.retry_seen
+                    self.report("rolled-back", "health gate failed")
+                    return
+                self.version = version
+                if self.behaviour == "ssh":
+                    self.failing = sorted(set(self.failing) | {"SVC-001"})
+                self.report("updated")
+                return
+            a = self.checkin()
+            asg = a.get("assignment")
+            if not asg or asg["version"] == self.version:
+                return
+            rid = asg["release"]
+            self.retry_seen = asg.get("retry", 0)
+            self.handed_seen.setdefault((rid, self.retry_seen), time.time())
+            if rid in self.failed and self.failed[rid] >= self.retry_seen:
+                return
+            self.release, self.target = rid, asg["version"]
+            self.report("downloading")
+            if self.behaviour == "fail":
+                self.failed[rid] = self.retry_seen
+                self.report("failed", "bundle refused: signature does not verify")
+                return
+            self.report("installed")
+            self.report("rebooting")
+            self.pending = (rid, asg["version"])
+
+    def close(self):
+        if self.conn:
+            self.conn.close()
+            self.conn = None
+
+
+def fake_fleet(ringil, server: Server, pki: Pki, d: Path, n, prefix="sim", group="default", api=None, **kw):
+    """n FakeDrones with their own certificates, registered with the server."""
+    api = api or Api(server)
+    drones = []
+    for i in range(n):
+        name = f"{prefix}-{i:03d}"
+        cert, key = issue_identity(ringil, pki, name, d / "ids")
+        api("POST", "/api/v1/drones", {"id": name, "group": group}, expect=201)
+        drones.append(FakeDrone(name, cert, key, pki, server.port, **kw))
+    return drones
+
+
+def step_all(drones, workers=8):
+    """One poll of every drone, in parallel."""
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(max_workers=workers) as ex:
+        list(ex.map(lambda dr: dr.step(), drones))

@@ -1,0 +1,131 @@
+/* store-rollout.h: rollouts, tags, windows, retries and compliance reports in the server's SQLite store. */
+#pragma once
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "buf.h"
+#include "fleet-msg.h"
+#include "rollout.h"
+#include "store.h"
+
+/*
+ * Same conventions as store.c: one mutex, statements prepared once, bound parameters only, operator
+ * actions and everything a drone's progress depends on committed with synchronous=FULL before the
+ * answer. Errors: -ENOENT (no such rollout, drone or release), -EEXIST (conflict, detail names it),
+ * -EPERM (not allowed in this state, detail says why), -EBUSY/-EIO from SQLite.
+ */
+
+/* ---- drones: tags, retry generation, clearing an assignment ---- */
+
+/* Add or remove one tag ([A-Za-z0-9._-], 1..64). -ENOENT for an unknown drone. */
+int store_drone_tag(store *s, const char *drone, const char *tag, bool add);
+/* Raise the drone's retry generation: its agent tries again a release it failed. Returns the new one. */
+int store_drone_retry(store *s, const char *drone, uint32_t *ret_generation);
+/*
+ * Delete the drone's own (drone:ID) assignment; a rollout that holds the drone marks it removed.
+ * Returns 1 when something was cleared, 0 when there was nothing.
+ */
+int store_drone_clear(store *s, const char *drone, int64_t now);
+/*
+ * Before a static drone:ID assignment: -EEXIST when a rollout holds the drone (detail names it),
+ * unless force, which marks the member removed.
+ */
+int store_rollout_assign_check(store *s, const char *drone, bool force, int64_t now);
+
+/* ---- maintenance windows ---- */
+
+/* target "group:G" or "drone:ID"; spec "HH:MM-HH:MM[,…]", NULL to clear. */
+int store_window_set(store *s, const char *target, const char *spec);
+int store_windows_json(store *s, json_t **ret);
+
+/* ---- rollouts ---- */
+
+/*
+ * Create a rollout in draft: resolves the target to the drones registered now (revoked ones are not
+ * part of a fleet), refuses when one of them is already claimed by a rollout in draft, scheduled,
+ * running or paused (-EEXIST; the detail names the drones and the rollout), orders and partitions
+ * them, and stores everything in one transaction. -ENOENT: no such release, or an explicitly listed
+ * drone is not registered; -ENODATA: the target holds no drone.
+ */
+int store_rollout_create(store *s, const struct rollout_spec *spec, const char *request_json, const char *creator,
+                         int64_t now, int64_t *ret_id);
+
+enum rollout_action {
+        ROLLOUT_APPROVE,
+        ROLLOUT_START,    /* start_at > now: scheduled */
+        ROLLOUT_PAUSE,
+        ROLLOUT_RESUME,   /* accepts the failures seen so far (failures_acked) */
+        ROLLOUT_ABORT,    /* pending members: skipped */
+        ROLLOUT_RETRY,    /* failed members (all, or those in drones[]) pending again; their retry generation rises */
+};
+
+struct rollout_action_args {
+        const char *operator_name;   /* CN of the operator certificate */
+        int64_t start_at;            /* START: 0 keeps the stored one */
+        const char *const *drones;   /* RETRY: NULL for every failed member */
+        size_t n_drones;
+};
+
+/* Returns the number of members changed (RETRY), else 0; -EPERM with a detail when not allowed now. */
+int store_rollout_action(store *s, int64_t id, enum rollout_action a, const struct rollout_action_args *args,
+                         int64_t now);
+
+int store_rollout_json(store *s, int64_t id, json_t **ret);   /* with groups, counts and members */
+int store_rollouts_json(store *s, json_t **ret);              /* summaries */
+
+/* ---- the drone's side ---- */
+
+struct rollout_checkin_result {
+        bool held;                     /* answer with no assignment at all */
+        bool handed;                   /* this check-in handed the release */
+        uint32_t retry;                /* the drone's retry generation */
+        uint64_t rate;                 /* download limit of the rollout that handed the release, 0 none */
+        int64_t rollout;               /* that rollout, 0 none */
+        size_t n_windows;
+        struct fleet_window windows[FLEET_MAX_WINDOWS];
+};
+
+/*
+ * Everything a check-in needs beyond the static assignment: hands the rollout's release to a member
+ * whose group is running (durably: the hand is committed before the answer, so a crash cannot hand
+ * it twice), holds members that must wait, blesses a handed member that already runs the release,
+ * and returns the drone's windows, retry generation and rate. hand = false only looks (bundle route).
+ */
+int store_rollout_checkin(store *s, const char *drone, const char *group, const struct fleet_status *st,
+                          int64_t now, bool hand, struct rollout_checkin_result *ret);
+/* A stored report: moves the drone's member state (drift gate included). Idempotent. */
+int store_rollout_report(store *s, const char *drone, const struct fleet_status *st, int64_t now);
+/* Keep the drone's compliance report (and a history row when it changed). Cheap when unchanged. */
+int store_compliance_update(store *s, const char *drone, const struct fleet_status *st, int64_t now);
+/* Last compliance report and its history (newest first, at most 100). */
+int store_compliance_json(store *s, const char *drone, json_t **ret);
+/* Tags, compliance and the latest rollout membership, added to a drone's JSON. */
+int store_drone_decorate(store *s, const char *drone, json_t *j);
+
+/* ---- the scheduler ---- */
+
+struct rollout_pass_stats {
+        unsigned rollouts;           /* evaluated */
+        unsigned changed;            /* with a decision applied */
+        unsigned members;            /* members looked at */
+        unsigned timed_out;
+};
+
+/*
+ * One scheduler pass over every rollout that can still move (scheduled, running, paused, aborted with
+ * members in flight): snapshot, rollout_evaluate(), apply, each rollout in one durable transaction.
+ * not_before: see struct rollout_view. Decisions are logged as rollout events; log lines for state
+ * changes go through log_cb (may be NULL).
+ */
+int store_rollout_pass(store *s, int64_t now, int64_t not_before,
+                       void (*log_cb)(int64_t id, enum rollout_state from, enum rollout_state to, const char *reason),
+                       struct rollout_pass_stats *ret);
+
+/* ---- reports ---- */
+
+/* `ringil-server drift`: one entry per drone that drifted, with its kinds and reasons; and counts. */
+int store_drift_json(store *s, int64_t now, uint32_t silent_after, json_t **ret);
+/* Prometheus lines per rollout (state, members by state, current group) and per drift kind. */
+int store_rollout_metrics(store *s, int64_t now, uint32_t silent_after, struct buf *b);
