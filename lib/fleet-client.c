@@ -1,6 +1,7 @@
 /* fleet-client.c: libcurl with mutual TLS and a pinned CA for the agent and the operator commands. */
 #include <curl/curl.h>
 #include <pthread.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -16,6 +17,7 @@
 struct fleet_client {
         CURL *curl;
         char base[512];
+        const volatile sig_atomic_t *abort;   /* set (by a signal handler): the transfer stops */
 };
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
@@ -96,6 +98,8 @@ static int curl_to_errno(CURLcode c) {
                 return -EFBIG;
         case CURLE_OUT_OF_MEMORY:
                 return -ENOMEM;
+        case CURLE_ABORTED_BY_CALLBACK:
+                return -EINTR;
         default:
                 return -ECONNRESET;
         }
@@ -122,6 +126,27 @@ static int perform(fleet_client *fc, const char *path, long *ret_status) {
                 return ringil_fail(curl_to_errno(cc), "%s: %s", url, curl_easy_strerror(cc));
         curl_easy_getinfo(fc->curl, CURLINFO_RESPONSE_CODE, ret_status);
         return 0;
+}
+
+static int progress_cb(void *userdata, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal, curl_off_t ulnow) {
+        const fleet_client *fc = userdata;
+        (void) dltotal;
+        (void) dlnow;
+        (void) ultotal;
+        (void) ulnow;
+        return fc->abort && *fc->abort ? 1 : 0;
+}
+
+void fleet_client_set_abort(fleet_client *fc, const volatile sig_atomic_t *flag) {
+        fc->abort = flag;
+        curl_easy_setopt(fc->curl, CURLOPT_XFERINFOFUNCTION, progress_cb);
+        curl_easy_setopt(fc->curl, CURLOPT_XFERINFODATA, fc);
+        curl_easy_setopt(fc->curl, CURLOPT_NOPROGRESS, flag ? 0L : 1L);
+}
+
+void fleet_client_set_rate(fleet_client *fc, uint64_t bytes_per_second) {
+        curl_easy_setopt(fc->curl, CURLOPT_MAX_RECV_SPEED_LARGE,
+                         (curl_off_t) MIN(bytes_per_second, (uint64_t) INT64_MAX));
 }
 
 static void reset_request(fleet_client *fc) {

@@ -544,6 +544,12 @@ void agent_config_free(struct agent_config *c) {
         free(c->reboot_command);
         free(c->health_command);
         free(c->boot_id_file);
+        free(c->timezone);
+        free(c->download_dir);
+        free(c->audit_root);
+        free(c->audit_profile);
+        free(c->keys_dir);
+        free(c->efivarfs);
         *c = (struct agent_config) {};
 }
 
@@ -602,6 +608,35 @@ static int agent_kv(const char *key, const char *value, unsigned line, void *use
                 return set_u32(&c->backoff_max, key, value, line, 1, 86400 * 7);
         if (streq(key, "timeout"))
                 return set_u32(&c->timeout, key, value, line, 1, 3600);
+        if (streq(key, "timezone")) {
+                /* a zone name as under /usr/share/zoneinfo; the agent checks at start that it exists */
+                bool ok = value[0] != '/' && !strstr(value, "..") && strlen(value) < 64;
+                for (const char *p = value; ok && *p; p++)
+                        ok = (*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ||
+                             *p == '/' || *p == '_' || *p == '+' || *p == '-';
+                if (!ok)
+                        return ringil_fail(-RINGIL_EMALFORMED, "line %u: timezone '%s' is not a zone name like "
+                                           "Europe/Paris", line, value);
+                return set_str(&c->timezone, value);
+        }
+        if (streq(key, "download-dir"))
+                return set_str(&c->download_dir, value);
+        if (streq(key, "audit")) {
+                if (!streq(value, "yes") && !streq(value, "no"))
+                        return ringil_fail(-RINGIL_EMALFORMED, "line %u: audit is yes or no, not '%s'", line, value);
+                c->audit = streq(value, "yes");
+                return 0;
+        }
+        if (streq(key, "audit-root"))
+                return set_str(&c->audit_root, value);
+        if (streq(key, "audit-profile"))
+                return set_str(&c->audit_profile, value);
+        if (streq(key, "audit-interval"))
+                return set_u32(&c->audit_interval, key, value, line, 0, 86400 * 30);
+        if (streq(key, "keys-dir"))
+                return set_str(&c->keys_dir, value);
+        if (streq(key, "efivarfs"))
+                return set_str(&c->efivarfs, value);
         return ringil_fail(-RINGIL_EMALFORMED, "line %u: unknown key '%s'", line, key);
 }
 
@@ -611,6 +646,7 @@ int agent_config_parse(const char *data, size_t len, struct agent_config *ret) {
                 .poll_jitter = 20,
                 .backoff_max = 3600,
                 .timeout = 30,
+                .audit = true,
         };
         int r;
 
@@ -621,8 +657,15 @@ int agent_config_parse(const char *data, size_t len, struct agent_config *ret) {
                        (!c.state_dir && (r = set_str(&c.state_dir, "/var/lib/ringild")) < 0) ||
                        (!c.ringil && (r = set_str(&c.ringil, "ringil")) < 0) ||
                        (!c.reboot_command && (r = set_str(&c.reboot_command, "systemctl reboot")) < 0) ||
-                       (!c.boot_id_file && (r = set_str(&c.boot_id_file, "/proc/sys/kernel/random/boot_id")) < 0)))
+                       (!c.boot_id_file && (r = set_str(&c.boot_id_file, "/proc/sys/kernel/random/boot_id")) < 0) ||
+                       (!c.audit_profile && (r = set_str(&c.audit_profile, "prod")) < 0) ||
+                       (!c.keys_dir && (r = set_str(&c.keys_dir, "/etc/secure/keys")) < 0) ||
+                       (!c.efivarfs && (r = set_str(&c.efivarfs, "/sys/firmware/efi/efivars")) < 0)))
                 r = -ENOMEM;
+        if (r >= 0 && !c.download_dir && asprintf(&c.download_dir, "%s/download", c.state_dir) < 0) {
+                c.download_dir = NULL;
+                r = -ENOMEM;
+        }
         if (r < 0) {
                 agent_config_free(&c);
                 return r;

@@ -234,7 +234,9 @@ class CuttingProxy:
 
 
 class SimDrone:
-    def __init__(self, name, d: Path, ringil, ringild, pki: Pki, health="true"):
+    def __init__(self, name, d: Path, ringil, ringild, pki: Pki, health="true", audit_root=None, extra=""):
+        """audit_root: a drone root (audit_fixture) that ringild audits, with its efivars and keys, instead
+        of nothing (`audit = no`: the build machine itself is not a drone). extra: more ringild.conf lines."""
         self.name, self.dir, self.ringil, self.ringild, self.pki = name, d, ringil, ringild, pki
         d.mkdir(parents=True)
         for sub in ("esp", "state", "efivars", "agent"):
@@ -249,6 +251,8 @@ class SimDrone:
             f"[boot]\nentry-name = ringil\nlinux = /EFI/ringil/vmlinuz\noptions = root=@SLOT@\n"
             f"[slot.rootfs.a]\ndevice = {d / 'slot-a.img'}\n[slot.rootfs.b]\ndevice = {d / 'slot-b.img'}\n")
         self.health = health
+        self.audit_root = audit_root
+        self.extra = extra
         self.reboots = 0
         self.log = d / "agent.log"
 
@@ -258,7 +262,10 @@ class SimDrone:
             f"key = {self.dir / 'agent' / 'key.pem'}\ndevice-config = {self.devconf}\n"
             f"state-dir = {self.dir / 'agent' / 'state'}\nringil = {self.ringil}\n"
             f"reboot-command = touch {self.dir / 'reboot-requested'}\nhealth-command = {self.health}\n"
-            f"boot-id-file = {self.dir / 'boot_id'}\npoll-interval = 1\ntimeout = 10\n")
+            f"boot-id-file = {self.dir / 'boot_id'}\npoll-interval = 1\ntimeout = 10\n"
+            + (f"audit-root = {self.audit_root}\nefivarfs = {self.audit_root}/sys/firmware/efi/efivars\n"
+               f"keys-dir = {self.audit_root}/etc/secure/keys\n" if self.audit_root else "audit = no\n")
+            + self.extra)
 
     def provision(self, v1_bundle):
         """Factory state: v1 in slot a, booted and blessed."""
