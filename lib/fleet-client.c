@@ -144,11 +144,6 @@ void fleet_client_set_abort(fleet_client *fc, const volatile sig_atomic_t *flag)
         curl_easy_setopt(fc->curl, CURLOPT_NOPROGRESS, flag ? 0L : 1L);
 }
 
-void fleet_client_set_rate(fleet_client *fc, uint64_t bytes_per_second) {
-        curl_easy_setopt(fc->curl, CURLOPT_MAX_RECV_SPEED_LARGE,
-                         (curl_off_t) MIN(bytes_per_second, (uint64_t) INT64_MAX));
-}
-
 static void reset_request(fleet_client *fc) {
         curl_easy_setopt(fc->curl, CURLOPT_HTTPGET, 1L);
         curl_easy_setopt(fc->curl, CURLOPT_CUSTOMREQUEST, NULL);

@@ -22,8 +22,6 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(fleet_client *, fleet_client_free)
 
 /* When *flag becomes non-zero (a SIGTERM handler sets it) a running transfer stops with -EINTR. */
 void fleet_client_set_abort(fleet_client *fc, const volatile sig_atomic_t *flag);
-/* Limit downloads to bytes_per_second (0: no limit), for every later request. */
-void fleet_client_set_rate(fleet_client *fc, uint64_t bytes_per_second);
 
 /*
  * One request to base_url + path. The response body (at most max_response bytes, else -EFBIG) goes to

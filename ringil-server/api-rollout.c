@@ -471,7 +471,7 @@ static int route_window_set(struct conn *c, const struct http_request *req, cons
         struct fleet_window w[FLEET_MAX_WINDOWS];
         char text[FLEET_WINDOWS_TEXT_MAX];
         const char *target = NULL, *spec = NULL;
-        json_t *j = NULL, *out;
+        json_t *j = NULL, *out, *wv = NULL;
         size_t n = 0;
         int r;
 
@@ -480,7 +480,8 @@ static int route_window_set(struct conn *c, const struct http_request *req, cons
         r = read_object(c, req, SERVER_MAX_JSON_BODY, &j);
         if (r < 0)
                 return body_failed(r);
-        if (json_unpack(j, "{s:s, s:s? !}", "target", &target, "windows", &spec) < 0 ||
+        if (json_unpack(j, "{s:s, s:o !}", "target", &target, "windows", &wv) < 0 ||
+            !(json_is_null(wv) || (spec = json_string_value(wv))) ||
             !((strncmp(target, "group:", 6) == 0 && ca_name_valid(target + 6) >= 0) ||
               (strncmp(target, "drone:", 6) == 0 && ca_name_valid(target + 6) >= 0))) {
                 json_decref(j);

@@ -435,9 +435,7 @@ static int install(struct agent *a, const struct fleet_assignment *as) {
                         return r;
         }
         /* 1. Download, at any time (rate-limited when the rollout says so). */
-        fleet_client_set_rate(a->fc, as->rate);
         r = download_bundle(a->cfg, a->fc, as, &stop_requested, download_tick, a, &path, &fetched, err, sizeof(err));
-        fleet_client_set_rate(a->fc, 0);
         log_info("fetched %" PRIu64 " bytes of release %" PRId64 " (%" PRIu64 " bytes)", fetched, as->release, as->size);
         if (r == -EINTR)
                 return 0;   /* stopping: the partial download stays for the next start */
@@ -541,8 +539,11 @@ static int poll_once(struct agent *a) {
                           (int64_t) (a->work_after - time(NULL)));
                 return 0;
         }
-        log_info("assignment: release %" PRId64 ", version %s (%" PRIu64 " bytes)%s", as.release, as.version, as.size,
-                 as.retry > a->st.failed_retry && as.release == a->st.failed_release ? ", retry" : "");
+        log_info("assignment: release %" PRId64 ", version %s (%" PRIu64 " bytes)%s%s", as.release, as.version, as.size,
+                 as.retry > a->st.failed_retry && as.release == a->st.failed_release ? ", retry" : "",
+                 as.rate ? ", download rate-limited" : "");
+        if (as.rate)
+                log_debug("download limit %" PRIu64 " bytes/s", as.rate);
         return install(a, &as);
 }
 

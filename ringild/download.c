@@ -18,7 +18,7 @@
 
 #define RANGE_MAX (4u << 20)
 #define RANGE_MIN (64u << 10)
-#define MAX_STALLS 12
+#define MAX_STALLS 6   /* then the attempt fails and is retried later, resuming here */
 
 /*
  * DIR/RELEASE-SHA256.part grows range by range (fsynced after each), so a cut link, a server that went
@@ -96,9 +96,27 @@ static int hash_file(int fd, uint8_t out[static SHA256_LEN]) {
         return crypto_sha256_final(ctx, out);
 }
 
+static void sleep_ms(unsigned ms, const volatile sig_atomic_t *stop) {
+        for (unsigned left = ms; left > 0 && !(stop && *stop);) {
+                unsigned step = MIN(left, 100u);
+                struct timespec ts = { .tv_sec = 0, .tv_nsec = (long) step * 1000000L };
+                (void) nanosleep(&ts, NULL);
+                left -= step;
+        }
+}
+
+static uint64_t now_ms(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * 1000u + (uint64_t) ts.tv_nsec / 1000000u;
+}
+
 struct file_sink {
         int fd;
         uint64_t written;
+        uint64_t rate;                      /* bytes/s, 0: none */
+        uint64_t start_ms, since_start;     /* the limiter's clock and bytes since then */
+        const volatile sig_atomic_t *stop;
 };
 
 static int sink_write(void *userdata, const void *p, size_t n) {
@@ -108,16 +126,16 @@ static int sink_write(void *userdata, const void *p, size_t n) {
         if (r < 0)
                 return r;
         s->written += n;
-        return 0;
-}
-
-static void sleep_ms(unsigned ms, const volatile sig_atomic_t *stop) {
-        for (unsigned left = ms; left > 0 && !(stop && *stop);) {
-                unsigned step = MIN(left, 100u);
-                struct timespec ts = { .tv_sec = 0, .tv_nsec = (long) step * 1000000L };
-                (void) nanosleep(&ts, NULL);
-                left -= step;
+        if (s->rate) {
+                /* Pace the transfer ourselves: sleeping here stops curl reading, and TCP holds the server
+                 * back (libcurl 7.88's CURLOPT_MAX_RECV_SPEED_LARGE did not limit anything here, measured). */
+                uint64_t due;
+                s->since_start += n;
+                due = s->start_ms + s->since_start * 1000u / s->rate;
+                if (due > now_ms())
+                        sleep_ms((unsigned) MIN(due - now_ms(), 10000u), s->stop);
         }
+        return 0;
 }
 
 int download_bundle(const struct agent_config *c, fleet_client *fc, const struct fleet_assignment *as,
@@ -153,6 +171,9 @@ int download_bundle(const struct agent_config *c, fleet_client *fc, const struct
         }
         sink.fd = fd;
         sink.written = (uint64_t) st.st_size;
+        sink.rate = as->rate;
+        sink.stop = stop;
+        sink.start_ms = now_ms();
         if (sink.written > as->size) {
                 if (ftruncate(fd, 0) < 0)
                         return negative_errno();
@@ -206,7 +227,7 @@ int download_bundle(const struct agent_config *c, fleet_client *fc, const struct
                         return n < 0 ? (int) n : -ETIMEDOUT;
                 }
                 log_debug("download interrupted at %" PRIu64 " (%s), retrying", sink.written, ringil_detail());
-                sleep_ms(MIN(100u << MIN(stalls, 6u), 5000u), stop);
+                sleep_ms(MIN(100u << MIN(stalls, 6u), 2000u), stop);
         }
         r = hash_file(fd, digest);
         if (r < 0)

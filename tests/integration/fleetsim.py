@@ -310,6 +310,7 @@ class SimDrone:
         assert es, "no boot entries: the drone would not boot"
         es.sort(key=lambda e: (e[3] == 0, [-x for x in vkey(e[2])]))
         f, base, version, left, done = es[0]
+        self.booted_entry = base
         if left is not None and left > 0:
             f.rename(f.parent / f"{base}+{left - 1}-{done + 1}.conf")
         (self.dir / "boot_id").write_text(os.urandom(16).hex() + "\n")
@@ -420,6 +421,9 @@ class FakeDrone:
         self.handed_seen = {}       # release -> first time the server answered with it
         self.acked = []             # seqs the server acknowledged
         self.log = []
+        self.sb = {"mode": "deployed", "pk": "ok", "kek": "ok", "db": "ok"}
+        self.profile = "prod"
+        self.retry_seen = 0
 
     def _post(self, path, body):
         data = json.dumps(body).encode()
@@ -440,18 +444,33 @@ class FakeDrone:
     def status(self):
         st = {"version": self.version, "slot": "a", "boot": "good", "state": self.state, "release": self.release,
               "target": self.target, "error": self.error, "tz": "UTC", "utc_offset": 0,
-              "audit": audit_summary(self.failing, self.version),
-              "secureboot": {"mode": "deployed", "pk": "ok", "kek": "ok", "db": "ok"}}
+              "audit": self.audit(),
+              "secureboot": dict(self.sb)}
         return st
 
+    def audit(self):
+        """The audit summary, as an agent keeps it: rerun (new time and hash) only when the system changed."""
+        key = (tuple(self.failing), self.version, self.profile)
+        if getattr(self, "_audit_key", None) != key:
+            self._audit_key, self._audit = key, audit_summary(self.failing, self.version, self.profile)
+        return self._audit
+
     def report(self, state, error=""):
+        """A state change, kept until the server acknowledges it (like ringild's agent.state)."""
         self.state, self.error = state, error
         self.seq += 1
-        body = dict(self.status(), seq=self.seq)
+        self.unacked = dict(self.status(), seq=self.seq)
+        self.log.append((time.time(), state))
+        self.flush()
+
+    def flush(self):
+        body = getattr(self, "unacked", None)
+        if not body:
+            return
         status, data = self._post("/api/v1/report", body)
         assert status == 200, (self.name, status, data)
-        self.acked.append(self.seq)
-        self.log.append((time.time(), state))
+        self.acked.append(body["seq"])
+        self.unacked = None
 
     def checkin(self):
         status, data = self._post("/api/v1/checkin", self.status())
@@ -463,6 +482,7 @@ class FakeDrone:
         with self.lock:
             if self.silent:
                 return
+            self.flush()
             if self.pending:
                 rid, version = self.pending
                 self.pending = None
@@ -505,11 +525,13 @@ class FakeDrone:
 
 def fake_fleet(ringil, server: Server, pki: Pki, d: Path, n, prefix="sim", group="default", api=None, **kw):
     """n FakeDrones with their own certificates, registered with the server."""
+    from concurrent.futures import ThreadPoolExecutor
     api = api or Api(server)
+    names = [f"{prefix}-{i:03d}" for i in range(n)]
+    with ThreadPoolExecutor(max_workers=4) as ex:
+        ids = list(ex.map(lambda name: issue_identity(ringil, pki, name, d / "ids"), names))
     drones = []
-    for i in range(n):
-        name = f"{prefix}-{i:03d}"
-        cert, key = issue_identity(ringil, pki, name, d / "ids")
+    for name, (cert, key) in zip(names, ids):
         api("POST", "/api/v1/drones", {"id": name, "group": group}, expect=201)
         drones.append(FakeDrone(name, cert, key, pki, server.port, **kw))
     return drones
