@@ -1,22 +1,30 @@
 #!/usr/bin/env bash
-# bench-fleet.sh: ringil-server check-ins/s and p99 over mTLS keep-alive, bundle download throughput to
-# 10 concurrent drones, ringild idle RSS, stripped binary sizes. Usage: bench/bench-fleet.sh [BUILD]
+# bench-fleet.sh: ringil-server check-ins/s and p99 over mTLS keep-alive with many drone identities,
+# nginx (mTLS, `return 200`) as the ceiling in the same run, page faults and TLB shootdowns per check-in
+# (the regression that once cost 85 % of the server's time), 10,000 idle mTLS connections held (RSS per
+# connection), a new TLS connection per check-in, bundle download to 10 drones, ringild idle RSS and
+# binary sizes. Usage: bench/bench-fleet.sh [BUILD]   (loopback only; 2-5 minutes)
+# Environment: FLEET_BENCH_CONNS (32), _SECONDS (5), _IDENTITIES (1000), _IDLE (10000; 0 skips it).
 set -euo pipefail
 build=$(realpath "${1:-build}")
 cd "$(dirname "$0")/.."
-R=$build/ringil/ringil S=$build/ringil-server/ringil-server D=$build/ringild/ringild
-CONNS=${FLEET_BENCH_CONNS:-32} SECS=${FLEET_BENCH_SECONDS:-5}
+R=$build/ringil/ringil S=$build/ringil-server/ringil-server D=$build/ringild/ringild L=$build/bench/fleet-load
+CONNS=${FLEET_BENCH_CONNS:-32} SECS=${FLEET_BENCH_SECONDS:-5} IDS=${FLEET_BENCH_IDENTITIES:-1000}
+IDLE=${FLEET_BENCH_IDLE:-10000}
 W=$(mktemp -d /tmp/ringil-bench-fleet.XXXXXX)
-SPID= APID=
+SPID= APID= NPID=
 cleanup() {
     [[ -n $APID ]] && kill "$APID" 2>/dev/null || true
     [[ -n $SPID ]] && kill "$SPID" 2>/dev/null || true
+    [[ -n $NPID ]] && kill "$NPID" 2>/dev/null || true
     wait 2>/dev/null || true
     rm -rf "$W"
 }
 trap cleanup EXIT
+[[ -x $L ]] || { echo "bench-fleet: $L not built" >&2; exit 1; }
+ulimit -n "$(ulimit -Hn)"
 
-cc -O2 -o "$W/fleet-load" bench/fleet-load.c -lcurl
+echo "conditions: $(nproc) cores, $(uptime | sed 's/.*load average/load average/'), $(date -u +%FT%TZ)"
 $R ca create --dir "$W/ca" >/dev/null
 $R ca issue --dir "$W/ca" --name 127.0.0.1 --server --out-dir "$W/srv" >/dev/null
 $R ca issue --dir "$W/ca" --name alice --operator --out-dir "$W/op" >/dev/null
@@ -31,14 +39,107 @@ cert = $W/srv/127.0.0.1.pem
 key = $W/srv/127.0.0.1.key
 device-ca = $W/ca
 keyring = $W/sign.pem
+max-connections = $((IDLE + 2000))
+keepalive-timeout = 600
 EOF
 $S serve --config "$W/server.conf" > "$W/srv.out" 2> "$W/srv.err" &
 SPID=$!
 for _ in $(seq 50); do grep -q listening "$W/srv.out" 2>/dev/null && break; sleep 0.1; done
-PORT=$(sed -n 's/.*:\([0-9]*\)$/\1/p' "$W/srv.out")
+PORT=$(sed -n 's/^listening on .*:\([0-9]*\)$/\1/p' "$W/srv.out")
 URL=https://127.0.0.1:$PORT
 export RINGIL_FLEET_SERVER=$URL RINGIL_FLEET_CA=$W/ca/ca.pem RINGIL_FLEET_CERT=$W/op/alice.pem RINGIL_FLEET_KEY=$W/op/alice.key
 $S enroll drone-bench >/dev/null   # registered; its certificate came from `ringil ca issue`
+LOAD=("$L" checkin --url "$URL" --ca "$W/ca/ca.pem" --ca-dir "$W/ca" --identities "$IDS")
+
+rss() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
+minflt() { awk '{print $10}' "/proc/$1/stat"; }
+cpu() { local t=0 p; for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo $t; }
+tlb() { awk '/TLB shootdowns/ {s = 0; for (i = 2; i <= NF; i++) if ($i ~ /^[0-9]+$/) s += $i; print s}' /proc/interrupts; }
+
+# ---- nginx: the ceiling for the same client, certificates and answer ----
+NGINX=$(command -v nginx || true)
+if [[ -n $NGINX ]]; then
+    NPORT=$((PORT + 1))
+    mkdir -p "$W/nginx"
+    cat > "$W/nginx/nginx.conf" <<EOF
+worker_processes $(nproc);
+pid $W/nginx/nginx.pid;
+error_log $W/nginx/error.log;
+events { worker_connections 16384; }
+http {
+    access_log off;
+    client_body_temp_path $W/nginx/body; proxy_temp_path $W/nginx/proxy; fastcgi_temp_path $W/nginx/fcgi;
+    uwsgi_temp_path $W/nginx/uwsgi; scgi_temp_path $W/nginx/scgi;
+    keepalive_requests 1000000;
+    server {
+        listen 127.0.0.1:$NPORT ssl;
+        ssl_certificate $W/srv/127.0.0.1.pem;
+        ssl_certificate_key $W/srv/127.0.0.1.key;
+        ssl_client_certificate $W/ca/ca.pem;
+        ssl_verify_client on;
+        ssl_session_cache off;
+        ssl_session_tickets off;
+        ssl_ciphers ECDHE+AESGCM:ECDHE+CHACHA20;
+        location / { default_type application/json; return 200 '{"poll_interval":300,"assignment":null}'; }
+    }
+}
+EOF
+    "$NGINX" -c "$W/nginx/nginx.conf" -e "$W/nginx/error.log" -g 'daemon off;' 2>/dev/null &
+    NPID=$!
+    sleep 0.5
+fi
+
+echo "registering $IDS drone identities (operator API)"
+"$L" checkin --url "$URL" --ca "$W/ca/ca.pem" --ca-dir "$W/ca" --identities "$IDS" \
+    --operator "$W/op/alice.pem:$W/op/alice.key" --conns 1 --seconds 1 >/dev/null
+
+echo "check-ins, $CONNS mTLS keep-alive connections, $IDS identities (each connection moves to the next identity every 200), ${SECS}s x 2, alternating:"
+hz=$(getconf CLK_TCK)
+for round in 1 2; do
+    f0=$(minflt $SPID) t0=$(tlb) c0=$(cpu $SPID)
+    out=$("${LOAD[@]}" --conns "$CONNS" --seconds "$SECS" --rotate 200)
+    f1=$(minflt $SPID) t1=$(tlb) c1=$(cpu $SPID)
+    n=$(sed -n 's/^requests=\([0-9]*\).*/\1/p' <<<"$out")
+    echo "  ringil-server: $out"
+    awk -v f=$((f1 - f0)) -v t=$((t1 - t0)) -v c=$((c1 - c0)) -v hz="$hz" -v n="$n" 'BEGIN {
+        printf "  ringil-server: %.0f us of server CPU, %.3f page faults, %.3f TLB shootdowns per check-in%s\n",
+               c * 1e6 / hz / n, f / n, t / n,
+               (f / n > 0.5 || t / n > 0.5) ? "   <-- REGRESSION: per-request memory mapping is back" : "" }'
+    if [[ -n $NGINX ]]; then
+        np=($NPID $(pgrep -P "$NPID" || true))
+        c0=$(cpu "${np[@]}")
+        out=$("$L" checkin --url "https://127.0.0.1:$NPORT" --ca "$W/ca/ca.pem" --ca-dir "$W/ca" --identities "$IDS" \
+            --conns "$CONNS" --seconds "$SECS" --rotate 200)
+        c1=$(cpu "${np[@]}")
+        n=$(sed -n 's/^requests=\([0-9]*\).*/\1/p' <<<"$out")
+        echo "  nginx (mTLS, return 200, $(nproc) workers): $out"
+        awk -v c=$((c1 - c0)) -v hz="$hz" -v n="$n" 'BEGIN { printf "  nginx: %.0f us of server CPU per request\n", c * 1e6 / hz / n }'
+    fi
+done
+echo "  server RSS after the check-ins: $(rss $SPID) KiB"
+
+echo "a new TLS connection per check-in (a polling drone), 32 at once, ${SECS}s:"
+echo "  ringil-server: $("${LOAD[@]}" --conns 32 --seconds "$SECS" --new-conn)"
+[[ -n $NGINX ]] && echo "  nginx: $("$L" checkin --url "https://127.0.0.1:$NPORT" --ca "$W/ca/ca.pem" --ca-dir "$W/ca" \
+    --identities "$IDS" --conns 32 --seconds "$SECS" --new-conn)"
+
+if [[ $IDLE -gt 0 ]]; then
+echo "$IDLE idle mTLS keep-alive connections held (one check-in each, then silence):"
+r0=$(rss $SPID)
+"$L" idle --url "$URL" --ca "$W/ca/ca.pem" --ca-dir "$W/ca" --identities "$IDS" --conns "$IDLE" --seconds 300 \
+    > "$W/idle.out" &
+APID=$!
+for _ in $(seq 2900); do grep -q "all opened" "$W/idle.out" && break; sleep 0.1; done
+sleep 2
+r1=$(rss $SPID)
+active=$("$S" metrics | sed -n 's/^ringil_connections_active{listener="fleet"} //p')
+kill $APID 2>/dev/null; wait $APID 2>/dev/null || true
+APID=
+echo "  $(head -1 "$W/idle.out")"
+awk -v a="$r0" -v b="$r1" -v n="$active" 'BEGIN {
+    printf "  server RSS %d KiB before, %d KiB with %d connections open: %.1f KiB per connection\n", a, b, n, (b - a) / (n > 0 ? n : 1) }'
+fi
+[[ -n $NPID ]] && kill "$NPID" 2>/dev/null && wait "$NPID" 2>/dev/null; NPID=
 
 # agent idle RSS: one check-in, then asleep until the next poll
 cat > "$W/ringild.conf" <<EOF
@@ -53,23 +154,21 @@ EOF
 $D --config "$W/ringild.conf" 2>/dev/null &
 APID=$!
 sleep 2
-rss=$(awk '/VmRSS/ {print $2}' /proc/$APID/status)
+arss=$(awk '/VmRSS/ {print $2}' /proc/$APID/status)
 pss=$(awk '/^Pss:/ {print $2}' /proc/$APID/smaps_rollup)
 priv=$(awk '/^Private_(Clean|Dirty):/ {s += $2} END {print s}' /proc/$APID/smaps_rollup)
 kill $APID; wait $APID 2>/dev/null || true
 APID=
-echo "ringild idle: RSS ${rss} KiB, PSS ${pss} KiB, private ${priv} KiB"
+echo "ringild idle: RSS ${arss} KiB, PSS ${pss} KiB, private ${priv} KiB"
 
-echo "check-ins over mTLS keep-alive ($CONNS connections, ${SECS}s):"
-"$W/fleet-load" "$URL" "$W/ca/ca.pem" "$W/drone/drone-bench.pem" "$W/drone/drone-bench.key" checkin "$CONNS" "$SECS" /api/v1/checkin
-
+cc -O2 -o "$W/fleet-download" bench/fleet-download.c -lcurl
 head -c $((32 << 20)) /dev/urandom > "$W/img"
 $R bundle create --key "$W/sign.key" --cert "$W/sign.pem" --compatible bench --version 2.0 \
     --payload rootfs:raw="$W/img" --output "$W/b.bundle" >/dev/null
 rid=$($S upload "$W/b.bundle")
 $S release "$rid" --fleet >/dev/null
 echo "bundle download, 10 concurrent drones, 32 MiB bundle (${SECS}s):"
-"$W/fleet-load" "$URL" "$W/ca/ca.pem" "$W/drone/drone-bench.pem" "$W/drone/drone-bench.key" download 10 "$SECS" "/api/v1/releases/$rid/bundle"
+"$W/fleet-download" "$URL" "$W/ca/ca.pem" "$W/drone/drone-bench.pem" "$W/drone/drone-bench.key" download 10 "$SECS" "/api/v1/releases/$rid/bundle"
 
 echo "stripped sizes:"
 for b in "$D" "$S" "$R"; do

@@ -27,6 +27,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         if (size > HTTP_MAX_HEAD + 64)
                 return 0;
         n = http_head_length((const char *) data, size);
+        {
+                size_t hl = 0;
+                int k = http_head_scan((const char *) data, size, &hl);
+                /* the scanner never finds a longer head than the terminator search, and never one past the data */
+                if (k == 1 && (hl > size || hl != n))
+                        abort();
+        }
         if (http_parse_head((const char *) data, n ? n : size, &req) == 0 &&
             strncmp(req.path, FLEET_NIX_CACHE_PREFIX, strlen(FLEET_NIX_CACHE_PREFIX)) == 0)
                 check_nix_cache_name(req.path + strlen(FLEET_NIX_CACHE_PREFIX));

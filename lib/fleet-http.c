@@ -15,6 +15,37 @@ size_t http_head_length(const char *data, size_t len) {
         return 0;
 }
 
+static bool token_char(char c);
+
+int http_head_scan(const char *data, size_t len, size_t *ret_len) {
+        bool in_method = true;
+
+        for (size_t i = 0; i < len && i < HTTP_MAX_HEAD; i++) {
+                unsigned char c = (unsigned char) data[i];
+
+                if (in_method) {
+                        if (c == ' ' && i > 0)
+                                in_method = false;
+                        else if (!token_char((char) c) || i >= 32)
+                                return -EBADMSG;
+                        continue;
+                }
+                if ((c < 0x20 && c != '\r' && c != '\n' && c != '\t') || c == 0x7f)
+                        return -EBADMSG;
+                if (c == '\n' && data[i - 1] != '\r')
+                        return -EBADMSG;   /* bare LF */
+                if (i > 0 && data[i - 1] == '\r' && c != '\n')
+                        return -EBADMSG;   /* CR without LF */
+                if (c == '\n' && i >= 3 && data[i - 2] == '\n' && data[i - 3] == '\r') {
+                        *ret_len = i + 1;
+                        return 1;
+                }
+        }
+        if (len >= HTTP_MAX_HEAD)
+                return -EMSGSIZE;
+        return 0;
+}
+
 static bool path_char_ok(char c) {
         return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '/' ||
                c == '.' || c == '_' || c == '~' || c == '-';

@@ -48,6 +48,15 @@ int http_parse_head(const char *data, size_t len, struct http_request *ret);
 size_t http_head_length(const char *data, size_t len);
 
 /*
+ * Look at the first `len` bytes received for a request head, which may be incomplete. Returns the head
+ * 1 with *ret_len = the head length once "\r\n\r\n" is there; 0 while what arrived can still become a valid head; or
+ * -EBADMSG as soon as it cannot: a bare LF, a CR not followed by LF, a control byte, a method that is
+ * not a token, or a head already HTTP_MAX_HEAD bytes long without an end (-EMSGSIZE). So garbage and
+ * bare-LF requests are answered at once instead of waiting for a terminator that never comes.
+ */
+int http_head_scan(const char *data, size_t len, size_t *ret_len);
+
+/*
  * A single byte range "bytes=A-B", "bytes=A-" or "bytes=-N" against a resource of `size` bytes.
  * On success [*ret_first, *ret_last] is inclusive and inside the resource. -EINVAL: not a single
  * well-formed byte range (the server answers 400); -ERANGE: unsatisfiable (416).

@@ -535,6 +535,7 @@ void agent_config_free(struct agent_config *c) {
         if (!c)
                 return;
         free(c->server);
+        free(c->enroll_server);
         free(c->ca);
         free(c->cert);
         free(c->key);
@@ -574,11 +575,11 @@ static int set_u32(uint32_t *dst, const char *key, const char *value, unsigned l
 static int agent_kv(const char *key, const char *value, unsigned line, void *userdata) {
         struct agent_config *c = userdata;
 
-        if (streq(key, "server")) {
+        if (streq(key, "server") || streq(key, "enroll-server")) {
                 if (strncmp(value, "https://", 8) != 0 || strlen(value) > 255)
-                        return ringil_fail(-RINGIL_EMALFORMED, "line %u: server '%s' is not an https:// URL",
-                                           line, value);
-                return set_str(&c->server, value);
+                        return ringil_fail(-RINGIL_EMALFORMED, "line %u: %s '%s' is not an https:// URL",
+                                           line, key, value);
+                return set_str(streq(key, "server") ? &c->server : &c->enroll_server, value);
         }
         if (*value == '\0')
                 return ringil_fail(-RINGIL_EMALFORMED, "line %u: empty value for %s", line, key);

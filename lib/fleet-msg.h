@@ -116,6 +116,7 @@ int fleet_kv_parse(const char *data, size_t len,
 
 struct agent_config {
         char *server;          /* https://host:port, required */
+        char *enroll_server;   /* https://host:port of the server's enrollment port (`ringild enroll`) */
         char *ca;              /* PEM file of the CA that issued the server certificate (pinned) */
         char *cert, *key;      /* this drone's client certificate and key */
         char *device_config;   /* the install engine's config (default /etc/ringil/device.conf) */

@@ -1,4 +1,4 @@
-/* api.c: the fleet server's routes: enrollment, check-in, reports, bundle download, Nix cache, operator API. */
+/* api.c: the fleet server's route table, its dispatcher (roles first), and the handlers. */
 #include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -17,403 +17,199 @@
 #include "server.h"
 #include "store-rollout.h"
 
-#define ENROLL_MAX_BODY 16384
-
-/* Read a JSON body of at most max bytes; replies with the error itself when it fails. */
-static int read_body(struct conn *c, const struct http_request *req, size_t max, char **ret, size_t *ret_len) {
-        char *b;
-
-        if (!req->has_content_length) {
-                c->close_after = true;
-                return -conn_error(c, 411, "Content-Length required");
-        }
-        if (req->content_length > max) {
-                /* Drain a modestly oversized body so the client is not cut off mid-send and sees
-                 * the 413; a huge one is not read at all (the connection closes after the answer). */
-                c->close_after = true;
-                if (req->content_length <= 64 * (uint64_t) max) {
-                        char tmp[4096];
-                        for (uint64_t left = req->content_length; left > 0;) {
-                                size_t k = (size_t) MIN(left, (uint64_t) sizeof(tmp));
-                                if (conn_read(c, tmp, k) < 0)
-                                        return -ECONNRESET;
-                                left -= k;
-                        }
-                }
-                return -conn_error(c, 413, "body larger than %zu bytes", max);
-        }
-        b = malloc(req->content_length + 1);
-        if (!b)
-                return -ENOMEM;
-        if (conn_read(c, b, req->content_length) < 0) {
-                free(b);
-                return -ECONNRESET;
-        }
-        b[req->content_length] = '\0';
-        *ret = b;
-        *ret_len = req->content_length;
-        return 0;
-}
-
-/* Discard a small body the handler does not need, so keep-alive stays in sync. */
-static int skip_body(struct conn *c, const struct http_request *req) {
-        char tmp[4096];
-        uint64_t n = req->has_content_length ? req->content_length : 0;
-
-        if (n > SERVER_MAX_JSON_BODY) {
-                c->close_after = true;
-                return 0;
-        }
-        while (n > 0) {
-                size_t k = (size_t) MIN(n, sizeof(tmp));
-                if (conn_read(c, tmp, k) < 0)
-                        return -ECONNRESET;
-                n -= k;
-        }
-        return 0;
-}
-
-static int respond_json(struct conn *c, int status, json_t *j) {
+static int respond_json(struct route_ctx *x, int status, json_t *j) {
         char *s = j ? json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
-        int r;
 
         if (!s)
-                return conn_error(c, 500, "out of memory");
-        r = conn_respond(c, status, "application/json", NULL, s, strlen(s));
+                return tp_respond_error(x->resp, 500, "out of memory");
+        if (tp_respond(x->resp, status, "application/json", s, strlen(s)) < 0)
+                tp_respond_error(x->resp, 500, "out of memory");
         free(s);
-        return r < 0 ? r : status;
+        return status;
 }
 
-/*
- * The authenticated drone behind this connection, re-checked on every request so a revocation takes
- * effect on open keep-alive connections too. Replies 401/403 itself and returns < 0 when refused.
- */
-static int authorize_drone(struct conn *c, struct drone_auth *ret) {
-        struct drone_auth a;
-        int r;
-
-        if (c->role == PEER_NONE) {
-                atomic_fetch_add(&c->srv->m.auth_refused, 1);
-                return -conn_error(c, 401, "client certificate from the device CA required");
-        }
-        if (c->role != PEER_DRONE) {
-                atomic_fetch_add(&c->srv->m.auth_refused, 1);
-                return -conn_error(c, 403, "not a drone identity");
-        }
-        r = store_drone_auth(c->srv->db, c->peer, &a);
-        if (r < 0)
-                return -conn_error(c, 500, "store: %s", ringil_detail());
-        /* INVARIANT: CA-valid is not enough: the drone must be registered, not revoked, and present
-         * the certificate we issued it when we issued one. */
-        if (!a.exists || a.status == DRONE_REVOKED || (a.cert_serial[0] && !streq(a.cert_serial, c->serial))) {
-                atomic_fetch_add(&c->srv->m.auth_refused, 1);
-                log_notice("refused drone '%s': %s", c->peer,
-                           !a.exists ? "not registered" : a.status == DRONE_REVOKED ? "revoked" : "certificate replaced");
-                return -conn_error(c, 403, "drone '%s' is not allowed", c->peer);
-        }
-        *ret = a;
-        return 0;
+static int respond_text(struct route_ctx *x, int status, const char *ctype, const char *s) {
+        if (tp_respond(x->resp, status, ctype, s, strlen(s)) < 0)
+                return tp_respond_error(x->resp, 500, "out of memory");
+        return status;
 }
 
-static int authorize_operator(struct conn *c) {
-        if (c->role == PEER_OPERATOR)
-                return 0;
-        atomic_fetch_add(&c->srv->m.auth_refused, 1);
-        if (c->role == PEER_NONE)
-                return -conn_error(c, 401, "operator client certificate required");
-        return -conn_error(c, 403, "operator credential required");
-}
+/* ---- drones ---- */
 
-/* Operator, or the drone `id` itself. */
-static int authorize_self_or_operator(struct conn *c, const char *id) {
-        struct drone_auth a;
-        int r;
-
-        if (c->role == PEER_OPERATOR)
-                return 0;
-        r = authorize_drone(c, &a);
-        if (r < 0)
-                return r;
-        if (!streq(c->peer, id)) {
-                atomic_fetch_add(&c->srv->m.auth_refused, 1);
-                return -conn_error(c, 403, "a drone may only see itself");
-        }
-        return 0;
-}
-
-static int get_assignment(struct conn *c, const char *id, const char *group, struct release *ret) {
-        int64_t rid = 0;
-        int r = store_assignment_for(c->srv->db, id, group, &rid);
-
-        if (r < 0)
-                return r;
-        if (rid == 0)
-                return 0;
-        r = store_release_get(c->srv->db, rid, ret);
-        return r < 0 ? r : 1;
-}
-
-static int route_checkin(struct conn *c, const struct http_request *req) {
-        _cleanup_free_ char *body = NULL, *out = NULL;
+static int route_checkin(struct route_ctx *x) {
+        _cleanup_free_ char *out = NULL;
+        struct server *srv = x->srv;
         struct fleet_status st;
-        struct fleet_assignment a = { .poll_interval = c->srv->cfg.poll_interval };
-        struct drone_auth auth;
+        struct fleet_assignment a = { .poll_interval = srv->cfg.poll_interval };
         struct release rel;
         bool held = false;
-        size_t len;
         int r;
 
-        r = authorize_drone(c, &auth);
+        if (fleet_status_parse(x->req->body, x->req->body_len, &st) < 0)
+                return tp_respond_error(x->resp, 400, "check-in: %s", ringil_detail());
+        r = store_checkin(srv->db, x->req->peer, &st, (int64_t) time(NULL));
         if (r < 0)
-                return skip_body(c, req);
-        r = read_body(c, req, FLEET_MAX_MESSAGE, &body, &len);
+                return tp_respond_error(x->resp, 503, "store: %s", ringil_detail());
+        /* a rollout may hand its release now, or hold the drone: then it has no assignment at all */
+        r = api_rollout_checkin(x, &st, &held, &a);
         if (r < 0)
-                return r == -ECONNRESET || r == -ENOMEM ? r : 0;
-        if (fleet_status_parse(body, len, &st) < 0)
-                return conn_error(c, 400, "check-in: %s", ringil_detail());
-        r = store_checkin(c->srv->db, c->peer, &st, (int64_t) time(NULL));
-        if (r < 0)
-                return conn_error(c, 503, "store: %s", ringil_detail());
-        r = api_rollout_checkin(c, auth.group, &st, &held, &a);
-        if (r < 0)
-                return conn_error(c, 503, "store: %s", ringil_detail());
-        r = held ? 0 : get_assignment(c, c->peer, auth.group, &rel);
-        if (r < 0)
-                return conn_error(c, 500, "assignment lookup failed");
-        if (r > 0) {
+                return tp_respond_error(x->resp, 503, "store: %s", ringil_detail());
+        /* the assignment came with the drone's record, read by the dispatcher just before (or, when a
+         * rollout just handed its release, from api_rollout_checkin()) */
+        rel = x->auth.release;
+        if (x->auth.assigned && !held) {
                 a.assigned = true;
                 a.release = rel.id;
                 a.size = rel.size;
                 snprintf(a.version, sizeof(a.version), "%s", rel.version);
                 snprintf(a.sha256, sizeof(a.sha256), "%s", rel.sha256);
         }
-        atomic_fetch_add(&c->srv->m.checkins, 1);
+        atomic_fetch_add(&srv->m.checkins, 1);
         if (fleet_assignment_format(&a, &out) < 0)
-                return conn_error(c, 500, "out of memory");
-        return conn_respond(c, 200, "application/json", NULL, out, strlen(out));
+                return tp_respond_error(x->resp, 500, "out of memory");
+        return respond_text(x, 200, "application/json", out);
 }
 
-static int route_report(struct conn *c, const struct http_request *req) {
-        _cleanup_free_ char *body = NULL;
+static int route_report(struct route_ctx *x) {
         struct fleet_status st;
-        struct drone_auth auth;
         char out[64];
-        size_t len;
         int r;
 
-        r = authorize_drone(c, &auth);
-        if (r < 0)
-                return skip_body(c, req);
-        r = read_body(c, req, FLEET_MAX_MESSAGE, &body, &len);
-        if (r < 0)
-                return r == -ECONNRESET || r == -ENOMEM ? r : 0;
-        if (fleet_status_parse(body, len, &st) < 0)
-                return conn_error(c, 400, "report: %s", ringil_detail());
+        if (fleet_status_parse(x->req->body, x->req->body_len, &st) < 0)
+                return tp_respond_error(x->resp, 400, "report: %s", ringil_detail());
         if (st.seq == 0)
-                return conn_error(c, 400, "report: 'seq' must be > 0");
-        r = store_report(c->srv->db, c->peer, &st, (int64_t) time(NULL));
+                return tp_respond_error(x->resp, 400, "report: 'seq' must be > 0");
+        r = store_report(x->srv->db, x->req->peer, &st, (int64_t) time(NULL));
         if (r == -ESTALE)
-                return conn_error(c, 409, "report seq %" PRIu64 " is older than the last one stored", st.seq);
+                return tp_respond_error(x->resp, 409, "report seq %" PRIu64 " is older than the last one stored", st.seq);
         if (r < 0)
                 /* No acknowledgement unless committed: the agent keeps the report and retries. */
-                return conn_error(c, 503, "store: %s", ringil_detail());
+                return tp_respond_error(x->resp, 503, "store: %s", ringil_detail());
         /* Its rollout and compliance parts, also for a repeated report (the first attempt may have
-         * stopped between the two commits): both are idempotent, and the ack waits for them. */
-        r = store_rollout_report(c->srv->db, c->peer, &st, (int64_t) time(NULL));
+         * stopped between the commits): both are idempotent, and the acknowledgement waits for them. */
+        r = store_rollout_report(x->srv->db, x->req->peer, &st, (int64_t) time(NULL));
         if (r >= 0)
-                r = store_compliance_update(c->srv->db, c->peer, &st, (int64_t) time(NULL));
+                r = store_compliance_update(x->srv->db, x->req->peer, &st, (int64_t) time(NULL));
         if (r < 0)
-                return conn_error(c, 503, "store: %s", ringil_detail());
-        atomic_fetch_add(&c->srv->m.reports, 1);
-        log_info("drone %s: %s (release %" PRId64 ", version '%s')%s%s", c->peer, fleet_state_to_string(st.state),
-                 st.release, st.version, st.error[0] ? ": " : "", st.error);
+                return tp_respond_error(x->resp, 503, "store: %s", ringil_detail());
+        atomic_fetch_add(&x->srv->m.reports, 1);
+        log_info("drone %s: %s (release %" PRId64 ", version '%s')%s%s", x->req->peer,
+                 fleet_state_to_string(st.state), st.release, st.version, st.error[0] ? ": " : "", st.error);
         snprintf(out, sizeof(out), "{\"ack\":%" PRIu64 "}", st.seq);
-        return conn_respond(c, 200, "application/json", NULL, out, strlen(out));
+        return respond_text(x, 200, "application/json", out);
 }
 
-static int send_file_range(struct conn *c, int fd, uint64_t first, uint64_t last, atomic_uint_fast64_t *sent) {
-        uint8_t buf[65536];
-        uint64_t off = first;
-
-        while (off <= last) {
-                size_t want = (size_t) MIN((uint64_t) sizeof(buf), last - off + 1);
-                ssize_t k = pread(fd, buf, want, (off_t) off);
-                if (k <= 0)
-                        return -EIO;
-                if (conn_write(c, buf, (size_t) k) < 0)
-                        return -EPIPE;
-                atomic_fetch_add(sent, (uint64_t) k);
-                off += (uint64_t) k;
-        }
-        return 0;
-}
-
-/*
- * Answer GET or HEAD with fd, an open regular file of `size` bytes: 200 with all of it, or for a Range
- * header 206 with that single range (416 when unsatisfiable, 400 when malformed); Accept-Ranges and
- * Content-Length always, ETag when etag is not NULL. Body bytes are added to *sent. Returns >= 0, or
- * < 0 when the connection must be dropped (the head or body could not be written).
- */
-static int respond_file(struct conn *c, const struct http_request *req, int fd, uint64_t size, const char *ctype,
-                        const char *etag, atomic_uint_fast64_t *sent) {
-        uint64_t first = 0, last = size - 1, len = size;   /* size 0: len 0 and no body is sent */
-        char range[128] = "", head[768];
-        int n, r;
-
-        if (req->has_range) {
-                r = http_parse_range(req->range, size, &first, &last);
-                if (r == -ERANGE) {
-                        snprintf(range, sizeof(range), "Content-Range: bytes */%" PRIu64 "\r\n", size);
-                        return conn_respond(c, 416, "application/json", range, "{\"error\":\"range\"}", 17);
-                }
-                if (r < 0)
-                        return conn_error(c, 400, "malformed Range");
-                len = last - first + 1;
-                snprintf(range, sizeof(range), "Content-Range: bytes %" PRIu64 "-%" PRIu64 "/%" PRIu64 "\r\n",
-                         first, last, size);
-        }
-        n = snprintf(head, sizeof(head),
-                     "HTTP/1.1 %d %s\r\nServer: ringil-server\r\nContent-Type: %s\r\n%s%s%s"
-                     "Accept-Ranges: bytes\r\n%sContent-Length: %" PRIu64 "\r\n%s\r\n",
-                     req->has_range ? 206 : 200, req->has_range ? "Partial Content" : "OK", ctype,
-                     etag ? "ETag: \"" : "", etag ? etag : "", etag ? "\"\r\n" : "", range, len,
-                     c->close_after ? "Connection: close\r\n" : "");
-        if (n < 0 || (size_t) n >= sizeof(head) || conn_write(c, head, (size_t) n) < 0)
-                return -EPIPE;
-        if (req->method == HTTP_HEAD || len == 0)
-                return 0;
-        return send_file_range(c, fd, first, last, sent) < 0 ? -EPIPE : 0;
-}
-
-static int route_bundle(struct conn *c, const struct http_request *req, int64_t rid) {
-        _cleanup_close_ int fd = -EBADF;
-        struct release rel;
-        struct stat st;
+static int route_drone_get(struct route_ctx *x) {
+        json_t *j = NULL;
         int r;
 
-        if (skip_body(c, req) < 0)
-                return -ECONNRESET;
-        if (c->role != PEER_OPERATOR) {
-                struct drone_auth auth;
-                r = authorize_drone(c, &auth);
-                if (r < 0)
-                        return 0;
-                struct rollout_checkin_result hold;
-                r = store_rollout_checkin(c->srv->db, c->peer, auth.group, NULL, (int64_t) time(NULL), false, &hold);
-                if (r < 0)
-                        return conn_error(c, 503, "store: %s", ringil_detail());
-                r = hold.held ? 0 : get_assignment(c, c->peer, auth.group, &rel);
-                if (r < 0)
-                        return conn_error(c, 500, "assignment lookup failed");
-                /* INVARIANT: a drone downloads only the release currently assigned to it (a member a
-                 * rollout holds has none). */
-                if (r == 0 || rel.id != rid) {
-                        atomic_fetch_add(&c->srv->m.auth_refused, 1);
-                        return conn_error(c, 403, "release %" PRId64 " is not assigned to '%s'", rid, c->peer);
-                }
-        } else if (store_release_get(c->srv->db, rid, &rel) < 0)
-                return conn_error(c, 404, "no release %" PRId64, rid);
-
-        fd = open(rel.path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-        if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (uint64_t) st.st_size != rel.size)
-                return conn_error(c, 500, "bundle of release %" PRId64 " is missing or changed", rid);
-        if (rel.size == 0)
-                return conn_error(c, 500, "empty bundle");
-        return respond_file(c, req, fd, rel.size, "application/octet-stream", rel.sha256, &c->srv->m.bundle_bytes);
+        if (ca_name_valid(x->param) < 0)
+                return tp_respond_error(x->resp, 404, "no such drone");
+        r = store_drone_json(x->srv->db, x->param, &j);
+        if (r == -ENOENT)
+                return tp_respond_error(x->resp, 404, "no drone '%s'", x->param);
+        if (r >= 0)
+                r = store_drone_decorate(x->srv->db, x->param, j);   /* tags, compliance, rollout */
+        if (r < 0) {
+                json_decref(j);
+                return tp_respond_error(x->resp, 500, "store: %s", ringil_detail());
+        }
+        r = respond_json(x, 200, j);
+        json_decref(j);
+        return r;
 }
 
-/* A file of the Nix cache could not be opened: what is absent, or a symlink, is not in this cache. */
-static int nix_cache_open_failed(struct conn *c, int r, const char *rel) {
-        if (r == -ENOENT || r == -ENOTDIR || r == -ELOOP) {
-                atomic_fetch_add(&c->srv->m.nix_cache_misses, 1);
-                return conn_error(c, 404, "'%s' is not in this cache", rel);
-        }
-        /* Anything else (unreadable, I/O) is the server's problem: Nix must not read it as a miss. */
-        log_warning_errno(r, "nix-cache: cannot open '%s': %m", rel);
-        return conn_error(c, 500, "cannot open '%s' in the cache", rel);
+static int route_drones_list(struct route_ctx *x) {
+        json_t *j = NULL;
+        int r;
+
+        if (store_drones_json(x->srv->db, &j) < 0)
+                return tp_respond_error(x->resp, 500, "store: %s", ringil_detail());
+        r = respond_json(x, 200, j);
+        json_decref(j);
+        return r;
 }
 
-/*
- * GET/HEAD /nix-cache/REL: a file of the configured Nix binary cache, for an operator or an allowed
- * drone (the narinfos carry Nix's own ed25519 signatures; docs/fleet.md). 404 is exact: Nix reads it as
- * "this path is not in the cache", so every name outside the three shapes and every non-file is 404.
- */
-static int route_nix_cache(struct conn *c, const struct http_request *req, const char *rel) {
-        static const char *const types[] = {
-                [FLEET_NIX_CACHE_INFO] = "text/x-nix-cache-info",
-                [FLEET_NIX_NARINFO] = "text/x-nix-narinfo",
-                [FLEET_NIX_NAR] = "application/x-nix-nar",
-        };
-        _cleanup_close_ int dfd = -EBADF, fd = -EBADF;
-        const char *name = rel;
-        struct stat st;
-        int kind;
+static int route_drone_add(struct route_ctx *x) {
+        const char *id = NULL, *group = "default";
+        json_t *j, *out;
+        json_error_t e;
+        uint8_t raw[32], hash[SHA256_LEN];
+        char token[65];
+        int64_t now = (int64_t) time(NULL), expires = now + x->srv->cfg.token_ttl;
+        int r;
 
-        if (skip_body(c, req) < 0)
-                return -ECONNRESET;
-        if (c->role != PEER_OPERATOR) {
-                struct drone_auth auth;
-                if (authorize_drone(c, &auth) < 0)
-                        return 0;
+        j = json_loadb(x->req->body, x->req->body_len, JSON_REJECT_DUPLICATES, &e);
+        if (!j || json_unpack(j, "{s:s, s?s !}", "id", &id, "group", &group) < 0 || ca_name_valid(id) < 0 ||
+            ca_name_valid(group) < 0) {
+                json_decref(j);
+                return tp_respond_error(x->resp, 400, "expected {\"id\": NAME, \"group\": NAME}");
         }
-        kind = fleet_nix_cache_file(rel);
-        if (kind < 0 || req->query[0] || c->srv->nix_cache_fd < 0) {
-                atomic_fetch_add(&c->srv->m.nix_cache_misses, 1);
-                return conn_error(c, 404, "not in this cache");
+        if (crypto_random(raw, sizeof(raw)) < 0 || crypto_sha256(raw, sizeof(raw), hash) < 0) {
+                json_decref(j);
+                return tp_respond_error(x->resp, 500, "random");
         }
-        /* INVARIANT: no symlink is followed below the cache directory, neither nar/ nor the file; the
-         * name itself was checked to be one plain component (fleet_nix_cache_file). O_NONBLOCK: a FIFO
-         * planted in the cache must not block this thread in open(); fstat() below refuses it. */
-        if (kind == FLEET_NIX_NAR) {
-                dfd = openat(c->srv->nix_cache_fd, "nar", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-                if (dfd < 0)
-                        return nix_cache_open_failed(c, negative_errno(), rel);
-                name = rel + strlen("nar/");
+        hex_encode(raw, sizeof(raw), token);
+        secret_wipe(raw, sizeof(raw));
+        r = store_drone_add(x->srv->db, id, group, hash, now, expires);
+        if (r < 0) {
+                secret_wipe(token, sizeof(token));
+                r = r == -EEXIST ? tp_respond_error(x->resp, 409, "drone '%s' exists", id)
+                                 : tp_respond_error(x->resp, 503, "store: %s", ringil_detail());
+                json_decref(j);
+                return r;
         }
-        fd = openat(dfd >= 0 ? dfd : c->srv->nix_cache_fd, name,
-                    O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
-        if (fd < 0)
-                return nix_cache_open_failed(c, negative_errno(), rel);
-        if (fstat(fd, &st) < 0)
-                return conn_error(c, 500, "cannot stat '%s' in the cache", rel);
-        if (!S_ISREG(st.st_mode)) {
-                atomic_fetch_add(&c->srv->m.nix_cache_misses, 1);
-                return conn_error(c, 404, "'%s' is not in this cache", rel);
-        }
-        atomic_fetch_add(&c->srv->m.nix_cache_hits, 1);
-        return respond_file(c, req, fd, (uint64_t) st.st_size, types[kind], NULL, &c->srv->m.nix_cache_bytes);
+        log_info("registered drone '%s' in group '%s'", id, group);
+        out = json_pack("{s:s, s:s, s:s, s:I}", "id", id, "group", group, "token", token, "expires",
+                        (json_int_t) expires);
+        secret_wipe(token, sizeof(token));
+        json_decref(j);
+        r = respond_json(x, 201, out);
+        json_decref(out);
+        return r;
 }
 
-static int route_enroll(struct conn *c, const struct http_request *req) {
-        _cleanup_free_ char *body = NULL, *pem = NULL, *ca = NULL;
+static int route_drone_revoke(struct route_ctx *x) {
+        int r = ca_name_valid(x->param) < 0 ? -ENOENT : store_drone_revoke(x->srv->db, x->param);
+
+        if (r == -ENOENT)
+                return tp_respond_error(x->resp, 404, "no drone '%s'", x->param);
+        if (r < 0)
+                return tp_respond_error(x->resp, 503, "store: %s", ringil_detail());
+        log_notice("revoked drone '%s'", x->param);
+        return respond_text(x, 200, "application/json", "{\"revoked\":true}");
+}
+
+/* ---- enrollment (the enrollment port) ---- */
+
+static int route_enroll(struct route_ctx *x) {
+        _cleanup_free_ char *pem = NULL, *ca = NULL;
         _cleanup_(EVP_PKEY_freep) EVP_PKEY *pub = NULL;
         _cleanup_(X509_freep) X509 *cert = NULL;
+        struct server *srv = x->srv;
         json_t *j;
         json_error_t e;
         const char *id = NULL, *token = NULL, *csr = NULL;
         uint8_t raw[32], hash[SHA256_LEN];
         char serial[65] = "";
-        size_t len;
         int r;
 
-        r = read_body(c, req, ENROLL_MAX_BODY, &body, &len);
-        if (r < 0)
-                return r == -ECONNRESET || r == -ENOMEM ? r : 0;
-        if (!c->srv->device_ca_key)
-                return conn_error(c, 501, "enrollment is disabled (no CA key on this server)");
-        j = json_loadb(body, len, JSON_REJECT_DUPLICATES, &e);
+        if (!srv->device_ca_key)
+                return tp_respond_error(x->resp, 501, "enrollment is disabled (no CA key on this server)");
+        j = json_loadb(x->req->body, x->req->body_len, JSON_REJECT_DUPLICATES, &e);
         if (!j || json_unpack(j, "{s:s, s:s, s:s !}", "id", &id, "token", &token, "csr", &csr) < 0 ||
             ca_name_valid(id) < 0 || strlen(token) != 64 || hex_decode(token, raw, sizeof(raw)) < 0) {
                 json_decref(j);
-                return conn_error(c, 400, "enroll: expected {\"id\", \"token\", \"csr\"}");
+                return tp_respond_error(x->resp, 400, "enroll: expected {\"id\", \"token\", \"csr\"}");
         }
         r = ca_csr_pubkey(csr, strlen(csr), &pub);
         if (r >= 0)
-                r = ca_sign(c->srv->device_ca_key, c->srv->device_ca_cert, pub, id, CA_PROFILE_DEVICE, NULL,
-                            CA_DEFAULT_DAYS, &cert);
+                r = ca_sign(srv->device_ca_key, srv->device_ca_cert, pub, id, CA_PROFILE_DEVICE, NULL, CA_DEFAULT_DAYS,
+                            &cert);
         if (r < 0) {
                 json_decref(j);
-                return conn_error(c, 400, "enroll: %s", ringil_detail());
+                secret_wipe(raw, sizeof(raw));
+                return tp_respond_error(x->resp, 400, "enroll: %s", ringil_detail());
         }
         {
                 BIGNUM *bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(cert), NULL);
@@ -426,122 +222,213 @@ static int route_enroll(struct conn *c, const struct http_request *req) {
         }
         (void) crypto_sha256(raw, sizeof(raw), hash);
         secret_wipe(raw, sizeof(raw));
-        r = store_drone_enroll(c->srv->db, id, hash, (int64_t) time(NULL), serial);
+        r = store_drone_enroll(srv->db, id, hash, (int64_t) time(NULL), serial);
         if (r < 0) {
-                atomic_fetch_add(&c->srv->m.auth_refused, 1);
-                log_notice("enrollment of '%s' refused", id);
+                atomic_fetch_add(&srv->m.auth_refused, 1);
+                log_notice("enrollment of '%s' from %s refused", id, x->req->addr);
                 json_decref(j);
-                return conn_error(c, 403, "enrollment refused");
+                return tp_respond_error(x->resp, 403, "enrollment refused");
         }
-        if (ca_cert_to_pem(cert, &pem) < 0 || ca_cert_to_pem(c->srv->device_ca_cert, &ca) < 0) {
+        if (ca_cert_to_pem(cert, &pem) < 0 || ca_cert_to_pem(srv->device_ca_cert, &ca) < 0) {
                 json_decref(j);
-                return conn_error(c, 500, "out of memory");
+                return tp_respond_error(x->resp, 500, "out of memory");
         }
-        atomic_fetch_add(&c->srv->m.enrollments, 1);
+        atomic_fetch_add(&srv->m.enrollments, 1);
         log_info("enrolled drone '%s' (certificate serial %s)", id, serial);
         {
                 json_t *o = json_pack("{s:s, s:s, s:s}", "id", id, "cert", pem, "ca", ca);
                 json_decref(j);   /* id points into j */
-                r = respond_json(c, 200, o);
+                r = respond_json(x, 200, o);
                 json_decref(o);
         }
         return r;
 }
 
-static int route_drone_add(struct conn *c, const struct http_request *req) {
-        _cleanup_free_ char *body = NULL;
-        const char *id = NULL, *group = "default";
-        json_t *j, *out;
-        json_error_t e;
-        uint8_t raw[32], hash[SHA256_LEN];
-        char token[65];
-        int64_t expires = (int64_t) time(NULL) + c->srv->cfg.token_ttl;
-        size_t len;
+/* ---- releases and files ---- */
+
+/*
+ * Answer GET or HEAD with fd, an open regular file of `size` bytes: 200 with all of it, or for a Range
+ * header 206 with that single range (416 when unsatisfiable, 400 when malformed); Accept-Ranges and
+ * Content-Length always, ETag when etag is not NULL. fd is taken over.
+ */
+static int respond_file(struct route_ctx *x, int fd, uint64_t size, const char *ctype, const char *etag,
+                        atomic_uint_fast64_t *sent) {
+        const struct http_request *h = x->http;
+        uint64_t first = 0, last = size - 1, len = size;   /* size 0: len 0 and no body is sent */
         int r;
 
-        r = read_body(c, req, SERVER_MAX_JSON_BODY, &body, &len);
-        if (r < 0)
-                return r == -ECONNRESET || r == -ENOMEM ? r : 0;
-        j = json_loadb(body, len, JSON_REJECT_DUPLICATES, &e);
-        if (!j || json_unpack(j, "{s:s, s?s !}", "id", &id, "group", &group) < 0 || ca_name_valid(id) < 0 ||
-            ca_name_valid(group) < 0) {
-                json_decref(j);
-                return conn_error(c, 400, "expected {\"id\": NAME, \"group\": NAME}");
+        if (h->has_range) {
+                r = http_parse_range(h->range, size, &first, &last);
+                if (r == -ERANGE) {
+                        safe_close(fd);
+                        tp_respond_error(x->resp, 416, "range not satisfiable: the resource has %" PRIu64 " bytes", size);
+                        tp_header(x->resp, "Content-Range", "bytes */%" PRIu64, size);
+                        return 416;
+                }
+                if (r < 0) {
+                        safe_close(fd);
+                        return tp_respond_error(x->resp, 400, "malformed Range");
+                }
+                len = last - first + 1;
+                tp_header(x->resp, "Content-Range", "bytes %" PRIu64 "-%" PRIu64 "/%" PRIu64, first, last, size);
         }
-        if (crypto_random(raw, sizeof(raw)) < 0 || crypto_sha256(raw, sizeof(raw), hash) < 0) {
-                json_decref(j);
-                return conn_error(c, 500, "random");
+        tp_header(x->resp, "Accept-Ranges", "bytes");
+        if (etag)
+                tp_header(x->resp, "ETag", "\"%s\"", etag);
+        tp_respond_file(x->resp, h->has_range ? 206 : 200, ctype, fd, first, len, sent);
+        return x->resp->status;
+}
+
+static int route_bundle(struct route_ctx *x) {
+        struct server *srv = x->srv;
+        struct release rel;
+        struct stat st;
+        uint64_t rid;
+        int fd;
+
+        if (parse_u64(x->param, &rid) < 0 || rid == 0 || rid > INT64_MAX)
+                return tp_respond_error(x->resp, 404, "no such release");
+        if (x->req->role == PEER_DRONE) {
+                /* INVARIANT: a drone downloads only the release currently assigned to it (read with its
+                 * record, in the same statement that checked it is allowed); a member a rollout holds
+                 * has none. */
+                rel = x->auth.release;
+                if (!x->auth.assigned || rel.id != (int64_t) rid || store_rollout_holds(&x->auth)) {
+                        atomic_fetch_add(&srv->m.auth_refused, 1);
+                        return tp_respond_error(x->resp, 403, "release %" PRIu64 " is not assigned to '%s'", rid,
+                                                x->req->peer);
+                }
+        } else if (store_release_get(srv->db, (int64_t) rid, &rel) < 0)
+                return tp_respond_error(x->resp, 404, "no release %" PRIu64, rid);
+
+        fd = open(rel.path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (uint64_t) st.st_size != rel.size || rel.size == 0) {
+                safe_close(fd);
+                return tp_respond_error(x->resp, 500, "bundle of release %" PRIu64 " is missing or changed", rid);
         }
-        hex_encode(raw, sizeof(raw), token);
-        secret_wipe(raw, sizeof(raw));
-        r = store_drone_add(c->srv->db, id, group, hash, expires);
-        if (r < 0) {
-                secret_wipe(token, sizeof(token));
-                r = r == -EEXIST ? conn_error(c, 409, "drone '%s' exists", id)
-                                 : conn_error(c, 503, "store: %s", ringil_detail());
-                json_decref(j);
-                return r;
-        }
-        log_info("registered drone '%s' in group '%s'", id, group);
-        out = json_pack("{s:s, s:s, s:s, s:I}", "id", id, "group", group, "token", token, "expires",
-                        (json_int_t) expires);
-        secret_wipe(token, sizeof(token));
+        return respond_file(x, fd, rel.size, "application/octet-stream", rel.sha256, &srv->m.bundle_bytes);
+}
+
+static int route_releases_list(struct route_ctx *x) {
+        json_t *j = NULL;
+        int r;
+
+        if (store_releases_json(x->srv->db, &j) < 0)
+                return tp_respond_error(x->resp, 500, "store: %s", ringil_detail());
+        r = respond_json(x, 200, j);
         json_decref(j);
-        r = respond_json(c, 201, out);
-        json_decref(out);
         return r;
 }
 
-static int route_assign(struct conn *c, const struct http_request *req, int64_t rid) {
-        _cleanup_free_ char *body = NULL;
+static int route_assign(struct route_ctx *x) {
         const char *target = NULL;
         int force = 0;
+        uint64_t rid;
         json_t *j;
         json_error_t e;
-        size_t len;
         int r;
 
-        r = read_body(c, req, SERVER_MAX_JSON_BODY, &body, &len);
-        if (r < 0)
-                return r == -ECONNRESET || r == -ENOMEM ? r : 0;
-        j = json_loadb(body, len, JSON_REJECT_DUPLICATES, &e);
+        if (parse_u64(x->param, &rid) < 0 || rid == 0 || rid > INT64_MAX)
+                return tp_respond_error(x->resp, 404, "no such release");
+        j = json_loadb(x->req->body, x->req->body_len, JSON_REJECT_DUPLICATES, &e);
         if (!j || json_unpack(j, "{s:s, s?b !}", "target", &target, "force", &force) < 0 ||
             !(streq(target, "*") || (strncmp(target, "group:", 6) == 0 && ca_name_valid(target + 6) >= 0) ||
               (strncmp(target, "drone:", 6) == 0 && ca_name_valid(target + 6) >= 0))) {
                 json_decref(j);
-                return conn_error(c, 400, "expected {\"target\": \"*\" | \"group:NAME\" | \"drone:ID\", \"force\": BOOL}");
+                return tp_respond_error(x->resp, 400, "expected {\"target\": \"*\" | \"group:NAME\" | \"drone:ID\", "
+                                        "\"force\": BOOL}");
         }
         /* One rollout per drone: a static assignment of a drone a rollout holds is refused, or, with
          * force, takes the drone out of the rollout. */
-        r = strncmp(target, "drone:", 6) == 0
-                    ? store_rollout_assign_check(c->srv->db, target + 6, force, (int64_t) time(NULL)) : 0;
+        r = strncmp(target, "drone:", 6) == 0 ? store_rollout_assign_check(x->srv->db, target + 6, force, (int64_t) time(NULL))
+                                             : 0;
         if (r == -EEXIST) {
-                r = conn_error(c, 409, "%s", ringil_detail());
+                r = tp_respond_error(x->resp, 409, "%s", ringil_detail());
                 json_decref(j);
                 return r;
         }
         if (r >= 0)
-                r = store_assign(c->srv->db, target, rid);
+                r = store_assign(x->srv->db, target, (int64_t) rid);
         if (r < 0) {
                 json_decref(j);
-                return r == -ENOENT ? conn_error(c, 404, "no release %" PRId64, rid)
-                                    : conn_error(c, 503, "store: %s", ringil_detail());
+                return r == -ENOENT ? tp_respond_error(x->resp, 404, "no release %" PRIu64, rid)
+                                    : tp_respond_error(x->resp, 503, "store: %s", ringil_detail());
         }
-        log_info("release %" PRId64 " assigned to %s", rid, target);
+        log_info("release %" PRIu64 " assigned to %s", rid, target);
         {
                 json_t *o = json_pack("{s:I, s:s}", "release", (json_int_t) rid, "target", target);
                 json_decref(j);   /* target points into j */
-                r = respond_json(c, 200, o);
+                r = respond_json(x, 200, o);
                 json_decref(o);
         }
         return r;
 }
 
-static int route_metrics(struct conn *c) {
-        struct metrics *m = &c->srv->m;
+/* A file of the Nix cache could not be opened: what is absent, or a symlink, is not in this cache. */
+static int nix_cache_open_failed(struct route_ctx *x, int r, const char *rel) {
+        if (r == -ENOENT || r == -ENOTDIR || r == -ELOOP) {
+                atomic_fetch_add(&x->srv->m.nix_cache_misses, 1);
+                return tp_respond_error(x->resp, 404, "'%s' is not in this cache", rel);
+        }
+        /* Anything else (unreadable, I/O) is the server's problem: Nix must not read it as a miss. */
+        log_warning_errno(r, "nix-cache: cannot open '%s': %m", rel);
+        return tp_respond_error(x->resp, 500, "cannot open '%s' in the cache", rel);
+}
+
+/*
+ * GET/HEAD /nix-cache/REL: a file of the configured Nix binary cache, for an operator or an allowed
+ * drone (the narinfos carry Nix's own ed25519 signatures; docs/fleet.md). 404 is exact: Nix reads it as
+ * "this path is not in the cache", so every name outside the three shapes and every non-file is 404.
+ */
+static int route_nix_cache(struct route_ctx *x) {
+        static const char *const types[] = {
+                [FLEET_NIX_CACHE_INFO] = "text/x-nix-cache-info",
+                [FLEET_NIX_NARINFO] = "text/x-nix-narinfo",
+                [FLEET_NIX_NAR] = "application/x-nix-nar",
+        };
+        _cleanup_close_ int dfd = -EBADF, fd = -EBADF;
+        struct server *srv = x->srv;
+        const char *rel = x->param, *name = rel;
+        struct stat st;
+        int kind;
+
+        kind = fleet_nix_cache_file(rel);
+        if (kind < 0 || x->http->query[0] || srv->nix_cache_fd < 0) {
+                atomic_fetch_add(&srv->m.nix_cache_misses, 1);
+                return tp_respond_error(x->resp, 404, "not in this cache");
+        }
+        /* INVARIANT: no symlink is followed below the cache directory, neither nar/ nor the file; the
+         * name itself was checked to be one plain component (fleet_nix_cache_file). O_NONBLOCK: a FIFO
+         * planted in the cache must not block this thread in open(); fstat() below refuses it. */
+        if (kind == FLEET_NIX_NAR) {
+                dfd = openat(srv->nix_cache_fd, "nar", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                if (dfd < 0)
+                        return nix_cache_open_failed(x, negative_errno(), rel);
+                name = rel + strlen("nar/");
+        }
+        fd = openat(dfd >= 0 ? dfd : srv->nix_cache_fd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
+        if (fd < 0)
+                return nix_cache_open_failed(x, negative_errno(), rel);
+        if (fstat(fd, &st) < 0)
+                return tp_respond_error(x->resp, 500, "cannot stat '%s' in the cache", rel);
+        if (!S_ISREG(st.st_mode)) {
+                atomic_fetch_add(&srv->m.nix_cache_misses, 1);
+                return tp_respond_error(x->resp, 404, "'%s' is not in this cache", rel);
+        }
+        atomic_fetch_add(&srv->m.nix_cache_hits, 1);
+        return respond_file(x, TAKE_FD(fd), (uint64_t) st.st_size, types[kind], NULL, &srv->m.nix_cache_bytes);
+}
+
+/* ---- metrics ---- */
+
+static int route_metrics(struct route_ctx *x) {
+        struct metrics *m = &x->srv->m;
+        struct tp_stats *t = tp_get_stats(x->srv->tp);
         _cleanup_buf_ struct buf b = BUF_INIT(1 << 16);
         json_t *counts = NULL, *v;
         const char *k;
+        uint64_t tls_failed = atomic_load(&t->refused[TP_REFUSED_NO_CERTIFICATE]) + atomic_load(&t->refused[TP_REFUSED_TLS]) +
+                              atomic_load(&t->refused[TP_REFUSED_HANDSHAKE_TIMEOUT]);
 
         buf_printf(&b,
                    "# HELP ringil_http_requests_total HTTP requests parsed.\n# TYPE ringil_http_requests_total counter\n"
@@ -555,21 +442,32 @@ static int route_metrics(struct conn *c) {
                    "# TYPE ringil_bundle_bytes_sent_total counter\nringil_bundle_bytes_sent_total %" PRIuFAST64 "\n"
                    "# TYPE ringil_uploads_total counter\nringil_uploads_total{result=\"accepted\"} %" PRIuFAST64 "\n"
                    "ringil_uploads_total{result=\"refused\"} %" PRIuFAST64 "\n"
-                   "# TYPE ringil_tls_handshake_failures_total counter\nringil_tls_handshake_failures_total %" PRIuFAST64 "\n"
+                   "# TYPE ringil_tls_handshake_failures_total counter\nringil_tls_handshake_failures_total %" PRIu64 "\n"
                    "# TYPE ringil_auth_refused_total counter\nringil_auth_refused_total %" PRIuFAST64 "\n"
                    "# TYPE ringil_connections_total counter\nringil_connections_total %" PRIuFAST64 "\n"
-                   "# TYPE ringil_connections_active gauge\nringil_connections_active %d\n"
+                   "# HELP ringil_connections_active Open connections by listener.\n"
+                   "# TYPE ringil_connections_active gauge\n"
+                   "ringil_connections_active{listener=\"fleet\"} %d\n"
+                   "ringil_connections_active{listener=\"enroll\"} %d\n"
+                   "# HELP ringil_connections_idle_closed_total Keep-alive connections closed idle (timeout, or to make room).\n"
+                   "# TYPE ringil_connections_idle_closed_total counter\n"
+                   "ringil_connections_idle_closed_total %" PRIuFAST64 "\n"
                    "# TYPE ringil_nix_cache_requests_total counter\n"
                    "ringil_nix_cache_requests_total{result=\"hit\"} %" PRIuFAST64 "\n"
                    "ringil_nix_cache_requests_total{result=\"miss\"} %" PRIuFAST64 "\n"
                    "# TYPE ringil_nix_cache_bytes_sent_total counter\nringil_nix_cache_bytes_sent_total %" PRIuFAST64 "\n",
-                   atomic_load(&m->requests), atomic_load(&m->errors_4xx), atomic_load(&m->errors_5xx),
+                   atomic_load(&t->requests), atomic_load(&t->responses_4xx), atomic_load(&t->responses_5xx),
                    atomic_load(&m->checkins), atomic_load(&m->reports), atomic_load(&m->enrollments),
                    atomic_load(&m->bundle_bytes), atomic_load(&m->uploads), atomic_load(&m->uploads_refused),
-                   atomic_load(&m->tls_failures), atomic_load(&m->auth_refused), atomic_load(&m->connections_total),
-                   atomic_load(&m->connections_active), atomic_load(&m->nix_cache_hits),
-                   atomic_load(&m->nix_cache_misses), atomic_load(&m->nix_cache_bytes));
-        if (store_state_counts(c->srv->db, &counts) >= 0) {
+                   tls_failed, atomic_load(&m->auth_refused), atomic_load(&t->connections_total),
+                   atomic_load(&t->active[TP_FLEET]), atomic_load(&t->active[TP_ENROLL]), atomic_load(&t->idle_closed),
+                   atomic_load(&m->nix_cache_hits), atomic_load(&m->nix_cache_misses), atomic_load(&m->nix_cache_bytes));
+        buf_printf(&b, "# HELP ringil_connections_refused_total Connections refused at admission or cut at a deadline.\n"
+                       "# TYPE ringil_connections_refused_total counter\n");
+        for (int i = 0; i < _TP_REFUSED_MAX; i++)
+                buf_printf(&b, "ringil_connections_refused_total{reason=\"%s\"} %" PRIuFAST64 "\n",
+                           tp_refusal_to_string((enum tp_refusal) i), atomic_load(&t->refused[i]));
+        if (store_state_counts(x->srv->db, &counts) >= 0) {
                 buf_printf(&b, "# HELP ringil_drones Drones by update state.\n# TYPE ringil_drones gauge\n");
                 json_object_foreach(counts, k, v)
                         buf_printf(&b, "ringil_drones{state=\"%s\"} %" JSON_INTEGER_FORMAT "\n", k, json_integer_value(v));
@@ -583,152 +481,168 @@ static int route_metrics(struct conn *c) {
                    "# TYPE ringil_rollout_scheduler_pass_seconds_max gauge\nringil_rollout_scheduler_pass_seconds_max %.6f\n",
                    atomic_load(&m->rollout_passes), atomic_load(&m->rollout_hands),
                    (double) atomic_load(&m->rollout_pass_us_last) / 1e6, (double) atomic_load(&m->rollout_pass_us_max) / 1e6);
-        (void) store_rollout_metrics(c->srv->db, (int64_t) time(NULL),
-                                     c->srv->cfg.silent_polls * c->srv->cfg.poll_interval, &b);
-        return conn_respond(c, 200, "text/plain; version=0.0.4", NULL, b.data, b.len);
+        (void) store_rollout_metrics(x->srv->db, (int64_t) time(NULL),
+                                     x->srv->cfg.silent_polls * x->srv->cfg.poll_interval, &b);
+        if (tp_respond(x->resp, 200, "text/plain; version=0.0.4", b.data, b.len) < 0)
+                return tp_respond_error(x->resp, 500, "out of memory");
+        return 200;
 }
 
-/* "/api/v1/<coll>/<id>[/<action>]": splits into id and action; false if the shape differs. */
-static bool split_path(const char *path, const char *prefix, char *id, size_t idcap, const char **ret_action) {
-        size_t pl = strlen(prefix);
-        const char *rest, *slash;
-        size_t n;
+/* ---- the table and its dispatcher ---- */
 
-        if (strncmp(path, prefix, pl) != 0)
-                return false;
-        rest = path + pl;
-        slash = strchr(rest, '/');
-        n = slash ? (size_t) (slash - rest) : strlen(rest);
-        if (n == 0 || n >= idcap)
-                return false;
-        memcpy(id, rest, n);
-        id[n] = '\0';
-        *ret_action = slash ? slash + 1 : "";
-        return true;
+int api_routes_register(struct route_table *t, uint64_t max_upload) {
+        const struct route routes[] = {
+                ROUTE(ROUTE_POST, "/api/v1/enroll", ROLE_ENROLLING, route_enroll, .body = TP_BODY_MEMORY,
+                      .max_body = SERVER_ENROLL_MAX_BODY),
+                ROUTE(ROUTE_POST, "/api/v1/checkin", ROLE_DRONE, route_checkin, .body = TP_BODY_MEMORY,
+                      .max_body = FLEET_MAX_MESSAGE),
+                ROUTE(ROUTE_POST, "/api/v1/report", ROLE_DRONE, route_report, .body = TP_BODY_MEMORY,
+                      .max_body = FLEET_MAX_MESSAGE),
+                ROUTE(ROUTE_GET, "/api/v1/releases/*/bundle", ROLE_DRONE_OR_OPERATOR, route_bundle),
+                ROUTE(ROUTE_GET, "/nix-cache/**", ROLE_DRONE_OR_OPERATOR, route_nix_cache),
+                ROUTE(ROUTE_GET, "/api/v1/drones/*", ROLE_SELF_OR_OPERATOR, route_drone_get),
+                ROUTE(ROUTE_GET, "/api/v1/drones", ROLE_OPERATOR, route_drones_list),
+                ROUTE(ROUTE_POST, "/api/v1/drones", ROLE_OPERATOR, route_drone_add, .body = TP_BODY_MEMORY,
+                      .max_body = SERVER_MAX_JSON_BODY),
+                ROUTE(ROUTE_POST, "/api/v1/drones/*/revoke", ROLE_OPERATOR, route_drone_revoke),
+                ROUTE(ROUTE_GET, "/api/v1/releases", ROLE_OPERATOR, route_releases_list),
+                ROUTE(ROUTE_POST, "/api/v1/releases", ROLE_OPERATOR, api_upload, .body = TP_BODY_SPOOL,
+                      .max_body = max_upload),
+                ROUTE(ROUTE_POST, "/api/v1/releases/*/assign", ROLE_OPERATOR, route_assign, .body = TP_BODY_MEMORY,
+                      .max_body = SERVER_MAX_JSON_BODY),
+                ROUTE(ROUTE_GET, "/metrics", ROLE_OPERATOR, route_metrics),
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(routes); i++) {
+                int r = route_table_add(t, &routes[i]);
+                if (r < 0)
+                        return ringil_fail(r, "route '%s' cannot be registered", routes[i].path);
+        }
+        return api_rollout_routes_register(t);
 }
 
-int api_handle(struct conn *c, const struct http_request *req) {
-        const char *p = req->path, *action;
-        char id[CA_NAME_MAX + 1];
-        bool get = req->method == HTTP_GET || req->method == HTTP_HEAD, post = req->method == HTTP_POST;
+static bool role_admits(enum route_role role, enum peer_role peer) {
+        switch (role) {
+        case ROLE_ENROLLING:
+                return true;
+        case ROLE_DRONE:
+                return peer == PEER_DRONE;
+        case ROLE_OPERATOR:
+        case ROLE_APPROVER:   /* and named in `approvers`: checked in api_handle() */
+                return peer == PEER_OPERATOR;
+        case ROLE_DRONE_OR_OPERATOR:
+        case ROLE_SELF_OR_OPERATOR:
+                return peer == PEER_DRONE || peer == PEER_OPERATOR;
+        case ROLE_UNSET:
+        case _ROLE_MAX:
+                break;
+        }
+        return false;
+}
+
+static void plan_error(struct tp_plan *p, int status, const char *fmt, ...) _printf_(3, 4);
+static void plan_error(struct tp_plan *p, int status, const char *fmt, ...) {
+        va_list ap;
+
+        p->status = status;
+        va_start(ap, fmt);
+        vsnprintf(p->message, sizeof(p->message), fmt, ap);
+        va_end(ap);
+}
+
+/*
+ * In the event loop, before any body is read: the route, the listener, and the certificate's role.
+ * Nothing here touches the store; the drone's record is checked in api_handle() before the handler.
+ */
+void api_admit(void *userdata, const struct tp_request *req, struct tp_plan *ret) {
+        struct server *srv = userdata;
+        const struct http_request *h = req->http;
+        const struct route *rt;
+        char param[ROUTE_PARAM_MAX];
+        unsigned methods = 0;
+
+        *ret = (struct tp_plan) {};
+        if (h->method == HTTP_PUT || h->method == HTTP_DELETE)
+                return plan_error(ret, 501, "method not implemented");
+        rt = route_match(&srv->routes, h->method, h->path, param, &methods);
+        if (!rt && methods) {
+                snprintf(ret->allow, sizeof(ret->allow), "%s%s%s", methods & ROUTE_GET ? "GET, HEAD" : "",
+                         methods == (ROUTE_GET | ROUTE_POST) ? ", " : "", methods & ROUTE_POST ? "POST" : "");
+                return plan_error(ret, 405, "method not allowed for %s", h->path);
+        }
+        /* INVARIANT: the enrollment port serves enrollment and nothing else; enrollment is not served
+         * on the fleet port (a certificate holder has no use for it). */
+        if (req->listener == TP_ENROLL && (!rt || rt->role != ROLE_ENROLLING))
+                return plan_error(ret, 404, "only enrollment is served on this port");
+        if (!rt)
+                return plan_error(ret, 404, "no route for %s", h->path);
+        if (rt->role == ROLE_ENROLLING && req->listener != TP_ENROLL)
+                return plan_error(ret, 403, "enrollment is served on the enrollment port only");
+        if (!role_admits(rt->role, req->role)) {
+                atomic_fetch_add(&srv->m.auth_refused, 1);
+                if (req->role == PEER_NONE)
+                        return plan_error(ret, 401, "client certificate required");
+                return plan_error(ret, 403, rt->role == ROLE_DRONE ? "not a drone identity" : "operator credential required");
+        }
+        ret->route = rt;
+        ret->body = rt->body;
+        ret->max_body = rt->body == TP_BODY_SPOOL && rt->max_body == 0 ? srv->cfg.max_upload : rt->max_body;
+}
+
+/*
+ * The drone behind this connection, re-checked on every request so a revocation takes effect on open
+ * keep-alive connections too. Answers 403 itself and returns < 0 when refused.
+ */
+static int authorize_drone(struct route_ctx *x) {
+        struct drone_auth a;
         int r;
 
-        if (streq(p, "/api/v1/enroll") && post)
-                return route_enroll(c, req);
-        if (streq(p, "/api/v1/checkin") && post)
-                return route_checkin(c, req);
-        if (streq(p, "/api/v1/report") && post)
-                return route_report(c, req);
-        if (split_path(p, "/api/v1/releases/", id, sizeof(id), &action) && streq(action, "bundle") && get) {
-                uint64_t rid;
-                if (parse_u64(id, &rid) < 0 || rid == 0 || rid > INT64_MAX)
-                        return skip_body(c, req) < 0 ? -1 : conn_error(c, 404, "no such release");
-                return route_bundle(c, req, (int64_t) rid);
+        r = store_drone_auth(x->srv->db, x->req->peer, &a);
+        if (r < 0)
+                return -tp_respond_error(x->resp, 503, "store: %s", ringil_detail());
+        /* INVARIANT: CA-valid is not enough: the drone must be registered, not revoked, and present
+         * the certificate we issued it when we issued one. */
+        if (!a.exists || a.status == DRONE_REVOKED || (a.cert_serial[0] && !streq(a.cert_serial, x->req->serial))) {
+                atomic_fetch_add(&x->srv->m.auth_refused, 1);
+                log_notice("refused drone '%s': %s", x->req->peer,
+                           !a.exists ? "not registered" : a.status == DRONE_REVOKED ? "revoked" : "certificate replaced");
+                return -tp_respond_error(x->resp, 403, "drone '%s' is not allowed", x->req->peer);
         }
-        if (strncmp(p, FLEET_NIX_CACHE_PREFIX, strlen(FLEET_NIX_CACHE_PREFIX)) == 0 && get)
-                return route_nix_cache(c, req, p + strlen(FLEET_NIX_CACHE_PREFIX));
-        if (split_path(p, "/api/v1/drones/", id, sizeof(id), &action) && streq(action, "") && get) {
-                json_t *j = NULL;
-                if (skip_body(c, req) < 0)
-                        return -1;
-                if (ca_name_valid(id) < 0)
-                        return conn_error(c, 404, "no such drone");
-                if (authorize_self_or_operator(c, id) < 0)
-                        return 0;
-                r = store_drone_json(c->srv->db, id, &j);
-                if (r == -ENOENT)
-                        return conn_error(c, 404, "no drone '%s'", id);
-                if (r >= 0)
-                        r = store_drone_decorate(c->srv->db, id, j);
-                if (r < 0) {
-                        json_decref(j);
-                        return conn_error(c, 500, "store: %s", ringil_detail());
+        x->auth = a;
+        return 0;
+}
+
+void api_handle(void *userdata, const struct tp_request *req, struct tp_response *resp) {
+        struct server *srv = userdata;
+        const struct route *rt = req->route;
+        char param[ROUTE_PARAM_MAX];
+        unsigned methods;
+        struct route_ctx x = { .srv = srv, .req = req, .http = req->http, .resp = resp, .param = param };
+
+        /* the same match as in api_admit(), for the path parameter */
+        if (route_match(&srv->routes, req->http->method, req->http->path, param, &methods) != rt || !rt) {
+                tp_respond_error(resp, 500, "route changed");
+                return;
+        }
+        /* INVARIANT: the role is checked here, before any handler runs, for every route. */
+        if (!role_admits(rt->role, req->role)) {
+                tp_respond_error(resp, 403, "not allowed");
+                return;
+        }
+        if (rt->role == ROLE_APPROVER && !api_is_approver(srv, req->peer)) {
+                atomic_fetch_add(&srv->m.auth_refused, 1);
+                log_notice("operator '%s' tried to approve without approval rights", req->peer);
+                tp_respond_error(resp, 403, "operator '%s' may not approve rollouts", req->peer);
+                return;
+        }
+        if (req->role == PEER_DRONE && rt->role != ROLE_ENROLLING) {
+                if (authorize_drone(&x) < 0)
+                        return;
+                if (rt->role == ROLE_SELF_OR_OPERATOR && !streq(req->peer, param)) {
+                        atomic_fetch_add(&srv->m.auth_refused, 1);
+                        tp_respond_error(resp, 403, "a drone may only see itself");
+                        return;
                 }
-                r = respond_json(c, 200, j);
-                json_decref(j);
-                return r;
         }
-
-        /* Rollouts, tags, windows, retries, compliance, drift: each route checks its own role. */
-        r = api_rollout_handle(c, req);
-        if (r != 0)
-                return r > 0 ? 0 : r;
-
-        /* Everything below is the operator API. */
-        if (authorize_operator(c) < 0)
-                return skip_body(c, req);
-        if (streq(p, "/metrics") && get)
-                return skip_body(c, req) < 0 ? -1 : route_metrics(c);
-        if (streq(p, "/api/v1/drones") && get) {
-                json_t *j = NULL;
-                if (skip_body(c, req) < 0)
-                        return -1;
-                if (store_drones_json(c->srv->db, &j) < 0)
-                        return conn_error(c, 500, "store: %s", ringil_detail());
-                r = respond_json(c, 200, j);
-                json_decref(j);
-                return r;
-        }
-        if (streq(p, "/api/v1/drones") && post)
-                return route_drone_add(c, req);
-        if (split_path(p, "/api/v1/drones/", id, sizeof(id), &action) && streq(action, "revoke") && post) {
-                if (skip_body(c, req) < 0)
-                        return -1;
-                r = ca_name_valid(id) < 0 ? -ENOENT : store_drone_revoke(c->srv->db, id);
-                if (r == -ENOENT)
-                        return conn_error(c, 404, "no drone '%s'", id);
-                if (r < 0)
-                        return conn_error(c, 503, "store: %s", ringil_detail());
-                log_notice("revoked drone '%s'", id);
-                return conn_respond(c, 200, "application/json", NULL, "{\"revoked\":true}", 16);
-        }
-        if (streq(p, "/api/v1/releases") && get) {
-                json_t *j = NULL;
-                if (skip_body(c, req) < 0)
-                        return -1;
-                if (store_releases_json(c->srv->db, &j) < 0)
-                        return conn_error(c, 500, "store: %s", ringil_detail());
-                r = respond_json(c, 200, j);
-                json_decref(j);
-                return r;
-        }
-        if (streq(p, "/api/v1/releases") && (post || req->method == HTTP_PUT))
-                return api_upload(c, req);
-        if (split_path(p, "/api/v1/releases/", id, sizeof(id), &action) && streq(action, "assign") && post) {
-                uint64_t rid;
-                if (parse_u64(id, &rid) < 0 || rid == 0 || rid > INT64_MAX) {
-                        c->close_after = true;
-                        return conn_error(c, 404, "no such release");
-                }
-                return route_assign(c, req, (int64_t) rid);
-        }
-        if (skip_body(c, req) < 0)
-                return -1;
-        return conn_error(c, 404, "no route for %s", p);
-}
-
-/* ---- for the other route files ---- */
-
-int api_read_body(struct conn *c, const struct http_request *req, size_t max, char **ret, size_t *ret_len) {
-        return read_body(c, req, max, ret, ret_len);
-}
-
-int api_skip_body(struct conn *c, const struct http_request *req) {
-        return skip_body(c, req);
-}
-
-int api_respond_json(struct conn *c, int status, json_t *j) {
-        return respond_json(c, status, j);
-}
-
-int api_authorize_drone(struct conn *c, struct drone_auth *ret) {
-        return authorize_drone(c, ret);
-}
-
-int api_authorize_operator(struct conn *c) {
-        return authorize_operator(c);
-}
-
-int api_authorize_self_or_operator(struct conn *c, const char *id) {
-        return authorize_self_or_operator(c, id);
+        (void) rt->handler(&x);
 }

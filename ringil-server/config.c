@@ -1,4 +1,5 @@
 /* config.c: ringil-server's config file (key = value, see docs/fleet.md). */
+#include <inttypes.h>
 #include <string.h>
 
 #include "err.h"
@@ -10,6 +11,7 @@
 
 void server_config_free(struct server_config *c) {
         free(c->listen);
+        free(c->enroll_listen);
         free(c->db);
         free(c->store_dir);
         free(c->cert);
@@ -38,6 +40,7 @@ static int server_kv(const char *key, const char *value, unsigned line, void *us
                 char **dst;
         } strs[] = {
                 { "listen", &c->listen },
+                { "enroll-listen", &c->enroll_listen },
                 { "db", &c->db },
                 { "store", &c->store_dir },
                 { "cert", &c->cert },
@@ -60,26 +63,31 @@ static int server_kv(const char *key, const char *value, unsigned line, void *us
                         return ringil_fail(-RINGIL_EMALFORMED, "line %u: bad max-upload '%s'", line, value);
                 return 0;
         }
-        if (streq(key, "max-connections"))
-                return parse_u32_range(value, 1, 65536, &c->max_connections) < 0
-                               ? ringil_fail(-RINGIL_EMALFORMED, "line %u: bad max-connections '%s'", line, value)
-                               : 0;
-        if (streq(key, "poll-interval"))
-                return parse_u32_range(value, 1, 86400, &c->poll_interval) < 0
-                               ? ringil_fail(-RINGIL_EMALFORMED, "line %u: bad poll-interval '%s'", line, value)
-                               : 0;
-        if (streq(key, "scheduler-interval"))
-                return parse_u32_range(value, 1, 3600, &c->scheduler_interval) < 0
-                               ? ringil_fail(-RINGIL_EMALFORMED, "line %u: bad scheduler-interval '%s'", line, value)
-                               : 0;
-        if (streq(key, "silent-polls"))
-                return parse_u32_range(value, 1, 10000, &c->silent_polls) < 0
-                               ? ringil_fail(-RINGIL_EMALFORMED, "line %u: bad silent-polls '%s'", line, value)
-                               : 0;
-        if (streq(key, "token-ttl"))
-                return parse_u32_range(value, 60, 86400 * 30, &c->token_ttl) < 0
-                               ? ringil_fail(-RINGIL_EMALFORMED, "line %u: bad token-ttl '%s'", line, value)
-                               : 0;
+        const struct {
+                const char *key;
+                uint32_t *dst, min, max;
+        } nums[] = {
+                { "max-connections", &c->max_connections, 1, 1000000 },
+                { "poll-interval", &c->poll_interval, 1, 86400 },
+                { "token-ttl", &c->token_ttl, 60, 86400 * 30 },
+                { "enroll-max-connections", &c->enroll_max_connections, 1, 65536 },
+                { "enroll-per-address", &c->enroll_per_address, 1, 65536 },
+                { "enroll-rate", &c->enroll_rate, 1, 100000 },
+                { "enroll-timeout", &c->enroll_timeout, 1, 3600 },
+                { "handshake-timeout", &c->handshake_timeout, 1, 3600 },
+                { "request-timeout", &c->request_timeout, 1, 3600 },
+                { "keepalive-timeout", &c->keepalive_timeout, 1, 86400 },
+                { "min-body-rate", &c->min_body_rate, 1, 1u << 30 },
+                { "workers", &c->workers, 1, 256 },
+                { "scheduler-interval", &c->scheduler_interval, 1, 3600 },
+                { "silent-polls", &c->silent_polls, 1, 10000 },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(nums); i++)
+                if (streq(key, nums[i].key))
+                        return parse_u32_range(value, nums[i].min, nums[i].max, nums[i].dst) < 0
+                                       ? ringil_fail(-RINGIL_EMALFORMED, "line %u: bad %s '%s' (%" PRIu32 "..%" PRIu32 ")",
+                                                     line, key, value, nums[i].min, nums[i].max)
+                                       : 0;
         return ringil_fail(-RINGIL_EMALFORMED, "line %u: unknown key '%s'", line, key);
 }
 
@@ -90,9 +98,18 @@ int server_config_load(const char *path, struct server_config *c) {
 
         *c = (struct server_config) {
                 .max_upload = 2ull << 30,
-                .max_connections = 512,
+                .max_connections = 4096,
                 .poll_interval = 300,
                 .token_ttl = 86400,
+                .enroll_max_connections = 64,
+                .enroll_per_address = 4,
+                .enroll_rate = 30,
+                .enroll_timeout = 10,
+                .handshake_timeout = 10,
+                .request_timeout = 30,
+                .keepalive_timeout = 120,
+                .min_body_rate = 4096,
+                .workers = 4,
                 .scheduler_interval = 5,
                 .silent_polls = 3,
         };

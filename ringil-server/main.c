@@ -2,18 +2,102 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "config.h"
+#include "config-check.h"
 #include "err.h"
 #include "fileio.h"
 #include "log.h"
 #include "operator.h"
 #include "server.h"
 #include "verb.h"
+
+/*
+ * glibc's defaults give freed memory back to the kernel as soon as 128 KiB are free at the top of a
+ * heap, and serve requests above a moving threshold with fresh mmaps. In a threaded server that
+ * means a page fault storm and a TLB-shootdown IPI to every core per request (madvise/munmap), which
+ * was most of the check-in's cost. Keep freed memory, serve small and medium blocks from the heap.
+ */
+static void tune_malloc(void) {
+        (void) mallopt(M_MMAP_THRESHOLD, 4 << 20);
+        (void) mallopt(M_TRIM_THRESHOLD, 64 << 20);
+        (void) mallopt(M_TOP_PAD, 4 << 20);
+}
+
+/* Enough descriptors for every connection the caps allow, plus files, the database and listeners. */
+static int raise_nofile(const struct server_config *c) {
+        struct rlimit rl;
+        rlim_t want = (rlim_t) c->max_connections + c->enroll_max_connections + 4 * c->workers + 256;
+
+        if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+                return -errno;
+        if (rl.rlim_cur >= want)
+                return 0;
+        rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= want ? want : rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+                return -errno;
+        if (rl.rlim_cur < want)
+                log_warning("RLIMIT_NOFILE hard limit %llu is below the %llu that max-connections needs; "
+                            "raise LimitNOFILE= or lower max-connections",
+                            (unsigned long long) rl.rlim_max, (unsigned long long) want);
+        return 0;
+}
+
+int server_run(struct server *srv) {
+        const struct server_config *c = &srv->cfg;
+        struct tp_config tc = {
+                .listen = { [TP_FLEET] = c->listen, [TP_ENROLL] = c->enroll_listen },
+                .cert = c->cert,
+                .key = c->key,
+                .device_ca = srv->device_ca_cert,
+                .operator_ca = srv->operator_ca_cert,
+                .spool_dir = c->store_dir,
+                .limits = {
+                        .max_connections = c->max_connections,
+                        .enroll_max_connections = c->enroll_max_connections,
+                        .enroll_per_address = c->enroll_per_address,
+                        .enroll_rate = c->enroll_rate,
+                        .enroll_timeout_ms = c->enroll_timeout * 1000,
+                        .handshake_timeout_ms = c->handshake_timeout * 1000,
+                        .request_timeout_ms = c->request_timeout * 1000,
+                        .keepalive_timeout_ms = c->keepalive_timeout * 1000,
+                        .min_body_rate = c->min_body_rate,
+                        .workers = c->workers,
+                        .max_memory_body = SERVER_MAX_JSON_BODY,
+                },
+                .app = { .userdata = srv, .admit = api_admit, .handle = api_handle },
+        };
+        char addr[128];
+        int r;
+
+        r = api_routes_register(&srv->routes, c->max_upload);
+        if (r < 0)
+                return r;
+        (void) raise_nofile(c);
+        r = tp_new(&tc, &srv->tp);
+        if (r < 0)
+                return r;
+        /* The lines on stdout: tests and scripts read the ports from them when listen used port 0. */
+        (void) tp_address(srv->tp, TP_FLEET, addr, sizeof(addr));
+        printf("listening on %s\n", addr);
+        log_info("listening on %s (mutual TLS)", addr);
+        if (tp_address(srv->tp, TP_ENROLL, addr, sizeof(addr)) >= 0) {
+                printf("enrollment on %s\n", addr);
+                log_info("enrollment on %s", addr);
+        }
+        fflush(stdout);
+        r = tp_run(srv->tp);
+        log_info("stopping");
+        tp_free(srv->tp);
+        srv->tp = NULL;
+        return r;
+}
 
 static int serve_main(int argc, char *argv[]) {
         static const struct option options[] = {
@@ -41,14 +125,19 @@ static int serve_main(int argc, char *argv[]) {
                 return usage_error("serve: unexpected argument '%s'", argv[optind]);
         r = server_config_load(config, &srv.cfg);
         if (r < 0) {
-                log_error_errno(r, "Invalid config: %s", ringil_detail());
-                return exit_code_from_errno(r);
+                log_error_errno(r, "Invalid config '%s': %s", config, ringil_detail());
+                return EXIT_USAGE;
         }
         if (listen_override) {
                 free(srv.cfg.listen);
                 srv.cfg.listen = strdup(listen_override);
                 if (!srv.cfg.listen)
                         return EXIT_FAIL;
+        }
+        /* Every config error is one line and exit 2, before anything is opened or bound. */
+        if (server_config_check(config, &srv.cfg) < 0) {
+                server_config_free(&srv.cfg);
+                return EXIT_USAGE;
         }
         if (asprintf(&ca_pem, "%s/ca.pem", srv.cfg.device_ca) < 0 || asprintf(&ca_key, "%s/ca.key", srv.cfg.device_ca) < 0)
                 return EXIT_FAIL;
@@ -85,11 +174,12 @@ static int serve_main(int argc, char *argv[]) {
                         goto out;
                 }
         }
-        r = store_open(srv.cfg.db, &srv.db);
+        r = store_open(srv.cfg.db, srv.cfg.workers, &srv.db);
         if (r < 0) {
                 log_error_errno(r, "Cannot open database '%s': %s", srv.cfg.db, ringil_detail());
                 goto out;
         }
+        tune_malloc();
         r = scheduler_start(&srv);
         if (r < 0) {
                 log_error_errno(r, "Cannot start the rollout scheduler: %m");
@@ -101,7 +191,6 @@ static int serve_main(int argc, char *argv[]) {
         scheduler_stop(&srv);
 out:
         store_close(srv.db);
-        SSL_CTX_free(srv.ssl);
         X509_free(srv.device_ca_cert);
         X509_free(srv.operator_ca_cert);
         EVP_PKEY_free(srv.device_ca_key);

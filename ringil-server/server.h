@@ -1,4 +1,4 @@
-/* server.h: the fleet server's shared state, connection I/O and route entry point. */
+/* server.h: the fleet server's shared state and the entry points of its routes. */
 #pragma once
 
 #include <openssl/ssl.h>
@@ -8,13 +8,16 @@
 
 #include "fleet-ca.h"
 #include "fleet-http.h"
+#include "routes.h"
 #include "store.h"
+#include "transport.h"
 
 #define SERVER_MAX_JSON_BODY 16384
-#define SERVER_IO_TIMEOUT_SEC 30
+#define SERVER_ENROLL_MAX_BODY 16384
 
 struct server_config {
-        char *listen;            /* host:port; port 0 picks a free one (printed on stdout) */
+        char *listen;            /* host:port of the fleet port (mutual TLS); port 0 picks a free one */
+        char *enroll_listen;     /* host:port of the enrollment port; NULL: enrollment by token is off */
         char *db;
         char *store_dir;         /* verified bundles, named by their SHA-256 */
         char *cert, *key;        /* the server's TLS identity */
@@ -26,87 +29,75 @@ struct server_config {
         uint32_t max_connections;
         uint32_t poll_interval;  /* seconds, told to drones */
         uint32_t token_ttl;      /* enrollment token lifetime, seconds */
-        char *approvers;         /* operator CNs that may approve rollouts (comma-separated), NULL: any other */
-        uint32_t scheduler_interval;   /* seconds between rollout scheduler passes */
-        uint32_t silent_polls;   /* a drone silent for this many poll intervals is drift */
+        /* admission and deadlines (docs/fleet.md "Admission") */
+        uint32_t enroll_max_connections;
+        uint32_t enroll_per_address;
+        uint32_t enroll_rate;        /* new connections per address per minute */
+        uint32_t enroll_timeout;     /* seconds for a whole enrollment exchange */
+        uint32_t handshake_timeout;  /* seconds */
+        uint32_t request_timeout;    /* seconds for head and body, plus body / min_body_rate */
+        uint32_t keepalive_timeout;  /* seconds idle between requests */
+        uint32_t min_body_rate;      /* bytes per second */
+        uint32_t workers;            /* handler threads */
+        /* rollouts (docs/fleet.md "Rollouts") */
+        char *approvers;             /* operator CNs that may approve rollouts (comma-separated); NULL: any other */
+        uint32_t scheduler_interval; /* seconds between rollout scheduler passes */
+        uint32_t silent_polls;       /* a drone silent for this many poll intervals is drift */
 };
 
 int server_config_load(const char *path, struct server_config *c);
 void server_config_free(struct server_config *c);
 
 struct metrics {
-        atomic_uint_fast64_t requests, errors_4xx, errors_5xx, checkins, reports, enrollments;
-        atomic_uint_fast64_t bundle_bytes, uploads, uploads_refused, tls_failures, auth_refused;
-        atomic_uint_fast64_t connections_total;
+        atomic_uint_fast64_t checkins, reports, enrollments;
+        atomic_uint_fast64_t bundle_bytes, uploads, uploads_refused, auth_refused;
         atomic_uint_fast64_t nix_cache_hits, nix_cache_misses, nix_cache_bytes;
-        atomic_int connections_active;
         atomic_uint_fast64_t rollout_passes, rollout_hands, rollout_pass_us_last, rollout_pass_us_max;
 };
 
 struct server {
         struct server_config cfg;
-        SSL_CTX *ssl;
         store *db;
         X509 *device_ca_cert;
         EVP_PKEY *device_ca_key;   /* NULL: enrollment by token is disabled */
         X509 *operator_ca_cert;
         int nix_cache_fd;          /* O_PATH directory fd of cfg.nix_cache, opened once at start; < 0: none */
         struct metrics m;
+        struct route_table routes;
+        transport *tp;
         struct scheduler *scheduler;   /* scheduler.c: the rollout scheduler thread */
 };
 
-enum peer_role {
-        PEER_NONE,       /* no client certificate (only /api/v1/enroll accepts this) */
-        PEER_DRONE,
-        PEER_OPERATOR,
-};
-
-struct conn {
+/* What a handler gets: the request, the answer to fill, the path's '*' segment, the caller's record. */
+struct route_ctx {
         struct server *srv;
-        SSL *ssl;
-        int fd;
-        enum peer_role role;
-        char peer[CA_NAME_MAX + 1];   /* CN of the client certificate */
-        char serial[65];              /* its serial, lowercase hex */
-        char buf[HTTP_MAX_HEAD];      /* bytes read past the current head (pipelining) */
-        size_t have;
-        bool close_after;             /* set when a response must end the connection */
-        bool head_only;               /* the current request is HEAD: conn_respond() sends no body */
+        const struct tp_request *req;
+        const struct http_request *http;
+        struct tp_response *resp;
+        const char *param;
+        struct drone_auth auth;    /* the calling drone (roles that admit drones); zero for operators */
 };
 
-/* Read exactly n body bytes (first from conn->buf). */
-int conn_read(struct conn *c, void *p, size_t n);
-/* Send a complete response (for HEAD its head only, with the body's Content-Length). extra_headers:
- * "Name: value\r\n…" or NULL. */
-int conn_respond(struct conn *c, int status, const char *ctype, const char *extra_headers, const void *body,
-                 size_t len);
-/* JSON error body {"error": "...", "status": N}. Returns the status. */
-int conn_error(struct conn *c, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-int conn_write(struct conn *c, const void *p, size_t n);
+/* The built-in routes (api.c); -EINVAL if one is malformed (the server does not start). */
+int api_routes_register(struct route_table *t, uint64_t max_upload);
+/* The dispatcher: tp_app callbacks (userdata: struct server *). */
+void api_admit(void *userdata, const struct tp_request *req, struct tp_plan *ret);
+void api_handle(void *userdata, const struct tp_request *req, struct tp_response *resp);
 
-/* Route one parsed request; the body (if any) is still unread. Returns < 0 to drop the connection. */
-int api_handle(struct conn *c, const struct http_request *req);
+/* The rollout, tag, window, retry, compliance and drift routes (api-rollout.c). */
+int api_rollout_routes_register(struct route_table *t);
+/* The check-in's rollout part (api-rollout.c): may hold the drone (no assignment at all) or add retry
+ * generation, rate, rollout and windows to the answer; keeps its compliance report. */
+int api_rollout_checkin(struct route_ctx *x, const struct fleet_status *st, bool *ret_held, struct fleet_assignment *a);
+/* Is cn named in `approvers` (or is the list unset)? */
+bool api_is_approver(const struct server *srv, const char *cn);
 
-/* Rollout, tag, window, retry, compliance and drift routes (api-rollout.c). Returns 0 when none of its
- * routes matched (nothing was read or answered), 1 when one answered, < 0 to drop the connection. */
-int api_rollout_handle(struct conn *c, const struct http_request *req);
-/* The check-in's rollout part: may hold the drone (no assignment) or add retry, rate, rollout, windows. */
-int api_rollout_checkin(struct conn *c, const char *group, const struct fleet_status *st, bool *ret_held,
-                        struct fleet_assignment *a);
-/* Reads the JSON body of a route (at most max bytes); answers the error itself (< 0 then). */
-int api_read_body(struct conn *c, const struct http_request *req, size_t max, char **ret, size_t *ret_len);
-int api_skip_body(struct conn *c, const struct http_request *req);
-int api_respond_json(struct conn *c, int status, json_t *j);
-/* Role checks of api.c; each answers 401/403 itself and returns < 0 when refused. */
-int api_authorize_drone(struct conn *c, struct drone_auth *ret);
-int api_authorize_operator(struct conn *c);
-int api_authorize_self_or_operator(struct conn *c, const char *id);
-
-/* The rollout scheduler (scheduler.c): one pass every scheduler-interval seconds in its own thread. */
+/* The rollout scheduler (scheduler.c): one store_rollout_pass() every scheduler-interval seconds. */
 int scheduler_start(struct server *srv);
 void scheduler_stop(struct server *srv);
 
-/* Upload route (upload.c): stream, verify, store, register. */
-int api_upload(struct conn *c, const struct http_request *req);
+/* Upload route (upload.c): verify the spooled bundle, store, register. */
+int api_upload(struct route_ctx *x);
 
+/* Bind, serve until SIGTERM. */
 int server_run(struct server *srv);

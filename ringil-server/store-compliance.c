@@ -1,5 +1,6 @@
 /* store-compliance.c: the drones' compliance reports and their history, the drift report and rollout metrics. */
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,7 +19,8 @@
         "audit_profile, audit_pass, audit_fail, audit_error, audit_waived, audit_na, audit_failing, "         \
         "audit_sha256, audit_version, audit_time"
 
-static const char schema[] =
+/* Schema version 4 (store.c runs it). */
+const char store_compliance_schema[] =
         "CREATE TABLE IF NOT EXISTS compliance("
         " drone TEXT PRIMARY KEY, time INTEGER NOT NULL, digest TEXT NOT NULL,"
         " version TEXT, slot TEXT, system TEXT, tz TEXT, utc_offset INTEGER, sb_present INTEGER, sb_mode TEXT,"
@@ -45,6 +47,7 @@ struct cache_entry {
 };
 
 struct store_cache {
+        pthread_mutex_t lock;           /* check-ins run on several workers */
         struct cache_entry **buckets;
         size_t n_buckets, n;
 };
@@ -81,13 +84,8 @@ static int cache_grow(struct store_cache *c) {
         return 0;
 }
 
-int store_compliance_open(store *s);
-void store_compliance_close(store *s);
-
 int store_compliance_open(store *s) {
         struct store_cache *c = calloc(1, sizeof(*c));
-        char *err = NULL;
-        int rc;
 
         if (!c)
                 return -ENOMEM;
@@ -97,10 +95,9 @@ int store_compliance_open(store *s) {
                 free(c);
                 return -ENOMEM;
         }
+        pthread_mutex_init(&c->lock, NULL);
         *store_cache_slot(s) = c;
-        rc = sqlite3_exec(store_sqlite(s), schema, NULL, NULL, &err);
-        sqlite3_free(err);
-        return rc == SQLITE_OK ? 0 : store_sql_fail(s, rc, "compliance schema");
+        return 0;
 }
 
 void store_compliance_close(store *s) {
@@ -114,24 +111,12 @@ void store_compliance_close(store *s) {
                         free(e);
                 }
         free(c->buckets);
+        pthread_mutex_destroy(&c->lock);
         free(c);
         *store_cache_slot(s) = NULL;
 }
 
-#define STMT(var, sql)                                                  \
-        sqlite3_stmt *var = store_stmt(s, sql);                         \
-        if (!var)                                                       \
-                return -EIO
-
-static void reset(sqlite3_stmt *q) {
-        sqlite3_reset(q);
-        sqlite3_clear_bindings(q);
-}
-
-static const char *col(sqlite3_stmt *q, int i) {
-        const unsigned char *t = sqlite3_column_text(q, i);
-        return t ? (const char *) t : "";
-}
+#define col store_col
 
 static void join_ids(const struct fleet_audit *a, char *out, size_t cap) {
         size_t o = 0;
@@ -148,36 +133,38 @@ static void join_ids(const struct fleet_audit *a, char *out, size_t cap) {
         }
 }
 
-/* Bind the compliance columns at parameters first..first+20, in COMPLIANCE_COLUMNS order. */
-static void bind_compliance(sqlite3_stmt *q, int first, const struct fleet_status *st, const char *failing) {
-        const struct fleet_audit *a = &st->audit;
-        const struct fleet_secureboot *sb = &st->sb;
-        int i = first;
 
-        sqlite3_bind_text(q, i++, st->version, -1, SQLITE_STATIC);
-        sqlite3_bind_text(q, i++, st->slot, -1, SQLITE_STATIC);
-        sqlite3_bind_text(q, i++, st->system, -1, SQLITE_STATIC);
-        sqlite3_bind_text(q, i++, st->tz, -1, SQLITE_STATIC);
-        if (st->has_utc_offset)
-                sqlite3_bind_int64(q, i, st->utc_offset);
-        i++;
-        sqlite3_bind_int(q, i++, sb->present);
-        sqlite3_bind_text(q, i++, sb->mode, -1, SQLITE_STATIC);
-        sqlite3_bind_text(q, i++, sb->pk, -1, SQLITE_STATIC);
-        sqlite3_bind_text(q, i++, sb->kek, -1, SQLITE_STATIC);
-        sqlite3_bind_text(q, i++, sb->db, -1, SQLITE_STATIC);
-        sqlite3_bind_int(q, i++, a->present);
-        sqlite3_bind_text(q, i++, a->profile, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(q, i++, a->pass);
-        sqlite3_bind_int64(q, i++, a->fail);
-        sqlite3_bind_int64(q, i++, a->error);
-        sqlite3_bind_int64(q, i++, a->waived);
-        sqlite3_bind_int64(q, i++, a->notapplicable);
-        sqlite3_bind_text(q, i++, failing, -1, SQLITE_STATIC);
-        sqlite3_bind_text(q, i++, a->sha256, -1, SQLITE_STATIC);
-        sqlite3_bind_text(q, i++, a->version, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(q, i, a->time);
+/* The compliance columns as statement arguments from index first on, in COMPLIANCE_COLUMNS order. */
+static void compliance_args(struct sql_arg *a, const struct fleet_status *st, const char *failing) {
+        const struct fleet_audit *au = &st->audit;
+        const struct fleet_secureboot *sb = &st->sb;
+        size_t i = 0;
+
+        a[i++] = (struct sql_arg) TEXT(st->version);
+        a[i++] = (struct sql_arg) TEXT(st->slot);
+        a[i++] = (struct sql_arg) TEXT(st->system);
+        a[i++] = (struct sql_arg) TEXT(st->tz);
+        a[i++] = st->has_utc_offset ? (struct sql_arg) INT(st->utc_offset) : (struct sql_arg) NUL;
+        a[i++] = (struct sql_arg) INT(sb->present);
+        a[i++] = (struct sql_arg) TEXT(sb->mode);
+        a[i++] = (struct sql_arg) TEXT(sb->pk);
+        a[i++] = (struct sql_arg) TEXT(sb->kek);
+        a[i++] = (struct sql_arg) TEXT(sb->db);
+        a[i++] = (struct sql_arg) INT(au->present);
+        a[i++] = (struct sql_arg) TEXT(au->profile);
+        a[i++] = (struct sql_arg) INT(au->pass);
+        a[i++] = (struct sql_arg) INT(au->fail);
+        a[i++] = (struct sql_arg) INT(au->error);
+        a[i++] = (struct sql_arg) INT(au->waived);
+        a[i++] = (struct sql_arg) INT(au->notapplicable);
+        a[i++] = (struct sql_arg) TEXT(failing);
+        a[i++] = (struct sql_arg) TEXT(au->sha256);
+        a[i++] = (struct sql_arg) TEXT(au->version);
+        a[i++] = (struct sql_arg) INT(au->time);
+        a[i] = (struct sql_arg) { .type = A_END };
 }
+
+#define N_COMPLIANCE_COLUMNS 21
 
 static void compliance_digest(const struct fleet_status *st, const char *failing, uint8_t out[static SHA256_LEN]) {
         char text[FLEET_MAX_MESSAGE];
@@ -193,91 +180,83 @@ static void compliance_digest(const struct fleet_status *st, const char *failing
 }
 
 int store_compliance_update(store *s, const char *drone, const struct fleet_status *st, int64_t now) {
-        struct store_cache *c = *store_cache_slot(s);
+        struct store_cache *cache = *store_cache_slot(s);
         char failing[FLEET_AUDIT_MAX_IDS * FLEET_CHECK_ID_MAX], hex[2 * SHA256_LEN + 1];
+        struct sql_arg args[3 + N_COMPLIANCE_COLUMNS + 1];
         uint8_t digest[SHA256_LEN];
         struct cache_entry **e;
+        struct sqlconn *c;
         int r;
 
         join_ids(&st->audit, failing, sizeof(failing));
         compliance_digest(st, failing, digest);
         hex_encode(digest, sizeof(digest), hex);
-        store_lock(s);
-        e = cache_find(c, drone);
-        if (*e && memcmp((*e)->digest, digest, SHA256_LEN) == 0) {
-                store_unlock(s);
-                return 0;
+        pthread_mutex_lock(&cache->lock);
+        e = cache_find(cache, drone);
+        r = *e && memcmp((*e)->digest, digest, SHA256_LEN) == 0;
+        pthread_mutex_unlock(&cache->lock);
+        if (r)
+                return 0;   /* unchanged since the last one stored: no SQL at all */
+        r = store_tx(s, false, &c);
+        if (r < 0)
+                return r;
+        args[0] = (struct sql_arg) TEXT(drone);
+        args[1] = (struct sql_arg) INT(now);
+        args[2] = (struct sql_arg) TEXT(hex);
+        compliance_args(args + 3, st, failing);
+        r = store_sql(c, "INSERT INTO compliance(drone, time, digest, " COMPLIANCE_COLUMNS ") "
+                         "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, "
+                         "?21, ?22, ?23, ?24) ON CONFLICT(drone) DO UPDATE SET time = excluded.time, digest = excluded.digest, "
+                         "version = excluded.version, slot = excluded.slot, system = excluded.system, tz = excluded.tz, "
+                         "utc_offset = excluded.utc_offset, sb_present = excluded.sb_present, sb_mode = excluded.sb_mode, "
+                         "sb_pk = excluded.sb_pk, sb_kek = excluded.sb_kek, sb_db = excluded.sb_db, "
+                         "audit_present = excluded.audit_present, audit_profile = excluded.audit_profile, "
+                         "audit_pass = excluded.audit_pass, audit_fail = excluded.audit_fail, "
+                         "audit_error = excluded.audit_error, audit_waived = excluded.audit_waived, "
+                         "audit_na = excluded.audit_na, audit_failing = excluded.audit_failing, "
+                         "audit_sha256 = excluded.audit_sha256, audit_version = excluded.audit_version, "
+                         "audit_time = excluded.audit_time WHERE compliance.digest != excluded.digest",
+                      args, NULL, NULL);
+        if (r >= 0 && store_sql_changes(c) > 0) {
+                /* the history keeps one row per change, the newest COMPLIANCE_HISTORY_MAX per drone */
+                args[2] = (struct sql_arg) TEXT(drone);
+                args[3] = (struct sql_arg) INT(now);
+                compliance_args(args + 4, st, failing);
+                r = store_sql(c, "INSERT INTO compliance_history(drone, time, " COMPLIANCE_COLUMNS ") VALUES "
+                                 "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, "
+                                 "?21, ?22, ?23)",
+                              args + 2, NULL, NULL);
+                if (r >= 0)
+                        r = store_sql(c, "DELETE FROM compliance_history WHERE drone = ?1 AND id <= (SELECT id FROM "
+                                         "compliance_history WHERE drone = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)",
+                                      ARGS(TEXT(drone), INT(COMPLIANCE_HISTORY_MAX)), NULL, NULL);
         }
-        r = store_begin(s, false);
-        if (r >= 0) {
-                sqlite3_stmt *q = store_stmt(s, "INSERT INTO compliance(drone, time, digest, " COMPLIANCE_COLUMNS ") "
-                        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, "
-                        "?21, ?22, ?23, ?24) ON CONFLICT(drone) DO UPDATE SET time = excluded.time, digest = excluded.digest, "
-                        "version = excluded.version, slot = excluded.slot, system = excluded.system, tz = excluded.tz, "
-                        "utc_offset = excluded.utc_offset, sb_present = excluded.sb_present, sb_mode = excluded.sb_mode, "
-                        "sb_pk = excluded.sb_pk, sb_kek = excluded.sb_kek, sb_db = excluded.sb_db, "
-                        "audit_present = excluded.audit_present, audit_profile = excluded.audit_profile, "
-                        "audit_pass = excluded.audit_pass, audit_fail = excluded.audit_fail, "
-                        "audit_error = excluded.audit_error, audit_waived = excluded.audit_waived, "
-                        "audit_na = excluded.audit_na, audit_failing = excluded.audit_failing, "
-                        "audit_sha256 = excluded.audit_sha256, audit_version = excluded.audit_version, "
-                        "audit_time = excluded.audit_time WHERE compliance.digest != excluded.digest");
-                r = q ? 0 : -EIO;
-                if (r >= 0) {
-                        sqlite3_bind_text(q, 1, drone, -1, SQLITE_STATIC);
-                        sqlite3_bind_int64(q, 2, now);
-                        sqlite3_bind_text(q, 3, hex, -1, SQLITE_STATIC);
-                        bind_compliance(q, 4, st, failing);
-                        r = store_step(s, q);
+        r = store_tx_end(s, r);
+        if (r < 0)
+                return r;
+        /* remember only what is committed */
+        pthread_mutex_lock(&cache->lock);
+        e = cache_find(cache, drone);
+        if (!*e) {
+                size_t n = strlen(drone);
+                *e = calloc(1, sizeof(**e) + n + 1);
+                if (*e) {
+                        memcpy((*e)->drone, drone, n + 1);
+                        cache->n++;
                 }
-                if (r >= 0 && sqlite3_changes(store_sqlite(s)) > 0) {
-                        q = store_stmt(s, "INSERT INTO compliance_history(drone, time, " COMPLIANCE_COLUMNS ") VALUES "
-                                          "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, "
-                                          "?19, ?20, ?21, ?22, ?23)");
-                        r = q ? 0 : -EIO;
-                        if (r >= 0) {
-                                sqlite3_bind_text(q, 1, drone, -1, SQLITE_STATIC);
-                                sqlite3_bind_int64(q, 2, now);
-                                bind_compliance(q, 3, st, failing);
-                                r = store_step(s, q);
-                        }
-                        q = r >= 0 ? store_stmt(s, "DELETE FROM compliance_history WHERE drone = ?1 AND id <= "
-                                                   "(SELECT id FROM compliance_history WHERE drone = ?1 ORDER BY id DESC "
-                                                   "LIMIT 1 OFFSET ?2)") : NULL;
-                        if (r >= 0 && !q)
-                                r = -EIO;
-                        if (r >= 0) {
-                                sqlite3_bind_text(q, 1, drone, -1, SQLITE_STATIC);
-                                sqlite3_bind_int(q, 2, COMPLIANCE_HISTORY_MAX);
-                                r = store_step(s, q);
-                        }
-                }
-                r = store_end(s, r);
         }
-        if (r >= 0) {
-                /* remember only what is committed */
-                if (!*e) {
-                        size_t n = strlen(drone);
-                        *e = calloc(1, sizeof(**e) + n + 1);
-                        if (*e) {
-                                memcpy((*e)->drone, drone, n + 1);
-                                c->n++;
-                        }
-                }
-                if (*e)
-                        memcpy((*e)->digest, digest, SHA256_LEN);
-                if (c->n > c->n_buckets)
-                        (void) cache_grow(c);
-        }
-        store_unlock(s);
-        return r;
+        if (*e)
+                memcpy((*e)->digest, digest, SHA256_LEN);
+        if (cache->n > cache->n_buckets)
+                (void) cache_grow(cache);
+        pthread_mutex_unlock(&cache->lock);
+        return 0;
 }
 
-/* A compliance row (columns from COMPLIANCE_COLUMNS starting at first) as JSON. */
-static json_t *compliance_row(sqlite3_stmt *q, int first) {
+/* A compliance row (COMPLIANCE_COLUMNS from first on) as JSON. */
+static json_t *compliance_json(sqlite3_stmt *q, int first) {
         int i = first;
         json_t *o = json_object(), *audit, *sb, *ids;
-        const char *failing;
 
         if (!o)
                 return NULL;
@@ -290,11 +269,10 @@ static json_t *compliance_row(sqlite3_stmt *q, int first) {
         sb = sqlite3_column_int(q, i + 5) ? json_pack("{s:s, s:s, s:s, s:s}", "mode", col(q, i + 6), "pk", col(q, i + 7),
                                                       "kek", col(q, i + 8), "db", col(q, i + 9))
                                           : json_null();
-        json_object_set_new(o, "secureboot", sb);
+        json_object_set_new(o, "secureboot", sb ? sb : json_null());
         if (sqlite3_column_int(q, i + 10)) {
                 ids = json_array();
-                failing = col(q, i + 17);
-                for (const char *p = failing; ids && *p;) {
+                for (const char *p = col(q, i + 17); ids && *p;) {
                         const char *sp = strchr(p, ' ');
                         size_t n = sp ? (size_t) (sp - p) : strlen(p);
                         json_array_append_new(ids, json_stringn(p, n));
@@ -313,152 +291,140 @@ static json_t *compliance_row(sqlite3_stmt *q, int first) {
         } else
                 audit = json_null();
         json_object_set_new(o, "audit", audit ? audit : json_null());
+        json_object_set_new(o, "time", json_integer(sqlite3_column_int64(q, 0)));
         return o;
 }
 
-static int last_compliance(store *s, const char *drone, json_t **ret) {
-        STMT(q, "SELECT time, " COMPLIANCE_COLUMNS " FROM compliance WHERE drone = ?1");
-        int rc;
+static int last_row(sqlite3_stmt *q, void *userdata) {
+        *(json_t **) userdata = compliance_json(q, 1);
+        return *(json_t **) userdata ? 1 : -ENOMEM;
+}
 
-        *ret = NULL;
-        sqlite3_bind_text(q, 1, drone, -1, SQLITE_STATIC);
-        rc = sqlite3_step(q);
-        if (rc == SQLITE_ROW) {
-                *ret = compliance_row(q, 1);
-                if (*ret)
-                        json_object_set_new(*ret, "time", json_integer(sqlite3_column_int64(q, 0)));
-        }
-        reset(q);
-        return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : store_sql_fail(s, rc, "compliance");
+static int history_row(sqlite3_stmt *q, void *userdata) {
+        json_t *h = compliance_json(q, 1);
+        return h && json_array_append_new(userdata, h) == 0 ? 0 : -ENOMEM;
 }
 
 int store_compliance_json(store *s, const char *drone, json_t **ret) {
         json_t *o = NULL, *last = NULL, *hist = json_array();
-        sqlite3_stmt *q;
-        int rc, r;
+        struct sqlconn *c;
+        int r;
 
         if (!hist)
                 return -ENOMEM;
-        store_lock(s);
-        r = last_compliance(s, drone, &last);
-        q = r >= 0 ? store_stmt(s, "SELECT time, " COMPLIANCE_COLUMNS " FROM compliance_history WHERE drone = ?1 "
-                                   "ORDER BY id DESC LIMIT 100") : NULL;
-        if (r >= 0 && !q)
-                r = -EIO;
-        if (r >= 0) {
-                sqlite3_bind_text(q, 1, drone, -1, SQLITE_STATIC);
-                while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
-                        json_t *h = compliance_row(q, 1);
-                        if (h) {
-                                json_object_set_new(h, "time", json_integer(sqlite3_column_int64(q, 0)));
-                                json_array_append_new(hist, h);
-                        }
-                }
-                reset(q);
-                if (rc != SQLITE_DONE)
-                        r = store_sql_fail(s, rc, "compliance history");
-        }
-        store_unlock(s);
+        c = store_reader(s);
+        r = store_sql(c, "SELECT time, " COMPLIANCE_COLUMNS " FROM compliance WHERE drone = ?1", ARGS(TEXT(drone)),
+                      last_row, &last);
         if (r >= 0)
+                r = store_sql(c, "SELECT time, " COMPLIANCE_COLUMNS " FROM compliance_history WHERE drone = ?1 "
+                                 "ORDER BY id DESC LIMIT 100", ARGS(TEXT(drone)), history_row, hist);
+        store_reader_done(c);
+        if (r >= 0) {
                 o = json_pack("{s:s, s:o, s:o}", "drone", drone, "last", last ? last : json_null(), "history", hist);
-        else {
+                if (!o)
+                        r = -ENOMEM;
+        } else {
                 json_decref(last);
                 json_decref(hist);
         }
-        if (r >= 0 && !o)
-                r = -ENOMEM;
         if (r >= 0)
                 *ret = o;
-        return r;
+        return r < 0 ? r : 0;
+}
+
+static int tag_row(sqlite3_stmt *q, void *userdata) {
+        return json_array_append_new(userdata, json_string(col(q, 0))) == 0 ? 0 : -ENOMEM;
+}
+
+static int membership_json_row(sqlite3_stmt *q, void *userdata) {
+        json_t *m = json_pack("{s:I, s:s, s:I, s:s, s:I, s:s}", "id", (json_int_t) sqlite3_column_int64(q, 0),
+                              "state", col(q, 1), "group", (json_int_t) sqlite3_column_int64(q, 2) + 1,
+                              "member", col(q, 3), "attempt", (json_int_t) sqlite3_column_int64(q, 4),
+                              "detail", col(q, 5));
+        if (!m)
+                return -ENOMEM;
+        json_object_set_new(userdata, "rollout", m);
+        return 1;
 }
 
 int store_drone_decorate(store *s, const char *drone, json_t *j) {
         json_t *tags = json_array(), *last = NULL;
-        sqlite3_stmt *q;
-        int rc, r = 0;
+        struct sqlconn *c;
+        int r;
 
         if (!tags)
                 return -ENOMEM;
-        store_lock(s);
-        q = store_stmt(s, "SELECT tag FROM drone_tags WHERE drone = ?1 ORDER BY tag");
-        if (!q)
-                r = -EIO;
-        else {
-                sqlite3_bind_text(q, 1, drone, -1, SQLITE_STATIC);
-                while ((rc = sqlite3_step(q)) == SQLITE_ROW)
-                        json_array_append_new(tags, json_string(col(q, 0)));
-                reset(q);
-                if (rc != SQLITE_DONE)
-                        r = store_sql_fail(s, rc, "tags");
-        }
+        c = store_reader(s);
+        r = store_sql(c, "SELECT tag FROM drone_tags WHERE drone = ?1 ORDER BY tag", ARGS(TEXT(drone)), tag_row, tags);
         if (r >= 0)
-                r = last_compliance(s, drone, &last);
-        q = r >= 0 ? store_stmt(s, "SELECT m.rollout, r.state, m.grp, m.state, m.attempt, m.detail, "
-                                   "COALESCE((SELECT retry FROM drone_ctl WHERE drone = ?1), 0) "
-                                   "FROM rollout_members m JOIN rollouts r ON r.id = m.rollout "
-                                   "WHERE m.drone = ?1 ORDER BY m.rollout DESC LIMIT 1") : NULL;
-        if (r >= 0 && !q)
-                r = -EIO;
-        if (r >= 0) {
-                sqlite3_bind_text(q, 1, drone, -1, SQLITE_STATIC);
-                rc = sqlite3_step(q);
-                if (rc == SQLITE_ROW)
-                        json_object_set_new(j, "rollout", json_pack("{s:I, s:s, s:I, s:s, s:I, s:s}",
-                                "id", (json_int_t) sqlite3_column_int64(q, 0), "state", col(q, 1),
-                                "group", (json_int_t) sqlite3_column_int64(q, 2) + 1, "member", col(q, 3),
-                                "attempt", (json_int_t) sqlite3_column_int64(q, 4), "detail", col(q, 5)));
-                reset(q);
-                if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-                        r = store_sql_fail(s, rc, "membership");
-        }
-        store_unlock(s);
+                r = store_sql(c, "SELECT time, " COMPLIANCE_COLUMNS " FROM compliance WHERE drone = ?1", ARGS(TEXT(drone)),
+                              last_row, &last);
+        if (r >= 0)
+                r = store_sql(c, "SELECT m.rollout, r.state, m.grp, m.state, m.attempt, m.detail "
+                                 "FROM rollout_members m JOIN rollouts r ON r.id = m.rollout "
+                                 "WHERE m.drone = ?1 ORDER BY m.rollout DESC LIMIT 1",
+                              ARGS(TEXT(drone)), membership_json_row, j);
+        store_reader_done(c);
         json_object_set_new(j, "tags", tags);
         json_object_set_new(j, "compliance", last ? last : json_null());
-        return r;
+        return r < 0 ? r : 0;
 }
 
 /* ---- drift ---- */
 
-/* Walk every non-revoked drone with what drift_classify() needs. */
-static int drift_walk(store *s, int64_t now, uint32_t silent_after,
-                      int (*cb)(sqlite3_stmt *q, const struct drift_input *in, const struct drift_result *res, void *u),
-                      void *userdata) {
-        STMT(q, "SELECT d.id, d.grp, COALESCE(d.last_seen, 0), COALESCE(d.version, ''), COALESCE(d.state, ''), "
-                "c.drone IS NOT NULL, COALESCE(c.audit_present, 0), c.audit_profile, COALESCE(c.audit_fail, 0), "
-                "COALESCE(c.audit_error, 0), c.audit_failing, COALESCE(c.sb_present, 0), c.sb_mode, c.sb_pk, c.sb_kek, c.sb_db, "
-                "(SELECT rel.version FROM assignments a JOIN releases rel ON rel.id = a.release "
-                " WHERE a.target IN ('drone:' || d.id, 'group:' || d.grp, '*') "
-                " ORDER BY CASE WHEN a.target = '*' THEN 2 WHEN a.target LIKE 'group:%' THEN 1 ELSE 0 END LIMIT 1), "
-                "EXISTS (SELECT 1 FROM rollout_members m JOIN rollouts r ON r.id = m.rollout WHERE m.drone = d.id "
-                " AND m.state = 'pending' AND r.state IN ('scheduled', 'running', 'paused')) "
-                "FROM drones d LEFT JOIN compliance c ON c.drone = d.id WHERE d.status != 2 ORDER BY d.id");
-        int rc, r = 0;
+typedef int (*drift_fn)(sqlite3_stmt *q, const struct drift_input *in, const struct drift_result *res, void *userdata);
 
-        while (r >= 0 && (rc = sqlite3_step(q)) == SQLITE_ROW) {
-                struct drift_input in = {
-                        .last_seen = sqlite3_column_int64(q, 2),
-                        .version = col(q, 3),
-                        .audit_present = sqlite3_column_int(q, 6) != 0,
-                        .audit_profile = col(q, 7),
-                        .audit_fail = (uint32_t) sqlite3_column_int64(q, 8),
-                        .audit_error = (uint32_t) sqlite3_column_int64(q, 9),
-                        .audit_failing = col(q, 10),
-                        .sb_present = sqlite3_column_int(q, 11) != 0,
-                        .sb_mode = col(q, 12),
-                        .sb_pk = col(q, 13),
-                        .sb_kek = col(q, 14),
-                        .sb_db = col(q, 15),
-                        .assigned_version = sqlite3_column_type(q, 16) != SQLITE_NULL ? col(q, 16) : NULL,
-                        .held = sqlite3_column_int(q, 17) != 0,
-                };
-                struct drift_result res;
-                drift_classify(&in, now, silent_after, &res);
-                r = cb(q, &in, &res, userdata);
-        }
-        if (r >= 0 && rc != SQLITE_DONE)
-                r = store_sql_fail(s, rc, "drift");
-        reset(q);
-        return r;
+struct drift_walk {
+        int64_t now;
+        uint32_t silent_after;
+        drift_fn cb;
+        void *userdata;
+};
+
+static int drift_row(sqlite3_stmt *q, void *userdata) {
+        struct drift_walk *w = userdata;
+        struct drift_input in = {
+                .last_seen = sqlite3_column_int64(q, 2),
+                .version = col(q, 3),
+                .audit_present = sqlite3_column_int(q, 6) != 0,
+                .audit_profile = col(q, 7),
+                .audit_fail = (uint32_t) sqlite3_column_int64(q, 8),
+                .audit_error = (uint32_t) sqlite3_column_int64(q, 9),
+                .audit_failing = col(q, 10),
+                .sb_present = sqlite3_column_int(q, 11) != 0,
+                .sb_mode = col(q, 12),
+                .sb_pk = col(q, 13),
+                .sb_kek = col(q, 14),
+                .sb_db = col(q, 15),
+                .assigned_version = sqlite3_column_type(q, 16) != SQLITE_NULL ? col(q, 16) : NULL,
+                .held = sqlite3_column_int(q, 17) != 0,
+        };
+        struct drift_result res;
+
+        drift_classify(&in, w->now, w->silent_after, &res);
+        return w->cb(q, &in, &res, w->userdata);
+}
+
+/* Every non-revoked drone with what drift_classify() needs, on one reader (one snapshot). */
+static int drift_walk(store *s, int64_t now, uint32_t silent_after, drift_fn cb, void *userdata) {
+        struct drift_walk w = { .now = now, .silent_after = silent_after, .cb = cb, .userdata = userdata };
+        struct sqlconn *c = store_reader(s);
+        int r = store_sql(c, "SELECT d.id, d.grp, COALESCE(d.last_seen, 0), COALESCE(d.version, ''), COALESCE(d.state, ''), "
+                             "c.drone IS NOT NULL, COALESCE(c.audit_present, 0), c.audit_profile, COALESCE(c.audit_fail, 0), "
+                             "COALESCE(c.audit_error, 0), c.audit_failing, COALESCE(c.sb_present, 0), c.sb_mode, c.sb_pk, "
+                             "c.sb_kek, c.sb_db, rel.version, "
+                             "EXISTS (SELECT 1 FROM rollout_members m JOIN rollouts r ON r.id = m.rollout WHERE m.drone = d.id "
+                             " AND m.state = 'pending' AND r.state IN ('scheduled', 'running', 'paused')) "
+                             "FROM drones d LEFT JOIN compliance c ON c.drone = d.id "
+                             "LEFT JOIN releases rel ON rel.id = COALESCE("
+                             "(SELECT release FROM assignments WHERE target = 'drone:' || d.id), "
+                             "(SELECT release FROM assignments WHERE target = 'group:' || d.grp), "
+                             "(SELECT release FROM assignments WHERE target = '*')) "
+                             "WHERE d.status != 2 ORDER BY d.id",
+                          NOARGS, drift_row, &w);
+
+        store_reader_done(c);
+        return r < 0 ? r : 0;
 }
 
 struct drift_json {
@@ -505,8 +471,7 @@ static int drift_json_cb(sqlite3_stmt *q, const struct drift_input *in, const st
                 json_object_set_new(o, "failing", ids ? ids : json_array());
         }
         json_object_set_new(o, "kinds", kinds);
-        json_array_append_new(dj->drones, o);
-        return 0;
+        return json_array_append_new(dj->drones, o) == 0 ? 0 : -ENOMEM;
 }
 
 int store_drift_json(store *s, int64_t now, uint32_t silent_after, json_t **ret) {
@@ -519,9 +484,7 @@ int store_drift_json(store *s, int64_t now, uint32_t silent_after, json_t **ret)
                 json_decref(counts);
                 return -ENOMEM;
         }
-        store_lock(s);
         r = drift_walk(s, now, silent_after, drift_json_cb, &dj);
-        store_unlock(s);
         if (r < 0) {
                 json_decref(dj.drones);
                 json_decref(counts);
@@ -539,6 +502,7 @@ int store_drift_json(store *s, int64_t now, uint32_t silent_after, json_t **ret)
 
 static int drift_count_cb(sqlite3_stmt *q, const struct drift_input *in, const struct drift_result *res, void *u) {
         unsigned *counts = u;
+
         (void) q;
         (void) in;
         for (unsigned b = 0; b < _DRIFT_KINDS; b++)
@@ -547,68 +511,70 @@ static int drift_count_cb(sqlite3_stmt *q, const struct drift_input *in, const s
         return 0;
 }
 
+/* ---- metrics ---- */
+
+struct rollout_metric {
+        int64_t id, group, groups;
+        char state[16];
+};
+
+struct rollout_metrics {
+        struct buf *b;
+        struct rollout_metric v[64];
+        size_t n;
+        int64_t last;
+};
+
+static int member_metric_row(sqlite3_stmt *q, void *userdata) {
+        struct rollout_metrics *m = userdata;
+        int64_t id = sqlite3_column_int64(q, 0);
+
+        buf_printf(m->b, "ringil_rollout_members{rollout=\"%" PRId64 "\",state=\"%s\"} %" PRId64 "\n", id, col(q, 4),
+                   (int64_t) sqlite3_column_int64(q, 5));
+        if (id != m->last && m->n < ELEMENTSOF(m->v)) {
+                m->last = id;
+                m->v[m->n].id = id;
+                m->v[m->n].group = MIN(sqlite3_column_int64(q, 2) + 1, sqlite3_column_int64(q, 3));
+                m->v[m->n].groups = sqlite3_column_int64(q, 3);
+                store_col_text(q, 1, m->v[m->n].state, sizeof(m->v[m->n].state));
+                m->n++;
+        }
+        return 0;
+}
+
 int store_rollout_metrics(store *s, int64_t now, uint32_t silent_after, struct buf *b) {
         unsigned counts[_DRIFT_KINDS] = {};
-        sqlite3_stmt *q;
-        int64_t last = -1;
-        int rc, r;
+        struct rollout_metrics m = { .b = b, .last = -1 };
+        struct sqlconn *c;
+        int r;
 
-        store_lock(s);
         r = drift_walk(s, now, silent_after, drift_count_cb, counts);
-        if (r >= 0) {
-                buf_printf(b, "# HELP ringil_drift_drones Drones that drifted, by kind.\n# TYPE ringil_drift_drones gauge\n");
-                for (unsigned k = 0; k < _DRIFT_KINDS; k++)
-                        buf_printf(b, "ringil_drift_drones{kind=\"%s\"} %u\n", drift_kind_to_string(1u << k), counts[k]);
-        }
+        if (r < 0)
+                return r;
+        buf_printf(b, "# HELP ringil_drift_drones Drones that drifted, by kind.\n# TYPE ringil_drift_drones gauge\n");
+        for (unsigned k = 0; k < _DRIFT_KINDS; k++)
+                buf_printf(b, "ringil_drift_drones{kind=\"%s\"} %u\n", drift_kind_to_string(1u << k), counts[k]);
         /* Rollouts that can still move, and the ten most recent ones. */
-        q = r >= 0 ? store_stmt(s, "SELECT r.id, r.state, r.current_group, r.n_groups, m.state, count(*) "
-                                   "FROM rollouts r JOIN rollout_members m ON m.rollout = r.id "
-                                   "WHERE r.state IN ('draft', 'scheduled', 'running', 'paused') "
-                                   "OR r.id IN (SELECT id FROM rollouts ORDER BY id DESC LIMIT 10) "
-                                   "GROUP BY r.id, m.state ORDER BY r.id") : NULL;
-        if (r >= 0 && !q)
-                r = -EIO;
-        if (r >= 0) {
-                buf_printf(b, "# HELP ringil_rollout_members Rollout members by state.\n# TYPE ringil_rollout_members gauge\n");
-                while ((rc = sqlite3_step(q)) == SQLITE_ROW)
-                        buf_printf(b, "ringil_rollout_members{rollout=\"%" PRId64 "\",state=\"%s\"} %" PRId64 "\n",
-                                   (int64_t) sqlite3_column_int64(q, 0), col(q, 4), (int64_t) sqlite3_column_int64(q, 5));
-                reset(q);
-                if (rc != SQLITE_DONE)
-                        r = store_sql_fail(s, rc, "rollout metrics");
-        }
-        if (r >= 0) {
-                struct {
-                        int64_t id, group, groups;
-                        char state[16];
-                } v[64];
-                size_t n = 0;
-                while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
-                        int64_t id = sqlite3_column_int64(q, 0);
-                        if (id == last || n == ELEMENTSOF(v))
-                                continue;
-                        last = id;
-                        v[n].id = id;
-                        v[n].group = MIN(sqlite3_column_int64(q, 2) + 1, sqlite3_column_int64(q, 3));
-                        v[n].groups = sqlite3_column_int64(q, 3);
-                        store_text(q, 1, v[n].state, sizeof(v[n].state));
-                        n++;
-                }
-                reset(q);
-                if (rc != SQLITE_DONE)
-                        r = store_sql_fail(s, rc, "rollout metrics");
-                /* one block per metric family, as the exposition format wants */
-                buf_printf(b, "# HELP ringil_rollout_info Rollouts by state (value 1).\n# TYPE ringil_rollout_info gauge\n");
-                for (size_t i = 0; i < n; i++)
-                        buf_printf(b, "ringil_rollout_info{rollout=\"%" PRId64 "\",state=\"%s\"} 1\n", v[i].id, v[i].state);
-                buf_printf(b, "# HELP ringil_rollout_group The group being rolled out (1-based).\n"
-                              "# TYPE ringil_rollout_group gauge\n");
-                for (size_t i = 0; i < n; i++)
-                        buf_printf(b, "ringil_rollout_group{rollout=\"%" PRId64 "\"} %" PRId64 "\n", v[i].id, v[i].group);
-                buf_printf(b, "# HELP ringil_rollout_groups Groups of the rollout.\n# TYPE ringil_rollout_groups gauge\n");
-                for (size_t i = 0; i < n; i++)
-                        buf_printf(b, "ringil_rollout_groups{rollout=\"%" PRId64 "\"} %" PRId64 "\n", v[i].id, v[i].groups);
-        }
-        store_unlock(s);
-        return r;
+        buf_printf(b, "# HELP ringil_rollout_members Rollout members by state.\n# TYPE ringil_rollout_members gauge\n");
+        c = store_reader(s);
+        r = store_sql(c, "SELECT r.id, r.state, r.current_group, r.n_groups, m.state, count(*) "
+                         "FROM rollouts r JOIN rollout_members m ON m.rollout = r.id "
+                         "WHERE r.state IN ('draft', 'scheduled', 'running', 'paused') "
+                         "OR r.id IN (SELECT id FROM rollouts ORDER BY id DESC LIMIT 10) "
+                         "GROUP BY r.id, m.state ORDER BY r.id",
+                      NOARGS, member_metric_row, &m);
+        store_reader_done(c);
+        if (r < 0)
+                return r;
+        /* one block per metric family, as the exposition format wants */
+        buf_printf(b, "# HELP ringil_rollout_info Rollouts by state (value 1).\n# TYPE ringil_rollout_info gauge\n");
+        for (size_t i = 0; i < m.n; i++)
+                buf_printf(b, "ringil_rollout_info{rollout=\"%" PRId64 "\",state=\"%s\"} 1\n", m.v[i].id, m.v[i].state);
+        buf_printf(b, "# HELP ringil_rollout_group The group being rolled out (1-based).\n# TYPE ringil_rollout_group gauge\n");
+        for (size_t i = 0; i < m.n; i++)
+                buf_printf(b, "ringil_rollout_group{rollout=\"%" PRId64 "\"} %" PRId64 "\n", m.v[i].id, m.v[i].group);
+        buf_printf(b, "# HELP ringil_rollout_groups Groups of the rollout.\n# TYPE ringil_rollout_groups gauge\n");
+        for (size_t i = 0; i < m.n; i++)
+                buf_printf(b, "ringil_rollout_groups{rollout=\"%" PRId64 "\"} %" PRId64 "\n", m.v[i].id, m.v[i].groups);
+        return 0;
 }

@@ -88,13 +88,16 @@ struct rollout_checkin_result {
 };
 
 /*
- * Everything a check-in needs beyond the static assignment: hands the rollout's release to a member
- * whose group is running (durably: the hand is committed before the answer, so a crash cannot hand
- * it twice), holds members that must wait, blesses a handed member that already runs the release,
- * and returns the drone's windows, retry generation and rate. hand = false only looks (bundle route).
+ * Everything a check-in needs beyond the static assignment, from what the dispatcher read with the
+ * drone's record (auth->ro): hands the rollout's release to a member whose group is running (durably:
+ * the hand is committed before the answer, so a crash cannot hand it twice), holds members that must
+ * wait, blesses a handed member that already runs the release, and returns the drone's windows, retry
+ * generation and rate. st is the check-in's status (the drift gate's baseline is its audit).
  */
-int store_rollout_checkin(store *s, const char *drone, const char *group, const struct fleet_status *st,
-                          int64_t now, bool hand, struct rollout_checkin_result *ret);
+int store_rollout_checkin(store *s, const char *drone, const struct drone_auth *auth, const struct fleet_status *st,
+                          int64_t now, struct rollout_checkin_result *ret);
+/* Does a rollout hold this drone (a member not handed yet)? Then it has no assignment at all. */
+bool store_rollout_holds(const struct drone_auth *auth);
 /* A stored report: moves the drone's member state (drift gate included). Idempotent. */
 int store_rollout_report(store *s, const char *drone, const struct fleet_status *st, int64_t now);
 /* Keep the drone's compliance report (and a history row when it changed). Cheap when unchanged. */

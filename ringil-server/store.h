@@ -8,17 +8,25 @@
 #include "fleet-msg.h"
 
 /*
- * One connection, serialized by a mutex inside the store: every call is short and SQLite serializes
- * writers anyway. Every statement is prepared once with bound parameters; no SQL is ever built from
- * input. Durability: heartbeats commit with synchronous=NORMAL (may be lost on power cut, harmless);
- * enrollment, revocation, releases, assignments and reports commit with synchronous=FULL, so a
- * report acknowledged with 200 survives SIGKILL and power loss.
+ * The interface is the contract a second backend (PostgreSQL) implements: an opaque handle, plain C
+ * types and jansson views, no SQLite type. Every call is safe from any thread.
+ *
+ * The SQLite backend (store.c): one writer connection behind a mutex (SQLite serializes writers
+ * anyway) and a pool of read-only connections, so reads never wait for a commit (WAL). Every
+ * statement is prepared once with bound parameters; no SQL is ever built from input. The schema is
+ * versioned (PRAGMA user_version) and migrated at open. Durability: heartbeats commit with
+ * synchronous=NORMAL (may be lost on power cut, harmless); enrollment, revocation, releases,
+ * assignments and reports commit with synchronous=FULL, so a report acknowledged with 200 survives
+ * SIGKILL and power loss.
  */
 
 typedef struct store store;
 
-int store_open(const char *path, store **ret);
+/* readers: read connections (one per worker thread keeps them uncontended). -EPROTO: the database's
+ * schema is newer than this server; -EPROTONOSUPPORT: a backend this build lacks. */
+int store_open(const char *path, unsigned readers, store **ret);
 void store_close(store *s);
+int store_schema_version(store *s);
 
 enum drone_status {
         DRONE_ENROLLED,   /* registered, no certificate issued through us yet */
@@ -26,17 +34,44 @@ enum drone_status {
         DRONE_REVOKED,
 };
 
+struct release {
+        int64_t id;
+        char version[FLEET_VERSION_MAX];
+        char compatible[129];
+        uint64_t size;
+        char sha256[65];
+        char path[4096];
+};
+
+/* What a check-in needs to know of rollouts, read with the record (store-rollout.c interprets it). */
+struct drone_rollout {
+        int64_t rollout;        /* the drone's latest rollout membership, 0 none */
+        int64_t ord;            /* its place in that rollout */
+        uint32_t group, current_group;
+        char member[16];        /* member state (rollout.h names) */
+        char state[16];         /* the rollout's state */
+        uint64_t rate;          /* the rollout's download limit, bytes/s */
+        int64_t release;        /* the rollout's release … */
+        char version[FLEET_VERSION_MAX];   /* … and its version */
+        char windows[FLEET_WINDOWS_TEXT_MAX];   /* the drone's maintenance windows (its own, else its group's) */
+        uint32_t retry;         /* its retry generation */
+};
+
 struct drone_auth {
         bool exists;
         enum drone_status status;
         char group[65];
         char cert_serial[65];   /* hex; "" when the certificate was issued offline (`ringil ca issue`) */
+        bool assigned;          /* the release assigned to it now (drone > group > fleet), read with the record */
+        struct release release;
+        struct drone_rollout ro;
 };
 
+/* The drone's record and its current assignment, in one read. */
 int store_drone_auth(store *s, const char *id, struct drone_auth *ret);
 
 /* Register a drone with a one-time enrollment token (stored as SHA-256). -EEXIST if it exists. */
-int store_drone_add(store *s, const char *id, const char *group, const uint8_t token_hash[32],
+int store_drone_add(store *s, const char *id, const char *group, const uint8_t token_hash[32], int64_t now,
                     int64_t token_expires);
 /* Consume the token: succeeds once, before expiry, for a non-revoked drone; records the serial. */
 int store_drone_enroll(store *s, const char *id, const uint8_t token_hash[32], int64_t now,
@@ -51,14 +86,6 @@ int store_checkin(store *s, const char *id, const struct fleet_status *st, int64
  */
 int store_report(store *s, const char *id, const struct fleet_status *st, int64_t now);
 
-struct release {
-        int64_t id;
-        char version[FLEET_VERSION_MAX];
-        char compatible[129];
-        uint64_t size;
-        char sha256[65];
-        char path[4096];
-};
 
 int store_release_add(store *s, const struct release *r, const char *signer, const char *manifest_digest,
                       int64_t *ret_id);

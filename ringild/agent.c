@@ -707,6 +707,8 @@ int agent_enroll(const struct agent_config *c, const char *id, const char *token
         long status = 0;
         int r;
 
+        if (!c->enroll_server)
+                return ringil_fail(-EINVAL, "the config has no enroll-server (the server's enrollment port)");
         if (access(c->key, F_OK) == 0 || access(c->cert, F_OK) == 0)
                 return ringil_fail(-EEXIST, "'%s' or '%s' exists already", c->key, c->cert);
         r = ca_generate_key(&key);
@@ -720,7 +722,7 @@ int agent_enroll(const struct agent_config *c, const char *id, const char *token
         if (!body)
                 return -ENOMEM;
         /* No client certificate yet: the token is the credential, over a TLS channel to the pinned CA. */
-        r = fleet_client_new(c->server, c->ca, NULL, NULL, c->timeout, &fc);
+        r = fleet_client_new(c->enroll_server, c->ca, NULL, NULL, c->timeout, &fc);
         if (r >= 0)
                 r = fleet_client_request(fc, "POST", "/api/v1/enroll", body, AGENT_MAX_RESPONSE, &status, &resp);
         fleet_client_free(fc);

@@ -24,8 +24,8 @@ static void help(void) {
                "  -v, --verbose      debug logging\n"
                "  -h, --help         this help\n\n"
                "enroll: generate this drone's EC P-256 key (written to the config's `key`, 0400),\n"
-               "send a CSR with the one-time TOKEN from `ringil-server enroll`, and store the issued\n"
-               "certificate at `cert`.\n\n"
+               "send a CSR with the one-time TOKEN from `ringil-server enroll` to the server's enrollment\n"
+               "port (the config's `enroll-server`), and store the issued certificate at `cert`.\n\n"
                "Exit codes: 0 success, 1 failure, 2 usage, 3 malformed config, 10 key exists.\n");
 }
 

@@ -4,7 +4,7 @@
 set -euo pipefail
 
 build_pkgs=(gcc make meson ninja-build pkg-config libssl-dev libjansson-dev libcurl4-openssl-dev
-            libsqlite3-dev openssl)
+            libsqlite3-dev openssl libevent-dev)
 test_pkgs=(libcmocka-dev python3 python3-pytest clang sbsigntool efitools systemd-boot-efi
            faketime e2fsprogs dosfstools mtools util-linux)
 bench_pkgs=(hyperfine rauc squashfs-tools dbus time lynis)
@@ -15,8 +15,12 @@ bundle_pkgs=(faketime time openssl)
 install_pkgs=(openssl sbsigntool systemd-boot-efi)
 audit_pkgs=(efitools openssl)
 fleet_pkgs=()
+# fleet server under load: libevent (build), systemd-analyze for the unit's exposure test, nginx as the bench's ceiling
+server_load_pkgs=(libevent-dev systemd)
+server_load_bench_pkgs=(nginx-light linux-perf)
 nix_pkgs=(nix-bin)
-test_pkgs+=("${keys_pkgs[@]}" "${efi_pkgs[@]}" "${bundle_pkgs[@]}" "${install_pkgs[@]}" "${audit_pkgs[@]}" "${fleet_pkgs[@]}" "${nix_pkgs[@]}")
+test_pkgs+=("${keys_pkgs[@]}" "${efi_pkgs[@]}" "${bundle_pkgs[@]}" "${install_pkgs[@]}" "${audit_pkgs[@]}" "${fleet_pkgs[@]}" "${nix_pkgs[@]}" "${server_load_pkgs[@]}")
+bench_pkgs+=("${server_load_bench_pkgs[@]}")
 
 case "${1:-test}" in
 build) want=("${build_pkgs[@]}") ;;

@@ -79,9 +79,11 @@ class Server:
             f"listen = 127.0.0.1:0\ndb = {self.db}\nstore = {d / 'store'}\n"
             f"cert = {pki.dir / 'srv' / '127.0.0.1.pem'}\nkey = {pki.dir / 'srv' / '127.0.0.1.key'}\n"
             f"device-ca = {pki.dir / 'ca'}\nkeyring = {pki.dir / 'sign.pem'}\npoll-interval = {poll_interval}\n"
+            f"enroll-listen = 127.0.0.1:0\n"
             + extra)
         self.proc = None
         self.port = None
+        self.enroll_port = None
         self.log = d / "server.log"
 
     def start(self):
@@ -91,6 +93,10 @@ class Server:
         m = re.match(r"listening on 127\.0\.0\.1:(\d+)", line)
         assert m, f"server did not start: {line!r}\n{self.log.read_text()}"
         self.port = int(m.group(1))
+        line = self.proc.stdout.readline().decode()
+        m = re.match(r"enrollment on 127\.0\.0\.1:(\d+)", line)
+        assert m, f"no enrollment port: {line!r}\n{self.log.read_text()}"
+        self.enroll_port = int(m.group(1))
         return self
 
     def kill(self, sig=9):
@@ -111,6 +117,10 @@ class Server:
     @property
     def url(self):
         return f"https://127.0.0.1:{self.port}"
+
+    @property
+    def enroll_url(self):
+        return f"https://127.0.0.1:{self.enroll_port}"
 
     def op(self, *args, check=True):
         env = dict(os.environ, RINGIL_FLEET_SERVER=self.url, RINGIL_FLEET_CA=str(self.pki.ca),
@@ -256,9 +266,12 @@ class SimDrone:
         self.reboots = 0
         self.log = d / "agent.log"
 
-    def write_agent_conf(self, url):
+    def write_agent_conf(self, url, enroll_url=None):
+        if enroll_url:
+            self.enroll_url = enroll_url
         (self.dir / "ringild.conf").write_text(
-            f"server = {url}\nca = {self.pki.ca}\ncert = {self.dir / 'agent' / 'cert.pem'}\n"
+            f"server = {url}\n" + (f"enroll-server = {self.enroll_url}\n" if getattr(self, "enroll_url", None) else "")
+            + f"ca = {self.pki.ca}\ncert = {self.dir / 'agent' / 'cert.pem'}\n"
             f"key = {self.dir / 'agent' / 'key.pem'}\ndevice-config = {self.devconf}\n"
             f"state-dir = {self.dir / 'agent' / 'state'}\nringil = {self.ringil}\n"
             f"reboot-command = touch {self.dir / 'reboot-requested'}\nhealth-command = {self.health}\n"
@@ -275,7 +288,7 @@ class SimDrone:
 
     def enroll(self, server: Server, group="default"):
         token = server.op("enroll", self.name, "--group", group).out.strip()
-        self.write_agent_conf(server.url)
+        self.write_agent_conf(server.url, server.enroll_url)
         run([self.ringild, "enroll", "--config", self.dir / "ringild.conf", "--id", self.name, "--token", token])
 
     def agent(self, check=False):

@@ -327,7 +327,8 @@ def test_enrollment_tokens_are_single_use_and_bound(fleet, world, tmp_path):
         d = tmp_path / name
         d.mkdir()
         conf = d / "ringild.conf"
-        conf.write_text(f"server = {srv.url}\nca = {pki.ca}\ncert = {d / 'cert.pem'}\nkey = {d / 'key.pem'}\n")
+        conf.write_text(f"server = {srv.url}\nenroll-server = {srv.enroll_url}\nca = {pki.ca}\n"
+                        f"cert = {d / 'cert.pem'}\nkey = {d / 'key.pem'}\n")
         return d, conf
 
     # a token for drone-e does not enroll another name, and a wrong token does nothing

@@ -287,7 +287,7 @@ class FleetDrone(Drone):
                              f"tls-key = {self.agentdir / 'key.pem'}\n")
         self.agentconf = root / "ringild.conf"
         self.agentconf.write_text(
-            f"server = {srv.url}\nca = {pki.ca}\ncert = {self.agentdir / 'cert.pem'}\n"
+            f"server = {srv.url}\nenroll-server = {srv.enroll_url}\nca = {pki.ca}\ncert = {self.agentdir / 'cert.pem'}\n"
             f"key = {self.agentdir / 'key.pem'}\ndevice-config = {self.conf}\n"
             f"state-dir = {self.agentdir / 'state'}\nringil = {binary('ringil')}\n"
             f"reboot-command = touch {root / 'reboot-requested'}\nhealth-command = {health}\n"

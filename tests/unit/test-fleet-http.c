@@ -68,6 +68,35 @@ static void test_head_length(void **state) {
         assert_int_equal(http_head_length("GET / HTTP/1.1\r\n", 16), 0);
 }
 
+static int scan(const char *s, size_t *n) {
+        return http_head_scan(s, strlen(s), n);
+}
+
+/* Incomplete heads wait; anything that cannot become a head is refused at the first bad byte. */
+static void test_head_scan(void **state) {
+        char big[HTTP_MAX_HEAD + 8];
+        size_t n = 0;
+        (void) state;
+        assert_int_equal(scan("GET / HTTP/1.1\r\n\r\nBODY", &n), 1);
+        assert_int_equal(n, 18);
+        assert_int_equal(scan("", &n), 0);
+        assert_int_equal(scan("GE", &n), 0);
+        assert_int_equal(scan("GET / HTTP/1.1\r\nHost: a\r\n", &n), 0);
+        assert_int_equal(scan("GET / HTTP/1.1\r", &n), 0);
+        assert_int_equal(scan("GET / HTTP/1.1\n", &n), -EBADMSG);            /* bare LF, before any end */
+        assert_int_equal(scan("GET / HTTP/1.1\r\nA: b\n\n", &n), -EBADMSG);
+        assert_int_equal(scan("GET / HTTP/1.1\rX", &n), -EBADMSG);
+        assert_int_equal(scan("\x16\x03\x01\x02", &n), -EBADMSG);           /* a TLS record in plain HTTP */
+        assert_int_equal(scan(" GET", &n), -EBADMSG);
+        assert_int_equal(scan("G\x01", &n), -EBADMSG);
+        assert_int_equal(scan("GET /\x7f", &n), -EBADMSG);
+        assert_int_equal(http_head_scan("GET /\0", 6, &n), -EBADMSG);
+        memset(big, 'A', sizeof(big));
+        assert_int_equal(http_head_scan(big, 40, &n), -EBADMSG);                /* a method of 40 bytes */
+        memcpy(big, "GET /", 5);
+        assert_int_equal(http_head_scan(big, HTTP_MAX_HEAD, &n), -EMSGSIZE);
+}
+
 static void test_range(void **state) {
         uint64_t a, b;
         (void) state;
@@ -109,6 +138,7 @@ static void test_content_range(void **state) {
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_head_ok),
+                cmocka_unit_test(test_head_scan),
                 cmocka_unit_test(test_head_refused),
                 cmocka_unit_test(test_too_many_headers),
                 cmocka_unit_test(test_head_length),
