@@ -59,8 +59,9 @@ const char *member_state_to_string(enum member_state s) {
 }
 
 int member_state_from_string(const char *s, enum member_state *ret) {
+        /* the scheduler parses every member of a rollout each pass: compare the first byte first */
         for (unsigned i = 0; i < _MEMBER_STATE_MAX; i++)
-                if (streq(s, member_state_names[i])) {
+                if (s[0] == member_state_names[i][0] && streq(s, member_state_names[i])) {
                         *ret = (enum member_state) i;
                         return 0;
                 }
@@ -603,6 +604,22 @@ int rollout_evaluate(const struct rollout_view *v, int64_t now, struct rollout_d
                 if (!busy)
                         set_state(&d, ROLLOUT_FINISHED, "all %u groups completed", n_groups);
         }
+
+        /* When time alone could change the decision: a scheduled start, a deadline, a soak's end. */
+        d.next_check = INT64_MAX;
+        if (d.state == ROLLOUT_SCHEDULED)
+                d.next_check = v->start_at;
+        if (v->deadline && d.state != ROLLOUT_DRAFT)
+                for (size_t i = 0; i < v->n_members; i++) {
+                        const struct rollout_member *m = &v->members[i];
+                        if (member_in_flight((enum member_state) eff[i])) {
+                                int64_t last = MAX(MAX(m->handed_at, m->state_at), MAX(m->last_seen, v->not_before));
+                                d.next_check = MIN(d.next_check, last + (int64_t) v->deadline + 1);
+                        }
+                }
+        if (d.state == ROLLOUT_RUNNING && d.current_group < n_groups && d.groups[d.current_group].success_since)
+                d.next_check = MIN(d.next_check, d.groups[d.current_group].success_since +
+                                                         (int64_t) d.groups[d.current_group].cond.soak);
         *ret = d;
         return 0;
 }

@@ -195,6 +195,12 @@ struct rollout_decision {
         struct rollout_member_change *changes;   /* malloc'd */
         size_t n_changes;
         struct rollout_counts counts[ROLLOUT_MAX_GROUPS];   /* after the changes */
+        /*
+         * The earliest time at which evaluating the same rows again could decide something (a start
+         * time, a deadline, the end of a soak); INT64_MAX: only a change of the rows can. The scheduler
+         * may skip a rollout until then while nothing was written to it.
+         */
+        int64_t next_check;
 };
 
 /*

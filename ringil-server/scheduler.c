@@ -24,6 +24,7 @@ struct scheduler {
         pthread_cond_t wake;
         bool stop;
         int64_t started;   /* the server's start: silence before it is not a drone's fault */
+        struct rollout_pass_cache cache;   /* rollouts with nothing new are skipped */
 };
 
 static uint64_t now_us(void) {
@@ -50,7 +51,7 @@ static void *run(void *userdata) {
 
                 pthread_mutex_unlock(&sc->lock);
                 t0 = now_us();
-                r = store_rollout_pass(sc->srv->db, (int64_t) time(NULL), sc->started, log_change, &st);
+                r = store_rollout_pass(sc->srv->db, (int64_t) time(NULL), sc->started, &sc->cache, log_change, &st);
                 us = now_us() - t0;
                 if (r < 0)
                         log_warning_errno(r, "Rollout scheduler pass failed: %s", ringil_detail());

@@ -276,9 +276,11 @@ static int load_snapshot(struct sqlconn *c, int64_t id, int64_t not_before, stru
                                  "failures_acked FROM rollout_groups WHERE rollout = ?1 ORDER BY idx",
                               ARGS(INT(id)), group_row, &sn->v);
         if (r >= 0)
-                r = store_sql(c, "SELECT m.ord, m.grp, m.state, m.handed_at, m.state_at, COALESCE(d.last_seen, 0) "
-                                 "FROM rollout_members m LEFT JOIN drones d ON d.id = m.drone WHERE m.rollout = ?1 "
-                                 "ORDER BY m.ord",
+                /* last_seen matters only for a deadline: looked up for members in flight only */
+                r = store_sql(c, "SELECT m.ord, m.grp, m.state, m.handed_at, m.state_at, "
+                                 "CASE WHEN m.state IN " SQL_IN_FLIGHT " THEN "
+                                 "COALESCE((SELECT last_seen FROM drones WHERE id = m.drone), 0) ELSE 0 END "
+                                 "FROM rollout_members m WHERE m.rollout = ?1 ORDER BY m.ord",
                               ARGS(INT(id)), member_row, sn);
         sn->v.members = sn->members;
         return r < 0 ? r : 0;
@@ -331,7 +333,31 @@ static int apply_decision(struct sqlconn *c, const struct snapshot *sn, const st
         return r;
 }
 
-int store_rollout_pass(store *s, int64_t now, int64_t not_before,
+static struct rollout_pass_seen *seen_slot(struct rollout_pass_cache *cache, int64_t id) {
+        size_t oldest = 0;
+
+        if (!cache)
+                return NULL;
+        for (size_t i = 0; i < cache->n; i++)
+                if (cache->v[i].id == id)
+                        return &cache->v[i];
+        if (cache->n < ELEMENTSOF(cache->v)) {
+                cache->v[cache->n] = (struct rollout_pass_seen) { .id = id, .last_event = -1 };
+                return &cache->v[cache->n++];
+        }
+        for (size_t i = 1; i < cache->n; i++)
+                if (cache->v[i].id < cache->v[oldest].id)
+                        oldest = i;
+        cache->v[oldest] = (struct rollout_pass_seen) { .id = id, .last_event = -1 };
+        return &cache->v[oldest];
+}
+
+static int last_event_row(sqlite3_stmt *q, void *userdata) {
+        *(int64_t *) userdata = sqlite3_column_int64(q, 0);
+        return 1;
+}
+
+int store_rollout_pass(store *s, int64_t now, int64_t not_before, struct rollout_pass_cache *cache,
                        void (*log_cb)(int64_t id, enum rollout_state from, enum rollout_state to, const char *reason),
                        struct rollout_pass_stats *ret) {
         struct rollout_pass_stats st = {};
@@ -346,19 +372,47 @@ int store_rollout_pass(store *s, int64_t now, int64_t not_before,
                       NOARGS, id_row, &ids);
         store_reader_done(c);
         for (size_t i = 0; r >= 0 && i < ids.n; i++) {
+                struct rollout_pass_seen *seen = seen_slot(cache, ids.v[i]);
                 struct snapshot sn = {};
                 struct rollout_decision d = {};
-                /* One transaction per rollout: snapshot, decision and its application see the same rows,
-                 * and a report that arrives meanwhile waits for the writer instead of being overwritten. */
-                r = store_tx(s, true, &c);
-                if (r < 0)
-                        break;
-                r = load_snapshot(c, ids.v[i], not_before, &sn);
+                int64_t last_event = 0;
+                /* First on a reader: most passes decide nothing, and then the writer (every check-in's
+                 * commit) is never held for the snapshot. */
+                c = store_reader(s);
+                r = store_sql(c, "SELECT COALESCE(max(id), 0) FROM rollout_events WHERE rollout = ?1", ARGS(INT(ids.v[i])),
+                              last_event_row, &last_event);
+                if (r >= 0 && seen && seen->last_event == last_event && now < seen->next_check) {
+                        store_reader_done(c);
+                        st.skipped++;
+                        continue;   /* nothing written to it, and no time it waits for has come */
+                }
+                if (r >= 0)
+                        r = load_snapshot(c, ids.v[i], not_before, &sn);
+                store_reader_done(c);
                 if (r >= 0)
                         r = rollout_evaluate(&sn.v, now, &d);
-                if (r >= 0 && d.changed)
-                        r = apply_decision(c, &sn, &d, now);
-                r = store_tx_end(s, r);
+                if (r >= 0 && d.changed) {
+                        /* Something to write: snapshot, decision and application again, in one transaction
+                         * on the writer, so a report that arrived meanwhile is seen, not overwritten. */
+                        rollout_decision_done(&d);
+                        snapshot_done(&sn);
+                        sn = (struct snapshot) {};
+                        d = (struct rollout_decision) {};
+                        r = store_tx(s, true, &c);
+                        if (r < 0)
+                                break;
+                        r = load_snapshot(c, ids.v[i], not_before, &sn);
+                        if (r >= 0)
+                                r = rollout_evaluate(&sn.v, now, &d);
+                        if (r >= 0 && d.changed)
+                                r = apply_decision(c, &sn, &d, now);
+                        r = store_tx_end(s, r);
+                }
+                if (r >= 0 && seen) {
+                        /* what this pass saw, unless it just wrote (then the next pass looks again) */
+                        seen->last_event = d.changed ? -1 : last_event;
+                        seen->next_check = d.next_check;
+                }
                 if (r >= 0) {
                         st.rollouts++;
                         st.members += (unsigned) sn.v.n_members;

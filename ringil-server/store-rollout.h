@@ -111,18 +111,32 @@ int store_drone_decorate(store *s, const char *drone, json_t *j);
 
 struct rollout_pass_stats {
         unsigned rollouts;           /* evaluated */
+        unsigned skipped;            /* nothing new since the last pass (cache) */
         unsigned changed;            /* with a decision applied */
         unsigned members;            /* members looked at */
         unsigned timed_out;
 };
 
 /*
- * One scheduler pass over every rollout that can still move (scheduled, running, paused, aborted with
- * members in flight): snapshot, rollout_evaluate(), apply, each rollout in one durable transaction.
- * not_before: see struct rollout_view. Decisions are logged as rollout events; log lines for state
- * changes go through log_cb (may be NULL).
+ * What the scheduler remembers between passes (optional): per rollout, the last event it saw and when
+ * time alone could change its decision (rollout_decision.next_check). Every write to a rollout or its
+ * members adds a rollout event, so an unchanged last event and an earlier time mean nothing to do.
  */
-int store_rollout_pass(store *s, int64_t now, int64_t not_before,
+struct rollout_pass_cache {
+        struct rollout_pass_seen {
+                int64_t id, last_event, next_check;
+        } v[256];
+        size_t n;
+};
+
+/*
+ * One scheduler pass over every rollout that can still move (scheduled, running, paused, aborted with
+ * members in flight): snapshot, rollout_evaluate(), and when it decided something, the same again in
+ * one durable transaction that applies it. not_before: see struct rollout_view. cache (may be NULL)
+ * skips rollouts with nothing new. Decisions are logged as rollout events; state changes also go
+ * through log_cb (may be NULL).
+ */
+int store_rollout_pass(store *s, int64_t now, int64_t not_before, struct rollout_pass_cache *cache,
                        void (*log_cb)(int64_t id, enum rollout_state from, enum rollout_state to, const char *reason),
                        struct rollout_pass_stats *ret);
 

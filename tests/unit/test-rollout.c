@@ -1,6 +1,7 @@
 /* test-rollout.c: the rollout model: requests, partitions, every evaluation rule, check-in and drift gate. */
 #include "tests.h"
 
+#include "drift.h"
 #include "err.h"
 #include "rollout.h"
 
@@ -228,6 +229,7 @@ static void test_canary_then_rest(void **state) {
         rollout_decision_done(&d);
         d = eval(&f, NOW + 39);
         assert_int_equal(d.current_group, 0);   /* soak not over */
+        assert_int_equal(d.next_check, NOW + 40);
         rollout_decision_done(&d);
         d = eval(&f, NOW + 40);
         assert_int_equal(d.current_group, 1);   /* soak over: the rest starts */
@@ -292,6 +294,7 @@ static void test_deadline_bricked_canary(void **state) {
         d = eval(&f, NOW + 30);
         assert_int_equal(d.n_changes, 0);          /* exactly the deadline: not yet */
         assert_int_equal(d.state, ROLLOUT_RUNNING);
+        assert_int_equal(d.next_check, NOW + 31);  /* the scheduler need not look before that */
         rollout_decision_done(&d);
         d = eval(&f, NOW + 31);
         assert_int_equal(d.n_changes, 5);
@@ -430,6 +433,7 @@ static void test_scheduled_and_finish_waits(void **state) {
         d = eval(&f, NOW + 99);
         assert_int_equal(d.state, ROLLOUT_SCHEDULED);
         assert_false(d.changed);
+        assert_int_equal(d.next_check, NOW + 100);
         rollout_decision_done(&d);
         d = eval(&f, NOW + 100);
         assert_int_equal(d.state, ROLLOUT_RUNNING);
@@ -536,6 +540,70 @@ static void test_drift_gate(void **state) {
         assert_int_equal(rollout_drift_new(true, "", true, "SVC-001 SVC-002 SVC-003", out, 10), 3);
 }
 
+static void test_drift_classify(void **state) {
+        struct drift_input clean = {
+                .last_seen = NOW - 10, .version = "2.0", .assigned_version = "2.0", .audit_present = true,
+                .audit_profile = "prod", .audit_failing = "", .sb_present = true, .sb_mode = "deployed", .sb_pk = "ok",
+                .sb_kek = "ok", .sb_db = "ok",
+        }, in;
+        struct drift_result r;
+        (void) state;
+        drift_classify(&clean, NOW, 900, &r);
+        assert_int_equal(r.kinds, 0);
+        in = clean;
+        in.version = "1.0";
+        drift_classify(&in, NOW, 900, &r);
+        assert_int_equal(r.kinds, DRIFT_RELEASE);
+        assert_string_equal(r.release, "runs '1.0', assigned '2.0'");
+        in.held = true;                      /* a rollout holds it: not drift yet */
+        drift_classify(&in, NOW, 900, &r);
+        assert_int_equal(r.kinds, 0);
+        in = clean;
+        in.assigned_version = NULL;          /* nothing assigned: any version is fine */
+        in.version = "0.9";
+        drift_classify(&in, NOW, 900, &r);
+        assert_int_equal(r.kinds, 0);
+        in = clean;
+        in.audit_fail = 2;
+        in.audit_failing = "SVC-001 LOG-003";
+        drift_classify(&in, NOW, 900, &r);
+        assert_int_equal(r.kinds, DRIFT_AUDIT);
+        assert_non_null(strstr(r.audit, "SVC-001 LOG-003"));
+        in = clean;
+        in.audit_error = 1;                  /* unevaluated is not proven */
+        drift_classify(&in, NOW, 900, &r);
+        assert_int_equal(r.kinds, DRIFT_AUDIT);
+        in = clean;
+        in.audit_profile = "dev";
+        drift_classify(&in, NOW, 900, &r);
+        assert_int_equal(r.kinds, DRIFT_AUDIT);
+        in = clean;
+        in.audit_present = false;
+        drift_classify(&in, NOW, 900, &r);
+        assert_int_equal(r.kinds, DRIFT_AUDIT);
+        in = clean;
+        in.sb_mode = "setup";
+        in.sb_db = "foreign";
+        drift_classify(&in, NOW, 900, &r);
+        assert_int_equal(r.kinds, DRIFT_SECUREBOOT);
+        assert_string_equal(r.secureboot, "mode setup (not enforced), db foreign");
+        in = clean;
+        in.sb_mode = "user";                 /* user mode enforces too */
+        drift_classify(&in, NOW, 900, &r);
+        assert_int_equal(r.kinds, 0);
+        in.sb_present = false;
+        drift_classify(&in, NOW, 900, &r);
+        assert_int_equal(r.kinds, DRIFT_SECUREBOOT);
+        in = clean;
+        in.last_seen = NOW - 901;
+        drift_classify(&in, NOW, 900, &r);
+        assert_int_equal(r.kinds, DRIFT_SILENT);
+        in.last_seen = 0;
+        drift_classify(&in, NOW, 900, &r);
+        assert_string_equal(r.silent, "never checked in");
+        assert_string_equal(drift_kind_to_string(DRIFT_SECUREBOOT), "secureboot");
+}
+
 static void test_state_names(void **state) {
         enum rollout_state r;
         enum member_state m;
@@ -573,6 +641,7 @@ int main(void) {
                 cmocka_unit_test(test_checkin_decide),
                 cmocka_unit_test(test_member_on_report),
                 cmocka_unit_test(test_drift_gate),
+                cmocka_unit_test(test_drift_classify),
                 cmocka_unit_test(test_state_names),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
