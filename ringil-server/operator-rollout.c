@@ -264,10 +264,11 @@ static int print_rollout(json_t *j, bool members) {
         json_array_foreach(json_object_get(j, "groups"), i, g) {
                 char err[48];
                 if (num(g, "error_count") && num(g, "error_percent"))
-                        snprintf(err, sizeof(err), "%" JSON_INTEGER_FORMAT " drones or %" JSON_INTEGER_FORMAT " %%",
-                                 num(g, "error_count"), num(g, "error_percent"));
+                        snprintf(err, sizeof(err), "%" JSON_INTEGER_FORMAT " drone%s or %" JSON_INTEGER_FORMAT " %%",
+                                 num(g, "error_count"), num(g, "error_count") == 1 ? "" : "s", num(g, "error_percent"));
                 else if (num(g, "error_count"))
-                        snprintf(err, sizeof(err), "%" JSON_INTEGER_FORMAT " drones", num(g, "error_count"));
+                        snprintf(err, sizeof(err), "%" JSON_INTEGER_FORMAT " drone%s", num(g, "error_count"),
+                                 num(g, "error_count") == 1 ? "" : "s");
                 else
                         snprintf(err, sizeof(err), "%" JSON_INTEGER_FORMAT " %%", num(g, "error_percent"));
                 printf("%-6" JSON_INTEGER_FORMAT " %-6" JSON_INTEGER_FORMAT " %-8" JSON_INTEGER_FORMAT

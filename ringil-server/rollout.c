@@ -552,7 +552,7 @@ int rollout_evaluate(const struct rollout_view *v, int64_t now, struct rollout_d
                         uint32_t f;
                         if (error_condition(&d.groups[g], &d.counts[g], &f)) {
                                 set_state(&d, ROLLOUT_PAUSED,
-                                          "group %u: %u of %u drones failed (error condition: %u drones or %u %%)",
+                                          "group %u: %u of %u drones failed (error condition: %u drones or %u %% failed)",
                                           g + 1, f, effective_size(&d.counts[g]), d.groups[g].cond.error_count,
                                           d.groups[g].cond.error_pct);
                                 break;

@@ -17,6 +17,7 @@ import socket
 import sqlite3
 import ssl
 import subprocess
+import tarfile
 import threading
 import time
 from pathlib import Path
@@ -344,6 +345,42 @@ class SimDrone:
                     k, v = line.split("=", 1)
                     st[k.strip()] = v.strip()
         return st
+
+
+class AuditedDrone(SimDrone):
+    """A SimDrone whose root (what `ringil audit --root` sees) is a prod drone root (audit_fixture's golden
+    tree) with the booted slot's image laid over it: the first bytes of a slot image are a tar of files,
+    so booting a release is what changes the drone's hardening state."""
+
+    def __init__(self, name, d: Path, ringil, ringild, pki: Pki, golden: Path, **kw):
+        self.golden = golden
+        root = d / "root"
+        super().__init__(name, d, ringil, ringild, pki, audit_root=root, **kw)
+        shutil.copytree(golden, root, symlinks=True)
+
+    def boot(self):
+        version = super().boot()
+        root = Path(self.audit_root)
+        shutil.rmtree(root)
+        shutil.copytree(self.golden, root, symlinks=True)
+        slot = self.booted_entry.split("-")[1]
+        with tarfile.open(self.dir / f"slot-{slot}.img", mode="r:") as t:
+            t.extractall(root)   # our own test images
+        return version
+
+
+def overlay_image(files, size, seed):
+    """A slot image whose first bytes are a tar of files (path → bytes) to lay over the drone's root."""
+    import io
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as t:
+        for path, data in files.items():
+            info = tarfile.TarInfo(path)
+            info.size = len(data)
+            info.mtime = 0
+            t.addfile(info, io.BytesIO(data))
+    head = buf.getvalue()
+    return head + random.Random(seed).randbytes(size - len(head))
 
 
 def sha256(path):

@@ -1,6 +1,5 @@
 """test_rollout.py: staged rollouts, the drift gate, windows and the agent's retries, against a real server,
 real ringild agents with install engines (file slots) and simulated drones with real mTLS identities."""
-import io
 import json
 import os
 import random
@@ -8,7 +7,6 @@ import shutil
 import signal
 import sqlite3
 import subprocess
-import tarfile
 import tempfile
 import threading
 import time
@@ -19,24 +17,11 @@ import pytest
 
 import audit_fixture as fx
 from conftest import binary
-from fleetsim import (Api, CuttingProxy, FakeDrone, Pki, Server, SimDrone, fake_fleet, issue_identity, request, run,
-                      step_all, tls_context)
+from fleetsim import (Api, AuditedDrone, CuttingProxy, FakeDrone, Pki, Server, SimDrone, fake_fleet, issue_identity,
+                      overlay_image, request, run, step_all, tls_context)
 
 PAYLOAD = 1536 * 1024
 SSHD_UNIT = fx.STORE_ETC.lstrip("/") + "/etc/systemd/system/sshd.service"
-
-
-def overlay_image(files, size, seed):
-    """A slot image whose first bytes are a tar of files to lay over the drone's root when it boots it."""
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as t:
-        for path, data in files.items():
-            info = tarfile.TarInfo(path)
-            info.size = len(data)
-            info.mtime = 0
-            t.addfile(info, io.BytesIO(data))
-    head = buf.getvalue()
-    return head + random.Random(seed).randbytes(size - len(head))
 
 
 @pytest.fixture(scope="session")
@@ -66,27 +51,6 @@ def world():
     shutil.rmtree(d, ignore_errors=True)
 
 
-class AuditedDrone(SimDrone):
-    """A SimDrone whose root (what `ringil audit --root` sees) is the golden prod root with the booted slot's
-    overlay laid over it: booting a release is what changes the drone's hardening state."""
-
-    def __init__(self, name, d, world, **kw):
-        self.golden = world["golden"]
-        root = d / "root"
-        super().__init__(name, d, world["ringil"], world["ringild"], world["pki"], audit_root=root, **kw)
-        shutil.copytree(self.golden, root, symlinks=True)
-
-    def boot(self):
-        version = super().boot()
-        root = Path(self.audit_root)
-        shutil.rmtree(root)
-        shutil.copytree(self.golden, root, symlinks=True)
-        slot = self.booted_entry.split("-")[1]
-        with tarfile.open(self.dir / f"slot-{slot}.img", mode="r:") as t:
-            t.extractall(root)   # our own test images
-        return version
-
-
 def op_as(srv, who, *args, check=True):
     pki = srv.pki
     env = dict(os.environ, RINGIL_FLEET_SERVER=srv.url, RINGIL_FLEET_CA=str(pki.ca),
@@ -112,7 +76,7 @@ def fleet(world, tmp_path):
 
     def real(name, cls=SimDrone, group="default", **kw):
         if cls is AuditedDrone:
-            dr = AuditedDrone(name, tmp_path / name, world, **kw)
+            dr = AuditedDrone(name, tmp_path / name, world["ringil"], world["ringild"], world["pki"], world["golden"], **kw)
         else:
             dr = cls(name, tmp_path / name, world["ringil"], world["ringild"], world["pki"], **kw)
         dr.provision(world["bundles"]["1.0"])

@@ -214,6 +214,10 @@ static void test_agent_config(void **state) {
         assert_string_equal(c.device_config, "/etc/ringil/device.conf");
         assert_int_equal(c.poll_interval, 60);
         assert_int_equal(c.poll_jitter, 20);
+        assert_true(c.audit);                                      /* rollout-era defaults */
+        assert_string_equal(c.audit_profile, "prod");
+        assert_string_equal(c.download_dir, "/var/lib/ringild/download");
+        assert_null(c.timezone);
         agent_config_free(&c);
 }
 
@@ -229,6 +233,11 @@ static void test_agent_config_refused(void **state) {
                 "server = https://x\nca=a\ncert=b\nkey=c\nKEY = upper\n",
                 "server = https://x\nca=a\ncert\x01=b\nkey=c\n",
                 "server = https://x\nca=\ncert=b\nkey=c\n",
+                "server = https://x\nca=a\ncert=b\nkey=c\ntimezone = ../etc/shadow\n",
+                "server = https://x\nca=a\ncert=b\nkey=c\ntimezone = /etc/localtime\n",
+                "server = https://x\nca=a\ncert=b\nkey=c\ntimezone = Europe/Paris;rm\n",
+                "server = https://x\nca=a\ncert=b\nkey=c\naudit = maybe\n",
+                "server = https://x\nca=a\ncert=b\nkey=c\naudit-interval = -1\n",
         };
         struct agent_config c;
         (void) state;
