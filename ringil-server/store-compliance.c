@@ -182,7 +182,7 @@ static void compliance_digest(const struct fleet_status *st, const char *failing
 int store_compliance_update(store *s, const char *drone, const struct fleet_status *st, int64_t now) {
         struct store_cache *cache = *store_cache_slot(s);
         char failing[FLEET_AUDIT_MAX_IDS * FLEET_CHECK_ID_MAX], hex[2 * SHA256_LEN + 1];
-        struct sql_arg args[3 + N_COMPLIANCE_COLUMNS + 1];
+        struct sql_arg args[4 + N_COMPLIANCE_COLUMNS + 1];   /* the history row: 4 leading, the columns, the end */
         uint8_t digest[SHA256_LEN];
         struct cache_entry **e;
         struct sqlconn *c;

@@ -19,7 +19,9 @@ fleet_pkgs=()
 server_load_pkgs=(libevent-dev systemd)
 server_load_bench_pkgs=(nginx-light linux-perf)
 nix_pkgs=(nix-bin)
-test_pkgs+=("${keys_pkgs[@]}" "${efi_pkgs[@]}" "${bundle_pkgs[@]}" "${install_pkgs[@]}" "${audit_pkgs[@]}" "${fleet_pkgs[@]}" "${nix_pkgs[@]}" "${server_load_pkgs[@]}")
+# rollouts: maintenance-window tests under libfaketime, in a real zone (Asia/Tokyo)
+rollout_pkgs=(faketime tzdata)
+test_pkgs+=("${keys_pkgs[@]}" "${efi_pkgs[@]}" "${bundle_pkgs[@]}" "${install_pkgs[@]}" "${audit_pkgs[@]}" "${fleet_pkgs[@]}" "${nix_pkgs[@]}" "${server_load_pkgs[@]}" "${rollout_pkgs[@]}")
 bench_pkgs+=("${server_load_bench_pkgs[@]}")
 
 case "${1:-test}" in
