@@ -3,6 +3,7 @@
 #include <jansson.h>
 #include <string.h>
 
+#include "crypto.h"
 #include "err.h"
 #include "fileio.h"
 #include "fleet-msg.h"
@@ -271,6 +272,11 @@ int fleet_status_parse(const void *data, size_t len, struct fleet_status *ret) {
                         r = parse_secureboot(v, &s.sb);
                 else if (streq(k, "system"))
                         r = copy_text(v, k, s.system, sizeof(s.system));
+                else if (streq(k, "compliance")) {
+                        r = copy_text(v, k, s.compliance, sizeof(s.compliance));
+                        if (r >= 0 && !is_hex64(s.compliance))
+                                r = ringil_fail(-RINGIL_EMALFORMED, "'compliance' is not 64 hex digits");
+                }
                 else if (streq(k, "tz"))
                         r = copy_tz(v, s.tz, sizeof(s.tz));
                 else if (streq(k, "utc_offset")) {
@@ -305,6 +311,8 @@ static int dump(json_t *j, char **ret) {
         return 0;
 }
 
+static int add_compliance(json_t *j, const struct fleet_status *s);
+
 int fleet_status_format(const struct fleet_status *s, char **ret) {
         json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:I, s:s, s:s}",
                               "version", s->version, "slot", s->slot, "boot", s->boot,
@@ -313,13 +321,49 @@ int fleet_status_format(const struct fleet_status *s, char **ret) {
 
         if (j && s->seq > 0)
                 json_object_set_new(j, "seq", json_integer((json_int_t) s->seq));
-        if (j && s->system[0])
+        if (j && s->compliance[0])
+                json_object_set_new(j, "compliance", json_string(s->compliance));
+        if (j && add_compliance(j, s) < 0) {
+                json_decref(j);
+                return -ENOMEM;
+        }
+        return dump(j, ret);
+}
+
+bool fleet_status_has_compliance(const struct fleet_status *s) {
+        return s->system[0] || s->tz[0] || s->has_utc_offset || s->audit.present || s->sb.present;
+}
+
+int fleet_compliance_digest(const struct fleet_status *s, char out[static 65]) {
+        uint8_t d[SHA256_LEN];
+        json_t *j = json_object();
+        char *text;
+        int r;
+
+        if (!j || add_compliance(j, s) < 0) {
+                json_decref(j);
+                return -ENOMEM;
+        }
+        r = dump(j, &text);
+        if (r < 0)
+                return r;
+        r = crypto_sha256(text, strlen(text), d);
+        free(text);
+        if (r < 0)
+                return r;
+        hex_encode(d, sizeof(d), out);
+        return 0;
+}
+
+/* The compliance fields of s into j (shared by the status and its digest). */
+static int add_compliance(json_t *j, const struct fleet_status *s) {
+        if (s->system[0])
                 json_object_set_new(j, "system", json_string(s->system));
-        if (j && s->tz[0])
+        if (s->tz[0])
                 json_object_set_new(j, "tz", json_string(s->tz));
-        if (j && s->has_utc_offset)
+        if (s->has_utc_offset)
                 json_object_set_new(j, "utc_offset", json_integer(s->utc_offset));
-        if (j && s->audit.present) {
+        if (s->audit.present) {
                 const struct fleet_audit *a = &s->audit;
                 json_t *o = json_pack("{s:I, s:I, s:I, s:I, s:I}", "pass", (json_int_t) a->pass, "fail",
                                       (json_int_t) a->fail, "error", (json_int_t) a->error, "waived",
@@ -339,16 +383,14 @@ int fleet_status_format(const struct fleet_status *s, char **ret) {
                         json_object_set_new(o, "version", json_string(a->version));
                 if (o && a->time > 0)
                         json_object_set_new(o, "time", json_integer(a->time));
-                if (!o) {
-                        json_decref(j);
+                if (!o)
                         return -ENOMEM;
-                }
                 json_object_set_new(j, "audit", o);
         }
-        if (j && s->sb.present)
+        if (s->sb.present)
                 json_object_set_new(j, "secureboot", json_pack("{s:s, s:s, s:s, s:s}", "mode", s->sb.mode, "pk",
                                                                s->sb.pk, "kek", s->sb.kek, "db", s->sb.db));
-        return dump(j, ret);
+        return 0;
 }
 
 static bool is_hex64(const char *s) {
@@ -415,6 +457,11 @@ int fleet_assignment_parse(const void *data, size_t len, struct fleet_assignment
                         if (!have[0] || !have[1] || !have[2] || !have[3] || a.release <= 0)
                                 return ringil_fail(-RINGIL_EMALFORMED, "incomplete assignment");
                         a.assigned = true;
+                } else if (streq(k, "compliance")) {
+                        const char *t = json_string_value(v);
+                        if (!t || !streq(t, "resend"))
+                                return ringil_fail(-RINGIL_EMALFORMED, "'compliance' is not \"resend\"");
+                        a.resend_compliance = true;
                 } else if (streq(k, "windows")) {
                         size_t i;
                         json_t *w;
@@ -461,6 +508,8 @@ int fleet_assignment_format(const struct fleet_assignment *a, char **ret) {
                 json_object_set_new(j, "assignment", o);
         } else
                 json_object_set_new(j, "assignment", json_null());
+        if (a->resend_compliance)
+                json_object_set_new(j, "compliance", json_string("resend"));
         if (a->n_windows) {
                 json_t *w = json_array();
                 char text[FLEET_WINDOW_TEXT];

@@ -77,7 +77,18 @@ struct fleet_status {
         int32_t utc_offset;                    /* seconds east of UTC, now */
         struct fleet_audit audit;
         struct fleet_secureboot sb;
+        /*
+         * fleet_compliance_digest() of the compliance fields above (system, tz, utc_offset, audit,
+         * secureboot). A check-in whose compliance the server already holds sends only this digest:
+         * the report itself goes once after every change (and in every report), not every poll.
+         */
+        char compliance[65];
 };
+
+/* Does s carry compliance fields (as opposed to none, or only their digest)? */
+bool fleet_status_has_compliance(const struct fleet_status *s);
+/* SHA-256 (lowercase hex) of s's compliance fields in canonical JSON (sorted keys, compact). */
+int fleet_compliance_digest(const struct fleet_status *s, char out[static 65]);
 
 /* Is s a check ID ([A-Z0-9-], 1..15 bytes)? */
 bool fleet_check_id_valid(const char *s);
@@ -99,6 +110,7 @@ struct fleet_assignment {
         int64_t rollout;                       /* the rollout that handed it, 0 none */
         size_t n_windows;                      /* install/reboot only inside these (drone local time); */
         struct fleet_window windows[FLEET_MAX_WINDOWS];   /* none: any time */
+        bool resend_compliance;                /* the server lacks the compliance the digest names */
 };
 
 int fleet_assignment_parse(const void *data, size_t len, struct fleet_assignment *ret);

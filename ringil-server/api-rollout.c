@@ -406,9 +406,10 @@ int api_rollout_checkin(struct route_ctx *x, const struct fleet_status *st, bool
         int64_t now = (int64_t) time(NULL);
         int r;
 
-        r = store_rollout_checkin(x->srv->db, x->req->peer, &x->auth, st, now, &res);
+        /* compliance first: a hand takes the drift gate's baseline from the stored report */
+        r = store_compliance_update(x->srv->db, x->req->peer, st, now, &a->resend_compliance);
         if (r >= 0)
-                r = store_compliance_update(x->srv->db, x->req->peer, st, now);
+                r = store_rollout_checkin(x->srv->db, x->req->peer, &x->auth, st, now, &res);
         if (r < 0)
                 return r;
         if (res.handed) {

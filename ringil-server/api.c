@@ -89,7 +89,7 @@ static int route_report(struct route_ctx *x) {
          * stopped between the commits): both are idempotent, and the acknowledgement waits for them. */
         r = store_rollout_report(x->srv->db, x->req->peer, &st, (int64_t) time(NULL));
         if (r >= 0)
-                r = store_compliance_update(x->srv->db, x->req->peer, &st, (int64_t) time(NULL));
+                r = store_compliance_update(x->srv->db, x->req->peer, &st, (int64_t) time(NULL), &(bool) { false });
         if (r < 0)
                 return tp_respond_error(x->resp, 503, "store: %s", ringil_detail());
         atomic_fetch_add(&x->srv->m.reports, 1);

@@ -166,31 +166,52 @@ static void compliance_args(struct sql_arg *a, const struct fleet_status *st, co
 
 #define N_COMPLIANCE_COLUMNS 21
 
-static void compliance_digest(const struct fleet_status *st, const char *failing, uint8_t out[static SHA256_LEN]) {
-        char text[FLEET_MAX_MESSAGE];
-        const struct fleet_audit *a = &st->audit;
-        const struct fleet_secureboot *sb = &st->sb;
-        int n = snprintf(text, sizeof(text),
-                         "%s|%s|%s|%s|%d:%" PRId32 "|%d:%s:%s:%s:%s|%d:%s:%" PRIu32 ":%" PRIu32 ":%" PRIu32 ":%" PRIu32
-                         ":%" PRIu32 ":%s:%s:%s:%" PRId64,
-                         st->version, st->slot, st->system, st->tz, st->has_utc_offset, st->utc_offset, sb->present,
-                         sb->mode, sb->pk, sb->kek, sb->db, a->present, a->profile, a->pass, a->fail, a->error,
-                         a->waived, a->notapplicable, failing, a->sha256, a->version, a->time);
-        (void) crypto_sha256(text, n > 0 ? MIN((size_t) n, sizeof(text) - 1) : 0, out);
+static int digest_row(sqlite3_stmt *q, void *userdata) {
+        const unsigned char *t = sqlite3_column_text(q, 0);
+        if (t && strlen((const char *) t) == 2 * SHA256_LEN)
+                (void) hex_decode((const char *) t, userdata, SHA256_LEN);
+        return 1;
 }
 
-int store_compliance_update(store *s, const char *drone, const struct fleet_status *st, int64_t now) {
+int store_compliance_update(store *s, const char *drone, const struct fleet_status *st, int64_t now, bool *ret_resend) {
         struct store_cache *cache = *store_cache_slot(s);
         char failing[FLEET_AUDIT_MAX_IDS * FLEET_CHECK_ID_MAX], hex[2 * SHA256_LEN + 1];
         struct sql_arg args[4 + N_COMPLIANCE_COLUMNS + 1];   /* the history row: 4 leading, the columns, the end */
-        uint8_t digest[SHA256_LEN];
+        uint8_t digest[SHA256_LEN], stored[SHA256_LEN] = {};
         struct cache_entry **e;
         struct sqlconn *c;
+        bool known;
         int r;
 
+        *ret_resend = false;
+        if (!fleet_status_has_compliance(st)) {
+                /* Only the digest (or nothing, from an agent that does not report compliance): the
+                 * server must hold the report it names, else it asks for it. */
+                if (!st->compliance[0] || hex_decode(st->compliance, digest, SHA256_LEN) < 0)
+                        return 0;
+                pthread_mutex_lock(&cache->lock);
+                e = cache_find(cache, drone);
+                known = *e != NULL;
+                if (known)
+                        memcpy(stored, (*e)->digest, SHA256_LEN);
+                pthread_mutex_unlock(&cache->lock);
+                if (!known) {
+                        /* not seen since the server started: the table has the last one */
+                        c = store_reader(s);
+                        r = store_sql(c, "SELECT digest FROM compliance WHERE drone = ?1", ARGS(TEXT(drone)), digest_row,
+                                      stored);
+                        store_reader_done(c);
+                        if (r < 0)
+                                return r;
+                }
+                *ret_resend = memcmp(stored, digest, SHA256_LEN) != 0;
+                return 0;
+        }
         join_ids(&st->audit, failing, sizeof(failing));
-        compliance_digest(st, failing, digest);
-        hex_encode(digest, sizeof(digest), hex);
+        r = fleet_compliance_digest(st, hex);
+        if (r < 0)
+                return r;
+        (void) hex_decode(hex, digest, SHA256_LEN);
         pthread_mutex_lock(&cache->lock);
         e = cache_find(cache, drone);
         r = *e && memcmp((*e)->digest, digest, SHA256_LEN) == 0;

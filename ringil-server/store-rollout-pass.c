@@ -46,27 +46,26 @@ static int attempt_row(sqlite3_stmt *q, void *userdata) {
 }
 
 /* Hand the rollout's release to a pending member of a running group, in one durable transaction. */
-static int hand(store *s, const char *drone, const struct drone_auth *auth, const struct fleet_status *st, int64_t now,
-                bool *ret_handed) {
-        char baseline[FLEET_AUDIT_MAX_IDS * FLEET_CHECK_ID_MAX];
+static int hand(store *s, const char *drone, const struct drone_auth *auth, int64_t now, bool *ret_handed) {
         int64_t attempt = 0;
         struct sqlconn *c;
         int r;
 
         *ret_handed = false;
-        join_failing(&st->audit, baseline, sizeof(baseline));
         r = store_tx(s, true, &c);
         if (r < 0)
                 return r;
         /* Guarded by the member's and the rollout's state as they are now, not as the dispatcher read
          * them: two check-ins racing, or a pause in between, hand nothing. The drift gate's baseline is
-         * the audit the drone sent with the check-in that handed it the release. */
+         * the drone's compliance report as stored when it is handed the release (this check-in's, when
+         * it carried one: it was stored just before). */
         r = store_sql(c, "UPDATE rollout_members SET state = 'handed', attempt = attempt + 1, handed_at = ?4, "
-                         "state_at = ?4, baseline_known = ?5, baseline = ?6, detail = '' "
+                         "state_at = ?4, detail = '', "
+                         "baseline_known = COALESCE((SELECT audit_present FROM compliance WHERE drone = ?5), 0), "
+                         "baseline = COALESCE((SELECT audit_failing FROM compliance WHERE drone = ?5), '') "
                          "WHERE rollout = ?1 AND ord = ?2 AND state = 'pending' AND EXISTS (SELECT 1 FROM rollouts r "
                          "WHERE r.id = ?1 AND r.state = 'running' AND r.current_group >= ?3) RETURNING attempt",
-                      ARGS(INT(auth->ro.rollout), INT(auth->ro.ord), INT(auth->ro.group), INT(now),
-                           INT(st->audit.present), TEXT(baseline)),
+                      ARGS(INT(auth->ro.rollout), INT(auth->ro.ord), INT(auth->ro.group), INT(now), TEXT(drone)),
                       attempt_row, &attempt);
         if (r > 0) {
                 *ret_handed = true;
@@ -96,7 +95,7 @@ int store_rollout_checkin(store *s, const char *drone, const struct drone_auth *
         }
         switch (rollout_checkin_decide(state, auth->ro.current_group, auth->ro.group, member)) {
         case CHECKIN_HAND:
-                r = hand(s, drone, auth, st, now, &handed);
+                r = hand(s, drone, auth, now, &handed);
                 if (r >= 0 && handed) {
                         res.handed = true;
                         res.rollout = auth->ro.rollout;

@@ -100,8 +100,11 @@ int store_rollout_checkin(store *s, const char *drone, const struct drone_auth *
 bool store_rollout_holds(const struct drone_auth *auth);
 /* A stored report: moves the drone's member state (drift gate included). Idempotent. */
 int store_rollout_report(store *s, const char *drone, const struct fleet_status *st, int64_t now);
-/* Keep the drone's compliance report (and a history row when it changed). Cheap when unchanged. */
-int store_compliance_update(store *s, const char *drone, const struct fleet_status *st, int64_t now);
+/*
+ * Keep the drone's compliance report (and a history row when it changed); cheap when unchanged. A
+ * status with only the report's digest sets *ret_resend when the server does not hold that report.
+ */
+int store_compliance_update(store *s, const char *drone, const struct fleet_status *st, int64_t now, bool *ret_resend);
 /* Last compliance report and its history (newest first, at most 100). */
 int store_compliance_json(store *s, const char *drone, json_t **ret);
 /* Tags, compliance and the latest rollout membership, added to a drone's JSON. */

@@ -73,8 +73,9 @@ static const char *const queries[_Q_MAX] = {
         [Q_DRONE_ENROLL] = "UPDATE drones SET status = 1, token_hash = NULL, token_expires = NULL, "
                            "cert_serial = ?2, enrolled = ?3 WHERE id = ?1",
         [Q_DRONE_REVOKE] = "UPDATE drones SET status = 2, token_hash = NULL WHERE id = ?1",
+        /* a check-in that names its compliance report by digest only keeps the audit counts stored */
         [Q_CHECKIN] = "UPDATE drones SET last_seen = ?2, version = ?3, slot = ?4, boot = ?5, "
-                      "audit_pass = ?6, audit_fail = ?7 WHERE id = ?1",
+                      "audit_pass = COALESCE(?6, audit_pass), audit_fail = COALESCE(?7, audit_fail) WHERE id = ?1",
         [Q_LAST_SEQ] = "SELECT last_seq FROM drones WHERE id = ?1",
         [Q_EVENT_ADD] = "INSERT OR IGNORE INTO events(drone, seq, time, state, release, version, target, error) "
                         "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",

@@ -136,6 +136,7 @@ struct agent {
         struct fleet_secureboot sb;
         int64_t audit_at;                /* when it ran, 0: never */
         char tz[64];                     /* reported time zone name */
+        char server_compliance[65];      /* digest of the compliance report the server holds, "" unknown */
         uint32_t server_poll;
         time_t last_contact;             /* last answered check-in or report */
         time_t work_after;               /* earliest retry of a failed download or install */
@@ -343,13 +344,27 @@ static void on_stop(int sig) {
 }
 
 static int checkin(struct agent *a, struct fleet_assignment *ret) {
+        struct fleet_assignment ignored;
         struct fleet_status s;
+        bool sent_full;
         _cleanup_free_ char *body = NULL;
         _cleanup_buf_ struct buf resp = {};
         long status = 0;
         int r;
 
         fill_status(a, &s);
+        r = fleet_compliance_digest(&s, s.compliance);
+        if (r < 0)
+                return r;
+        /* The report itself only when the server does not hold it yet (after a change, a restart of
+         * either side, or when it asks): every other check-in names it by its digest. */
+        sent_full = !streq(s.compliance, a->server_compliance);
+        if (!sent_full) {
+                s.system[0] = s.tz[0] = '\0';
+                s.has_utc_offset = false;
+                s.audit = (struct fleet_audit) {};
+                s.sb = (struct fleet_secureboot) {};
+        }
         r = fleet_status_format(&s, &body);
         if (r < 0)
                 return r;
@@ -360,13 +375,15 @@ static int checkin(struct agent *a, struct fleet_assignment *ret) {
                 return log_warning_errno(-EPROTO, "Check-in refused with HTTP %ld: %.200s", status,
                                          resp.data ? (const char *) resp.data : "");
         a->last_contact = time(NULL);
-        if (!ret)
-                return 0;
         /* INVARIANT: the server's answer only schedules; what gets installed is decided by the engine's
          * own verification of the bundle against the drone's keyring, floor and compatible. */
-        r = fleet_assignment_parse(resp.data, resp.len, ret);
+        r = fleet_assignment_parse(resp.data, resp.len, ret ? ret : &ignored);
         if (r < 0)
                 return log_warning_errno(r, "Malformed assignment: %s", ringil_detail());
+        if ((ret ? ret : &ignored)->resend_compliance)
+                a->server_compliance[0] = '\0';
+        else if (sent_full)
+                memcpy(a->server_compliance, s.compliance, sizeof(a->server_compliance));
         return 0;
 }
 

@@ -1,5 +1,6 @@
 """test_rollout.py: staged rollouts, the drift gate, windows and the agent's retries, against a real server,
 real ringild agents with install engines (file slots) and simulated drones with real mTLS identities."""
+import hashlib
 import json
 import os
 import random
@@ -716,3 +717,32 @@ def test_drift_report_and_compliance_history(fleet, world):
     _, h = api("GET", f"/api/v1/drones/{failing.name}/compliance", expect=200)
     assert [x["audit"]["failing"] for x in h["history"]] == [["SVC-001"], ["LOG-003", "SVC-001"]]
     assert h["last"]["audit"]["sha256"] and h["last"]["secureboot"]["mode"] == "deployed"
+
+
+def test_checkin_names_the_report_by_digest(fleet, world):
+    """After the first, a check-in may carry only the compliance report's digest; the server asks for the
+    report again when it does not hold the one the digest names (a restored database, say)."""
+    srv, real, fakes = fleet
+    (d,) = fakes(1)
+    st = d.status()
+    d.checkin()                                            # the whole report
+    subset = {k: st[k] for k in ("audit", "secureboot", "tz", "utc_offset")}
+    digest = hashlib.sha256(json.dumps(subset, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    lean = {k: st[k] for k in ("version", "slot", "boot", "state", "release", "target", "error")}
+    status, data = d._post("/api/v1/checkin", dict(lean, compliance=digest))
+    assert status == 200 and "compliance" not in json.loads(data), data   # the server holds it
+    status, data = d._post("/api/v1/checkin", dict(lean, compliance="0" * 64))
+    assert json.loads(data)["compliance"] == "resend"
+    # a lean check-in keeps what the server stored: the counts and the report
+    c = json.loads(srv.op("status", d.name, "--json").out)
+    assert c["audit"]["pass"] == st["audit"]["pass"] and c["compliance"]["audit"]["sha256"] == st["audit"]["sha256"]
+    con = sqlite3.connect(srv.db, timeout=10)
+    with con:
+        con.execute("DELETE FROM compliance")             # as if restored from an older backup
+    con.close()
+    srv.kill(signal.SIGKILL)                              # and its memory of digests gone with it
+    srv.start()
+    d.port = srv.port
+    d.close()
+    status, data = d._post("/api/v1/checkin", dict(lean, compliance=digest))
+    assert json.loads(data)["compliance"] == "resend"

@@ -117,6 +117,39 @@ static void test_status_compliance(void **state) {
         assert_string_equal(t.sb.mode, "deployed");
 }
 
+static void test_compliance_digest(void **state) {
+        struct fleet_status a = { .state = FLEET_STATE_IDLE }, b, t;
+        char d1[65], d2[65], *json = NULL;
+        (void) state;
+        a.audit = (struct fleet_audit) { .present = true, .pass = 5, .fail = 1, .n_failing = 1 };
+        strcpy(a.audit.failing[0], "SVC-001");
+        strcpy(a.audit.profile, "prod");
+        strcpy(a.tz, "UTC");
+        b = a;
+        strcpy(b.version, "9.9");              /* not a compliance field */
+        b.state = FLEET_STATE_DOWNLOADING;
+        assert_true(fleet_status_has_compliance(&a));
+        assert_int_equal(fleet_compliance_digest(&a, d1), 0);
+        assert_int_equal(fleet_compliance_digest(&b, d2), 0);
+        assert_string_equal(d1, d2);
+        b.audit.pass = 6;                      /* any compliance field changes it */
+        assert_int_equal(fleet_compliance_digest(&b, d2), 0);
+        assert_string_not_equal(d1, d2);
+        b = a;
+        b.has_utc_offset = true;               /* a DST change too */
+        assert_int_equal(fleet_compliance_digest(&b, d2), 0);
+        assert_string_not_equal(d1, d2);
+        /* a digest-only status: no compliance fields, the digest survives a round trip */
+        b = (struct fleet_status) { .state = FLEET_STATE_IDLE };
+        memcpy(b.compliance, d1, sizeof(d1));
+        assert_false(fleet_status_has_compliance(&b));
+        assert_int_equal(fleet_status_format(&b, &json), 0);
+        assert_int_equal(st(json, &t), 0);
+        free(json);
+        assert_string_equal(t.compliance, d1);
+        assert_int_equal(st("{\"state\":\"idle\",\"compliance\":\"abc\"}", &t), -RINGIL_EMALFORMED);
+}
+
 static void test_status_compliance_refused(void **state) {
         static const char *const bad[] = {
                 "{\"state\":\"idle\",\"audit\":{\"fail\":1,\"failing\":[\"svc-001\"]}}",            /* lower case */
@@ -190,6 +223,16 @@ static void test_assignment_rollout_fields(void **state) {
         assert_int_equal(b.n_windows, 2);
         assert_int_equal(b.windows[1].start, 1320);
         assert_int_equal(b.windows[1].end, 60);
+        assert_false(b.resend_compliance);
+        a.resend_compliance = true;
+        assert_int_equal(fleet_assignment_format(&a, &json), 0);
+        assert_int_equal(fleet_assignment_parse(json, strlen(json), &b), 0);
+        free(json);
+        assert_true(b.resend_compliance);
+        {
+                const char *later = "{\"compliance\":\"later\"}";
+                assert_int_equal(fleet_assignment_parse(later, strlen(later), &b), -RINGIL_EMALFORMED);
+        }
         for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
                 if (fleet_assignment_parse(bad[i], strlen(bad[i]), &b) >= 0)
                         fail_msg("accepted %s", bad[i]);
@@ -300,6 +343,7 @@ int main(void) {
                 cmocka_unit_test(test_status_refused),
                 cmocka_unit_test(test_assignment),
                 cmocka_unit_test(test_status_compliance),
+                cmocka_unit_test(test_compliance_digest),
                 cmocka_unit_test(test_status_compliance_refused),
                 cmocka_unit_test(test_assignment_rollout_fields),
                 cmocka_unit_test(test_agent_config),
