@@ -1,4 +1,5 @@
 # Makefile: the two commands (make demo, make check) and the usual targets, in front of Meson/Ninja.
+# Each target installs the Debian packages it needs (scripts/deps.sh, as root) and works from a fresh clone.
 BUILD ?= build
 PREFIX ?= /usr/local
 DESTDIR ?=
@@ -10,6 +11,7 @@ all: build
 deps:
 	scripts/deps.sh build
 
+# Unit tests are built when cmocka is installed (-Dtests=auto); make check installs it and requires them.
 $(BUILD)/build.ninja:
 	scripts/deps.sh build
 	meson setup $(BUILD) --prefix=$(PREFIX)
@@ -21,7 +23,7 @@ check:
 	scripts/check.sh
 
 demo:
-	scripts/deps.sh test
+	scripts/deps.sh demo
 	$(MAKE) build
 	scripts/demo.sh $(BUILD)
 

@@ -7,6 +7,7 @@
 #include "audit.h"
 #include "crypto.h"
 #include "err.h"
+#include "escape.h"
 #include "fileio.h"
 #include "macro.h"
 #include "parse.h"
@@ -64,21 +65,13 @@ const struct audit_check *audit_check_find(const char *id) {
         return NULL;
 }
 
-/* Evidence strings come from hostile files: keep them short and printable. */
+/* Evidence strings come from hostile files: keep them short and printable (escape.h). */
 static char *sanitize(const char *s) {
-        size_t n;
-        char *o;
+        char buf[513];
 
         if (!s)
                 return NULL;
-        n = strnlen(s, 512);
-        o = malloc(n + 1);
-        if (!o)
-                return NULL;
-        for (size_t i = 0; i < n; i++)
-                o[i] = (s[i] >= 0x20 && s[i] < 0x7f) ? s[i] : '?';
-        o[n] = '\0';
-        return o;
+        return strdup(escape_text(s, buf, sizeof(buf)));
 }
 
 void audit_evidence(struct audit_result *res, const char *path, const char *observed, const char *expected) {
@@ -126,6 +119,22 @@ void audit_fail(struct audit_result *res, const char *fmt, ...) {
         va_end(ap);
 }
 
+/* audit-fs.h gives two errno values a meaning of its own; say it instead of the C library's words for
+ * them ("File descriptor in bad state", "Link has been severed"), which describe something else. */
+static const char *audit_strerror(int r) {
+        switch (-r) {
+        case EBADFD:
+                return "not a regular file (a FIFO, socket or device: not opened)";
+        case ENOLINK:
+                return "dangling symlink: its target does not exist inside the audited root (links resolve "
+                       "inside --root, never on the host)";
+        case ELOOP:
+                return "too many levels of symlinks inside the audited root";
+        default:
+                return ringil_strerror(r);
+        }
+}
+
 void audit_error(struct audit_result *res, int r, const char *path, const char *fmt, ...) {
         va_list ap;
         char *m = NULL, *full = NULL;
@@ -137,7 +146,7 @@ void audit_error(struct audit_result *res, int r, const char *path, const char *
         if (vasprintf(&m, fmt, ap) < 0)
                 m = NULL;
         va_end(ap);
-        if (asprintf(&full, "%s: %s%s%s", m ? m : "error", ringil_strerror(r), *ringil_detail() ? ": " : "",
+        if (asprintf(&full, "%s: %s%s%s", m ? m : "error", audit_strerror(r), *ringil_detail() ? ": " : "",
                      ringil_detail()) < 0)
                 full = NULL;
         ringil_clear_detail();

@@ -17,6 +17,7 @@
 #include "fileio.h"
 #include "log.h"
 #include "parse.h"
+#include "progress.h"
 
 static const uint8_t bundle_magic[8] = { 'R', 'I', 'N', 'G', 'I', 'L', 'B', '\n' };
 
@@ -271,6 +272,23 @@ int bundle_read_unverified(bundle *b, const struct bundle_manifest **ret, uint32
         *ret = b->unverified;
         if (ret_sig_len)
                 *ret_sig_len = b->sig_len;
+        return 0;
+}
+
+int bundle_unverified_size(bundle *b, uint64_t *ret_declared, uint64_t *ret_actual) {
+        const struct bundle_manifest *m;
+        uint64_t total;
+        int r;
+
+        r = bundle_read_unverified(b, &m, NULL);
+        if (r < 0)
+                return r;
+        total = (uint64_t) BUNDLE_HEADER_SIZE + b->manifest_len + b->sig_len;
+        for (size_t i = 0; i < m->n_payloads; i++)
+                if (__builtin_add_overflow(total, m->payloads[i].size, &total) || total > (uint64_t) INT64_MAX)
+                        return ringil_fail(-RINGIL_ETOOBIG, "payload sizes overflow the bundle length");
+        *ret_declared = total;
+        *ret_actual = b->src.size;
         return 0;
 }
 
@@ -842,6 +860,7 @@ static int hash_payload(bundle *b, int fd, uint64_t offset, const struct bundle_
                         window_release(w);
                         break;
                 }
+                progress_add(len);
                 if (threaded) {
                         pthread_mutex_lock(&p.mu);
                         p.count++;
@@ -959,6 +978,8 @@ static void *verify_worker_main(void *arg) {
                         }
                         pos += n;
                 }
+                if (r >= 0)
+                        progress_add(len);
         }
         free(buf);
         return NULL;
@@ -1111,8 +1132,10 @@ static int copy_sparse(int in, int out, uint64_t base, uint64_t len) {
         while (off < len) {
                 off_t data = lseek(in, (off_t) off, SEEK_DATA), hole;
                 if (data < 0) {
-                        if (errno == ENXIO)
+                        if (errno == ENXIO) {
+                                progress_add(len - off);
                                 break;   /* only a hole remains: ftruncate makes it */
+                        }
                         if (errno != EINVAL)
                                 return negative_errno();
                         data = (off_t) off;   /* no SEEK_DATA on this fs: copy everything */
@@ -1124,6 +1147,8 @@ static int copy_sparse(int in, int out, uint64_t base, uint64_t len) {
                 }
                 if ((uint64_t) hole > len)
                         hole = (off_t) len;
+                if ((uint64_t) data > off)
+                        progress_add(MIN((uint64_t) data, len) - off);   /* a hole: nothing to copy, but done */
                 while (data < hole) {
                         loff_t src = data, dst = (loff_t) (base + (uint64_t) data);
                         ssize_t k = copy_file_range(in, &src, out, &dst, (size_t) MIN((uint64_t) (hole - data), 1u << 30), 0);
@@ -1146,6 +1171,7 @@ static int copy_sparse(int in, int out, uint64_t base, uint64_t len) {
                                 return negative_errno();
                         } else if (k == 0)
                                 return -EIO;   /* the input shrank under us */
+                        progress_add((uint64_t) k);
                         data += k;
                 }
                 off = (uint64_t) hole;
@@ -1200,6 +1226,7 @@ static int write_bundle(const char *output, const uint8_t *header, const char *m
         if (r >= 0)
                 r = write_all(fd, sig, slen);
         pos = BUNDLE_HEADER_SIZE + mlen + slen;
+        progress_step("copying the payloads", total - pos);
         for (size_t i = 0; r >= 0 && i < s->m.n_payloads; i++) {
                 struct stat st;
                 if (s->fds[i] < 0)
@@ -1220,6 +1247,8 @@ static int write_bundle(const char *output, const uint8_t *header, const char *m
          * against the chunk hashes just signed. The input was hashed in one pass and copied in another:
          * a same-size rewrite in between would otherwise give a bundle that fails its own signature. */
         pos = BUNDLE_HEADER_SIZE + mlen + slen;
+        if (r >= 0)
+                progress_step("checking the written payloads against their hashes", total - pos);
         for (size_t i = 0; r >= 0 && i < s->m.n_payloads; i++) {
                 const struct bundle_payload *pl = &s->m.payloads[i];
                 if (pl->size > 0) {
@@ -1241,9 +1270,11 @@ static int write_bundle(const char *output, const uint8_t *header, const char *m
         if (r >= 0 && rename(tmp, output) < 0)
                 r = negative_errno();
         if (r < 0) {
+                progress_abort();
                 (void) unlink(tmp);
                 return detailed ? r : ringil_fail(r, "cannot write '%s': %s", output, strerror(-r));
         }
+        progress_done();
         return fsync_parent_dir(output);
 }
 
@@ -1326,7 +1357,16 @@ int bundle_create(const struct bundle_create_opts *o, const char *output) {
                                 return -ENOMEM;
                 }
                 (void) posix_fadvise(s.fds[i], 0, 0, POSIX_FADV_SEQUENTIAL);
+                {
+                        char what[128];
+                        (void) snprintf(what, sizeof(what), "hashing payload '%s'", cp->name);
+                        progress_step(what, pl->size);
+                }
                 r = hash_payload(NULL, s.fds[i], 0, pl, pl->chunk_sha256, pl->sha256);
+                if (r >= 0)
+                        progress_done();
+                else
+                        progress_abort();
                 if (r < 0) {
                         char why[256];   /* not ringil_detail() itself: ringil_fail writes there */
                         snprintf(why, sizeof(why), "%s", ringil_detail());

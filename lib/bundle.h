@@ -186,5 +186,12 @@ int bundle_payload_type_from_string(const char *s, enum bundle_payload_type *ret
  */
 int bundle_read_unverified(bundle *b, const struct bundle_manifest **ret, uint32_t *ret_sig_len);
 
+/*
+ * For `bundle info`: the length the header and the UNVERIFIED manifest declare for the whole bundle
+ * (header, manifest, signature, payloads), and the bytes the source holds (UINT64_MAX when unknown, e.g.
+ * a pipe). Says nothing about authenticity. -RINGIL_ETOOBIG when the declared sizes overflow.
+ */
+int bundle_unverified_size(bundle *b, uint64_t *ret_declared, uint64_t *ret_actual);
+
 /* Total length of the bundle file as declared by its (verified) manifest. */
 int bundle_total_size(const bundle *b, uint64_t *ret);

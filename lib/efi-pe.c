@@ -100,6 +100,7 @@ int pe_parse(const uint8_t *data, size_t size, struct pe_image *ret) {
                 return ringil_fail(-RINGIL_EMALFORMED, "no PE signature at offset %zu", lfanew);
 
         coff = lfanew + 4;
+        pe.coff_offset = coff;
         pe.machine = pe_get16(data + coff + COFF_MACHINE);
         n_sections = pe_get16(data + coff + COFF_NUMBER_OF_SECTIONS);
         opt_size = pe_get16(data + coff + COFF_SIZE_OF_OPTIONAL_HEADER);
@@ -107,6 +108,7 @@ int pe_parse(const uint8_t *data, size_t size, struct pe_image *ret) {
                 return ringil_fail(-RINGIL_ETOOBIG, "%u sections, more than %u", n_sections, PE_MAX_SECTIONS);
 
         opt = coff + PE_COFF_HEADER_SIZE;
+        pe.opt_offset = opt;
         magic = pe_get16(data + opt);
         switch (magic) {
         case PE_OPT_MAGIC_PE32:
@@ -137,6 +139,8 @@ int pe_parse(const uint8_t *data, size_t size, struct pe_image *ret) {
                                    nrva, opt_size);
 
         sectab = opt + opt_size;
+        pe.section_table = sectab;
+        pe.n_sections = n_sections;
         if (!range_ok(sectab, (size_t) n_sections * PE_SECTION_HEADER_SIZE, size))
                 return ringil_fail(-RINGIL_ETRUNCATED, "section table ends beyond the end of the file");
         pe.size_of_headers = pe_get32(data + opt + OPT_SIZE_OF_HEADERS);
@@ -251,6 +255,26 @@ int pe_cert_get(const struct pe_image *pe, unsigned index, struct pe_cert *ret) 
         if (pe->cert_size == 0 || index >= pe->n_certs)
                 return -ENOENT;
         return cert_walk(pe->data, pe->cert_offset, pe->cert_size, index, NULL, ret);
+}
+
+int pe_section_get(const struct pe_image *pe, unsigned index, struct pe_section *ret) {
+        const uint8_t *s;
+
+        if (index >= pe->n_sections)
+                return -ENOENT;
+        /* pe_parse checked that the whole table lies inside the headers. */
+        s = pe->data + pe->section_table + (size_t) index * PE_SECTION_HEADER_SIZE;
+        *ret = (struct pe_section){
+                .virtual_size = pe_get32(s + 8),
+                .virtual_address = pe_get32(s + 12),
+                .raw_size = pe_get32(s + SECTION_SIZE_OF_RAW_DATA),
+                .raw_offset = pe_get32(s + SECTION_POINTER_TO_RAW_DATA),
+                .characteristics = pe_get32(s + 36),
+        };
+        /* An 8-character name fills the field with no NUL; shorter ones are NUL-padded. */
+        memcpy(ret->name, s, PE_SECTION_NAME_MAX);
+        ret->name[PE_SECTION_NAME_MAX] = '\0';
+        return 0;
 }
 
 uint32_t pe_checksum(const uint8_t *data, size_t size, size_t checksum_offset) {

@@ -39,6 +39,7 @@
 #define PE_DOS_HEADER_SIZE 64u
 #define PE_COFF_HEADER_SIZE 20u          /* after the 4-byte "PE\0\0" signature */
 #define PE_SECTION_HEADER_SIZE 40u
+#define PE_SECTION_NAME_MAX 8u
 #define PE_DATA_DIR_CERT_TABLE 4u
 #define PE_OPT_MAGIC_PE32 0x10bu
 #define PE_OPT_MAGIC_PE32PLUS 0x20bu
@@ -74,6 +75,10 @@ struct pe_image {
 
         uint16_t machine;                /* COFF Machine, e.g. 0x8664 x86-64, 0xaa64 AArch64 */
         bool pe32plus;
+        size_t coff_offset;              /* COFF header (after "PE\0\0") */
+        size_t opt_offset;               /* optional header */
+        size_t section_table;            /* first section header */
+        unsigned n_sections;             /* NumberOfSections, all of them (not only those with data) */
         size_t size_of_headers;          /* SizeOfHeaders */
         size_t checksum_offset;          /* the optional header's CheckSum (4 bytes) */
         size_t cert_dir_offset;          /* data directory entry 4 (8 bytes: offset, size) */
@@ -106,6 +111,22 @@ int pe_authenticode_sha256(const struct pe_image *pe, uint8_t out[static 32]);
  * checked by pe_parse, so this only fails for a bad index.
  */
 int pe_cert_get(const struct pe_image *pe, unsigned index, struct pe_cert *ret);
+
+/* One section header, decoded. name is NUL-terminated (8 characters at most, as in the table). */
+struct pe_section {
+        char name[PE_SECTION_NAME_MAX + 1];
+        uint32_t virtual_size;
+        uint32_t virtual_address;
+        uint32_t raw_size;               /* SizeOfRawData */
+        uint32_t raw_offset;             /* PointerToRawData */
+        uint32_t characteristics;
+};
+
+/*
+ * The index-th section header of a parsed image (0-based, table order). -ENOENT past the last one.
+ * File ranges were checked by pe_parse; virtual ranges are the caller's to check.
+ */
+int pe_section_get(const struct pe_image *pe, unsigned index, struct pe_section *ret);
 
 /* The PE checksum of data (16-bit one's-complement fold plus file length), skipping CheckSum. */
 uint32_t pe_checksum(const uint8_t *data, size_t size, size_t checksum_offset);

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "err.h"
+#include "escape.h"
 
 static _Thread_local char detail[512];
 
@@ -37,6 +38,15 @@ int exit_code_from_errno(int r) {
                 return EXIT_NOTFOUND;
         case EINVAL:
                 return EXIT_USAGE;
+        case ECONNREFUSED:
+        case EHOSTUNREACH:
+        case ENETUNREACH:
+        case ETIMEDOUT:
+        case ECONNRESET:
+        case ECONNABORTED:
+                return EXIT_NETWORK;
+        case EPROTO:
+                return EXIT_PROTOCOL;
         default:
                 return EXIT_FAIL;
         }
@@ -73,12 +83,13 @@ const char *ringil_strerror(int r) {
         }
 }
 
-/* Formatted through a copy: callers wrap the previous detail ("...: %s", ringil_detail()). */
+/* Formatted through a copy: callers wrap the previous detail ("...: %s", ringil_detail()). Escaped
+ * here, where every detail passes, so a name from input is printable whichever message embeds it. */
 __attribute__((format(printf, 1, 0))) static void set_detail_v(const char *fmt, va_list ap) {
         char tmp[sizeof(detail)];
 
         (void) vsnprintf(tmp, sizeof(tmp), fmt, ap);
-        memcpy(detail, tmp, sizeof(detail));
+        escape_text(tmp, detail, sizeof(detail));
 }
 
 void ringil_set_detail(const char *fmt, ...) {

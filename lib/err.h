@@ -20,6 +20,11 @@
  *   RINGIL_EREFUSED    -ECANCELED    refused by policy/state (e.g. firmware not in setup mode)
  *
  * A verification function returns 0 only for "valid": every other path returns one of these.
+ *
+ * Talking to a server (lib/fleet-client.c) adds two classes: -ECONNREFUSED, -EHOSTUNREACH,
+ * -ENETUNREACH, -ETIMEDOUT, -ECONNRESET, -ECONNABORTED: the server could not be reached or the
+ * connection broke (EXIT_NETWORK); -EPROTO: TLS failed or the server answered outside the protocol
+ * (EXIT_PROTOCOL).
  */
 #define RINGIL_EMALFORMED EBADMSG
 #define RINGIL_ETRUNCATED ENODATA
@@ -47,6 +52,9 @@ enum {
         EXIT_EXISTS = 10,     /* refusing to overwrite existing material */
         EXIT_REFUSED = 11,    /* refused by state or policy */
         EXIT_NOTFOUND = 12,   /* a named input does not exist */
+        EXIT_NETWORK = 13,    /* server unreachable: connection refused, name not resolved, timeout, cut */
+        EXIT_PROTOCOL = 14,   /* TLS or protocol failure: peer not trusted, our certificate refused, an
+                                 HTTP error or an answer that is not the protocol's */
 };
 
 /* Map a negative errno (or 0) to one of the exit codes above. */

@@ -13,10 +13,16 @@
 #include "fleet-client.h"
 #include "fleet-http.h"
 #include "macro.h"
+#include "progress.h"
 
 struct fleet_client {
         CURL *curl;
         char base[512];
+        char ca[256], cert[256], key[256];   /* for messages: which file to look at */
+        unsigned timeout;
+        char errbuf[CURL_ERROR_SIZE];
+        bool over_cap;                       /* the last answer was cut at its cap by write_buf */
+        size_t cap;
         const volatile sig_atomic_t *abort;   /* set (by a signal handler): the transfer stops */
 };
 
@@ -50,6 +56,10 @@ int fleet_client_new(const char *base_url, const char *ca, const char *cert, con
                 return -ENAMETOOLONG;
         }
         memcpy(fc->base, base_url, n);
+        (void) snprintf(fc->ca, sizeof(fc->ca), "%s", ca ? ca : "");
+        (void) snprintf(fc->cert, sizeof(fc->cert), "%s", cert ? cert : "");
+        (void) snprintf(fc->key, sizeof(fc->key), "%s", key ? key : "");
+        fc->timeout = timeout_sec;
         fc->curl = curl_easy_init();
         if (!fc->curl) {
                 free(fc);
@@ -75,41 +85,111 @@ int fleet_client_new(const char *base_url, const char *ca, const char *cert, con
         curl_easy_setopt(fc->curl, CURLOPT_LOW_SPEED_LIMIT, 1024L);
         curl_easy_setopt(fc->curl, CURLOPT_LOW_SPEED_TIME, (long) timeout_sec);
         curl_easy_setopt(fc->curl, CURLOPT_USERAGENT, "ringil/" "0.1");
+        curl_easy_setopt(fc->curl, CURLOPT_ERRORBUFFER, fc->errbuf);
         *ret = fc;
         return 0;
 }
 
-static int curl_to_errno(CURLcode c) {
-        switch ((int) c) {   /* int: curl's enum has ~100 members we map to one default */
-        case CURLE_OK:
-                return 0;
+/* The host:port part of a URL, for messages ("https://h:p/api/…" → "h:p"). */
+static void url_authority(const char *url, char *out, size_t size) {
+        const char *h = strstr(url, "://"), *e;
+
+        h = h ? h + 3 : url;
+        e = strchr(h, '/');
+        (void) snprintf(out, size, "%.*s", (int) (e ? (size_t) (e - h) : strlen(h)), h);
+}
+
+/*
+ * Turn a libcurl failure into an errno (err.h: EXIT_NETWORK / EXIT_PROTOCOL classes) and a detail in our
+ * words: what failed, with which URL or file, and what to look at. libcurl's own text is shown only for
+ * TLS failures, where it carries the verifier's reason.
+ */
+static int transport_error(fleet_client *fc, CURLcode cc, const char *url) {
+        char host[256];
+        long os_errno = 0;
+        const char *tls = fc->errbuf[0] ? fc->errbuf : curl_easy_strerror(cc);
+
+        url_authority(url, host, sizeof(host));
+        (void) curl_easy_getinfo(fc->curl, CURLINFO_OS_ERRNO, &os_errno);
+        switch ((int) cc) {   /* int: curl's enum has ~100 members; the rest share the default */
         case CURLE_COULDNT_CONNECT:
-                return -ECONNREFUSED;
-        case CURLE_OPERATION_TIMEDOUT:
-                return -ETIMEDOUT;
+                if (os_errno == ENETUNREACH || os_errno == EHOSTUNREACH)
+                        return ringil_fail(-(int) os_errno, "cannot reach %s (%s): no route to the server; check the "
+                                           "network or tunnel", url, strerror((int) os_errno));
+                return ringil_fail(-ECONNREFUSED, "cannot connect to %s (%s): is ringil-server running and listening "
+                                   "on %s, and is the server URL right?", url,
+                                   os_errno > 0 ? strerror((int) os_errno) : "connection refused", host);
         case CURLE_COULDNT_RESOLVE_HOST:
-                return -EHOSTUNREACH;
-        case CURLE_SSL_CONNECT_ERROR:
-        case CURLE_PEER_FAILED_VERIFICATION:
-        case CURLE_SSL_CERTPROBLEM:
+                return ringil_fail(-EHOSTUNREACH, "cannot resolve the host of %s: check the server URL and DNS", url);
+        case CURLE_OPERATION_TIMEDOUT:
+                return ringil_fail(-ETIMEDOUT, "no answer from %s within %u s (or slower than 1 KiB/s): the network "
+                                   "or the server is down or overloaded; try again later", url, fc->timeout);
+        case CURLE_SEND_ERROR:
+        case CURLE_RECV_ERROR:
+        case CURLE_GOT_NOTHING:
+        case CURLE_PARTIAL_FILE:
+                return ringil_fail(-ECONNRESET, "the connection to %s broke off before the answer was complete; "
+                                   "try again", url);
+        case CURLE_PEER_FAILED_VERIFICATION: {
+                /* the name the certificate must carry: the host without the port */
+                char name[256];
+                const char *colon = strrchr(host, ':');
+                (void) snprintf(name, sizeof(name), "%.*s", (int) (colon && !strchr(colon, ']') ? (size_t) (colon - host)
+                                                                                                  : strlen(host)), host);
+                return ringil_fail(-EPROTO, "the server at %s is not trusted: its certificate does not chain to the "
+                                   "pinned CA '%s' or does not name %s (TLS: %s)", host, fc->ca, name, tls);
+        }
         case CURLE_SSL_CACERT_BADFILE:
-                return -EPROTO;
+                if (access(fc->ca, R_OK) < 0)
+                        return ringil_fail(negative_errno(), "cannot read the pinned CA file '%s': %s", fc->ca,
+                                           strerror(errno));
+                return ringil_fail(-RINGIL_EMALFORMED, "the pinned CA file '%s' holds no usable certificate", fc->ca);
+        case CURLE_SSL_CERTPROBLEM:
+        case CURLE_SSL_ENGINE_INITFAILED:
+                if (fc->cert[0] && access(fc->cert, R_OK) < 0)
+                        return ringil_fail(negative_errno(), "cannot read our certificate '%s': %s", fc->cert,
+                                           strerror(errno));
+                if (fc->key[0] && access(fc->key, R_OK) < 0)
+                        return ringil_fail(negative_errno(), "cannot read our key '%s': %s", fc->key, strerror(errno));
+                return ringil_fail(-RINGIL_EMALFORMED, "cannot use our certificate '%s' with key '%s' (TLS: %s)",
+                                   fc->cert, fc->key, tls);
+        case CURLE_SSL_CONNECT_ERROR:
+                return ringil_fail(-EPROTO, "TLS handshake with %s failed: the server refused our certificate, or "
+                                   "it does not speak TLS on that port (TLS: %s)", host, tls);
         case CURLE_WRITE_ERROR:
-                return -EFBIG;
+                if (fc->over_cap)
+                        return ringil_fail(-EPROTO, "the answer from %s is larger than %zu bytes: not a ringil-server, "
+                                           "or a misbehaving one", url, fc->cap);
+                return ringil_fail(-EIO, "stopped receiving from %s: the data could not be handed on", url);
+        case CURLE_READ_ERROR:
+                return ringil_fail(-EIO, "cannot read the file being sent to %s", url);
+        case CURLE_ABORTED_BY_CALLBACK:
+                /* our progress callback saw the abort flag (a signal): the caller stops, nothing failed */
+                if (fc->abort && *fc->abort)
+                        return ringil_fail(-EINTR, "transfer from %s stopped: the agent is stopping", url);
+                return ringil_fail(-ECANCELED, "transfer to %s cancelled", url);
         case CURLE_OUT_OF_MEMORY:
                 return -ENOMEM;
-        case CURLE_ABORTED_BY_CALLBACK:
-                return -EINTR;
+        case CURLE_URL_MALFORMAT:
+        case CURLE_UNSUPPORTED_PROTOCOL:
+                return ringil_fail(-EINVAL, "'%s' is not a usable https:// URL", url);
         default:
-                return -ECONNRESET;
+                return ringil_fail(-ECONNRESET, "request to %s failed: %s", url, curl_easy_strerror(cc));
         }
 }
 
-static size_t write_buf(char *p, size_t size, size_t n, void *userdata) {
-        struct buf *b = userdata;
+struct body_sink {
+        fleet_client *fc;
+        struct buf *b;
+};
 
-        if (buf_append(b, p, size * n) < 0)
-                return 0;   /* over the cap: abort the transfer */
+static size_t write_buf(char *p, size_t size, size_t n, void *userdata) {
+        struct body_sink *s = userdata;
+
+        if (buf_append(s->b, p, size * n) < 0) {
+                s->fc->over_cap = true;   /* over the cap: abort the transfer, and say why */
+                return 0;
+        }
         return size * n;
 }
 
@@ -121,9 +201,11 @@ static int perform(fleet_client *fc, const char *path, long *ret_status) {
         if (n < 0 || (size_t) n >= sizeof(url))
                 return -ENAMETOOLONG;
         curl_easy_setopt(fc->curl, CURLOPT_URL, url);
+        fc->errbuf[0] = '\0';
+        fc->over_cap = false;
         cc = curl_easy_perform(fc->curl);
         if (cc != CURLE_OK)
-                return ringil_fail(curl_to_errno(cc), "%s: %s", url, curl_easy_strerror(cc));
+                return transport_error(fc, cc, url);
         curl_easy_getinfo(fc->curl, CURLINFO_RESPONSE_CODE, ret_status);
         return 0;
 }
@@ -160,9 +242,11 @@ int fleet_client_request(fleet_client *fc, const char *method, const char *path,
                          size_t max_response, long *ret_status, struct buf *ret_body) {
         struct curl_slist *h = NULL;
         struct buf b = BUF_INIT(max_response);
+        struct body_sink sink = { .fc = fc, .b = &b };
         int r;
 
         reset_request(fc);
+        fc->cap = max_response;
         if (json_body) {
                 h = curl_slist_append(NULL, "Content-Type: application/json");
                 curl_easy_setopt(fc->curl, CURLOPT_HTTPHEADER, h);
@@ -175,7 +259,7 @@ int fleet_client_request(fleet_client *fc, const char *method, const char *path,
         if (!streq(method, "GET") && !streq(method, "POST"))
                 curl_easy_setopt(fc->curl, CURLOPT_CUSTOMREQUEST, method);
         curl_easy_setopt(fc->curl, CURLOPT_WRITEFUNCTION, write_buf);
-        curl_easy_setopt(fc->curl, CURLOPT_WRITEDATA, &b);
+        curl_easy_setopt(fc->curl, CURLOPT_WRITEDATA, &sink);
         r = perform(fc, path, ret_status);
         curl_easy_setopt(fc->curl, CURLOPT_HTTPHEADER, NULL);
         curl_easy_setopt(fc->curl, CURLOPT_POSTFIELDS, NULL);
@@ -191,7 +275,10 @@ int fleet_client_request(fleet_client *fc, const char *method, const char *path,
 
 static size_t read_file_cb(char *p, size_t size, size_t n, void *userdata) {
         FILE *f = userdata;
-        return fread(p, size, n, f);
+        size_t k = fread(p, size, n, f);
+
+        progress_add((uint64_t) k * size);
+        return k;
 }
 
 int fleet_client_upload(fleet_client *fc, const char *path, const char *file, size_t max_response,
@@ -199,7 +286,9 @@ int fleet_client_upload(fleet_client *fc, const char *path, const char *file, si
         _cleanup_fclose_ FILE *f = fopen(file, "re");
         struct curl_slist *h = NULL;
         struct buf b = BUF_INIT(max_response);
+        struct body_sink sink = { .fc = fc, .b = &b };
         struct stat st;
+        char what[300];
         int r;
 
         if (!f)
@@ -207,6 +296,9 @@ int fleet_client_upload(fleet_client *fc, const char *path, const char *file, si
         if (fstat(fileno(f), &st) < 0)
                 return negative_errno();
         reset_request(fc);
+        fc->cap = max_response;
+        (void) snprintf(what, sizeof(what), "uploading '%s'", file);
+        progress_step(what, (uint64_t) st.st_size);
         h = curl_slist_append(NULL, "Content-Type: application/octet-stream");
         h = curl_slist_append(h, "Expect:");
         curl_easy_setopt(fc->curl, CURLOPT_HTTPHEADER, h);
@@ -215,14 +307,16 @@ int fleet_client_upload(fleet_client *fc, const char *path, const char *file, si
         curl_easy_setopt(fc->curl, CURLOPT_READDATA, f);
         curl_easy_setopt(fc->curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) st.st_size);
         curl_easy_setopt(fc->curl, CURLOPT_WRITEFUNCTION, write_buf);
-        curl_easy_setopt(fc->curl, CURLOPT_WRITEDATA, &b);
+        curl_easy_setopt(fc->curl, CURLOPT_WRITEDATA, &sink);
         r = perform(fc, path, ret_status);
         curl_easy_setopt(fc->curl, CURLOPT_HTTPHEADER, NULL);
         curl_slist_free_all(h);
         if (r < 0) {
+                progress_abort();
                 buf_free(&b);
                 return r;
         }
+        progress_done();
         (void) buf_reserve(&b, 0);
         *ret_body = b;
         return 0;

@@ -24,14 +24,17 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(fleet_client *, fleet_client_free)
 void fleet_client_set_abort(fleet_client *fc, const volatile sig_atomic_t *flag);
 
 /*
- * One request to base_url + path. The response body (at most max_response bytes, else -EFBIG) goes to
- * *ret_body (a capped buf the caller frees). Returns 0 with *ret_status set for any HTTP answer;
- * negative errno for transport failures (-ECONNREFUSED, -ETIMEDOUT, -EPROTO for TLS…), with a detail.
+ * One request to base_url + path. The response body (at most max_response bytes, else -EPROTO: an
+ * answer that big is not the protocol's) goes to *ret_body (a capped buf the caller frees). Returns 0 with
+ * *ret_status set for any HTTP answer; otherwise a negative errno with a detail in our words that names
+ * the URL (or the file) and what to check: -ECONNREFUSED, -EHOSTUNREACH, -ENETUNREACH, -ETIMEDOUT,
+ * -ECONNRESET (network: EXIT_NETWORK), -EPROTO (TLS: server not trusted by the pinned CA, handshake
+ * refused; EXIT_PROTOCOL), -ENOENT / -RINGIL_EMALFORMED (our CA, certificate or key file unusable).
  */
 int fleet_client_request(fleet_client *fc, const char *method, const char *path, const char *json_body,
                          size_t max_response, long *ret_status, struct buf *ret_body);
 
-/* POST a file's bytes (e.g. a bundle upload) to path. */
+/* POST a file's bytes (e.g. a bundle upload) to path; a progress step (progress.h) while it goes. */
 int fleet_client_upload(fleet_client *fc, const char *path, const char *file, size_t max_response,
                         long *ret_status, struct buf *ret_body);
 

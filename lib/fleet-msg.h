@@ -1,5 +1,5 @@
-/* fleet-msg.h: the agent ↔ server protocol messages (JSON), the agent's config file, both parsed strictly,
- * and the file names of the Nix binary cache the server may serve. */
+/* fleet-msg.h: the agent ↔ server protocol messages (JSON), parsed strictly, and the file names of the Nix
+ * binary cache the server may serve. */
 #pragma once
 
 #include <stdbool.h>
@@ -115,46 +115,6 @@ struct fleet_assignment {
 
 int fleet_assignment_parse(const void *data, size_t len, struct fleet_assignment *ret);
 int fleet_assignment_format(const struct fleet_assignment *a, char **ret);
-
-/*
- * "key = value" config files: '#' comments, blank lines, no quoting, no continuation; keys are
- * [a-z0-9-]; values printable, surrounding blanks trimmed. At most FLEET_MAX_CONFIG bytes. The
- * callback returns < 0 to stop (e.g. unknown key); the line number is 1-based.
- */
-#define FLEET_MAX_CONFIG 65536
-int fleet_kv_parse(const char *data, size_t len,
-                   int (*cb)(const char *key, const char *value, unsigned line, void *userdata),
-                   void *userdata);
-
-struct agent_config {
-        char *server;          /* https://host:port, required */
-        char *enroll_server;   /* https://host:port of the server's enrollment port (`ringild enroll`) */
-        char *ca;              /* PEM file of the CA that issued the server certificate (pinned) */
-        char *cert, *key;      /* this drone's client certificate and key */
-        char *device_config;   /* the install engine's config (default /etc/ringil/device.conf) */
-        char *state_dir;       /* default /var/lib/ringild */
-        char *ringil;          /* install engine binary (default ringil) */
-        char *reboot_command;  /* run after a successful install (default "systemctl reboot") */
-        char *health_command;  /* after boot: exit 0 means healthy (default: none = healthy) */
-        char *boot_id_file;    /* tells one boot from the next (default /proc/sys/kernel/random/boot_id) */
-        uint32_t poll_interval;   /* seconds, default 300 */
-        uint32_t poll_jitter;     /* percent of the interval, default 20 */
-        uint32_t backoff_max;     /* seconds, default 3600 */
-        uint32_t timeout;         /* per-request seconds, default 30 */
-        char *timezone;           /* zone of the maintenance windows, e.g. Europe/Paris (default: the system's) */
-        char *download_dir;       /* where bundles wait for their window (default STATE-DIR/download) */
-        bool audit;               /* run `ringil audit` at start and after each install (default yes) */
-        char *audit_root;         /* audit this tree instead of the running system (default none) */
-        char *audit_profile;      /* default prod */
-        uint32_t audit_interval;  /* also every this many seconds; 0 (default): only at start and after installs */
-        char *keys_dir;           /* pkiBundle for `ringil keys status` (default /etc/secure/keys) */
-        char *efivarfs;           /* for `ringil keys status` (default /sys/firmware/efi/efivars) */
-};
-
-void agent_config_free(struct agent_config *c);
-/* Parse an agent config; unknown keys and missing required keys are errors (detail recorded). */
-int agent_config_parse(const char *data, size_t len, struct agent_config *ret);
-int agent_config_load(const char *path, struct agent_config *ret);
 
 /*
  * The Nix binary cache the server serves under FLEET_NIX_CACHE_PREFIX (docs/fleet.md): the rest of the

@@ -1,25 +1,9 @@
-/* install-conf.h: the device configuration (/etc/ringil/device.conf) and the strict INI reader behind it. */
+/* install-conf.h: the device configuration (/etc/ringil/device.conf): its schema, defaults and cross-key checks. */
 #pragma once
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-
-/*
- * Format (docs/install.md): UTF-8 text, at most INI_MAX_SIZE bytes; lines of `key = value`, `[section]`
- * headers, `#`/`;` comments and blank lines. No continuation lines, no quoting, no duplicate keys in a
- * section, no duplicate sections. Every line is capped (INI_MAX_LINE), names are [A-Za-z0-9._-].
- * Anything else is -RINGIL_EMALFORMED with the line number recorded as the failure detail.
- */
-#define INI_MAX_SIZE (64u * 1024u)
-#define INI_MAX_LINE 1024u
-#define INI_MAX_NAME 64u
-#define INI_MAX_ENTRIES 512u
-
-/* Called for each key; section is "" before the first header. A negative return aborts the parse. */
-typedef int (*ini_handler)(void *userdata, const char *section, const char *key, const char *value,
-                           unsigned line);
-int ini_parse(const char *text, size_t len, ini_handler handler, void *userdata);
 
 #define INSTALL_MAX_SLOT_CLASSES 8
 #define INSTALL_TRIES_MAX 32u
@@ -42,8 +26,8 @@ struct device_conf {
         char *efivarfs;              /* default /sys/firmware/efi/efivars */
         char *entry_name;            /* entry id prefix, default "ringil"; [a-z0-9_] only */
         char *title;                 /* menu title, default "ringil" */
-        unsigned boot_tries;         /* 1..INSTALL_TRIES_MAX, default 3 */
-        unsigned max_attempts;       /* install attempts of one bundle before giving up, default 5 */
+        uint32_t boot_tries;         /* 1..INSTALL_TRIES_MAX, default 3 */
+        uint32_t max_attempts;       /* install attempts of one bundle before giving up, default 5 */
         uint64_t checkpoint_bytes;   /* progress recorded after this many bytes, default 32 MiB */
         uint64_t efi_max;            /* cap on an EFI payload, default 256 MiB */
         char *linux_path;            /* [boot] linux/initrd/options for bundles without an EFI payload */
@@ -70,8 +54,13 @@ struct device_conf {
 
 #define DEVICE_CONF_DEFAULT "/etc/ringil/device.conf"
 
-/* Parse config text into *ret (defaults applied, then validated). Caller frees with device_conf_done. */
+/*
+ * Parse config text (format: lib/conf.h, keys: docs/install.md) into *ret: defaults applied, then the
+ * cross-key checks. Caller frees with device_conf_done. -RINGIL_EMALFORMED or -RINGIL_ETOOBIG with a
+ * one-line detail (`line N: …`); *ret is untouched on failure.
+ */
 int device_conf_parse(const char *text, size_t len, struct device_conf *ret);
+/* The same from a file: also the errors of conf_read_file(); every detail names the path once. */
 int device_conf_load(const char *path, struct device_conf *ret);
 void device_conf_done(struct device_conf *c);
 

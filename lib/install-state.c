@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 
 #include "bundle.h"
+#include "conf.h"
 #include "err.h"
 #include "fileio.h"
 #include "install-conf.h"
@@ -146,12 +147,21 @@ bad:
                            section);
 }
 
+/* The state file is read by the configuration reader, with the same caps; keys are checked above. */
+static int state_line(void *userdata, const struct conf_ctx *ctx, const char *value) {
+        if (ctx->key)
+                return state_handler(userdata, ctx->section, ctx->key, value, ctx->line);
+        if (!streq(ctx->section, "install") && !streq(ctx->section, "slot.a") && !streq(ctx->section, "slot.b"))
+                return ringil_fail(-RINGIL_EMALFORMED, "state line %u: unexpected section [%s]", ctx->line, ctx->section);
+        return 0;
+}
+
 int install_state_parse(const char *text, size_t len, struct install_state *ret) {
         struct install_state s;
         int r;
 
         install_state_init(&s);
-        r = ini_parse(text, len, state_handler, &s);
+        r = conf_read(text, len, NULL, state_line, &s);
         if (r >= 0 && s.phase != PHASE_IDLE && (!s.have_digest || s.slot < 0 || !s.version))
                 r = ringil_fail(-RINGIL_EMALFORMED, "state: phase %s without digest, slot and version",
                                 install_phase_to_string(s.phase));
@@ -204,7 +214,7 @@ int install_state_load(const char *state_dir, struct install_state *ret) {
         r = join(state_dir, INSTALL_STATE_FILE, &p);
         if (r < 0)
                 return r;
-        r = read_full_file(p, RFILE_NOFOLLOW, INI_MAX_SIZE, &data, &len);
+        r = read_full_file(p, RFILE_NOFOLLOW, CONF_MAX_SIZE, &data, &len);
         if (r == -ENOENT) {
                 install_state_init(ret);
                 return 0;
@@ -217,7 +227,7 @@ int install_state_load(const char *state_dir, struct install_state *ret) {
 }
 
 int install_state_save(const char *state_dir, const struct install_state *s) {
-        _cleanup_buf_ struct buf b = BUF_INIT(INI_MAX_SIZE);
+        _cleanup_buf_ struct buf b = BUF_INIT(CONF_MAX_SIZE);
         _cleanup_free_ char *p = NULL;
         int r;
 

@@ -20,6 +20,7 @@
 #include "install-nix.h"
 #include "log.h"
 #include "macro.h"
+#include "progress.h"
 
 #define CHUNK_MAX (64u << 20)
 
@@ -96,6 +97,32 @@ int install_efi_verify(const char *keyring, const uint8_t *data, size_t len) {
         return ringil_fail(first, "EFI payload fails Authenticode against %s", keyring);
 }
 
+/* Bytes a slot can hold: a block device's size (BLKGETSIZE64) or a regular file's length. */
+static int fd_capacity(int fd, const char *path, uint64_t *ret) {
+        struct stat st;
+
+        if (fstat(fd, &st) < 0)
+                return ringil_fail(negative_errno(), "cannot stat slot '%s'", path);
+        if (S_ISBLK(st.st_mode)) {
+                if (ioctl(fd, BLKGETSIZE64, ret) < 0)
+                        return ringil_fail(negative_errno(), "cannot read the size of block device '%s'", path);
+                return 0;
+        }
+        if (!S_ISREG(st.st_mode))
+                return ringil_fail(-RINGIL_EREFUSED, "slot '%s' is neither a block device nor a regular file", path);
+        *ret = (uint64_t) st.st_size;
+        return 0;
+}
+
+static int slot_capacity(const char *path, uint64_t *ret) {
+        /* O_PATH would not do for the ioctl; O_RDONLY|O_NONBLOCK opens a device without side effects. */
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+
+        if (fd < 0)
+                return ringil_fail(negative_errno(), "cannot open slot '%s'", path);
+        return fd_capacity(fd, path, ret);
+}
+
 /* Everything that can be checked about the target without writing: before the first write. */
 static int preflight(const struct device_conf *c, const struct bundle_manifest *m, int target, int *ret_efi) {
         int efi = -1;
@@ -106,7 +133,8 @@ static int preflight(const struct device_conf *c, const struct bundle_manifest *
         for (size_t i = 0; i < m->n_payloads; i++) {
                 const struct bundle_payload *p = &m->payloads[i];
                 const struct slot_class *sc;
-                struct stat st;
+                uint64_t cap;
+                int r;
 
                 if (p->chunk_size == 0 || p->chunk_size > CHUNK_MAX)
                         return ringil_fail(-RINGIL_ETOOBIG, "payload `%s': chunk size %u unsupported", p->name,
@@ -117,19 +145,17 @@ static int preflight(const struct device_conf *c, const struct bundle_manifest *
                         if (!sc)
                                 return ringil_fail(-RINGIL_EINCOMPAT, "no [slot.%s.a/b] for payload `%s'", p->name,
                                                    p->name);
-                        if (stat(sc->device[target], &st) < 0)
-                                return ringil_fail(negative_errno(), "slot %s missing", sc->device[target]);
-                        if (S_ISBLK(st.st_mode)) {
-                                _cleanup_close_ int fd = open(sc->device[target], O_RDONLY | O_CLOEXEC);
-                                uint64_t size = 0;
-                                if (fd < 0 || ioctl(fd, BLKGETSIZE64, &size) < 0)
-                                        return ringil_fail(negative_errno(), "cannot size %s", sc->device[target]);
-                                if (p->size > size)
-                                        return ringil_fail(-RINGIL_ETOOBIG, "payload `%s' (%llu bytes) larger than slot %s",
-                                                           p->name, (unsigned long long) p->size, sc->device[target]);
-                        } else if (!S_ISREG(st.st_mode))
-                                return ringil_fail(-RINGIL_EREFUSED, "slot %s is neither a block device nor a file",
-                                                   sc->device[target]);
+                        r = slot_capacity(sc->device[target], &cap);
+                        if (r < 0)
+                                return r;
+                        /* INVARIANT: a payload larger than its slot is refused here, before the first write
+                         * anywhere; a file-backed slot is never grown (pwrite past its end would). */
+                        if (p->size > cap)
+                                return ringil_fail(-RINGIL_ETOOBIG,
+                                                   "payload '%s' (%llu bytes) does not fit slot '%s' (%llu bytes): "
+                                                   "the slot must be at least as large as the image",
+                                                   p->name, (unsigned long long) p->size, sc->device[target],
+                                                   (unsigned long long) cap);
                         break;
                 case BUNDLE_PAYLOAD_EFI:
                         if (efi >= 0)
@@ -260,6 +286,13 @@ static int write_payload(const struct device_conf *c, bundle *b, size_t idx, con
                 return r;
         }
         base = st->writes;
+        {
+                char what[128];
+                uint64_t from = st->progress[idx] * (uint64_t) p->chunk_size;
+                (void) snprintf(what, sizeof(what), "writing '%s' to %s %c", p->name,
+                                p->type == BUNDLE_PAYLOAD_EFI ? "staging for slot" : "slot", slot_letter(st->slot));
+                progress_step(what, p->size > from ? p->size - from : 0);
+        }
         for (uint64_t i = st->progress[idx]; i < p->n_chunks; i++) {
                 size_t len;
 
@@ -270,6 +303,7 @@ static int write_payload(const struct device_conf *c, bundle *b, size_t idx, con
                 r = bundle_read_chunk(b, idx, i, w.buf[k], &len);
                 if (r < 0)
                         break;
+                progress_add(len);
                 pthread_mutex_lock(&w.lock);
                 w.len[k] = len;
                 w.off[k] = i * (uint64_t) p->chunk_size;
@@ -307,8 +341,11 @@ static int write_payload(const struct device_conf *c, bundle *b, size_t idx, con
         free(w.buf[1]);
         if (r >= 0 && rw < 0)
                 r = ringil_fail(rw, "write to slot failed");
-        if (r < 0)
+        if (r < 0) {
+                progress_abort();
                 return r;
+        }
+        progress_done();
         if (p->n_chunks == 0 || st->progress[idx] != p->n_chunks) {
                 if (fsync(fd) < 0)
                         return ringil_fail(negative_errno(), "fsync of slot failed");
@@ -336,7 +373,19 @@ static int open_target(const struct device_conf *c, const struct bundle_payload 
                 fd = open(path, O_WRONLY | O_CLOEXEC | O_NOCTTY);
         }
         if (fd < 0)
-                return ringil_fail(negative_errno(), "cannot open %s", path);
+                return ringil_fail(negative_errno(), "cannot open '%s'", path);
+        if (p->type == BUNDLE_PAYLOAD_RAW) {
+                /* Checked again on the descriptor that is written: the path may name another file now. */
+                uint64_t cap;
+                int r = fd_capacity(fd, path, &cap);
+                if (r >= 0 && p->size > cap)
+                        r = ringil_fail(-RINGIL_ETOOBIG, "payload '%s' (%llu bytes) does not fit slot '%s' (%llu bytes)",
+                                        p->name, (unsigned long long) p->size, path, (unsigned long long) cap);
+                if (r < 0) {
+                        safe_close(fd);
+                        return r;
+                }
+        }
         *ret_fd = fd;
         return 0;
 }
@@ -447,12 +496,19 @@ int install_run(const struct device_conf *c, const struct install_opts *o, struc
         if (r < 0 && r != -RINGIL_EREFUSED && r != -ENOMEM) {
                 /* INVARIANT: without a readable LoaderEntrySelected (or --booted) the booted slot is unknown,
                  * and only an explicit --slot on a device with nothing blessed may proceed. */
+                if (o->slot < 0 && provisioning) {
+                        r = ringil_fail(-RINGIL_EREFUSED,
+                                        "first install on this device: no slot is blessed yet and the booted slot is "
+                                        "unknown (no LoaderEntrySelected in '%s': %s), so ringil will not guess which "
+                                        "slot to overwrite; name it with --slot a or --slot b (not the running one)",
+                                        c->efivarfs, ringil_strerror(r));
+                        goto out;
+                }
                 if (o->slot < 0 || !provisioning) {
                         r = ringil_fail(-RINGIL_EREFUSED,
-                                        "cannot read LoaderEntrySelected from %s (%s), so the booted slot is unknown; "
-                                        "pass --booted ENTRY%s",
-                                        c->efivarfs, ringil_strerror(r),
-                                        provisioning ? " (or --slot a|b for first provisioning)" : "");
+                                        "cannot read LoaderEntrySelected from '%s' (%s), so the booted slot is unknown; "
+                                        "pass --booted ENTRY",
+                                        c->efivarfs, ringil_strerror(r));
                         goto out;
                 }
                 booted = -1;
@@ -524,7 +580,6 @@ int install_run(const struct device_conf *c, const struct install_opts *o, struc
                 }
         }
 
-        res.resumed = resume;
         for (size_t i = 0; i < m->n_payloads; i++) {
                 _cleanup_close_ int fd = -EBADF;
                 res.chunks_total += m->payloads[i].n_chunks;
@@ -535,6 +590,8 @@ int install_run(const struct device_conf *c, const struct install_opts *o, struc
                 if (r < 0)
                         goto fail;
         }
+        /* Resumed only when an earlier run left verified, durable chunks that this one did not rewrite. */
+        res.resumed = resume && res.chunks_skipped > 0;
         if (efi >= 0) {
                 r = place_efi(c, &m->payloads[efi], (size_t) efi, target, m->version, &efi_rel);
                 if (r < 0)

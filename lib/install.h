@@ -23,7 +23,7 @@ struct install_opts {
 struct install_result {
         int slot;
         char version[128];
-        bool resumed;
+        bool resumed;              /* chunks_skipped > 0: an earlier run of this bundle left progress */
         uint64_t chunks_total;
         uint64_t chunks_written;   /* in this run */
         uint64_t chunks_skipped;   /* already verified, written and fsynced by an earlier run */

@@ -6,8 +6,10 @@
 #include <string.h>
 
 #include "err.h"
+#include "escape.h"
 #include "log.h"
 #include "parse.h"
+#include "progress.h"
 
 static int max_level = LOG_INFO;
 static int journal_prefix;
@@ -53,7 +55,7 @@ void log_setup(const char *ident) {
 }
 
 int log_internal(int level, int error, const char *file, int line, const char *fmt, ...) {
-        char msg[2048], expanded[2048];
+        char msg[2048], expanded[2048], safe[4096];
         size_t o = 0;
         va_list ap;
 
@@ -85,11 +87,15 @@ int log_internal(int level, int error, const char *file, int line, const char *f
 #pragma GCC diagnostic pop
         va_end(ap);
 
+        /* INVARIANT: one message is one line of printable text, whatever the arguments held: names from
+         * input cannot forge a second log line or reach the terminal as control sequences. */
+        escape_text(msg, safe, sizeof(safe));
+        progress_clear();
         if (journal_prefix)
-                fprintf(stderr, "<%d>%s\n", level, msg);
+                fprintf(stderr, "<%d>%s\n", level, safe);
         else if (max_level >= LOG_DEBUG)
-                fprintf(stderr, "%s: %s:%d: %s\n", log_ident, file, line, msg);
+                fprintf(stderr, "%s: %s:%d: %s\n", log_ident, file, line, safe);
         else
-                fprintf(stderr, "%s: %s\n", log_ident, msg);
+                fprintf(stderr, "%s: %s\n", log_ident, safe);
         return -error;
 }

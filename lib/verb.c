@@ -1,37 +1,42 @@
 /* verb.c: subcommand dispatch and uniform --help handling for the ringil CLI. */
+#include <errno.h>
 #include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "err.h"
+#include "escape.h"
 #include "macro.h"
 #include "verb.h"
 
-const char exit_codes_help[] =
-        "Exit codes:\n"
-        "  0  success                       7  version not above the anti-rollback floor\n"
-        "  1  I/O or internal error         8  wrong 'compatible' for this device\n"
-        "  2  usage error                   9  payload/content hash mismatch\n"
-        "  3  malformed/truncated/too big  10  refusing to overwrite existing material\n"
-        "  4  bad signature                11  refused by state or policy\n"
-        "  5  signer not trusted           12  input not found\n"
-        "  6  expired or not yet valid\n";
+const char exit_codes_help[] = EXIT_CODES_HELP;
+
+static void list_to(FILE *f, const struct verb *verbs, size_t n, const char *prefix) {
+        fprintf(f, "Commands%s%s:\n", prefix ? " of " : "", prefix ? prefix : "");
+        for (size_t i = 0; i < n; i++)
+                fprintf(f, "  %-14s %s\n", verbs[i].name, verbs[i].summary);
+}
 
 void verb_list(const struct verb *verbs, size_t n, const char *prefix) {
-        printf("Commands%s%s:\n", prefix ? " of " : "", prefix ? prefix : "");
-        for (size_t i = 0; i < n; i++)
-                printf("  %-14s %s\n", verbs[i].name, verbs[i].summary);
+        list_to(stdout, verbs, n, prefix);
+}
+
+static void group_help(FILE *f, const struct verb *v) {
+        fputs(v->group->usage, f);
+        list_to(f, v->group->verbs, v->group->n, v->name);
+        fprintf(f, "\nRun `ringil %s COMMAND --help` for a command's options.\n\n%s", v->name, exit_codes_help);
 }
 
 int usage_error(const char *fmt, ...) {
+        char msg[1024];
         va_list ap;
 
-        fputs("ringil: ", stderr);
         va_start(ap, fmt);
-        vfprintf(stderr, fmt, ap);
+        (void) vsnprintf(msg, sizeof(msg), fmt, ap);
         va_end(ap);
-        fputs(" (see --help)\n", stderr);
+        /* The offending argument is quoted back: escaped, like every message (escape.h). */
+        fprintf(stderr, "%s: %s (see --help)\n", program_invocation_short_name, ESCAPED(msg));
         return EXIT_USAGE;
 }
 
@@ -47,23 +52,35 @@ static bool wants_help(int argc, char *argv[]) {
 
 int verb_dispatch(const struct verb *verbs, size_t n, const char *prefix, int argc, char *argv[]) {
         if (argc < 1 || !argv[0]) {
-                verb_list(verbs, n, prefix);
+                list_to(stderr, verbs, n, prefix);
                 return EXIT_USAGE;
         }
         for (size_t i = 0; i < n; i++) {
-                if (!streq(verbs[i].name, argv[0]))
+                const struct verb *v = &verbs[i];
+
+                if (!streq(v->name, argv[0]))
                         continue;
-                /* A verb with nested verbs (usage NULL) handles --help itself, so the innermost wins. */
-                if (verbs[i].usage && wants_help(argc, argv)) {
-                        fputs(verbs[i].usage, stdout);
+                if (v->group) {
+                        /* Descend: only the innermost verb named on the command line answers --help. */
+                        if (argc < 2) {
+                                group_help(stderr, v);
+                                return EXIT_USAGE;
+                        }
+                        if (streq(argv[1], "--help") || streq(argv[1], "-h") || streq(argv[1], "help")) {
+                                group_help(stdout, v);
+                                return EXIT_OK;
+                        }
+                        return verb_dispatch(v->group->verbs, v->group->n, v->name, argc - 1, argv + 1);
+                }
+                if (v->usage && wants_help(argc, argv)) {
+                        fputs(v->usage, stdout);
                         return EXIT_OK;
                 }
                 /* Each verb parses its own options from a fresh getopt state. */
                 optind = 0;
-                return verbs[i].run(argc, argv);
+                return v->run(argc, argv);
         }
-        fprintf(stderr, "ringil: unknown command '%s'%s%s\n", argv[0], prefix ? " for " : "",
-                prefix ? prefix : "");
-        verb_list(verbs, n, prefix);
+        usage_error("unknown command '%s'%s%s", argv[0], prefix ? " for " : "", prefix ? prefix : "");
+        list_to(stderr, verbs, n, prefix);
         return EXIT_USAGE;
 }

@@ -38,7 +38,7 @@ stdenv.mkDerivation {
   mesonBuildType = "release";
   mesonFlags = [
     (lib.mesonBool "hardening" true)
-    (lib.mesonBool "tests" runTests)
+    (lib.mesonEnable "tests" runTests)
     (lib.mesonBool "fuzzing" false)
   ];
 

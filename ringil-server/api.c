@@ -154,7 +154,8 @@ static int route_drone_add(struct route_ctx *x) {
         r = store_drone_add(x->srv->db, id, group, hash, now, expires);
         if (r < 0) {
                 secret_wipe(token, sizeof(token));
-                r = r == -EEXIST ? tp_respond_error(x->resp, 409, "drone '%s' exists", id)
+                r = r == -EEXIST ? tp_respond_error(x->resp, 409, "drone '%s' exists (a new token for it: ringil-server "
+                                                    "reissue-token %s)", id, id)
                                  : tp_respond_error(x->resp, 503, "store: %s", ringil_detail());
                 json_decref(j);
                 return r;
@@ -164,6 +165,40 @@ static int route_drone_add(struct route_ctx *x) {
                         (json_int_t) expires);
         secret_wipe(token, sizeof(token));
         json_decref(j);
+        r = respond_json(x, 201, out);
+        json_decref(out);
+        return r;
+}
+
+/* POST /api/v1/drones/ID/token (operator): a new one-time enrollment token for an existing drone, for a
+ * token that was lost or expired. Revoked drones get none (409); see store_drone_reissue(). */
+static int route_drone_token(struct route_ctx *x) {
+        const char *id = x->param;
+        uint8_t raw[32], hash[SHA256_LEN];
+        char token[65];
+        int64_t expires = (int64_t) time(NULL) + x->srv->cfg.token_ttl;
+        json_t *out;
+        int r;
+
+        if (ca_name_valid(id) < 0)
+                return tp_respond_error(x->resp, 404, "no drone '%s'", id);
+        if (crypto_random(raw, sizeof(raw)) < 0 || crypto_sha256(raw, sizeof(raw), hash) < 0)
+                return tp_respond_error(x->resp, 500, "random");
+        hex_encode(raw, sizeof(raw), token);
+        secret_wipe(raw, sizeof(raw));
+        r = store_drone_reissue(x->srv->db, id, hash, expires);
+        if (r < 0) {
+                secret_wipe(token, sizeof(token));
+                if (r == -ENOENT)
+                        return tp_respond_error(x->resp, 404, "no drone '%s'", id);
+                if (r == -RINGIL_EREFUSED)
+                        return tp_respond_error(x->resp, 409, "drone '%s' is revoked, and revoked identities stay "
+                                                "revoked: register the drone under a new id", id);
+                return tp_respond_error(x->resp, 503, "store: %s", ringil_detail());
+        }
+        log_notice("re-issued the enrollment token of drone '%s'", id);
+        out = json_pack("{s:s, s:s, s:I}", "id", id, "token", token, "expires", (json_int_t) expires);
+        secret_wipe(token, sizeof(token));
         r = respond_json(x, 201, out);
         json_decref(out);
         return r;
@@ -505,6 +540,7 @@ int api_routes_register(struct route_table *t, uint64_t max_upload) {
                 ROUTE(ROUTE_POST, "/api/v1/drones", ROLE_OPERATOR, route_drone_add, .body = TP_BODY_MEMORY,
                       .max_body = SERVER_MAX_JSON_BODY),
                 ROUTE(ROUTE_POST, "/api/v1/drones/*/revoke", ROLE_OPERATOR, route_drone_revoke),
+                ROUTE(ROUTE_POST, "/api/v1/drones/*/token", ROLE_OPERATOR, route_drone_token),
                 ROUTE(ROUTE_GET, "/api/v1/releases", ROLE_OPERATOR, route_releases_list),
                 ROUTE(ROUTE_POST, "/api/v1/releases", ROLE_OPERATOR, api_upload, .body = TP_BODY_SPOOL,
                       .max_body = max_upload),

@@ -28,7 +28,7 @@ static void bad(struct check *k, const char *fmt, ...) {
         va_start(ap, fmt);
         vsnprintf(msg, sizeof(msg), fmt, ap);
         va_end(ap);
-        log_error("Invalid config '%s': %s", k->file, msg);
+        log_error("%s: %s", k->file, msg);
         k->errors++;
 }
 

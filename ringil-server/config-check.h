@@ -8,7 +8,7 @@
 /*
  * Check what parsing cannot: listen addresses, the server certificate (serverAuth, not expired, its key
  * matches), the CAs (CA:TRUE), readable files, writable parents of db and store. Logs one line per
- * problem ("Invalid config 'FILE': …") and returns -EINVAL if there was any.
+ * problem ("FILE: …", like the loader's messages) and returns -EINVAL if there was any.
  */
 int server_config_check(const char *file, const struct server_config *c);
 

@@ -1,12 +1,11 @@
-/* config.c: ringil-server's config file (key = value, see docs/fleet.md). */
-#include <inttypes.h>
+/* config.c: ringil-server's config file (/etc/ringil/server.conf): one table of keys, bounds and defaults. */
+#include <stddef.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "conf.h"
 #include "err.h"
 #include "fleet-ca.h"
-#include "fileio.h"
-#include "fleet-msg.h"
-#include "parse.h"
 #include "server.h"
 
 void server_config_free(struct server_config *c) {
@@ -24,113 +23,86 @@ void server_config_free(struct server_config *c) {
         *c = (struct server_config) {};
 }
 
-static int set_str(char **dst, const char *v) {
-        char *s = strdup(v);
-        if (!s)
+/* `approvers = alice, carol`: operator certificate names, each as every name of the fleet is checked. */
+static int parse_approvers(const struct conf_ctx *ctx, const char *value, void *dst) {
+        _cleanup_free_ char *copy = strdup(value), *out = NULL;
+        char *save = NULL;
+        size_t o = 0;
+
+        if (!copy || !(out = calloc(1, strlen(value) + 1)))
                 return -ENOMEM;
-        free(*dst);
-        *dst = s;
+        for (char *n = strtok_r(copy, ",", &save); n; n = strtok_r(NULL, ",", &save)) {
+                size_t len;
+                while (*n == ' ' || *n == '\t')
+                        n++;
+                len = strlen(n);
+                while (len > 0 && (n[len - 1] == ' ' || n[len - 1] == '\t'))
+                        n[--len] = '\0';
+                if (ca_name_valid(n) < 0)
+                        return conf_fail(ctx, -RINGIL_EMALFORMED, "`%s' is not a certificate name", n);
+                o += (size_t) sprintf(out + o, "%s%s", o ? "," : "", n);
+        }
+        if (o == 0)
+                return conf_fail(ctx, -RINGIL_EMALFORMED, "empty value");
+        free(*(char **) dst);
+        *(char **) dst = TAKE_PTR(out);
         return 0;
 }
 
-static int server_kv(const char *key, const char *value, unsigned line, void *userdata) {
-        struct server_config *c = userdata;
-        const struct {
-                const char *key;
-                char **dst;
-        } strs[] = {
-                { "listen", &c->listen },
-                { "enroll-listen", &c->enroll_listen },
-                { "db", &c->db },
-                { "store", &c->store_dir },
-                { "cert", &c->cert },
-                { "key", &c->key },
-                { "device-ca", &c->device_ca },
-                { "operator-ca", &c->operator_ca },
-                { "keyring", &c->keyring },
-                { "nix-cache", &c->nix_cache },
-                { "approvers", &c->approvers },
-        };
+#define F(field) offsetof(struct server_config, field)
+/* docs/fleet.md "Server config" lists the same keys; a key is accepted only if it is here. */
+static const struct conf_item server_items[] = {
+        { "", "listen", conf_parse_string, F(listen), .max = 255, .def = "127.0.0.1:8443" },
+        { "", "enroll-listen", conf_parse_string, F(enroll_listen), .max = 255 },
+        { "", "db", conf_parse_path, F(db), .flags = CONF_REQUIRED },
+        { "", "store", conf_parse_path, F(store_dir), .flags = CONF_REQUIRED },
+        { "", "cert", conf_parse_path, F(cert), .flags = CONF_REQUIRED },
+        { "", "key", conf_parse_path, F(key), .flags = CONF_REQUIRED },
+        { "", "device-ca", conf_parse_path, F(device_ca), .flags = CONF_REQUIRED },
+        { "", "operator-ca", conf_parse_path, F(operator_ca) },
+        { "", "keyring", conf_parse_path, F(keyring), .flags = CONF_REQUIRED },
+        { "", "nix-cache", conf_parse_path, F(nix_cache) },
+        { "", "max-upload", conf_parse_size, F(max_upload), 1, UINT64_MAX, .def = "2G" },
+        { "", "max-connections", conf_parse_u32, F(max_connections), 1, 1000000, .def = "4096" },
+        { "", "poll-interval", conf_parse_duration, F(poll_interval), 1, 86400, .def = "300" },
+        { "", "token-ttl", conf_parse_duration, F(token_ttl), 60, 30 * 86400, .def = "86400" },
+        /* admission and deadlines (docs/fleet.md "Admission and deadlines") */
+        { "", "enroll-max-connections", conf_parse_u32, F(enroll_max_connections), 1, 65536, .def = "64" },
+        { "", "enroll-per-address", conf_parse_u32, F(enroll_per_address), 1, 65536, .def = "4" },
+        { "", "enroll-rate", conf_parse_u32, F(enroll_rate), 1, 100000, .def = "30" },
+        { "", "enroll-timeout", conf_parse_duration, F(enroll_timeout), 1, 3600, .def = "10" },
+        { "", "handshake-timeout", conf_parse_duration, F(handshake_timeout), 1, 3600, .def = "10" },
+        { "", "request-timeout", conf_parse_duration, F(request_timeout), 1, 3600, .def = "30" },
+        { "", "keepalive-timeout", conf_parse_duration, F(keepalive_timeout), 1, 86400, .def = "120" },
+        { "", "min-body-rate", conf_parse_u32, F(min_body_rate), 1, 1u << 30, .def = "4096" },
+        { "", "workers", conf_parse_u32, F(workers), 1, 256, .def = "4" },
+        /* rollouts (docs/fleet.md "Rollouts") */
+        { "", "approvers", parse_approvers, F(approvers) },
+        { "", "scheduler-interval", conf_parse_duration, F(scheduler_interval), 1, 3600, .def = "5" },
+        { "", "silent-polls", conf_parse_u32, F(silent_polls), 1, 10000, .def = "3" },
+};
+#undef F
 
-        for (size_t i = 0; i < ELEMENTSOF(strs); i++)
-                if (streq(key, strs[i].key)) {
-                        if (!*value)
-                                return ringil_fail(-RINGIL_EMALFORMED, "line %u: empty %s", line, key);
-                        return set_str(strs[i].dst, value);
-                }
-        if (streq(key, "max-upload")) {
-                if (parse_size(value, &c->max_upload) < 0 || c->max_upload == 0)
-                        return ringil_fail(-RINGIL_EMALFORMED, "line %u: bad max-upload '%s'", line, value);
-                return 0;
-        }
-        const struct {
-                const char *key;
-                uint32_t *dst, min, max;
-        } nums[] = {
-                { "max-connections", &c->max_connections, 1, 1000000 },
-                { "poll-interval", &c->poll_interval, 1, 86400 },
-                { "token-ttl", &c->token_ttl, 60, 86400 * 30 },
-                { "enroll-max-connections", &c->enroll_max_connections, 1, 65536 },
-                { "enroll-per-address", &c->enroll_per_address, 1, 65536 },
-                { "enroll-rate", &c->enroll_rate, 1, 100000 },
-                { "enroll-timeout", &c->enroll_timeout, 1, 3600 },
-                { "handshake-timeout", &c->handshake_timeout, 1, 3600 },
-                { "request-timeout", &c->request_timeout, 1, 3600 },
-                { "keepalive-timeout", &c->keepalive_timeout, 1, 86400 },
-                { "min-body-rate", &c->min_body_rate, 1, 1u << 30 },
-                { "workers", &c->workers, 1, 256 },
-                { "scheduler-interval", &c->scheduler_interval, 1, 3600 },
-                { "silent-polls", &c->silent_polls, 1, 10000 },
-        };
-        for (size_t i = 0; i < ELEMENTSOF(nums); i++)
-                if (streq(key, nums[i].key))
-                        return parse_u32_range(value, nums[i].min, nums[i].max, nums[i].dst) < 0
-                                       ? ringil_fail(-RINGIL_EMALFORMED, "line %u: bad %s '%s' (%" PRIu32 "..%" PRIu32 ")",
-                                                     line, key, value, nums[i].min, nums[i].max)
-                                       : 0;
-        return ringil_fail(-RINGIL_EMALFORMED, "line %u: unknown key '%s'", line, key);
+static const struct conf_schema server_schema = {
+        .items = server_items,
+        .n_items = ELEMENTSOF(server_items),
+};
+
+int server_config_parse(const char *text, size_t len, struct server_config *c) {
+        int r;
+
+        *c = (struct server_config) {};
+        r = conf_parse(text, len, NULL, &server_schema, c);
+        if (r < 0)
+                server_config_free(c);
+        return r;
 }
 
 int server_config_load(const char *path, struct server_config *c) {
-        _cleanup_free_ uint8_t *data = NULL;
-        size_t len;
         int r;
 
-        *c = (struct server_config) {
-                .max_upload = 2ull << 30,
-                .max_connections = 4096,
-                .poll_interval = 300,
-                .token_ttl = 86400,
-                .enroll_max_connections = 64,
-                .enroll_per_address = 4,
-                .enroll_rate = 30,
-                .enroll_timeout = 10,
-                .handshake_timeout = 10,
-                .request_timeout = 30,
-                .keepalive_timeout = 120,
-                .min_body_rate = 4096,
-                .workers = 4,
-                .scheduler_interval = 5,
-                .silent_polls = 3,
-        };
-        r = read_full_file(path, 0, FLEET_MAX_CONFIG, &data, &len);
-        if (r < 0)
-                return ringil_fail(r, "cannot read '%s'", path);
-        r = fleet_kv_parse((const char *) data, len, server_kv, c);
-        if (r >= 0 && (!c->db || !c->store_dir || !c->cert || !c->key || !c->device_ca || !c->keyring))
-                r = ringil_fail(-RINGIL_EMALFORMED, "config needs db, store, cert, key, device-ca and keyring");
-        if (r >= 0 && !c->listen)
-                r = set_str(&c->listen, "127.0.0.1:8443");
-        if (r >= 0 && c->approvers) {
-                /* comma-separated certificate names, each checked like every name of the fleet */
-                _cleanup_free_ char *copy = strdup(c->approvers);
-                char *save = NULL;
-                if (!copy)
-                        r = -ENOMEM;
-                for (char *n = copy ? strtok_r(copy, ",", &save) : NULL; r >= 0 && n; n = strtok_r(NULL, ",", &save))
-                        if (ca_name_valid(n) < 0)
-                                r = ringil_fail(-RINGIL_EMALFORMED, "approvers: '%s' is not a certificate name", n);
-        }
+        *c = (struct server_config) {};
+        r = conf_load(path, &server_schema, c);
         if (r < 0)
                 server_config_free(c);
         return r;

@@ -14,6 +14,7 @@
 #include "err.h"
 #include "fileio.h"
 #include "log.h"
+#include "progress.h"
 #include "operator.h"
 #include "server.h"
 #include "verb.h"
@@ -99,6 +100,20 @@ int server_run(struct server *srv) {
         return r;
 }
 
+/* What to do about the usual reasons a server cannot start listening. */
+static const char *serve_hint(int r) {
+        switch (-r) {
+        case EADDRINUSE:
+                return " (another process listens on that port: stop it, or choose another `listen`)";
+        case EACCES:
+                return " (ports below 1024 need CAP_NET_BIND_SERVICE)";
+        case EADDRNOTAVAIL:
+                return " (no local interface has that address)";
+        default:
+                return "";
+        }
+}
+
 static int serve_main(int argc, char *argv[]) {
         static const struct option options[] = {
                 { "config", required_argument, NULL, 'c' },
@@ -123,10 +138,12 @@ static int serve_main(int argc, char *argv[]) {
                 }
         if (optind < argc)
                 return usage_error("serve: unexpected argument '%s'", argv[optind]);
+        progress_setup(NULL, PROGRESS_QUIET);   /* a daemon: its stderr is the journal */
         r = server_config_load(config, &srv.cfg);
         if (r < 0) {
-                log_error_errno(r, "Invalid config '%s': %s", config, ringil_detail());
-                return EXIT_USAGE;
+                /* The detail is the whole line: the path once, the line, what is wrong (or why it is unreadable). */
+                log_error_errno(r, "%s", ringil_detail());
+                return exit_code_from_errno(r);
         }
         if (listen_override) {
                 free(srv.cfg.listen);
@@ -187,7 +204,7 @@ static int serve_main(int argc, char *argv[]) {
         }
         r = server_run(&srv);
         if (r < 0)
-                log_error_errno(r, "Server failed: %s", ringil_detail());
+                log_error_errno(r, "Server failed: %s: %m%s", ringil_detail(), serve_hint(r));
         scheduler_stop(&srv);
 out:
         store_close(srv.db);
@@ -205,7 +222,8 @@ out:
         "      --ca FILE      CA that issued the server certificate (pinned)\n"                            \
         "      --cert FILE    operator certificate (ringil ca issue --operator)\n"                         \
         "      --key FILE     its key\n"                                                                   \
-        "      --json         print the server's JSON instead of a table\n\n"
+        "      --json         print the server's JSON instead of a table\n"                              \
+        "      --quiet        no progress on stderr (upload)\n\n"
 
 static const struct verb verbs[] = {
         VERB("serve", serve_main, "run the fleet server",
@@ -220,12 +238,21 @@ static const struct verb verbs[] = {
              "Registers DRONE-ID (in group G, default \"default\") and prints a one-time token for\n"
              "`ringild enroll`. Drones with certificates from `ringil ca issue` also need this step.\n\n"
              OPERATOR_OPTIONS),
+        VERB("reissue-token", op_reissue_token, "a new one-time enrollment token for an existing drone",
+             "Usage: ringil-server reissue-token [CONNECTION OPTIONS] DRONE-ID\n\n"
+             "Prints a new one-time token for `ringild enroll` when the first one was lost or expired\n"
+             "(valid `token-ttl`, like the first). Any earlier token of the drone stops working. The\n"
+             "drone's current certificate stays valid until a certificate is enrolled with the new token;\n"
+             "from then on only the new one is accepted. A revoked drone gets no token (exit 11):\n"
+             "revocation is final, register the drone under a new id. Unknown DRONE-ID: exit 12.\n\n"
+             OPERATOR_OPTIONS),
         VERB("revoke", op_revoke, "revoke a drone: every route refuses it from now on",
              "Usage: ringil-server revoke [CONNECTION OPTIONS] DRONE-ID\n\n" OPERATOR_OPTIONS),
         VERB("upload", op_upload, "upload a signed bundle as a new release",
              "Usage: ringil-server upload [CONNECTION OPTIONS] BUNDLE\n\n"
              "The server verifies the bundle against the fleet keyring and refuses anything else.\n"
-             "Prints the release id.\n\n" OPERATOR_OPTIONS),
+             "Prints the release id. Progress goes to stderr (bytes, rate and time left on a terminal,\n"
+             "one line otherwise); --quiet turns it off.\n\n" OPERATOR_OPTIONS),
         VERB("release", op_release, "assign a release to the fleet, a group or a drone (at once: see rollout)",
              "Usage: ringil-server release [CONNECTION OPTIONS] RELEASE-ID --fleet|--group G|--drone D [--force]\n\n"
              "Every matching drone takes it at its next check-in. A drone that a rollout holds is refused\n"
@@ -272,6 +299,7 @@ static void help(void) {
 
 int main(int argc, char *argv[]) {
         log_setup("ringil-server");
+        progress_setup("ringil-server", PROGRESS_AUTO);   /* upload; --quiet turns it off */
         if (argc < 2 || streq(argv[1], "--help") || streq(argv[1], "-h")) {
                 help();
                 return argc < 2 ? EXIT_USAGE : EXIT_OK;

@@ -1,17 +1,21 @@
-/* operator.c: `ringil-server drones|enroll|revoke|upload|release|status|metrics` over the operator API. */
+/* operator.c: `ringil-server drones|enroll|reissue-token|revoke|upload|release|status|metrics` over the operator API. */
+#include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "fleet-ca.h"
 #include "err.h"
+#include "escape.h"
 #include "fleet-client.h"
 #include "log.h"
 #include "operator.h"
 #include "parse.h"
+#include "progress.h"
 #include "verb.h"
 
 #define OP_MAX_RESPONSE (4u << 20)
@@ -24,7 +28,7 @@ struct op_opts {
         int n_args;
 };
 
-enum { OPT_SERVER = 0x100, OPT_CA, OPT_CERT, OPT_KEY, OPT_JSON, OPT_GROUP, OPT_DRONE, OPT_FLEET, OPT_FORCE };
+enum { OPT_SERVER = 0x100, OPT_CA, OPT_CERT, OPT_KEY, OPT_JSON, OPT_GROUP, OPT_DRONE, OPT_FLEET, OPT_FORCE, OPT_QUIET };
 
 static int parse_opts(int argc, char *argv[], struct op_opts *o, int max_args) {
         static const struct option options[] = {
@@ -37,6 +41,7 @@ static int parse_opts(int argc, char *argv[], struct op_opts *o, int max_args) {
                 { "drone", required_argument, NULL, OPT_DRONE },
                 { "fleet", no_argument, NULL, OPT_FLEET },
                 { "force", no_argument, NULL, OPT_FORCE },
+                { "quiet", no_argument, NULL, OPT_QUIET },
                 {},
         };
         int c;
@@ -58,6 +63,7 @@ static int parse_opts(int argc, char *argv[], struct op_opts *o, int max_args) {
                 case OPT_DRONE: o->drone = optarg; break;
                 case OPT_FLEET: o->fleet = true; break;
                 case OPT_FORCE: o->force = true; break;
+                case OPT_QUIET: progress_setup(NULL, PROGRESS_QUIET); break;
                 default: return EXIT_USAGE;
                 }
         for (; optind < argc; optind++) {
@@ -84,8 +90,8 @@ int op_call(const struct op_conn *o, const char *method, const char *path, const
                            : fleet_client_request(fc, method, path, body, OP_MAX_RESPONSE, &status, &resp);
         fleet_client_free(fc);
         if (r < 0) {
-                log_error_errno(r, "Request failed: %s", ringil_detail());
-                return EXIT_FAIL;
+                log_error_errno(r, "%s %s failed: %s", method, path, ringil_detail());
+                return exit_code_from_errno(r);
         }
         if (status < 200 || status > 299) {
                 json_t *j = json_loadb((const char *) resp.data, resp.len, 0, &e);
@@ -126,10 +132,12 @@ static void print_json(json_t *j) {
         op_print_json(j);
 }
 
-static const char *str(json_t *o, const char *k) {
+static const char *str_raw(json_t *o, const char *k) {
         const char *s = json_string_value(json_object_get(o, k));
         return s && *s ? s : "-";
 }
+/* A string of the server's answer, printable (escape.h): the server is not trusted with our terminal. */
+#define str(o, k) ESCAPED(str_raw((o), (k)))
 
 int op_drones(int argc, char *argv[]) {
         struct op_opts o;
@@ -183,6 +191,30 @@ int op_enroll(int argc, char *argv[]) {
         return EXIT_OK;
 }
 
+int op_reissue_token(int argc, char *argv[]) {
+        struct op_opts o;
+        char path[128];
+        json_t *j = NULL;
+        int r = parse_opts(argc, argv, &o, 1);
+
+        if (r != EXIT_OK)
+                return r;
+        if (o.n_args != 1 || ca_name_valid(o.args[0]) < 0)
+                return usage_error("reissue-token: one valid DRONE-ID required");
+        snprintf(path, sizeof(path), "/api/v1/drones/%s/token", o.args[0]);
+        r = call(&o, "POST", path, NULL, NULL, &j);
+        if (r == EXIT_EXISTS)
+                return EXIT_REFUSED;   /* 409 here means revoked: a refusal by state, nothing exists to keep */
+        if (r != EXIT_OK)
+                return r;
+        if (o.json)
+                print_json(j);
+        else
+                printf("%s\n", str(j, "token"));
+        json_decref(j);
+        return EXIT_OK;
+}
+
 int op_revoke(int argc, char *argv[]) {
         struct op_opts o;
         char path[128];
@@ -201,6 +233,23 @@ int op_revoke(int argc, char *argv[]) {
         return r;
 }
 
+static int check_bundle_file(const char *path) {
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        struct stat st;
+        int r;
+
+        if (fd < 0 || fstat(fd, &st) < 0) {
+                r = negative_errno();
+                log_error_errno(r, "Cannot read bundle '%s': %m", path);
+                return exit_code_from_errno(r);
+        }
+        if (!S_ISREG(st.st_mode)) {
+                log_error("Cannot upload '%s': not a regular file", path);
+                return EXIT_USAGE;
+        }
+        return EXIT_OK;
+}
+
 int op_upload(int argc, char *argv[]) {
         struct op_opts o;
         json_t *j = NULL;
@@ -210,6 +259,10 @@ int op_upload(int argc, char *argv[]) {
                 return r;
         if (o.n_args != 1)
                 return usage_error("upload: BUNDLE required");
+        /* Checked before connecting: a missing file is the operator's input error (exit 12), not the server's. */
+        r = check_bundle_file(o.args[0]);
+        if (r != EXIT_OK)
+                return r;
         r = call(&o, "POST", "/api/v1/releases", NULL, o.args[0], &j);
         if (r != EXIT_OK)
                 return r;

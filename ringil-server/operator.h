@@ -27,6 +27,7 @@ int op_drift(int argc, char *argv[]);
 
 int op_drones(int argc, char *argv[]);
 int op_enroll(int argc, char *argv[]);
+int op_reissue_token(int argc, char *argv[]);
 int op_revoke(int argc, char *argv[]);
 int op_upload(int argc, char *argv[]);
 int op_release(int argc, char *argv[]);

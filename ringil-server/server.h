@@ -45,7 +45,14 @@ struct server_config {
         uint32_t silent_polls;       /* a drone silent for this many poll intervals is drift */
 };
 
+/*
+ * The config file (format: lib/conf.h; keys: docs/fleet.md): no sections, unknown and repeated keys
+ * refused, db/store/cert/key/device-ca/keyring required, defaults applied. On failure *c is freed and
+ * zeroed, the error is -RINGIL_EMALFORMED/-RINGIL_ETOOBIG or the file's errno, with a one-line detail
+ * naming the path once (`PATH:LINE: …`, `cannot read configuration `PATH': reason`).
+ */
 int server_config_load(const char *path, struct server_config *c);
+int server_config_parse(const char *text, size_t len, struct server_config *c);
 void server_config_free(struct server_config *c);
 
 struct metrics {

@@ -41,6 +41,7 @@ enum {
         Q_RELEASES,
         Q_STATE_COUNTS,
         Q_RELEASE_EXISTS,
+        Q_DRONE_REISSUE,
         _Q_MAX,
 };
 
@@ -104,6 +105,8 @@ static const char *const queries[_Q_MAX] = {
         [Q_STATE_COUNTS] = "SELECT CASE status WHEN 2 THEN 'revoked' ELSE COALESCE(NULLIF(state, ''), 'unknown') END, "
                            "count(*) FROM drones GROUP BY 1",
         [Q_RELEASE_EXISTS] = "SELECT id FROM releases WHERE id = ?1",
+        /* INVARIANT: a revoked drone never gets a token again (status 2 is never matched). */
+        [Q_DRONE_REISSUE] = "UPDATE drones SET token_hash = ?2, token_expires = ?3 WHERE id = ?1 AND status != 2",
 };
 
 
@@ -564,8 +567,11 @@ static int token_row(sqlite3_stmt *q, void *userdata) {
         struct token_row *t = userdata;
         const void *h = sqlite3_column_blob(q, 1);
 
-        /* INVARIANT: a token works once (cleared on use), before expiry, for a live drone. */
-        t->ok = sqlite3_column_int(q, 0) == DRONE_ENROLLED && h && sqlite3_column_bytes(q, 1) == 32 &&
+        /* INVARIANT: a token works once (cleared on use), before expiry, for a drone that is not revoked.
+         * An active drone has a token only when an operator re-issued one (store_drone_reissue);
+         * enrolling with it records the new certificate's serial, which from then on is the only
+         * certificate accepted for the id. */
+        t->ok = sqlite3_column_int(q, 0) != DRONE_REVOKED && h && sqlite3_column_bytes(q, 1) == 32 &&
                 crypto_memcmp(h, t->want, 32) == 0 && sqlite3_column_int64(q, 2) >= t->now;
         return 1;
 }
@@ -583,6 +589,27 @@ int store_drone_enroll(store *s, const char *id, const uint8_t token_hash[32], i
                 r = -EACCES;
         if (r >= 0)
                 r = sql_run(&s->w, Q_DRONE_ENROLL, ARGS(TEXT(id), TEXT(cert_serial), INT(now)), NULL, NULL);
+        return tx_end(s, r);
+}
+
+int store_drone_reissue(store *s, const char *id, const uint8_t token_hash[32], int64_t token_expires) {
+        struct drone_auth a;
+        int r;
+
+        r = store_drone_auth(s, id, &a);
+        if (r < 0)
+                return r;
+        if (!a.exists)
+                return -ENOENT;
+        if (a.status == DRONE_REVOKED)
+                return -RINGIL_EREFUSED;
+        r = tx_begin(s, true);
+        if (r < 0)
+                return r;
+        r = sql_run(&s->w, Q_DRONE_REISSUE, ARGS(TEXT(id), BLOB(token_hash, 32), INT(token_expires)), NULL, NULL);
+        /* revoked between the lookup and here: the statement's own condition refused it */
+        if (r >= 0 && sqlite3_changes(s->w.db) == 0)
+                r = -RINGIL_EREFUSED;
         return tx_end(s, r);
 }
 

@@ -76,6 +76,12 @@ int store_drone_add(store *s, const char *id, const char *group, const uint8_t t
 /* Consume the token: succeeds once, before expiry, for a non-revoked drone; records the serial. */
 int store_drone_enroll(store *s, const char *id, const uint8_t token_hash[32], int64_t now,
                        const char *cert_serial);
+/*
+ * A new one-time token for an existing drone (its earlier token, if any, stops working). The drone's
+ * current certificate stays valid until a certificate is enrolled with the new token, which then
+ * replaces it. -ENOENT for an unknown id, -RINGIL_EREFUSED for a revoked one: revocation is final.
+ */
+int store_drone_reissue(store *s, const char *id, const uint8_t token_hash[32], int64_t token_expires);
 int store_drone_revoke(store *s, const char *id);
 
 /* A heartbeat: last seen and reported fields (not durable). */

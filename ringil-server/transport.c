@@ -235,12 +235,18 @@ static void refuse(transport *t, enum tp_refusal why, const char *addr) {
 /* ---- enrollment: per-address cap and token bucket ---- */
 
 static void addr_key(const struct sockaddr *sa, uint8_t key[static 16]) {
+        /* copied out, not cast: a struct sockaddr pointer promises no sockaddr_in alignment */
         memset(key, 0, 16);
         if (sa->sa_family == AF_INET) {
+                struct sockaddr_in in;
+                memcpy(&in, sa, sizeof(in));
                 key[10] = key[11] = 0xff;
-                memcpy(key + 12, &((const struct sockaddr_in *) sa)->sin_addr, 4);
-        } else if (sa->sa_family == AF_INET6)
-                memcpy(key, &((const struct sockaddr_in6 *) sa)->sin6_addr, 16);
+                memcpy(key + 12, &in.sin_addr, 4);
+        } else if (sa->sa_family == AF_INET6) {
+                struct sockaddr_in6 in6;
+                memcpy(&in6, sa, sizeof(in6));
+                memcpy(key, &in6.sin6_addr, 16);
+        }
 }
 
 static struct addr_slot *addr_lookup(transport *t, const uint8_t key[static 16], uint64_t now) {
@@ -453,7 +459,7 @@ static void on_write(struct bufferevent *bev, void *userdata) {
         if (c->state != C_WRITE || !x)
                 return;
         set_deadline(c, now_ms() + c->t->cfg.limits.request_timeout_ms);
-        while (x->file_off < x->file_end && evbuffer_get_length(out) < FILE_CHUNK) {
+        while (x->file_off < x->file_end && evbuffer_get_length(out) < 4 * FILE_CHUNK) {
                 struct evbuffer_iovec v;
                 size_t want = (size_t) MIN((uint64_t) FILE_CHUNK, x->file_end - x->file_off);
                 ssize_t k;
@@ -998,11 +1004,15 @@ static void on_accept(struct evconnlistener *lis, evutil_socket_t fd, struct soc
         uint64_t now = now_ms();
         int one = 1;
 
-        (void) salen;
-        if (sa->sa_family == AF_INET)
-                inet_ntop(AF_INET, &((struct sockaddr_in *) sa)->sin_addr, addr, sizeof(addr));
-        else if (sa->sa_family == AF_INET6)
-                inet_ntop(AF_INET6, &((struct sockaddr_in6 *) sa)->sin6_addr, addr, sizeof(addr));
+        if (sa->sa_family == AF_INET && (size_t) salen >= sizeof(struct sockaddr_in)) {
+                struct sockaddr_in in;
+                memcpy(&in, sa, sizeof(in));
+                inet_ntop(AF_INET, &in.sin_addr, addr, sizeof(addr));
+        } else if (sa->sa_family == AF_INET6 && (size_t) salen >= sizeof(struct sockaddr_in6)) {
+                struct sockaddr_in6 in6;
+                memcpy(&in6, sa, sizeof(in6));
+                inet_ntop(AF_INET6, &in6.sin6_addr, addr, sizeof(addr));
+        }
         atomic_fetch_add(&t->stats.connections_total, 1);
 
         /* Near the cap (90 %), make room by closing the connection idle the longest: a keep-alive
@@ -1075,6 +1085,9 @@ static void on_accept(struct evconnlistener *lis, evutil_socket_t fd, struct soc
                 list_push(&t->handshaking, c);
         /* at most this much unread input per connection while a request is being handled */
         bufferevent_setwatermark(c->bev, EV_READ, 0, READ_HIGH_WATER);
+        /* libevent moves 16 KiB per wakeup by default: a download would take a loop turn per record */
+        (void) bufferevent_set_max_single_write(c->bev, 4 * FILE_CHUNK);
+        (void) bufferevent_set_max_single_read(c->bev, FILE_CHUNK);
         bufferevent_setcb(c->bev, on_read, on_write, on_event, c);
         bufferevent_enable(c->bev, EV_READ | EV_WRITE);
         set_deadline(c, which == TP_ENROLL ? now + MIN(l->handshake_timeout_ms, l->enroll_timeout_ms)
@@ -1183,7 +1196,7 @@ static int listen_on(const char *spec, int *ret_fd) {
                 int r = negative_errno();
                 freeaddrinfo(ai);
                 close(fd);
-                return ringil_fail(r, "cannot listen on '%s': %s", spec, strerror(-r));
+                return ringil_fail(r, "cannot listen on '%s'", spec);
         }
         freeaddrinfo(ai);
         *ret_fd = fd;

@@ -10,10 +10,12 @@
 #include "bundle.h"
 #include "crypto.h"
 #include "err.h"
+#include "escape.h"
 #include "fileio.h"
 #include "install-nix.h"
 #include "log.h"
 #include "parse.h"
+#include "progress.h"
 #include "verb.h"
 #include "verbs.h"
 
@@ -45,7 +47,9 @@
         "                       URL such as file:///srv/ringil/nix-cache; default: the local store)\n" \
         "  --closure FILE       use this closure listing instead of asking Nix (format in\n" \
         "                       docs/bundle-format.md); for one nixos payload\n" \
-        "  --output OUT         bundle to write (atomically)\n\n"
+        "  --output OUT         bundle to write (atomically)\n" \
+        "  -q, --quiet          no progress on stderr (shown by default: bytes, rate and time left\n" \
+        "                       on a terminal, a line per step otherwise)\n\n"
 
 #define VERIFY_USAGE \
         "Usage: ringil bundle verify --keyring PEM|DIR [--compatible ID] [--min-version V] [--now TIME]\n" \
@@ -64,9 +68,31 @@
 #define INFO_USAGE \
         "Usage: ringil bundle info [--json] FILE|-\n\n" \
         "Show a bundle's manifest WITHOUT checking its signature (the output says \"unverified\").\n" \
-        "Use `ringil bundle verify` to decide whether to trust it.\n\n" \
+        "Checked: the header, the manifest's syntax and that the container is exactly as long as the\n" \
+        "manifest declares (a stream is read to its end for that). Not checked, and listed as such: the\n" \
+        "signature and signer chain, the payload hashes and the policy (compatible, expiry, floor).\n" \
+        "Use `ringil bundle verify` to decide whether to trust it.\n" \
+        "A truncated bundle, or one with bytes after its last payload, is shown and then refused (exit 3).\n\n" \
         "Options:\n" \
         "  --json   machine-readable output\n\n"
+
+/* A failure about the bundle at path: says which bundle and what happened to it. */
+static int fail_bundle(int r, const char *path, const char *what) {
+        const char *d = ringil_detail();
+
+        log_error_errno(r, "Bundle '%s' %s: %m%s%s", path, what, *d ? ": " : "", d);
+        return exit_code_from_errno(r);
+}
+
+static int open_bundle(const char *path, bundle **ret) {
+        int r = bundle_open(path, ret);
+
+        if (r < 0) {
+                log_error_errno(r, "Cannot open bundle '%s': %m", path);
+                return exit_code_from_errno(r);
+        }
+        return -1;
+}
 
 static int fail(int r, const char *what) {
         const char *d = ringil_detail();
@@ -159,6 +185,7 @@ static int verb_bundle_create(int argc, char *argv[]) {
                 { "output", required_argument, NULL, ARG_OUTPUT },
                 { "nix-store", required_argument, NULL, ARG_NIX_STORE },
                 { "closure", required_argument, NULL, ARG_CLOSURE },
+                { "quiet", no_argument, NULL, 'q' },
                 {},
         };
         __attribute__((cleanup(close_listings))) int listing_fd[BUNDLE_MAX_PAYLOADS] = { [0 ... BUNDLE_MAX_PAYLOADS - 1] = -EBADF };   /* memfds */
@@ -174,8 +201,11 @@ static int verb_bundle_create(int argc, char *argv[]) {
         uint64_t u;
         int c, r;
 
-        while ((c = getopt_long(argc, argv, "", options, NULL)) >= 0)
+        while ((c = getopt_long(argc, argv, "q", options, NULL)) >= 0)
                 switch (c) {
+                case 'q':
+                        progress_setup(NULL, PROGRESS_QUIET);
+                        break;
                 case ARG_KEY:
                         o.key = optarg;
                         break;
@@ -255,7 +285,7 @@ static int verb_bundle_create(int argc, char *argv[]) {
         r = bundle_create(&o, output);
         if (r < 0)
                 return fail(r, "cannot create bundle");
-        printf("wrote %s\n", output);
+        printf("wrote %s\n", ESCAPED(output));
         return EXIT_OK;
 }
 
@@ -271,6 +301,7 @@ static int verb_bundle_verify(int argc, char *argv[]) {
                 {},
         };
         const char *signers[MAX_LIST + 1] = {};
+        _cleanup_x509_stack_ STACK_OF(X509) *anchors = NULL;
         struct bundle_policy policy = {};
         _cleanup_bundle_ bundle *b = NULL;
         const struct bundle_manifest *m;
@@ -315,29 +346,97 @@ static int verb_bundle_verify(int argc, char *argv[]) {
         if (n_signers > 0)
                 policy.allowed_signers = signers;
 
-        r = bundle_open(path, &b);
+        /* The keyring is the operator's input, not the bundle's: a problem with it is reported as such,
+         * before the bundle is looked at. */
+        r = crypto_load_certs(policy.keyring, &anchors);
         if (r < 0)
-                return fail(r, path);
+                return fail(r, "Cannot load the keyring (--keyring)");
+        r = open_bundle(path, &b);
+        if (r >= 0)
+                return r;
         r = bundle_verify_manifest(b, &policy);
         if (r < 0)
-                return fail(r, path);
+                return fail_bundle(r, path, "refused");
         r = bundle_verify_payloads(b);
         if (r < 0)
-                return fail(r, path);
+                return fail_bundle(r, path, "refused");
         m = bundle_get_manifest(b);
-        printf("OK: %s: version %s for '%s', %zu payload%s, expires %s, signed by %s\n", path, m->version, m->compatible,
-               m->n_payloads, m->n_payloads == 1 ? "" : "s", format_time(m->expires, t), m->signer);
+        printf("OK: %s: version %s for '%s', %zu payload%s, expires %s, signed by %s\n", ESCAPED(path), m->version,
+               m->compatible, m->n_payloads, m->n_payloads == 1 ? "" : "s", format_time(m->expires, t), ESCAPED(m->signer));
         return EXIT_OK;
 }
 
-static int info_json(const struct bundle_manifest *m, uint32_t sig_len) {
-        json_t *root = json_object(), *pls = json_array();
+/* What `bundle info` can say about the container without a keyring. */
+struct container_check {
+        uint64_t declared;      /* header + manifest + signature + payloads, from the unverified manifest */
+        uint64_t actual;        /* bytes the file or stream holds; UINT64_MAX: unknown */
+        int error;              /* 0, -RINGIL_ETRUNCATED or -RINGIL_EMALFORMED (bytes appended) */
+        char problem[160];
+};
+
+static const char *const info_not_checked[] = {
+        "signature", "signer chain", "payload hashes", "policy (compatible, expiry, floor)",
+};
+
+/* A pipe: the metadata has been consumed, so what is left on stdin is the payloads (and anything
+ * appended). Read it to the end, but no further than one byte past what the manifest declares. */
+static int count_stream(const struct bundle_manifest *m, uint64_t declared, uint64_t *ret_actual) {
+        uint64_t payloads = 0, got = 0;
+        uint8_t buf[65536];
+
+        for (size_t i = 0; i < m->n_payloads; i++)
+                payloads += m->payloads[i].size;   /* bounded: bundle_unverified_size() checked the sum */
+        for (;;) {
+                ssize_t k = read(STDIN_FILENO, buf, sizeof(buf));
+                if (k < 0 && errno == EINTR)
+                        continue;
+                if (k < 0)
+                        return negative_errno();
+                if (k == 0)
+                        break;
+                got += (uint64_t) k;
+                if (got > payloads)
+                        break;
+        }
+        *ret_actual = declared - payloads + got;
+        return 0;
+}
+
+static int check_container(bundle *b, const char *path, const struct bundle_manifest *m, struct container_check *ret) {
+        struct container_check cc = {};
+        int r;
+
+        r = bundle_unverified_size(b, &cc.declared, &cc.actual);
+        if (r < 0)
+                return r;
+        if (cc.actual == UINT64_MAX && streq(path, "-")) {
+                r = count_stream(m, cc.declared, &cc.actual);
+                if (r < 0)
+                        return r;
+        }
+        if (cc.actual != UINT64_MAX && cc.actual < cc.declared) {
+                cc.error = -RINGIL_ETRUNCATED;
+                snprintf(cc.problem, sizeof(cc.problem), "truncated: %llu bytes, the manifest declares %llu",
+                         (unsigned long long) cc.actual, (unsigned long long) cc.declared);
+        } else if (cc.actual != UINT64_MAX && cc.actual > cc.declared) {
+                cc.error = -RINGIL_EMALFORMED;
+                snprintf(cc.problem, sizeof(cc.problem), "%s%llu bytes appended after the last payload",
+                         streq(path, "-") ? "at least " : "", (unsigned long long) (cc.actual - cc.declared));
+        }
+        *ret = cc;
+        return 0;
+}
+
+static int info_json(const struct bundle_manifest *m, uint32_t sig_len, const struct container_check *cc) {
+        json_t *root = json_object(), *pls = json_array(), *cont = json_object(), *nc = json_array();
         char hex[2 * SHA256_LEN + 1], t[21];
         int r = EXIT_OK;
 
-        if (!root || !pls) {
+        if (!root || !pls || !cont || !nc) {
                 json_decref(root);
                 json_decref(pls);
+                json_decref(cont);
+                json_decref(nc);
                 return EXIT_FAIL;
         }
         json_object_set_new(root, "verified", json_false());
@@ -366,6 +465,14 @@ static int info_json(const struct bundle_manifest *m, uint32_t sig_len) {
                 json_array_append_new(pls, o);
         }
         json_object_set_new(root, "payloads", pls);
+        json_object_set_new(cont, "declared_bytes", json_integer((json_int_t) cc->declared));
+        json_object_set_new(cont, "bytes", cc->actual == UINT64_MAX ? json_null() : json_integer((json_int_t) cc->actual));
+        json_object_set_new(cont, "complete", json_boolean(cc->actual == cc->declared));
+        json_object_set_new(cont, "problem", cc->error < 0 ? json_string(cc->problem) : json_null());
+        json_object_set_new(root, "container", cont);
+        for (size_t i = 0; i < ELEMENTSOF(info_not_checked); i++)
+                json_array_append_new(nc, json_string(info_not_checked[i]));
+        json_object_set_new(root, "not_checked", nc);
         if (json_dumpf(root, stdout, JSON_INDENT(2) | JSON_SORT_KEYS) < 0)
                 r = EXIT_FAIL;
         putchar('\n');
@@ -380,6 +487,8 @@ static int verb_bundle_info(int argc, char *argv[]) {
         };
         _cleanup_bundle_ bundle *b = NULL;
         const struct bundle_manifest *m;
+        struct container_check cc;
+        const char *path;
         bool json = false;
         uint32_t sig_len;
         char hex[2 * SHA256_LEN + 1], t[21];
@@ -395,51 +504,58 @@ static int verb_bundle_info(int argc, char *argv[]) {
                 }
         if (argc - optind != 1)
                 return usage_error("exactly one bundle FILE expected");
-        r = bundle_open(argv[optind], &b);
-        if (r < 0)
-                return fail(r, argv[optind]);
+        path = argv[optind];
+        r = open_bundle(path, &b);
+        if (r >= 0)
+                return r;
         r = bundle_read_unverified(b, &m, &sig_len);
         if (r < 0)
-                return fail(r, argv[optind]);
+                return fail_bundle(r, path, "is malformed");
+        r = check_container(b, path, m, &cc);
+        if (r < 0)
+                return fail_bundle(r, path, "cannot be measured");
         if (json)
-                return info_json(m, sig_len);
-        printf("Bundle:      %s (UNVERIFIED: signature not checked; use `ringil bundle verify`)\n", argv[optind]);
-        printf("Format:      %u\n", m->format);
-        printf("Compatible:  %s\n", m->compatible);
-        printf("Version:     %s\n", m->version);
-        printf("Created:     %s\n", format_time(m->created, t));
-        printf("Expires:     %s\n", format_time(m->expires, t));
-        printf("Manifest:    sha256 %s\n", hex_encode(m->digest, SHA256_LEN, hex));
-        printf("Signature:   %u bytes CMS\n", sig_len);
-        for (size_t i = 0; i < m->n_payloads; i++) {
-                const struct bundle_payload *p = &m->payloads[i];
-                printf("Payload %zu:   %s (%s) %llu bytes, %llu chunks of %u, sha256 %s\n", i, p->name,
-                       bundle_payload_type_to_string(p->type), (unsigned long long) p->size,
-                       (unsigned long long) p->n_chunks, p->chunk_size, hex_encode(p->sha256, SHA256_LEN, hex));
-                if (p->store_path)
-                        printf("             store path %s%s%s\n", p->store_path, p->cache_url ? " from " : "",
-                               p->cache_url ? p->cache_url : "");
+                r = info_json(m, sig_len, &cc);
+        else {
+                printf("Bundle:      %s (UNVERIFIED: signature not checked; use `ringil bundle verify`)\n", ESCAPED(path));
+                printf("Format:      %u\n", m->format);
+                printf("Compatible:  %s\n", m->compatible);
+                printf("Version:     %s\n", m->version);
+                printf("Created:     %s\n", format_time(m->created, t));
+                printf("Expires:     %s\n", format_time(m->expires, t));
+                printf("Manifest:    sha256 %s\n", hex_encode(m->digest, SHA256_LEN, hex));
+                printf("Signature:   %u bytes CMS\n", sig_len);
+                for (size_t i = 0; i < m->n_payloads; i++) {
+                        const struct bundle_payload *p = &m->payloads[i];
+                        printf("Payload %zu:   %s (%s) %llu bytes, %llu chunks of %u, sha256 %s\n", i, p->name,
+                               bundle_payload_type_to_string(p->type), (unsigned long long) p->size,
+                               (unsigned long long) p->n_chunks, p->chunk_size, hex_encode(p->sha256, SHA256_LEN, hex));
+                        if (p->store_path)
+                                printf("             store path %s%s%s\n", p->store_path, p->cache_url ? " from " : "",
+                                       p->cache_url ? p->cache_url : "");
+                }
+                if (cc.error < 0)
+                        printf("Container:   MALFORMED: %s\n", cc.problem);
+                else if (cc.actual == UINT64_MAX)
+                        printf("Container:   %llu bytes declared; length not checked (unknown size)\n",
+                               (unsigned long long) cc.declared);
+                else
+                        printf("Container:   complete (%llu bytes, as declared)\n", (unsigned long long) cc.actual);
+                printf("Not checked: signature, signer chain, payload hashes, policy (compatible, expiry, floor)\n");
+                r = EXIT_OK;
         }
-        return EXIT_OK;
+        fflush(stdout);
+        /* INVARIANT: info exits 0 only for a well-formed container; what it showed is still unverified. */
+        if (cc.error < 0) {
+                log_error_errno(cc.error, "Bundle '%s' is malformed: %s", path, cc.problem);
+                return exit_code_from_errno(cc.error);
+        }
+        return r;
 }
 
-#define BUNDLE_USAGE_HEAD \
-        "Usage: ringil bundle create|verify|info [OPTIONS…]\n\n" \
-        "Signed update bundles (docs/bundle-format.md). The commands:\n\n"
-
-/* Help texts with the shared exit-code table appended, built once before main(). `ringil bundle X
- * --help` prints the whole bundle text, since the top-level dispatcher answers --help itself. */
-static char create_help[sizeof(CREATE_USAGE) + 1024], verify_help[sizeof(VERIFY_USAGE) + 1024],
-        info_help[sizeof(INFO_USAGE) + 1024];
-char bundle_usage[sizeof(BUNDLE_USAGE_HEAD CREATE_USAGE VERIFY_USAGE INFO_USAGE) + 1024];
-
-__attribute__((constructor)) static void bundle_help_init(void) {
-        snprintf(create_help, sizeof(create_help), "%s%s", CREATE_USAGE, exit_codes_help);
-        snprintf(verify_help, sizeof(verify_help), "%s%s", VERIFY_USAGE, exit_codes_help);
-        snprintf(info_help, sizeof(info_help), "%s%s", INFO_USAGE, exit_codes_help);
-        snprintf(bundle_usage, sizeof(bundle_usage), "%s%s%s%s%s", BUNDLE_USAGE_HEAD, CREATE_USAGE, VERIFY_USAGE,
-                 INFO_USAGE, exit_codes_help);
-}
+/* Help texts with the shared exit-code table appended. */
+static const char create_help[] = CREATE_USAGE EXIT_CODES_HELP, verify_help[] = VERIFY_USAGE EXIT_CODES_HELP,
+                  info_help[] = INFO_USAGE EXIT_CODES_HELP;
 
 static const struct verb bundle_verbs[] = {
         VERB("create", verb_bundle_create, "make a signed update bundle", create_help),
@@ -447,6 +563,9 @@ static const struct verb bundle_verbs[] = {
         VERB("info", verb_bundle_info, "show a bundle's manifest (unverified)", info_help),
 };
 
-int verb_bundle(int argc, char *argv[]) {
-        return verb_dispatch(bundle_verbs, ELEMENTSOF(bundle_verbs), "bundle", argc - 1, argv + 1);
-}
+const struct verb_group bundle_group = {
+        .usage = "Usage: ringil bundle COMMAND [OPTIONS…]\n\n"
+                 "Signed update bundles (docs/bundle-format.md).\n\n",
+        .verbs = bundle_verbs,
+        .n = ELEMENTSOF(bundle_verbs),
+};

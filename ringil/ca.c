@@ -5,6 +5,7 @@
 
 #include "fleet-ca.h"
 #include "err.h"
+#include "escape.h"
 #include "log.h"
 #include "parse.h"
 #include "verb.h"
@@ -47,7 +48,7 @@ static int ca_create_main(int argc, char *argv[]) {
                 log_error_errno(r, "Failed to create CA in '%s': %s", dir, ringil_detail());
                 return exit_code_from_errno(r);
         }
-        printf("%s/ca.pem\n", dir);
+        printf("%s/ca.pem\n", ESCAPED(dir));
         return EXIT_OK;
 }
 
@@ -113,7 +114,7 @@ static int ca_issue_main(int argc, char *argv[]) {
                 log_error_errno(r, "Failed to issue a certificate for '%s': %s", name, ringil_detail());
                 return exit_code_from_errno(r);
         }
-        printf("%s/%s.pem\n%s/%s.key\n", out, name, out, name);
+        printf("%s/%s.pem\n%s/%s.key\n", ESCAPED(out), name, ESCAPED(out), name);
         return EXIT_OK;
 }
 
@@ -125,7 +126,8 @@ static const struct verb ca_verbs[] = {
              "Options:\n"
              "  -d, --dir DIR    CA directory (created 0700)\n"
              "  -n, --name CN    subject CN (default \"ringil device CA\")\n"
-             "      --days N     validity (default 3650)\n\n"),
+             "      --days N     validity (default 3650)\n\n"
+             "Exit codes: 0 created, 1 I/O error, 2 usage, 10 DIR/ca.key or DIR/ca.pem exists.\n"),
         VERB("issue", ca_issue_main, "issue a drone, operator or server certificate",
              "Usage: ringil ca issue --dir DIR --name NAME [--out-dir D] [--server [--san S]…|--operator]\n\n"
              "Generate an EC P-256 key and a certificate signed by the CA in DIR: D/NAME.key (0400,\n"
@@ -137,16 +139,15 @@ static const struct verb ca_verbs[] = {
              "      --server       server certificate: EKU serverAuth, SAN DNS:NAME or IP:NAME\n"
              "      --san S        extra SAN for --server, \"DNS:host\" or \"IP:addr\" (repeatable)\n"
              "      --operator     operator certificate: OU=operator, EKU clientAuth\n"
-             "      --days N       validity (default 825)\n\n"),
+             "      --days N       validity (default 825)\n\n"
+             "Exit codes: 0 issued, 1 I/O error, 2 usage, 3 malformed CA files, 10 NAME.key or NAME.pem\n"
+             "exists, 12 no CA in DIR.\n"),
 };
 
-int verb_ca(int argc, char *argv[]) {
-        if (argc >= 2 && (streq(argv[1], "--help") || streq(argv[1], "-h"))) {
-                printf("Usage: ringil ca COMMAND [OPTIONS]\n\nThe fleet's device CA (separate from the "
-                       "Secure Boot keys).\n\n");
-                verb_list(ca_verbs, ELEMENTSOF(ca_verbs), "ca");
-                printf("\n%s", exit_codes_help);
-                return EXIT_OK;
-        }
-        return verb_dispatch(ca_verbs, ELEMENTSOF(ca_verbs), "ca", argc - 1, argv + 1);
-}
+const struct verb_group ca_group = {
+        .usage = "Usage: ringil ca COMMAND [OPTIONS]\n\n"
+                 "The fleet's device CA (separate from the Secure Boot keys): it issues the TLS identities\n"
+                 "of drones, operators and the server (docs/fleet.md).\n\n",
+        .verbs = ca_verbs,
+        .n = ELEMENTSOF(ca_verbs),
+};

@@ -8,10 +8,12 @@
 
 #include "install-bootentry.h"
 #include "err.h"
+#include "escape.h"
 #include "install.h"
 #include "install-nix.h"
 #include "log.h"
 #include "macro.h"
+#include "progress.h"
 #include "verb.h"
 #include "verbs.h"
 
@@ -29,7 +31,9 @@ static const char install_text[] =
         "next boot and kept only after `ringil mark-good`. An interrupted install of the same bundle resumes\n"
         "after the last recorded verified chunk; another bundle starts clean.\n\n"
         "Options:\n" COMMON_OPTS
-        "      --slot a|b        install into this slot (first provisioning; never the booted one)\n\n"
+        "      --slot a|b        install into this slot (first provisioning; never the booted one)\n"
+        "  -q, --quiet           no progress on stderr (shown by default: bytes, rate and time left on\n"
+        "                        a terminal, a line per payload otherwise)\n\n"
         "Refused (exit 11) when the booted slot is unknown (no LoaderEntrySelected and no --booted) or not\n"
         "blessed, except --slot while no slot is blessed yet (first provisioning). Expiry is checked against\n"
         "the later of the clock and the newest installed bundle's creation time.\n\n"
@@ -95,13 +99,19 @@ static int parse_common(int argc, char *argv[], struct common *o, bool allow_slo
                 { "booted", required_argument, NULL, ARG_BOOTED },
                 { "slot", required_argument, NULL, ARG_SLOT },
                 { "json", no_argument, NULL, ARG_JSON },
+                { "quiet", no_argument, NULL, 'q' },
                 {},
         };
         int c;
 
         *o = (struct common){ .config = DEVICE_CONF_DEFAULT, .slot = -1 };
-        while ((c = getopt_long(argc, argv, "c:", options, NULL)) >= 0)
+        while ((c = getopt_long(argc, argv, allow_slot ? "c:q" : "c:", options, NULL)) >= 0)
                 switch (c) {
+                case 'q':
+                        if (!allow_slot)
+                                return usage_error("--quiet is only for install");
+                        progress_setup(NULL, PROGRESS_QUIET);
+                        break;
                 case 'c':
                         o->config = optarg;
                         break;
@@ -133,7 +143,8 @@ static int load_conf(const struct common *o, struct device_conf *c) {
         int r = device_conf_load(o->config, c);
 
         if (r < 0) {
-                log_error_errno(r, "Invalid configuration %s: %s", o->config, ringil_detail());
+                /* The detail is the whole line: the path once, the line, what is wrong (or why it is unreadable). */
+                log_error_errno(r, "%s", ringil_detail());
                 return exit_code_from_errno(r);
         }
         if (o->efivarfs) {
@@ -279,14 +290,14 @@ static int status_generation(const struct device_conf *c, const struct install_s
                 free(s);
                 return EXIT_OK;
         }
-        printf("mode:       generation (profile %s)\n", c->nix_profile);
-        printf("system:     %s\n", sys ? sys : "none");
+        printf("mode:       generation (profile %s)\n", ESCAPED(c->nix_profile));
+        printf("system:     %s\n", sys ? ESCAPED(sys) : "none");
         printf("generation: %s %s\n", st->slots[0].version ? st->slots[0].version : "-", gen);
-        printf("running:    %s\n", running ? running : "unknown");
+        printf("running:    %s\n", running ? ESCAPED(running) : "unknown");
         printf("install:    %s%s%s\n", install_phase_to_string(st->phase), st->phase != PHASE_IDLE && st->version ? " " : "",
                st->phase != PHASE_IDLE && st->version ? st->version : "");
         printf("floor:      %s\n", floor ? floor : "none");
-        printf("last error: %s\n", st->last_error ? st->last_error : "-");
+        printf("last error: %s\n", st->last_error ? ESCAPED(st->last_error) : "-");
         return EXIT_OK;
 }
 
@@ -396,11 +407,11 @@ int verb_status(int argc, char *argv[]) {
                 free(s);
         } else {
                 printf("booted:     %s%s%s%s\n", booted >= 0 ? (booted ? "b" : "a") : "unknown", booted_id ? " (" : "",
-                       booted_id ? booted_id : "", booted_id ? ")" : "");
-                printf("default:    %s\n", def ? def->file : "none");
+                       booted_id ? ESCAPED(booted_id) : "", booted_id ? ")" : "");
+                printf("default:    %s\n", def ? ESCAPED(def->file) : "none");
                 if (efi_default)
                         printf("warning:    LoaderEntryDefault=%s overrides loader.conf; fallback may not work\n",
-                               efi_default);
+                               ESCAPED(efi_default));
                 for (int k = 0; k < 2; k++) {
                         printf("slot %c:     %s %s", slot_letter(k), sv[k].version ? sv[k].version : "-", sv[k].state);
                         if (sv[k].entry && sv[k].entry->tries_left > 0)
@@ -420,7 +431,7 @@ int verb_status(int argc, char *argv[]) {
                         printf("time floor: %s\n", gmtime_r(&tt, &tm) && strftime(t, sizeof(t), "%Y-%m-%dT%H:%M:%SZ", &tm) ? t : "?");
                 }
                 printf("rollback:   %s\n", rollback ? "yes" : "no");
-                printf("last error: %s\n", st.last_error ? st.last_error : "-");
+                printf("last error: %s\n", st.last_error ? ESCAPED(st.last_error) : "-");
         }
         install_state_done(&st);
         return EXIT_OK;

@@ -9,6 +9,7 @@
 #include "efi-authvar.h"
 #include "efi-var.h"
 #include "err.h"
+#include "escape.h"
 #include "efi-esl.h"
 #include "fileio.h"
 #include "efi-keys.h"
@@ -128,7 +129,7 @@ static int keys_export_main(int argc, char *argv[]) {
                 r = atomic_write_file(auth_path, auth.data, auth.len, 0644, 0);
                 if (r < 0)
                         return fail(r, "Failed to write", auth_path);
-                printf("Wrote %s and %s\n", esl_path, auth_path);
+                printf("Wrote %s and %s\n", ESCAPED(esl_path), ESCAPED(auth_path));
         }
         return EXIT_OK;
 }
@@ -376,7 +377,7 @@ static int keys_status_main(int argc, char *argv[]) {
                 return EXIT_OK;
         }
 
-        printf("Keys:          %s%s%s\n", dir, have_guid ? ", owner " : " (no GUID: not installed)",
+        printf("Keys:          %s%s%s\n", ESCAPED(dir), have_guid ? ", owner " : " (no GUID: not installed)",
                have_guid ? efi_guid_to_string(&guid, gs) : "");
         printf("Mode:          %s\n", sb_mode_to_string(mode));
         printf("Secure Boot:   %s\n", secure_boot < 0 ? "unknown" : secure_boot ? "enabled" : "disabled");
@@ -444,21 +445,9 @@ static const struct verb keys_verbs[] = {
              "Exit codes: 0 status shown (whatever it is), 1 I/O error, 2 usage, 12 no efivarfs.\n"),
 };
 
-static const char keys_usage[] =
-        "Usage: ringil keys COMMAND [OPTIONS]\n\n"
-        "Secure Boot key bundle (PK, KEK, db) compatible with sbctl and lanzaboote.\n\n"
-        "Commands:\n"
-        "  create   create the PK/KEK/db key bundle\n"
-        "  export   write {PK,KEK,db}.esl and .auth for enrollment\n"
-        "  enroll   write db, KEK and PK into firmware in Setup Mode\n"
-        "  status   show Secure Boot mode and whether our keys are enrolled\n\n"
-        "Run `ringil keys COMMAND --help` for a command's options.\n\n";
-
-int verb_keys(int argc, char *argv[]) {
-        if (argc < 2 || streq(argv[1], "--help") || streq(argv[1], "-h")) {
-                fputs(keys_usage, argc < 2 ? stderr : stdout);
-                fputs(exit_codes_help, argc < 2 ? stderr : stdout);
-                return argc < 2 ? EXIT_USAGE : EXIT_OK;
-        }
-        return verb_dispatch(keys_verbs, ELEMENTSOF(keys_verbs), "keys", argc - 1, argv + 1);
-}
+const struct verb_group keys_group = {
+        .usage = "Usage: ringil keys COMMAND [OPTIONS]\n\n"
+                 "Secure Boot key bundle (PK, KEK, db) compatible with sbctl and lanzaboote.\n\n",
+        .verbs = keys_verbs,
+        .n = ELEMENTSOF(keys_verbs),
+};

@@ -6,6 +6,7 @@
 #include "config.h"
 #include "err.h"
 #include "log.h"
+#include "progress.h"
 #include "verb.h"
 #include "verbs.h"
 
@@ -13,13 +14,13 @@ static const struct verb verbs[] = {
         VERB("version", verb_version, "print the version",
              "Usage: ringil version\n\nPrint ringil's version and the OpenSSL it runs on.\n"),
         /* keys */
-        VERB("keys", verb_keys, "Secure Boot PK/KEK/db: create, export, enroll, status", NULL),
+        VERB_GROUP("keys", &keys_group, "Secure Boot PK/KEK/db: create, export, enroll, status"),
 
         /* efi */
-        VERB("efi", verb_efi, "Authenticode signing of EFI binaries: sign, verify, hash", NULL),
+        VERB_GROUP("efi", &efi_group, "EFI binaries: sign, verify, hash (Authenticode); build UKIs (uki)"),
 
         /* bundle */
-        VERB("bundle", verb_bundle, "signed update bundles: create, verify, info", bundle_usage),
+        VERB_GROUP("bundle", &bundle_group, "signed update bundles: create, verify, info"),
 
         /* install */
         VERB("install", verb_install, "install a verified bundle into the inactive A/B slot", install_usage),
@@ -33,8 +34,7 @@ static const struct verb verbs[] = {
              audit_usage),
 
         /* fleet */
-        VERB("ca", verb_ca, "the fleet's device CA: drone, operator and server certificates",
-             "Usage: ringil ca create|issue …\n\nSee `ringil ca COMMAND --help`.\n"),
+        VERB_GROUP("ca", &ca_group, "the fleet's device CA: drone, operator and server certificates"),
 
 };
 
@@ -61,6 +61,8 @@ int main(int argc, char *argv[]) {
         int c;
 
         log_setup("ringil");
+        /* Long work (bundle create, install) shows progress on stderr; --quiet on those verbs turns it off. */
+        progress_setup("ringil", PROGRESS_AUTO);
         /* '+': stop at the first non-option, which is the verb; its options are its own. */
         while ((c = getopt_long(argc, argv, "+hv", options, NULL)) >= 0)
                 switch (c) {

@@ -1,17 +1,18 @@
 /* verbs.h: entry points of the top-level ringil verbs, one source file each. */
 #pragma once
 
+#include "verb.h"
+
 int verb_version(int argc, char *argv[]);
 
 /* keys */
-int verb_keys(int argc, char *argv[]);
+extern const struct verb_group keys_group;
 
 /* efi */
-int verb_efi(int argc, char *argv[]);
+extern const struct verb_group efi_group;
 
 /* bundle */
-int verb_bundle(int argc, char *argv[]);
-extern char bundle_usage[];
+extern const struct verb_group bundle_group;
 
 /* install */
 int verb_install(int argc, char *argv[]);
@@ -26,5 +27,5 @@ int verb_audit(int argc, char *argv[]);
 extern const char audit_usage[];
 
 /* fleet */
-int verb_ca(int argc, char *argv[]);
+extern const struct verb_group ca_group;
 

@@ -12,6 +12,7 @@
 
 #include "agent.h"
 #include "buf.h"
+#include "conf.h"
 #include "fleet-ca.h"
 #include "crypto.h"
 #include "err.h"
@@ -25,9 +26,14 @@
 
 /* ---- persistent state ---- */
 
-static int state_kv(const char *key, const char *value, unsigned line, void *userdata) {
+static int state_kv(void *userdata, const struct conf_ctx *ctx, const char *value) {
         struct agent_state *s = userdata;
+        const char *key = ctx->key;
+        unsigned line = ctx->line;
         uint64_t u;
+
+        if (!key)   /* the state file has no sections */
+                return ringil_fail(-RINGIL_EMALFORMED, "line %u: unexpected section [%s]", line, ctx->section);
 
         if (streq(key, "phase")) {
                 if (streq(value, "idle"))
@@ -70,7 +76,7 @@ static int state_kv(const char *key, const char *value, unsigned line, void *use
 
 int agent_state_parse(const char *text, size_t len, struct agent_state *ret) {
         struct agent_state s = { .acked = true };
-        int r = fleet_kv_parse(text, len, state_kv, &s);
+        int r = conf_read(text, len, NULL, state_kv, &s);
 
         if (r < 0)
                 return r;
@@ -86,7 +92,7 @@ int agent_state_load(const char *dir, struct agent_state *ret) {
 
         if (asprintf(&path, "%s/" AGENT_STATE_FILE, dir) < 0)
                 return -ENOMEM;
-        r = read_full_file(path, RFILE_NOFOLLOW, FLEET_MAX_CONFIG, &data, &len);
+        r = read_full_file(path, RFILE_NOFOLLOW, CONF_MAX_SIZE, &data, &len);
         if (r == -ENOENT) {
                 *ret = (struct agent_state) { .acked = true };
                 return 0;
@@ -98,7 +104,7 @@ int agent_state_load(const char *dir, struct agent_state *ret) {
 
 int agent_state_save(const char *dir, const struct agent_state *s) {
         _cleanup_free_ char *path = NULL;
-        _cleanup_buf_ struct buf b = BUF_INIT(FLEET_MAX_CONFIG);
+        _cleanup_buf_ struct buf b = BUF_INIT(CONF_MAX_SIZE);
         char err[FLEET_TEXT_MAX];
         int r;
 
@@ -371,9 +377,18 @@ static int checkin(struct agent *a, struct fleet_assignment *ret) {
         r = fleet_client_request(a->fc, "POST", "/api/v1/checkin", body, AGENT_MAX_RESPONSE, &status, &resp);
         if (r < 0)
                 return log_warning_errno(r, "Check-in failed: %s", ringil_detail());
-        if (status != 200)
-                return log_warning_errno(-EPROTO, "Check-in refused with HTTP %ld: %.200s", status,
-                                         resp.data ? (const char *) resp.data : "");
+        if (status != 200) {
+                json_error_t e;
+                json_t *j = json_loadb((const char *) resp.data, resp.len, 0, &e);
+                const char *why = j ? json_string_value(json_object_get(j, "error")) : NULL;
+                r = log_warning_errno(-EPROTO, "Check-in refused by %s: HTTP %ld: %s%s", a->cfg->server, status,
+                                      why ? why : "(no detail)",
+                                      status == 401 || status == 403 ? " (the server does not accept this drone's "
+                                                                       "certificate: not registered, replaced or "
+                                                                       "revoked; ask the operator)" : "");
+                json_decref(j);
+                return r;
+        }
         a->last_contact = time(NULL);
         /* INVARIANT: the server's answer only schedules; what gets installed is decided by the engine's
          * own verification of the bundle against the drone's keyring, floor and compatible. */
@@ -727,7 +742,8 @@ int agent_enroll(const struct agent_config *c, const char *id, const char *token
         if (!c->enroll_server)
                 return ringil_fail(-EINVAL, "the config has no enroll-server (the server's enrollment port)");
         if (access(c->key, F_OK) == 0 || access(c->cert, F_OK) == 0)
-                return ringil_fail(-EEXIST, "'%s' or '%s' exists already", c->key, c->cert);
+                return ringil_fail(-EEXIST, "'%s' or '%s' exists already (to enroll again with a re-issued token, "
+                                   "move both away first)", c->key, c->cert);
         r = ca_generate_key(&key);
         if (r >= 0)
                 r = ca_make_csr_pem(key, id, &csr);
@@ -746,8 +762,24 @@ int agent_enroll(const struct agent_config *c, const char *id, const char *token
         secret_wipe(body, strlen(body));
         if (r < 0)
                 return r;
-        if (status != 200)
-                return ringil_fail(-EACCES, "server refused enrollment (HTTP %ld)", status);
+        if (status != 200) {
+                _cleanup_free_ char *why = NULL;
+                j = json_loadb((const char *) resp.data, resp.len, 0, &e);
+                why = strdup(j && json_is_string(json_object_get(j, "error")) ? json_string_value(json_object_get(j, "error"))
+                                                                               : "no detail");
+                json_decref(j);
+                if (status == 403)
+                        return ringil_fail(-RINGIL_EREFUSED,
+                                           "%s refused the enrollment of '%s' (HTTP 403: %s): the token is wrong, used or "
+                                           "expired, or the drone is revoked; ask the operator for a new token "
+                                           "(ringil-server reissue-token %s)", c->server, id, why ? why : "?", id);
+                if (status == 501)
+                        return ringil_fail(-RINGIL_EREFUSED,
+                                           "%s does not sign certificates (no ca.key): install one from `ringil ca issue` "
+                                           "as `cert` and `key` instead", c->server);
+                return ringil_fail(-EPROTO, "%s answered HTTP %ld to the enrollment: %s", c->server, status,
+                                   why ? why : "?");
+        }
         j = json_loadb((const char *) resp.data, resp.len, 0, &e);
         cert = j ? json_string_value(json_object_get(j, "cert")) : NULL;
         if (!cert) {

@@ -5,6 +5,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "fleet-agentconf.h"
 #include "fleet-msg.h"
 #include "fleet-client.h"
 

@@ -8,6 +8,7 @@
 #include "config.h"
 #include "err.h"
 #include "log.h"
+#include "verb.h"
 
 static void help(void) {
         printf("Usage: ringild [--config FILE] [--once] [--verbose]\n"
@@ -24,9 +25,17 @@ static void help(void) {
                "  -v, --verbose      debug logging\n"
                "  -h, --help         this help\n\n"
                "enroll: generate this drone's EC P-256 key (written to the config's `key`, 0400),\n"
-               "send a CSR with the one-time TOKEN from `ringil-server enroll` to the server's enrollment\n"
-               "port (the config's `enroll-server`), and store the issued certificate at `cert`.\n\n"
-               "Exit codes: 0 success, 1 failure, 2 usage, 3 malformed config, 10 key exists.\n");
+               "send a CSR with the one-time TOKEN from `ringil-server enroll` (or `reissue-token`) to the\n"
+               "server's enrollment port (the config's `enroll-server`), and store the issued\n"
+               "certificate at `cert`.\n\n"
+               "%s\n"
+               "In ringild's terms (docs/exit-codes.md): 3 the config or agent state is malformed;\n"
+               "10 enroll: the key or certificate exists; 11 enroll: the server refused the token;\n"
+               "12 a file the config names is missing; 13 (enroll, --once) the server cannot be reached;\n"
+               "14 (enroll, --once) TLS failed (server not trusted by the pinned `ca`, or our\n"
+               "certificate refused) or the server answered outside the protocol. The daemon keeps\n"
+               "retrying network failures with backoff and exits 0 on SIGTERM.\n",
+               exit_codes_help);
 }
 
 int main(int argc, char *argv[]) {
@@ -77,17 +86,16 @@ int main(int argc, char *argv[]) {
                 default:
                         return EXIT_USAGE;
                 }
-        if (optind < argc) {
-                fprintf(stderr, "ringild: unexpected argument '%s'\n", argv[optind]);
-                return EXIT_USAGE;
-        }
-        if (enroll && (!id || !token || ca_name_valid(id) < 0)) {
-                fprintf(stderr, "ringild enroll: --id DRONE-ID and --token TOKEN are required\n");
-                return EXIT_USAGE;
-        }
+        if (optind < argc)
+                return usage_error("unexpected argument '%s'", argv[optind]);
+        if (enroll && (!id || !token))
+                return usage_error("enroll: --id DRONE-ID and --token TOKEN are required");
+        if (enroll && ca_name_valid(id) < 0)
+                return usage_error("enroll: invalid DRONE-ID '%s' (1-64 of A-Z a-z 0-9 . _ -)", id);
         r = agent_config_load(config, &cfg);
         if (r < 0) {
-                log_error_errno(r, "Invalid config: %s", ringil_detail());
+                /* The detail is the whole line: the path once, the line, what is wrong (or why it is unreadable). */
+                log_error_errno(r, "%s", ringil_detail());
                 return exit_code_from_errno(r);
         }
         if (enroll) {

@@ -112,11 +112,69 @@ run "$ringil" mark-good --config device.conf
 run "$ringil" status --config device.conf
 expect_fail 7 "$ringil" install --config device.conf v1.rb
 
-step "6. Hardening audit (this build machine is not a drone, so prod drift is expected)"
-rc=0
-"$ringil" audit --format text > audit.txt || rc=$?
-tail -n 3 audit.txt
-echo "   ringil audit exit code: $rc (0 compliant, 2 drift, 3 unchecked)"
+step "6. Hardening audit: a prod drone image passes, one drift is caught, and why this machine fails"
+# The drone image is the golden prod root of the audit tests (tests/integration/audit_fixture.py):
+# efivars, ESP, LUKS2 header, accounts, units and NixOS links as a locked-down drone has them.
+PYTHONPATH="$top/tests/integration" /usr/bin/python3 - "$work" "$ringil" <<'PY'
+import collections, json, subprocess, sys
+from pathlib import Path
+import audit_fixture as fx
+
+work, ringil = Path(sys.argv[1]), sys.argv[2]
+
+def audit(*args):
+    p = subprocess.run([ringil, "audit", "--format", "json", *args], capture_output=True, text=True)
+    return p.returncode, json.loads(p.stdout)
+
+def summary(d):
+    s = d["summary"]
+    return (f"{s['total']} checks: {s['pass']} pass, {s['fail']} fail, {s['error']} could not be checked, "
+            f"{s['notapplicable']} not applicable")
+
+root = work / "drone-root"
+root.mkdir()
+(work / "drone-certs").mkdir()
+fx.build_golden(root, fx.Certs(work / "drone-certs"))
+print("$ ringil audit --root drone-root            # offline, on the drone's image")
+rc, d = audit("--root", root)
+print(f"   {summary(d)} -> exit {rc} (compliant)")
+by_area = collections.Counter(r["area"] for r in d["results"] if r["status"] == "pass")
+print("   passing, by area: " + ", ".join(f"{a} {n}" for a, n in sorted(by_area.items())))
+na = [r["id"] for r in d["results"] if r["status"] == "notapplicable"]
+if na:
+    print(f"   not applicable offline (need the running firmware/kernel): {' '.join(na)}")
+assert rc == 0, f"the golden drone image must be compliant, got exit {rc}"
+
+fx.MUTATIONS["SVC-001"](root, None)
+print("\n$ ringil audit --root drone-root            # after enabling an SSH unit in the image")
+rc, d = audit("--root", root)
+for r in d["results"]:
+    if r["status"] == "fail":
+        print(f"   fail {r['severity']} {r['id']} {r['title']}: {r['message']}")
+print(f"   {summary(d)} -> exit {rc} (a failure at or above --fail-on high)")
+assert rc == 2
+
+print("\n$ ringil audit                              # live, on this build machine, which is not a drone")
+rc, d = audit()
+print(f"   {summary(d)} -> exit {rc}")
+fails = [r for r in d["results"] if r["status"] == "fail"]
+print(f"   fails here, as expected on a machine that is not in prod mode ({len(fails)}):")
+for r in sorted(fails, key=lambda r: ["critical", "high", "medium", "low", "info"].index(r["severity"]))[:8]:
+    print(f"     {r['severity']:<8} {r['id']:<8} {r['title']}")
+if len(fails) > 8:
+    print(f"     … and {len(fails) - 8} more (ringil audit --format text lists each with its fix)")
+errors = collections.Counter()
+for r in d["results"]:
+    if r["status"] == "error":
+        ev = r["evidence"][0]["path"] if r.get("evidence") and r["evidence"][0].get("path") else "?"
+        errors[ev] += 1
+print("   could not be checked: what a NixOS drone has and this machine lacks (an error is never a pass):")
+for path, n in errors.most_common(6):
+    print(f"     {n:>2} {'checks need' if n > 1 else 'check needs'} {path}")
+passes = [r["id"] for r in d["results"] if r["status"] == "pass"]
+print(f"   pass here too ({len(passes)}): {' '.join(passes)}")
+PY
+echo "   exit codes of ringil audit: 0 compliant, 2 a failure at or above --fail-on, 3 something unchecked"
 
 if [[ -x "$top/scripts/fleet-demo.sh" ]]; then
     step "7. The fleet: server, device CA, drones pulling v1 → v2 over mutual TLS"

@@ -1,13 +1,26 @@
 #!/usr/bin/env bash
 # deps.sh: installs the Debian packages ringil needs; idempotent, and quick when all are present.
-# Usage: scripts/deps.sh [build|test|bench|all]   (default: test, which includes build)
+# Usage: scripts/deps.sh [build|demo|test|bench|all]   (default: test; every set includes build)
+#   build  compile (make, make install); the unit tests are built only when cmocka is there (test)
+#   demo   build + what scripts/demo.sh and scripts/fleet-demo.sh run (sbverify, the EFI stub, python3,
+#          cert-to-efi-sig-list for the audited drone image)
+#   test   build + everything make check and make fuzz use
+#   bench  build + the peers and tools bench/*.sh measure against
+# scripts/deps.sh --list SET prints the packages of SET, one a line, and installs nothing.
 set -euo pipefail
+
+list=0
+if [[ ${1:-} == --list ]]; then
+    list=1
+    shift
+fi
 
 build_pkgs=(gcc make meson ninja-build pkg-config libssl-dev libjansson-dev libcurl4-openssl-dev
             libsqlite3-dev openssl libevent-dev)
 test_pkgs=(libcmocka-dev python3 python3-pytest clang sbsigntool efitools systemd-boot-efi
            faketime e2fsprogs dosfstools mtools util-linux)
-bench_pkgs=(hyperfine rauc squashfs-tools dbus time lynis)
+demo_pkgs=(sbsigntool systemd-boot-efi python3 openssl efitools)
+bench_pkgs=(hyperfine rauc squashfs-tools dbus time lynis python3 sbsigntool systemd-boot-efi curl)
 # per-issue additions go below, one array each, so parallel work merges cleanly
 keys_pkgs=(openssl efitools)
 efi_pkgs=(sbsigntool systemd-boot-efi osslsigncode)
@@ -19,18 +32,30 @@ fleet_pkgs=()
 server_load_pkgs=(libevent-dev systemd)
 server_load_bench_pkgs=(nginx-light linux-perf)
 nix_pkgs=(nix-bin)
+# UKIs: a real kernel to wrap, binutils (x86-64 and aarch64) to read the result, and one OVMF boot of it;
+# the arm64 stub and kernel come as .debs into the tests' cache (tests/integration/debcache.py)
+uki_pkgs=(systemd-boot-efi linux-image-amd64 binutils binutils-aarch64-linux-gnu qemu-system-x86 ovmf
+          busybox-static dosfstools mtools sbsigntool)
+# the boot-assessment units: scored by systemd-analyze, run sandboxed in a systemd-nspawn container
+units_pkgs=(systemd systemd-container iproute2)
 # rollouts: maintenance-window tests under libfaketime, in a real zone (Asia/Tokyo)
 rollout_pkgs=(faketime tzdata)
-test_pkgs+=("${keys_pkgs[@]}" "${efi_pkgs[@]}" "${bundle_pkgs[@]}" "${install_pkgs[@]}" "${audit_pkgs[@]}" "${fleet_pkgs[@]}" "${nix_pkgs[@]}" "${server_load_pkgs[@]}" "${rollout_pkgs[@]}")
+test_pkgs+=("${keys_pkgs[@]}" "${efi_pkgs[@]}" "${bundle_pkgs[@]}" "${install_pkgs[@]}" "${audit_pkgs[@]}" "${fleet_pkgs[@]}" "${nix_pkgs[@]}" "${uki_pkgs[@]}" "${units_pkgs[@]}" "${server_load_pkgs[@]}" "${rollout_pkgs[@]}")
 bench_pkgs+=("${server_load_bench_pkgs[@]}")
 
 case "${1:-test}" in
 build) want=("${build_pkgs[@]}") ;;
+demo) want=("${build_pkgs[@]}" "${demo_pkgs[@]}") ;;
 test) want=("${build_pkgs[@]}" "${test_pkgs[@]}") ;;
 bench) want=("${build_pkgs[@]}" "${bench_pkgs[@]}") ;;
 all) want=("${build_pkgs[@]}" "${test_pkgs[@]}" "${bench_pkgs[@]}") ;;
-*) echo "usage: $0 [build|test|bench|all]" >&2; exit 2 ;;
+*) echo "usage: $0 [build|demo|test|bench|all]" >&2; exit 2 ;;
 esac
+
+if [[ $list -eq 1 ]]; then
+    printf '%s\n' "${want[@]}" | sort -u
+    exit 0
+fi
 
 missing=()
 for p in "${want[@]}"; do

@@ -17,7 +17,7 @@ build_failed() {
     exit 1
 }
 if [[ ! -f $dir/build.ninja ]]; then
-    CC=clang meson setup "$dir" -Dfuzzing=true -Dtests=false -Dhardening=false \
+    CC=clang meson setup "$dir" -Dfuzzing=true -Dtests=disabled -Dhardening=false \
         -Db_sanitize=address,undefined -Db_lundef=false -Dwerror=true >"$results/fuzz-setup.log" 2>&1 ||
         build_failed "$results/fuzz-setup.log"
 fi

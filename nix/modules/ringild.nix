@@ -289,9 +289,35 @@ in
           Type = "oneshot";
           RemainAfterExit = true;
           ExecStart = "${ringilBin} health";
-          # health commands check the running system: no sandbox beyond what cannot hurt them
+          # As data/systemd/ringil-health.service: the health commands check the running system, so it
+          # stays readable and reachable (devices, network, /proc); nothing writable but the state and a
+          # private /tmp, no capabilities. A check needing more gets it from serviceConfig overrides.
+          StateDirectory = "ringil";
+          StateDirectoryMode = "0700";
+          UMask = "0077";
+          CapabilityBoundingSet = "";
+          AmbientCapabilities = [ "" ];
           NoNewPrivileges = true;
+          RestrictAddressFamilies = [ "AF_UNIX" "AF_INET" "AF_INET6" "AF_NETLINK" ];
           PrivateTmp = true;
+          PrivateMounts = true;
+          ProtectSystem = "strict";
+          ProtectHome = "read-only";
+          ProtectKernelTunables = true;
+          ProtectKernelModules = true;
+          ProtectKernelLogs = true;
+          ProtectControlGroups = true;
+          ProtectClock = true;
+          ProtectHostname = true;
+          RestrictNamespaces = true;
+          RestrictRealtime = true;
+          RestrictSUIDSGID = true;
+          LockPersonality = true;
+          MemoryDenyWriteExecute = true;
+          KeyringMode = "private";
+          SystemCallArchitectures = "native";
+          SystemCallFilter = [ "@system-service" "~@mount @swap @reboot @raw-io @cpu-emulation @debug @obsolete @module @clock" ];
+          SystemCallErrorNumber = "EPERM";
         };
       };
 

@@ -9,6 +9,11 @@ ROOT = Path(__file__).resolve().parents[2]
 BUILD = Path(os.environ.get("RINGIL_BUILD", ROOT / "build"))
 
 
+def pytest_configure(config):
+    # check.sh runs these once, in the normal pass, and deselects them under the sanitizers (-m "not slow").
+    config.addinivalue_line("markers", "slow: boots a virtual machine or similar; not repeated under ASan/UBSan")
+
+
 def binary(name: str) -> Path:
     for candidate in (BUILD / name / name, BUILD / name):
         if candidate.is_file() and os.access(candidate, os.X_OK):
@@ -35,6 +40,46 @@ class Run:
         return p
 
 
+@pytest.fixture(scope="session", autouse=True)
+def repository_stays_clean():
+    """No test may leave files in the source tree (a stray empty d1.conf once sat at its root): every
+    test works in its own temporary directory. Checked over the whole run, so the culprit shows up."""
+    def entries():
+        return {p.name for p in ROOT.iterdir()}
+    before = entries()
+    yield
+    new = sorted(n for n in entries() - before
+                 if not n.startswith(("build", ".pytest_cache")) and n != "__pycache__")
+    assert not new, f"tests left files in {ROOT}: {new}"
+
+
 @pytest.fixture(scope="session")
 def ringil():
     return Run(binary("ringil"))
+
+
+def run_on_tty(args, timeout=120):
+    """Run args with stderr on a pseudo-terminal (stdout a pipe); returns (exit code, stdout, tty text)."""
+    import pty
+    import select
+    master, slave = pty.openpty()
+    p = subprocess.Popen([str(a) for a in args], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=slave)
+    os.close(slave)
+    tty = b""
+    while True:
+        r, _, _ = select.select([master], [], [], timeout)
+        if not r:
+            p.kill()
+            break
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:   # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        tty += chunk
+    out = p.stdout.read()
+    p.wait(timeout=timeout)
+    p.stdout.close()
+    os.close(master)
+    return p.returncode, out.decode(errors="replace"), tty.decode(errors="replace")

@@ -166,6 +166,25 @@ def test_root_escape_stays_inside(ringil, droot, tmp_path, kind):
     assert states(doc)["ACC-001"] == "fail"
 
 
+@pytest.mark.parametrize("kind", ["fifo", "urandom-link"])
+def test_unreadable_file_kinds_are_named_accurately(ringil, droot, kind):
+    """A FIFO is "not a regular file"; a link to /dev/urandom dangles inside the root. Neither is
+    reported with the C library's words for unrelated errno meanings."""
+    (droot / "etc/shadow").unlink()
+    if kind == "fifo":
+        os.mkfifo(droot / "etc/shadow")
+        want = "not a regular file (a FIFO, socket or device: not opened)"
+    else:
+        os.symlink("/dev/urandom", droot / "etc/shadow")
+        want = "dangling symlink: its target does not exist inside the audited root"
+    p, doc = audit(ringil, droot, check=3)
+    r = next(r for r in doc["results"] if r["id"] == "ACC-001")
+    assert r["status"] == "error" and want in r["message"], r
+    assert "bad state" not in p.out and "severed" not in p.out
+    text = ringil("audit", "--root", droot, "--format", "text").out
+    assert want in text
+
+
 def test_nixos_absolute_links_resolve_inside_root(ringil, droot):
     # /etc/systemd/journald.conf -> /etc/static/... -> /nix/store/...: on the host these do not exist.
     assert os.readlink(droot / "etc/systemd/journald.conf").startswith("/etc/static/")

@@ -1,12 +1,16 @@
 """test_bundle.py: `ringil bundle create|verify|info` against a test PKI made with the openssl CLI:
 a valid bundle passes, and every forgery, corruption and policy violation fails with its own exit code."""
+import json
 import os
+import re
 import struct
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
+
+from conftest import run_on_tty
 
 # Exit codes (lib/err.h)
 MALFORMED, BADSIG, UNTRUSTED, EXPIRED, ROLLBACK, INCOMPAT, DIGEST = 3, 4, 5, 6, 7, 8, 9
@@ -376,6 +380,85 @@ def test_bytes_appended(ringil, pki, good, tmp_path):
         out = mutate(tmp_path, good, lambda d: d + extra)
         p = verify(ringil, pki, out)
         assert p.returncode == MALFORMED and "appended" in p.err
+
+
+def test_info_refuses_a_malformed_container(ringil, good, tmp_path):
+    """info cannot check the signature, but it checks the container's length and says what it did not
+    check; a truncated bundle or one with bytes appended is shown, then refused with exit 3."""
+    data = good.read_bytes()
+    mend, send = layout(data)
+    p = ringil("bundle", "info", good, check=0)
+    assert f"complete ({len(data)} bytes, as declared)" in p.out
+    assert "Not checked: signature, signer chain, payload hashes" in p.out
+    j = json.loads(ringil("bundle", "info", "--json", good, check=0).out)
+    assert j["container"] == {"bytes": len(data), "declared_bytes": len(data), "complete": True, "problem": None}
+    assert "signature" in j["not_checked"] and "payload hashes" in j["not_checked"]
+    for cut in (send, send + 1, len(data) // 2, len(data) - 1):
+        out = tmp_path / "cut.rb"
+        out.write_bytes(data[:cut])
+        p = ringil("bundle", "info", out)
+        assert p.returncode == MALFORMED, (cut, p.err)
+        assert "UNVERIFIED" in p.out and f"truncated: {cut} bytes, the manifest declares {len(data)}" in p.out
+        assert "is malformed" in p.err and "truncated" in p.err
+        q = ringil("bundle", "info", "--json", out)
+        assert q.returncode == MALFORMED and json.loads(q.out)["container"]["complete"] is False
+        # the same bytes as a stream (a pipe, read to its end)
+        r = ringil("bundle", "info", "-", input=data[:cut])
+        assert r.returncode == MALFORMED and "truncated" in r.err, r.err
+    for extra in (b"\0", b"x" * 4096):
+        out = mutate(tmp_path, good, lambda d: d + extra)
+        p = ringil("bundle", "info", out)
+        assert p.returncode == MALFORMED and f"{len(extra)} bytes appended after the last payload" in p.err
+        assert ringil("bundle", "info", "-", input=data + extra).returncode == MALFORMED
+    assert ringil("bundle", "info", "-", input=data).returncode == 0
+    # cut inside the metadata: nothing to show, refused as before
+    out = tmp_path / "meta.rb"
+    out.write_bytes(data[:mend - 1])
+    assert ringil("bundle", "info", out).returncode == MALFORMED
+
+
+def test_create_shows_progress_on_stderr(ringil, pki, payloads, tmp_path):
+    """Off a terminal: one line per step with bytes, time and rate; --quiet: nothing; stdout unchanged."""
+    out = tmp_path / "p.rb"
+    p = create(ringil, pki, out, payloads=[f"rootfs:raw={payloads['rootfs']}"])
+    assert p.out == f"wrote {out}\n"
+    lines = p.err.splitlines()
+    assert any(re.fullmatch(r"ringil: hashing payload 'rootfs': 193 KiB in \d+\.\d s( \(.+/s\))?", x) for x in lines), p.err
+    assert any(x.startswith("ringil: copying the payloads: ") for x in lines), p.err
+    assert any(x.startswith("ringil: checking the written payloads against their hashes: ") for x in lines), p.err
+    assert "\r" not in p.err and "\x1b" not in p.err
+    out.unlink()
+    for q in ("--quiet", "-q"):
+        p = create(ringil, pki, out, payloads=[f"rootfs:raw={payloads['rootfs']}"], extra=[q])
+        assert p.err == "" and p.out == f"wrote {out}\n"
+        out.unlink()
+
+
+def test_create_progress_on_a_terminal(ringil, pki, payloads, tmp_path):
+    """On a terminal the meter is redrawn in place (bytes of total, percentage, rate, time left)."""
+    out = tmp_path / "t.rb"
+    rc, stdout, tty = run_on_tty([ringil.exe, "bundle", "create", "--key", pki.keyof("signer"), "--cert",
+                                  pki["signer"], "--intermediate", pki["inter"], "--compatible", COMPAT, "--version",
+                                  "1", "--payload", f"rootfs:raw={payloads['rootfs']}", "--output", out])
+    assert rc == 0 and stdout == f"wrote {out}\n"
+    assert "\r\x1b[Kringil: hashing payload 'rootfs': 0 B of 193 KiB (0%), 0 B/s, ? left" in tty, repr(tty)
+    assert re.search(r"\r\x1b\[Kringil: hashing payload 'rootfs': \S+ \S+ in \d+\.\d s\b", tty), repr(tty)
+    rc, stdout, tty = run_on_tty([ringil.exe, "bundle", "create", "--quiet", "--key", pki.keyof("signer"), "--cert",
+                                  pki["signer"], "--intermediate", pki["inter"], "--compatible", COMPAT, "--version",
+                                  "1", "--payload", f"rootfs:raw={payloads['rootfs']}", "--output", tmp_path / "u.rb"])
+    assert rc == 0 and tty == ""
+
+
+def test_keyring_errors_name_the_keyring_not_the_bundle(ringil, good, tmp_path):
+    p = ringil("bundle", "verify", "--keyring", tmp_path / "missing.pem", good)
+    assert p.returncode == 12
+    assert "keyring" in p.err and "missing.pem" in p.err and str(good) not in p.err
+    bad = tmp_path / "bad.pem"
+    bad.write_text("not a certificate\n")
+    p = ringil("bundle", "verify", "--keyring", bad, good)
+    assert p.returncode == MALFORMED and "keyring" in p.err and str(good) not in p.err
+    p = ringil("bundle", "verify", "--keyring", bad, tmp_path / "missing.rb")
+    assert p.returncode == MALFORMED and "keyring" in p.err   # the keyring is looked at first
 
 
 def test_mix_and_match(ringil, pki, payloads, tmp_path):

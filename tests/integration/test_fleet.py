@@ -2,8 +2,10 @@
 import json
 import os
 import random
+import re
 import shutil
 import signal
+import socket
 import subprocess
 import sqlite3
 import ssl
@@ -178,6 +180,7 @@ ROUTES = [
     ("GET", "/api/v1/drones", None),
     ("POST", "/api/v1/drones", b'{"id":"intruder"}'),
     ("POST", "/api/v1/drones/drone-b/revoke", b""),
+    ("POST", "/api/v1/drones/drone-b/token", b""),
     ("GET", "/api/v1/releases", None),
     ("POST", "/api/v1/releases", b"not a bundle"),
     ("POST", "/api/v1/releases/{rid}/assign", b'{"target":"*"}'),
@@ -388,3 +391,237 @@ def test_agent_daemon_polls_and_stops_cleanly(fleet, world):
     p.send_signal(signal.SIGTERM)
     assert p.wait(timeout=10) == 0
     assert srv.drone("drone-d")["state"] == "updated"
+
+
+# ---- re-issued enrollment tokens ----
+
+def agent_dir(tmp_path, srv, pki, name):
+    """A fresh agent config (no key, no certificate yet) for enrolling by hand."""
+    d = tmp_path / name
+    d.mkdir()
+    conf = d / "ringild.conf"
+    conf.write_text(f"server = {srv.url}\nenroll-server = {srv.enroll_url}\nca = {pki.ca}\n"
+                    f"cert = {d / 'cert.pem'}\nkey = {d / 'key.pem'}\n")
+    return d, conf
+
+
+def enroll(world, conf, name, token):
+    return run([world["ringild"], "enroll", "--config", conf, "--id", name, "--token", token], check=False)
+
+
+def test_reissued_token_replaces_a_lost_one(fleet, world, tmp_path):
+    srv, _ = fleet
+    pki = world["pki"]
+    lost = srv.op("enroll", "drone-t").out.strip()
+    # enrolling the id again is refused, and the refusal says what to do instead
+    p = srv.op("enroll", "drone-t", check=False)
+    assert p.returncode == 10 and "reissue-token drone-t" in p.err
+    token = srv.op("reissue-token", "drone-t").out.strip()
+    assert len(token) == 64 and token != lost
+    # the lost token no longer works (exit 11: refused, with the way out in the message) ...
+    d, conf = agent_dir(tmp_path, srv, pki, "lost")
+    p = enroll(world, conf, "drone-t", lost)
+    assert p.returncode == 11 and "reissue-token drone-t" in p.err, p.err
+    assert not (d / "cert.pem").exists() and not (d / "key.pem").exists()
+    # ... the new one does, once
+    d, conf = agent_dir(tmp_path, srv, pki, "new")
+    enroll(world, conf, "drone-t", token).check_returncode()
+    ctx = tls_context(pki, d / "cert.pem", d / "key.pem")
+    assert request(srv.port, ctx, "POST", "/api/v1/checkin", body=b'{"state":"idle"}')[0] == 200
+    d2, conf2 = agent_dir(tmp_path, srv, pki, "again")
+    assert enroll(world, conf2, "drone-t", token).returncode == 11
+    assert srv.drone("drone-t")["status"] == "active"
+    # --json gives the expiry as well
+    j = json.loads(srv.op("reissue-token", "drone-t", "--json").out)
+    assert j["id"] == "drone-t" and len(j["token"]) == 64 and j["expires"] > time.time()
+
+
+def test_reissued_token_is_the_only_way_to_a_new_certificate(fleet, world, tmp_path):
+    """An active drone keeps its certificate until one is enrolled with the re-issued token; then only
+    the new certificate is accepted."""
+    srv, drone = fleet
+    pki = world["pki"]
+    dr = drone("drone-u")
+    old = tls_context(pki, dr.dir / "agent" / "cert.pem", dr.dir / "agent" / "key.pem")
+    # a certificate from the CA is not a way around it: the server only accepts the serial on record
+    run([world["ringil"], "ca", "issue", "--dir", pki.dir / "ca", "--name", "drone-u", "--out-dir", tmp_path / "side"])
+    side = tls_context(pki, tmp_path / "side" / "drone-u.pem", tmp_path / "side" / "drone-u.key")
+    assert request(srv.port, side, "POST", "/api/v1/checkin", body=b'{"state":"idle"}')[0] == 403
+    token = srv.op("reissue-token", "drone-u").out.strip()
+    assert request(srv.port, old, "POST", "/api/v1/checkin", body=b'{"state":"idle"}')[0] == 200
+    # the agent refuses to overwrite its key; moved away, it enrolls with the new token
+    p = enroll(world, dr.dir / "ringild.conf", "drone-u", token)
+    assert p.returncode == 10 and "move both away" in p.err
+    for f in ("cert.pem", "key.pem"):
+        (dr.dir / "agent" / f).rename(dr.dir / "agent" / (f + ".old"))
+    enroll(world, dr.dir / "ringild.conf", "drone-u", token).check_returncode()
+    assert request(srv.port, old, "POST", "/api/v1/checkin", body=b'{"state":"idle"}')[0] == 403
+    assert request(srv.port, side, "POST", "/api/v1/checkin", body=b'{"state":"idle"}')[0] == 403
+    dr.agent(check=True)   # the agent runs on with the new certificate
+    assert srv.drone("drone-u")["status"] == "active"
+
+
+def test_revoked_drone_stays_revoked(fleet, world, tmp_path):
+    srv, drone = fleet
+    pki = world["pki"]
+    dr = drone("drone-v")
+    pending = srv.op("enroll", "drone-w").out.strip()
+    for name in ("drone-v", "drone-w"):
+        srv.op("revoke", name)
+        p = srv.op("reissue-token", name, check=False)
+        assert p.returncode == 11 and "revoked" in p.err and p.out == "", p.err
+        assert srv.drone(name)["status"] == "revoked"
+    # the token issued before the revocation is dead as well
+    d, conf = agent_dir(tmp_path, srv, pki, "w")
+    assert enroll(world, conf, "drone-w", pending).returncode == 11
+    old = tls_context(pki, dr.dir / "agent" / "cert.pem", dr.dir / "agent" / "key.pem")
+    assert request(srv.port, old, "POST", "/api/v1/checkin", body=b'{"state":"idle"}')[0] == 403
+    p = srv.op("reissue-token", "no-such-drone", check=False)
+    assert p.returncode == 12 and "no drone 'no-such-drone'" in p.err
+    assert srv.op("reissue-token", check=False).returncode == 2
+
+
+# ---- what a user sees when something is wrong ----
+
+def test_agent_network_errors_are_clear(fleet, world, tmp_path):
+    """Each transport failure: our words (what, which URL, what to check), an exit code of the one table,
+    never libcurl's bare text or "malformed config" (3)."""
+    srv, drone = fleet
+    dr = drone("drone-n")
+    conf = dr.dir / "ringild.conf"
+    text = conf.read_text()
+    # nothing listens: 13
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    conf.write_text(text.replace(srv.url, f"https://127.0.0.1:{port}"))
+    p = dr.agent()
+    assert p.returncode == 13, p.err
+    assert f"cannot connect to https://127.0.0.1:{port}/api/v1/checkin" in p.err and "is ringil-server running" in p.err
+    # a server whose certificate is not from the pinned CA: 14
+    conf.write_text(text.replace(f"ca = {world['pki'].ca}", f"ca = {world['pki'].dir / 'evil' / 'ca.pem'}"))
+    p = dr.agent()
+    assert p.returncode == 14, p.err
+    assert "is not trusted" in p.err and "pinned CA" in p.err and "evil/ca.pem" in p.err
+    # the pinned CA file missing: 12, naming it
+    conf.write_text(text.replace(f"ca = {world['pki'].ca}", f"ca = {tmp_path / 'nope.pem'}"))
+    p = dr.agent()
+    assert p.returncode == 12 and "nope.pem" in p.err, p.err
+    # an answer far larger than any check-in answer: 14, not curl's "Failed writing received data"
+    big = BigAnswerServer(world["pki"])
+    try:
+        conf.write_text(text.replace(srv.url, f"https://127.0.0.1:{big.port}"))
+        p = dr.agent()
+        assert p.returncode == 14, p.err
+        assert "larger than 65536 bytes" in p.err and "Failed writing" not in p.err
+    finally:
+        big.close()
+    # revoked: the check-in is refused, and the message says what that means
+    conf.write_text(text)
+    srv.op("revoke", "drone-n")
+    p = dr.agent()
+    assert p.returncode == 14 and "HTTP 403" in p.err and "ask the operator" in p.err, p.err
+    for q in (dr.agent(),):
+        assert "Failed writing" not in q.err and "malformed config" not in q.err
+    h = run([world["ringild"], "--help"]).out
+    assert "13  server unreachable" in h and "14  TLS or protocol failure" in h
+    assert "malformed config" not in h
+
+
+class BigAnswerServer:
+    """An HTTPS server with the fleet's server certificate that answers every request with 1 MiB."""
+
+    def __init__(self, pki):
+        import http.server
+        import ssl as _ssl
+
+        class H(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                n = int(self.headers.get("Content-Length", 0))
+                self.rfile.read(n)
+                body = b"{" + b" " * (1 << 20) + b"}"
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                try:
+                    self.wfile.write(body)
+                except OSError:
+                    pass
+
+            def log_message(self, *a):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+        ctx = _ssl.SSLContext(_ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(pki.dir / "srv" / "127.0.0.1.pem", pki.dir / "srv" / "127.0.0.1.key")
+        self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
+        self.port = self.httpd.server_address[1]
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_operator_errors_and_upload_progress(fleet, world, tmp_path):
+    srv, _ = fleet
+    # a missing bundle is the operator's input error: 12, before any connection
+    p = srv.op("upload", tmp_path / "missing.bundle", check=False)
+    assert p.returncode == 12 and "missing.bundle" in p.err and "No such file" in p.err, p.err
+    # upload progress: a line on stderr off a terminal; stdout is only the release id; --quiet: nothing
+    p = srv.op("upload", world["bundles"]["1.0"])
+    assert p.out.strip().isdigit()
+    assert re.search(r"^ringil-server: uploading '.*v1\.0\.bundle': 1\.5 MiB in \d+\.\d s\b", p.err, re.M), p.err
+    p = srv.op("upload", "--quiet", world["bundles"]["2.0"])
+    assert p.out.strip().isdigit() and p.err == ""
+    # a server that is not there: 13, with the URL
+    env = dict(os.environ, RINGIL_FLEET_SERVER="https://127.0.0.1:1", RINGIL_FLEET_CA=str(world["pki"].ca),
+               RINGIL_FLEET_CERT=str(world["pki"].dir / "op" / "alice.pem"),
+               RINGIL_FLEET_KEY=str(world["pki"].dir / "op" / "alice.key"))
+    p = run([world["server"], "drones"], check=False, env=env)
+    assert p.returncode == 13 and "https://127.0.0.1:1/api/v1/drones" in p.err, p.err
+
+
+def test_serve_says_why_it_cannot_listen(world, tmp_path):
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen(1)
+    port = s.getsockname()[1]
+    try:
+        srv = Server(world["server"], world["pki"], tmp_path / "server")
+        srv.conf.write_text(re.sub(r"^listen = 127\.0\.0\.1:0$", f"listen = 127.0.0.1:{port}", srv.conf.read_text(),
+                                   flags=re.M))
+        p = run([world["server"], "serve", "--config", srv.conf], check=False)
+        assert p.returncode != 0
+        assert f"cannot listen on '127.0.0.1:{port}'" in p.err and "Address already in use" in p.err, p.err
+        assert "another process" in p.err
+    finally:
+        s.close()
+
+
+def test_docs_off_device_agent_walkthrough(world, tmp_path):
+    """docs/fleet.md "Running an agent off-device" is a script: run it as written against a real server."""
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "fleet.md").read_text()
+    section = doc.split("## Running an agent off-device", 1)[1].split("\n## ", 1)[0]
+    script = section.split("```bash\n", 1)[1].split("```", 1)[0]
+    pki = world["pki"]
+    srv = Server(world["server"], pki, tmp_path / "server").start()
+    try:
+        bins = [os.path.dirname(world[k]) for k in ("ringil", "ringild", "server")]
+        env = dict(os.environ, PATH=":".join(bins + [os.environ.get("PATH", "/usr/bin:/bin")]),
+                   SERVER=srv.url, ENROLL=srv.enroll_url, CA=str(pki.ca), KEYRING=str(pki.dir / "sign.pem"),
+                   V1=str(world["bundles"]["1.0"]), V2=str(world["bundles"]["2.0"]),
+                   RINGIL_FLEET_SERVER=srv.url, RINGIL_FLEET_CA=str(pki.ca),
+                   RINGIL_FLEET_CERT=str(pki.dir / "op" / "alice.pem"),
+                   RINGIL_FLEET_KEY=str(pki.dir / "op" / "alice.key"))
+        work = tmp_path / "work"
+        work.mkdir()
+        p = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=work, env=env, capture_output=True,
+                           text=True, timeout=300)
+        assert p.returncode == 0, p.stdout + p.stderr
+        assert "state:     updated" in p.stdout and "version:   2.0" in p.stdout, p.stdout
+        d = srv.drone("drone-1")
+        assert d["state"] == "updated" and d["version"] == "2.0"
+    finally:
+        srv.stop()

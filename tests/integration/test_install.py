@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BUILD, binary
+from conftest import BUILD, binary, run_on_tty
 
 CHUNK = 4096
 SLOT_SIZE = 64 * CHUNK + 123          # 65 chunks, the last one short
@@ -169,6 +169,31 @@ def provision(dev, version="1.0"):
 
 # ---------------------------------------------------------------- behaviour
 
+def test_readme_walkthrough_works_on_a_fresh_device(dev):
+    """The README's install lines, in their order, on a fresh device: the first install names its slot
+    (nothing blessed, booted slot unknown: never guessed), every later one does not need to."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    block = readme.split("## What it does, in the seed's order", 1)[1].split("```sh", 1)[1].split("```", 1)[0]
+    steps = [line.split("#")[0].split() for line in block.splitlines()
+             if re.match(r"ringil (install|mark-good)\b", line) and "g3.rb" not in line]
+    assert steps[0][:2] == ["ringil", "install"] and "--slot" in steps[0], steps
+    # without --slot, the first install says what to do
+    before = dev.snapshot()
+    p = dev.install("1.0")
+    assert p.returncode == 11 and "first install on this device" in p.err and "--slot a" in p.err, p.err
+    assert dev.snapshot() == before
+    versions = iter(["1.0", "2.0"])
+    for args in steps:
+        if args[1] == "install":
+            extra = args[2:-1]
+            p = dev.install(next(versions), *extra)
+            assert p.returncode == 0, (args, p.err)
+            dev.boot()   # "reboot": systemd-boot tries the new entry
+        else:
+            dev.run("mark-good", check=0)
+    assert dev.status()["booted"] == "b" and dev.slot_is("b", "2.0")
+
+
 def test_happy_path_a_to_b_and_bless(dev):
     provision(dev)
     assert dev.entries() == ["ringil-a-1.0.conf"]
@@ -232,6 +257,29 @@ def test_mark_bad_switches_to_other_slot(dev):
     (dev.efi / f"LoaderEntryDefault-{VENDOR}").unlink()
     assert dev.boot()["slot"] == "a"
     assert dev.status()["floor"] == "1.0"
+
+
+def test_install_progress_on_stderr(dev, world):
+    """A line per payload off a terminal, a redrawn meter on one, nothing with --quiet; stdout unchanged."""
+    provision(dev)
+    p = dev.install("2.0", check=0)
+    assert p.out.startswith("installed 2.0 into slot b")
+    assert re.search(r"^ringil: writing 'rootfs' to slot b: 256 KiB in \d+\.\d s( \(.+/s\))?$", p.err, re.M), p.err
+    dev.boot()
+    dev.run("mark-good", check=0)
+    p = dev.install("3.0", "--quiet", check=0)
+    assert p.err == "" and p.out.startswith("installed 3.0 into slot a")
+    json.loads(dev.run("status", "--json", check=0).out)   # JSON on stdout, nothing else there
+    dev.boot()
+    dev.run("mark-good", check=0)
+    rc, out, tty = run_on_tty([dev.ringil.exe, "install", "--config", dev.conf, world["bundles"]["2.0"]])
+    assert rc == 7   # 2.0 is below the floor now: refused before any write, so no meter at all
+    assert "writing" not in tty and "not above the floor" in tty
+    fresh = Device(dev.root.parent / "fresh", world, dev.ringil)
+    rc, out, tty = run_on_tty([fresh.ringil.exe, "install", "--config", fresh.conf, "--slot", "a",
+                               world["bundles"]["1.0"]])
+    assert rc == 0 and out.startswith("installed 1.0 into slot a")
+    assert "\r\x1b[Kringil: writing 'rootfs' to slot a: 0 B of 256 KiB (0%)" in tty, repr(tty)
 
 
 def test_stream_from_stdin(dev, world):
@@ -314,6 +362,19 @@ def test_resume_does_not_rewrite_verified_chunks(dev):
     assert dev.status()["chunk_writes"] <= 65 + 2
     assert dev.status()["chunk_writes"] == written_before + again
     assert dev.slot_is("b", "2.0")
+
+
+def test_rerun_without_progress_is_not_called_resumed(dev):
+    """Killed before the first checkpoint: the rerun writes everything and does not claim a resume."""
+    provision(dev)
+    points = crash_points(dev, "2.0")
+    first_write = next(int(n) for n, what in points if what == "chunk write")
+    dev = Device(dev.root.parent / "dev2", dev.world, dev.ringil)
+    provision(dev)
+    assert dev.install("2.0", env={"RINGIL_TEST_CRASH_AT": str(first_write)}).returncode == -9
+    assert dev.status()["phase"] == "writing"
+    p = dev.install("2.0", check=0)
+    assert "65 chunks written, 0 already done;" in p.out and "resumed" not in p.out, p.out
 
 
 def test_different_bundle_starts_clean(dev):
@@ -602,6 +663,72 @@ def test_bundle_must_cover_every_slot_class(tmp_path, world, ringil):
     dev.install(both, "--slot", "a", check=0)
     assert dev.slot_is("a", "1.0") and data["a"].read_bytes() == world["imgs"]["0.9"]
     assert dev.entries() == ["ringil-a-1.0+3.conf"]
+
+
+# ---------------------------------------------------------------- slot size
+
+def test_payload_larger_than_file_slot_is_refused_before_any_write(dev, world):
+    """A slot file one byte too small: refused (exit 3), nothing written, the file does not grow."""
+    provision(dev)
+    with open(dev.slot["b"], "r+b") as f:
+        f.truncate(SLOT_SIZE - 1)
+    before = dev.snapshot()
+    p = dev.install("2.0")
+    assert p.returncode == 3, p.err
+    assert "does not fit slot" in p.err and f"({SLOT_SIZE} bytes)" in p.err and f"({SLOT_SIZE - 1} bytes)" in p.err
+    assert dev.snapshot() == before
+    assert dev.slot["b"].stat().st_size == SLOT_SIZE - 1
+    assert "ringil-b" not in " ".join(dev.entries())
+    # first provisioning into a small slot: the same refusal, no entry, no state written
+    fresh = Device(dev.root.parent / "fresh", world, dev.ringil)
+    with open(fresh.slot["a"], "r+b") as f:
+        f.truncate(1 << 12)
+    before = fresh.snapshot()
+    assert fresh.install("1.0", "--slot", "a").returncode == 3
+    assert fresh.snapshot() == before and fresh.slot["a"].stat().st_size == 1 << 12
+    # a slot larger than the payload is fine and keeps its length
+    with open(dev.slot["b"], "r+b") as f:
+        f.truncate(2 * SLOT_SIZE)
+    dev.install("2.0", check=0)
+    assert dev.slot["b"].stat().st_size == 2 * SLOT_SIZE
+    assert dev.slot["b"].read_bytes()[:SLOT_SIZE] == world["imgs"]["2.0"]
+
+
+def losetup(backing):
+    p = subprocess.run(["losetup", "--find", "--show", str(backing)], capture_output=True, text=True)
+    if p.returncode != 0:
+        return None
+    return p.stdout.strip()
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("losetup"), reason="needs root and losetup")
+def test_payload_larger_than_block_device_slot_is_refused(dev, world, tmp_path):
+    """The same rule for a block device, sized with BLKGETSIZE64 (a loop device over a file)."""
+    provision(dev)
+    small, big = tmp_path / "small.img", tmp_path / "big.img"
+    small.write_bytes(b"\x5a" * (SLOT_SIZE // 512 * 512))          # a few bytes short of the payload
+    big.write_bytes(b"\x5a" * ((SLOT_SIZE // 512 + 1) * 512))
+    loops = []
+    try:
+        for img in (small, big):
+            loop = losetup(img)
+            if not loop:
+                pytest.skip("no loop device available")
+            loops.append(loop)
+        conf = dev.conf.read_text()
+        dev.conf.write_text(conf.replace(f"device = {dev.slot['b']}", f"device = {loops[0]}"))
+        before = dev.snapshot()
+        p = dev.install("2.0")
+        assert p.returncode == 3, p.err
+        assert "does not fit slot" in p.err and loops[0] in p.err
+        assert dev.snapshot() == before and small.read_bytes() == b"\x5a" * (SLOT_SIZE // 512 * 512)
+        dev.conf.write_text(conf.replace(f"device = {dev.slot['b']}", f"device = {loops[1]}"))
+        dev.install("2.0", check=0)
+        with open(loops[1], "rb") as f:
+            assert f.read(SLOT_SIZE) == world["imgs"]["2.0"]
+    finally:
+        for loop in loops:
+            subprocess.run(["losetup", "--detach", loop], capture_output=True)
 
 
 @pytest.fixture(scope="session")

@@ -294,6 +294,9 @@ def test_ringild_slots_config_and_units(nix):
     assert health["before"] == ["boot-complete.target"] and health["requiredBy"] == ["boot-complete.target"]
     assert health["serviceConfig"]["ExecStart"].endswith("/bin/ringil health")
     assert health["onFailure"] == ["ringil-mark-bad.service"]
+    # the health gate is sandboxed as data/systemd/ringil-health.service (operator checks keep network/devices)
+    hs = health["serviceConfig"]
+    assert hs["ProtectSystem"] == "strict" and hs["CapabilityBoundingSet"] == "" and "AF_INET" in hs["RestrictAddressFamilies"]
     assert bless["after"] == ["boot-complete.target"] and bless["requires"] == ["boot-complete.target"]
     assert bless["serviceConfig"]["ExecStart"].endswith("/bin/ringil mark-good")
     sc = agentu["serviceConfig"]

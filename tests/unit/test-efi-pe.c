@@ -333,6 +333,28 @@ static void test_checksum(void **state) {
         }
 }
 
+static void test_section_get(void **state) {
+        size_t n = build_pe64(img);
+        struct pe_image pe;
+        struct pe_section s;
+
+        (void) state;
+        memcpy(img + SECTAB + 40, ".8chars!", 8);   /* a full 8-byte name has no NUL in the table */
+        assert_int_equal(pe_parse(img, n, &pe), 0);
+        assert_int_equal(pe.n_sections, 2);
+        assert_int_equal(pe.section_table, SECTAB);
+        assert_int_equal(pe_section_get(&pe, 0, &s), 0);
+        assert_string_equal(s.name, ".text");
+        assert_int_equal(s.virtual_address, 0x1000);
+        assert_int_equal(s.virtual_size, 0x200);
+        assert_int_equal(s.raw_offset, 0x200);
+        assert_int_equal(s.raw_size, 0x200);
+        assert_int_equal(pe_section_get(&pe, 1, &s), 0);
+        assert_string_equal(s.name, ".8chars!");
+        assert_int_equal(s.virtual_address, 0x2000);
+        assert_int_equal(pe_section_get(&pe, 2, &s), -ENOENT);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_parse_minimal),
@@ -346,6 +368,7 @@ int main(void) {
                 cmocka_unit_test(test_cert_table_malformed),
                 cmocka_unit_test(test_size_cap),
                 cmocka_unit_test(test_checksum),
+                cmocka_unit_test(test_section_get),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

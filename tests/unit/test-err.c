@@ -19,6 +19,12 @@ static void test_exit_codes(void **state) {
         assert_int_equal(exit_code_from_errno(-EEXIST), EXIT_EXISTS);
         assert_int_equal(exit_code_from_errno(-ENOENT), EXIT_NOTFOUND);
         assert_int_equal(exit_code_from_errno(-EIO), EXIT_FAIL);
+        /* talking to a server: unreachable vs. TLS/protocol, neither confused with a malformed input */
+        assert_int_equal(exit_code_from_errno(-ECONNREFUSED), EXIT_NETWORK);
+        assert_int_equal(exit_code_from_errno(-ETIMEDOUT), EXIT_NETWORK);
+        assert_int_equal(exit_code_from_errno(-EHOSTUNREACH), EXIT_NETWORK);
+        assert_int_equal(exit_code_from_errno(-ECONNRESET), EXIT_NETWORK);
+        assert_int_equal(exit_code_from_errno(-EPROTO), EXIT_PROTOCOL);
 }
 
 static void test_distinct_codes(void **state) {

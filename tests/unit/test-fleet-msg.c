@@ -1,4 +1,4 @@
-/* test-fleet-msg.c: protocol messages and the agent config: round trips, caps, unknown keys refused; Nix cache names. */
+/* test-fleet-msg.c: protocol messages: round trips, caps, unknown keys refused; Nix cache names. */
 #include "tests.h"
 
 #include "err.h"
@@ -238,56 +238,6 @@ static void test_assignment_rollout_fields(void **state) {
                         fail_msg("accepted %s", bad[i]);
 }
 
-static void test_agent_config(void **state) {
-        const char *good = "# drone config\n"
-                           "server = https://fleet.example:8443\n"
-                           "  ca = /etc/ringil/fleet-ca.pem  \n"
-                           "cert=/var/lib/ringild/cert.pem\n"
-                           "key = /var/lib/ringild/key.pem\n"
-                           "\n"
-                           "poll-interval = 60\n"
-                           "health-command = /usr/bin/true --with args\n";
-        struct agent_config c;
-        (void) state;
-        assert_int_equal(agent_config_parse(good, strlen(good), &c), 0);
-        assert_string_equal(c.server, "https://fleet.example:8443");
-        assert_string_equal(c.ca, "/etc/ringil/fleet-ca.pem");
-        assert_string_equal(c.health_command, "/usr/bin/true --with args");
-        assert_string_equal(c.reboot_command, "systemctl reboot");
-        assert_string_equal(c.device_config, "/etc/ringil/device.conf");
-        assert_int_equal(c.poll_interval, 60);
-        assert_int_equal(c.poll_jitter, 20);
-        assert_true(c.audit);                                      /* rollout-era defaults */
-        assert_string_equal(c.audit_profile, "prod");
-        assert_string_equal(c.download_dir, "/var/lib/ringild/download");
-        assert_null(c.timezone);
-        agent_config_free(&c);
-}
-
-static void test_agent_config_refused(void **state) {
-        static const char *const bad[] = {
-                "server = http://plain:80\nca=a\ncert=b\nkey=c\n",
-                "server = https://x\nca=a\ncert=b\n",                           /* no key */
-                "server = https://x\nca=a\ncert=b\nkey=c\nfrobnicate = 1\n",
-                "server = https://x\nca=a\ncert=b\nkey=c\npoll-interval = 0\n",
-                "server = https://x\nca=a\ncert=b\nkey=c\npoll-interval = 1e3\n",
-                "server = https://x\nca=a\ncert=b\nkey=c\npoll-jitter = 101\n",
-                "server = https://x\nca=a\ncert=b\nkey=c\nno equals sign\n",
-                "server = https://x\nca=a\ncert=b\nkey=c\nKEY = upper\n",
-                "server = https://x\nca=a\ncert\x01=b\nkey=c\n",
-                "server = https://x\nca=\ncert=b\nkey=c\n",
-                "server = https://x\nca=a\ncert=b\nkey=c\ntimezone = ../etc/shadow\n",
-                "server = https://x\nca=a\ncert=b\nkey=c\ntimezone = /etc/localtime\n",
-                "server = https://x\nca=a\ncert=b\nkey=c\ntimezone = Europe/Paris;rm\n",
-                "server = https://x\nca=a\ncert=b\nkey=c\naudit = maybe\n",
-                "server = https://x\nca=a\ncert=b\nkey=c\naudit-interval = -1\n",
-        };
-        struct agent_config c;
-        (void) state;
-        for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-                assert_int_equal(agent_config_parse(bad[i], strlen(bad[i]), &c), -RINGIL_EMALFORMED);
-}
-
 static void test_states(void **state) {
         enum fleet_state s;
         (void) state;
@@ -346,8 +296,6 @@ int main(void) {
                 cmocka_unit_test(test_compliance_digest),
                 cmocka_unit_test(test_status_compliance_refused),
                 cmocka_unit_test(test_assignment_rollout_fields),
-                cmocka_unit_test(test_agent_config),
-                cmocka_unit_test(test_agent_config_refused),
                 cmocka_unit_test(test_states),
                 cmocka_unit_test(test_nix_cache_names),
         };
