@@ -13,6 +13,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         if (audit_parse_udev_data((const char *) data, size, &l) >= 0)
                 kvlist_free(&l);
         if (audit_parse_cmdline((const char *) data, size, &s) >= 0)
-                strv_free_contents(&s);
+                strv_done(&s);
         return 0;
 }

@@ -14,7 +14,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                         if (p->n_chunks != p->size / p->chunk_size + (p->size % p->chunk_size != 0))
                                 __builtin_trap();
                 }
-                if (bundle_version_valid(m->version) < 0 || m->expires <= m->created)
+                if (version_valid(m->version) < 0 || m->expires <= m->created)
                         __builtin_trap();
                 bundle_manifest_free(m);
         }

@@ -4,7 +4,7 @@
 
 #include "buf.h"
 #include "fuzz.h"
-#include "nix-cache.h"
+#include "nix-closure.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         struct nix_closure c, d;

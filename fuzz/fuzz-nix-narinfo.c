@@ -4,7 +4,7 @@
 #include <string.h>
 
 #include "fuzz.h"
-#include "nix-cache.h"
+#include "nix-narinfo.h"
 
 static const char *const known[] = {
         "le84IVF4uvW5g/tX0e3WaCSRDrd0aHfN8eykys+SmYAafF91Llc8tay2vEQx6f78IPfsfh6rf/i12Qk2yH2mDg==",

@@ -40,7 +40,7 @@ static int param_strv(struct audit_result *res, json_t *params, const char *key,
                         x = buf;
                 }
                 if (!x || strv_push(&s, x) < 0) {
-                        strv_free_contents(&s);
+                        strv_done(&s);
                         audit_error(res, -EINVAL, NULL, "profile param \"%s\" has a non-string entry", key);
                         return -EINVAL;
                 }
@@ -49,31 +49,6 @@ static int param_strv(struct audit_result *res, json_t *params, const char *key,
         return 0;
 }
 
-static bool strv_fnmatch(const struct strv *s, const char *x) {
-        for (size_t i = 0; i < s->n; i++)
-                if (fnmatch(s->v[i], x, 0) == 0)
-                        return true;
-        return false;
-}
-
-static char *strv_join(const struct strv *s) {
-        size_t n = 1;
-        char *o, *p;
-        for (size_t i = 0; i < s->n; i++)
-                n += strlen(s->v[i]) + 1;
-        o = p = malloc(n);
-        if (!o)
-                return NULL;
-        *p = '\0';
-        for (size_t i = 0; i < s->n; i++)
-                p += sprintf(p, "%s%s", i ? "|" : "", s->v[i]);
-        return o;
-}
-
-static void strvp(struct strv *s) {
-        strv_free_contents(s);
-}
-#define _cleanup_strv_ __attribute__((cleanup(strvp)))
 static void kvlistp(struct kvlist *l) {
         kvlist_free(l);
 }
@@ -167,16 +142,15 @@ static int read_efi_bool(struct audit_ctx *ctx, struct audit_result *res, const 
         int r = read_efivar(ctx, res, name, "8be4df61-93ca-11d2-aa0d-00e098032b8c", ret_path, &d, &len);
         if (r < 0)
                 return r;
-        if (len != 1) {
-                audit_error(res, len == 0 ? -RINGIL_ETRUNCATED : -RINGIL_EMALFORMED, *ret_path,
-                            "expected 1 data byte, found %zu", len);
+        r = efivar_bool_decode(d, len);
+        if (r < 0) {
+                if (len != 1)
+                        audit_error(res, r, *ret_path, "expected 1 data byte, found %zu", len);
+                else
+                        audit_error(res, r, *ret_path, "value %u is not 0/1", d[0]);
                 return -RINGIL_EMALFORMED;
         }
-        if (d[0] > 1) {
-                audit_error(res, -RINGIL_EMALFORMED, *ret_path, "value %u is not 0/1", d[0]);
-                return -RINGIL_EMALFORMED;
-        }
-        *ret = d[0];
+        *ret = r;
         return 0;
 }
 
@@ -285,10 +259,6 @@ static char *expand_path(struct audit_ctx *ctx, const char *p) {
  * name in later ones, applied in lexical order of the names, later assignments winning. A drop-in
  * linked to /dev/null (or empty) is masked.
  */
-static int strcmp_ptr(const void *a, const void *b) {
-        return strcmp(*(char *const *) a, *(char *const *) b);
-}
-
 static const char *const conf_dirs[] = { "etc", "run", "usr/local/lib", "usr/lib" };
 
 static int conf_merge(struct audit_ctx *ctx, struct audit_result *res, const char *file, const char *section,
@@ -318,35 +288,33 @@ static int conf_merge(struct audit_ctx *ctx, struct audit_result *res, const cha
         }
         for (size_t d = 0; d < ELEMENTSOF(conf_dirs); d++) {
                 _cleanup_free_ char *dir = NULL;
-                char **v = NULL;
-                size_t n = 0;
+                struct strv v = {};
 
                 if (asprintf(&dir, "%s/%s.d", conf_dirs[d], file) < 0)
                         return -ENOMEM;
-                r = audit_fs_list(ctx->fs, dir, &v, &n);
+                r = audit_fs_list(ctx->fs, dir, &v);
                 if (r == -ENOENT || r == -ENOTDIR)
                         continue;
                 if (r < 0) {
-                        strv_free_contents(&names);
+                        strv_done(&names);
                         audit_error(res, r, dir, "cannot list drop-ins");
                         return r;
                 }
-                for (size_t i = 0; i < n; i++) {
-                        size_t l = strlen(v[i]);
-                        if (l > 5 && streq(v[i] + l - 5, ".conf") && !strv_contains(&names, v[i]))
-                                (void) strv_push(&names, v[i]);
+                for (size_t i = 0; i < v.n; i++) {
+                        size_t l = strlen(v.v[i]);
+                        if (l > 5 && streq(v.v[i] + l - 5, ".conf") && !strv_contains(&names, v.v[i]))
+                                (void) strv_push(&names, v.v[i]);
                 }
-                audit_fs_strv_free(v, n);
+                strv_done(&v);
         }
-        if (names.n > 1)
-                qsort(names.v, names.n, sizeof(char *), strcmp_ptr);
+        strv_sort(&names);
         for (size_t i = 0; i < names.n; i++)
                 for (size_t d = 0; d < ELEMENTSOF(conf_dirs); d++) {
                         _cleanup_free_ char *p = NULL, *s = NULL, *link = NULL;
                         size_t len;
 
                         if (asprintf(&p, "%s/%s.d/%s", conf_dirs[d], file, names.v[i]) < 0) {
-                                strv_free_contents(&names);
+                                strv_done(&names);
                                 return -ENOMEM;
                         }
                         if (audit_fs_readlink(ctx->fs, p, &link) >= 0 && streq(link, "/dev/null"))
@@ -356,7 +324,7 @@ static int conf_merge(struct audit_ctx *ctx, struct audit_result *res, const cha
                                 continue;
                         if (r < 0 || (r = audit_parse_ini_section(s, len, section, out)) < 0) {
                                 audit_error(res, r, p, "cannot read drop-in");
-                                strv_free_contents(&names);
+                                strv_done(&names);
                                 return r;
                         }
                         {
@@ -366,7 +334,7 @@ static int conf_merge(struct audit_ctx *ctx, struct audit_result *res, const cha
                 }
                         break;   /* the highest-priority directory's copy masks the others */
                 }
-        strv_free_contents(&names);
+        strv_done(&names);
         return 0;
 }
 
@@ -419,33 +387,32 @@ static int unit_enabled(struct audit_ctx *ctx, const char *unit, char **ret_path
         if (r != 0)
                 return r < 0 ? r : 0;
         for (size_t d = 0; d < ELEMENTSOF(unit_dirs); d++) {
-                char **v = NULL;
-                size_t n = 0;
-                r = audit_fs_list(ctx->fs, unit_dirs[d], &v, &n);
+                struct strv v = {};
+                r = audit_fs_list(ctx->fs, unit_dirs[d], &v);
                 if (r == -ENOENT || r == -ENOTDIR)
                         continue;
                 if (r < 0)
                         return r;
-                for (size_t i = 0; i < n; i++) {
-                        size_t l = strlen(v[i]);
+                for (size_t i = 0; i < v.n; i++) {
+                        size_t l = strlen(v.v[i]);
                         _cleanup_free_ char *p = NULL;
                         struct stat st;
-                        if (!((l > 6 && streq(v[i] + l - 6, ".wants")) || (l > 9 && streq(v[i] + l - 9, ".requires"))))
+                        if (!((l > 6 && streq(v.v[i] + l - 6, ".wants")) || (l > 9 && streq(v.v[i] + l - 9, ".requires"))))
                                 continue;
-                        if (asprintf(&p, "%s/%s/%s", unit_dirs[d], v[i], unit) < 0) {
-                                audit_fs_strv_free(v, n);
+                        if (asprintf(&p, "%s/%s/%s", unit_dirs[d], v.v[i], unit) < 0) {
+                                strv_done(&v);
                                 return -ENOMEM;
                         }
                         r = audit_fs_lstat(ctx->fs, p, &st);
                         if (r == -ENOENT || r == -ENOTDIR)
                                 continue;
-                        audit_fs_strv_free(v, n);
+                        strv_done(&v);
                         if (r < 0)
                                 return r;   /* e.g. a dangling *.wants link: cannot tell */
                         *ret_path = TAKE_PTR(p);
                         return 1;
                 }
-                audit_fs_strv_free(v, n);
+                strv_done(&v);
         }
         return 0;
 }
@@ -676,8 +643,7 @@ static void check_bundle_perms(struct audit_ctx *ctx, struct audit_result *res, 
                 return audit_error(res, -EINVAL, NULL, "profile param \"bundle\" missing");
         for (size_t i = 0; i < ELEMENTSOF(sub); i++) {
                 _cleanup_free_ char *d = NULL;
-                char **v = NULL;
-                size_t n = 0;
+                struct strv v = {};
                 struct stat st;
                 int r;
 
@@ -695,15 +661,15 @@ static void check_bundle_perms(struct audit_ctx *ctx, struct audit_result *res, 
                         audit_evidence(res, d, obs, "uid 0, not group/other writable");
                         audit_fail(res, "key directory %s is not protected", d);
                 }
-                r = audit_fs_list(ctx->fs, d, &v, &n);
+                r = audit_fs_list(ctx->fs, d, &v);
                 if (r < 0)
                         return audit_error(res, r, d, "cannot list");
-                for (size_t j = 0; j < n; j++) {
+                for (size_t j = 0; j < v.n; j++) {
                         _cleanup_free_ char *f = NULL;
-                        size_t l = strlen(v[j]);
-                        if (l < 4 || !streq(v[j] + l - 4, ".key"))
+                        size_t l = strlen(v.v[j]);
+                        if (l < 4 || !streq(v.v[j] + l - 4, ".key"))
                                 continue;
-                        if (asprintf(&f, "%s/%s", d, v[j]) < 0) {
+                        if (asprintf(&f, "%s/%s", d, v.v[j]) < 0) {
                                 audit_error(res, -ENOMEM, d, "out of memory");
                                 break;
                         }
@@ -721,7 +687,7 @@ static void check_bundle_perms(struct audit_ctx *ctx, struct audit_result *res, 
                                 audit_fail(res, "private key %s readable by others", f);
                         }
                 }
-                audit_fs_strv_free(v, n);
+                strv_done(&v);
         }
         if (!dirs)
                 return audit_error(res, -ENOENT, bundle, "pkiBundle not found");
@@ -836,7 +802,7 @@ static void check_loader_key(struct audit_ctx *ctx, struct audit_result *res, js
         if (param_strv(res, params, "allowed", &allowed) < 0 || load_loader_conf(ctx, res, params, &l, &path) < 0)
                 return;
         v = kvlist_get(&l, res->check->arg);
-        exp = strv_join(&allowed);
+        exp = strv_join(&allowed, "|");
         audit_evidence(res, path, v ? v : (dflt ? dflt : "(unset)"), exp);
         if (!v)
                 v = dflt;
@@ -952,7 +918,7 @@ static void check_value_in(struct audit_ctx *ctx, struct audit_result *res, json
                 *c = '\0';
                 v = o + 1;
         }
-        exp = strv_join(&allowed);
+        exp = strv_join(&allowed, "|");
         audit_evidence(res, path, v, exp);
         if (!strv_contains(&allowed, v))
                 audit_fail(res, "%s is %s, expected %s", path, v, exp);
@@ -991,38 +957,38 @@ struct blockdev {
 };
 
 static int load_blockdevs(struct audit_ctx *ctx, struct audit_result *res, struct blockdev **ret, size_t *ret_n) {
-        char **v = NULL;
-        size_t n = 0, k = 0;
+        struct strv v = {};
+        size_t k = 0;
         struct blockdev *b;
-        int r = audit_fs_list(ctx->fs, "run/udev/data", &v, &n);
+        int r = audit_fs_list(ctx->fs, "run/udev/data", &v);
 
         if (r < 0) {
                 audit_error(res, r, "/run/udev/data", "cannot list udev database");
                 return r;
         }
-        b = calloc(n + 1, sizeof(*b));
+        b = calloc(v.n + 1, sizeof(*b));
         if (!b) {
-                audit_fs_strv_free(v, n);
+                strv_done(&v);
                 return -ENOMEM;
         }
-        for (size_t i = 0; i < n; i++) {
+        for (size_t i = 0; i < v.n; i++) {
                 _cleanup_free_ char *p = NULL, *s = NULL;
                 _cleanup_kvlist_ struct kvlist l = {};
                 size_t len;
                 const char *x;
 
-                if (v[i][0] != 'b' || !strchr(v[i], ':') || strlen(v[i]) >= sizeof(b[k].devnum))
+                if (v.v[i][0] != 'b' || !strchr(v.v[i], ':') || strlen(v.v[i]) >= sizeof(b[k].devnum))
                         continue;
-                if (asprintf(&p, "run/udev/data/%s", v[i]) < 0)
+                if (asprintf(&p, "run/udev/data/%s", v.v[i]) < 0)
                         break;
                 r = audit_fs_read(ctx->fs, p, AUDIT_TEXT_MAX, &s, &len);
                 if (r < 0 || (r = audit_parse_udev_data(s, len, &l)) < 0) {
                         audit_error(res, r, p, "cannot read udev record");
-                        audit_fs_strv_free(v, n);
+                        strv_done(&v);
                         free(b);
                         return r;
                 }
-                snprintf(b[k].devnum, sizeof(b[k].devnum), "%s", v[i] + 1);
+                snprintf(b[k].devnum, sizeof(b[k].devnum), "%s", v.v[i] + 1);
                 x = kvlist_get(&l, "N");
                 snprintf(b[k].name, sizeof(b[k].name), "%s", x ? x : "");
                 x = kvlist_get(&l, "ID_FS_TYPE");
@@ -1031,7 +997,7 @@ static int load_blockdevs(struct audit_ctx *ctx, struct audit_result *res, struc
                 snprintf(b[k].version, sizeof(b[k].version), "%s", x ? x : "");
                 k++;
         }
-        audit_fs_strv_free(v, n);
+        strv_done(&v);
         *ret = b;
         *ret_n = k;
         return 0;
@@ -1309,7 +1275,7 @@ static void check_conf(struct audit_ctx *ctx, struct audit_result *res, json_t *
                 return audit_error(res, -EINVAL, NULL, "profile param \"expect\" missing");
         if (conf_merge(ctx, res, arg, section, &l, &src) < 0)
                 return;
-        where = src.n ? strv_join(&src) : strdup("(no configuration: built-in defaults)");
+        where = src.n ? strv_join(&src, "|") : strdup("(no configuration: built-in defaults)");
         json_object_foreach(exp, key, v) {
                 _cleanup_strv_ struct strv allowed = {};
                 _cleanup_free_ char *e = NULL;
@@ -1319,7 +1285,7 @@ static void check_conf(struct audit_ctx *ctx, struct audit_result *res, json_t *
                 json_decref(wrap);
                 if (r < 0)
                         return;
-                e = strv_join(&allowed);
+                e = strv_join(&allowed, "|");
                 audit_evidence(res, where, got && *got ? got : "(default)", e);
                 if (!got || !strv_contains(&allowed, got))
                         audit_fail(res, "%s %s=%s, expected %s", arg, key, got && *got ? got : "(default)", e);
@@ -1365,20 +1331,19 @@ static void check_mor(struct audit_ctx *ctx, struct audit_result *res, json_t *p
 
 /* MEM-004/005: a state directory (arg) holds no files, and the generic conf check passes. */
 static void check_dir_empty_and_conf(struct audit_ctx *ctx, struct audit_result *res, json_t *params) {
-        char **v = NULL;
-        size_t n = 0;
+        struct strv v = {};
         const char *dir = param_str(params, "dir");
         int r;
 
         if (!dir)
                 return audit_error(res, -EINVAL, NULL, "profile param \"dir\" missing");
-        r = audit_fs_list(ctx->fs, dir, &v, &n);
+        r = audit_fs_list(ctx->fs, dir, &v);
         if (r >= 0) {
-                if (n > 0) {
-                        audit_evidence(res, dir, v[0], "empty");
-                        audit_fail(res, "%s holds %zu entries", dir, n);
+                if (v.n > 0) {
+                        audit_evidence(res, dir, v.v[0], "empty");
+                        audit_fail(res, "%s holds %zu entries", dir, v.n);
                 }
-                audit_fs_strv_free(v, n);
+                strv_done(&v);
         } else if (r != -ENOENT)
                 return audit_error(res, r, dir, "cannot list");
         check_conf(ctx, res, params);
@@ -1484,23 +1449,22 @@ static void check_login_shells(struct audit_ctx *ctx, struct audit_result *res, 
 
 /* Live: running processes whose argv[0] basename matches and that name one of the ttys. */
 static void scan_processes(struct audit_ctx *ctx, struct audit_result *res, const char *exe, const struct strv *args) {
-        char **v = NULL;
-        size_t n = 0;
-        int r = audit_fs_list(ctx->fs, "proc", &v, &n);
+        struct strv v = {};
+        int r = audit_fs_list(ctx->fs, "proc", &v);
         if (r < 0)
                 return audit_error(res, r, "/proc", "cannot list processes");
-        if (n > PROC_SCAN_MAX) {
-                audit_fs_strv_free(v, n);
+        if (v.n > PROC_SCAN_MAX) {
+                strv_done(&v);
                 return audit_error(res, -RINGIL_ETOOBIG, "/proc", "more than %d entries: processes not all scanned",
                                    PROC_SCAN_MAX);
         }
-        for (size_t i = 0; i < n; i++) {
+        for (size_t i = 0; i < v.n; i++) {
                 _cleanup_free_ char *p = NULL, *s = NULL;
                 size_t len;
                 const char *base;
-                if (v[i][0] < '0' || v[i][0] > '9')
+                if (v.v[i][0] < '0' || v.v[i][0] > '9')
                         continue;
-                if (asprintf(&p, "proc/%s/cmdline", v[i]) < 0) {
+                if (asprintf(&p, "proc/%s/cmdline", v.v[i]) < 0) {
                         audit_error(res, -ENOMEM, "/proc", "out of memory");
                         break;
                 }
@@ -1512,11 +1476,11 @@ static void scan_processes(struct audit_ctx *ctx, struct audit_result *res, cons
                 for (size_t off = strlen(s) + 1; off < len; off += strlen(s + off) + 1)
                         if (!args || strv_contains(args, s + off)) {
                                 audit_evidence(res, p, s + off, "not running");
-                                audit_fail(res, "%s runs on %s (pid %s)", exe, s + off, v[i]);
+                                audit_fail(res, "%s runs on %s (pid %s)", exe, s + off, v.v[i]);
                                 break;
                         }
         }
-        audit_fs_strv_free(v, n);
+        strv_done(&v);
 }
 
 static void check_serial_getty(struct audit_ctx *ctx, struct audit_result *res, json_t *params) {
@@ -1548,16 +1512,15 @@ static void check_sulogin_force(struct audit_ctx *ctx, struct audit_result *res,
         if (param_strv(res, params, "files", &files) < 0 || param_strv(res, params, "dirs", &dirs) < 0)
                 return;
         for (size_t i = 0; i < dirs.n; i++) {
-                char **v = NULL;
-                size_t n = 0;
-                int r = audit_fs_list(ctx->fs, dirs.v[i], &v, &n);
+                struct strv v = {};
+                int r = audit_fs_list(ctx->fs, dirs.v[i], &v);
                 if (r == -ENOENT || r == -ENOTDIR)
                         continue;
                 if (r < 0)
                         return audit_error(res, r, dirs.v[i], "cannot list");
-                for (size_t j = 0; j < n; j++) {
+                for (size_t j = 0; j < v.n; j++) {
                         char *p;
-                        if (asprintf(&p, "%s/%s", dirs.v[i], v[j]) < 0)
+                        if (asprintf(&p, "%s/%s", dirs.v[i], v.v[j]) < 0)
                                 break;
                         if (strv_push(&files, p) < 0) {
                                 free(p);
@@ -1565,7 +1528,7 @@ static void check_sulogin_force(struct audit_ctx *ctx, struct audit_result *res,
                         }
                         free(p);
                 }
-                audit_fs_strv_free(v, n);
+                strv_done(&v);
         }
         for (size_t i = 0; i < files.n; i++) {
                 _cleanup_free_ char *s = NULL;
@@ -1685,7 +1648,7 @@ static void check_runtime_max_use(struct audit_ctx *ctx, struct audit_result *re
                 return audit_error(res, -EINVAL, NULL, "profile param \"max\" missing or not a size");
         if (conf_merge(ctx, res, "systemd/journald.conf", "Journal", &l, &src) < 0)
                 return;
-        where = src.n ? strv_join(&src) : strdup("(no configuration)");
+        where = src.n ? strv_join(&src, "|") : strdup("(no configuration)");
         got = kvlist_get(&l, "RuntimeMaxUse");
         audit_evidence(res, where, got && *got ? got : "(default: 10% of /run)", want);
         if (!got || !*got || parse_size(got, &g) < 0 || g != w)
@@ -1699,21 +1662,20 @@ static void check_runtime_max_use(struct audit_ctx *ctx, struct audit_result *re
  * params.skip names at the top. */
 static int find_files(struct audit_ctx *ctx, struct audit_result *res, const char *dir, const struct strv *skip,
                       unsigned depth) {
-        char **v = NULL;
-        size_t n = 0;
-        int r = audit_fs_list(ctx->fs, dir, &v, &n);
+        struct strv v = {};
+        int r = audit_fs_list(ctx->fs, dir, &v);
         if (r == -ENOENT || r == -ENOTDIR)
                 return 0;
         if (r < 0) {
                 audit_error(res, r, dir, "cannot list");
                 return r;
         }
-        for (size_t i = 0; i < n; i++) {
+        for (size_t i = 0; i < v.n; i++) {
                 _cleanup_free_ char *p = NULL;
                 struct stat st;
-                if (depth == 0 && strv_contains(skip, v[i]))
+                if (depth == 0 && strv_contains(skip, v.v[i]))
                         continue;
-                if (asprintf(&p, "%s/%s", dir, v[i]) < 0) {
+                if (asprintf(&p, "%s/%s", dir, v.v[i]) < 0) {
                         audit_error(res, -ENOMEM, dir, "out of memory");
                         break;
                 }
@@ -1733,7 +1695,7 @@ static int find_files(struct audit_ctx *ctx, struct audit_result *res, const cha
                         audit_fail(res, "log data on disk: %s", p);
                 }
         }
-        audit_fs_strv_free(v, n);
+        strv_done(&v);
         return 0;
 }
 
@@ -1748,18 +1710,17 @@ static void check_no_disk_logs(struct audit_ctx *ctx, struct audit_result *res, 
 }
 
 static void check_journal_dir(struct audit_ctx *ctx, struct audit_result *res, json_t *params) {
-        char **v = NULL;
-        size_t n = 0;
+        struct strv v = {};
         int r;
         (void) params;
-        r = audit_fs_list(ctx->fs, "var/log/journal", &v, &n);
+        r = audit_fs_list(ctx->fs, "var/log/journal", &v);
         if (r == -ENOENT || r == -ENOTDIR)
                 return audit_pass(res, "/var/log/journal", "absent", "absent");
         if (r < 0)
                 return audit_error(res, r, "/var/log/journal", "cannot list");
-        audit_fs_strv_free(v, n);
         /* Its mere existence makes journald with Storage=auto persist: fail even when empty. */
-        audit_evidence(res, "/var/log/journal", n ? "present, not empty" : "present", "absent");
+        audit_evidence(res, "/var/log/journal", v.n ? "present, not empty" : "present", "absent");
+        strv_done(&v);
         audit_fail(res, "/var/log/journal exists");
 }
 

@@ -357,24 +357,11 @@ int audit_fs_resolve(struct audit_fs *fs, const char *path, char **ret) {
         return 0;
 }
 
-void audit_fs_strv_free(char **v, size_t n) {
-        if (!v)
-                return;
-        for (size_t i = 0; i < n; i++)
-                free(v[i]);
-        free(v);
-}
-
-static int cmp_str(const void *a, const void *b) {
-        return strcmp(*(char *const *) a, *(char *const *) b);
-}
-
-int audit_fs_list(struct audit_fs *fs, const char *path, char ***ret_names, size_t *ret_n) {
+int audit_fs_list(struct audit_fs *fs, const char *path, struct strv *ret) {
+        _cleanup_strv_ struct strv l = {};
         int fd = open_in_root(fs, path, O_RDONLY | O_DIRECTORY, true);
-        DIR *d;
         struct dirent *de;
-        char **v = NULL;
-        size_t n = 0, alloc = 0;
+        DIR *d;
         int r = 0;
 
         if (fd < 0)
@@ -388,38 +375,22 @@ int audit_fs_list(struct audit_fs *fs, const char *path, char ***ret_names, size
         while ((errno = 0, de = readdir(d))) {
                 if (streq(de->d_name, ".") || streq(de->d_name, ".."))
                         continue;
-                if (n >= AUDIT_FS_MAX_ENTRIES) {
+                if (l.n >= AUDIT_FS_MAX_ENTRIES) {
                         r = -EFBIG;
                         break;
                 }
-                if (n == alloc) {
-                        size_t na = alloc ? alloc * 2 : 16;
-                        char **nv = reallocarray(v, na, sizeof(char *));
-                        if (!nv) {
-                                r = -ENOMEM;
-                                break;
-                        }
-                        v = nv;
-                        alloc = na;
-                }
-                v[n] = strdup(de->d_name);
-                if (!v[n]) {
-                        r = -ENOMEM;
+                r = strv_push(&l, de->d_name);
+                if (r < 0)
                         break;
-                }
-                n++;
         }
         if (r == 0 && errno != 0)
                 r = negative_errno();
         closedir(d);
-        if (r < 0) {
-                audit_fs_strv_free(v, n);
+        if (r < 0)
                 return r;
-        }
-        if (n > 0)
-                qsort(v, n, sizeof(char *), cmp_str);
-        *ret_names = v;
-        *ret_n = n;
+        strv_sort(&l);
+        *ret = l;
+        l = (struct strv) {};
         return 0;
 }
 

@@ -6,6 +6,8 @@
 #include <stdint.h>
 #include <sys/stat.h>
 
+#include "strv.h"
+
 /*
  * A root-confined view of a file system. Paths are always interpreted relative to the root, whether
  * written "etc/shadow" or "/etc/shadow"; absolute symlinks (NixOS's /etc -> /nix/store/...) and ".."
@@ -54,7 +56,6 @@ int audit_fs_readlink(struct audit_fs *fs, const char *path, char **ret);
 /* Canonical absolute path (as seen inside the root) that path resolves to; the file must exist. */
 int audit_fs_resolve(struct audit_fs *fs, const char *path, char **ret);
 /* Sorted names in a directory (no "." / ".."), at most AUDIT_FS_MAX_ENTRIES. */
-int audit_fs_list(struct audit_fs *fs, const char *path, char ***ret_names, size_t *ret_n);
-void audit_fs_strv_free(char **v, size_t n);
+int audit_fs_list(struct audit_fs *fs, const char *path, struct strv *ret);
 /* 1 if path exists (following links), 0 if not, negative on other errors. */
 int audit_fs_exists(struct audit_fs *fs, const char *path);

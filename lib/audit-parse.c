@@ -372,33 +372,6 @@ int audit_parse_proc_net(const char *p, size_t len, struct net_list *ret) {
         return 0;
 }
 
-void strv_free_contents(struct strv *s) {
-        for (size_t i = 0; i < s->n; i++)
-                free(s->v[i]);
-        free(s->v);
-        s->v = NULL;
-        s->n = 0;
-}
-
-int strv_push(struct strv *s, const char *x) {
-        char **nv = reallocarray(s->v, s->n + 1, sizeof(char *));
-        if (!nv)
-                return -ENOMEM;
-        s->v = nv;
-        s->v[s->n] = strdup(x);
-        if (!s->v[s->n])
-                return -ENOMEM;
-        s->n++;
-        return 0;
-}
-
-bool strv_contains(const struct strv *s, const char *x) {
-        for (size_t i = 0; i < s->n; i++)
-                if (streq(s->v[i], x))
-                        return true;
-        return false;
-}
-
 int audit_parse_cmdline(const char *p, size_t len, struct strv *ret) {
         _cleanup_free_ char *word = NULL;
         struct strv s = {};
@@ -424,12 +397,12 @@ int audit_parse_cmdline(const char *p, size_t len, struct strv *ret) {
                         if (have) {
                                 word[wl] = '\0';
                                 if (s.n >= AUDIT_CMDLINE_WORDS_MAX) {
-                                        strv_free_contents(&s);
+                                        strv_done(&s);
                                         return ringil_fail(-RINGIL_ETOOBIG, "too many words");
                                 }
                                 r = strv_push(&s, word);
                                 if (r < 0) {
-                                        strv_free_contents(&s);
+                                        strv_done(&s);
                                         return r;
                                 }
                         }
@@ -441,7 +414,7 @@ int audit_parse_cmdline(const char *p, size_t len, struct strv *ret) {
                 have = true;
         }
         if (quoted) {
-                strv_free_contents(&s);
+                strv_done(&s);
                 return ringil_fail(-RINGIL_EMALFORMED, "unbalanced quote in command line");
         }
         *ret = s;

@@ -5,6 +5,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "strv.h"
+
 /*
  * Every parser takes untrusted bytes (len need not be NUL-terminated) with a hard size cap and a cap
  * on the number of records; over a cap is -RINGIL_ETOOBIG, bad syntax -RINGIL_EMALFORMED. Results are
@@ -71,13 +73,6 @@ void net_list_free(struct net_list *l);
 int audit_parse_proc_net(const char *p, size_t len, struct net_list *ret);
 
 /* Kernel command line words; double quotes group, and are removed. */
-struct strv {
-        char **v;
-        size_t n;
-};
-void strv_free_contents(struct strv *s);
-int strv_push(struct strv *s, const char *x);
-bool strv_contains(const struct strv *s, const char *x);
 int audit_parse_cmdline(const char *p, size_t len, struct strv *ret);
 
 /* LUKS2 on-disk header: 4096-byte binary header, then the JSON area (LUKS2 spec §2-3). */

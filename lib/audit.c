@@ -405,7 +405,7 @@ static uint64_t now_us(void) {
 }
 
 static void ctx_done(struct audit_ctx *ctx) {
-        strv_free_contents(&ctx->cmdline);
+        strv_done(&ctx->cmdline);
         free(ctx->cmdline_path);
         pw_list_free(&ctx->passwd);
         pw_list_free(&ctx->shadow);

@@ -1,5 +1,5 @@
-/* bundle-manifest.c: the signed manifest of a bundle: strict JSON parsing with caps, canonical output,
- * and the version order used for anti-rollback. */
+/* bundle-manifest.c: the signed manifest of a bundle: strict JSON parsing with caps, canonical output and
+ * the payload type names. */
 #include <jansson.h>
 #include <string.h>
 
@@ -30,50 +30,6 @@ int bundle_payload_type_from_string(const char *s, enum bundle_payload_type *ret
                         return 0;
                 }
         return -RINGIL_EMALFORMED;
-}
-
-/* Versions: 1..16 components of 1..18 decimal digits, no leading '+'/'-'/space, no empty component. */
-int bundle_version_valid(const char *v) {
-        size_t digits = 0, comps = 1;
-
-        if (!v || !*v || strlen(v) > BUNDLE_MAX_VERSION)
-                return -RINGIL_EMALFORMED;
-        for (const char *p = v; *p; p++) {
-                if (*p == '.') {
-                        if (digits == 0)
-                                return -RINGIL_EMALFORMED;
-                        digits = 0;
-                        if (++comps > 16)
-                                return -RINGIL_EMALFORMED;
-                } else if (*p >= '0' && *p <= '9') {
-                        if (++digits > 18)
-                                return -RINGIL_EMALFORMED;
-                } else
-                        return -RINGIL_EMALFORMED;
-        }
-        return digits == 0 ? -RINGIL_EMALFORMED : 0;
-}
-
-/* Next component as a number (<= 18 digits always fits in u64); 0 past the end. */
-static uint64_t next_component(const char **p) {
-        uint64_t n = 0;
-
-        if (!**p)
-                return 0;
-        while (**p >= '0' && **p <= '9')
-                n = n * 10 + (uint64_t) (*(*p)++ - '0');
-        if (**p == '.')
-                (*p)++;
-        return n;
-}
-
-int bundle_version_compare(const char *a, const char *b) {
-        while (*a || *b) {
-                uint64_t x = next_component(&a), y = next_component(&b);
-                if (x != y)
-                        return x < y ? -1 : 1;
-        }
-        return 0;
 }
 
 void bundle_manifest_free(struct bundle_manifest *m) {
@@ -297,7 +253,7 @@ int bundle_manifest_parse(const uint8_t *data, size_t len, struct bundle_manifes
         r = get_string(root, "version", BUNDLE_MAX_VERSION, ".", false, &m->version);
         if (r < 0)
                 return r;
-        if (bundle_version_valid(m->version) < 0)
+        if (version_valid(m->version) < 0)
                 return ringil_fail(-RINGIL_EMALFORMED, "manifest: version '%s' is not dot-numeric", m->version);
         r = get_uint(root, "created", INT64_MAX, &u);
         if (r < 0)

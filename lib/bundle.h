@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "crypto.h"
+#include "vercmp.h"   /* manifest versions and the policy floor follow its syntax and order */
 
 /*
  * API contract shared by the bundle implementation, the installer and the fleet server/agent. The
@@ -112,11 +113,6 @@ int bundle_verify_payloads(bundle *b);
 /* Offset of a payload chunk inside the bundle file (for HTTP Range requests and resume). */
 int bundle_chunk_offset(const bundle *b, size_t p, uint64_t index, uint64_t *ret_offset);
 
-/* Versions: dot-separated numeric components ("1.2.10"), compared numerically, component by component;
- * a missing component counts as 0. bundle_version_valid() returns 0 or -RINGIL_EMALFORMED. */
-int bundle_version_valid(const char *v);
-int bundle_version_compare(const char *a, const char *b);   /* <0, 0, >0; both must be valid */
-
 struct bundle_create_payload {
         const char *name;
         enum bundle_payload_type type;
@@ -165,7 +161,7 @@ int bundle_create(const struct bundle_create_opts *o, const char *output);
 #define BUNDLE_DEFAULT_CHUNK_SIZE (1u << 20)
 #define BUNDLE_MAX_NAME 64u
 #define BUNDLE_MAX_COMPATIBLE 128u
-#define BUNDLE_MAX_VERSION 64u
+#define BUNDLE_MAX_VERSION VERSION_MAX
 #define BUNDLE_MAX_STORE_PATH 256u
 #define BUNDLE_MAX_URL 512u
 #define BUNDLE_CLOCK_SKEW (24 * 3600)           /* created may be this far ahead of now */

@@ -214,17 +214,30 @@ const char *sb_mode_to_string(enum sb_mode m) {
         return "unknown";
 }
 
-/* 0/1 for a well-formed one-byte boolean variable, -1 for missing, truncated, oversized or other values. */
-static int read_bool_var(const char *efivarfs, const char *name) {
+int efivar_bool_decode(const uint8_t *data, size_t len) {
+        if (len == 0)
+                return -RINGIL_ETRUNCATED;
+        if (len != 1 || data[0] > 1)
+                return -RINGIL_EMALFORMED;
+        return data[0];
+}
+
+int efivar_read_bool(const char *efivarfs, const char *name) {
         _cleanup_free_ uint8_t *data = NULL;
         size_t len;
         uint32_t attr;
+        int r;
 
-        if (efivar_read(efivarfs, name, &EFI_GLOBAL_VARIABLE_GUID, &attr, &data, &len) < 0)
-                return -1;
-        if (len != 1 || data[0] > 1)
-                return -1;
-        return data[0];
+        r = efivar_read(efivarfs, name, &EFI_GLOBAL_VARIABLE_GUID, &attr, &data, &len);
+        if (r < 0)
+                return r;
+        return efivar_bool_decode(data, len);
+}
+
+/* sb_mode_decode() takes -1 for a variable that is missing, truncated or not 0/1. */
+static int read_bool_or_unknown(const char *efivarfs, const char *name) {
+        int v = efivar_read_bool(efivarfs, name);
+        return v < 0 ? -1 : v;
 }
 
 int efivar_secure_boot_mode(const char *efivarfs, enum sb_mode *ret) {
@@ -234,7 +247,7 @@ int efivar_secure_boot_mode(const char *efivarfs, enum sb_mode *ret) {
                 return negative_errno();
         if (!S_ISDIR(st.st_mode))
                 return -ENOTDIR;
-        *ret = sb_mode_decode(read_bool_var(efivarfs, "SecureBoot"), read_bool_var(efivarfs, "SetupMode"),
-                              read_bool_var(efivarfs, "AuditMode"), read_bool_var(efivarfs, "DeployedMode"));
+        *ret = sb_mode_decode(read_bool_or_unknown(efivarfs, "SecureBoot"), read_bool_or_unknown(efivarfs, "SetupMode"),
+                              read_bool_or_unknown(efivarfs, "AuditMode"), read_bool_or_unknown(efivarfs, "DeployedMode"));
         return 0;
 }

@@ -35,6 +35,15 @@ int efivar_read(const char *efivarfs, const char *name, const efi_guid *vendor, 
 int efivar_write(const char *efivarfs, const char *name, const efi_guid *vendor, uint32_t attr,
                  const uint8_t *data, size_t len);
 
+/*
+ * A one-byte boolean variable's data (SecureBoot, SetupMode, AuditMode, DeployedMode…), strictly: 0 or 1;
+ * -RINGIL_ETRUNCATED for no byte, -RINGIL_EMALFORMED for more than one byte or a value other than 0/1.
+ */
+int efivar_bool_decode(const uint8_t *data, size_t len);
+/* Read a one-byte boolean global variable: 0/1, -ENOENT when absent, else efivar_read()'s and
+ * efivar_bool_decode()'s errors. */
+int efivar_read_bool(const char *efivarfs, const char *name);
+
 enum sb_mode {
         SB_MODE_UNKNOWN,
         SB_MODE_SETUP,

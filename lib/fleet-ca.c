@@ -414,6 +414,24 @@ int ca_cert_cn(X509 *cert, char buf[static CA_NAME_MAX + 1]) {
         return 0;
 }
 
+int ca_cert_serial_hex(X509 *cert, char buf[static CA_SERIAL_HEX_MAX + 1]) {
+        _cleanup_(BN_freep) BIGNUM *bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(cert), NULL);
+        char *hex = bn ? BN_bn2hex(bn) : NULL;
+        size_t n;
+
+        if (!hex)
+                return -ENOMEM;
+        n = strlen(hex);
+        if (n > CA_SERIAL_HEX_MAX) {
+                OPENSSL_free(hex);
+                return -ERANGE;
+        }
+        for (size_t i = 0; i <= n; i++)
+                buf[i] = (char) (hex[i] >= 'A' && hex[i] <= 'F' ? hex[i] - 'A' + 'a' : hex[i]);
+        OPENSSL_free(hex);
+        return 0;
+}
+
 bool ca_cert_is_operator(X509 *cert) {
         X509_NAME *subj = X509_get_subject_name(cert);
         int idx = -1;

@@ -75,5 +75,10 @@ int ca_csr_pubkey(const char *pem, size_t len, EVP_PKEY **ret);
 /* CN of a certificate's subject into buf (CA_NAME_MAX+1); -RINGIL_EMALFORMED unless exactly one CN
  * that passes ca_name_valid(). */
 int ca_cert_cn(X509 *cert, char buf[static CA_NAME_MAX + 1]);
+/* The serial number as lowercase hex without leading zeros (BN_bn2hex's digits: "0" for zero, a '-'
+ * before a negative one) into buf. -ENOMEM, or -ERANGE when longer than CA_SERIAL_HEX_MAX; buf is only
+ * written on success. */
+#define CA_SERIAL_HEX_MAX 64
+int ca_cert_serial_hex(X509 *cert, char buf[static CA_SERIAL_HEX_MAX + 1]);
 /* Whether the subject carries OU=operator. */
 bool ca_cert_is_operator(X509 *cert);

@@ -124,8 +124,8 @@ static int copy_name(json_t *v, const char *key, char *dst, size_t cap) {
 static int parse_audit(json_t *v, struct fleet_audit *a) {
         const char *k;
         json_t *x;
-        uint64_t u;
-        int r = 0;
+        uint64_t u = 0;
+        int r = 0;   /* every branch sets both; initialised for the -O3 flow analysis */
 
         if (!json_is_object(v))
                 return ringil_fail(-RINGIL_EMALFORMED, "'audit' is not an object");
@@ -236,7 +236,7 @@ int fleet_status_parse(const void *data, size_t len, struct fleet_status *ret) {
         bool have_state = false;
         const char *k;
         json_t *v;
-        uint64_t u;
+        uint64_t u = 0;
         int r;
 
         r = load_object(data, len, &j);
@@ -405,7 +405,7 @@ int fleet_assignment_parse(const void *data, size_t len, struct fleet_assignment
         struct fleet_assignment a = {};
         const char *k;
         json_t *v;
-        uint64_t u;
+        uint64_t u = 0;
         int r;
 
         r = load_object(data, len, &j);

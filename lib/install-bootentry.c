@@ -9,7 +9,7 @@
 
 #include "install-bootentry.h"
 #include "buf.h"
-#include "bundle.h"
+#include "vercmp.h"
 #include "efi-var.h"
 #include "err.h"
 #include "fileio.h"
@@ -63,7 +63,7 @@ int bootentry_parse_name(const char *fname, const char *prefix, struct boot_entr
         if (base - pl - 3 >= sizeof(e.version))
                 return -RINGIL_EMALFORMED;
         memcpy(e.version, fname + pl + 3, base - pl - 3);
-        if (bundle_version_valid(e.version) < 0)
+        if (version_valid(e.version) < 0)
                 return -RINGIL_EMALFORMED;
         e.slot = fname[pl + 1] == 'a' ? 0 : 1;
         memcpy(e.id, fname, base);
@@ -81,7 +81,7 @@ static int entry_cmp(const void *pa, const void *pb) {
         r = (int) bootentry_is_bad(a) - (int) bootentry_is_bad(b);
         if (r != 0)
                 return r;
-        r = -bundle_version_compare(a->version, b->version);
+        r = -version_compare(a->version, b->version);
         if (r != 0)
                 return r;
         r = -strverscmp(a->id, b->id);
@@ -191,7 +191,7 @@ int bootentry_write(const char *esp, const struct boot_entry_spec *s) {
         _cleanup_free_ char *rel = NULL, *opts = NULL;
         int r;
 
-        if (s->tries < 1 || s->tries > 9999 || bundle_version_valid(s->version) < 0)
+        if (s->tries < 1 || s->tries > 9999 || version_valid(s->version) < 0)
                 return -EINVAL;
         r = buf_printf(&b, "# written by ringil install; boot counting renames this file\n"
                            "title %s (%c, %s)\nsort-key %s\nversion %s\n",

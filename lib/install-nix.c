@@ -7,7 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -17,6 +16,7 @@
 #include "install-nix.h"
 #include "log.h"
 #include "macro.h"
+#include "process.h"
 
 #define NIX_ARGV_MAX 32
 
@@ -45,57 +45,13 @@ static int spawn(const char *home_dir, char *const argv[], size_t max, struct bu
         char home[PATH_MAX + 8], remote[80];
         char *const envp[] = { (char *) "PATH=/run/current-system/sw/bin:/nix/var/nix/profiles/default/bin:/usr/bin:/bin",
                                home, (char *) "LC_ALL=C", nix_remote(remote), NULL };
-        _cleanup_buf_ struct buf b = BUF_INIT(max);
-        int fds[2] = { -EBADF, -EBADF }, status, r = 0;
-        pid_t pid;
 
         if (home_dir)
                 (void) snprintf(home, sizeof(home), "HOME=%s", home_dir);
-        log_debug("running %s %s %s", argv[0], argv[1] ? argv[1] : "", argv[1] && argv[2] ? argv[2] : "");
-        if (ret && pipe2(fds, O_CLOEXEC) < 0)
-                return negative_errno();
-        pid = fork();
-        if (pid < 0) {
-                r = negative_errno();
-                if (ret) {
-                        close(fds[0]);
-                        close(fds[1]);
-                }
-                return r;
-        }
-        if (pid == 0) {
-                if (ret && dup2(fds[1], STDOUT_FILENO) < 0)
-                        _exit(127);
-                if (home_dir)
-                        execvpe(argv[0], argv, envp);
-                else
-                        execvp(argv[0], argv);
-                _exit(127);
-        }
-        if (ret) {
-                close(fds[1]);
-                for (;;) {
-                        char tmp[4096];
-                        ssize_t n = read(fds[0], tmp, sizeof(tmp));
-                        if (n < 0 && errno == EINTR)
-                                continue;
-                        if (n <= 0)
-                                break;
-                        if (r >= 0)
-                                r = buf_append(&b, tmp, (size_t) n);
-                }
-                close(fds[0]);
-        }
-        while (waitpid(pid, &status, 0) < 0)
-                if (errno != EINTR)
-                        return negative_errno();
-        if (r < 0)
-                return r;
-        if (ret) {
-                *ret = b;
-                b = (struct buf) {};
-        }
-        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+        return process_run(argv, &(struct process_opts) { .envp = home_dir ? envp : NULL,
+                                                          .out = ret ? PROCESS_STDIO_CAPTURE : PROCESS_STDIO_INHERIT,
+                                                          .capture_max = max },
+                           ret);
 }
 
 static int run(const struct device_conf *c, char *const argv[]) {

@@ -5,8 +5,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "bundle.h"
 #include "conf.h"
+#include "vercmp.h"
 #include "err.h"
 #include "fileio.h"
 #include "install-conf.h"
@@ -78,7 +78,7 @@ static int lookup(const char *const *names, size_t n, const char *v) {
 }
 
 static int dup_version(char **dst, const char *v, unsigned line) {
-        if (bundle_version_valid(v) < 0)
+        if (version_valid(v) < 0)
                 return ringil_fail(-RINGIL_EMALFORMED, "state line %u: bad version `%s'", line, v);
         free(*dst);
         *dst = strdup(v);
@@ -268,7 +268,7 @@ static int floor_read_one(const char *path, char **ret, int64_t *ret_time) {
         rest = nl ? nl + 1 : (char *) data + len;
         if (nl)
                 *nl = '\0';
-        if (bundle_version_valid((char *) data) < 0)
+        if (version_valid((char *) data) < 0)
                 return ringil_fail(-RINGIL_EMALFORMED, "floor record %s is malformed", path);
         if (*rest) {
                 /* Exactly one more line: "time-floor SECONDS", newline optional. */
@@ -296,7 +296,7 @@ int floor_read(const char *state_dir, const char *floor_copy, char **ret, int64_
         if (r < 0)
                 return r;
         if (a && b)
-                *ret = bundle_version_compare(a, b) >= 0 ? TAKE_PTR(a) : TAKE_PTR(b);
+                *ret = version_compare(a, b) >= 0 ? TAKE_PTR(a) : TAKE_PTR(b);
         else
                 *ret = a ? TAKE_PTR(a) : TAKE_PTR(b);
         if (ret_time)
@@ -334,13 +334,13 @@ int floor_raise(const char *state_dir, const char *floor_copy, const char *versi
         int64_t cur_time = 0;
         int r;
 
-        r = bundle_version_valid(version);
+        r = version_valid(version);
         if (r < 0)
                 return ringil_fail(r, "floor: bad version `%s'", version);
         r = floor_read(state_dir, floor_copy, &cur, &cur_time);
         if (r < 0)
                 return r;
-        if (cur && bundle_version_compare(version, cur) <= 0)
+        if (cur && version_compare(version, cur) <= 0)
                 version = cur;   /* never lower; still rewrite both so a lost copy is restored */
         time_floor = MAX(time_floor, cur_time);
         r = mkdir_p(state_dir, 0700);

@@ -7,7 +7,6 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -20,6 +19,7 @@
 #include "install-nix.h"
 #include "log.h"
 #include "macro.h"
+#include "process.h"
 #include "progress.h"
 
 #define CHUNK_MAX (64u << 20)
@@ -53,25 +53,11 @@ int install_run_hook(const char *path, const char *phase, int slot, const char *
         char e_phase[64], e_slot[32], e_version[160];
         char *const argv[] = { (char *) path, (char *) phase, NULL };
         char *const envp[] = { (char *) "PATH=/run/current-system/sw/bin:/usr/bin:/bin", e_phase, e_slot, e_version, NULL };
-        pid_t pid;
-        int status;
 
         (void) snprintf(e_phase, sizeof(e_phase), "RINGIL_PHASE=%s", phase);
         (void) snprintf(e_slot, sizeof(e_slot), "RINGIL_SLOT=%c", slot >= 0 ? slot_letter(slot) : '-');
         (void) snprintf(e_version, sizeof(e_version), "RINGIL_VERSION=%s", version ? version : "");
-        pid = fork();
-        if (pid < 0)
-                return negative_errno();
-        if (pid == 0) {
-                execve(path, argv, envp);
-                _exit(127);
-        }
-        while (waitpid(pid, &status, 0) < 0)
-                if (errno != EINTR)
-                        return negative_errno();
-        if (WIFEXITED(status))
-                return WEXITSTATUS(status);
-        return 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+        return process_run(argv, &(struct process_opts) { .envp = envp, .exact_path = true }, NULL);
 }
 
 bool install_efi_verifier_available(void) {

@@ -246,15 +246,7 @@ static int route_enroll(struct route_ctx *x) {
                 secret_wipe(raw, sizeof(raw));
                 return tp_respond_error(x->resp, 400, "enroll: %s", ringil_detail());
         }
-        {
-                BIGNUM *bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(cert), NULL);
-                char *hex = bn ? BN_bn2hex(bn) : NULL;
-                BN_free(bn);
-                if (hex && strlen(hex) < sizeof(serial))
-                        for (size_t i = 0; hex[i]; i++)
-                                serial[i] = (char) (hex[i] >= 'A' && hex[i] <= 'F' ? hex[i] - 'A' + 'a' : hex[i]);
-                OPENSSL_free(hex);
-        }
+        (void) ca_cert_serial_hex(cert, serial);   /* "" (offline-issued) if it cannot be had */
         (void) crypto_sha256(raw, sizeof(raw), hash);
         secret_wipe(raw, sizeof(raw));
         r = store_drone_enroll(srv->db, id, hash, (int64_t) time(NULL), serial);

@@ -319,7 +319,7 @@ static int verb_bundle_verify(int argc, char *argv[]) {
                         policy.compatible = optarg;
                         break;
                 case ARG_MIN_VERSION:
-                        if (bundle_version_valid(optarg) < 0)
+                        if (version_valid(optarg) < 0)
                                 return usage_error("bad --min-version '%s' (dot-numeric)", optarg);
                         policy.min_version = optarg;
                         break;

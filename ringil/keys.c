@@ -136,17 +136,6 @@ static int keys_export_main(int argc, char *argv[]) {
 
 /* --- enroll ----------------------------------------------------------------------------------- */
 
-/* Read a one-byte boolean variable strictly: 0/1, or -1 for missing/malformed. */
-static int read_bool(const char *efivarfs, const char *name) {
-        _cleanup_free_ uint8_t *data = NULL;
-        uint32_t attr;
-        size_t len;
-
-        if (efivar_read(efivarfs, name, &EFI_GLOBAL_VARIABLE_GUID, &attr, &data, &len) < 0)
-                return -1;
-        return len == 1 && data[0] <= 1 ? data[0] : -1;
-}
-
 static int keys_enroll_main(int argc, char *argv[]) {
         static const struct option options[] = {
                 { "dir", required_argument, NULL, 'd' },
@@ -183,7 +172,7 @@ static int keys_enroll_main(int argc, char *argv[]) {
                 return EXIT_NOTFOUND;
         }
         /* INVARIANT: nothing is written unless the firmware says it is in Setup Mode. */
-        r = read_bool(efivarfs, "SetupMode");
+        r = efivar_read_bool(efivarfs, "SetupMode");
         if (r != 1) {
                 log_error("Refusing to enroll: firmware is %s (SetupMode-%s).",
                           r == 0 ? "not in Setup Mode" : "in an unknown mode",
@@ -343,8 +332,8 @@ static int keys_status_main(int argc, char *argv[]) {
                 log_error_errno(r, "Cannot read '%s': %m: system is not booted with UEFI?", efivarfs);
                 return exit_code_from_errno(r);
         }
-        secure_boot = read_bool(efivarfs, "SecureBoot");
-        setup_mode = read_bool(efivarfs, "SetupMode");
+        secure_boot = efivar_read_bool(efivarfs, "SecureBoot");
+        setup_mode = efivar_read_bool(efivarfs, "SetupMode");
         have_guid = keys_read_guid(dir, &guid) >= 0;
         for (enum sb_key k = 0; k < _SB_KEY_MAX; k++)
                 check_var(efivarfs, dir, have_guid, &guid, k, &vs[k]);

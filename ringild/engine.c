@@ -6,7 +6,6 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -14,39 +13,21 @@
 #include "err.h"
 #include "fileio.h"
 #include "log.h"
+#include "process.h"
 
 #define ENGINE_MAX_OUTPUT (256u * 1024u)
 
 /*
  * The engine runs as a child process: it is the one component that verifies and writes slots, and
  * keeping it out of the networked process means a bug in TLS/HTTP handling cannot write a slot.
+ * stdin_fd < 0: /dev/null; out_fd/err_fd: its stdout and stderr (2: ours).
  */
 static int spawn(const char *const argv[], int stdin_fd, int out_fd, int err_fd, pid_t *ret_pid) {
-        pid_t pid = fork();
-
-        if (pid < 0)
-                return negative_errno();
-        if (pid == 0) {
-                int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
-                if (dup2(stdin_fd >= 0 ? stdin_fd : null, 0) < 0 || dup2(out_fd, 1) < 0 || dup2(err_fd, 2) < 0)
-                        _exit(127);
-                signal(SIGPIPE, SIG_DFL);
-                execvp(argv[0], (char *const *) argv);
-                _exit(127);
-        }
-        *ret_pid = pid;
-        return 0;
-}
-
-static int wait_exit(pid_t pid) {
-        int st;
-
-        while (waitpid(pid, &st, 0) < 0)
-                if (errno != EINTR)
-                        return negative_errno();
-        if (WIFEXITED(st))
-                return WEXITSTATUS(st);
-        return 128 + (WIFSIGNALED(st) ? WTERMSIG(st) : 0);
+        return process_spawn((char *const *) argv,
+                             &(struct process_opts) { .in = stdin_fd >= 0 ? PROCESS_STDIO_FD : PROCESS_STDIO_NULL, .in_fd = stdin_fd,
+                                                      .out = PROCESS_STDIO_FD, .out_fd = out_fd,
+                                                      .err = PROCESS_STDIO_FD, .err_fd = err_fd },
+                             ret_pid);
 }
 
 /* Last non-empty line of the child's output, for the report; the whole output goes to our log. */
@@ -99,7 +80,7 @@ static int run_engine(const struct agent_config *c, const char *verb, bool json,
         r = spawn(argv, -1, fd, out ? 2 : fd, &pid);
         if (r < 0)
                 return r;
-        r = wait_exit(pid);
+        r = process_wait(pid);
         if (r < 0)
                 return r;
         if (out) {
@@ -202,7 +183,7 @@ int run_command(const char *cmdline) {
 
         if (r < 0)
                 return r;
-        return wait_exit(pid);
+        return process_wait(pid);
 }
 
 int agent_spawn_wait(const char *const argv[], int out_fd) {
@@ -211,7 +192,7 @@ int agent_spawn_wait(const char *const argv[], int out_fd) {
 
         if (r < 0)
                 return r;
-        return wait_exit(pid);
+        return process_wait(pid);
 }
 
 bool engine_refused_bundle(int r) {
@@ -231,7 +212,7 @@ int engine_install_file(const struct agent_config *c, const char *path, char *er
         r = spawn(argv, -1, outfd, outfd, &pid);
         if (r < 0)
                 return r;
-        code = wait_exit(pid);
+        code = process_wait(pid);
         if (code < 0)
                 return code;
         collect_output(outfd, "install", engine_err, sizeof(engine_err));

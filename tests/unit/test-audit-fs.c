@@ -17,28 +17,21 @@ struct env {
 };
 
 static void put(const char *base, const char *rel, const char *content) {
-        char p[4200], cmd[4400];
-        snprintf(p, sizeof(p), "%s/%s", base, rel);
-        snprintf(cmd, sizeof(cmd), "mkdir -p \"$(dirname '%s')\"", p);
-        assert_int_equal(system(cmd), 0);
-        FILE *f = fopen(p, "w");
-        assert_non_null(f);
-        fputs(content, f);
-        fclose(f);
+        char *p = test_path(base, "%s", rel);
+        test_write_file(p, content, 0644);
+        free(p);
 }
 
 static void ln(const char *base, const char *rel, const char *target) {
-        char p[4200], cmd[4400];
-        snprintf(p, sizeof(p), "%s/%s", base, rel);
-        snprintf(cmd, sizeof(cmd), "mkdir -p \"$(dirname '%s')\"", p);
-        assert_int_equal(system(cmd), 0);
-        assert_int_equal(symlink(target, p), 0);
+        char *p = test_path(base, "%s", rel);
+        test_symlink(target, p);
+        free(p);
 }
 
 static int setup(void **state) {
         struct env *e = calloc(1, sizeof(*e));
         char abs_out[4200];
-        e->dir = test_mkdtemp();
+        e->dir = test_tmpdir();
         if (asprintf(&e->root, "%s/root", e->dir) < 0)
                 return -1;
         put(e->dir, "outside/secret", "outside\n");
@@ -63,8 +56,7 @@ static int setup(void **state) {
 
 static int teardown(void **state) {
         struct env *e = *state;
-        test_rm_rf(e->dir);
-        free(e->dir);
+        test_tmpdir_done(e->dir);
         free(e->root);
         free(e);
         return 0;
@@ -116,15 +108,16 @@ static void run_cases(struct env *e, bool walk) {
 
 static void dangling_cases(struct env *e, bool walk) {
         struct audit_fs *fs = NULL;
-        char *s = NULL, **v = NULL;
-        size_t len, n = 0;
+        struct strv v = {};
+        char *s = NULL;
+        size_t len;
         struct stat st;
 
         assert_int_equal(audit_fs_new(e->root, &fs), 0);
         if (walk)
                 audit_fs_set_walk_only(fs, true);
         /* a dangling link on the way is not an absent file */
-        assert_int_equal(audit_fs_list(fs, "img/etc/systemd/system", &v, &n), -ENOLINK);
+        assert_int_equal(audit_fs_list(fs, "img/etc/systemd/system", &v), -ENOLINK);
         assert_int_equal(audit_fs_lstat(fs, "img/etc/systemd/system/sshd.service", &st), -ENOLINK);
         assert_int_equal(audit_fs_stat(fs, "img/etc/systemd/system/sshd.service", &st), -ENOLINK);
         assert_int_equal(audit_fs_read(fs, "img/etc/shadow", 4096, &s, &len), -ENOLINK);
@@ -136,7 +129,7 @@ static void dangling_cases(struct env *e, bool walk) {
         assert_int_equal(audit_fs_lstat(fs, "img/etc/ok/nope", &st), -ENOENT);
         assert_int_equal(audit_fs_read(fs, "img/etc/ok/nope/deeper", 4096, &s, &len), -ENOENT);
         assert_int_equal(audit_fs_exists(fs, "img/etc/ok/nope"), 0);
-        assert_int_equal(audit_fs_list(fs, "img/nope", &v, &n), -ENOENT);
+        assert_int_equal(audit_fs_list(fs, "img/nope", &v), -ENOENT);
         audit_fs_free(fs);
 }
 
@@ -216,16 +209,16 @@ static void test_walk(void **state) {
 static void test_list_sorted(void **state) {
         struct env *e = *state;
         struct audit_fs *fs = NULL;
-        char **v = NULL;
-        size_t n = 0;
+        struct strv v = {};
 
         assert_int_equal(audit_fs_new(e->root, &fs), 0);
-        assert_int_equal(audit_fs_list(fs, "etc", &v, &n), 0);
-        assert_int_equal(n, 6);
-        assert_string_equal(v[0], "abs-escape");
-        assert_string_equal(v[5], "static");
-        audit_fs_strv_free(v, n);
-        assert_int_equal(audit_fs_list(fs, "nope", &v, &n), -ENOENT);
+        assert_int_equal(audit_fs_list(fs, "etc", &v), 0);
+        assert_int_equal(v.n, 6);
+        assert_string_equal(v.v[0], "abs-escape");
+        assert_string_equal(v.v[5], "static");
+        assert_null(v.v[6]);
+        strv_done(&v);
+        assert_int_equal(audit_fs_list(fs, "nope", &v), -ENOENT);
         audit_fs_free(fs);
 }
 

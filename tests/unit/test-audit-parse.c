@@ -109,7 +109,7 @@ static void test_cmdline(void **state) {
         assert_int_equal(s.n, 4);
         assert_string_equal(s.v[2], "dyndbg=file x.c +p");
         assert_true(strv_contains(&s, "console=tty0"));
-        strv_free_contents(&s);
+        strv_done(&s);
         assert_int_equal(audit_parse_cmdline(S("a=\"b\n"), &s), -RINGIL_EMALFORMED);
 }
 

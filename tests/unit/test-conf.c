@@ -402,7 +402,7 @@ static void write_file(const char *path, const char *text) {
 }
 
 static void test_load_files(void **state) {
-        _cleanup_free_ char *dir = test_mkdtemp();
+        _cleanup_free_ char *dir = test_tmpdir();
         char path[512], link[512], fifo[512], msg[1024];
         struct sample s = {};
         uint8_t *data = NULL;

@@ -13,7 +13,7 @@ static char *dir;   /* one bundle for the whole file: RSA-4096 generation is slo
 static int setup(void **state) {
         struct keys_create_result res;
         (void) state;
-        dir = test_mkdtemp();
+        dir = test_tmpdir();
         if (!dir)
                 return -1;
         return keys_create(dir, &res) < 0 || !res.guid_created ? -1 : 0;
@@ -21,8 +21,7 @@ static int setup(void **state) {
 
 static int teardown(void **state) {
         (void) state;
-        test_rm_rf(dir);
-        free(dir);
+        test_tmpdir_done(dir);
         return 0;
 }
 
@@ -90,8 +89,15 @@ static void test_load_and_match(void **state) {
                 snprintf(a, sizeof(a), "%s/keys/db/db.key", dir);
                 snprintf(b, sizeof(b), "%s/keys/db/db.key.orig", dir);
                 assert_int_equal(rename(a, b), 0);
-                snprintf(a, sizeof(a), "cp %s/keys/KEK/KEK.key %s/keys/db/db.key", dir, dir);
-                assert_int_equal(system(a), 0);
+                {
+                        char *kek = test_path(dir, "keys/KEK/KEK.key"), *data;
+                        size_t len;
+                        data = test_read_file(kek, &len);
+                        snprintf(a, sizeof(a), "%s/keys/db/db.key", dir);
+                        test_write_bytes(a, data, len, 0600);
+                        free(data);
+                        free(kek);
+                }
                 assert_int_equal(keys_load(dir, SB_KEY_DB, &key, &cert), -RINGIL_EMALFORMED);
                 assert_null(key);
                 snprintf(a, sizeof(a), "%s/keys/db/db.key", dir);
@@ -118,11 +124,10 @@ static void test_no_overwrite(void **state) {
 }
 
 static void test_guid_rules(void **state) {
-        char *d = test_mkdtemp(), p[4096];
+        const char *d = *state;
+        char p[4096];
         struct keys_create_result res;
         efi_guid g;
-        (void) state;
-        assert_non_null(d);
         snprintf(p, sizeof(p), "%s/GUID", d);
         assert_int_equal(keys_read_guid(d, &g), -ENOENT);
         assert_int_equal(atomic_write_file(p, "8be4df61-93ca-11d2-aa0d-00e098032b8c\n", 37, 0644, 0), 0);
@@ -139,8 +144,6 @@ static void test_guid_rules(void **state) {
         assert_true(efi_guid_equal(&res.guid, &EFI_GLOBAL_VARIABLE_GUID));
         snprintf(p, sizeof(p), "%s/keys/PK", d);
         assert_int_equal(access(p, F_OK), -1);
-        test_rm_rf(d);
-        free(d);
 }
 
 static void test_esl_and_auth(void **state) {
@@ -184,7 +187,7 @@ int main(void) {
                 cmocka_unit_test(test_layout),
                 cmocka_unit_test(test_load_and_match),
                 cmocka_unit_test(test_no_overwrite),
-                cmocka_unit_test(test_guid_rules),
+                cmocka_unit_test_setup_teardown(test_guid_rules, test_setup_tmpdir, test_teardown_tmpdir),
                 cmocka_unit_test(test_esl_and_auth),
         };
         return cmocka_run_group_tests(tests, setup, teardown);

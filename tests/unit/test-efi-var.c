@@ -1,4 +1,5 @@
-/* test-efi-var.c: efivarfs read/write against a plain directory standing in for it, and mode decoding. */
+/* test-efi-var.c: efivarfs read/write against a plain directory standing in for it, the strict boolean
+ * reader, and mode decoding. */
 #include "tests.h"
 
 #include <stdbool.h>
@@ -25,7 +26,7 @@ static void put_bool(const char *dir, const char *name, uint8_t v) {
         put_var(dir, name, raw, sizeof(raw));
 }
 
-static void test_path(void **state) {
+static void test_var_path(void **state) {
         char *p = NULL;
         (void) state;
         assert_int_equal(efivar_path("/x", "db", &EFI_IMAGE_SECURITY_DATABASE_GUID, &p), 0);
@@ -52,12 +53,10 @@ static void test_decode(void **state) {
 }
 
 static void test_write_read(void **state) {
-        char *dir = test_mkdtemp();
+        const char *dir = *state;
         uint8_t *data = NULL;
         uint32_t attr;
         size_t len;
-        (void) state;
-        assert_non_null(dir);
 
         assert_int_equal(efivar_read(dir, "db", &EFI_IMAGE_SECURITY_DATABASE_GUID, &attr, &data, &len), -ENOENT);
         assert_int_equal(efivar_write(dir, "db", &EFI_IMAGE_SECURITY_DATABASE_GUID, 0x27,
@@ -79,16 +78,13 @@ static void test_write_read(void **state) {
         /* Truncated variable. */
         put_var(dir, "PK", (const uint8_t *) "\x27\x00", 2);
         assert_int_equal(efivar_read(dir, "PK", &EFI_GLOBAL_VARIABLE_GUID, &attr, &data, &len), -RINGIL_ETRUNCATED);
-        test_rm_rf(dir);
-        free(dir);
 }
 
 static void test_oversized(void **state) {
-        char *dir = test_mkdtemp();
+        const char *dir = *state;
         uint8_t *big = calloc(1, EFIVAR_MAX_SIZE + 5), *data = NULL;
         uint32_t attr;
         size_t len;
-        (void) state;
         assert_non_null(big);
         put_var(dir, "dbx", big, EFIVAR_MAX_SIZE + 5);
         assert_int_equal(efivar_read(dir, "dbx", &EFI_GLOBAL_VARIABLE_GUID, &attr, &data, &len), -RINGIL_ETOOBIG);
@@ -98,14 +94,11 @@ static void test_oversized(void **state) {
         free(data);
         assert_int_equal(efivar_write(dir, "x", &LOADER_GUID, 7, big, EFIVAR_MAX_SIZE + 1), -EINVAL);
         free(big);
-        test_rm_rf(dir);
-        free(dir);
 }
 
 static void test_mode_from_dir(void **state) {
-        char *dir = test_mkdtemp();
+        const char *dir = *state;
         enum sb_mode m;
-        (void) state;
 
         assert_int_equal(efivar_secure_boot_mode(dir, &m), 0);
         assert_int_equal(m, SB_MODE_UNKNOWN);   /* nothing there */
@@ -149,7 +142,6 @@ static void test_mode_from_dir(void **state) {
 
         test_rm_rf(dir);
         assert_int_equal(efivar_secure_boot_mode(dir, &m), -ENOENT);
-        free(dir);
 }
 
 /* Set or clear FS_IMMUTABLE_FL; returns -1 where the file system cannot (then the test is skipped). */
@@ -166,19 +158,16 @@ static int set_immutable(const char *path, bool on) {
 }
 
 static void test_write_immutable(void **state) {
-        char *dir = test_mkdtemp(), *p = NULL;
+        const char *dir = *state;
+        char *p = NULL;
         uint8_t *data = NULL;
         uint32_t attr;
         size_t len;
         int fd;
-        (void) state;
-        assert_non_null(dir);
         assert_int_equal(efivar_write(dir, "KEK", &EFI_GLOBAL_VARIABLE_GUID, 0x27, (const uint8_t *) "old", 3), 0);
         assert_int_equal(efivar_path(dir, "KEK", &EFI_GLOBAL_VARIABLE_GUID, &p), 0);
         if (set_immutable(p, true) < 0) {
                 free(p);
-                test_rm_rf(dir);
-                free(dir);
                 skip();
         }
         /* The kernel refuses to open an immutable file for writing: proves the flag is in effect. */
@@ -196,18 +185,52 @@ static void test_write_immutable(void **state) {
         assert_int_equal(errno, EPERM);
         (void) set_immutable(p, false);
         free(p);
-        test_rm_rf(dir);
-        free(dir);
+}
+
+/* The strict boolean reader shared by the mode decoder, `ringil keys` and the auditor. */
+static void test_read_bool(void **state) {
+        const char *dir = *state;
+
+        assert_int_equal(efivar_bool_decode((const uint8_t *) "", 0), -RINGIL_ETRUNCATED);
+        assert_int_equal(efivar_bool_decode((const uint8_t *) "\0", 1), 0);
+        assert_int_equal(efivar_bool_decode((const uint8_t *) "\1", 1), 1);
+        assert_int_equal(efivar_bool_decode((const uint8_t *) "\2", 1), -RINGIL_EMALFORMED);
+        assert_int_equal(efivar_bool_decode((const uint8_t *) "\xff", 1), -RINGIL_EMALFORMED);
+        assert_int_equal(efivar_bool_decode((const uint8_t *) "\1\0", 2), -RINGIL_EMALFORMED);   /* no trailing byte */
+        assert_int_equal(efivar_bool_decode((const uint8_t *) "\0\0", 2), -RINGIL_EMALFORMED);
+
+        assert_int_equal(efivar_read_bool(dir, "SetupMode"), -ENOENT);
+        put_bool(dir, "SetupMode", 1);
+        assert_int_equal(efivar_read_bool(dir, "SetupMode"), 1);
+        put_bool(dir, "SetupMode", 0);
+        assert_int_equal(efivar_read_bool(dir, "SetupMode"), 0);
+        put_bool(dir, "SetupMode", 2);
+        assert_int_equal(efivar_read_bool(dir, "SetupMode"), -RINGIL_EMALFORMED);
+        put_var(dir, "SetupMode", (const uint8_t *) "\x06\x00\x00\x00", 4);   /* attributes, no data */
+        assert_int_equal(efivar_read_bool(dir, "SetupMode"), -RINGIL_ETRUNCATED);
+        put_var(dir, "SetupMode", (const uint8_t *) "\x06\x00", 2);             /* not even the attributes */
+        assert_int_equal(efivar_read_bool(dir, "SetupMode"), -RINGIL_ETRUNCATED);
+        put_var(dir, "SetupMode", (const uint8_t *) "\x06\x00\x00\x00\x01\x00", 6);
+        assert_int_equal(efivar_read_bool(dir, "SetupMode"), -RINGIL_EMALFORMED);
+        /* Only the global GUID is read: the same name under another vendor is not SetupMode. */
+        {
+                char *p = NULL;
+                assert_int_equal(efivar_path(dir, "SecureBoot", &LOADER_GUID, &p), 0);
+                assert_int_equal(atomic_write_file(p, "\x06\x00\x00\x00\x01", 5, 0644, 0), 0);
+                free(p);
+                assert_int_equal(efivar_read_bool(dir, "SecureBoot"), -ENOENT);
+        }
 }
 
 int main(void) {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_path),
+                cmocka_unit_test(test_var_path),
                 cmocka_unit_test(test_decode),
-                cmocka_unit_test(test_write_read),
-                cmocka_unit_test(test_oversized),
-                cmocka_unit_test(test_write_immutable),
-                cmocka_unit_test(test_mode_from_dir),
+                cmocka_unit_test_setup_teardown(test_write_read, test_setup_tmpdir, test_teardown_tmpdir),
+                cmocka_unit_test_setup_teardown(test_oversized, test_setup_tmpdir, test_teardown_tmpdir),
+                cmocka_unit_test_setup_teardown(test_write_immutable, test_setup_tmpdir, test_teardown_tmpdir),
+                cmocka_unit_test_setup_teardown(test_mode_from_dir, test_setup_tmpdir, test_teardown_tmpdir),
+                cmocka_unit_test_setup_teardown(test_read_bool, test_setup_tmpdir, test_teardown_tmpdir),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

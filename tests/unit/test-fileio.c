@@ -12,17 +12,6 @@
 #include "fileio.h"
 #include "macro.h"
 
-static int setup(void **state) {
-        *state = test_mkdtemp();
-        return *state ? 0 : -1;
-}
-
-static int teardown(void **state) {
-        test_rm_rf(*state);
-        free(*state);
-        return 0;
-}
-
 static char *path_in(void **state, const char *name) {
         char *p;
         if (asprintf(&p, "%s/%s", (char *) *state, name) < 0)
@@ -164,12 +153,12 @@ static void test_mkdir_p(void **state) {
 
 int main(void) {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test_setup_teardown(test_atomic_write_and_read, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_no_temp_left, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_read_cap, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_nofollow, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_read_exact_short, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_mkdir_p, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_atomic_write_and_read, test_setup_tmpdir, test_teardown_tmpdir),
+                cmocka_unit_test_setup_teardown(test_no_temp_left, test_setup_tmpdir, test_teardown_tmpdir),
+                cmocka_unit_test_setup_teardown(test_read_cap, test_setup_tmpdir, test_teardown_tmpdir),
+                cmocka_unit_test_setup_teardown(test_nofollow, test_setup_tmpdir, test_teardown_tmpdir),
+                cmocka_unit_test_setup_teardown(test_read_exact_short, test_setup_tmpdir, test_teardown_tmpdir),
+                cmocka_unit_test_setup_teardown(test_mkdir_p, test_setup_tmpdir, test_teardown_tmpdir),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -194,7 +194,7 @@ static void test_rollout_keys(void **state) {
 }
 
 static void test_agent_config_load(void **state) {
-        _cleanup_free_ char *dir = test_mkdtemp();
+        _cleanup_free_ char *dir = test_tmpdir();
         char path[512], want[1024];
         struct agent_config c = {};
         int fd;

@@ -1,10 +1,12 @@
-/* test-fleet-ca.c: device CA profiles, CSR signing keeps only the public key, names are strictly checked. */
+/* test-fleet-ca.c: device CA profiles, CSR signing keeps only the public key, names are strictly checked,
+ * serial numbers in the one hex spelling the server stores and compares. */
 #include "tests.h"
 
 #include <sys/stat.h>
 
-#include "fleet-ca.h"
+#include "crypto.h"
 #include "err.h"
+#include "fleet-ca.h"
 
 static void test_names(void **state) {
         (void) state;
@@ -20,14 +22,13 @@ static void test_names(void **state) {
 }
 
 static void test_create_issue(void **state) {
-        char *d = test_mkdtemp();
+        const char *d = *state;
         char path[512], cn[CA_NAME_MAX + 1];
         EVP_PKEY *cak = NULL;
         X509 *cac = NULL, *cert = NULL;
         struct stat st;
         X509_STORE *store;
         X509_STORE_CTX *ctx;
-        (void) state;
 
         assert_int_equal(ca_create(d, NULL, 30), 0);
         assert_int_equal(ca_create(d, NULL, 30), -EEXIST);
@@ -60,16 +61,13 @@ static void test_create_issue(void **state) {
         X509_free(cert);
         X509_free(cac);
         EVP_PKEY_free(cak);
-        test_rm_rf(d);
-        free(d);
 }
 
 static void test_csr(void **state) {
-        char *d = test_mkdtemp();
+        const char *d = *state;
         EVP_PKEY *cak = NULL, *key = NULL, *pub = NULL, *rsa;
         X509 *cac = NULL, *cert = NULL;
         char *csr = NULL, cn[CA_NAME_MAX + 1];
-        (void) state;
 
         assert_int_equal(ca_create(d, "test CA", 30), 0);
         assert_int_equal(ca_load(d, &cak, &cac), 0);
@@ -94,17 +92,14 @@ static void test_csr(void **state) {
         EVP_PKEY_free(key);
         EVP_PKEY_free(cak);
         X509_free(cac);
-        test_rm_rf(d);
-        free(d);
 }
 
 static void test_operator_server(void **state) {
-        char *d = test_mkdtemp();
+        const char *d = *state;
         char path[512];
         const char *sans[] = { "DNS:fleet.example", NULL };
         const char *bad_sans[] = { "URI:x", NULL };
         X509 *cert = NULL;
-        (void) state;
         assert_int_equal(ca_create(d, NULL, 30), 0);
         assert_int_equal(ca_issue(d, "alice", CA_PROFILE_OPERATOR, NULL, 10, d), 0);
         snprintf(path, sizeof(path), "%s/alice.pem", d);
@@ -118,16 +113,62 @@ static void test_operator_server(void **state) {
         assert_int_equal(X509_check_host(cert, "fleet.example", 0, 0, NULL), 1);
         X509_free(cert);
         assert_int_equal(ca_issue(d, "srv2", CA_PROFILE_SERVER, bad_sans, 10, d), -EINVAL);
-        test_rm_rf(d);
-        free(d);
+}
+
+/* A certificate whose serial is the hex number `serial' (a leading '-' for a negative one). */
+static X509 *cert_with_serial(EVP_PKEY *k, const char *serial) {
+        X509 *x = test_cert_new(k, "serial", NULL, NULL, -60, 3600, 0);
+        BIGNUM *bn = NULL;
+
+        assert_true(BN_hex2bn(&bn, serial) > 0);
+        assert_non_null(BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(x)));
+        BN_free(bn);
+        return x;
+}
+
+static void test_serial_hex(void **state) {
+        static const struct {
+                const char *serial, *want;
+        } ok[] = {
+                { "0", "0" },
+                { "1", "01" },                      /* BN_bn2hex pads to whole bytes */
+                { "ABCDEF", "abcdef" },             /* lowercase: the server compares strings */
+                { "00A0B", "0a0b" },                /* leading zero bytes dropped, the byte kept whole */
+                { "7FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF", "7fffffffffffffffffffffffffffffff" },   /* ringil's 127-bit */
+                { "-5", "-05" },
+                /* exactly CA_SERIAL_HEX_MAX digits */
+                { "FEDCBA9876543210FEDCBA9876543210FEDCBA9876543210FEDCBA9876543210",
+                  "fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210" },
+        };
+        EVP_PKEY *k = test_key_new(false);
+        char buf[CA_SERIAL_HEX_MAX + 1];
+        X509 *x;
+        (void) state;
+
+        for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+                x = cert_with_serial(k, ok[i].serial);
+                memset(buf, 'X', sizeof(buf));
+                assert_int_equal(ca_cert_serial_hex(x, buf), 0);
+                assert_string_equal(buf, ok[i].want);
+                X509_free(x);
+        }
+        /* One byte more than fits: refused, and the buffer is not touched. */
+        x = cert_with_serial(k, "01FEDCBA9876543210FEDCBA9876543210FEDCBA9876543210FEDCBA9876543210");
+        memset(buf, 'X', sizeof(buf));
+        assert_int_equal(ca_cert_serial_hex(x, buf), -ERANGE);
+        for (size_t i = 0; i < sizeof(buf); i++)
+                assert_int_equal(buf[i], 'X');
+        X509_free(x);
+        EVP_PKEY_free(k);
 }
 
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_names),
-                cmocka_unit_test(test_create_issue),
-                cmocka_unit_test(test_csr),
-                cmocka_unit_test(test_operator_server),
+                cmocka_unit_test(test_serial_hex),
+                cmocka_unit_test_setup_teardown(test_create_issue, test_setup_tmpdir, test_teardown_tmpdir),
+                cmocka_unit_test_setup_teardown(test_csr, test_setup_tmpdir, test_teardown_tmpdir),
+                cmocka_unit_test_setup_teardown(test_operator_server, test_setup_tmpdir, test_teardown_tmpdir),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -43,6 +43,7 @@ static void test_status_refused(void **state) {
         assert_int_equal(st("{\"state\":\"idle\",\"version\":\"a\\nb\"}", &s), -RINGIL_EMALFORMED);
         assert_int_equal(st("{\"state\":\"idle\",\"version\":1}", &s), -RINGIL_EMALFORMED);
         assert_int_equal(st("{\"state\":\"idle\",\"audit\":{\"pass\":1,\"evil\":2}}", &s), -RINGIL_EMALFORMED);
+        assert_int_equal(st("{\"state\":\"idle\",\"audit\":{\"evil\":2}}", &s), -RINGIL_EMALFORMED);   /* unknown key first */
         assert_int_equal(st("{\"state\":\"idle\",\"version\":\"0123456789012345678901234567890123456789"
                             "012345678901234567890123456789\"}", &s), -RINGIL_ETOOBIG);
         memset(big, ' ', sizeof(big));

@@ -9,17 +9,6 @@
 #include "fileio.h"
 #include "macro.h"
 
-static int setup(void **state) {
-        *state = test_mkdtemp();
-        return *state ? 0 : -1;
-}
-
-static int teardown(void **state) {
-        test_rm_rf(*state);
-        free(*state);
-        return 0;
-}
-
 static void test_parse_name(void **state) {
         struct boot_entry e;
         (void) state;
@@ -135,8 +124,8 @@ static void test_selected(void **state) {
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_parse_name),
-                cmocka_unit_test_setup_teardown(test_order_and_default, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_loader_conf, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_order_and_default, test_setup_tmpdir, test_teardown_tmpdir),
+                cmocka_unit_test_setup_teardown(test_loader_conf, test_setup_tmpdir, test_teardown_tmpdir),
                 cmocka_unit_test(test_selected),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -258,7 +258,7 @@ static void test_messages(void **state) {
 }
 
 static void test_load(void **state) {
-        _cleanup_free_ char *dir = test_mkdtemp();
+        _cleanup_free_ char *dir = test_tmpdir();
         char path[512], link[512], want[1024];
         struct device_conf c;
         int fd;

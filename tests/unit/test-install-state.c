@@ -9,17 +9,6 @@
 #include "install-state.h"
 #include "macro.h"
 
-static int setup(void **state) {
-        *state = test_mkdtemp();
-        return *state ? 0 : -1;
-}
-
-static int teardown(void **state) {
-        test_rm_rf(*state);
-        free(*state);
-        return 0;
-}
-
 static void test_roundtrip(void **state) {
         struct install_state s, t;
         const char *d = *state;
@@ -136,9 +125,9 @@ static void test_floor_two_copies(void **state) {
 
 int main(void) {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test_setup_teardown(test_roundtrip, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_missing_and_malformed, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_floor_two_copies, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_roundtrip, test_setup_tmpdir, test_teardown_tmpdir),
+                cmocka_unit_test_setup_teardown(test_missing_and_malformed, test_setup_tmpdir, test_teardown_tmpdir),
+                cmocka_unit_test_setup_teardown(test_floor_two_copies, test_setup_tmpdir, test_teardown_tmpdir),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -9,17 +9,6 @@
 #include "install.h"
 #include "macro.h"
 
-static int setup(void **state) {
-        *state = test_mkdtemp();
-        return *state ? 0 : -1;
-}
-
-static int teardown(void **state) {
-        test_rm_rf(*state);
-        free(*state);
-        return 0;
-}
-
 static void conf_in(const char *d, struct device_conf *c) {
         char text[2048];
 
@@ -98,8 +87,8 @@ static void test_efi_gate_fails_closed(void **state) {
 
 int main(void) {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test_setup_teardown(test_booted_slot, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_hook, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_booted_slot, test_setup_tmpdir, test_teardown_tmpdir),
+                cmocka_unit_test_setup_teardown(test_hook, test_setup_tmpdir, test_teardown_tmpdir),
                 cmocka_unit_test(test_efi_gate_fails_closed),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);

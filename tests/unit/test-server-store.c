@@ -38,7 +38,7 @@ static void exec_sql(const char *path, const char *sql) {
 }
 
 static void test_old_database_migrates(void **state) {
-        char *dir = test_mkdtemp(), *path = db_path(dir);
+        char *dir = test_tmpdir(), *path = db_path(dir);
         struct drone_auth a;
         json_t *j = NULL;
         int64_t rid = 0;
@@ -70,7 +70,7 @@ static void test_old_database_migrates(void **state) {
 }
 
 static void test_newer_database_refused(void **state) {
-        char *dir = test_mkdtemp(), *path = db_path(dir);
+        char *dir = test_tmpdir(), *path = db_path(dir);
         store *s = NULL;
         (void) state;
 
@@ -85,7 +85,7 @@ static void test_newer_database_refused(void **state) {
 
 /* created is when the drone was registered, whatever the token's lifetime. */
 static void test_created_time(void **state) {
-        char *dir = test_mkdtemp(), *path = db_path(dir);
+        char *dir = test_tmpdir(), *path = db_path(dir);
         uint8_t hash[32] = { 1 };
         int64_t now = (int64_t) time(NULL);
         json_t *j = NULL;
@@ -115,7 +115,7 @@ static void test_created_time(void **state) {
 }
 
 static void test_assignment_order(void **state) {
-        char *dir = test_mkdtemp(), *path = db_path(dir);
+        char *dir = test_tmpdir(), *path = db_path(dir);
         struct release rel = { .version = "1", .compatible = "x", .size = 1, .path = "/p" };
         int64_t r1, r2, r3, got = -1;
         store *s;

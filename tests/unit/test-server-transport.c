@@ -82,7 +82,7 @@ static int setup(void **state) {
                 },
         };
 
-        f->dir = test_mkdtemp();
+        f->dir = test_tmpdir();
         snprintf(ca, sizeof(ca), "%s/ca", f->dir);
         snprintf(out, sizeof(out), "%s/out", f->dir);
         assert_int_equal(ca_create(ca, "test CA", 2), 0);
