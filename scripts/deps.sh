@@ -41,8 +41,10 @@ units_pkgs=(systemd systemd-container iproute2)
 # the VM suite (tests/vm): firmware, emulators, the guest's kernel and busybox, a real vfat ESP on GPT
 vm_pkgs=(qemu-system-x86 ovmf linux-image-amd64 busybox-static dosfstools mtools fdisk e2fsprogs
          qemu-system-arm qemu-efi-aarch64 systemd-boot-efi sbsigntool python3-pytest-xdist)
+# rollouts: maintenance-window tests under libfaketime, in a real zone (Asia/Tokyo)
+rollout_pkgs=(faketime tzdata)
 test_pkgs+=("${keys_pkgs[@]}" "${efi_pkgs[@]}" "${bundle_pkgs[@]}" "${install_pkgs[@]}" "${audit_pkgs[@]}" "${fleet_pkgs[@]}" "${nix_pkgs[@]}"
-            "${uki_pkgs[@]}" "${units_pkgs[@]}" "${server_load_pkgs[@]}" "${vm_pkgs[@]}")
+            "${uki_pkgs[@]}" "${units_pkgs[@]}" "${server_load_pkgs[@]}" "${vm_pkgs[@]}" "${rollout_pkgs[@]}")
 bench_pkgs+=("${server_load_bench_pkgs[@]}")
 
 case "${1:-test}" in
