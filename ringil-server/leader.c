@@ -16,8 +16,9 @@
  * passes below; the others only keep asking, so when the holder dies the next replica to ask takes
  * over within one interval.
  *
- * The passes keep no state between runs: everything is read from the store and written back in
- * store_tx() transactions, which are serialized fleet-wide. A replica cut off from the database loses
+ * The passes keep no state between runs that the store does not hold (the rollout pass's cache of
+ * unchanged rollouts is dropped whenever this replica takes or loses the scheduler): everything is
+ * read from the store and written back in store_tx() transactions, which are serialized fleet-wide. A replica cut off from the database loses
  * the lock with its session; if it still believed itself the holder for a moment and ran a pass
  * concurrently with the new one, the writer order would still run the two passes one after the other,
  * each deciding from what the other committed. The election avoids double work; correctness does not
@@ -32,6 +33,7 @@ struct leader {
         bool stop;
         bool leading;
         bool failing;   /* the last election or pass failed (logged once until it works again) */
+        struct scheduler *rollouts;   /* scheduler.c, while this replica holds the scheduler */
 };
 
 /* The holder's record, for operators: who runs the scheduler, since when, last seen. */
@@ -48,12 +50,23 @@ static int pass_tokens(struct leader *l, int64_t now) {
         return r;
 }
 
+/* The rollouts: deadlines, soak, scheduled starts, the next group, pauses (scheduler.c). */
+static int pass_rollouts(struct leader *l, int64_t now) {
+        if (!l->rollouts) {
+                int r = scheduler_new(now, &l->rollouts);
+                if (r < 0)
+                        return r;
+        }
+        return scheduler_pass(l->srv, l->rollouts, now);
+}
+
 static const struct {
         const char *name;
         int (*run)(struct leader *l, int64_t now);
 } passes[] = {
         { "holder", pass_holder },
         { "tokens", pass_tokens },
+        { "rollouts", pass_rollouts },
 };
 
 static void round_once(struct leader *l) {
@@ -68,6 +81,9 @@ static void round_once(struct leader *l) {
                         log_notice("this replica (%s) no longer runs the scheduler%s%s", l->name, r < 0 ? ": " : "",
                                    r < 0 ? ringil_detail() : "");
                 l->leading = leading;
+                /* taken or lost: the next holder starts from the store alone */
+                scheduler_free(l->rollouts);
+                l->rollouts = NULL;
         }
         atomic_store(&m->scheduler_leader, leading ? 1 : 0);
         for (size_t i = 0; leading && r >= 0 && i < ELEMENTSOF(passes); i++) {
@@ -136,6 +152,7 @@ void leader_stop(struct server *srv) {
         pthread_join(l->thread, NULL);
         pthread_cond_destroy(&l->wake);
         pthread_mutex_destroy(&l->lock);
+        scheduler_free(l->rollouts);
         free(l);
         srv->leader = NULL;
         atomic_store(&srv->m.scheduler_leader, 0);

@@ -11,7 +11,9 @@
 /*
  * Every table of the schema (STORE_SCHEMA_VERSION) in an order that satisfies the references, each with
  * its columns' kinds (T text, I integer, B blob) and its statements: the same columns in the same order
- * on both sides, so a row is copied value by value. The scheduler's holder is not state to carry over:
+ * on both sides, so a row is copied value by value: drones and their identities, releases, assignments,
+ * reports, rollouts with their groups, members and events, tags, windows, retry generations and the
+ * compliance reports with their history. The scheduler's holder is not state to carry over:
  * the replicas on the new database elect their own.
  */
 struct copy_table {
@@ -21,6 +23,21 @@ struct copy_table {
         const char *insert;
         const char *count;
 };
+
+#define ROLLOUT_COLS                                                                                         \
+        "id, name, release, target, state, reason, created, created_by, require_approval, approved_by, "       \
+        "approved_at, start_at, started_at, ended_at, current_group, n_groups, deadline, rate, drift_gate, request"
+#define GROUP_COLS                                                                                           \
+        "rollout, idx, size, success_pct, soak, error_count, error_pct, success_since, completed_at, failures_acked"
+#define MEMBER_COLS                                                                                          \
+        "rollout, ord, drone, grp, state, attempt, handed_at, state_at, baseline_known, baseline, detail"
+#define COMPLIANCE_COLS                                                                                      \
+        "version, slot, system, tz, utc_offset, sb_present, sb_mode, sb_pk, sb_kek, sb_db, audit_present, "  \
+        "audit_profile, audit_pass, audit_fail, audit_error, audit_waived, audit_na, audit_failing, "         \
+        "audit_sha256, audit_version, audit_time"
+#define COMPLIANCE_KINDS "TTTTIITTTTITIIIIITTTI"
+#define COMPLIANCE_PARAMS                                                                                    \
+        "?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24"
 
 static const struct copy_table tables[] = {
         { "releases", "ITTITTTTIITT",
@@ -45,12 +62,53 @@ static const struct copy_table tables[] = {
           "INSERT INTO events(id, drone, seq, time, state, release, version, target, error) VALUES (?1, ?2, ?3, ?4, ?5, "
           "?6, ?7, ?8, ?9)",
           "SELECT count(*) FROM events" },
+        { "rollouts", "ITITTTITITIIIIIIIIIT",
+          "SELECT " ROLLOUT_COLS " FROM rollouts ORDER BY id",
+          "INSERT INTO rollouts(" ROLLOUT_COLS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, "
+          "?15, ?16, ?17, ?18, ?19, ?20)",
+          "SELECT count(*) FROM rollouts" },
+        { "rollout_groups", "IIIIIIIIII",
+          "SELECT " GROUP_COLS " FROM rollout_groups ORDER BY rollout, idx",
+          "INSERT INTO rollout_groups(" GROUP_COLS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+          "SELECT count(*) FROM rollout_groups" },
+        { "rollout_members", "IITITIIIITT",
+          "SELECT " MEMBER_COLS " FROM rollout_members ORDER BY rollout, ord",
+          "INSERT INTO rollout_members(" MEMBER_COLS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+          "SELECT count(*) FROM rollout_members" },
+        { "rollout_events", "IIITTIT",
+          "SELECT id, rollout, time, drone, event, attempt, detail FROM rollout_events ORDER BY id",
+          "INSERT INTO rollout_events(id, rollout, time, drone, event, attempt, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+          "SELECT count(*) FROM rollout_events" },
+        { "drone_tags", "TT",
+          "SELECT drone, tag FROM drone_tags ORDER BY drone, tag",
+          "INSERT INTO drone_tags(drone, tag) VALUES (?1, ?2)",
+          "SELECT count(*) FROM drone_tags" },
+        { "windows", "TT",
+          "SELECT target, spec FROM windows ORDER BY target",
+          "INSERT INTO windows(target, spec) VALUES (?1, ?2)",
+          "SELECT count(*) FROM windows" },
+        { "drone_ctl", "TI",
+          "SELECT drone, retry FROM drone_ctl ORDER BY drone",
+          "INSERT INTO drone_ctl(drone, retry) VALUES (?1, ?2)",
+          "SELECT count(*) FROM drone_ctl" },
+        { "compliance", "TIT" COMPLIANCE_KINDS,
+          "SELECT drone, time, digest, " COMPLIANCE_COLS " FROM compliance ORDER BY drone",
+          "INSERT INTO compliance(drone, time, digest, " COMPLIANCE_COLS ") VALUES (" COMPLIANCE_PARAMS ")",
+          "SELECT count(*) FROM compliance" },
+        { "compliance_history", "ITI" COMPLIANCE_KINDS,
+          "SELECT id, drone, time, " COMPLIANCE_COLS " FROM compliance_history ORDER BY id",
+          "INSERT INTO compliance_history(id, drone, time, " COMPLIANCE_COLS ") VALUES (" COMPLIANCE_PARAMS ")",
+          "SELECT count(*) FROM compliance_history" },
 };
 
 /* Identity columns continue after the copied ids (SQLite's INTEGER PRIMARY KEY needs nothing). */
 static const char *const pg_after[] = {
         "SELECT setval(pg_get_serial_sequence('releases', 'id'), COALESCE(max(id), 0) + 1, false) FROM releases",
         "SELECT setval(pg_get_serial_sequence('events', 'id'), COALESCE(max(id), 0) + 1, false) FROM events",
+        "SELECT setval(pg_get_serial_sequence('rollouts', 'id'), COALESCE(max(id), 0) + 1, false) FROM rollouts",
+        "SELECT setval(pg_get_serial_sequence('rollout_events', 'id'), COALESCE(max(id), 0) + 1, false) FROM rollout_events",
+        "SELECT setval(pg_get_serial_sequence('compliance_history', 'id'), COALESCE(max(id), 0) + 1, false) "
+        "FROM compliance_history",
 };
 
 #define COPY_MAX_COLUMNS 24
@@ -112,7 +170,7 @@ int store_copy(store *from, store *to, json_t **ret) {
 
         if (!counts)
                 return -ENOMEM;
-        _Static_assert(STORE_SCHEMA_VERSION == 3, "a new schema version: add its tables and columns here");
+        _Static_assert(STORE_SCHEMA_VERSION == 5, "a new schema version: add its tables and columns here");
         /* One snapshot of the source: a live server may go on writing, the copy is of one instant. */
         r = store_snapshot(from, &src);
         if (r < 0)

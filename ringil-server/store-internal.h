@@ -146,6 +146,7 @@ struct store_backend {
 /* The first member of each backend's store, connection and row. */
 struct store {
         const struct store_backend *be;
+        struct store_cache *cache;   /* store-compliance.c's, opened and closed by store.c */
 };
 struct sqlconn {
         const struct store_backend *be;
@@ -176,7 +177,49 @@ int store_pg_open(const char *url, unsigned connections, store **ret);
  * Schema versions (one numbering for both backends; each backend has its own DDL for each step):
  *   1  drones, releases, assignments, events (the schema before versions were kept)
  *   2  drones.enrolled; an index of assignments by release
- *   3  release mirrors and the bundle's signed-metadata hash; releases the server only references;
+ *   3  rollouts, their groups, members and events; tags, maintenance windows, retry generations
+ *      (SQLite: store_rollout_schema in store-rollout.c)
+ *   4  the drones' compliance reports and their history (SQLite: store_compliance_schema)
+ *   5  release mirrors and the bundle's signed-metadata hash; releases the server only references;
  *      the scheduler's holder, for operators to see
  */
-#define STORE_SCHEMA_VERSION 3
+#define STORE_SCHEMA_VERSION 5
+
+/* The SQLite schema steps 3 and 4, kept beside the code that uses them. */
+extern const char store_rollout_schema[];
+extern const char store_compliance_schema[];
+
+/* A slot for the caches of the other files (store-compliance.c), freed by store_close(). */
+struct store_cache;
+struct store_cache **store_cache_slot(store *s);
+int store_compliance_open(store *s);
+void store_compliance_close(store *s);
+
+/* ---- shared by the rollout store files (store-rollout.c, store-rollout-pass.c, store-compliance.c) ---- */
+
+#include "rollout.h"
+
+/* Member states that count as failures and as in flight, as SQL lists. */
+#define SQL_FAILURES "('failed', 'rolled-back', 'timed-out', 'drift')"
+#define SQL_IN_FLIGHT "('handed', 'downloading', 'waiting', 'installed', 'rebooting', 'retrying')"
+
+/* A drone's latest rollout membership, read inside a writer transaction. */
+struct rollout_membership {
+        int64_t rollout, ord, release;
+        uint32_t group, current_group;
+        enum member_state member;
+        enum rollout_state state;
+        uint64_t rate;
+        bool drift_gate, baseline_known;
+        char version[FLEET_VERSION_MAX];
+        char baseline[FLEET_AUDIT_MAX_IDS * FLEET_CHECK_ID_MAX];
+};
+
+/* 1 with *ret filled, 0 when the drone was never in a rollout. */
+int store_rollout_membership(struct sqlconn *c, const char *drone, struct rollout_membership *ret);
+int store_rollout_event(struct sqlconn *c, int64_t rollout, int64_t now, const char *drone, const char *what,
+                        int64_t attempt, const char *detail);
+int store_rollout_set_member(struct sqlconn *c, int64_t rollout, int64_t ord, enum member_state st, int64_t now,
+                             const char *detail);
+int store_rollout_set_state(struct sqlconn *c, int64_t id, enum rollout_state st, const char *reason, int64_t now);
+int store_drone_bump_retry(struct sqlconn *c, const char *drone, uint32_t *ret);

@@ -43,7 +43,11 @@ static const char *const migrations[] = {
          * whose per-release assignment lookup scanned the whole table */
         "ALTER TABLE drones ADD COLUMN enrolled INTEGER;"
         "CREATE INDEX IF NOT EXISTS assignments_release ON assignments(release);",
-        /* 2 → 3: mirrors and the signed metadata's hash of a release (path '' when only referenced);
+        /* 2 → 3: rollouts and their members and events, tags, maintenance windows, retry generations */
+        store_rollout_schema,
+        /* 3 → 4: the drones' compliance reports and their history */
+        store_compliance_schema,
+        /* 4 → 5: mirrors and the signed metadata's hash of a release (path '' when only referenced);
          * who runs the scheduler */
         "ALTER TABLE releases ADD COLUMN meta_size INTEGER;"
         "ALTER TABLE releases ADD COLUMN meta_sha256 TEXT;"
@@ -54,7 +58,7 @@ static const char *const migrations[] = {
 
 _Static_assert(ELEMENTSOF(migrations) == STORE_SCHEMA_VERSION, "one SQLite migration per schema version");
 
-#define MAX_STMTS 96
+#define MAX_STMTS 192
 
 struct liteconn {
         struct sqlconn base;

@@ -112,17 +112,32 @@ void store_db_redact(const char *db, char *buf, size_t size) {
 }
 
 int store_open(const char *db, unsigned connections, store **ret) {
+        store *s = NULL;
+        int r;
+
         if (store_db_is_postgresql(db))
-                return store_pg_open(db, connections, ret);
-        if (db[0] != '/')
+                r = store_pg_open(db, connections, &s);
+        else if (db[0] != '/')
                 return ringil_fail(-EPROTONOSUPPORT, "database '%s' is neither an absolute path (SQLite) nor a "
                                    "postgresql:// URL", db);
-        return store_sqlite_open(db, connections, ret);
+        else
+                r = store_sqlite_open(db, connections, &s);
+        if (r < 0)
+                return r;
+        r = store_compliance_open(s);
+        if (r < 0) {
+                store_close(s);
+                return r;
+        }
+        *ret = s;
+        return 0;
 }
 
 void store_close(store *s) {
-        if (s)
-                s->be->close(s);
+        if (!s)
+                return;
+        store_compliance_close(s);
+        s->be->close(s);
 }
 
 int store_schema_version(store *s) {
@@ -139,11 +154,20 @@ const char *store_backend_name(store *s) {
  * lookup (a check-in is then one read statement and one write statement). */
 static const char Q_DRONE_AUTH[] =
         "SELECT d.status, d.grp, COALESCE(d.cert_serial, ''), r.id, r.version, r.compatible, r.size, "
-        "r.sha256, r.path, COALESCE(r.meta_size, 0), COALESCE(r.meta_sha256, ''), COALESCE(r.mirrors, '') "
+        "r.sha256, r.path, COALESCE(r.meta_size, 0), COALESCE(r.meta_sha256, ''), COALESCE(r.mirrors, ''), "
+        /* its latest rollout membership, windows and retry generation (store-rollout.c) */
+        "m.rollout, m.ord, m.grp, m.state, ro.state, ro.current_group, ro.rate, ro.release, "
+        "rr.version, (SELECT spec FROM windows WHERE target = 'drone:' || d.id), "
+        "(SELECT spec FROM windows WHERE target = 'group:' || d.grp), "
+        "(SELECT retry FROM drone_ctl WHERE drone = d.id) "
         "FROM drones d LEFT JOIN releases r ON r.id = COALESCE("
         "(SELECT release FROM assignments WHERE target = 'drone:' || d.id), "
         "(SELECT release FROM assignments WHERE target = 'group:' || d.grp), "
-        "(SELECT release FROM assignments WHERE target = '*')) WHERE d.id = ?1";
+        "(SELECT release FROM assignments WHERE target = '*')) "
+        "LEFT JOIN rollout_members m ON m.drone = d.id AND m.rollout = "
+        "(SELECT max(rollout) FROM rollout_members WHERE drone = d.id) "
+        "LEFT JOIN rollouts ro ON ro.id = m.rollout LEFT JOIN releases rr ON rr.id = ro.release "
+        "WHERE d.id = ?1";
 static const char Q_DRONE_ADD[] =
         "INSERT INTO drones(id, grp, status, token_hash, token_expires, created) VALUES (?1, ?2, 0, ?3, ?4, ?5)";
 static const char Q_DRONE_TOKEN[] = "SELECT status, token_hash, token_expires FROM drones WHERE id = ?1";
@@ -153,9 +177,10 @@ static const char Q_DRONE_ENROLL[] =
 static const char Q_DRONE_REVOKE[] = "UPDATE drones SET status = 2, token_hash = NULL WHERE id = ?1";
 /* INVARIANT: a revoked drone never gets a token again (status 2 is never matched). */
 static const char Q_DRONE_REISSUE[] = "UPDATE drones SET token_hash = ?2, token_expires = ?3 WHERE id = ?1 AND status != 2";
+/* a check-in that names its compliance report by digest only keeps the audit counts stored */
 static const char Q_CHECKIN[] =
-        "UPDATE drones SET last_seen = ?2, version = ?3, slot = ?4, boot = ?5, audit_pass = ?6, audit_fail = ?7 "
-        "WHERE id = ?1";
+        "UPDATE drones SET last_seen = ?2, version = ?3, slot = ?4, boot = ?5, audit_pass = COALESCE(?6, audit_pass), "
+        "audit_fail = COALESCE(?7, audit_fail) WHERE id = ?1";
 static const char Q_LAST_SEQ[] = "SELECT last_seq FROM drones WHERE id = ?1";
 static const char Q_EVENT_ADD[] =
         "INSERT INTO events(drone, seq, time, state, release, version, target, error) "
@@ -229,6 +254,21 @@ static int auth_row(const struct sql_row *q, void *userdata) {
                 row_text_copy(q, 10, a->release.meta_sha256, sizeof(a->release.meta_sha256));
                 row_text_copy(q, 11, a->release.mirrors, sizeof(a->release.mirrors));
         }
+        if (!row_null(q, 12)) {
+                a->ro.rollout = row_int(q, 12);
+                a->ro.ord = row_int(q, 13);
+                a->ro.group = (uint32_t) row_int(q, 14);
+                row_text_copy(q, 15, a->ro.member, sizeof(a->ro.member));
+                row_text_copy(q, 16, a->ro.state, sizeof(a->ro.state));
+                a->ro.current_group = (uint32_t) row_int(q, 17);
+                a->ro.rate = (uint64_t) row_int(q, 18);
+                a->ro.release = row_int(q, 19);
+                row_text_copy(q, 20, a->ro.version, sizeof(a->ro.version));
+        }
+        row_text_copy(q, 21, a->ro.windows, sizeof(a->ro.windows));
+        if (!a->ro.windows[0])
+                row_text_copy(q, 22, a->ro.windows, sizeof(a->ro.windows));   /* a drone's own windows beat its group's */
+        a->ro.retry = (uint32_t) row_int(q, 23);
         return 1;
 }
 
@@ -330,9 +370,9 @@ int store_drone_revoke(store *s, const char *id) {
 int store_heartbeat_write(struct sqlconn *c, const struct heartbeat *h) {
         const struct fleet_status *st = h->st;
 
-        if (st->has_audit)
+        if (st->audit.present)
                 return store_sql(c, Q_CHECKIN, ARGS(TEXT(h->id), INT(h->now), TEXT(st->version), TEXT(st->slot),
-                                                    TEXT(st->boot), INT(st->audit_pass), INT(st->audit_fail)),
+                                                    TEXT(st->boot), INT(st->audit.pass), INT(st->audit.fail)),
                                  NULL, NULL);
         return store_sql(c, Q_CHECKIN, ARGS(TEXT(h->id), INT(h->now), TEXT(st->version), TEXT(st->slot), TEXT(st->boot),
                                             NUL, NUL),
@@ -664,4 +704,10 @@ static int count_row(const struct sql_row *q, void *userdata) {
 
 int store_state_counts(store *s, json_t **ret) {
         return read_json(s, Q_STATE_COUNTS, NOARGS, count_row, json_object(), ret);
+}
+
+/* ---- for the store's other files (store-internal.h) ---- */
+
+struct store_cache **store_cache_slot(store *s) {
+        return &s->cache;
 }

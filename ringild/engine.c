@@ -11,14 +11,11 @@
 
 #include "agent.h"
 #include "err.h"
-#include "fetch.h"
 #include "fileio.h"
 #include "log.h"
 #include "process.h"
 
 #define ENGINE_MAX_OUTPUT (256u * 1024u)
-#define DOWNLOAD_WINDOW (4u << 20)
-#define DOWNLOAD_MAX_STALLS 12
 
 /*
  * The engine runs as a child process: it is the one component that verifies and writes slots, and
@@ -133,11 +130,19 @@ int engine_status(const struct agent_config *c, struct engine_status *ret) {
         }
         if (json_is_string(json_object_get(j, "mode")) && streq(json_string_value(json_object_get(j, "mode")), "generation")) {
                 /* NixOS-generation mode: the running generation's version; its state when it is the newest. */
+                const char *gen = json_string_value(json_object_get(j, "generation"));
                 s.generation = true;
                 snprintf(s.slot, sizeof(s.slot), "generation");
                 copy_json_str(j, "running_version", s.version, sizeof(s.version));
-                if (streq(s.version, json_string_value(json_object_get(j, "version")) ?: ""))
+                if (streq(s.version, json_string_value(json_object_get(j, "version")) ?: "")) {
                         copy_json_str(j, "generation", s.boot, sizeof(s.boot));
+                        copy_json_str(j, "system", s.system, sizeof(s.system));
+                }
+                /* one generation at a time: a pending one must be blessed or rolled back first */
+                s.ready = !gen || !streq(gen, "pending");
+                if (!s.ready)
+                        snprintf(s.not_ready, sizeof(s.not_ready), "generation %s is pending, not blessed",
+                                 json_string_value(json_object_get(j, "version")) ?: "?");
                 json_decref(j);
                 *ret = s;
                 return 0;
@@ -159,6 +164,13 @@ int engine_status(const struct agent_config *c, struct engine_status *ret) {
                 copy_json_str(sl, "version", s.version, sizeof(s.version));
                 copy_json_str(sl, "state", s.boot, sizeof(s.boot));
         }
+        /* The engine installs only from a known, blessed slot: anything else is the drone's own state. */
+        if (!booted)
+                snprintf(s.not_ready, sizeof(s.not_ready), "the booted slot is unknown (no LoaderEntrySelected)");
+        else if (!streq(s.boot, "good"))
+                snprintf(s.not_ready, sizeof(s.not_ready), "booted slot %s is %s, not blessed", s.slot, s.boot);
+        else
+                s.ready = true;
         json_decref(j);
         *ret = s;
         return 0;
@@ -174,106 +186,41 @@ int run_command(const char *cmdline) {
         return process_wait(pid);
 }
 
-struct pipe_sink {
-        int fd;
-        bool broken;   /* the engine closed its input: it refused the bundle */
-        uint64_t written;
-};
-
-static int sink_write(void *userdata, const void *p, size_t n) {
-        struct pipe_sink *s = userdata;
-        int r = write_all(s->fd, p, n);
-
-        if (r < 0) {
-                s->broken = true;
-                return r;
-        }
-        s->written += n;
-        return 0;
-}
-
-static void fetcher_freep(fetcher **f) {
-        fetcher_free(*f);
-}
-
-static void sleep_ms(unsigned ms) {
-        struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long) (ms % 1000) * 1000000L };
-        while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-                ;
-}
-
-int engine_install_from_server(const struct agent_config *c, fleet_client *fc, const struct fleet_assignment *as,
-                               char *err, size_t errlen, uint64_t *ret_downloaded) {
-        const char *argv[] = { c->ringil, "install", "--config", c->device_config, "-", NULL };
-        _cleanup_close_ int outfd = memfd_create("ringil-install", MFD_CLOEXEC);
-        _cleanup_(fetcher_freep) fetcher *f = NULL;
-        int p[2];
-        struct pipe_sink sink = {};
-        unsigned stalls = 0, refused;
-        uint64_t from_mirrors, from_server;
-        int64_t n;
+int agent_spawn_wait(const char *const argv[], int out_fd) {
         pid_t pid;
-        int r, code, dl_err = 0;
+        int r = spawn(argv, -1, out_fd, 2, &pid);
+
+        if (r < 0)
+                return r;
+        return process_wait(pid);
+}
+
+bool engine_refused_bundle(int r) {
+        return r == -RINGIL_EMALFORMED || r == -RINGIL_EBADSIG || r == -RINGIL_EUNTRUSTED || r == -RINGIL_EEXPIRED ||
+               r == -RINGIL_EROLLBACK || r == -RINGIL_EINCOMPAT || r == -RINGIL_EDIGEST;
+}
+
+int engine_install_file(const struct agent_config *c, const char *path, char *err, size_t errlen) {
+        const char *argv[] = { c->ringil, "install", "--config", c->device_config, path, NULL };
+        _cleanup_close_ int outfd = memfd_create("ringil-install", MFD_CLOEXEC);
+        char engine_err[FLEET_TEXT_MAX] = "";
+        pid_t pid;
+        int r, code;
 
         if (outfd < 0)
                 return negative_errno();
-        r = fetcher_new(c, fc, as, &f);
+        r = spawn(argv, -1, outfd, outfd, &pid);
         if (r < 0)
                 return r;
-        if (pipe2(p, O_CLOEXEC) < 0)
-                return negative_errno();
-        r = spawn(argv, p[0], outfd, outfd, &pid);
-        close(p[0]);
-        if (r < 0) {
-                close(p[1]);
-                return r;
-        }
-        sink.fd = p[1];
-        /* Bytes go to the engine in order, each unit checked first (fetch.c); a cut resumes at the first
-         * byte not yet handed over, from the same source or the next, so the engine sees one stream. */
-        while (sink.written < as->size && !sink.broken) {
-                uint64_t want = MIN((uint64_t) DOWNLOAD_WINDOW, as->size - sink.written);
-                uint64_t before = sink.written;
-
-                n = fetcher_read(f, sink.written, want, sink_write, &sink);
-                if (sink.broken)
-                        break;
-                if (n == -EACCES) {
-                        dl_err = (int) n;
-                        snprintf(err, errlen, "download refused by server: %s", ringil_detail());
-                        break;
-                }
-                log_debug("range at %" PRIu64 ": %" PRId64, before, n);
-                if (sink.written > before) {
-                        stalls = 0;
-                        continue;
-                }
-                if (++stalls > DOWNLOAD_MAX_STALLS) {
-                        dl_err = n < 0 ? (int) n : -ETIMEDOUT;
-                        snprintf(err, errlen, "download stalled at byte %" PRIu64 ": %s", sink.written,
-                                 ringil_detail());
-                        break;
-                }
-                log_debug("download interrupted at %" PRIu64 " (%s), retrying", sink.written, ringil_detail());
-                sleep_ms(MIN(100u << MIN(stalls, 6u), 5000u));
-        }
-        close(p[1]);
-        if (dl_err < 0 && !sink.broken)
-                kill(pid, SIGTERM);   /* an incomplete stream must not be installed */
         code = process_wait(pid);
-        *ret_downloaded = sink.written;
-        fetcher_stats(f, &from_mirrors, &from_server, &refused);
-        log_info("release %" PRId64 ": %" PRIu64 " bytes from mirrors, %" PRIu64 " from the server%s", as->release,
-                 from_mirrors, from_server, refused ? " (a mirror served wrong bytes and was dropped)" : "");
-        {
-                char engine_err[FLEET_TEXT_MAX] = "";
-                collect_output(outfd, "install", engine_err, sizeof(engine_err));
-                if (dl_err < 0)
-                        return dl_err;
-                if (code != 0 && engine_err[0])
-                        snprintf(err, errlen, "%s", engine_err);
-                else if (code != 0)
-                        snprintf(err, errlen, "install engine exited with %d", code);
-        }
-        return code < 0 ? code : exit_to_errno(code);
+        if (code < 0)
+                return code;
+        collect_output(outfd, "install", engine_err, sizeof(engine_err));
+        if (code != 0 && engine_err[0])
+                snprintf(err, errlen, "%s", engine_err);
+        else if (code > 128)
+                snprintf(err, errlen, "install engine killed by signal %d", code - 128);
+        else if (code != 0)
+                snprintf(err, errlen, "install engine exited with %d", code);
+        return exit_to_errno(code);
 }

@@ -334,3 +334,31 @@ int64_t fetcher_read(fetcher *f, uint64_t offset, uint64_t max_len, fleet_sink_t
         }
         return fetch_units(f, first, end, true, sink, userdata);
 }
+
+int fetcher_resume_at(fetcher *f, uint64_t have, uint64_t *ret) {
+        size_t lo = 0, hi;
+        int64_t r;
+
+        if (!f->checked || have == 0 || have >= f->size) {
+                *ret = MIN(have, f->size);
+                return 0;
+        }
+        if (!f->layout) {
+                r = fetch_units(f, 0, 1, false, NULL, NULL);
+                if (r < 0)
+                        return (int) r;
+                if (!f->layout)
+                        return ringil_fail(-EPROTO, "no source gave the bundle's metadata");
+        }
+        /* the last unit that starts at or before have */
+        hi = f->n_units;
+        while (hi - lo > 1) {
+                size_t mid = lo + (hi - lo) / 2;
+                if (f->units[mid].off <= have)
+                        lo = mid;
+                else
+                        hi = mid;
+        }
+        *ret = f->units[lo].off;
+        return 0;
+}

@@ -40,5 +40,13 @@ void fetcher_free(fetcher *f);
  */
 int64_t fetcher_read(fetcher *f, uint64_t offset, uint64_t max_len, fleet_sink_t sink, void *userdata);
 
+/*
+ * Where a download holding `have` bytes (from an earlier process, cut anywhere) resumes: the start of
+ * the unit that holds byte `have` (have itself when it is a unit's start or the end). Fetches the
+ * metadata for the chunks' places when this fetcher has not seen it yet; its errors are
+ * fetcher_read()'s.
+ */
+int fetcher_resume_at(fetcher *f, uint64_t have, uint64_t *ret);
+
 /* Bytes handed on from the mirrors and from the server, and units refused for wrong bytes. */
 void fetcher_stats(const fetcher *f, uint64_t *ret_mirrors, uint64_t *ret_server, unsigned *ret_refused);

@@ -31,7 +31,7 @@ fleet_pkgs=()
 # fleet server under load: libevent (build), systemd-analyze for the unit's exposure test, nginx as the bench's ceiling
 server_load_pkgs=(libevent-dev systemd)
 server_load_bench_pkgs=(nginx-light linux-perf)
-nix_pkgs=(nix-bin)
+nix_pkgs=(nix-bin wireguard-tools)
 # replicas on PostgreSQL: libpq (build, above), a PostgreSQL server for the store's tests and the replica
 # tests, nginx as a bundle mirror, haproxy as the load balancer in front of replicas
 pg_pkgs=(postgresql-15 nginx-light haproxy)
@@ -42,7 +42,13 @@ uki_pkgs=(systemd-boot-efi linux-image-amd64 binutils binutils-aarch64-linux-gnu
           busybox-static dosfstools mtools sbsigntool)
 # the boot-assessment units: scored by systemd-analyze, run sandboxed in a systemd-nspawn container
 units_pkgs=(systemd systemd-container iproute2)
-test_pkgs+=("${keys_pkgs[@]}" "${efi_pkgs[@]}" "${bundle_pkgs[@]}" "${install_pkgs[@]}" "${audit_pkgs[@]}" "${fleet_pkgs[@]}" "${nix_pkgs[@]}" "${uki_pkgs[@]}" "${units_pkgs[@]}" "${server_load_pkgs[@]}" "${pg_pkgs[@]}")
+# the VM suite (tests/vm): firmware, emulators, the guest's kernel and busybox, a real vfat ESP on GPT
+vm_pkgs=(qemu-system-x86 ovmf linux-image-amd64 busybox-static dosfstools mtools fdisk e2fsprogs
+         qemu-system-arm qemu-efi-aarch64 systemd-boot-efi sbsigntool python3-pytest-xdist)
+# rollouts: maintenance-window tests under libfaketime, in a real zone (Asia/Tokyo)
+rollout_pkgs=(faketime tzdata)
+test_pkgs+=("${keys_pkgs[@]}" "${efi_pkgs[@]}" "${bundle_pkgs[@]}" "${install_pkgs[@]}" "${audit_pkgs[@]}" "${fleet_pkgs[@]}" "${nix_pkgs[@]}"
+            "${uki_pkgs[@]}" "${units_pkgs[@]}" "${server_load_pkgs[@]}" "${vm_pkgs[@]}" "${rollout_pkgs[@]}" "${pg_pkgs[@]}")
 bench_pkgs+=("${server_load_bench_pkgs[@]}" "${pg_bench_pkgs[@]}")
 
 case "${1:-test}" in

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from fleetsim import FakeDrone, FakeFleet, HAProxy, Server, SimDrone, free_port, request, run, tls_context
+from fleetsim import FakeFleet, HAProxy, ListDrone, Server, SimDrone, free_port, request, run, tls_context
 from test_fleet import update_to_completion, world  # noqa: F401 (a fixture and a helper)
 
 # A real PostgreSQL server (once per run): the normal pass only, not again under the sanitizers.
@@ -57,7 +57,7 @@ def fake_drones(world, tmp_path, srv, n, urls):
     for i in range(n):
         name = f"sim-{i:02d}"
         srv.op("enroll", name)
-        drones.append(FakeDrone(name, world["pki"], d, urls if i % 2 == 0 else list(reversed(urls))))
+        drones.append(ListDrone(name, world["pki"], d, urls if i % 2 == 0 else list(reversed(urls))))
     return drones
 
 

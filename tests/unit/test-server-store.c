@@ -139,7 +139,7 @@ static void test_old_database_migrates(void **state) {
 
         exec_sql(b->db, old_schema);
         s = open_store(b, 2);
-        assert_int_equal(store_schema_version(s), 3);
+        assert_int_equal(store_schema_version(s), 5);   /* 3 rollouts, 4 compliance, 5 mirrors */
         /* everything kept */
         assert_int_equal(store_drone_auth(s, "old-1", &a), 0);
         assert_true(a.exists);
@@ -158,7 +158,7 @@ static void test_old_database_migrates(void **state) {
         store_close(s);
         /* opening again is a no-op */
         s = open_store(b, 1);
-        assert_int_equal(store_schema_version(s), 3);
+        assert_int_equal(store_schema_version(s), 5);   /* 3 rollouts, 4 compliance, 5 mirrors */
         store_close(s);
 }
 
@@ -168,11 +168,11 @@ static void test_schema_and_reopen(void **state) {
         struct backend *b = *state;
         store *s = open_store(b, 1), *s2;
 
-        assert_int_equal(store_schema_version(s), 3);
+        assert_int_equal(store_schema_version(s), 5);   /* 3 rollouts, 4 compliance, 5 mirrors */
         assert_string_equal(store_backend_name(s), b->pg ? "postgresql" : "sqlite");
         /* a second store on the same database (another replica, or a restart) finds the work done */
         s2 = open_store(b, 1);
-        assert_int_equal(store_schema_version(s2), 3);
+        assert_int_equal(store_schema_version(s2), 5);
         store_close(s2);
         store_close(s);
 }
@@ -281,16 +281,20 @@ static void test_reports(void **state) {
         assert_int_equal(json_integer_value(json_object_get(json_array_get(h, 0), "seq")), 2);
         json_decref(j);
         /* a heartbeat with and without audit counts */
-        st = (struct fleet_status) { .version = "2.0", .slot = "b", .boot = "good", .has_audit = true, .audit_pass = 9,
-                                     .audit_fail = 1 };
+        st = (struct fleet_status) { .version = "2.0", .slot = "b", .boot = "good",
+                                     .audit = { .present = true, .pass = 9, .fail = 1 } };
         assert_int_equal(store_checkin(s, "d-r", &st, now + 3), 0);
         assert_int_equal(store_drone_json(s, "d-r", &j), 0);
         assert_int_equal(json_integer_value(json_object_get(j, "last_seen")), now + 3);
         assert_int_equal(json_integer_value(json_object_get(json_object_get(j, "audit"), "fail")), 1);
         assert_string_equal(json_string_value(json_object_get(j, "slot")), "b");
         json_decref(j);
-        st.has_audit = false;
+        /* without counts (the report named by its digest only): the stored ones stay */
+        st.audit.present = false;
         assert_int_equal(store_checkin(s, "d-r", &st, now + 4), 0);
+        assert_int_equal(store_drone_json(s, "d-r", &j), 0);
+        assert_int_equal(json_integer_value(json_object_get(json_object_get(j, "audit"), "fail")), 1);
+        json_decref(j);
         assert_int_equal(store_state_counts(s, &j), 0);
         assert_int_equal(json_integer_value(json_object_get(j, "updated")), 1);
         json_decref(j);
