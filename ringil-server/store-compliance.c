@@ -212,11 +212,16 @@ int store_compliance_update(store *s, const char *drone, const struct fleet_stat
         if (r < 0)
                 return r;
         (void) hex_decode(hex, digest, SHA256_LEN);
+        /* With replicas (PostgreSQL) another one may have stored a newer report since this one cached
+         * it (a drone whose report went X, then Y through another replica, then X again here): the
+         * upsert below, a no-op for an unchanged digest, decides there. A single server's cache is the
+         * truth. (The digest-only path above may trust it on both: a drone names a report by digest
+         * only after a server acknowledged that full report, which was then the newest stored.) */
         pthread_mutex_lock(&cache->lock);
         e = cache_find(cache, drone);
         r = *e && memcmp((*e)->digest, digest, SHA256_LEN) == 0;
         pthread_mutex_unlock(&cache->lock);
-        if (r)
+        if (r && store_backend_single(s))
                 return 0;   /* unchanged since the last one stored: no SQL at all */
         r = store_tx(s, false, &c);
         if (r < 0)

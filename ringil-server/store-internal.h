@@ -189,6 +189,9 @@ int store_pg_open(const char *url, unsigned connections, store **ret);
 extern const char store_rollout_schema[];
 extern const char store_compliance_schema[];
 
+/* Is this store's database used by this server alone (SQLite), so that what it cached stays true? */
+bool store_backend_single(store *s);
+
 /* A slot for the caches of the other files (store-compliance.c), freed by store_close(). */
 struct store_cache;
 struct store_cache **store_cache_slot(store *s);

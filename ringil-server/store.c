@@ -708,6 +708,10 @@ int store_state_counts(store *s, json_t **ret) {
 
 /* ---- for the store's other files (store-internal.h) ---- */
 
+bool store_backend_single(store *s) {
+        return s->be->dialect == STORE_SQLITE;
+}
+
 struct store_cache **store_cache_slot(store *s) {
         return &s->cache;
 }

@@ -86,7 +86,7 @@ class PgServer:
                            capture_output=True, text=True, timeout=60)
         if p.returncode != 0:
             raise RuntimeError(f"psql {sql!r}: {p.stderr}")
-        return p.stdout.strip()
+        return p.stdout.rstrip("\n")   # not strip(): a separator such as \x1f is whitespace to Python
 
     def url(self, db):
         return f"postgresql://{self.user}@127.0.0.1:{self.port}/{db}"

@@ -14,7 +14,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 # PostgreSQL variant is marked slow: make check runs it in the normal pass only, not again under the
 # sanitizers (the database is the same program either way; the server's code under ASan is covered by
 # the SQLite variant and the store's unit test, which runs both backends).
-SERVER_SUITES = {"test_fleet", "test_fleet_admission", "test_nixcache_server"}
+SERVER_SUITES = {"test_fleet", "test_fleet_admission", "test_nixcache_server", "test_rollout"}
 
 
 def pytest_generate_tests(metafunc):

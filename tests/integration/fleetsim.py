@@ -162,7 +162,7 @@ class Server:
         """Rows of a query on the server's database, whichever backend: lists of strings (None for NULL)."""
         if self.pg:
             out = self.pg.psql(query.replace("\n", " "), db=str(self.db).rsplit("/", 1)[1], sep="\x1f")
-            return [[None if v == "\\N" else v for v in line.split("\x1f")] for line in out.splitlines() if line]
+            return [[None if v == "\\N" else v for v in line.split("\x1f")] for line in out.split("\n") if line]
         con = sqlite3.connect(self.db, timeout=10)
         try:
             with con:
@@ -597,6 +597,13 @@ class ListDrone:
         if status == 200:
             self.acked.append((self.seq, port))
         return status
+
+    def close(self):
+        if self.conn:
+            self.conn.close()
+            self.conn = None
+
+
 def issue_identity(ringil, pki: Pki, name, out: Path):
     """A drone certificate from the device CA (as `ringil ca issue` does at the factory)."""
     run([ringil, "ca", "issue", "--dir", pki.dir / "ca", "--name", name, "--out-dir", out])
@@ -669,6 +676,8 @@ class FakeFleet:
 
     def acked(self):
         return {(d.name, seq) for d in self.drones for seq, _ in d.acked}
+
+
 def audit_summary(failing=(), version="1.0", profile="prod", passed=58):
     failing = list(failing)
     return {"profile": profile, "pass": passed, "fail": len(failing), "error": 0, "waived": 0, "notapplicable": 3,

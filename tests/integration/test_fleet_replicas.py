@@ -1,7 +1,6 @@
 """test_fleet_replicas.py: several ringil-server replicas on one PostgreSQL: a replica killed mid-rollout,
 the scheduler's election, PostgreSQL restarted under load, a TCP load balancer in front, migration."""
 import json
-import os
 import re
 import signal
 import time
@@ -65,11 +64,16 @@ def stored_reports(srv):
     return {(row[0], int(row[1])) for row in srv.sql("SELECT drone, seq FROM events")}
 
 
+def rollout_json(srv, ro):
+    return json.loads(srv.op("rollout", "show", str(ro), "--json").out)
+
+
 def test_replica_killed_mid_rollout(world, pg_server, tmp_path):
-    """Two replicas, 20 simulated drones and two real agents mid-rollout; the replica that runs the
-    scheduler is killed with SIGKILL: the drones go on with the other, no acknowledged report is lost,
-    the scheduler moves to the survivor within 10 s, no drone is handed the release twice; restarted,
-    the killed replica serves again and can take the scheduler back."""
+    """Two replicas, 20 simulated drones and two real agents in a staged rollout (a canary of one,
+    then the rest after a soak); the replica that runs the scheduler is killed with SIGKILL while the
+    canary is installing: the drones go on with the other, no acknowledged report is lost, the
+    scheduler moves to the survivor within 10 s and starts the next group there, no drone is handed
+    the release twice; restarted, the killed replica serves again and can take the scheduler back."""
     servers = start_replicas(world, pg_server.new_database(), tmp_path)
     try:
         (lead,), took = wait_for(lambda: leader_of(servers) if len(leader_of(servers)) == 1 else None, 15)
@@ -80,11 +84,17 @@ def test_replica_killed_mid_rollout(world, pg_server, tmp_path):
         agents = [real_drone(world, tmp_path, f"agent-{i}", [lead, other], lead) for i in range(2)]
         sims = fake_drones(world, tmp_path, lead, 20, [lead.url, other.url])
         rid = int(lead.op("upload", "--quiet", world["bundles"]["2.0"]).out.strip())
-        lead.op("release", str(rid), "--fleet")
-        # mid-rollout: agent-0 has installed the release and asked for its reboot (through the leader)
+        ro = int(lead.op("rollout", "create", str(rid), "--drones", "agent-0,agent-1", "--groups", "1,rest",
+                         "--soak", "2").out.strip())
+        lead.op("rollout", "start", str(ro))
+        # mid-rollout: the canary (agent-0) has installed the release and asked for its reboot; agent-1
+        # is held (no assignment at all) until the scheduler starts its group
         agents[0].agent()
         assert agents[0].reboot_requested()
+        agents[1].agent()
+        assert not agents[1].reboot_requested()
         assert other.drone("agent-0")["state"] == "rebooting"   # every replica sees the same state
+        assert rollout_json(other, ro)["current_group"] == 1
 
         load = FakeFleet(sims).start()
         time.sleep(2)
@@ -100,10 +110,15 @@ def test_replica_killed_mid_rollout(world, pg_server, tmp_path):
         assert holder(other) == "replica-1" if other is servers[1] else "replica-0"
         print(f"scheduler moved to the survivor {failover:.1f} s after the SIGKILL")
 
-        # the real agents go on with the survivor: agent-0 boots and reports, agent-1 installs
+        # the canary boots and blesses through the survivor; only the survivor's scheduler can see the
+        # soak through and start the second group
         agents[0].boot()
         update_to_completion(agents[0], other)
+        started, _ = wait_for(lambda: rollout_json(other, ro)["current_group"] == 2, 20)
+        assert started, rollout_json(other, ro)
         update_to_completion(agents[1], other)
+        finished, _ = wait_for(lambda: rollout_json(other, ro)["state"] == "finished", 20)
+        assert finished, rollout_json(other, ro)
         time.sleep(2)
         load.stop()
 
@@ -119,10 +134,16 @@ def test_replica_killed_mid_rollout(world, pg_server, tmp_path):
         for name, last, newest in other.sql("SELECT d.id, d.last_seq, COALESCE(max(e.seq), 0) FROM drones d LEFT JOIN "
                                             "events e ON e.drone = d.id GROUP BY d.id, d.last_seq"):
             assert last == newest, (name, last, newest)
-        # no drone was handed the release twice: one download, one install, one update each
+        # no drone was handed the release twice: one hand each in the rollout's events, one download,
+        # one install, one update each
+        handed = sorted(r[0] for r in other.sql(f"SELECT drone FROM rollout_events WHERE rollout = {ro} AND "
+                                                "event = 'handed'"))
+        assert handed == ["agent-0", "agent-1"], handed
+        assert all(m["state"] == "blessed" for m in rollout_json(other, ro)["members"])
         for dr in agents:
             states = [h["state"] for h in reversed(other.drone(dr.name)["history"])]
-            assert states == ["downloading", "installed", "rebooting", "updated"], (dr.name, states)
+            assert [s for s in states if s != "waiting"] == ["downloading", "installed", "rebooting", "updated"], \
+                (dr.name, states)
             assert dr.log.read_text().count("assignment: release") == 1
 
         # restarted, the killed replica rejoins: it serves, and the scheduler stays where it is ...

@@ -10,6 +10,7 @@
 
 #include "err.h"
 #include "macro.h"
+#include "store-rollout.h"
 #include "store.h"
 
 /*
@@ -658,6 +659,144 @@ static void fill(store *s) {
                 }
         }
         assert_int_equal(store_drone_enroll(s, "m-0", hash, now, "fe"), 0);
+        /* rollouts, tags, windows, retries, compliance */
+        {
+                static const char req[] = "{\"release\": 2, \"target\": \"*\", \"groups\": [{\"count\": 1}, "
+                                          "{\"rest\": true}]}";
+                struct fleet_status cst = { .state = FLEET_STATE_IDLE, .version = "1.0", .tz = "UTC",
+                                            .audit = { .present = true, .pass = 5, .fail = 0, .time = 1 } };
+                struct rollout_checkin_result res;
+                struct rollout_spec spec;
+                struct drone_auth a;
+                int64_t ro = 0;
+                bool resend;
+
+                assert_int_equal(store_drone_tag(s, "m-1", "north", true), 0);
+                assert_int_equal(store_window_set(s, "group:odd", "02:00-04:00"), 0);
+                assert_int_equal(store_drone_retry(s, "m-2", NULL), 0);
+                assert_int_equal(store_compliance_update(s, "m-3", &cst, now, &resend), 0);
+                assert_int_equal(rollout_spec_parse(req, strlen(req), &spec), 0);
+                assert_int_equal(store_rollout_create(s, &spec, req, "alice", now, &ro), 0);
+                rollout_spec_done(&spec);
+                assert_int_equal(store_rollout_action(s, ro, ROLLOUT_START,
+                                                      &(struct rollout_action_args) { .operator_name = "alice" }, now), 0);
+                for (int i = 0; i < 5; i++) {
+                        char name[16];
+                        snprintf(name, sizeof(name), "m-%d", i);
+                        assert_int_equal(store_drone_auth(s, name, &a), 0);
+                        assert_int_equal(store_rollout_checkin(s, name, &a, &cst, now, &res), 0);
+                }
+        }
+}
+
+/* ---- rollouts on the store ---- */
+
+/* A check-in's rollout part on store s, as the API runs it: the record, then the rollout's decision. */
+static int rollout_checkin(store *s, const char *drone, const char *version, int64_t now,
+                           struct rollout_checkin_result *ret) {
+        struct fleet_status st = { .state = FLEET_STATE_IDLE };
+        struct drone_auth a;
+        int r = store_drone_auth(s, drone, &a);
+
+        snprintf(st.version, sizeof(st.version), "%s", version);
+        return r < 0 ? r : store_rollout_checkin(s, drone, &a, &st, now, ret);
+}
+
+struct hander {
+        store *s;
+        int64_t now;
+        int handed, failures;
+};
+
+static void *hander_main(void *userdata) {
+        struct hander *h = userdata;
+        struct rollout_checkin_result res;
+
+        for (int i = 0; i < 20; i++) {
+                int r = rollout_checkin(h->s, "r-0", "1.0", h->now, &res);
+                if (r < 0 && r != -EBUSY)
+                        h->failures++;
+                else if (r >= 0)
+                        h->handed += res.handed;
+        }
+        return NULL;
+}
+
+/*
+ * A staged rollout (a canary of one, then the rest) through two stores on one database (two replicas):
+ * both take the canary's check-ins at once and hand it the release once; the other drone is held;
+ * the canary's report blesses it on one store, the scheduler's pass on the other starts the next
+ * group; the rollout finishes; migrate carries it.
+ */
+static void test_rollout_two_replicas(void **state) {
+        struct backend *b = *state;
+        static const char req_fmt[] = "{\"release\": %" PRId64 ", \"target\": \"drones\", \"drones\": [\"r-0\", \"r-1\"], "
+                                      "\"groups\": [{\"count\": 1}, {\"rest\": true}]}";
+        struct release rel = { .version = "2.0", .compatible = "x", .size = 1, .path = "/p", .sha256 = "e1" };
+        struct hander h[2] = { { .s = open_store(b, 2) }, { .s = open_store(b, 2) } };
+        struct rollout_checkin_result res;
+        struct rollout_pass_stats ps;
+        struct rollout_spec spec;
+        struct fleet_status st = { .seq = 1, .state = FLEET_STATE_UPDATED, .release = 0 };
+        uint8_t hash[32] = { 13 };
+        int64_t now = (int64_t) time(NULL), rid = 0, ro = 0;
+        json_t *j = NULL;
+        pthread_t t[2];
+        char req[256];
+
+        for (int i = 0; i < 2; i++) {
+                char id[8];
+                snprintf(id, sizeof(id), "r-%d", i);
+                assert_int_equal(store_drone_add(h[0].s, id, "g", hash, now, now + 60), 0);
+        }
+        assert_int_equal(store_release_add(h[0].s, &rel, "", "", &rid), 0);
+        snprintf(req, sizeof(req), req_fmt, rid);
+        assert_int_equal(rollout_spec_parse(req, strlen(req), &spec), 0);
+        assert_int_equal(store_rollout_create(h[0].s, &spec, req, "alice", now, &ro), 0);
+        rollout_spec_done(&spec);
+        /* one rollout per drone: a second one over the same drones is refused */
+        assert_int_equal(rollout_spec_parse(req, strlen(req), &spec), 0);
+        assert_int_equal(store_rollout_create(h[1].s, &spec, req, "bob", now, &(int64_t) { 0 }), -EEXIST);
+        rollout_spec_done(&spec);
+        assert_int_equal(store_rollout_action(h[1].s, ro, ROLLOUT_START,
+                                              &(struct rollout_action_args) { .operator_name = "alice" }, now), 0);
+
+        /* the canary's check-ins on both replicas at once: handed once */
+        for (int i = 0; i < 2; i++) {
+                h[i].now = now;
+                assert_int_equal(pthread_create(&t[i], NULL, hander_main, &h[i]), 0);
+        }
+        for (int i = 0; i < 2; i++)
+                pthread_join(t[i], NULL);
+        assert_int_equal(h[0].failures + h[1].failures, 0);
+        assert_int_equal(h[0].handed + h[1].handed, 1);
+        /* the rest waits for the canary, with no assignment at all */
+        assert_int_equal(rollout_checkin(h[1].s, "r-1", "1.0", now, &res), 0);
+        assert_true(res.held);
+        assert_false(res.handed);
+
+        /* the canary updates (its report through one replica), the pass of the other starts the rest */
+        st.release = rid;
+        snprintf(st.version, sizeof(st.version), "2.0");
+        assert_int_equal(store_report(h[0].s, "r-0", &st, now + 1), 1);
+        assert_int_equal(store_rollout_report(h[0].s, "r-0", &st, now + 1), 0);
+        assert_int_equal(store_rollout_pass(h[1].s, now + 2, now, NULL, NULL, &ps), 0);
+        assert_int_equal(rollout_checkin(h[0].s, "r-1", "1.0", now + 3, &res), 0);
+        assert_true(res.handed);
+        assert_int_equal(res.rollout, ro);
+        assert_int_equal(store_report(h[1].s, "r-1", &st, now + 4), 1);
+        assert_int_equal(store_rollout_report(h[1].s, "r-1", &st, now + 4), 0);
+        assert_int_equal(store_rollout_pass(h[0].s, now + 5, now, NULL, NULL, &ps), 0);
+
+        assert_int_equal(store_rollout_json(h[1].s, ro, &j), 0);
+        assert_string_equal(json_string_value(json_object_get(j, "state")), "finished");
+        assert_int_equal(json_array_size(json_object_get(j, "members")), 2);
+        for (size_t i = 0; i < 2; i++)
+                assert_string_equal(json_string_value(json_object_get(json_array_get(json_object_get(j, "members"), i),
+                                                                      "state")), "blessed");
+        json_decref(j);
+        store_close(h[0].s);
+        store_close(h[1].s);
 }
 
 static void test_copy(void **state) {
@@ -676,9 +815,29 @@ static void test_copy(void **state) {
         assert_int_equal(store_copy(from, to, &counts), 0);
         assert_int_equal(json_integer_value(json_object_get(counts, "drones")), 5);
         assert_int_equal(json_integer_value(json_object_get(counts, "releases")), 2);
-        assert_int_equal(json_integer_value(json_object_get(counts, "assignments")), 1);
+        assert_int_equal(json_integer_value(json_object_get(counts, "assignments")), 2);   /* the fleet's, and the hand's drone:ID */
         assert_int_equal(json_integer_value(json_object_get(counts, "events")), 0 + 1 + 2 + 3 + 4);
+        assert_int_equal(json_integer_value(json_object_get(counts, "rollouts")), 1);
+        assert_int_equal(json_integer_value(json_object_get(counts, "rollout_groups")), 2);
+        assert_int_equal(json_integer_value(json_object_get(counts, "rollout_members")), 5);
+        assert_true(json_integer_value(json_object_get(counts, "rollout_events")) >= 2);   /* created, started, handed */
+        assert_int_equal(json_integer_value(json_object_get(counts, "drone_tags")), 1);
+        assert_int_equal(json_integer_value(json_object_get(counts, "windows")), 1);
+        assert_int_equal(json_integer_value(json_object_get(counts, "drone_ctl")), 1);
+        assert_int_equal(json_integer_value(json_object_get(counts, "compliance")), 1);
+        assert_int_equal(json_integer_value(json_object_get(counts, "compliance_history")), 1);
         json_decref(counts);
+        /* the rollout goes on where it was: one member handed, the rest waits */
+        assert_int_equal(store_rollout_json(to, 1, &j), 0);
+        assert_string_equal(json_string_value(json_object_get(j, "state")), "running");
+        {
+                size_t handed = 0;
+                for (size_t i = 0; i < json_array_size(json_object_get(j, "members")); i++)
+                        handed += streq(json_string_value(json_object_get(json_array_get(json_object_get(j, "members"), i),
+                                                                          "state")), "handed");
+                assert_int_equal(handed, 1);
+        }
+        json_decref(j);
         /* the state works as it did: identities, tokens (hashes), assignments, history */
         assert_int_equal(store_drone_auth(to, "m-0", &a), 0);
         assert_int_equal(a.status, DRONE_ACTIVE);
@@ -727,6 +886,7 @@ int main(void) {
                 BOTH(test_threads),
                 BOTH(test_two_replicas_one_drone),
                 BOTH(test_leader),
+                BOTH(test_rollout_two_replicas),
                 BOTH(test_copy),
                 { "postgresql: test_pg_reconnect", test_pg_reconnect, setup_pg, teardown, NULL },
                 { "postgresql: test_pg_cut_transaction", test_pg_cut_transaction, setup_pg, teardown, NULL },
