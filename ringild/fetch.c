@@ -65,9 +65,13 @@ int fetcher_new(const struct agent_config *c, fleet_client *server, const struct
         snprintf(f->server_path, sizeof(f->server_path), "/api/v1/releases/%" PRId64 "/bundle", as->release);
         if (f->checked) {
                 f->units = calloc(1, sizeof(*f->units));
-                if (!f->units || hex_decode(as->meta_sha256, f->units[0].sha256, SHA256_LEN) < 0) {
+                if (!f->units) {
                         fetcher_free(f);
-                        return f->units ? ringil_fail(-RINGIL_EMALFORMED, "assignment's meta_sha256 is not hex") : -ENOMEM;
+                        return -ENOMEM;
+                }
+                if (hex_decode(as->meta_sha256, f->units[0].sha256, SHA256_LEN) < 0) {
+                        fetcher_free(f);
+                        return ringil_fail(-RINGIL_EMALFORMED, "assignment's meta_sha256 is not hex");
                 }
                 f->units[0].len = as->meta_size;
                 f->n_units = 1;
