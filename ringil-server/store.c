@@ -12,6 +12,7 @@
 #include "crypto.h"
 #include "err.h"
 #include "macro.h"
+#include "store-internal.h"
 #include "store.h"
 
 enum {
@@ -87,7 +88,8 @@ static const char *const queries[_Q_MAX] = {
         [Q_HISTORY] = "SELECT seq, time, state, release, version, target, error FROM events WHERE drone = ?1 "
                       "ORDER BY seq DESC LIMIT 100",
         [Q_RELEASES] = "SELECT r.id, r.version, r.compatible, r.size, r.sha256, r.signer, r.created, "
-                       "(SELECT group_concat(target, ' ') FROM assignments a WHERE a.release = r.id) "
+                       "(SELECT group_concat(target, ' ') FROM assignments a WHERE a.release = r.id), "
+                       "r.built, r.expires, r.payloads "
                        "FROM releases r ORDER BY r.id",
         [Q_STATE_COUNTS] = "SELECT CASE status WHEN 2 THEN 'revoked' ELSE COALESCE(NULLIF(state, ''), 'unknown') END, "
                            "count(*) FROM drones GROUP BY 1",
@@ -127,6 +129,8 @@ static const char *const migrations[] = {
          * whose per-release assignment lookup scanned the whole table */
         "ALTER TABLE drones ADD COLUMN enrolled INTEGER;"
         "CREATE INDEX IF NOT EXISTS assignments_release ON assignments(release);",
+        /* 2 → 3: the operator action log, certificate expiry, release details, the dashboard's indexes */
+        store_ui_schema,
 };
 
 #define SCHEMA_VERSION ((int) ELEMENTSOF(migrations))
@@ -135,6 +139,11 @@ struct sqlconn {
         sqlite3 *db;
         sqlite3_stmt *q[_Q_MAX];
         pthread_mutex_t lock;
+        struct {
+                const char *sql;             /* a string literal: its address is the key */
+                sqlite3_stmt *q;
+        } extra[STORE_MAX_EXTRA_STMTS];   /* statements of the store's other files, prepared on first use */
+        size_t n_extra;
 };
 
 /*
@@ -176,24 +185,7 @@ static int sql_fail(sqlite3 *db, int rc, const char *what) {
 
 /* ---- the one lock/bind/step/reset helper ---- */
 
-enum { A_END, A_TEXT, A_INT, A_BLOB, A_NULL };
-
-struct sql_arg {
-        int type;
-        const void *p;
-        int64_t i;
-        int n;
-};
-
-#define TEXT(s) { .type = A_TEXT, .p = (s) }
-#define INT(v) { .type = A_INT, .i = (int64_t) (v) }
-#define BLOB(b, len) { .type = A_BLOB, .p = (b), .n = (len) }
-#define NUL { .type = A_NULL }
-#define ARGS(...) ((const struct sql_arg[]) { __VA_ARGS__, { .type = A_END } })
-#define NOARGS ((const struct sql_arg[]) { { .type = A_END } })
-
-/* Called per row; < 0 stops with that error, > 0 stops after this row, 0 goes on. */
-typedef int (*row_fn)(sqlite3_stmt *q, void *userdata);
+/* (the argument list and row callback types are in store-internal.h) */
 
 /*
  * Bind args to statement qi of connection c, step through every row (handing each to row, if any),
@@ -201,8 +193,8 @@ typedef int (*row_fn)(sqlite3_stmt *q, void *userdata);
  * errno. Strings and blobs are bound SQLITE_STATIC: they must live until this returns. The caller
  * holds c->lock.
  */
-static int sql_run(struct sqlconn *c, int qi, const struct sql_arg *args, row_fn row, void *userdata) {
-        sqlite3_stmt *q = c->q[qi];
+static int sql_run_stmt(struct sqlconn *c, sqlite3_stmt *q, const char *what, const struct sql_arg *args, row_fn row,
+                        void *userdata) {
         int rc = SQLITE_OK, r = 0, n = 0;
 
         for (int i = 0; args[i].type != A_END && rc == SQLITE_OK; i++)
@@ -231,10 +223,14 @@ static int sql_run(struct sqlconn *c, int qi, const struct sql_arg *args, row_fn
                 }
         }
         if (r == 0 && rc != SQLITE_DONE)
-                r = sql_fail(c->db, rc, queries[qi]);
+                r = sql_fail(c->db, rc, what);
         sqlite3_reset(q);
         sqlite3_clear_bindings(q);
         return r < 0 ? r : n;
+}
+
+static int sql_run(struct sqlconn *c, int qi, const struct sql_arg *args, row_fn row, void *userdata) {
+        return sql_run_stmt(c, c->q[qi], queries[qi], args, row, userdata);
 }
 
 static struct sqlconn *reader_lock(store *s) {
@@ -308,6 +304,8 @@ static int tx_end(store *s, int r) {
 /* ---- open, schema, close ---- */
 
 static void conn_close(struct sqlconn *c) {
+        for (size_t i = 0; i < c->n_extra; i++)
+                sqlite3_finalize(c->extra[i].q);
         for (size_t i = 0; i < _Q_MAX; i++)
                 sqlite3_finalize(c->q[i]);
         sqlite3_close(c->db);
@@ -846,6 +844,17 @@ static int releases_row(sqlite3_stmt *q, void *userdata) {
                               (json_int_t) sqlite3_column_int64(q, 3), "sha256", col_text(q, 4), "signer",
                               col_text(q, 5), "created", (json_int_t) sqlite3_column_int64(q, 6), "assigned",
                               col_text(q, 7));
+        /* what the signed manifest said, recorded at upload (store_release_details); a release uploaded
+         * before it was recorded has none, and a row that does not hold a JSON array is left out */
+        if (e && sqlite3_column_type(q, 10) != SQLITE_NULL) {
+                json_error_t err;
+                json_t *p = json_loads(col_text(q, 10), JSON_REJECT_DUPLICATES, &err);
+                if (json_is_array(p) && json_object_set_new(e, "payloads", p) == 0) {
+                        json_object_set_new(e, "built", json_integer(sqlite3_column_int64(q, 8)));
+                        json_object_set_new(e, "expires", json_integer(sqlite3_column_int64(q, 9)));
+                } else
+                        json_decref(p);
+        }
         return e && json_array_append_new(userdata, e) == 0 ? 0 : -ENOMEM;
 }
 
@@ -881,4 +890,61 @@ int store_state_counts(store *s, json_t **ret) {
         }
         *ret = o;
         return 0;
+}
+
+/* ---- for the store's other files (store-internal.h) ---- */
+
+int store_sql(struct sqlconn *c, const char *sql, const struct sql_arg *args, row_fn row, void *userdata) {
+        sqlite3_stmt *q = NULL;
+        int rc;
+
+        for (size_t i = 0; i < c->n_extra && !q; i++)
+                if (c->extra[i].sql == sql)
+                        q = c->extra[i].q;
+        if (!q) {
+                if (c->n_extra == STORE_MAX_EXTRA_STMTS)
+                        return ringil_fail(-ENOSPC, "more than %d statements on one connection", STORE_MAX_EXTRA_STMTS);
+                rc = sqlite3_prepare_v3(c->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &q, NULL);
+                if (rc != SQLITE_OK)
+                        return sql_fail(c->db, rc, sql);
+                c->extra[c->n_extra].sql = sql;
+                c->extra[c->n_extra++].q = q;
+        }
+        return sql_run_stmt(c, q, sql, args, row, userdata);
+}
+
+int64_t store_sql_last_rowid(struct sqlconn *c) {
+        return sqlite3_last_insert_rowid(c->db);
+}
+
+int store_sql_changes(struct sqlconn *c) {
+        return sqlite3_changes(c->db);
+}
+
+int store_tx(store *s, bool durable, struct sqlconn **ret) {
+        int r = tx_begin(s, durable);
+
+        if (r >= 0)
+                *ret = &s->w;
+        return r;
+}
+
+int store_tx_end(store *s, int r) {
+        return tx_end(s, r);
+}
+
+struct sqlconn *store_reader(store *s) {
+        return reader_lock(s);
+}
+
+void store_reader_done(struct sqlconn *c) {
+        reader_unlock(c);
+}
+
+void store_col_text(sqlite3_stmt *q, int col, char *dst, size_t cap) {
+        text(q, col, dst, cap);
+}
+
+const char *store_col(sqlite3_stmt *q, int col) {
+        return col_text(q, col);
 }

@@ -1,0 +1,339 @@
+/* store-ui.c: the dashboard's reads (fleet counts, version changes, drone pages) and the operator action log. */
+#include <errno.h>
+#include <string.h>
+
+#include "err.h"
+#include "macro.h"
+#include "store-internal.h"
+#include "store.h"
+
+/*
+ * Schema step (store.c's migrations). The drone table gets no index on what a check-in rewrites
+ * (last_seen, version): every heartbeat would pay for it; sorting 10,000 rows by them is a top-N sort
+ * of a few milliseconds instead. grp is set at registration only.
+ */
+const char store_ui_schema[] =
+        "CREATE TABLE IF NOT EXISTS operator_actions("
+        " id INTEGER PRIMARY KEY, time INTEGER NOT NULL, operator TEXT NOT NULL, serial TEXT NOT NULL,"
+        " method TEXT NOT NULL, path TEXT NOT NULL, target TEXT NOT NULL, detail TEXT NOT NULL,"
+        " status INTEGER NOT NULL);"
+        "CREATE INDEX IF NOT EXISTS operator_actions_target ON operator_actions(target, id);"
+        "ALTER TABLE drones ADD COLUMN cert_not_after INTEGER;"
+        "ALTER TABLE releases ADD COLUMN built INTEGER;"
+        "ALTER TABLE releases ADD COLUMN expires INTEGER;"
+        "ALTER TABLE releases ADD COLUMN payloads TEXT;"
+        "CREATE INDEX IF NOT EXISTS drones_grp ON drones(grp, id);";
+
+/* The dashboard's state word (store.h); now and silent_after are the statement's parameters n and s. */
+#define UI_STATE(n, s)                                                                                       \
+        "(CASE WHEN status = 2 THEN 'revoked' WHEN COALESCE(last_seen, 0) <= " n " - " s " THEN 'silent' "   \
+        "WHEN state IN ('downloading', 'retrying') THEN 'downloading' "                                      \
+        "WHEN state IN ('installed', 'rebooting', 'waiting') THEN 'pending' "                                \
+        "WHEN state = 'updated' THEN 'blessed' WHEN state = 'rolled-back' THEN 'rolled-back' "               \
+        "WHEN state = 'failed' THEN 'failed' ELSE 'idle' END)"
+
+/* ---- fleet counts ---- */
+
+static const char q_state_counts[] = "SELECT " UI_STATE("?1", "?2") ", count(*) FROM drones GROUP BY 1";
+static const char q_version_counts[] = "SELECT COALESCE(version, ''), count(*) FROM drones WHERE status != 2 GROUP BY 1";
+static const char q_audit_counts[] =
+        "SELECT CASE WHEN audit_fail IS NULL THEN 'unknown' WHEN audit_fail = 0 THEN 'compliant' ELSE 'failing' END, "
+        "count(*) FROM drones WHERE status != 2 GROUP BY 1";
+
+static int count_into(sqlite3_stmt *q, void *userdata) {
+        json_t *o = userdata;
+        return json_object_set_new(o, store_col(q, 0), json_integer(sqlite3_column_int64(q, 1))) == 0 ? 0 : -ENOMEM;
+}
+
+int store_fleet_summary(store *s, int64_t now, uint32_t silent_after, json_t **ret) {
+        json_t *st = json_object(), *ver = json_object(), *aud = json_object(), *v;
+        struct sqlconn *c;
+        json_int_t total = 0;
+        const char *k;
+        int r = st && ver && aud ? 0 : -ENOMEM;
+
+        /* one reader, one snapshot: the three counts add up */
+        c = store_reader(s);
+        if (r >= 0)
+                r = store_sql(c, q_state_counts, ARGS(INT(now), INT(silent_after)), count_into, st);
+        if (r >= 0)
+                r = store_sql(c, q_version_counts, NOARGS, count_into, ver);
+        if (r >= 0)
+                r = store_sql(c, q_audit_counts, NOARGS, count_into, aud);
+        store_reader_done(c);
+        if (r < 0) {
+                json_decref(st);
+                json_decref(ver);
+                json_decref(aud);
+                return r;
+        }
+        json_object_foreach(st, k, v)
+                total += json_integer_value(v);
+        *ret = json_pack("{s:I, s:o, s:o, s:o}", "total", total, "state", st, "version", ver, "audit", aud);
+        return *ret ? 0 : -ENOMEM;
+}
+
+/* ---- version history ---- */
+
+/*
+ * A report's version is the one running when it was sent; lag() over the drone's reports (the
+ * UNIQUE(drone, seq) index gives their order) keeps the ones where it changed. The last check-in adds
+ * the version running now, which a drone updated outside the fleet never reported.
+ */
+static const char q_version_changes[] =
+        "SELECT time, drone, version FROM ("
+        " SELECT time, drone, version, lag(version) OVER (PARTITION BY drone ORDER BY seq) AS prev"
+        " FROM events WHERE version != '' AND drone NOT IN (SELECT id FROM drones WHERE status = 2))"
+        " WHERE prev IS NULL OR prev != version "
+        "UNION ALL SELECT last_seen, id, version FROM drones"
+        " WHERE status != 2 AND last_seen IS NOT NULL AND COALESCE(version, '') != '' "
+        "ORDER BY 2, 1";
+
+struct version_cb {
+        store_version_fn fn;
+        void *userdata;
+};
+
+static int version_row(sqlite3_stmt *q, void *userdata) {
+        struct version_cb *cb = userdata;
+        int r = cb->fn(sqlite3_column_int64(q, 0), store_col(q, 1), store_col(q, 2), cb->userdata);
+        return r < 0 ? r : 0;
+}
+
+int store_version_changes(store *s, store_version_fn fn, void *userdata) {
+        struct version_cb cb = { fn, userdata };
+        struct sqlconn *c = store_reader(s);
+        int r = store_sql(c, q_version_changes, NOARGS, version_row, &cb);
+
+        store_reader_done(c);
+        return r < 0 ? r : 0;
+}
+
+/* ---- the drone table ---- */
+
+#define DRONE_COLS                                                                                           \
+        "id, grp, status, COALESCE(last_seen, 0), COALESCE(version, ''), COALESCE(state, ''), "              \
+        "COALESCE(release, 0), COALESCE(target, ''), COALESCE(error, ''), COALESCE(slot, ''), "              \
+        "COALESCE(boot, ''), audit_pass, audit_fail, created, " UI_STATE("?5", "?6")
+
+/* ?1 search, ?2 version, ?3 group, ?4 state word, ?5 now, ?6 silent_after; every filter "" = any. */
+#define DRONE_FILTER                                                                                         \
+        " FROM drones WHERE (?1 = '' OR instr(lower(id), lower(?1)) > 0 OR instr(lower(COALESCE(error, '')), " \
+        "lower(?1)) > 0) AND (?2 = '' OR version = ?2) AND (?3 = '' OR grp = ?3) AND "                      \
+        "(?4 = '' OR " UI_STATE("?5", "?6") " = ?4)"
+
+#define DRONE_PAGE(order) "SELECT " DRONE_COLS DRONE_FILTER " ORDER BY " order " LIMIT ?7 OFFSET ?8"
+
+/*
+ * One statement per sort order, all string literals (prepared once, no SQL is ever built from input).
+ * id is the primary key and (grp, id) an index: a page walks the index and stops after it; the other
+ * orders are top-N sorts bounded by offset + limit.
+ */
+static const char *const q_drone_page[_DRONE_SORT_MAX][2] = {
+        [DRONE_SORT_ID] = { DRONE_PAGE("id"), DRONE_PAGE("id DESC") },
+        [DRONE_SORT_GROUP] = { DRONE_PAGE("grp, id"), DRONE_PAGE("grp DESC, id DESC") },
+        [DRONE_SORT_VERSION] = { DRONE_PAGE("COALESCE(version, ''), id"), DRONE_PAGE("COALESCE(version, '') DESC, id DESC") },
+        [DRONE_SORT_STATE] = { DRONE_PAGE("15, id"), DRONE_PAGE("15 DESC, id DESC") },
+        [DRONE_SORT_LAST_SEEN] = { DRONE_PAGE("COALESCE(last_seen, 0), id"), DRONE_PAGE("COALESCE(last_seen, 0) DESC, id DESC") },
+};
+static const char q_drone_count[] = "SELECT count(*)" DRONE_FILTER;
+
+static const char *status_word(int st) {
+        return st == DRONE_REVOKED ? "revoked" : st == DRONE_ACTIVE ? "active" : "enrolled";
+}
+
+static int page_row(sqlite3_stmt *q, void *userdata) {
+        json_t *j = json_pack("{s:s, s:s, s:s, s:I, s:s, s:s, s:I, s:s, s:s, s:s, s:s, s:I, s:s}",
+                              "id", store_col(q, 0), "group", store_col(q, 1),
+                              "status", status_word(sqlite3_column_int(q, 2)),
+                              "last_seen", (json_int_t) sqlite3_column_int64(q, 3), "version", store_col(q, 4),
+                              "state", store_col(q, 5), "release", (json_int_t) sqlite3_column_int64(q, 6),
+                              "target", store_col(q, 7), "error", store_col(q, 8), "slot", store_col(q, 9),
+                              "boot", store_col(q, 10), "created", (json_int_t) sqlite3_column_int64(q, 13),
+                              "ui_state", store_col(q, 14));
+
+        if (j && sqlite3_column_type(q, 11) != SQLITE_NULL)
+                json_object_set_new(j, "audit", json_pack("{s:I, s:I}", "pass", (json_int_t) sqlite3_column_int64(q, 11),
+                                                          "fail", (json_int_t) sqlite3_column_int64(q, 12)));
+        return j && json_array_append_new(userdata, j) == 0 ? 0 : -ENOMEM;
+}
+
+static int int_row(sqlite3_stmt *q, void *userdata) {
+        *(int64_t *) userdata = sqlite3_column_int64(q, 0);
+        return 1;
+}
+
+int store_drones_page(store *s, const struct drone_query *dq, json_t **ret) {
+        json_t *a = json_array();
+        struct sqlconn *c;
+        int64_t total = 0;
+        int r;
+
+        if (!a)
+                return -ENOMEM;
+        if ((unsigned) dq->sort >= _DRONE_SORT_MAX) {
+                json_decref(a);
+                return -EINVAL;
+        }
+#define FILTER_ARGS TEXT(dq->search), TEXT(dq->version), TEXT(dq->group), TEXT(dq->state), INT(dq->now), INT(dq->silent_after)
+        c = store_reader(s);
+        r = store_sql(c, q_drone_count, ARGS(FILTER_ARGS), int_row, &total);
+        if (r >= 0)
+                r = store_sql(c, q_drone_page[dq->sort][dq->desc], ARGS(FILTER_ARGS, INT(dq->limit), INT(dq->offset)),
+                              page_row, a);
+        store_reader_done(c);
+#undef FILTER_ARGS
+        if (r < 0) {
+                json_decref(a);
+                return r;
+        }
+        *ret = json_pack("{s:I, s:o}", "total", (json_int_t) total, "drones", a);
+        return *ret ? 0 : -ENOMEM;
+}
+
+static const char q_versions[] = "SELECT DISTINCT version FROM drones WHERE COALESCE(version, '') != '' ORDER BY 1";
+static const char q_groups[] = "SELECT DISTINCT grp FROM drones ORDER BY 1";
+
+static int string_row(sqlite3_stmt *q, void *userdata) {
+        return json_array_append_new(userdata, json_string(store_col(q, 0))) == 0 ? 0 : -ENOMEM;
+}
+
+int store_drone_facets(store *s, json_t **ret) {
+        json_t *v = json_array(), *g = json_array();
+        struct sqlconn *c = store_reader(s);
+        int r = v && g ? 0 : -ENOMEM;
+
+        if (r >= 0)
+                r = store_sql(c, q_versions, NOARGS, string_row, v);
+        if (r >= 0)
+                r = store_sql(c, q_groups, NOARGS, string_row, g);
+        store_reader_done(c);
+        if (r < 0) {
+                json_decref(v);
+                json_decref(g);
+                return r;
+        }
+        *ret = json_pack("{s:o, s:o}", "versions", v, "groups", g);
+        return *ret ? 0 : -ENOMEM;
+}
+
+/* ---- identity ---- */
+
+static const char q_identity[] =
+        "SELECT COALESCE(cert_serial, ''), COALESCE(cert_not_after, 0), COALESCE(enrolled, 0), created, "
+        "CASE WHEN token_hash IS NULL THEN 0 ELSE COALESCE(token_expires, 0) END FROM drones WHERE id = ?1";
+
+static int identity_row(sqlite3_stmt *q, void *userdata) {
+        struct drone_identity *d = userdata;
+
+        store_col_text(q, 0, d->cert_serial, sizeof(d->cert_serial));
+        d->cert_not_after = sqlite3_column_int64(q, 1);
+        d->enrolled = sqlite3_column_int64(q, 2);
+        d->created = sqlite3_column_int64(q, 3);
+        d->token_expires = sqlite3_column_int64(q, 4);
+        return 1;
+}
+
+int store_drone_identity(store *s, const char *id, struct drone_identity *ret) {
+        struct drone_identity d = {};
+        struct sqlconn *c = store_reader(s);
+        int r = store_sql(c, q_identity, ARGS(TEXT(id)), identity_row, &d);
+
+        store_reader_done(c);
+        if (r < 0)
+                return r;
+        if (r == 0)
+                return -ENOENT;
+        *ret = d;
+        return 0;
+}
+
+static const char q_cert_expiry[] = "UPDATE drones SET cert_not_after = ?3 WHERE id = ?1 AND cert_serial = ?2";
+
+int store_drone_cert_expiry(store *s, const char *id, const char *serial, int64_t not_after) {
+        struct sqlconn *c;
+        int r = store_tx(s, true, &c);
+
+        if (r < 0)
+                return r;
+        r = store_sql(c, q_cert_expiry, ARGS(TEXT(id), TEXT(serial), INT(not_after)), NULL, NULL);
+        return store_tx_end(s, r);
+}
+
+/* ---- release details ---- */
+
+static const char q_release_details[] = "UPDATE releases SET built = ?2, expires = ?3, payloads = ?4 WHERE id = ?1";
+
+int store_release_details(store *s, int64_t id, int64_t built, int64_t expires, const char *payloads_json) {
+        struct sqlconn *c;
+        int r = store_tx(s, true, &c);
+
+        if (r < 0)
+                return r;
+        r = store_sql(c, q_release_details, ARGS(INT(id), INT(built), INT(expires), TEXT(payloads_json)), NULL, NULL);
+        if (r >= 0 && store_sql_changes(c) == 0)
+                r = -ENOENT;
+        return store_tx_end(s, r);
+}
+
+/* ---- the operator action log ---- */
+
+static const char q_action_add[] =
+        "INSERT INTO operator_actions(time, operator, serial, method, path, target, detail, status) "
+        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
+static const char q_actions_all[] =
+        "SELECT id, time, operator, serial, method, path, target, detail, status FROM operator_actions "
+        "ORDER BY id DESC LIMIT ?1 OFFSET ?2";
+static const char q_actions_count_all[] = "SELECT count(*) FROM operator_actions";
+static const char q_actions_target[] =
+        "SELECT id, time, operator, serial, method, path, target, detail, status FROM operator_actions "
+        "WHERE target = ?3 ORDER BY id DESC LIMIT ?1 OFFSET ?2";
+static const char q_actions_count_target[] = "SELECT count(*) FROM operator_actions WHERE target = ?1";
+
+int store_action_add(store *s, const struct operator_action *a) {
+        struct sqlconn *c;
+        int r = store_tx(s, true, &c);
+
+        if (r < 0)
+                return r;
+        r = store_sql(c, q_action_add,
+                      ARGS(INT(a->time), TEXT(a->operator_name), TEXT(a->serial), TEXT(a->method), TEXT(a->path),
+                           TEXT(a->target ? a->target : ""), TEXT(a->detail ? a->detail : ""), INT(a->status)),
+                      NULL, NULL);
+        return store_tx_end(s, r);
+}
+
+static int action_row(sqlite3_stmt *q, void *userdata) {
+        json_t *j = json_pack("{s:I, s:I, s:s, s:s, s:s, s:s, s:s, s:s, s:i}", "id", (json_int_t) sqlite3_column_int64(q, 0),
+                              "time", (json_int_t) sqlite3_column_int64(q, 1), "operator", store_col(q, 2), "serial",
+                              store_col(q, 3), "method", store_col(q, 4), "path", store_col(q, 5), "target",
+                              store_col(q, 6), "detail", store_col(q, 7), "status", sqlite3_column_int(q, 8));
+        return j && json_array_append_new(userdata, j) == 0 ? 0 : -ENOMEM;
+}
+
+int store_actions_json(store *s, const char *target, uint32_t limit, uint32_t offset, json_t **ret) {
+        json_t *a = json_array();
+        struct sqlconn *c;
+        int64_t total = 0;
+        int r;
+
+        if (!a)
+                return -ENOMEM;
+        c = store_reader(s);
+        if (target) {
+                r = store_sql(c, q_actions_count_target, ARGS(TEXT(target)), int_row, &total);
+                if (r >= 0)
+                        r = store_sql(c, q_actions_target, ARGS(INT(limit), INT(offset), TEXT(target)), action_row, a);
+        } else {
+                r = store_sql(c, q_actions_count_all, NOARGS, int_row, &total);
+                if (r >= 0)
+                        r = store_sql(c, q_actions_all, ARGS(INT(limit), INT(offset)), action_row, a);
+        }
+        store_reader_done(c);
+        if (r < 0) {
+                json_decref(a);
+                return r;
+        }
+        *ret = json_pack("{s:I, s:o}", "total", (json_int_t) total, "actions", a);
+        return *ret ? 0 : -ENOMEM;
+}

@@ -1,0 +1,103 @@
+/* ui-chart.c: server-side SVG: stacked area charts over time and segmented progress bars. */
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <time.h>
+
+#include "ui-chart.h"
+
+#define W 720.0
+#define H 220.0
+#define PAD_L 44.0
+#define PAD_R 8.0
+#define PAD_T 10.0
+#define PAD_B 24.0
+
+/* A round step for about four grid lines up to max. */
+static double grid_step(double max) {
+        double raw = max / 4, mag = pow(10, floor(log10(raw))), f = raw / mag;
+        return (f <= 1 ? 1 : f <= 2 ? 2 : f <= 5 ? 5 : 10) * mag;
+}
+
+static void time_label(int64_t t, int64_t span, char buf[static 32]) {
+        struct tm tm;
+        time_t tt = (time_t) t;
+
+        if (!gmtime_r(&tt, &tm) || strftime(buf, 32, span > 2 * 86400 ? "%m-%d" : "%H:%M", &tm) == 0)
+                snprintf(buf, 32, "?");
+}
+
+void ui_chart_stacked(struct html *h, const char *title, const int64_t *times, size_t n_points,
+                      const struct chart_series *series, size_t n_series) {
+        double top[CHART_MAX_SERIES + 1][256], max = 0, step;
+        int64_t t0, span;
+
+        if (n_points < 2 || n_points > 256 || n_series == 0 || n_series > CHART_MAX_SERIES)
+                return;
+        t0 = times[0];
+        span = times[n_points - 1] - t0;
+        if (span <= 0)
+                return;
+        /* cumulative tops: top[k][i] is the upper edge of series k-1 at point i */
+        for (size_t i = 0; i < n_points; i++) {
+                top[0][i] = 0;
+                for (size_t k = 0; k < n_series; k++)
+                        top[k + 1][i] = top[k][i] + (series[k].values[i] > 0 ? series[k].values[i] : 0);
+                if (top[n_series][i] > max)
+                        max = top[n_series][i];
+        }
+        if (max <= 0)
+                max = 1;
+        step = grid_step(max);
+        max = ceil(max / step) * step;
+
+#define X(i) (PAD_L + (W - PAD_L - PAD_R) * (double) (times[i] - t0) / (double) span)
+#define Y(v) (PAD_T + (H - PAD_T - PAD_B) * (1.0 - (v) / max))
+        html_printf(h, "<figure class=\"chart\"><svg viewBox=\"0 0 %.0f %.0f\" role=\"img\" "
+                       "preserveAspectRatio=\"none\"><title>%s</title><g class=\"grid\">",
+                    W, H, title);
+        for (double v = 0; v <= max + step / 2; v += step)
+                html_printf(h, "<line x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\"/><text x=\"%.1f\" y=\"%.1f\">%.0f</text>",
+                            PAD_L, W - PAD_R, Y(v), Y(v), PAD_L - 6, Y(v) + 4, v);
+        html_raw(h, "</g>");
+        for (size_t k = 0; k < n_series; k++) {
+                html_printf(h, "<path class=\"area %s\" d=\"M%.1f %.1f", series[k].cls, X(0), Y(top[k + 1][0]));
+                for (size_t i = 1; i < n_points; i++)
+                        html_printf(h, "L%.1f %.1f", X(i), Y(top[k + 1][i]));
+                for (size_t i = n_points; i-- > 0;)
+                        html_printf(h, "L%.1f %.1f", X(i), Y(top[k][i]));
+                html_printf(h, "Z\"><title>%s</title></path>", series[k].label);
+        }
+        html_raw(h, "<g class=\"axis\">");
+        for (size_t j = 0; j < 5; j++) {
+                size_t i = (n_points - 1) * j / 4;
+                char lab[32];
+                time_label(times[i], span, lab);
+                html_printf(h, "<text x=\"%.1f\" y=\"%.1f\" class=\"%s\">%s</text>", X(i), H - 6,
+                            j == 0 ? "start" : j == 4 ? "end" : "mid", lab);
+        }
+#undef X
+#undef Y
+        html_raw(h, "</g></svg><figcaption>");
+        for (size_t k = n_series; k-- > 0;)
+                html_printf(h, "<span class=\"key\"><svg width=\"10\" height=\"10\" aria-hidden=\"true\"><rect class=\"%s\" "
+                               "width=\"10\" height=\"10\"/></svg> %s <b>%.0f</b></span>",
+                            series[k].cls, series[k].label, series[k].values[n_points - 1]);
+        html_raw(h, "</figcaption></figure>");
+}
+
+void ui_chart_bar(struct html *h, const struct bar_segment *seg, size_t n, double total) {
+        double x = 0;
+
+        html_raw(h, "<svg class=\"bar\" viewBox=\"0 0 100 6\" preserveAspectRatio=\"none\" role=\"img\">");
+        html_raw(h, "<rect class=\"track\" width=\"100\" height=\"6\"/>");
+        for (size_t i = 0; i < n && total > 0; i++) {
+                double w = 100.0 * seg[i].value / total;
+                if (w <= 0)
+                        continue;
+                html_printf(h, "<rect class=\"%s\" x=\"%.2f\" width=\"%.2f\" height=\"6\"><title>%s: %.0f</title></rect>",
+                            seg[i].cls, x, w, seg[i].label, seg[i].value);
+                x += w;
+        }
+        html_raw(h, "</svg>");
+}
