@@ -182,6 +182,7 @@ static int route_drone_token(struct route_ctx *x) {
                 return tp_respond_error(x->resp, 503, "store: %s", ringil_detail());
         }
         log_notice("re-issued the enrollment token of drone '%s'", id);
+        snprintf(x->log_target, sizeof(x->log_target), "drone:%s", id);
         snprintf(x->log_detail, sizeof(x->log_detail), "re-issue enrollment token");
         out = json_pack("{s:s, s:s, s:I}", "id", id, "token", token, "expires", (json_int_t) expires);
         secret_wipe(token, sizeof(token));
@@ -192,6 +193,8 @@ static int route_drone_token(struct route_ctx *x) {
 
 static int route_drone_revoke(struct route_ctx *x) {
         int r = ca_name_valid(x->param) < 0 ? -ENOENT : store_drone_revoke(x->srv->db, x->param);
+
+        snprintf(x->log_target, sizeof(x->log_target), "drone:%s", x->param);
 
         if (r == -ENOENT)
                 return tp_respond_error(x->resp, 404, "no drone '%s'", x->param);

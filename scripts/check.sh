@@ -48,6 +48,8 @@ suite() {   # suite NAME BUILDDIR MESON-OPTIONS…
     # Slow tests (a VM boot) run once, in the normal pass, not again under the sanitizers.
     local marks=()
     [[ $name == normal ]] || marks=(-m "not slow")
+    # The dashboard's browser test saves a screenshot of each view here (normal pass only: it is slow).
+    RINGIL_SCREENSHOTS="$PWD/$results/screenshots" \
     RINGIL_BUILD="$PWD/$dir" $py -m pytest tests/integration -q -p no:cacheprovider "${marks[@]}" \
         --junitxml="$results/$name-pytest.xml" 2>&1 | tail -25
     local rc=${PIPESTATUS[0]}

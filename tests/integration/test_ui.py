@@ -1,0 +1,497 @@
+"""test_ui.py: the operator dashboard (/ui/) against a real server: who may see it, that every view says what the
+API says, escaping of hostile values, CSRF and the action log; then in Debian's headless Chromium with the
+operator's certificate in its NSS database (marked slow: once per make check, not under the sanitizers)."""
+import json
+import os
+import re
+import shutil
+import ssl
+import tempfile
+import time
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+
+from conftest import BUILD
+from fleetsim import request, run, tls_context
+from ui_fixture import HOSTILE, STATES, Doc, Fleet, cert_serial_and_expiry, results_dir, ui_state
+
+CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
+       "form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+
+
+@pytest.fixture(scope="module")
+def fleet():
+    d = Path(tempfile.mkdtemp(prefix="ringil-ui-"))
+    f = Fleet(BUILD, d)
+    try:
+        # releases: two signed bundles, 2.0 assigned to group west
+        for v in ("1.0", "2.0"):
+            img = d / f"img-{v}"
+            img.write_bytes(os.urandom(96 * 1024))
+            f.pki.bundle(v, img, d / f"v{v}.bundle")
+            f.srv.op("upload", d / f"v{v}.bundle")
+        f.srv.op("release", "2", "--group", "west")
+        f.enrolled_cert = f.enroll("drone-enrolled", group="west")
+        # drones in every state, reporting over the real API
+        f.drone("f-idle", "west").checkin("1.0", fail=0)
+        dn = f.drone("f-down", "west")
+        dn.checkin("1.0", fail=0)
+        dn.report("downloading", "1.0", release=2, target="2.0")
+        pe = f.drone("f-pend", "east")
+        pe.checkin("1.0", fail=1)
+        pe.report("downloading", "1.0", release=2, target="2.0")
+        pe.report("rebooting", "1.0", release=2, target="2.0")
+        bl = f.drone("f-bless", "east")
+        bl.checkin("1.0", fail=0)
+        bl.report("downloading", "1.0", release=2, target="2.0")
+        bl.report("updated", "2.0", release=2)
+        bl.checkin("2.0", fail=0)
+        rb = f.drone("f-rb", "east")
+        rb.checkin("1.0", fail=0)
+        rb.report("rolled-back", "1.0", release=2, target="2.0", error="health gate failed")
+        fa = f.drone("f-fail", "east")
+        fa.checkin("1.0", fail=2)
+        fa.report("failed", "1.0", release=2, target="2.0", error=HOSTILE + " & \"quotes\"")
+        f.drone("f-silent", "east").checkin("1.0")
+        f.sql("UPDATE drones SET last_seen = ? WHERE id = 'f-silent'", (int(time.time()) - 3600,))
+        # a hostile id, version and error: what a tampered (or differently validated) store could hold
+        f.sql("INSERT INTO drones(id, grp, status, created, last_seen, version, state, error, audit_pass, audit_fail) "
+              "VALUES (?, 'east', 1, ?, ?, ?, 'failed', ?, 1, 1)",
+              (HOSTILE, int(time.time()), int(time.time()), HOSTILE, HOSTILE))
+        # the simulator's size: 60 more drones
+        f.bulk(60)
+        yield f
+    finally:
+        f.stop()
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def api_drones(fleet):
+    return {d["id"]: d for d in fleet.api("/api/v1/drones")}
+
+
+# ---- who may see it ----
+
+def test_only_operators_get_the_dashboard(fleet):
+    pki = fleet.pki
+    drone = fleet.drones["f-idle"].ctx
+    for path in ("/ui/", "/ui/drones", "/ui/static/style.css", "/api/v1/actions"):
+        st, body, _ = request(fleet.srv.port, drone, "GET", path)
+        assert st == 403 and json.loads(body)["error"] == "operator credential required", (path, st, body)
+    st, _, _ = request(fleet.srv.port, drone, "POST", "/ui/drone/revoke", body=b"id=f-idle&confirm=yes")
+    assert st == 403
+    # without a certificate, or with an operator certificate of another CA, the TLS handshake fails
+    for ctx in (tls_context(pki), tls_context(pki, pki.dir / "evil" / "alice.pem", pki.dir / "evil" / "alice.key")):
+        with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
+            request(fleet.srv.port, ctx, "GET", "/ui/")
+    # the operator gets HTML with the strict headers
+    st, body, hdr = fleet.get("/ui/")
+    assert st == 200 and hdr["Content-Type"] == "text/html; charset=utf-8"
+    assert hdr["Content-Security-Policy"] == CSP
+    assert hdr["Cache-Control"] == "no-store" and hdr["X-Content-Type-Options"] == "nosniff"
+    assert hdr["X-Frame-Options"] == "DENY" and hdr["Referrer-Policy"] == "no-referrer"
+    st, _, hdr = fleet.get("/ui")
+    assert st == 303 and hdr["Location"] == "/ui/"
+
+
+def test_pages_have_no_inline_script_or_style(fleet):
+    for path in ("/ui/", "/ui/drones", "/ui/drone?id=f-fail", "/ui/releases", "/ui/actions",
+                 "/ui/drone/revoke?id=f-idle"):
+        st, body, _ = fleet.get(path)
+        assert st == 200
+        doc = Doc(body)
+        for s in doc.find_all("script"):
+            assert s.attrs.get("src", "").startswith("/ui/static/app.js?v=") and not s.text().strip(), path
+        assert not doc.find_all("style"), path
+        assert not [n for n in doc.iter() if "style" in n.attrs or any(a.startswith("on") for a in n.attrs)], path
+        assert b"javascript:" not in body
+        # every external reference is one of ours
+        for n in doc.iter():
+            for a in ("src", "href", "action"):
+                v = n.attrs.get(a)
+                if v is not None:
+                    assert v.startswith("/"), (path, a, v)
+
+
+def test_static_files_are_versioned_and_cacheable(fleet):
+    doc = fleet.page("/ui/")
+    css = doc.find("link", rel="stylesheet").attrs["href"]
+    js = doc.find("script").attrs["src"]
+    st, body, hdr = fleet.get(css)
+    assert st == 200 and hdr["Content-Type"] == "text/css; charset=utf-8" and b"--bg" in body
+    assert "immutable" in hdr["Cache-Control"] and hdr["Content-Security-Policy"] == CSP
+    st, body, hdr = fleet.get(js)
+    assert st == 200 and hdr["Content-Type"] == "text/javascript; charset=utf-8" and b"use strict" in body
+    st, _, _ = fleet.get("/ui/static/../../etc/passwd")
+    assert st == 400
+    st, body, _ = fleet.get("/ui/static/nothing.js")
+    assert st == 404 and b"<!doctype html>" in body
+    st, _, _ = fleet.get("/ui/nowhere")
+    assert st == 404
+
+
+# ---- every view says what the API says ----
+
+def test_fleet_view_matches_the_api(fleet):
+    now = int(time.time())
+    drones = api_drones(fleet)
+    doc = fleet.page("/ui/")
+    want = {s: 0 for s in STATES}
+    for d in drones.values():
+        want[ui_state(d, now, fleet.silent_after)] += 1
+    got = {c.attrs["data-state"]: int(c.find("span", class_="n").text()) for c in doc.find_all("li", class_="card")}
+    assert got == want
+    assert want["failed"] >= 2 and want["silent"] >= 1 and want["blessed"] >= 1 and want["pending"] >= 1
+    assert int(doc.find(id="total").text()) == len(drones)
+    versions = {}
+    for d in drones.values():
+        if d["status"] != "revoked":
+            versions[d["version"]] = versions.get(d["version"], 0) + 1
+    rows = {tr.attrs["data-version"]: int(tr.find("td", class_="num").text()) for tr in doc.find(id="versions").find_all("tr") if "data-version" in tr.attrs}
+    assert rows == versions
+    assert HOSTILE in rows   # a hostile version is a row like any other, as text
+    audit = {"compliant": 0, "failing": 0, "unknown": 0}
+    for d in drones.values():
+        if d["status"] != "revoked":
+            audit["unknown" if "audit" not in d else "failing" if d["audit"]["fail"] else "compliant"] += 1
+    got = {tr.attrs["data-audit"]: int(tr.find("td", class_="num").text()) for tr in doc.find(id="audit").find_all("tr")}
+    assert got == audit
+    # the chart: drawn as SVG on the server, with a legend naming each version
+    fig = doc.find("figure", class_="chart")
+    assert fig and fig.find("path", class_="area") and "2.0" in fig.find("figcaption").text()
+
+
+def test_drones_table_filters_sorts_and_pages(fleet):
+    now = int(time.time())
+    drones = api_drones(fleet)
+    ids = sorted(drones)
+    doc = fleet.page("/ui/drones")
+    assert int(doc.find(id="count").attrs["data-total"]) == len(drones)
+    rows = [tr.attrs["data-id"] for tr in doc.find(id="drones").find("tbody").find_all("tr")]
+    assert rows == ids[:50]
+    # each row links to its drone
+    link = doc.find(id="drones").find("a", class_="drone")
+    assert link.attrs["href"] == "/ui/drone?id=" + quote(ids[0], safe="")
+    # page 2 holds the rest
+    doc = fleet.page("/ui/drones?page=2")
+    assert [tr.attrs["data-id"] for tr in doc.find(id="drones").find("tbody").find_all("tr")] == ids[50:100]
+    assert doc.find("a", rel="prev") and doc.find("a", rel="first")
+    # filters, as the API's list filtered here
+    for query, pred in [
+        ("version=2.0", lambda d: d["version"] == "2.0"),
+        ("group=east", lambda d: d["group"] == "east"),
+        ("state=failed", lambda d: ui_state(d, now, fleet.silent_after) == "failed"),
+        ("state=silent&group=east", lambda d: ui_state(d, now, fleet.silent_after) == "silent" and d["group"] == "east"),
+        ("q=F-", lambda d: "f-" in d["id"].lower() or "f-" in d["error"].lower()),
+        ("q=health+gate", lambda d: "health gate" in d["error"]),
+        ("q=%25%27+OR+1%3D1", lambda d: False),
+    ]:
+        doc = fleet.page("/ui/drones?" + query + "&per=500")
+        got = [tr.attrs["data-id"] for tr in doc.find(id="drones").find("tbody").find_all("tr") if "data-id" in tr.attrs]
+        assert got == sorted(i for i, d in drones.items() if pred(d)), query
+    # sort by last check-in, newest first; and by version
+    doc = fleet.page("/ui/drones?sort=last_seen&dir=desc&per=500")
+    got = [tr.attrs["data-id"] for tr in doc.find(id="drones").find("tbody").find_all("tr")]
+    assert got == sorted(drones, key=lambda i: (drones[i]["last_seen"], i), reverse=True)
+    doc = fleet.page("/ui/drones?sort=version&per=500")
+    got = [tr.attrs["data-id"] for tr in doc.find(id="drones").find("tbody").find_all("tr")]
+    assert got == sorted(drones, key=lambda i: (drones[i]["version"], i))
+    # a malformed query string is refused, unknown values fall back to the defaults
+    st, body, _ = fleet.get("/ui/drones?q=%zz")
+    assert st == 400 and b"malformed" in body
+    doc = fleet.page("/ui/drones?sort=nope&state=bogus&page=999999&per=3")
+    assert int(doc.find(id="count").attrs["data-total"]) == len(drones)
+
+
+def test_drone_view(fleet):
+    d = fleet.api("/api/v1/drones/f-rb")
+    doc = fleet.page("/ui/drone?id=f-rb")
+    assert doc.find(id="drone-id").text() == "f-rb"
+    assert doc.find(id="version").text() == d["version"]
+    assert doc.find(id="error").text() == "health gate failed"
+    # the timeline has every report of the history, newest first, then the last check-in on top
+    items = doc.find(id="timeline").find_all("li")
+    assert items[0].attrs["class"] == "k-checkin"
+    assert [int(li.attrs["data-seq"]) for li in items[1:]] == [h["seq"] for h in d["history"]]
+    assert items[1].attrs["class"] == "k-rollback"
+    doc = fleet.page("/ui/drone?id=f-bless")
+    assert [li.attrs["class"] for li in doc.find(id="timeline").find_all("li")] == ["k-checkin", "k-bless", "k-download"]
+    # identity: the serial and expiry of the certificate the server issued at enrollment
+    serial, not_after = cert_serial_and_expiry(fleet.enrolled_cert)
+    doc = fleet.page("/ui/drone?id=drone-enrolled")
+    assert doc.find(id="serial").text() == serial
+    assert time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(not_after)) in doc.find(id="expiry").text()
+    # offline-issued certificates are not on record, and the page says so
+    assert "not on record" in fleet.page("/ui/drone?id=f-idle").find(id="identity").text()
+    st, body, _ = fleet.get("/ui/drone?id=nobody")
+    assert st == 404 and b"No such drone" in body
+
+
+def test_hostile_values_are_text(fleet):
+    enc = quote(HOSTILE, safe="")
+    for path in ("/ui/", "/ui/drones?group=east", f"/ui/drone?id={enc}", "/ui/drone?id=f-fail"):
+        st, body, _ = fleet.get(path)
+        assert st == 200, path
+        assert b"<img" not in body and b"onerror=alert(1)>" not in body, path
+    doc = fleet.page(f"/ui/drone?id={enc}")
+    assert doc.find(id="drone-id").text() == HOSTILE
+    assert doc.find(id="version").text() == HOSTILE and doc.find(id="error").text() == HOSTILE
+    assert not doc.find_all("img")
+    doc = fleet.page("/ui/drones?group=east")
+    row = doc.find("tr", data_id=HOSTILE)
+    assert row is not None and row.find("a", class_="drone").text() == HOSTILE
+    assert row.find("a", class_="drone").attrs["href"] == "/ui/drone?id=" + enc.replace("%28", "%28")
+    doc = fleet.page("/ui/drone?id=f-fail")
+    assert doc.find(id="error").text() == HOSTILE + " & \"quotes\""
+
+
+def test_releases_view_matches_the_api(fleet):
+    rels = fleet.api("/api/v1/releases")
+    doc = fleet.page("/ui/releases")
+    rows = {int(tr.attrs["data-release"]): tr for tr in doc.find(id="releases").find_all("tr") if "data-release" in tr.attrs}
+    assert sorted(rows) == [r["id"] for r in rels]
+    for r in rels:
+        tr = rows[r["id"]]
+        assert tr.find("td", class_="version").text() == r["version"]
+        assert r["compatible"] in tr.text() and tr.find("td", class_="signer").text() == r["signer"]
+        assert tr.find("td", class_="assigned").text() == r["assigned"]
+        # what the signed manifest said, recorded at upload
+        assert [p["name"] for p in r["payloads"]] == ["rootfs"] and r["expires"] > r["built"] > 0
+        assert "rootfs" in tr.find("ul", class_="payloads").text()
+        assert time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(r["expires"])) in str(
+            [t.attrs.get("title") for t in tr.find("td", class_="expires").find_all("time")])
+    assert rows[2].find("td", class_="assigned").text() == "group:west"
+
+
+# ---- state changes: POST, CSRF, confirmation, the action log ----
+
+def csrf_of(fleet, path, ctx=None):
+    form = fleet.page(path, ctx).find("form", class_="confirm")
+    return form.find("input", name="csrf").attrs["value"], form
+
+
+def test_revoke_needs_a_token_made_for_this_operator(fleet):
+    d = fleet.drone("f-victim", "west")
+    d.checkin()
+    token, form = csrf_of(fleet, "/ui/drone/revoke?id=f-victim")
+    assert form.attrs["action"] == "/ui/drone/revoke" and form.attrs["method"] == "post"
+    assert form.find("input", name="id").attrs["value"] == "f-victim"
+    bob_token, _ = csrf_of(fleet, "/ui/drone/revoke?id=f-victim", fleet.bob)
+    expired = "1000." + token.split(".")[1]
+    for fields, ctx in [({"id": "f-victim", "confirm": "yes"}, None),                      # no token
+                        ({"id": "f-victim", "confirm": "yes", "csrf": "x"}, None),          # malformed
+                        ({"id": "f-victim", "confirm": "yes", "csrf": expired}, None),      # forged expiry
+                        ({"id": "f-victim", "confirm": "yes", "csrf": bob_token}, None),    # bob's token, alice's cert
+                        ({"id": "f-victim", "confirm": "yes", "csrf": token}, fleet.bob)]:  # alice's token, bob's cert
+        st, body, hdr = fleet.post("/ui/drone/revoke", fields, ctx)
+        assert st == 403 and b"Nothing was changed" in body and hdr["Content-Security-Policy"] == CSP
+    # the confirmation is part of the form; a GET changes nothing
+    st, _, _ = fleet.post("/ui/drone/revoke", {"id": "f-victim", "csrf": token})
+    assert st == 400
+    st, _, _ = fleet.get("/ui/drone/revoke?id=f-victim&confirm=yes&csrf=" + quote(token))
+    assert st == 200
+    assert fleet.api("/api/v1/drones/f-victim")["status"] != "revoked"
+    d.checkin()
+    # the right token: 303 back to the drone, which is revoked from its next request on
+    st, _, hdr = fleet.post("/ui/drone/revoke", {"id": "f-victim", "confirm": "yes", "csrf": token})
+    assert st == 303 and hdr["Location"] == "/ui/drone?id=f-victim&done=revoked"
+    assert fleet.api("/api/v1/drones/f-victim")["status"] == "revoked"
+    st, _, _ = request(fleet.srv.port, d.ctx, "POST", "/api/v1/checkin", body=b'{"state":"idle"}')
+    assert st == 403
+    doc = fleet.page(hdr["Location"])
+    assert "Revoked" in doc.find("p", class_="notice").text()
+    # every attempt is in the action log, with who, what, when and the answer
+    log = fleet.api("/api/v1/actions?target=drone%3Af-victim")
+    assert [a["status"] for a in log["actions"]][:7] == [303, 400, 403, 403, 403, 403, 403]
+    ok = log["actions"][0]
+    serial, _ = cert_serial_and_expiry(fleet.pki.dir / "op" / "alice.pem")
+    assert ok["operator"] == "alice" and ok["serial"] == serial and ok["detail"] == "revoke drone"
+    assert abs(ok["time"] - time.time()) < 60 and ok["path"] == "/ui/drone/revoke"
+    assert log["actions"][2]["operator"] == "bob"
+    assert "CSRF" in log["actions"][2]["detail"]
+    # and shown on the drone's page and in the log view
+    doc = fleet.page("/ui/drone?id=f-victim")
+    assert "revoke drone" in doc.find("table", class_="log").text()
+    doc = fleet.page("/ui/actions")
+    first = doc.find("table", class_="log").find("tbody").find("tr")
+    assert "revoke drone" in first.text() and "alice" in first.text() and serial in first.text()
+
+
+def test_action_log_records_the_command_line_too(fleet):
+    before = fleet.api("/api/v1/actions")["total"]
+    fleet.srv.op("enroll", "f-cli", "--group", "west")
+    fleet.srv.op("revoke", "f-cli")
+    log = fleet.api("/api/v1/actions?limit=2")
+    assert log["total"] == before + 2
+    assert [(a["detail"], a["target"], a["status"]) for a in log["actions"]] == [
+        ("revoke drone", "drone:f-cli", 200), ("register drone in group west", "drone:f-cli", 201)]
+    assert fleet.api("/api/v1/actions?limit=1&offset=1")["actions"][0]["detail"] == "register drone in group west"
+    st, _, _ = fleet.get("/api/v1/actions?limit=0")
+    assert st == 400
+
+
+# ---- in a real browser: Debian's headless Chromium, the operator's certificate in its NSS database ----
+
+from browser import Browser, available, make_nssdb  # noqa: E402
+
+
+def browser_for(fleet, name, cert=None, key=None, subject=None):
+    """A Chromium whose NSS database trusts the fleet CA and holds (cert, key), chosen for the fleet's
+    origin without asking when subject (its CN) is given."""
+    assert available(), "Chromium and certutil/pk12util are needed: scripts/deps.sh test installs them"
+    home = fleet.dir / f"home-{name}"
+    make_nssdb(home, fleet.pki.ca, cert, key, nickname=subject or "none")
+    auto = [(fleet.srv.url, subject, "ringil device CA")] if subject else []
+    return Browser(home, fleet.dir / f"profile-{name}", auto_select=auto)
+
+
+@pytest.fixture(scope="module")
+def chromium(fleet):
+    b = browser_for(fleet, "alice", fleet.pki.dir / "op" / "alice.pem", fleet.pki.dir / "op" / "alice.key", "alice")
+    yield b
+    b.close()
+
+
+def clean(page):
+    """Nothing the page did that a hostile value could have caused: no dialog, no blocked script or style."""
+    w = page.watch()
+    assert page.dialogs == [] and w["csp"] == [], (page.dialogs, w)
+
+
+def dom_ids(page, table="drones"):
+    return page.eval(f"Array.from(document.querySelectorAll('#{table} tbody tr[data-id]')).map(r => r.dataset.id)")
+
+
+@pytest.mark.slow
+def test_browser_shows_every_view_as_the_api_says(fleet, chromium, tmp_path):
+    shots = results_dir(tmp_path)
+    page = chromium.new_page()
+    now = int(time.time())
+    drones = api_drones(fleet)
+    base = fleet.srv.url
+
+    assert page.goto(base + "/ui/") == ""
+    clean(page)
+    cards = page.eval("Object.fromEntries(Array.from(document.querySelectorAll('li.card'))"
+                      ".map(c => [c.dataset.state, +c.querySelector('.n').textContent]))")
+    want = {s: 0 for s in STATES}
+    for d in drones.values():
+        want[ui_state(d, now, fleet.silent_after)] += 1
+    assert cards == want
+    assert page.eval("document.querySelectorAll('figure.chart path.area').length") >= 2
+    assert page.eval("getComputedStyle(document.querySelector('header')).display") == "flex"   # the stylesheet applied
+    page.screenshot(shots / "ui-fleet.png")
+
+    # drones: page 1, the next page by its link, then a filter through the form
+    assert page.goto(base + "/ui/drones") == ""
+    clean(page)
+    ids = sorted(drones)
+    assert dom_ids(page) == ids[:50]
+    page.screenshot(shots / "ui-drones.png")
+    page.click("a[rel=next]")
+    assert dom_ids(page) == ids[50:100]
+    page.goto(base + "/ui/drones")
+    page.eval("document.querySelector('select[name=state]').value = 'failed'")
+    page.click(".filters button[type=submit]")
+    assert page.eval("location.search") == "?q=&version=&group=&state=failed"
+    assert dom_ids(page) == sorted(i for i, d in drones.items() if ui_state(d, now, fleet.silent_after) == "failed")
+
+    # one drone, reached by its row's link
+    page.goto(base + "/ui/drones?q=f-rb")
+    page.click("#drones a.drone")
+    assert page.eval("location.pathname + location.search") == "/ui/drone?id=f-rb"
+    clean(page)
+    hist = fleet.api("/api/v1/drones/f-rb")["history"]
+    assert page.eval("Array.from(document.querySelectorAll('#timeline li[data-seq]')).map(l => +l.dataset.seq)") == \
+        [h["seq"] for h in hist]
+    assert page.text("#error") == "health gate failed"
+    page.goto(base + "/ui/drone?id=drone-enrolled")
+    serial, _ = cert_serial_and_expiry(fleet.enrolled_cert)
+    assert page.text("#serial") == serial
+    page.screenshot(shots / "ui-drone.png")
+
+    rels = fleet.api("/api/v1/releases")
+    assert page.goto(base + "/ui/releases") == ""
+    clean(page)
+    assert page.eval("Array.from(document.querySelectorAll('#releases td.version')).map(t => t.textContent)") == \
+        [r["version"] for r in reversed(rels)]
+    page.screenshot(shots / "ui-releases.png")
+
+    log = fleet.api("/api/v1/actions?limit=50")
+    assert page.goto(base + "/ui/actions") == ""
+    clean(page)
+    assert page.eval("Array.from(document.querySelectorAll('table.log tbody tr')).map(r => +r.dataset.action)") == \
+        [a["id"] for a in log["actions"]]
+    page.screenshot(shots / "ui-actions.png")
+
+
+@pytest.mark.slow
+def test_browser_shows_a_hostile_id_as_text(fleet, chromium):
+    page = chromium.new_page()
+    assert page.goto(fleet.srv.url + "/ui/drones?group=east&per=500") == ""
+    link = f"document.querySelector('#drones tr[data-id=\"{HOSTILE}\"] a.drone')"
+    assert page.eval(f"{link}.textContent") == HOSTILE
+    assert page.eval("document.querySelectorAll('main img').length") == 0
+    page.click(f"#drones tr[data-id=\"{HOSTILE}\"] a.drone")
+    assert page.text("#drone-id") == HOSTILE and page.text("#version") == HOSTILE and page.text("#error") == HOSTILE
+    assert page.eval("document.querySelectorAll('img').length") == 0
+    page.goto(fleet.srv.url + "/ui/drone?id=f-fail")
+    assert page.text("#error") == HOSTILE + " & \"quotes\""
+    page.b.drain(0.5)   # a script that ran would have opened its dialog by now
+    page._collect_dialogs()
+    clean(page)
+
+
+@pytest.mark.slow
+def test_browser_revokes_after_a_confirmation(fleet, chromium):
+    for name in ("f-js", "f-nojs"):
+        fleet.drone(name, "west").checkin()
+    page = chromium.new_page()
+    # with JavaScript: the confirmation opens in a dialog on the drone's page
+    page.goto(fleet.srv.url + "/ui/drone?id=f-js")
+    page.click("a[data-confirm]", navigates=False)
+    page.wait_for("document.querySelector('dialog[open] form.confirm') !== null")
+    assert "Revoke drone" in page.text("dialog[open] h1")
+    assert fleet.api("/api/v1/drones/f-js")["status"] != "revoked"
+    page.click("dialog[open] form.confirm button[type=submit]")
+    assert page.eval("location.search") == "?id=f-js&done=revoked"
+    assert "Revoked" in page.text("p.notice")
+    assert fleet.api("/api/v1/drones/f-js")["status"] == "revoked"
+    clean(page)
+    # without JavaScript (the page's own scripts are off; the test's evaluations still run): the same
+    # through the confirmation page
+    page.send("Emulation.setScriptExecutionDisabled", {"value": True})
+    page.goto(fleet.srv.url + "/ui/drone?id=f-nojs")
+    page.click("a[data-confirm]")
+    assert page.eval("location.pathname + location.search") == "/ui/drone/revoke?id=f-nojs"
+    assert fleet.api("/api/v1/drones/f-nojs")["status"] != "revoked"
+    page.click("form.confirm button[type=submit]")
+    assert page.eval("location.search") == "?id=f-nojs&done=revoked"
+    page.send("Emulation.setScriptExecutionDisabled", {"value": False})
+    assert fleet.api("/api/v1/drones/f-nojs")["status"] == "revoked"
+    actions = fleet.api("/api/v1/actions?limit=2")["actions"]
+    assert [(a["target"], a["operator"], a["status"]) for a in actions] == [("drone:f-nojs", "alice", 303),
+                                                                          ("drone:f-js", "alice", 303)]
+
+
+@pytest.mark.slow
+def test_browser_without_an_operator_certificate_is_refused(fleet):
+    # no client certificate at all: the fleet port's TLS handshake fails, Chromium shows its error page
+    b = browser_for(fleet, "nocert")
+    try:
+        page = b.new_page()
+        assert page.goto(fleet.srv.url + "/ui/") == "net::ERR_BAD_SSL_CLIENT_AUTH_CERT"
+    finally:
+        b.close()
+    # a drone's certificate: the server answers 403
+    d = fleet.dir / "drones" / "f-idle"
+    b = browser_for(fleet, "drone", d / "f-idle.pem", d / "f-idle.key", "f-idle")
+    try:
+        page = b.new_page()
+        assert page.goto(fleet.srv.url + "/ui/") == ""
+        assert "operator credential required" in page.eval("document.body.textContent")
+        assert page.eval("document.querySelectorAll('main').length") == 0
+    finally:
+        b.close()
