@@ -109,9 +109,9 @@ int store_state_counts(store *s, json_t **ret);
 int store_fleet_summary(store *s, int64_t now, uint32_t silent_after, json_t **ret);
 
 /*
- * Every change of a drone's running version, ordered by drone then time: its reports where the
- * version differs from its previous report's, and its last check-in. Revoked drones are left out.
- * fn returning < 0 stops with that error.
+ * Every change of a drone's running version, in no particular order: its reports where the version
+ * differs from its previous report's, and its last check-in. Revoked drones are left out. fn returning
+ * < 0 stops with that error.
  */
 typedef int (*store_version_fn)(int64_t time, const char *drone, const char *version, void *userdata);
 int store_version_changes(store *s, store_version_fn fn, void *userdata);
