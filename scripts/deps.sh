@@ -42,7 +42,7 @@ units_pkgs=(systemd systemd-container iproute2)
 # NSS database (certutil, pk12util); DejaVu for the screenshots' text
 dashboard_pkgs=(chromium libnss3-tools fonts-dejavu-core openssl)
 test_pkgs+=("${keys_pkgs[@]}" "${efi_pkgs[@]}" "${bundle_pkgs[@]}" "${install_pkgs[@]}" "${audit_pkgs[@]}" "${fleet_pkgs[@]}" "${nix_pkgs[@]}" "${uki_pkgs[@]}" "${units_pkgs[@]}" "${server_load_pkgs[@]}" "${dashboard_pkgs[@]}")
-bench_pkgs+=("${server_load_bench_pkgs[@]}")
+bench_pkgs+=("${server_load_bench_pkgs[@]}" "${dashboard_pkgs[@]}")
 
 case "${1:-test}" in
 build) want=("${build_pkgs[@]}") ;;
