@@ -270,7 +270,7 @@ int ui_post_begin(struct route_ctx *x, const char *key, const char *target_prefi
                 snprintf(x->log_detail, sizeof(x->log_detail), "refused: %s CSRF token",
                          r == -RINGIL_EEXPIRED ? "expired" : r == -RINGIL_EMALFORMED ? "missing or malformed" : "invalid");
                 form_done(&f);
-                log_notice("dashboard: %s from operator '%s' refused: %s", x->http->path, x->req->peer, x->log_detail);
+                log_notice("dashboard: %s from operator '%s' %s", x->http->path, x->req->peer, x->log_detail);
                 return -ui_error_page(x, 403, "Form expired",
                                       "This form was not made for your certificate by this server, or it is too old "
                                       "(forms last 8 hours and do not survive a server restart). Nothing was changed: "
