@@ -1,6 +1,7 @@
 /* fleet-agentconf.h: ringild's configuration (/etc/ringil/ringild.conf): its schema and defaults. */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -21,6 +22,14 @@ struct agent_config {
         uint32_t poll_jitter;     /* percent of the interval, default 20 */
         uint32_t backoff_max;     /* seconds, default 3600 */
         uint32_t timeout;         /* per-request seconds, default 30 */
+        char *timezone;           /* zone of the maintenance windows, e.g. Europe/Paris (default: the system's) */
+        char *download_dir;       /* where bundles wait for their window (default STATE-DIR/download) */
+        bool audit;               /* run `ringil audit` at start and after each install (default yes) */
+        char *audit_root;         /* audit this tree instead of the running system (default none) */
+        char *audit_profile;      /* default prod */
+        uint32_t audit_interval;  /* also every this many seconds; 0 (default): only at start and after installs */
+        char *keys_dir;           /* pkiBundle for `ringil keys status` (default /etc/secure/keys) */
+        char *efivarfs;           /* for `ringil keys status` (default /sys/firmware/efi/efivars) */
 };
 
 /* Frees the strings and zeroes *c; NULL is fine. */

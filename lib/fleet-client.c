@@ -1,6 +1,7 @@
 /* fleet-client.c: libcurl with mutual TLS and a pinned CA for the agent and the operator commands. */
 #include <curl/curl.h>
 #include <pthread.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -22,6 +23,7 @@ struct fleet_client {
         char errbuf[CURL_ERROR_SIZE];
         bool over_cap;                       /* the last answer was cut at its cap by write_buf */
         size_t cap;
+        const volatile sig_atomic_t *abort;   /* set (by a signal handler): the transfer stops */
 };
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
@@ -162,6 +164,9 @@ static int transport_error(fleet_client *fc, CURLcode cc, const char *url) {
         case CURLE_READ_ERROR:
                 return ringil_fail(-EIO, "cannot read the file being sent to %s", url);
         case CURLE_ABORTED_BY_CALLBACK:
+                /* our progress callback saw the abort flag (a signal): the caller stops, nothing failed */
+                if (fc->abort && *fc->abort)
+                        return ringil_fail(-EINTR, "transfer from %s stopped: the agent is stopping", url);
                 return ringil_fail(-ECANCELED, "transfer to %s cancelled", url);
         case CURLE_OUT_OF_MEMORY:
                 return -ENOMEM;
@@ -203,6 +208,22 @@ static int perform(fleet_client *fc, const char *path, long *ret_status) {
                 return transport_error(fc, cc, url);
         curl_easy_getinfo(fc->curl, CURLINFO_RESPONSE_CODE, ret_status);
         return 0;
+}
+
+static int progress_cb(void *userdata, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal, curl_off_t ulnow) {
+        const fleet_client *fc = userdata;
+        (void) dltotal;
+        (void) dlnow;
+        (void) ultotal;
+        (void) ulnow;
+        return fc->abort && *fc->abort ? 1 : 0;
+}
+
+void fleet_client_set_abort(fleet_client *fc, const volatile sig_atomic_t *flag) {
+        fc->abort = flag;
+        curl_easy_setopt(fc->curl, CURLOPT_XFERINFOFUNCTION, progress_cb);
+        curl_easy_setopt(fc->curl, CURLOPT_XFERINFODATA, fc);
+        curl_easy_setopt(fc->curl, CURLOPT_NOPROGRESS, flag ? 0L : 1L);
 }
 
 static void reset_request(fleet_client *fc) {

@@ -1,6 +1,7 @@
 /* fleet-client.h: the HTTPS client side of the fleet protocol (libcurl): mutual TLS, pinned CA, caps. */
 #pragma once
 
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -18,6 +19,9 @@ int fleet_client_new(const char *base_url, const char *ca, const char *cert, con
                      fleet_client **ret);
 void fleet_client_free(fleet_client *fc);
 DEFINE_TRIVIAL_CLEANUP_FUNC(fleet_client *, fleet_client_free)
+
+/* When *flag becomes non-zero (a SIGTERM handler sets it) a running transfer stops with -EINTR. */
+void fleet_client_set_abort(fleet_client *fc, const volatile sig_atomic_t *flag);
 
 /*
  * One request to base_url + path. The response body (at most max_response bytes, else -EPROTO: an

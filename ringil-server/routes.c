@@ -12,6 +12,7 @@ static const char *const role_names[_ROLE_MAX] = {
         [ROLE_OPERATOR] = "operator",
         [ROLE_DRONE_OR_OPERATOR] = "drone-or-operator",
         [ROLE_SELF_OR_OPERATOR] = "self-or-operator",
+        [ROLE_APPROVER] = "approver",
 };
 
 const char *route_role_to_string(enum route_role r) {

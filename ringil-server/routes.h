@@ -20,6 +20,7 @@ enum route_role {
         ROLE_OPERATOR,
         ROLE_DRONE_OR_OPERATOR,
         ROLE_SELF_OR_OPERATOR,     /* the drone named by the path's '*' segment, or an operator */
+        ROLE_APPROVER,             /* an operator named in `approvers` (any operator when it is unset) */
         _ROLE_MAX,
 };
 

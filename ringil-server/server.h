@@ -39,6 +39,10 @@ struct server_config {
         uint32_t keepalive_timeout;  /* seconds idle between requests */
         uint32_t min_body_rate;      /* bytes per second */
         uint32_t workers;            /* handler threads */
+        /* rollouts (docs/fleet.md "Rollouts") */
+        char *approvers;             /* operator CNs that may approve rollouts (comma-separated); NULL: any other */
+        uint32_t scheduler_interval; /* seconds between rollout scheduler passes */
+        uint32_t silent_polls;       /* a drone silent for this many poll intervals is drift */
 };
 
 /*
@@ -55,6 +59,7 @@ struct metrics {
         atomic_uint_fast64_t checkins, reports, enrollments;
         atomic_uint_fast64_t bundle_bytes, uploads, uploads_refused, auth_refused;
         atomic_uint_fast64_t nix_cache_hits, nix_cache_misses, nix_cache_bytes;
+        atomic_uint_fast64_t rollout_passes, rollout_hands, rollout_pass_us_last, rollout_pass_us_max;
 };
 
 struct server {
@@ -67,6 +72,7 @@ struct server {
         struct metrics m;
         struct route_table routes;
         transport *tp;
+        struct scheduler *scheduler;   /* scheduler.c: the rollout scheduler thread */
 };
 
 /* What a handler gets: the request, the answer to fill, the path's '*' segment, the caller's record. */
@@ -88,6 +94,18 @@ int api_routes_register(struct route_table *t, uint64_t max_upload);
 /* The dispatcher: tp_app callbacks (userdata: struct server *). */
 void api_admit(void *userdata, const struct tp_request *req, struct tp_plan *ret);
 void api_handle(void *userdata, const struct tp_request *req, struct tp_response *resp);
+
+/* The rollout, tag, window, retry, compliance and drift routes (api-rollout.c). */
+int api_rollout_routes_register(struct route_table *t);
+/* The check-in's rollout part (api-rollout.c): may hold the drone (no assignment at all) or add retry
+ * generation, rate, rollout and windows to the answer; keeps its compliance report. */
+int api_rollout_checkin(struct route_ctx *x, const struct fleet_status *st, bool *ret_held, struct fleet_assignment *a);
+/* Is cn named in `approvers` (or is the list unset)? */
+bool api_is_approver(const struct server *srv, const char *cn);
+
+/* The rollout scheduler (scheduler.c): one store_rollout_pass() every scheduler-interval seconds. */
+int scheduler_start(struct server *srv);
+void scheduler_stop(struct server *srv);
 
 /* Upload route (upload.c): verify the spooled bundle, store, register. */
 int api_upload(struct route_ctx *x);

@@ -12,6 +12,7 @@
 #include "crypto.h"
 #include "err.h"
 #include "macro.h"
+#include "rollout.h"
 #include "store-internal.h"
 #include "store.h"
 
@@ -53,18 +54,29 @@ static const char *const queries[_Q_MAX] = {
         /* The drone's record and its assignment in one read: drone beats group beats fleet, each a
          * primary-key lookup (a check-in is then one read statement and one write statement). */
         [Q_DRONE_AUTH] = "SELECT d.status, d.grp, COALESCE(d.cert_serial, ''), r.id, r.version, r.compatible, r.size, "
-                         "r.sha256, r.path FROM drones d LEFT JOIN releases r ON r.id = COALESCE("
+                         "r.sha256, r.path, "
+                         /* its latest rollout membership, windows and retry generation (store-rollout.c) */
+                         "m.rollout, m.ord, m.grp, m.state, ro.state, ro.current_group, ro.rate, ro.release, "
+                         "rr.version, (SELECT spec FROM windows WHERE target = 'drone:' || d.id), "
+                         "(SELECT spec FROM windows WHERE target = 'group:' || d.grp), "
+                         "(SELECT retry FROM drone_ctl WHERE drone = d.id) "
+                         "FROM drones d LEFT JOIN releases r ON r.id = COALESCE("
                          "(SELECT release FROM assignments WHERE target = 'drone:' || d.id), "
                          "(SELECT release FROM assignments WHERE target = 'group:' || d.grp), "
-                         "(SELECT release FROM assignments WHERE target = '*')) WHERE d.id = ?1",
+                         "(SELECT release FROM assignments WHERE target = '*')) "
+                         "LEFT JOIN rollout_members m ON m.drone = d.id AND m.rollout = "
+                         "(SELECT max(rollout) FROM rollout_members WHERE drone = d.id) "
+                         "LEFT JOIN rollouts ro ON ro.id = m.rollout LEFT JOIN releases rr ON rr.id = ro.release "
+                         "WHERE d.id = ?1",
         [Q_DRONE_ADD] = "INSERT INTO drones(id, grp, status, token_hash, token_expires, created) "
                         "VALUES (?1, ?2, 0, ?3, ?4, ?5)",
         [Q_DRONE_TOKEN] = "SELECT status, token_hash, token_expires FROM drones WHERE id = ?1",
         [Q_DRONE_ENROLL] = "UPDATE drones SET status = 1, token_hash = NULL, token_expires = NULL, "
                            "cert_serial = ?2, enrolled = ?3 WHERE id = ?1",
         [Q_DRONE_REVOKE] = "UPDATE drones SET status = 2, token_hash = NULL WHERE id = ?1",
+        /* a check-in that names its compliance report by digest only keeps the audit counts stored */
         [Q_CHECKIN] = "UPDATE drones SET last_seen = ?2, version = ?3, slot = ?4, boot = ?5, "
-                      "audit_pass = ?6, audit_fail = ?7 WHERE id = ?1",
+                      "audit_pass = COALESCE(?6, audit_pass), audit_fail = COALESCE(?7, audit_fail) WHERE id = ?1",
         [Q_LAST_SEQ] = "SELECT last_seq FROM drones WHERE id = ?1",
         [Q_EVENT_ADD] = "INSERT OR IGNORE INTO events(drone, seq, time, state, release, version, target, error) "
                         "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -129,7 +141,11 @@ static const char *const migrations[] = {
          * whose per-release assignment lookup scanned the whole table */
         "ALTER TABLE drones ADD COLUMN enrolled INTEGER;"
         "CREATE INDEX IF NOT EXISTS assignments_release ON assignments(release);",
-        /* 2 → 3: the operator action log, certificate expiry, release details, the dashboard's indexes */
+        /* 2 → 3: rollouts and their members and events, tags, maintenance windows, retry generations */
+        store_rollout_schema,
+        /* 3 → 4: the drones' compliance reports and their history */
+        store_compliance_schema,
+        /* 4 → 5: the operator action log, certificate expiry, release details, the dashboard's indexes */
         store_ui_schema,
 };
 
@@ -160,6 +176,7 @@ struct store {
         struct heartbeat *pending;  /* check-ins waiting for the next group commit (under hb_lock) */
         pthread_mutex_t hb_lock;
         pthread_cond_t hb_done;
+        struct store_cache *cache;  /* store-compliance.c */
 };
 
 /* One check-in waiting to be written; on the caller's stack until done. */
@@ -315,6 +332,7 @@ static void conn_close(struct sqlconn *c) {
 void store_close(store *s) {
         if (!s)
                 return;
+        store_compliance_close(s);
         for (unsigned i = 0; i < s->n_readers; i++)
                 conn_close(&s->r[i]);
         free(s->r);
@@ -456,6 +474,11 @@ int store_open(const char *path, unsigned readers, store **ret) {
                         return r;
                 }
         }
+        r = store_compliance_open(s);
+        if (r < 0) {
+                store_close(s);
+                return r;
+        }
         *ret = s;
         return 0;
 }
@@ -497,6 +520,21 @@ static int auth_row(sqlite3_stmt *q, void *userdata) {
                 text(q, 7, a->release.sha256, sizeof(a->release.sha256));
                 text(q, 8, a->release.path, sizeof(a->release.path));
         }
+        if (sqlite3_column_type(q, 9) != SQLITE_NULL) {
+                a->ro.rollout = sqlite3_column_int64(q, 9);
+                a->ro.ord = sqlite3_column_int64(q, 10);
+                a->ro.group = (uint32_t) sqlite3_column_int64(q, 11);
+                text(q, 12, a->ro.member, sizeof(a->ro.member));
+                text(q, 13, a->ro.state, sizeof(a->ro.state));
+                a->ro.current_group = (uint32_t) sqlite3_column_int64(q, 14);
+                a->ro.rate = (uint64_t) sqlite3_column_int64(q, 15);
+                a->ro.release = sqlite3_column_int64(q, 16);
+                text(q, 17, a->ro.version, sizeof(a->ro.version));
+        }
+        text(q, 18, a->ro.windows, sizeof(a->ro.windows));
+        if (!a->ro.windows[0])
+                text(q, 19, a->ro.windows, sizeof(a->ro.windows));   /* a drone's own windows beat its group's */
+        a->ro.retry = (uint32_t) sqlite3_column_int64(q, 20);
         return 1;
 }
 
@@ -592,9 +630,9 @@ int store_drone_revoke(store *s, const char *id) {
 static int heartbeat_write(store *s, const struct heartbeat *h) {
         const struct fleet_status *st = h->st;
 
-        if (st->has_audit)
+        if (st->audit.present)
                 return sql_run(&s->w, Q_CHECKIN, ARGS(TEXT(h->id), INT(h->now), TEXT(st->version), TEXT(st->slot),
-                                                      TEXT(st->boot), INT(st->audit_pass), INT(st->audit_fail)),
+                                                      TEXT(st->boot), INT(st->audit.pass), INT(st->audit.fail)),
                                NULL, NULL);
         return sql_run(&s->w, Q_CHECKIN, ARGS(TEXT(h->id), INT(h->now), TEXT(st->version), TEXT(st->slot),
                                               TEXT(st->boot), NUL, NUL),
@@ -947,4 +985,8 @@ void store_col_text(sqlite3_stmt *q, int col, char *dst, size_t cap) {
 
 const char *store_col(sqlite3_stmt *q, int col) {
         return col_text(q, col);
+}
+
+struct store_cache **store_cache_slot(store *s) {
+        return &s->cache;
 }

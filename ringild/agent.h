@@ -1,6 +1,7 @@
 /* agent.h: ringild's pieces: persistent agent state, the install-engine bridge, the poll loop. */
 #pragma once
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -17,6 +18,7 @@
 enum agent_phase {
         AGENT_IDLE,
         AGENT_REBOOTING,   /* new slot installed, reboot requested: next start runs the health gate */
+        AGENT_INSTALLED,   /* new slot installed after the window closed: reboot when it opens again */
 };
 
 struct agent_state {
@@ -25,7 +27,8 @@ struct agent_state {
         bool acked;               /* server stored report `seq` */
         enum fleet_state state;
         int64_t release;
-        int64_t failed_release;   /* do not retry this release (refused, rolled back) */
+        int64_t failed_release;   /* do not retry this release (refused, rolled back) … */
+        uint32_t failed_retry;    /* … unless the server's retry generation rises above this one */
         char target[FLEET_VERSION_MAX];
         char error[FLEET_TEXT_MAX];
         char boot_id[64];         /* boot in which the reboot was requested */
@@ -41,20 +44,49 @@ struct engine_status {
         char slot[16];
         char boot[16];                     /* good / pending / bad / unknown */
         bool generation;                   /* NixOS-generation mode ([nix] in device.conf) */
+        char system[FLEET_TEXT_MAX];       /* generation mode: the running system's store path */
+        /*
+         * Can the engine install now? Not when the booted slot is unknown (no LoaderEntrySelected) or not
+         * blessed, or a generation is pending: the drone's own state, so a refusal for it is retried.
+         */
+        bool ready;
+        char not_ready[160];
 };
 
 int engine_status(const struct agent_config *c, struct engine_status *ret);
 int engine_mark(const struct agent_config *c, bool good, char *err, size_t errlen);
 /* Run a shell command line (reboot, health gate) and return its exit status or negative errno. */
 int run_command(const char *cmdline);
+/* Run argv (no shell) with stdout to out_fd and stderr to ours; its exit status (128+N for signal N). */
+int agent_spawn_wait(const char *const argv[], int out_fd);
 
 /*
- * Stream release `release` (size bytes) from the server into `ringil install -`, resuming with Range
- * requests after cuts. Returns 0 when the engine accepted and wrote the bundle; otherwise the
- * engine's exit code mapped to a negative errno, with its last error line in err.
+ * `ringil install FILE`: the engine verifies the bundle completely before it writes anything. Returns
+ * 0, or the engine's exit code mapped to a negative errno with its last error line in err.
  */
-int engine_install_from_server(const struct agent_config *c, fleet_client *fc, int64_t release, uint64_t size,
-                               char *err, size_t errlen, uint64_t *ret_downloaded);
+int engine_install_file(const struct agent_config *c, const char *path, char *err, size_t errlen);
+/* Is r the engine refusing the bundle itself (signature, trust, expiry, floor, compatible, digest, format)? */
+bool engine_refused_bundle(int r);
+
+/* download.c: the assigned bundle into download-dir, resumable (see there). */
+typedef void (*download_tick_fn)(void *userdata);
+/*
+ * Returns 0 with *ret_path (malloc'd) naming the complete file whose SHA-256 is the assignment's;
+ * -EINTR when *stop was set; -EACCES when the server no longer serves the release to this drone;
+ * any other negative errno is a fault of the link, the server or this drone (err says which): retry.
+ * tick runs between ranges (progress reports).
+ */
+int download_bundle(const struct agent_config *c, fleet_client *fc, const struct fleet_assignment *as,
+                    const volatile sig_atomic_t *stop, download_tick_fn tick, void *userdata, char **ret_path,
+                    uint64_t *ret_fetched, char *err, size_t errlen);
+/* Remove downloads of every release but keep's (keep NULL or unassigned: all). */
+void download_cleanup(const struct agent_config *c, const struct fleet_assignment *keep);
+/* Remove the download of this assignment. */
+void download_forget(const struct agent_config *c, const struct fleet_assignment *as);
+
+/* compliance.c: `ringil audit` and `ringil keys status` summaries (memory only, see there). */
+int compliance_audit(const struct agent_config *c, const char *running_version, struct fleet_audit *ret);
+int compliance_secureboot(const struct agent_config *c, struct fleet_secureboot *ret);
 
 int agent_run(const struct agent_config *c, bool once);
 int agent_enroll(const struct agent_config *c, const char *id, const char *token);

@@ -183,4 +183,4 @@ if [[ -x "$top/scripts/fleet-demo.sh" ]]; then
         "$top/scripts/fleet-demo.sh" "$top/$build"
 fi
 
-printf '\ndemo: done — keys, enrollment, signed EFI, bundles, A/B install, audit%s all worked (scratch dirs removed)\n' "$([[ -x $top/scripts/fleet-demo.sh ]] && echo ', fleet v1 → v2')"
+printf '\ndemo: done — keys, enrollment, signed EFI, bundles, A/B install, audit%s all worked (scratch dirs removed)\n' "$([[ -x $top/scripts/fleet-demo.sh ]] && echo ', fleet v1 → v2 canary rollout and drift report')"

@@ -38,10 +38,12 @@ uki_pkgs=(systemd-boot-efi linux-image-amd64 binutils binutils-aarch64-linux-gnu
           busybox-static dosfstools mtools sbsigntool)
 # the boot-assessment units: scored by systemd-analyze, run sandboxed in a systemd-nspawn container
 units_pkgs=(systemd systemd-container iproute2)
+# rollouts: maintenance-window tests under libfaketime, in a real zone (Asia/Tokyo)
+rollout_pkgs=(faketime tzdata)
 # the operator dashboard: its tests drive Debian's headless Chromium with the operator's certificate in an
 # NSS database (certutil, pk12util); DejaVu for the screenshots' text
 dashboard_pkgs=(chromium libnss3-tools fonts-dejavu-core openssl)
-test_pkgs+=("${keys_pkgs[@]}" "${efi_pkgs[@]}" "${bundle_pkgs[@]}" "${install_pkgs[@]}" "${audit_pkgs[@]}" "${fleet_pkgs[@]}" "${nix_pkgs[@]}" "${uki_pkgs[@]}" "${units_pkgs[@]}" "${server_load_pkgs[@]}" "${dashboard_pkgs[@]}")
+test_pkgs+=("${keys_pkgs[@]}" "${efi_pkgs[@]}" "${bundle_pkgs[@]}" "${install_pkgs[@]}" "${audit_pkgs[@]}" "${fleet_pkgs[@]}" "${nix_pkgs[@]}" "${uki_pkgs[@]}" "${units_pkgs[@]}" "${server_load_pkgs[@]}" "${rollout_pkgs[@]}" "${dashboard_pkgs[@]}")
 bench_pkgs+=("${server_load_bench_pkgs[@]}" "${dashboard_pkgs[@]}")
 
 case "${1:-test}" in

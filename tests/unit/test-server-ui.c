@@ -174,8 +174,8 @@ static void add_drone(store *s, const char *id, const char *group, int64_t now) 
 }
 
 static void checkin(store *s, const char *id, const char *version, int64_t now, int fail) {
-        struct fleet_status st = { .state = FLEET_STATE_IDLE, .has_audit = fail >= 0, .audit_pass = 40,
-                                   .audit_fail = fail >= 0 ? (uint32_t) fail : 0 };
+        struct fleet_status st = { .state = FLEET_STATE_IDLE,
+                                   .audit = { .present = fail >= 0, .pass = 40, .fail = fail >= 0 ? (uint32_t) fail : 0 } };
         snprintf(st.version, sizeof(st.version), "%s", version);
         snprintf(st.slot, sizeof(st.slot), "a");
         assert_int_equal(store_checkin(s, id, &st, now), 0);
