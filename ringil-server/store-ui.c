@@ -2,9 +2,11 @@
 #include <errno.h>
 #include <string.h>
 
+#include "drift.h"
 #include "err.h"
 #include "macro.h"
 #include "store-internal.h"
+#include "store-rollout.h"
 #include "store.h"
 
 /*
@@ -36,9 +38,18 @@ const char store_ui_schema[] =
 
 static const char q_state_counts[] = "SELECT " UI_STATE("?1", "?2") ", count(*) FROM drones GROUP BY 1";
 static const char q_version_counts[] = "SELECT COALESCE(version, ''), count(*) FROM drones WHERE status != 2 GROUP BY 1";
+/* The drift rules of drift.c, as counts (a test compares them with the drift report). */
 static const char q_audit_counts[] =
-        "SELECT CASE WHEN audit_fail IS NULL THEN 'unknown' WHEN audit_fail = 0 THEN 'compliant' ELSE 'failing' END, "
-        "count(*) FROM drones WHERE status != 2 GROUP BY 1";
+        "SELECT CASE WHEN c.drone IS NULL OR COALESCE(c.audit_present, 0) = 0 THEN 'unknown' "
+        "WHEN COALESCE(c.audit_profile, '') != 'prod' THEN 'other-profile' "
+        "WHEN COALESCE(c.audit_fail, 0) > 0 THEN 'failing' WHEN COALESCE(c.audit_error, 0) > 0 THEN 'unevaluated' "
+        "ELSE 'compliant' END, count(*) FROM drones d LEFT JOIN compliance c ON c.drone = d.id "
+        "WHERE d.status != 2 GROUP BY 1";
+static const char q_secureboot_counts[] =
+        "SELECT CASE WHEN c.drone IS NULL OR COALESCE(c.sb_present, 0) = 0 THEN 'unknown' "
+        "WHEN COALESCE(c.sb_mode, '') NOT IN ('user', 'deployed') THEN 'not-enforced' "
+        "WHEN c.sb_pk = 'ok' AND c.sb_kek = 'ok' AND c.sb_db = 'ok' THEN 'enforced' ELSE 'foreign-keys' END, "
+        "count(*) FROM drones d LEFT JOIN compliance c ON c.drone = d.id WHERE d.status != 2 GROUP BY 1";
 
 static int count_into(sqlite3_stmt *q, void *userdata) {
         json_t *o = userdata;
@@ -46,11 +57,11 @@ static int count_into(sqlite3_stmt *q, void *userdata) {
 }
 
 int store_fleet_summary(store *s, int64_t now, uint32_t silent_after, json_t **ret) {
-        json_t *st = json_object(), *ver = json_object(), *aud = json_object(), *v;
+        json_t *st = json_object(), *ver = json_object(), *aud = json_object(), *sb = json_object(), *v;
         struct sqlconn *c;
         json_int_t total = 0;
         const char *k;
-        int r = st && ver && aud ? 0 : -ENOMEM;
+        int r = st && ver && aud && sb ? 0 : -ENOMEM;
 
         /* one reader, one snapshot: the three counts add up */
         c = store_reader(s);
@@ -60,16 +71,20 @@ int store_fleet_summary(store *s, int64_t now, uint32_t silent_after, json_t **r
                 r = store_sql(c, q_version_counts, NOARGS, count_into, ver);
         if (r >= 0)
                 r = store_sql(c, q_audit_counts, NOARGS, count_into, aud);
+        if (r >= 0)
+                r = store_sql(c, q_secureboot_counts, NOARGS, count_into, sb);
         store_reader_done(c);
         if (r < 0) {
                 json_decref(st);
                 json_decref(ver);
                 json_decref(aud);
+                json_decref(sb);
                 return r;
         }
         json_object_foreach(st, k, v)
                 total += json_integer_value(v);
-        *ret = json_pack("{s:I, s:o, s:o, s:o}", "total", total, "state", st, "version", ver, "audit", aud);
+        *ret = json_pack("{s:I, s:o, s:o, s:o, s:o}", "total", total, "state", st, "version", ver, "audit", aud,
+                         "secureboot", sb);
         return *ret ? 0 : -ENOMEM;
 }
 
@@ -125,11 +140,16 @@ int store_version_changes(store *s, store_version_fn fn, void *userdata) {
         "COALESCE(release, 0), COALESCE(target, ''), COALESCE(error, ''), COALESCE(slot, ''), "              \
         "COALESCE(boot, ''), audit_pass, audit_fail, created, " UI_STATE("?5", "?6")
 
-/* ?1 search, ?2 version, ?3 group, ?4 state word, ?5 now, ?6 silent_after; every filter "" = any. */
+/*
+ * ?1 search, ?2 version, ?3 group, ?4 state word, ?5 now, ?6 silent_after, ?9 tag, ?10 the drifted
+ * drones (a JSON array of ids, NULL: no drift filter); every other filter "" = any.
+ */
 #define DRONE_FILTER                                                                                         \
         " FROM drones WHERE (?1 = '' OR instr(lower(id), lower(?1)) > 0 OR instr(lower(COALESCE(error, '')), " \
         "lower(?1)) > 0) AND (?2 = '' OR version = ?2) AND (?3 = '' OR grp = ?3) AND "                      \
-        "(?4 = '' OR " UI_STATE("?5", "?6") " = ?4)"
+        "(?4 = '' OR " UI_STATE("?5", "?6") " = ?4) AND "                                                    \
+        "(?9 = '' OR EXISTS (SELECT 1 FROM drone_tags t WHERE t.drone = drones.id AND t.tag = ?9)) AND "     \
+        "(?10 IS NULL OR id IN (SELECT value FROM json_each(?10)))"
 
 #define DRONE_PAGE(order) "SELECT " DRONE_COLS DRONE_FILTER " ORDER BY " order " LIMIT ?7 OFFSET ?8"
 
@@ -172,8 +192,36 @@ static int int_row(sqlite3_stmt *q, void *userdata) {
         return 1;
 }
 
+/*
+ * The drones with drift of one kind, as a JSON array of ids: drift_classify() decides it in C (the drift
+ * report's walk over every drone, ~10 ms for 10,000), and the page's statement takes the set as one
+ * bound parameter (json_each), so the filter stays one prepared statement.
+ */
+static int drifted_ids(store *s, const char *kind, int64_t now, uint32_t silent_after, char **ret) {
+        json_t *report = NULL, *d, *k, *ids = json_array();
+        size_t i, j;
+        int r;
+
+        if (!ids)
+                return -ENOMEM;
+        r = store_drift_json(s, now, silent_after, &report);
+        if (r < 0) {
+                json_decref(ids);
+                return r;
+        }
+        json_array_foreach(json_object_get(report, "drones"), i, d)
+                json_array_foreach(json_object_get(d, "kinds"), j, k)
+                        if (streq(json_string_value(k), kind))
+                                json_array_append(ids, json_object_get(d, "id"));
+        json_decref(report);
+        *ret = json_dumps(ids, JSON_COMPACT);
+        json_decref(ids);
+        return *ret ? 0 : -ENOMEM;
+}
+
 int store_drones_page(store *s, const struct drone_query *dq, json_t **ret) {
         json_t *a = json_array();
+        _cleanup_free_ char *drifted = NULL;
         struct sqlconn *c;
         int64_t total = 0;
         int r;
@@ -184,14 +232,24 @@ int store_drones_page(store *s, const struct drone_query *dq, json_t **ret) {
                 json_decref(a);
                 return -EINVAL;
         }
-#define FILTER_ARGS TEXT(dq->search), TEXT(dq->version), TEXT(dq->group), TEXT(dq->state), INT(dq->now), INT(dq->silent_after)
+        if (dq->drift && dq->drift[0]) {
+                r = drifted_ids(s, dq->drift, dq->now, dq->silent_after, &drifted);
+                if (r < 0) {
+                        json_decref(a);
+                        return r;
+                }
+        }
+#define FILTER_ARGS                                                                                          \
+        TEXT(dq->search), TEXT(dq->version), TEXT(dq->group), TEXT(dq->state), INT(dq->now), INT(dq->silent_after)
+#define MORE_ARGS TEXT(dq->tag ? dq->tag : ""), drifted ? (struct sql_arg) TEXT(drifted) : (struct sql_arg) NUL
         c = store_reader(s);
-        r = store_sql(c, q_drone_count, ARGS(FILTER_ARGS), int_row, &total);
+        r = store_sql(c, q_drone_count, ARGS(FILTER_ARGS, NUL, NUL, MORE_ARGS), int_row, &total);
         if (r >= 0)
-                r = store_sql(c, q_drone_page[dq->sort][dq->desc], ARGS(FILTER_ARGS, INT(dq->limit), INT(dq->offset)),
-                              page_row, a);
+                r = store_sql(c, q_drone_page[dq->sort][dq->desc],
+                              ARGS(FILTER_ARGS, INT(dq->limit), INT(dq->offset), MORE_ARGS), page_row, a);
         store_reader_done(c);
 #undef FILTER_ARGS
+#undef MORE_ARGS
         if (r < 0) {
                 json_decref(a);
                 return r;
@@ -202,27 +260,31 @@ int store_drones_page(store *s, const struct drone_query *dq, json_t **ret) {
 
 static const char q_versions[] = "SELECT DISTINCT version FROM drones WHERE COALESCE(version, '') != '' ORDER BY 1";
 static const char q_groups[] = "SELECT DISTINCT grp FROM drones ORDER BY 1";
+static const char q_tags[] = "SELECT DISTINCT tag FROM drone_tags ORDER BY 1";
 
 static int string_row(sqlite3_stmt *q, void *userdata) {
         return json_array_append_new(userdata, json_string(store_col(q, 0))) == 0 ? 0 : -ENOMEM;
 }
 
 int store_drone_facets(store *s, json_t **ret) {
-        json_t *v = json_array(), *g = json_array();
+        json_t *v = json_array(), *g = json_array(), *t = json_array();
         struct sqlconn *c = store_reader(s);
-        int r = v && g ? 0 : -ENOMEM;
+        int r = v && g && t ? 0 : -ENOMEM;
 
         if (r >= 0)
                 r = store_sql(c, q_versions, NOARGS, string_row, v);
         if (r >= 0)
                 r = store_sql(c, q_groups, NOARGS, string_row, g);
+        if (r >= 0)
+                r = store_sql(c, q_tags, NOARGS, string_row, t);
         store_reader_done(c);
         if (r < 0) {
                 json_decref(v);
                 json_decref(g);
+                json_decref(t);
                 return r;
         }
-        *ret = json_pack("{s:o, s:o}", "versions", v, "groups", g);
+        *ret = json_pack("{s:o, s:o, s:o}", "versions", v, "groups", g, "tags", t);
         return *ret ? 0 : -ENOMEM;
 }
 
@@ -283,6 +345,36 @@ int store_release_details(store *s, int64_t id, int64_t built, int64_t expires, 
         if (r >= 0 && store_sql_changes(c) == 0)
                 r = -ENOENT;
         return store_tx_end(s, r);
+}
+
+/* ---- a rollout's history ---- */
+
+static const char q_rollout_exists[] = "SELECT 1 FROM rollouts WHERE id = ?1";
+static const char q_rollout_events[] =
+        "SELECT time, drone, event FROM rollout_events WHERE rollout = ?1 AND drone IS NOT NULL AND drone != '' ORDER BY id";
+
+struct event_cb {
+        store_rollout_event_fn fn;
+        void *userdata;
+};
+
+static int rollout_event_row(sqlite3_stmt *q, void *userdata) {
+        struct event_cb *cb = userdata;
+        int r = cb->fn(sqlite3_column_int64(q, 0), store_col(q, 1), store_col(q, 2), cb->userdata);
+        return r < 0 ? r : 0;
+}
+
+int store_rollout_history(store *s, int64_t id, store_rollout_event_fn fn, void *userdata) {
+        struct event_cb cb = { fn, userdata };
+        struct sqlconn *c = store_reader(s);
+        int r = store_sql(c, q_rollout_exists, ARGS(INT(id)), NULL, NULL);
+
+        if (r == 0)
+                r = -ENOENT;
+        if (r > 0)
+                r = store_sql(c, q_rollout_events, ARGS(INT(id)), rollout_event_row, &cb);
+        store_reader_done(c);
+        return r < 0 ? r : 0;
 }
 
 /* ---- the operator action log ---- */

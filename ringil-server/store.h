@@ -119,8 +119,14 @@ int store_state_counts(store *s, json_t **ret);
  */
 #define STORE_UI_STATES "idle", "downloading", "pending", "blessed", "rolled-back", "failed", "silent", "revoked"
 
-/* {"total", "state": {WORD: n}, "version": {V: n}, "audit": {"compliant"|"failing"|"unknown": n}};
- * version and audit count drones that are not revoked. */
+/*
+ * {"total", "state": {WORD: n}, "version": {V: n}, "audit": {…}, "secureboot": {…}}; version, audit and
+ * secureboot count drones that are not revoked, from their last compliance report, by the drift rules
+ * (drift.h): audit "compliant" (a clean pass of the prod profile), "failing", "unevaluated" (checks
+ * that could not be evaluated), "other-profile", "unknown" (none reported); secureboot "enforced"
+ * (user or deployed mode, PK, KEK and db exactly the fleet's), "not-enforced", "foreign-keys"
+ * (enforced, but a key is foreign, missing or unknown), "unknown" (none reported).
+ */
 int store_fleet_summary(store *s, int64_t now, uint32_t silent_after, json_t **ret);
 
 /*
@@ -146,6 +152,8 @@ struct drone_query {
         const char *version;       /* the running version, exactly */
         const char *group;
         const char *state;         /* one dashboard word (above) */
+        const char *tag;
+        const char *drift;         /* a drift kind (drift.h: "release", "audit", "secureboot", "silent") */
         enum drone_sort sort;
         bool desc;
         uint32_t limit, offset;
@@ -154,7 +162,7 @@ struct drone_query {
 };
 /* {"total": matches, "drones": [{"id","group","status","state","ui_state","version","last_seen","error",…}]} */
 int store_drones_page(store *s, const struct drone_query *q, json_t **ret);
-/* The values the filters offer: {"versions": [...], "groups": [...]} (sorted). */
+/* The values the filters offer: {"versions": [...], "groups": [...], "tags": [...]} (sorted). */
 int store_drone_facets(store *s, json_t **ret);
 
 struct drone_identity {
@@ -183,6 +191,11 @@ struct operator_action {
         int status;                  /* the HTTP status answered */
 };
 int store_action_add(store *s, const struct operator_action *a);
+/* A rollout's member events, oldest first: fn(time, drone, event) for every event that names a drone
+ * ("handed", a member state, "retry", "removed"). -ENOENT: no such rollout. */
+typedef int (*store_rollout_event_fn)(int64_t time, const char *drone, const char *event, void *userdata);
+int store_rollout_history(store *s, int64_t id, store_rollout_event_fn fn, void *userdata);
+
 /* Newest first: {"total", "actions": [{"id","time","operator","serial","method","path","target","detail","status"}]};
  * target NULL: every action. */
 int store_actions_json(store *s, const char *target, uint32_t limit, uint32_t offset, json_t **ret);

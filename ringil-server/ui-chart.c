@@ -1,7 +1,10 @@
 /* ui-chart.c: server-side SVG: stacked area charts over time and segmented progress bars. */
 #include <inttypes.h>
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "ui-chart.h"
@@ -100,4 +103,58 @@ void ui_chart_bar(struct html *h, const struct bar_segment *seg, size_t n, doubl
                 x += w;
         }
         html_raw(h, "</svg>");
+}
+
+/* ---- the id map: open addressing over FNV-1a, grown at half full ---- */
+
+static uint64_t fnv1a(const char *s) {
+        uint64_t h = 1469598103934665603ull;
+        for (; *s; s++)
+                h = (h ^ (unsigned char) *s) * 1099511628211ull;
+        return h;
+}
+
+int ui_idmap_get(struct ui_idmap *m, const char *id, uint32_t *ret) {
+        size_t i;
+
+        if (2 * (m->n + 1) > m->cap) {
+                struct ui_idmap g = { .cap = m->cap ? 2 * m->cap : 1024 };
+                g.keys = calloc(g.cap, sizeof(*g.keys));
+                g.idx = calloc(g.cap, sizeof(*g.idx));
+                if (!g.keys || !g.idx) {
+                        free(g.keys);
+                        free(g.idx);
+                        return -ENOMEM;
+                }
+                for (size_t k = 0; k < m->cap; k++)
+                        if (m->keys[k]) {
+                                for (i = fnv1a(m->keys[k]) & (g.cap - 1); g.keys[i]; i = (i + 1) & (g.cap - 1))
+                                        ;
+                                g.keys[i] = m->keys[k];
+                                g.idx[i] = m->idx[k];
+                        }
+                g.n = m->n;
+                free(m->keys);
+                free(m->idx);
+                *m = g;
+        }
+        for (i = fnv1a(id) & (m->cap - 1); m->keys[i]; i = (i + 1) & (m->cap - 1))
+                if (strcmp(m->keys[i], id) == 0) {
+                        *ret = m->idx[i];
+                        return 0;
+                }
+        m->keys[i] = strdup(id);
+        if (!m->keys[i])
+                return -ENOMEM;
+        m->idx[i] = (uint32_t) m->n++;
+        *ret = m->idx[i];
+        return 0;
+}
+
+void ui_idmap_free(struct ui_idmap *m) {
+        for (size_t i = 0; i < m->cap; i++)
+                free(m->keys[i]);
+        free(m->keys);
+        free(m->idx);
+        *m = (struct ui_idmap) {};
 }

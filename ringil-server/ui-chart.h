@@ -30,3 +30,12 @@ struct bar_segment {
         double value;
 };
 void ui_chart_bar(struct html *h, const struct bar_segment *seg, size_t n, double total);
+
+/* Drone ids to small numbers 0, 1, 2… in the order first seen (for the charts' sweeps over events). */
+struct ui_idmap {
+        char **keys;
+        uint32_t *idx;
+        size_t cap, n;
+};
+int ui_idmap_get(struct ui_idmap *m, const char *id, uint32_t *ret);
+void ui_idmap_free(struct ui_idmap *m);

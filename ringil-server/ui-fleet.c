@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "err.h"
+#include "store-rollout.h"
 #include "fleet-form.h"
 #include "ui-chart.h"
 #include "ui.h"
@@ -22,63 +23,12 @@ struct vh_change {
         uint16_t v;
 };
 
-/* Drone ids to small numbers: open addressing over FNV-1a, grown at half full. */
-struct vh_drones {
-        char **keys;
-        uint32_t *idx;
-        size_t cap, n;
-};
-
-static uint64_t fnv1a(const char *s) {
-        uint64_t h = 1469598103934665603ull;
-        for (; *s; s++)
-                h = (h ^ (unsigned char) *s) * 1099511628211ull;
-        return h;
-}
-
-static int drone_index(struct vh_drones *m, const char *id, uint32_t *ret) {
-        size_t i;
-
-        if (2 * (m->n + 1) > m->cap) {
-                struct vh_drones g = { .cap = m->cap ? 2 * m->cap : 16384 };
-                g.keys = calloc(g.cap, sizeof(*g.keys));
-                g.idx = calloc(g.cap, sizeof(*g.idx));
-                if (!g.keys || !g.idx) {
-                        free(g.keys);
-                        free(g.idx);
-                        return -ENOMEM;
-                }
-                for (size_t k = 0; k < m->cap; k++)
-                        if (m->keys[k]) {
-                                for (i = fnv1a(m->keys[k]) & (g.cap - 1); g.keys[i]; i = (i + 1) & (g.cap - 1))
-                                        ;
-                                g.keys[i] = m->keys[k];
-                                g.idx[i] = m->idx[k];
-                        }
-                g.n = m->n;
-                free(m->keys);
-                free(m->idx);
-                *m = g;
-        }
-        for (i = fnv1a(id) & (m->cap - 1); m->keys[i]; i = (i + 1) & (m->cap - 1))
-                if (streq(m->keys[i], id)) {
-                        *ret = m->idx[i];
-                        return 0;
-                }
-        m->keys[i] = strdup(id);
-        if (!m->keys[i])
-                return -ENOMEM;
-        m->idx[i] = (uint32_t) m->n++;
-        *ret = m->idx[i];
-        return 0;
-}
-
 struct vhist {
         char *versions[VH_MAX_VERSIONS];
         size_t n_versions;
         struct vh_change *ch;
         size_t n, cap;
-        struct vh_drones drones;
+        struct ui_idmap drones;
         int64_t t_min;
 };
 
@@ -109,7 +59,7 @@ static int vh_add(int64_t t, const char *drone, const char *version, void *userd
                 vh->ch = p;
                 vh->cap = cap;
         }
-        r = drone_index(&vh->drones, drone, &d);
+        r = ui_idmap_get(&vh->drones, drone, &d);
         if (r < 0)
                 return r;
         v = version_index(vh, version);
@@ -124,10 +74,7 @@ static int vh_add(int64_t t, const char *drone, const char *version, void *userd
 static void vh_free(struct vhist *vh) {
         for (size_t i = 0; i < vh->n_versions; i++)
                 free(vh->versions[i]);
-        for (size_t i = 0; i < vh->drones.cap; i++)
-                free(vh->drones.keys[i]);
-        free(vh->drones.keys);
-        free(vh->drones.idx);
+        ui_idmap_free(&vh->drones);
         free(vh->ch);
 }
 
@@ -286,7 +233,7 @@ int ui_page_fleet(struct ui_page *p) {
         if (total != live)
                 html_printf(&p->h, " (%lld revoked)", (long long) (total - live));
         html_printf(&p->h, " · silent after %u s without a check-in (%u poll intervals)</p>", ui_silent_after(srv),
-                    UI_SILENT_POLLS);
+                    srv->cfg.silent_polls);
 
         /* by state: each a link to the drones in it */
         html_raw(&p->h, "<section><h2>By state</h2><ul class=\"cards\" id=\"states\">");
@@ -334,25 +281,68 @@ int ui_page_fleet(struct ui_page *p) {
         }
         html_raw(&p->h, "</tbody></table></div>");
 
-        /* audit compliance (from each drone's last check-in) */
+        /* compliance: the drones' own audit and Secure Boot reports, by the drift rules */
         {
-                json_t *aud = json_object_get(sum, "audit");
-                struct bar_segment seg[] = {
-                        { "compliant", "s-blessed", (double) count_of(aud, "compliant") },
-                        { "failing", "s-failed", (double) count_of(aud, "failing") },
-                        { "unknown", "s-silent", (double) count_of(aud, "unknown") },
+                json_t *aud = json_object_get(sum, "audit"), *sb = json_object_get(sum, "secureboot");
+                static const struct {
+                        const char *key, *label, *cls;
+                } audit_rows[] = {
+                        { "compliant", "clean pass of the prod profile", "s-blessed" },
+                        { "failing", "failing checks", "s-failed" },
+                        { "unevaluated", "checks that could not be evaluated", "s-pending" },
+                        { "other-profile", "audited against another profile", "s-rolled-back" },
+                        { "unknown", "no audit reported", "s-silent" },
+                }, sb_rows[] = {
+                        { "enforced", "enforced, the fleet's PK, KEK and db", "s-blessed" },
+                        { "foreign-keys", "enforced, a foreign or missing key", "s-failed" },
+                        { "not-enforced", "not enforced (setup, audit or disabled mode)", "s-failed" },
+                        { "unknown", "no status reported", "s-silent" },
                 };
+                struct bar_segment seg[ELEMENTSOF(audit_rows)];
+
                 html_raw(&p->h, "<div><h2>Audit compliance</h2><table id=\"audit\"><tbody>");
-                for (size_t i = 0; i < ELEMENTSOF(seg); i++)
-                        html_printf(&p->h, "<tr data-audit=\"%s\"><td>%s</td><td class=\"num\">%.0f</td></tr>", seg[i].label,
-                                    i == 0   ? "no failing check"
-                                    : i == 1 ? "failing checks"
-                                             : "no audit reported",
-                                    seg[i].value);
+                for (size_t i = 0; i < ELEMENTSOF(audit_rows); i++) {
+                        seg[i] = (struct bar_segment) { audit_rows[i].label, audit_rows[i].cls,
+                                                        (double) count_of(aud, audit_rows[i].key) };
+                        html_printf(&p->h, "<tr data-audit=\"%s\"><td>%s</td><td class=\"num\">%lld</td></tr>",
+                                    audit_rows[i].key, audit_rows[i].label, (long long) count_of(aud, audit_rows[i].key));
+                }
                 html_raw(&p->h, "</tbody></table>");
-                ui_chart_bar(&p->h, seg, ELEMENTSOF(seg), (double) (live > 0 ? live : 1));
-                html_raw(&p->h, "<p class=\"muted\">From each drone's last check-in: the audit's count of failing "
-                                "checks (<code>ringil audit</code> on the drone).</p></div></section>");
+                ui_chart_bar(&p->h, seg, ELEMENTSOF(audit_rows), (double) (live > 0 ? live : 1));
+                html_raw(&p->h, "<h2>Secure Boot</h2><table id=\"secureboot\"><tbody>");
+                for (size_t i = 0; i < ELEMENTSOF(sb_rows); i++) {
+                        seg[i] = (struct bar_segment) { sb_rows[i].label, sb_rows[i].cls,
+                                                        (double) count_of(sb, sb_rows[i].key) };
+                        html_printf(&p->h, "<tr data-secureboot=\"%s\"><td>%s</td><td class=\"num\">%lld</td></tr>",
+                                    sb_rows[i].key, sb_rows[i].label, (long long) count_of(sb, sb_rows[i].key));
+                }
+                html_raw(&p->h, "</tbody></table>");
+                ui_chart_bar(&p->h, seg, ELEMENTSOF(sb_rows), (double) (live > 0 ? live : 1));
+                html_raw(&p->h, "<p class=\"muted\">From each drone's last compliance report (<code>ringil audit</code> and "
+                                "<code>ringil keys status</code> on the drone, sent with its check-ins).</p></div></section>");
+        }
+
+        /* drift, each kind a link to the drones that have it */
+        {
+                static const char *const kinds[] = { "release", "audit", "secureboot", "silent" };
+                json_t *drift = NULL;
+                r = store_drift_json(srv->db, p->now, ui_silent_after(srv), &drift);
+                if (r < 0) {
+                        json_decref(sum);
+                        return r;
+                }
+                html_raw(&p->h, "<section><h2>Drift</h2><ul class=\"cards\" id=\"drift\">");
+                for (size_t i = 0; i < ELEMENTSOF(kinds); i++)
+                        html_printf(&p->h,
+                                    "<li class=\"card %s\" data-drift=\"%s\"><a href=\"/ui/drones?drift=%s\">"
+                                    "<span class=\"n\">%lld</span><span class=\"l\">%s</span></a></li>",
+                                    count_of(json_object_get(drift, "counts"), kinds[i]) ? "s-failed" : "s-blessed",
+                                    kinds[i], kinds[i], (long long) count_of(json_object_get(drift, "counts"), kinds[i]),
+                                    kinds[i]);
+                html_raw(&p->h, "</ul><p class=\"muted\">Drones that run another release than assigned, fail the prod "
+                                "audit, lack enforced Secure Boot with the fleet's keys, or went silent (the drift "
+                                "report, <code>ringil-server drift</code>).</p></section>");
+                json_decref(drift);
         }
         json_decref(sum);
 

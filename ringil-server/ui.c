@@ -77,7 +77,7 @@ const char *ui_arg(const struct ui_page *p, const char *name) {
 }
 
 uint32_t ui_silent_after(const struct server *srv) {
-        return UI_SILENT_POLLS * srv->cfg.poll_interval;
+        return srv->cfg.silent_polls * srv->cfg.poll_interval;   /* the drift report's silence */
 }
 
 void ui_badge(struct html *h, const char *word) {
@@ -121,6 +121,7 @@ static const struct {
         { "fleet", "/ui/", "Fleet" },
         { "drones", "/ui/drones", "Drones" },
         { "releases", "/ui/releases", "Releases" },
+        { "rollouts", "/ui/rollouts", "Rollouts" },
         { "actions", "/ui/actions", "Action log" },
 };
 
@@ -207,7 +208,16 @@ static const struct {
         { "drones", ui_page_drones },
         { "drone", ui_page_drone },
         { "drone/revoke", ui_page_drone_revoke },
+        { "drone/retry", ui_page_drone_retry },
         { "releases", ui_page_releases },
+        { "rollouts", ui_page_rollouts },
+        { "rollout", ui_page_rollout },
+        { "rollout/approve", ui_page_rollout_action },
+        { "rollout/start", ui_page_rollout_action },
+        { "rollout/pause", ui_page_rollout_action },
+        { "rollout/resume", ui_page_rollout_action },
+        { "rollout/abort", ui_page_rollout_action },
+        { "rollout/retry", ui_page_rollout_action },
         { "actions", ui_page_actions },
 };
 
@@ -322,6 +332,21 @@ int ui_routes_register(struct route_table *t) {
                 ROUTE(ROUTE_GET, "/ui", ROLE_OPERATOR, route_ui_root),
                 ROUTE(ROUTE_GET, "/ui/**", ROLE_OPERATOR, route_ui_get),
                 ROUTE(ROUTE_POST, "/ui/drone/revoke", ROLE_OPERATOR, ui_post_drone_revoke, .body = TP_BODY_MEMORY,
+                      .max_body = FORM_MAX_INPUT),
+                ROUTE(ROUTE_POST, "/ui/drone/retry", ROLE_OPERATOR, ui_post_drone_retry, .body = TP_BODY_MEMORY,
+                      .max_body = FORM_MAX_INPUT),
+                /* approval is the dispatcher's to check, as for the API: an approver, not the creator */
+                ROUTE(ROUTE_POST, "/ui/rollout/approve", ROLE_APPROVER, ui_post_rollout_action, .body = TP_BODY_MEMORY,
+                      .max_body = FORM_MAX_INPUT),
+                ROUTE(ROUTE_POST, "/ui/rollout/start", ROLE_OPERATOR, ui_post_rollout_action, .body = TP_BODY_MEMORY,
+                      .max_body = FORM_MAX_INPUT),
+                ROUTE(ROUTE_POST, "/ui/rollout/pause", ROLE_OPERATOR, ui_post_rollout_action, .body = TP_BODY_MEMORY,
+                      .max_body = FORM_MAX_INPUT),
+                ROUTE(ROUTE_POST, "/ui/rollout/resume", ROLE_OPERATOR, ui_post_rollout_action, .body = TP_BODY_MEMORY,
+                      .max_body = FORM_MAX_INPUT),
+                ROUTE(ROUTE_POST, "/ui/rollout/abort", ROLE_OPERATOR, ui_post_rollout_action, .body = TP_BODY_MEMORY,
+                      .max_body = FORM_MAX_INPUT),
+                ROUTE(ROUTE_POST, "/ui/rollout/retry", ROLE_OPERATOR, ui_post_rollout_action, .body = TP_BODY_MEMORY,
                       .max_body = FORM_MAX_INPUT),
                 ROUTE(ROUTE_GET, "/api/v1/actions", ROLE_OPERATOR, route_actions_json),
         };

@@ -21,8 +21,6 @@
 /* The dashboard's routes and GET /api/v1/actions; -EINVAL/-EEXIST/-ENOSPC as route_table_add(). */
 int ui_routes_register(struct route_table *t);
 
-/* A drone is silent after this many poll intervals without a check-in. */
-#define UI_SILENT_POLLS 3
 #define UI_PAGE_MAX (8u << 20)
 
 struct ui_page {
@@ -41,18 +39,25 @@ typedef int (*ui_page_fn)(struct ui_page *p);
 
 /* The query value of name, "" when absent. */
 const char *ui_arg(const struct ui_page *p, const char *name);
+/* Seconds without a check-in after which a drone is silent: server.conf's silent-polls × poll-interval. */
 uint32_t ui_silent_after(const struct server *srv);
 
-/* Pages (ui-fleet.c, ui-drones.c, ui-releases.c, ui-actions.c). */
+/* Pages (ui-fleet.c, ui-drones.c, ui-releases.c, ui-rollouts.c, ui-actions.c). */
 int ui_page_fleet(struct ui_page *p);
 int ui_page_drones(struct ui_page *p);
 int ui_page_drone(struct ui_page *p);
 int ui_page_drone_revoke(struct ui_page *p);    /* the confirmation step */
+int ui_page_drone_retry(struct ui_page *p);
 int ui_page_releases(struct ui_page *p);
+int ui_page_rollouts(struct ui_page *p);
+int ui_page_rollout(struct ui_page *p);
+int ui_page_rollout_action(struct ui_page *p);   /* the confirmation step of /ui/rollout/ACTION */
 int ui_page_actions(struct ui_page *p);
 
 /* POST handlers (route_fn). */
 int ui_post_drone_revoke(struct route_ctx *x);
+int ui_post_drone_retry(struct route_ctx *x);
+int ui_post_rollout_action(struct route_ctx *x);   /* POST /ui/rollout/ACTION */
 
 /* The action log of one target ("drone:ID", …) as a table, for the object's page. */
 void ui_actions_table(struct ui_page *p, const char *target, uint32_t limit);

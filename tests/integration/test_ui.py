@@ -14,7 +14,7 @@ from urllib.parse import quote
 import pytest
 
 from conftest import BUILD
-from fleetsim import request, run, tls_context
+from fleetsim import Api, fake_fleet, request, run, step_all, tls_context
 from ui_fixture import HOSTILE, STATES, Doc, Fleet, cert_serial_and_expiry, results_dir, ui_state
 
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
@@ -62,6 +62,39 @@ def fleet():
               (HOSTILE, int(time.time()), int(time.time()), HOSTILE, HOSTILE))
         # the simulator's size: 60 more drones
         f.bulk(60)
+        # drones that report compliance as ringild does: a failing audit, a clean one, Secure Boot off
+        api = Api(f.srv)
+        f.ssh = fake_fleet(f.ringil, f.srv, f.pki, d, 1, prefix="c-ssh", group="east", api=api, failing=["SVC-001"])[0]
+        f.clean = fake_fleet(f.ringil, f.srv, f.pki, d, 1, prefix="c-clean", group="east", api=api)[0]
+        f.nosb = fake_fleet(f.ringil, f.srv, f.pki, d, 1, prefix="c-nosb", group="east", api=api)[0]
+        f.nosb.sb = {"mode": "setup", "pk": "missing", "kek": "missing", "db": "missing"}
+        for c in (f.ssh, f.clean, f.nosb):
+            c.checkin()
+        f.ssh.failing = ["SVC-001", "LOG-001"]   # a second audit, with one more failing check
+        f.ssh.checkin()
+        for name in ("c-ssh-000", "f-idle"):
+            api("POST", f"/api/v1/drones/{name}/tags", {"add": ["lab"]}, expect=200)
+        # a canary rollout of release 2 to group ro, running: its canary blessed, the second group in flight
+        f.ro = fake_fleet(f.ringil, f.srv, f.pki, d, 10, prefix="ro", group="ro", api=api)
+        step_all(f.ro)
+        _, ro = api("POST", "/api/v1/rollouts", {"release": 2, "target": "group:ro", "name": "canary-2",
+                                                   "groups": [{"count": 2}, {"rest": True}], "error_count": 3,
+                                                   "deadline": 3600}, expect=201)
+        f.rollout = ro["id"]
+        api("POST", f"/api/v1/rollouts/{f.rollout}/start", {}, expect=200)
+        for _ in range(2):
+            step_all(f.ro)   # the canary is handed 2.0, installs, reboots; then blesses it
+        deadline = time.time() + 20
+        while api("GET", f"/api/v1/rollouts/{f.rollout}")[1]["current_group"] < 2 and time.time() < deadline:
+            time.sleep(0.3)   # the scheduler completes the canary group
+        step_all(f.ro)        # the second group is handed 2.0: in flight
+        time.sleep(1.5)       # one more scheduler pass: nothing changes from here on
+        # a rollout that needs a second operator's approval, created by alice
+        f.ap = fake_fleet(f.ringil, f.srv, f.pki, d, 3, prefix="ap", group="ap", api=api)
+        _, ap = api("POST", "/api/v1/rollouts", {"release": 2, "target": "group:ap", "name": "needs-approval",
+                                                   "require_approval": True}, expect=201)
+        f.approval = ap["id"]
+        api.close()
         yield f
     finally:
         f.stop()
@@ -141,7 +174,7 @@ def test_fleet_view_matches_the_api(fleet):
     want = {s: 0 for s in STATES}
     for d in drones.values():
         want[ui_state(d, now, fleet.silent_after)] += 1
-    got = {c.attrs["data-state"]: int(c.find("span", class_="n").text()) for c in doc.find_all("li", class_="card")}
+    got = {c.attrs["data-state"]: int(c.find("span", class_="n").text()) for c in doc.find(id="states").find_all("li")}
     assert got == want
     assert want["failed"] >= 2 and want["silent"] >= 1 and want["blessed"] >= 1 and want["pending"] >= 1
     assert int(doc.find(id="total").text()) == len(drones)
@@ -152,12 +185,29 @@ def test_fleet_view_matches_the_api(fleet):
     rows = {tr.attrs["data-version"]: int(tr.find("td", class_="num").text()) for tr in doc.find(id="versions").find_all("tr") if "data-version" in tr.attrs}
     assert rows == versions
     assert HOSTILE in rows   # a hostile version is a row like any other, as text
-    audit = {"compliant": 0, "failing": 0, "unknown": 0}
-    for d in drones.values():
-        if d["status"] != "revoked":
-            audit["unknown" if "audit" not in d else "failing" if d["audit"]["fail"] else "compliant"] += 1
+    audit = {"compliant": 0, "failing": 0, "unevaluated": 0, "other-profile": 0, "unknown": 0}
+    sb = {"enforced": 0, "foreign-keys": 0, "not-enforced": 0, "unknown": 0}
+    for i, d in drones.items():
+        if d["status"] == "revoked":
+            continue
+        c = fleet.api("/api/v1/drones/" + quote(i, safe="")).get("compliance") if i != HOSTILE else None
+        a, b = (c or {}).get("audit"), (c or {}).get("secureboot")
+        audit["unknown" if not a else "other-profile" if a["profile"] != "prod" else "failing" if a["fail"]
+              else "unevaluated" if a["error"] else "compliant"] += 1
+        sb["unknown" if not b else "not-enforced" if b["mode"] not in ("user", "deployed") else "enforced"
+           if (b["pk"], b["kek"], b["db"]) == ("ok", "ok", "ok") else "foreign-keys"] += 1
     got = {tr.attrs["data-audit"]: int(tr.find("td", class_="num").text()) for tr in doc.find(id="audit").find_all("tr")}
     assert got == audit
+    got = {tr.attrs["data-secureboot"]: int(tr.find("td", class_="num").text())
+           for tr in doc.find(id="secureboot").find_all("tr")}
+    assert got == sb
+    assert audit["failing"] >= 1 and audit["compliant"] >= 10 and sb["not-enforced"] == 1
+    # the drift cards are the drift report's counts, and agree with the two tables above
+    drift = fleet.api("/api/v1/drift")
+    got = {li.attrs["data-drift"]: int(li.find("span", class_="n").text()) for li in doc.find(id="drift").find_all("li")}
+    assert got == drift["counts"]
+    assert audit["compliant"] == drift["drones_total"] - drift["counts"]["audit"]
+    assert sb["enforced"] == drift["drones_total"] - drift["counts"]["secureboot"]
     # the chart: drawn as SVG on the server, with a legend naming each version
     fig = doc.find("figure", class_="chart")
     assert fig and fig.find("path", class_="area") and "2.0" in fig.find("figcaption").text()
@@ -166,6 +216,10 @@ def test_fleet_view_matches_the_api(fleet):
 def test_drones_table_filters_sorts_and_pages(fleet):
     now = int(time.time())
     drones = api_drones(fleet)
+    report = fleet.api("/api/v1/drift")
+
+    def drift_of(kind):
+        return {d["id"] for d in report["drones"] if kind in d["kinds"]}
     ids = sorted(drones)
     doc = fleet.page("/ui/drones")
     assert int(doc.find(id="count").attrs["data-total"]) == len(drones)
@@ -187,6 +241,10 @@ def test_drones_table_filters_sorts_and_pages(fleet):
         ("q=F-", lambda d: "f-" in d["id"].lower() or "f-" in d["error"].lower()),
         ("q=health+gate", lambda d: "health gate" in d["error"]),
         ("q=%25%27+OR+1%3D1", lambda d: False),
+        ("tag=lab", lambda d: d["id"] in ("c-ssh-000", "f-idle")),
+        ("drift=audit&group=east", lambda d: d["id"] in drift_of("audit") and d["group"] == "east"),
+        ("drift=secureboot", lambda d: d["id"] in drift_of("secureboot")),
+        ("drift=silent&state=silent", lambda d: d["id"] in drift_of("silent") and ui_state(d, now, fleet.silent_after) == "silent"),
     ]:
         doc = fleet.page("/ui/drones?" + query + "&per=500")
         got = [tr.attrs["data-id"] for tr in doc.find(id="drones").find("tbody").find_all("tr") if "data-id" in tr.attrs]
@@ -212,12 +270,12 @@ def test_drone_view(fleet):
     assert doc.find(id="version").text() == d["version"]
     assert doc.find(id="error").text() == "health gate failed"
     # the timeline has every report of the history, newest first, then the last check-in on top
-    items = doc.find(id="timeline").find_all("li")
-    assert items[0].attrs["class"] == "k-checkin"
-    assert [int(li.attrs["data-seq"]) for li in items[1:]] == [h["seq"] for h in d["history"]]
-    assert items[1].attrs["class"] == "k-rollback"
+    assert doc.find(id="timeline").find("li").attrs["class"] == "k-checkin"
+    items = doc.find(id="timeline").find_all("li", data_seq=True)
+    assert [int(li.attrs["data-seq"]) for li in items] == [h["seq"] for h in d["history"]]
+    assert items[0].attrs["class"] == "k-rollback"
     doc = fleet.page("/ui/drone?id=f-bless")
-    assert [li.attrs["class"] for li in doc.find(id="timeline").find_all("li")] == ["k-checkin", "k-bless", "k-download"]
+    assert [li.attrs["class"] for li in doc.find(id="timeline").find_all("li", data_seq=True)] == ["k-bless", "k-download"]
     # identity: the serial and expiry of the certificate the server issued at enrollment
     serial, not_after = cert_serial_and_expiry(fleet.enrolled_cert)
     doc = fleet.page("/ui/drone?id=drone-enrolled")
@@ -256,13 +314,13 @@ def test_releases_view_matches_the_api(fleet):
         tr = rows[r["id"]]
         assert tr.find("td", class_="version").text() == r["version"]
         assert r["compatible"] in tr.text() and tr.find("td", class_="signer").text() == r["signer"]
-        assert tr.find("td", class_="assigned").text() == r["assigned"]
+        assert tr.find("td", class_="assigned").text() == r["assigned"]   # drones a rollout handed it too
         # what the signed manifest said, recorded at upload
         assert [p["name"] for p in r["payloads"]] == ["rootfs"] and r["expires"] > r["built"] > 0
         assert "rootfs" in tr.find("ul", class_="payloads").text()
         assert time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(r["expires"])) in str(
             [t.attrs.get("title") for t in tr.find("td", class_="expires").find_all("time")])
-    assert rows[2].find("td", class_="assigned").text() == "group:west"
+    assert "group:west" in rows[2].find("td", class_="assigned").text().split()
 
 
 # ---- state changes: POST, CSRF, confirmation, the action log ----
@@ -332,6 +390,130 @@ def test_action_log_records_the_command_line_too(fleet):
     assert st == 400
 
 
+def test_drone_compliance_drift_and_remediation(fleet):
+    c = fleet.api("/api/v1/drones/c-ssh-000/compliance")
+    doc = fleet.page("/ui/drone?id=c-ssh-000")
+    failing = {li.attrs["data-check"]: li for li in doc.find(id="failing").find_all("li")}
+    assert sorted(failing) == sorted(c["last"]["audit"]["failing"]) == ["LOG-001", "SVC-001"]
+    # each failing check with its title and the catalogue's remediation text
+    assert "No SSH service unit" in failing["SVC-001"].text()
+    assert failing["SVC-001"].find("div", class_="remedy").text() == "Fix: services.openssh.enable = false."
+    assert doc.find(id="secureboot").text() == "mode deployed · PK ok · KEK ok · db ok"
+    drift = {d["id"]: d for d in fleet.api("/api/v1/drift")["drones"]}["c-ssh-000"]
+    got = {div.attrs["data-drift"] for div in doc.find(id="drift").find_all("div")}
+    assert got == set(drift["kinds"]) and "audit" in got
+    assert drift["audit"] in doc.find(id="drift").text()
+    assert [a.text() for a in doc.find(id="tags").find_all("a")] == ["lab"]
+    # the timeline has each audit the drone sent, newest first, with its failing IDs
+    audits = doc.find(id="timeline").find_all("li", data_audit_time=True)
+    assert [int(li.attrs["data-audit-time"]) for li in audits] == [h["time"] for h in c["history"]]
+    assert "SVC-001" in audits[0].text() and "LOG-001" in audits[0].text() and "LOG-001" not in audits[1].text()
+    assert audits[0].attrs["class"] == "k-audit-fail"
+    doc = fleet.page("/ui/drone?id=c-clean-000")
+    assert doc.find(id="drift").text().strip() == "none" and doc.find(id="failing") is None
+    doc = fleet.page("/ui/drone?id=c-nosb-000")
+    assert "mode setup (not enforced)" in doc.find(id="drift").text()
+
+
+def test_drone_retry(fleet):
+    d = fleet.drone("f-rb2", "west")   # group west has release 2 assigned
+    assert d.checkin()["assignment"].get("retry", 0) == 0
+    d.report("rolled-back", "1.0", release=2, target="2.0", error="health gate failed: disk full")
+    doc = fleet.page("/ui/drone?id=f-rb2")
+    link = doc.find("a", href="/ui/drone/retry?id=f-rb2")
+    assert link is not None and "data-confirm" in link.attrs
+    assert fleet.page("/ui/drone?id=f-idle").find("a", href="/ui/drone/retry?id=f-idle") is None
+    token, form = csrf_of(fleet, "/ui/drone/retry?id=f-rb2")
+    assert "disk full" in fleet.page("/ui/drone/retry?id=f-rb2").find("main").text()
+    st, _, hdr = fleet.post("/ui/drone/retry", {"id": "f-rb2", "confirm": "yes", "csrf": token})
+    assert st == 303 and hdr["Location"] == "/ui/drone?id=f-rb2&done=retried"
+    # the drone sees a higher retry generation at its next check-in: its agent tries the release again
+    assert d.checkin()["assignment"]["retry"] == 1
+    log = fleet.api("/api/v1/actions?target=drone%3Af-rb2&limit=1")["actions"][0]
+    assert log["status"] == 303 and "retry" in log["detail"]
+
+
+def rollout_groups(doc):
+    return [{k: int(li.attrs["data-" + k]) for k in ("group", "blessed", "failed", "in-flight", "pending")}
+            for li in doc.find(id="groups").find_all("li", class_="group")]
+
+
+def test_rollout_views_match_the_api(fleet):
+    rollouts = fleet.api("/api/v1/rollouts")
+    doc = fleet.page("/ui/rollouts")
+    rows = {int(tr.attrs["data-rollout"]): tr for tr in doc.find(id="rollouts").find_all("tr") if "data-rollout" in tr.attrs}
+    assert sorted(rows) == [r["id"] for r in rollouts]
+    for r in rollouts:
+        assert r["state"] in rows[r["id"]].find("span", class_="badge").text()
+    ro = fleet.api(f"/api/v1/rollouts/{fleet.rollout}")
+    assert ro["state"] == "running" and ro["current_group"] == 2
+    doc = fleet.page(f"/ui/rollout?id={fleet.rollout}")
+    assert doc.find(id="state").attrs["data-state"] == "running"
+    assert rollout_groups(doc) == [{"group": g["group"], "blessed": g["blessed"], "failed": g["failed"],
+                                    "in-flight": g["in_flight"], "pending": g["pending"]} for g in ro["groups"]]
+    g1, g2 = doc.find(id="groups").find_all("li", class_="group")
+    assert "completed" in g1.attrs["class"] and "current" in g2.attrs["class"]
+    assert "2 of 2 blessed needed" in g1.find("div", class_="success").text() and "met" in g1.text()
+    need = ro["groups"][1]["size"]
+    assert f"{ro['groups'][1]['blessed']} of {need} blessed needed" in g2.find("div", class_="success").text()
+    assert "0 of 3 failures pause the rollout" in g2.find("div", class_="error").text()
+    # the chart of members over time, and the members in flight listed with links
+    fig = doc.find("figure", class_="chart")
+    legend = fig.find("figcaption").text()
+    blessed = sum(g["blessed"] for g in ro["groups"])
+    assert f"blessed {blessed}" in legend
+    flying = {m["drone"] for m in ro["members"] if m["state"] not in ("pending", "blessed")}
+    assert flying and {tr.attrs["data-member"] for tr in doc.find(id="members").find_all("tr", data_member=True)} == flying
+    # what is offered: pause and abort, not resume or approve
+    offered = {a.attrs["data-action"] for a in doc.find(id="rollout-actions").find_all("a", data_action=True)}
+    assert offered == {"pause", "abort"}
+    doc = fleet.page(f"/ui/rollout?id={fleet.approval}")
+    offered = {a.attrs["data-action"] for a in doc.find(id="rollout-actions").find_all("a", data_action=True)}
+    assert offered == {"abort"}   # alice created it: she cannot approve it
+    doc = fleet.page(f"/ui/rollout?id={fleet.approval}", fleet.bob)
+    offered = {a.attrs["data-action"] for a in doc.find(id="rollout-actions").find_all("a", data_action=True)}
+    assert offered == {"approve", "abort"}
+    st, _, _ = fleet.get("/ui/rollout?id=999")
+    assert st == 404
+
+
+def test_rollout_actions_need_a_token_and_confirmation(fleet):
+    rid = fleet.rollout
+    token, form = csrf_of(fleet, f"/ui/rollout/pause?id={rid}")
+    assert form.attrs["action"] == "/ui/rollout/pause"
+    st, body, _ = fleet.post("/ui/rollout/pause", {"id": rid, "confirm": "yes"})
+    assert st == 403 and fleet.api(f"/api/v1/rollouts/{rid}")["state"] == "running"
+    st, _, hdr = fleet.post("/ui/rollout/pause", {"id": rid, "confirm": "yes", "csrf": token})
+    assert st == 303 and hdr["Location"] == f"/ui/rollout?id={rid}&done=pause"
+    ro = fleet.api(f"/api/v1/rollouts/{rid}")
+    assert ro["state"] == "paused" and "alice" in ro["reason"]
+    doc = fleet.page(hdr["Location"])
+    assert "Pause" in doc.find("p", class_="notice").text() and doc.find(id="state").attrs["data-state"] == "paused"
+    # pausing again is refused by the store, with its reason, and nothing changes
+    st, body, _ = fleet.post("/ui/rollout/pause", {"id": rid, "confirm": "yes", "csrf": token})
+    assert st == 409 and b"Refused" in body
+    token, _ = csrf_of(fleet, f"/ui/rollout/resume?id={rid}")
+    st, _, _ = fleet.post("/ui/rollout/resume", {"id": rid, "confirm": "yes", "csrf": token})
+    assert st == 303 and fleet.api(f"/api/v1/rollouts/{rid}")["state"] == "running"
+    # approval: not by its creator; by another operator, with that operator's own token
+    ap = fleet.approval
+    token, _ = csrf_of(fleet, f"/ui/rollout/approve?id={ap}")
+    st, body, _ = fleet.post("/ui/rollout/approve", {"id": ap, "confirm": "yes", "csrf": token})
+    assert st == 403 and b"cannot approve it" in body and "approved_by" not in fleet.api(f"/api/v1/rollouts/{ap}")
+    bob_token, _ = csrf_of(fleet, f"/ui/rollout/approve?id={ap}", fleet.bob)
+    st, _, _ = fleet.post("/ui/rollout/approve", {"id": ap, "confirm": "yes", "csrf": token}, fleet.bob)
+    assert st == 403   # alice's token in bob's request
+    st, _, hdr = fleet.post("/ui/rollout/approve", {"id": ap, "confirm": "yes", "csrf": bob_token}, fleet.bob)
+    assert st == 303 and fleet.api(f"/api/v1/rollouts/{ap}")["approved_by"] == "bob"
+    token, _ = csrf_of(fleet, f"/ui/rollout/abort?id={ap}")
+    st, _, _ = fleet.post("/ui/rollout/abort", {"id": ap, "confirm": "yes", "csrf": token})
+    assert st == 303 and fleet.api(f"/api/v1/rollouts/{ap}")["state"] == "aborted"
+    log = fleet.api(f"/api/v1/actions?target=rollout%3A{ap}")["actions"]
+    assert [(a["operator"], a["detail"].split(":")[0], a["status"]) for a in log] == [
+        ("alice", "abort rollout", 303), ("bob", "approve rollout", 303), ("bob", "refused", 403),
+        ("alice", "approve rollout", 403)]
+
+
 # ---- in a real browser: Debian's headless Chromium, the operator's certificate in its NSS database ----
 
 from browser import Browser, available, make_nssdb  # noqa: E402
@@ -374,7 +556,7 @@ def test_browser_shows_every_view_as_the_api_says(fleet, chromium, tmp_path):
 
     assert page.goto(base + "/ui/") == ""
     clean(page)
-    cards = page.eval("Object.fromEntries(Array.from(document.querySelectorAll('li.card'))"
+    cards = page.eval("Object.fromEntries(Array.from(document.querySelectorAll('#states li.card'))"
                       ".map(c => [c.dataset.state, +c.querySelector('.n').textContent]))")
     want = {s: 0 for s in STATES}
     for d in drones.values():
@@ -395,7 +577,7 @@ def test_browser_shows_every_view_as_the_api_says(fleet, chromium, tmp_path):
     page.goto(base + "/ui/drones")
     page.eval("document.querySelector('select[name=state]').value = 'failed'")
     page.click(".filters button[type=submit]")
-    assert page.eval("location.search") == "?q=&version=&group=&state=failed"
+    assert page.eval("location.search") == "?q=&version=&group=&state=failed&tag=&drift="
     assert dom_ids(page) == sorted(i for i, d in drones.items() if ui_state(d, now, fleet.silent_after) == "failed")
 
     # one drone, reached by its row's link
@@ -495,3 +677,39 @@ def test_browser_without_an_operator_certificate_is_refused(fleet):
         assert page.eval("document.querySelectorAll('main').length") == 0
     finally:
         b.close()
+
+
+@pytest.mark.slow
+def test_browser_pauses_a_running_rollout(fleet, chromium, tmp_path):
+    shots = results_dir(tmp_path)
+    page = chromium.new_page()
+    base = fleet.srv.url
+    rid = fleet.rollout
+    assert page.goto(base + "/ui/rollouts") == ""
+    clean(page)
+    assert page.eval("Array.from(document.querySelectorAll('#rollouts tr[data-rollout]')).map(r => +r.dataset.rollout)") \
+        == sorted((r["id"] for r in fleet.api("/api/v1/rollouts")), reverse=True)
+    page.screenshot(shots / "ui-rollouts.png")
+    page.click(f"#rollouts tr[data-rollout=\"{rid}\"] a")
+    assert page.eval("location.search") == f"?id={rid}"
+    clean(page)
+    ro = fleet.api(f"/api/v1/rollouts/{rid}")
+    assert ro["state"] == "running"
+    groups = page.eval("Array.from(document.querySelectorAll('#groups li.group')).map(g => "
+                       "[+g.dataset.blessed, +g.dataset.failed, +g.dataset.inFlight, +g.dataset.pending])")
+    assert groups == [[g["blessed"], g["failed"], g["in_flight"], g["pending"]] for g in ro["groups"]]
+    assert page.eval("document.querySelectorAll('#groups meter').length") >= 4
+    page.screenshot(shots / "ui-rollout.png")
+    # pause: the button opens the confirmation in a dialog; confirming posts it
+    page.click("a[data-action=pause]", navigates=False)
+    page.wait_for("document.querySelector('dialog[open] form.confirm') !== null")
+    assert "Pause rollout" in page.text("dialog[open] h1")
+    assert fleet.api(f"/api/v1/rollouts/{rid}")["state"] == "running"
+    page.click("dialog[open] form.confirm button[type=submit]")
+    assert page.eval("location.search") == f"?id={rid}&done=pause"
+    assert page.eval("document.querySelector('#state').dataset.state") == "paused"
+    ro = fleet.api(f"/api/v1/rollouts/{rid}")
+    assert ro["state"] == "paused" and "paused by alice" in ro["reason"]
+    assert page.eval("Array.from(document.querySelectorAll('#rollout-actions a[data-action]')).map(a => a.dataset.action)") \
+        == ["resume", "abort"]
+    clean(page)

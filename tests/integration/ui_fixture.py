@@ -95,7 +95,7 @@ class Doc(HTMLParser):
         return getattr(self.root, name)
 
 
-class FakeDrone:
+class UiDrone:
     """A drone identity issued offline by the device CA (`ringil ca issue`), registered with the server;
     it speaks the agent's protocol over mutual TLS without an install engine behind it."""
 
@@ -131,8 +131,9 @@ class Fleet:
         self.pki = Pki(self.ringil, d / "pki")
         run([self.ringil, "ca", "issue", "--dir", self.pki.dir / "ca", "--name", "bob", "--operator", "--out-dir",
              self.pki.dir / "bob"])
+        # a scheduler pass every second: rollouts move at test speed
         self.srv = Server(build / "ringil-server" / "ringil-server", self.pki, d / "server",
-                          poll_interval=poll_interval).start()
+                          poll_interval=poll_interval, extra="scheduler-interval = 1\n").start()
         self.silent_after = 3 * poll_interval
         self.op = tls_context(self.pki, self.pki.dir / "op" / "alice.pem", self.pki.dir / "op" / "alice.key")
         self.bob = tls_context(self.pki, self.pki.dir / "bob" / "bob.pem", self.pki.dir / "bob" / "bob.key")
@@ -157,7 +158,7 @@ class Fleet:
         return json.loads(body)
 
     def drone(self, name, group="default"):
-        self.drones[name] = FakeDrone(self, name, group)
+        self.drones[name] = UiDrone(self, name, group)
         return self.drones[name]
 
     def enroll(self, name, group="default"):
@@ -171,6 +172,13 @@ class Fleet:
                         f"cert = {d / 'cert.pem'}\nkey = {d / 'key.pem'}\n")
         run([self.ringild, "enroll", "--config", conf, "--id", name, "--token", token])
         return d / "cert.pem"
+
+    def api_call(self, method, path, body=None, expect=None, ctx=None):
+        st, data, _ = request(self.srv.port, ctx or self.op, method, path,
+                              body=json.dumps(body).encode() if body is not None else b"",
+                              headers={"Content-Type": "application/json"})
+        assert expect is None or st == expect, (method, path, st, data[:300])
+        return st, json.loads(data) if data else None
 
     def sql(self, statement, args=()):
         """Test-only path into the store, as a tampered database (or one written by an older server) would be."""

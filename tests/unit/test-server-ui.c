@@ -6,6 +6,7 @@
 
 #include "err.h"
 #include "html.h"
+#include "store-rollout.h"
 #include "store.h"
 #include "ui-csrf.h"
 
@@ -173,12 +174,35 @@ static void add_drone(store *s, const char *id, const char *group, int64_t now) 
         assert_int_equal(store_drone_add(s, id, group, hash, now, now + 3600), 0);
 }
 
-static void checkin(store *s, const char *id, const char *version, int64_t now, int fail) {
+/* A check-in with a compliance report: fail < 0 no audit; sb NULL no Secure Boot status, else its mode
+ * with the fleet's keys ("user", "setup") or "foreign" (user mode, a foreign db). */
+static void checkin_full(store *s, const char *id, const char *version, int64_t now, int fail, const char *profile,
+                         const char *sb) {
         struct fleet_status st = { .state = FLEET_STATE_IDLE,
                                    .audit = { .present = fail >= 0, .pass = 40, .fail = fail >= 0 ? (uint32_t) fail : 0 } };
+        bool resend = false;
+
         snprintf(st.version, sizeof(st.version), "%s", version);
         snprintf(st.slot, sizeof(st.slot), "a");
+        snprintf(st.audit.profile, sizeof(st.audit.profile), "%s", profile);
+        for (int i = 0; i < fail && i < 2; i++) {
+                snprintf(st.audit.failing[i], sizeof(st.audit.failing[i]), "CHK-%03d", i);
+                st.audit.n_failing++;
+        }
+        if (sb) {
+                bool foreign = streq(sb, "foreign");
+                st.sb.present = true;
+                snprintf(st.sb.mode, sizeof(st.sb.mode), "%s", foreign ? "user" : sb);
+                snprintf(st.sb.pk, sizeof(st.sb.pk), "ok");
+                snprintf(st.sb.kek, sizeof(st.sb.kek), "ok");
+                snprintf(st.sb.db, sizeof(st.sb.db), "%s", foreign ? "foreign" : "ok");
+        }
         assert_int_equal(store_checkin(s, id, &st, now), 0);
+        assert_int_equal(store_compliance_update(s, id, &st, now, &resend), 0);
+}
+
+static void checkin(store *s, const char *id, const char *version, int64_t now, int fail) {
+        checkin_full(s, id, version, now, fail, "prod", "user");
 }
 
 static void report(store *s, const char *id, uint64_t seq, enum fleet_state state, const char *version, int64_t now) {
@@ -230,7 +254,21 @@ static void test_fleet_summary_and_states(void **state) {
         assert_int_equal(num(json_object_get(j, "version"), ""), 1);
         assert_int_equal(num(json_object_get(j, "audit"), "compliant"), 3);
         assert_int_equal(num(json_object_get(j, "audit"), "failing"), 1);
-        assert_int_equal(num(json_object_get(j, "audit"), "unknown"), 2);
+        assert_int_equal(num(json_object_get(j, "audit"), "unknown"), 2);   /* no audit, never seen */
+        assert_int_equal(num(json_object_get(j, "secureboot"), "enforced"), 5);
+        assert_int_equal(num(json_object_get(j, "secureboot"), "unknown"), 1);
+        json_decref(j);
+
+        /* the other words: another profile, checks not evaluated, Secure Boot in setup mode or with a foreign db */
+        checkin_full(f->s, "d-idle", "1.0", now, 0, "dev", "setup");
+        checkin_full(f->s, "d-never", "1.0", now, 0, "prod", "foreign");
+        assert_int_equal(store_fleet_summary(f->s, now, 300, &j), 0);
+        assert_int_equal(num(json_object_get(j, "audit"), "other-profile"), 1);
+        assert_int_equal(num(json_object_get(j, "audit"), "compliant"), 3);
+        assert_int_equal(num(json_object_get(j, "secureboot"), "not-enforced"), 1);
+        assert_int_equal(num(json_object_get(j, "secureboot"), "foreign-keys"), 1);
+        assert_int_equal(num(json_object_get(j, "secureboot"), "enforced"), 4);
+        assert_null(json_object_get(json_object_get(j, "secureboot"), "unknown"));
         json_decref(j);
 }
 
@@ -287,12 +325,36 @@ static void test_drone_pages(void **state) {
         assert_int_equal(store_drones_page(f->s, &q, &j), 0);
         assert_int_equal(num(j, "total"), 0);
         json_decref(j);
+        /* a tag */
+        assert_int_equal(store_drone_tag(f->s, "drone-007", "lab", true), 0);
+        assert_int_equal(store_drone_tag(f->s, "drone-100", "lab", true), 0);
+        assert_int_equal(store_drone_tag(f->s, "drone-101", "field", true), 0);
+        q = (struct drone_query) { .search = "", .version = "", .group = "", .state = "", .tag = "lab", .limit = 10,
+                                   .now = now, .silent_after = 300 };
+        assert_int_equal(store_drones_page(f->s, &q, &j), 0);
+        assert_int_equal(num(j, "total"), 2);
+        assert_string_equal(json_string_value(json_object_get(json_array_get(json_object_get(j, "drones"), 1), "id")),
+                            "drone-100");
+        json_decref(j);
+        /* a drift kind: the drones the drift report names for it (here: silent after 100 s) */
+        q = (struct drone_query) { .search = "", .version = "", .group = "", .state = "", .drift = "silent", .limit = 10,
+                                   .now = now, .silent_after = 100 };
+        assert_int_equal(store_drones_page(f->s, &q, &j), 0);
+        assert_int_equal(num(j, "total"), 149);   /* last seen 101..249 s ago: more than 100 s */
+        json_decref(j);
+        q.drift = "audit";   /* every drone passed the prod profile */
+        assert_int_equal(store_drones_page(f->s, &q, &j), 0);
+        assert_int_equal(num(j, "total"), 0);
+        json_decref(j);
+        q.drift = NULL;
         q.sort = _DRONE_SORT_MAX;
         assert_int_equal(store_drones_page(f->s, &q, &j), -EINVAL);
         /* facets */
         assert_int_equal(store_drone_facets(f->s, &j), 0);
         assert_int_equal(json_array_size(json_object_get(j, "versions")), 2);
         assert_string_equal(json_string_value(json_array_get(json_object_get(j, "groups"), 0)), "even");
+        assert_int_equal(json_array_size(json_object_get(j, "tags")), 2);
+        assert_string_equal(json_string_value(json_array_get(json_object_get(j, "tags"), 0)), "field");
         json_decref(j);
 }
 
