@@ -5,7 +5,7 @@ Builds a fleet of N drones (default 10,000) with 30 days of history in the serve
 rolled out one after the other, some failures, rollbacks and silent drones), starts ringil-server on it and
 times, over one mutual-TLS keep-alive connection, the drones view in the ways an operator uses it (first,
 middle and last page, sorted by check-in, by version, filtered by state, group and version, searched), the
-fleet view, the drone view and the action log; then the same drones pages loaded in Debian's headless
+fleet view, the drone view, a rollout of every drone and the action log; then the same drones pages loaded in Debian's headless
 Chromium (navigation timing: request to response end, and to the load event). In the same run, as
 references: the JSON list of all drones (/api/v1/drones, what `ringil-server drones` fetches) and nginx
 serving the drones page's bytes as a static file over mutual TLS (no work at all: the floor).
@@ -94,7 +94,26 @@ def fill(db, n, now, rnd):
         fails = 0 if rnd.random() < 0.93 else rnd.randrange(1, 4)
         drones.append((did, groups[i % len(groups)] if i >= 50 else "canary", 1, start, last_seen, version, "a",
                        "good", state, seq and (3 if version == "2.0" else 2), error, 40, fails, seq, start))
+    # compliance as ringild reports it: the prod audit (7 % with failing checks), Secure Boot (3 % in setup
+    # mode); tags on some drones
+    ids_pool = ["SVC-001", "LOG-001", "NET-002", "KRN-003"]
+    compliance, tags = [], []
+    for d in drones:
+        did, fails = d[0], d[12]
+        failing = " ".join(ids_pool[:fails])
+        sb = ("setup", "missing", "missing", "missing") if rnd.random() < 0.03 else ("deployed", "ok", "ok", "ok")
+        compliance.append((did, d[4], f"{rnd.getrandbits(256):064x}", d[5], "a", "Etc/UTC", 0, 1, *sb, 1, "prod", 40,
+                           fails, 0, 0, 2, failing, f"{rnd.getrandbits(256):064x}", d[5], d[4] - 600))
+        if rnd.random() < 0.1:
+            tags.append((did, "lab"))
+        if rnd.random() < 0.2:
+            tags.append((did, "field"))
     with con:
+        con.executemany("INSERT INTO compliance(drone, time, digest, version, slot, tz, utc_offset, sb_present, "
+                        "sb_mode, sb_pk, sb_kek, sb_db, audit_present, audit_profile, audit_pass, audit_fail, "
+                        "audit_error, audit_waived, audit_na, audit_failing, audit_sha256, audit_version, audit_time) "
+                        "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", compliance)
+        con.executemany("INSERT INTO drone_tags(drone, tag) VALUES (?, ?)", tags)
         con.executemany("INSERT INTO drones(id, grp, status, created, last_seen, version, slot, boot, state, release, "
                         "error, audit_pass, audit_fail, last_seq, enrolled) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                         drones)
@@ -111,6 +130,46 @@ def fill(db, n, now, rnd):
             con.execute("INSERT INTO operator_actions(time, operator, serial, method, path, target, detail, status) "
                         "VALUES (?, 'alice', '4f2a9c', 'POST', '/api/v1/releases/3/assign', 'release:3', "
                         "'assign release 3 to *', 200)", (start + k * 18000,))
+    con.close()
+    return len(events)
+
+
+def api(conn, method, path, body=None):
+    conn.request(method, path, body=json.dumps(body).encode() if body is not None else None,
+                 headers={"Content-Type": "application/json"})
+    r = conn.getresponse()
+    data = r.read()
+    assert r.status in (200, 201), (method, path, r.status, data[:300])
+    return json.loads(data)
+
+
+def rollout_history(db, rid, now, rnd):
+    """Two days into a rollout of 3.0 to every drone: the canary (group 1) blessed, group 2 mostly blessed,
+    some failed, some in flight, group 3 pending; each member's events as the server writes them."""
+    con = sqlite3.connect(db)
+    start = now - 2 * DAY
+    members = con.execute("SELECT ord, drone, grp FROM rollout_members WHERE rollout = ? ORDER BY ord", (rid,)).fetchall()
+    events, updates = [], []
+    for ord_, drone, grp in members:
+        if grp >= 2:
+            continue
+        t = start + (rnd.randrange(3 * 3600) if grp == 0 else 6 * 3600 + rnd.randrange(DAY + 12 * 3600))
+        x = rnd.random() if grp == 1 else 1.0
+        path = ["handed", "downloading", "installed", "rebooting"]
+        end = "blessed" if x > 0.05 else "failed" if x > 0.035 else path[int(x * 1000) % 4]
+        steps = path + ([end] if end not in path else [])
+        steps = steps[:steps.index(end) + 1]
+        for k, st in enumerate(steps):
+            events.append((rid, t + 120 * k, drone, st, 1, "health gate failed" if st == "failed" else ""))
+        updates.append((end, t, t + 120 * (len(steps) - 1), "health gate failed" if end == "failed" else "", rid, ord_))
+    events.sort(key=lambda e: e[1])
+    with con:
+        con.executemany("INSERT INTO rollout_events(rollout, time, drone, event, attempt, detail) VALUES (?,?,?,?,?,?)",
+                        events)
+        con.executemany("UPDATE rollout_members SET state = ?, attempt = 1, handed_at = ?, state_at = ?, detail = ? "
+                        "WHERE rollout = ? AND ord = ?", updates)
+        con.execute("UPDATE rollouts SET started_at = ?, current_group = 1 WHERE id = ?", (start, rid))
+        con.execute("UPDATE rollout_groups SET completed_at = ? WHERE rollout = ? AND idx = 0", (start + 5 * 3600, rid))
     con.close()
     return len(events)
 
@@ -177,7 +236,8 @@ def client_ctx(w):
     return ctx
 
 
-def browser_times(w, port, pages, shots):
+def browser_times(w, port, groups, shots):
+    """groups: [(label, [path, …]), …]; returns the P95 of the first group's request → last byte."""
     from browser import Browser, available, make_nssdb
     if not available():
         print("  (Chromium not installed: no browser timing; scripts/deps.sh test installs it)")
@@ -188,23 +248,27 @@ def browser_times(w, port, pages, shots):
     try:
         page = b.new_page()
         page.goto(f"https://127.0.0.1:{port}/ui/drones")   # TLS handshake and static files out of the way
-        resp, load = [], []
-        for path in pages:
-            page.goto(f"https://127.0.0.1:{port}{path}")
-            t = page.eval("(function(){var n=performance.getEntriesByType('navigation')[0];"
-                          "return [n.responseEnd-n.requestStart, n.loadEventEnd-n.startTime]})()")
-            resp.append(t[0])
-            load.append(t[1])
-        line("browser: request → last byte of the page", resp)
-        line("browser: navigation start → load event", load)
+        first = None
+        for label, pages in groups:
+            resp, load = [], []
+            for path in pages:
+                page.goto(f"https://127.0.0.1:{port}{path}")
+                t = page.eval("(function(){var n=performance.getEntriesByType('navigation')[0];"
+                              "return [n.responseEnd-n.requestStart, n.loadEventEnd-n.startTime]})()")
+                resp.append(t[0])
+                load.append(t[1])
+            line(f"browser, {label}: request → last byte", resp)
+            line(f"browser, {label}: navigation start → load event", load)
+            first = pct(resp, 95) if first is None else first
         if shots:
             shots.mkdir(parents=True, exist_ok=True)
             for name, path in [("fleet", "/ui/"), ("drones", "/ui/drones?sort=last_seen&dir=desc"),
                                ("drone", "/ui/drone?id=drone-00042"), ("releases", "/ui/releases"),
+                               ("rollouts", "/ui/rollouts"), ("rollout", "/ui/rollout?id=1"),
                                ("actions", "/ui/actions")]:
                 page.goto(f"https://127.0.0.1:{port}{path}")
                 page.screenshot(shots / f"ui-{name}.png")
-        return pct(resp, 95)
+        return first
     finally:
         b.close()
 
@@ -234,6 +298,18 @@ def main():
               f"(written in {time.perf_counter() - t:.1f} s)", flush=True)
         srv, port = start_server(build, w)
         conn = http.client.HTTPSConnection("127.0.0.1", port, context=client_ctx(w), timeout=60)
+        ro = api(conn, "POST", "/api/v1/rollouts", {
+            "release": 3, "target": "*", "name": "all-2.0", "deadline": 7 * DAY, "error_percent": 5,
+            "groups": [{"count": 50}, {"percent": 20}, {"rest": True}]})
+        api(conn, "POST", f"/api/v1/rollouts/{ro['id']}/start", {})
+        conn.close()
+        srv.send_signal(signal.SIGTERM)
+        srv.wait()
+        n_ro = rollout_history(w / "fleet.db", ro["id"], int(time.time()), random.Random(16))
+        print(f"  a rollout of release 3 to all {a.drones} drones in 3 groups, two days in: {n_ro} member events",
+              flush=True)
+        srv, port = start_server(build, w)
+        conn = http.client.HTTPSConnection("127.0.0.1", port, context=client_ctx(w), timeout=60)
         timed(conn, "/ui/drones", 5)   # warm: handshake, statements prepared, pages cached
         last = (a.drones + 49) // 50
         kinds = [
@@ -249,6 +325,9 @@ def main():
             ("drones, search 'drone-0123'", "/ui/drones?q=drone-0123"),
             ("drones, search an error text", "/ui/drones?q=telemetry"),
             ("drones, 200 a page", "/ui/drones?per=200&page=20"),
+            ("drones, tag=lab", "/ui/drones?tag=lab"),
+            ("drones, drift=audit", "/ui/drones?drift=audit"),
+            ("drones, drift=secureboot, group=north", "/ui/drones?drift=secureboot&group=north"),
         ]
         print(f"server-side page times, {a.requests} requests each, one mutual-TLS keep-alive connection "
               f"(Python client on the same cores):", flush=True)
@@ -262,6 +341,8 @@ def main():
         for name, path, n in [("fleet view (counts, version chart)", "/ui/", max(10, a.requests // 3)),
                               ("drone view", "/ui/drone?id=drone-04242", a.requests),
                               ("releases view", "/ui/releases", a.requests),
+                              ("rollouts view (list)", "/ui/rollouts", a.requests),
+                              (f"rollout view ({a.drones} members, chart)", f"/ui/rollout?id={ro['id']}", a.requests),
                               ("action log", "/ui/actions", a.requests),
                               ("reference: GET /api/v1/drones (all, JSON)", "/api/v1/drones", max(5, a.requests // 6))]:
             xs, size = timed(conn, path, n)
@@ -270,9 +351,12 @@ def main():
         page = conn.getresponse().read()
         conn.close()
         nginx_floor(w, page, a.requests)
-        print("in Debian's headless Chromium (operator certificate from its NSS database), 40 drones pages:",
-              flush=True)
-        bp95 = browser_times(w, port, [f"/ui/drones?page={1 + (k * 37) % last}" for k in range(40)], a.screenshots)
+        print("in Debian's headless Chromium (operator certificate from its NSS database):", flush=True)
+        other = ["/ui/", f"/ui/rollout?id={ro['id']}", "/ui/drones?drift=audit", "/ui/drones?tag=field&sort=version",
+                 "/ui/drone?id=drone-01234"]
+        bp95 = browser_times(w, port, [("40 drones pages", [f"/ui/drones?page={1 + (k * 37) % last}" for k in range(40)]),
+                                       ("fleet, rollout, drift/tag filters, drone (8 each)", other * 8)],
+                             a.screenshots)
         verdict = "PASS" if p95 < LIMIT_MS and (bp95 is None or bp95 < LIMIT_MS) else "FAIL"
         print(f"drones view P95: {p95:.1f} ms server-side" + (f", {bp95:.1f} ms in the browser" if bp95 else "") +
               f" (limit {LIMIT_MS:.0f} ms at {a.drones} drones): {verdict}", flush=True)

@@ -115,6 +115,10 @@ def test_only_operators_get_the_dashboard(fleet):
         assert st == 403 and json.loads(body)["error"] == "operator credential required", (path, st, body)
     st, _, _ = request(fleet.srv.port, drone, "POST", "/ui/drone/revoke", body=b"id=f-idle&confirm=yes")
     assert st == 403
+    for action in ROLLOUT_ACTIONS:
+        st, _, _ = request(fleet.srv.port, drone, "POST", "/ui/rollout/" + action, body=f"id={fleet.rollout}&confirm=yes".encode())
+        assert st == 403
+    assert fleet.api(f"/api/v1/rollouts/{fleet.rollout}")["state"] == "running"
     # without a certificate, or with an operator certificate of another CA, the TLS handshake fails
     for ctx in (tls_context(pki), tls_context(pki, pki.dir / "evil" / "alice.pem", pki.dir / "evil" / "alice.key")):
         with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
@@ -129,11 +133,23 @@ def test_only_operators_get_the_dashboard(fleet):
     assert st == 303 and hdr["Location"] == "/ui/"
 
 
+ROLLOUT_ACTIONS = ("approve", "start", "pause", "resume", "abort", "retry")
+
+
+def every_page(fleet):
+    return ["/ui/", "/ui/drones", "/ui/drones?drift=audit&tag=lab", "/ui/drone?id=f-fail", "/ui/drone?id=c-ssh-000",
+            "/ui/releases", "/ui/actions", "/ui/rollouts", f"/ui/rollout?id={fleet.rollout}",
+            f"/ui/rollout?id={fleet.approval}", "/ui/drone/revoke?id=f-idle", "/ui/drone/retry?id=f-rb"] + \
+        [f"/ui/rollout/{a}?id={fleet.rollout}" for a in ROLLOUT_ACTIONS]
+
+
 def test_pages_have_no_inline_script_or_style(fleet):
-    for path in ("/ui/", "/ui/drones", "/ui/drone?id=f-fail", "/ui/releases", "/ui/actions",
-                 "/ui/drone/revoke?id=f-idle"):
-        st, body, _ = fleet.get(path)
-        assert st == 200
+    for path in every_page(fleet):
+        st, body, hdr = fleet.get(path)
+        assert st == 200, path
+        # every page: the strict policy, never cached, never framed
+        assert hdr["Content-Security-Policy"] == CSP and hdr["Cache-Control"] == "no-store", path
+        assert hdr["X-Frame-Options"] == "DENY", path
         doc = Doc(body)
         for s in doc.find_all("script"):
             assert s.attrs.get("src", "").startswith("/ui/static/app.js?v=") and not s.text().strip(), path
@@ -377,6 +393,29 @@ def test_revoke_needs_a_token_made_for_this_operator(fleet):
     assert "revoke drone" in first.text() and "alice" in first.text() and serial in first.text()
 
 
+def test_every_post_needs_a_token(fleet):
+    """Each state-changing route of the dashboard, without a token and with a forged one: 403, nothing done."""
+    before = (fleet.api(f"/api/v1/rollouts/{fleet.rollout}"), fleet.api(f"/api/v1/rollouts/{fleet.approval}"),
+              fleet.api("/api/v1/drones/f-rb"))
+    good, _ = csrf_of(fleet, "/ui/drone/revoke?id=f-idle")
+    forged = good.split(".")[0] + "." + "0" * 64
+    posts = [("/ui/drone/revoke", "f-rb"), ("/ui/drone/retry", "f-rb")] + \
+        [(f"/ui/rollout/{a}", str(fleet.approval if a == "approve" else fleet.rollout)) for a in ROLLOUT_ACTIONS]
+    for path, subject in posts:
+        for extra in ({}, {"csrf": forged}, {"csrf": ""}):
+            ctx = fleet.bob if path.endswith("approve") else None   # bob could approve: only the token stops him
+            st, body, _ = fleet.post(path, {"id": subject, "confirm": "yes", **extra}, ctx)
+            assert st == 403 and b"Form expired" in body, (path, extra, st)
+    after = (fleet.api(f"/api/v1/rollouts/{fleet.rollout}"), fleet.api(f"/api/v1/rollouts/{fleet.approval}"),
+             fleet.api("/api/v1/drones/f-rb"))
+    for b, a in zip(before, after):
+        for k in ("state", "status", "approved_by", "reason", "version"):
+            assert b.get(k) == a.get(k), k
+    refused = fleet.api(f"/api/v1/actions?limit={3 * len(posts)}")["actions"]
+    assert all(a["status"] == 403 and "CSRF" in a["detail"] for a in refused)
+    assert {a["path"] for a in refused} == {p for p, _ in posts}
+
+
 def test_action_log_records_the_command_line_too(fleet):
     before = fleet.api("/api/v1/actions")["total"]
     fleet.srv.op("enroll", "f-cli", "--group", "west")
@@ -509,7 +548,7 @@ def test_rollout_actions_need_a_token_and_confirmation(fleet):
     st, _, _ = fleet.post("/ui/rollout/abort", {"id": ap, "confirm": "yes", "csrf": token})
     assert st == 303 and fleet.api(f"/api/v1/rollouts/{ap}")["state"] == "aborted"
     log = fleet.api(f"/api/v1/actions?target=rollout%3A{ap}")["actions"]
-    assert [(a["operator"], a["detail"].split(":")[0], a["status"]) for a in log] == [
+    assert [(a["operator"], a["detail"].split(":")[0], a["status"]) for a in log[:4]] == [
         ("alice", "abort rollout", 303), ("bob", "approve rollout", 303), ("bob", "refused", 403),
         ("alice", "approve rollout", 403)]
 
@@ -677,6 +716,69 @@ def test_browser_without_an_operator_certificate_is_refused(fleet):
         assert page.eval("document.querySelectorAll('main').length") == 0
     finally:
         b.close()
+
+
+@pytest.mark.slow
+def test_browser_read_only_views_work_without_javascript(fleet, chromium):
+    """With the page's scripts off (the test's own evaluations still run): every view shows its content, links
+    and the filter form work, and a rollout action goes through the confirmation page."""
+    page = chromium.new_page()
+    base = fleet.srv.url
+    page.send("Emulation.setScriptExecutionDisabled", {"value": True})
+    try:
+        drones = api_drones(fleet)
+        summary_total = len(drones)
+        assert page.goto(base + "/ui/") == ""
+        assert int(page.text("#total")) == summary_total
+        assert page.eval("document.querySelectorAll('#states li.card').length") == len(STATES)
+        assert page.eval("document.querySelectorAll('figure.chart svg path.area').length") >= 2
+        # the live-refresh label is app.js's to change: untouched, so no script of the page ran
+        assert page.text("[data-live]") == "updates every 15 s"
+        # a drift card's link, then the filter form (a plain GET form) and a sort link
+        page.click("#drift li[data-drift=audit] a")
+        want = sorted(d["id"] for d in fleet.api("/api/v1/drift")["drones"] if "audit" in d["kinds"])
+        assert page.eval("location.search") == "?drift=audit" and dom_ids(page) == want[:50]
+        page.eval("document.querySelector('select[name=group]').value = 'east'")
+        page.click(".filters button[type=submit]")
+        assert page.eval("location.search") == "?q=&version=&group=east&state=&tag=&drift=audit"
+        assert dom_ids(page) == sorted(i for i in want if drones[i]["group"] == "east")
+        page.goto(base + "/ui/drones?tag=lab")
+        assert dom_ids(page) == ["c-ssh-000", "f-idle"]
+        # one drone: its timeline, failing checks and remediation
+        page.click("#drones a.drone")
+        assert page.eval("location.search") == "?id=c-ssh-000"
+        assert page.eval("Array.from(document.querySelectorAll('#failing li')).map(l => l.dataset.check)") == \
+            ["SVC-001", "LOG-001"]
+        assert page.eval("document.querySelectorAll('#timeline li[data-audit-time]').length") == 2
+        assert page.goto(base + "/ui/releases") == ""
+        assert page.eval("document.querySelectorAll('#releases td.version').length") == len(fleet.api("/api/v1/releases"))
+        assert page.goto(base + "/ui/actions") == ""
+        assert page.eval("document.querySelectorAll('table.log tbody tr').length") >= 1
+        # rollouts: the list links to the rollout; its groups, chart and conditions are there
+        assert page.goto(base + "/ui/rollouts") == ""
+        rid = fleet.rollout
+        page.click(f"#rollouts tr[data-rollout=\"{rid}\"] a")
+        ro = fleet.api(f"/api/v1/rollouts/{rid}")
+        assert page.eval("document.querySelector('#state').dataset.state") == ro["state"]
+        assert page.eval("document.querySelectorAll('#groups li.group').length") == len(ro["groups"])
+        assert page.eval("document.querySelectorAll('figure.chart').length") == 1
+        assert page.eval("document.querySelectorAll('figure.chart path.area').length") >= 1
+        assert "blessed needed" in page.text("#groups")
+        # an action without script: the link leads to the confirmation page, whose form posts it
+        action, after = ("pause", "paused") if ro["state"] == "running" else ("resume", "running")
+        page.click(f"a[data-action={action}]")
+        assert page.eval("location.pathname + location.search") == f"/ui/rollout/{action}?id={rid}"
+        assert fleet.api(f"/api/v1/rollouts/{rid}")["state"] == ro["state"]
+        page.click("form.confirm button[type=submit]")
+        assert page.eval("location.search") == f"?id={rid}&done={action}"
+        assert fleet.api(f"/api/v1/rollouts/{rid}")["state"] == after
+        assert page.eval("document.querySelector('#state').dataset.state") == after
+    finally:
+        page.send("Emulation.setScriptExecutionDisabled", {"value": False})
+    clean(page)
+    if after == "paused":   # leave it running, as the next test expects
+        token, _ = csrf_of(fleet, f"/ui/rollout/resume?id={rid}")
+        assert fleet.post("/ui/rollout/resume", {"id": rid, "confirm": "yes", "csrf": token})[0] == 303
 
 
 @pytest.mark.slow
