@@ -2,11 +2,9 @@
 #include <errno.h>
 #include <string.h>
 
-#include "drift.h"
 #include "err.h"
 #include "macro.h"
 #include "store-internal.h"
-#include "store-rollout.h"
 #include "store.h"
 
 /*
@@ -34,6 +32,32 @@ const char store_ui_schema[] =
         "WHEN state = 'updated' THEN 'blessed' WHEN state = 'rolled-back' THEN 'rolled-back' "               \
         "WHEN state = 'failed' THEN 'failed' ELSE 'idle' END)"
 
+/*
+ * The drift rules of drift.c as SQL over a row of drones (a unit test holds them to drift_classify()
+ * through the drift report): a filter of the drones table and the fleet's drift counts are then one
+ * statement each, instead of a walk over every drone through drift_classify() and a set of ids.
+ */
+#define DRIFT_AUDIT_CLEAN                                                                                    \
+        "EXISTS (SELECT 1 FROM compliance c WHERE c.drone = drones.id AND COALESCE(c.audit_present, 0) != 0 " \
+        "AND c.audit_profile = 'prod' AND COALESCE(c.audit_fail, 0) = 0 AND COALESCE(c.audit_error, 0) = 0)"
+#define DRIFT_SECUREBOOT_CLEAN                                                                               \
+        "EXISTS (SELECT 1 FROM compliance c WHERE c.drone = drones.id AND COALESCE(c.sb_present, 0) != 0 "    \
+        "AND c.sb_mode IN ('user', 'deployed') AND c.sb_pk = 'ok' AND c.sb_kek = 'ok' AND c.sb_db = 'ok')"
+#define DRIFT_SILENT(n, s) "(COALESCE(drones.last_seen, 0) <= 0 OR " n " - drones.last_seen > " s ")"
+/* the assigned release (drone, then group, then everyone) is not what it runs, and no rollout holds it */
+#define DRIFT_RELEASE                                                                                        \
+        "(EXISTS (SELECT 1 FROM releases rel WHERE rel.id = COALESCE("                                       \
+        "(SELECT release FROM assignments WHERE target = 'drone:' || drones.id), "                           \
+        "(SELECT release FROM assignments WHERE target = 'group:' || drones.grp), "                          \
+        "(SELECT release FROM assignments WHERE target = '*')) AND rel.version != COALESCE(drones.version, '')) " \
+        "AND NOT EXISTS (SELECT 1 FROM rollout_members m JOIN rollouts r ON r.id = m.rollout "               \
+        "WHERE m.drone = drones.id AND m.state = 'pending' AND r.state IN ('scheduled', 'running', 'paused')))"
+/* Drift of kind k (a drift.h word; anything else matches nothing); revoked drones never drift. */
+#define DRIFT_OF(k, n, s)                                                                                    \
+        "(drones.status != 2 AND CASE " k " WHEN 'release' THEN " DRIFT_RELEASE " WHEN 'audit' THEN NOT "     \
+        DRIFT_AUDIT_CLEAN " WHEN 'secureboot' THEN NOT " DRIFT_SECUREBOOT_CLEAN " WHEN 'silent' THEN "       \
+        DRIFT_SILENT(n, s) " ELSE 0 END)"
+
 /* ---- fleet counts ---- */
 
 static const char q_state_counts[] = "SELECT " UI_STATE("?1", "?2") ", count(*) FROM drones GROUP BY 1";
@@ -51,19 +75,25 @@ static const char q_secureboot_counts[] =
         "WHEN c.sb_pk = 'ok' AND c.sb_kek = 'ok' AND c.sb_db = 'ok' THEN 'enforced' ELSE 'foreign-keys' END, "
         "count(*) FROM drones d LEFT JOIN compliance c ON c.drone = d.id WHERE d.status != 2 GROUP BY 1";
 
+static const char q_drift_counts[] =
+        "SELECT 'release', count(*) FROM drones WHERE status != 2 AND " DRIFT_RELEASE " UNION ALL "
+        "SELECT 'audit', count(*) FROM drones WHERE status != 2 AND NOT " DRIFT_AUDIT_CLEAN " UNION ALL "
+        "SELECT 'secureboot', count(*) FROM drones WHERE status != 2 AND NOT " DRIFT_SECUREBOOT_CLEAN " UNION ALL "
+        "SELECT 'silent', count(*) FROM drones WHERE status != 2 AND " DRIFT_SILENT("?1", "?2");
+
 static int count_into(sqlite3_stmt *q, void *userdata) {
         json_t *o = userdata;
         return json_object_set_new(o, store_col(q, 0), json_integer(sqlite3_column_int64(q, 1))) == 0 ? 0 : -ENOMEM;
 }
 
 int store_fleet_summary(store *s, int64_t now, uint32_t silent_after, json_t **ret) {
-        json_t *st = json_object(), *ver = json_object(), *aud = json_object(), *sb = json_object(), *v;
+        json_t *st = json_object(), *ver = json_object(), *aud = json_object(), *sb = json_object(), *dr = json_object(), *v;
         struct sqlconn *c;
         json_int_t total = 0;
         const char *k;
-        int r = st && ver && aud && sb ? 0 : -ENOMEM;
+        int r = st && ver && aud && sb && dr ? 0 : -ENOMEM;
 
-        /* one reader, one snapshot: the three counts add up */
+        /* one reader, one snapshot: the counts add up */
         c = store_reader(s);
         if (r >= 0)
                 r = store_sql(c, q_state_counts, ARGS(INT(now), INT(silent_after)), count_into, st);
@@ -73,18 +103,21 @@ int store_fleet_summary(store *s, int64_t now, uint32_t silent_after, json_t **r
                 r = store_sql(c, q_audit_counts, NOARGS, count_into, aud);
         if (r >= 0)
                 r = store_sql(c, q_secureboot_counts, NOARGS, count_into, sb);
+        if (r >= 0)
+                r = store_sql(c, q_drift_counts, ARGS(INT(now), INT(silent_after)), count_into, dr);
         store_reader_done(c);
         if (r < 0) {
                 json_decref(st);
                 json_decref(ver);
                 json_decref(aud);
                 json_decref(sb);
+                json_decref(dr);
                 return r;
         }
         json_object_foreach(st, k, v)
                 total += json_integer_value(v);
-        *ret = json_pack("{s:I, s:o, s:o, s:o, s:o}", "total", total, "state", st, "version", ver, "audit", aud,
-                         "secureboot", sb);
+        *ret = json_pack("{s:I, s:o, s:o, s:o, s:o, s:o}", "total", total, "state", st, "version", ver, "audit", aud,
+                         "secureboot", sb, "drift", dr);
         return *ret ? 0 : -ENOMEM;
 }
 
@@ -140,16 +173,13 @@ int store_version_changes(store *s, store_version_fn fn, void *userdata) {
         "COALESCE(release, 0), COALESCE(target, ''), COALESCE(error, ''), COALESCE(slot, ''), "              \
         "COALESCE(boot, ''), audit_pass, audit_fail, created, " UI_STATE("?5", "?6")
 
-/*
- * ?1 search, ?2 version, ?3 group, ?4 state word, ?5 now, ?6 silent_after, ?9 tag, ?10 the drifted
- * drones (a JSON array of ids, NULL: no drift filter); every other filter "" = any.
- */
+/* ?1 search, ?2 version, ?3 group, ?4 state word, ?5 now, ?6 silent_after, ?9 tag, ?10 drift kind; "" = any. */
 #define DRONE_FILTER                                                                                         \
         " FROM drones WHERE (?1 = '' OR instr(lower(id), lower(?1)) > 0 OR instr(lower(COALESCE(error, '')), " \
         "lower(?1)) > 0) AND (?2 = '' OR version = ?2) AND (?3 = '' OR grp = ?3) AND "                      \
         "(?4 = '' OR " UI_STATE("?5", "?6") " = ?4) AND "                                                    \
         "(?9 = '' OR EXISTS (SELECT 1 FROM drone_tags t WHERE t.drone = drones.id AND t.tag = ?9)) AND "     \
-        "(?10 IS NULL OR id IN (SELECT value FROM json_each(?10)))"
+        "(?10 = '' OR " DRIFT_OF("?10", "?5", "?6") ")"
 
 #define DRONE_PAGE(order) "SELECT " DRONE_COLS DRONE_FILTER " ORDER BY " order " LIMIT ?7 OFFSET ?8"
 
@@ -192,38 +222,20 @@ static int int_row(sqlite3_stmt *q, void *userdata) {
         return 1;
 }
 
-/*
- * The drones with drift of one kind, as a JSON array of ids: drift_classify() decides it in C (the drift
- * report's walk over every drone, ~10 ms for 10,000), and the page's statement takes the set as one
- * bound parameter (json_each), so the filter stays one prepared statement.
- */
-static int drifted_ids(store *s, const char *kind, int64_t now, uint32_t silent_after, char **ret) {
-        json_t *report = NULL, *d, *k, *ids = json_array();
-        size_t i, j;
-        int r;
-
-        if (!ids)
-                return -ENOMEM;
-        r = store_drift_json(s, now, silent_after, &report);
-        if (r < 0) {
-                json_decref(ids);
-                return r;
+/* Reverse a page read from the far end (below). */
+static void reverse(json_t *a) {
+        for (size_t i = 0, n = json_array_size(a); i < n / 2; i++) {
+                json_t *x = json_incref(json_array_get(a, i));
+                json_array_set(a, i, json_array_get(a, n - 1 - i));
+                json_array_set_new(a, n - 1 - i, x);
         }
-        json_array_foreach(json_object_get(report, "drones"), i, d)
-                json_array_foreach(json_object_get(d, "kinds"), j, k)
-                        if (streq(json_string_value(k), kind))
-                                json_array_append(ids, json_object_get(d, "id"));
-        json_decref(report);
-        *ret = json_dumps(ids, JSON_COMPACT);
-        json_decref(ids);
-        return *ret ? 0 : -ENOMEM;
 }
 
 int store_drones_page(store *s, const struct drone_query *dq, json_t **ret) {
         json_t *a = json_array();
-        _cleanup_free_ char *drifted = NULL;
         struct sqlconn *c;
-        int64_t total = 0;
+        int64_t total = 0, n, offset;
+        bool desc = dq->desc;
         int r;
 
         if (!a)
@@ -232,21 +244,25 @@ int store_drones_page(store *s, const struct drone_query *dq, json_t **ret) {
                 json_decref(a);
                 return -EINVAL;
         }
-        if (dq->drift && dq->drift[0]) {
-                r = drifted_ids(s, dq->drift, dq->now, dq->silent_after, &drifted);
-                if (r < 0) {
-                        json_decref(a);
-                        return r;
-                }
-        }
 #define FILTER_ARGS                                                                                          \
         TEXT(dq->search), TEXT(dq->version), TEXT(dq->group), TEXT(dq->state), INT(dq->now), INT(dq->silent_after)
-#define MORE_ARGS TEXT(dq->tag ? dq->tag : ""), drifted ? (struct sql_arg) TEXT(drifted) : (struct sql_arg) NUL
-        c = store_reader(s);
+#define MORE_ARGS TEXT(dq->tag ? dq->tag : ""), TEXT(dq->drift ? dq->drift : "")
+        c = store_reader(s);   /* one snapshot: the count and the page agree */
         r = store_sql(c, q_drone_count, ARGS(FILTER_ARGS, NUL, NUL, MORE_ARGS), int_row, &total);
-        if (r >= 0)
-                r = store_sql(c, q_drone_page[dq->sort][dq->desc],
-                              ARGS(FILTER_ARGS, INT(dq->limit), INT(dq->offset), MORE_ARGS), page_row, a);
+        /*
+         * Every order ends in the id, so it is total and reading it backwards is exact. A page in the
+         * second half is read from the far end: a top-N sort keeps offset + limit rows, and the last
+         * page of 10,000 drones by check-in time would otherwise sort all of them.
+         */
+        offset = dq->offset;
+        n = MIN((int64_t) dq->limit, MAX(total - (int64_t) dq->offset, 0));
+        if (r >= 0 && n > 0 && (int64_t) dq->offset > total - (int64_t) dq->offset - n) {
+                desc = !desc;
+                offset = total - (int64_t) dq->offset - n;
+        }
+        if (r >= 0 && n > 0)
+                r = store_sql(c, q_drone_page[dq->sort][desc], ARGS(FILTER_ARGS, INT(n), INT(offset), MORE_ARGS),
+                              page_row, a);
         store_reader_done(c);
 #undef FILTER_ARGS
 #undef MORE_ARGS
@@ -254,6 +270,8 @@ int store_drones_page(store *s, const struct drone_query *dq, json_t **ret) {
                 json_decref(a);
                 return r;
         }
+        if (desc != dq->desc)
+                reverse(a);
         *ret = json_pack("{s:I, s:o}", "total", (json_int_t) total, "drones", a);
         return *ret ? 0 : -ENOMEM;
 }

@@ -125,7 +125,8 @@ int store_state_counts(store *s, json_t **ret);
  * (drift.h): audit "compliant" (a clean pass of the prod profile), "failing", "unevaluated" (checks
  * that could not be evaluated), "other-profile", "unknown" (none reported); secureboot "enforced"
  * (user or deployed mode, PK, KEK and db exactly the fleet's), "not-enforced", "foreign-keys"
- * (enforced, but a key is foreign, missing or unknown), "unknown" (none reported).
+ * (enforced, but a key is foreign, missing or unknown), "unknown" (none reported); drift {"release",
+ * "audit", "secureboot", "silent": n}, the drift report's counts (drift.h).
  */
 int store_fleet_summary(store *s, int64_t now, uint32_t silent_after, json_t **ret);
 

@@ -5,7 +5,6 @@
 #include <string.h>
 
 #include "err.h"
-#include "store-rollout.h"
 #include "fleet-form.h"
 #include "ui-chart.h"
 #include "ui.h"
@@ -325,24 +324,17 @@ int ui_page_fleet(struct ui_page *p) {
         /* drift, each kind a link to the drones that have it */
         {
                 static const char *const kinds[] = { "release", "audit", "secureboot", "silent" };
-                json_t *drift = NULL;
-                r = store_drift_json(srv->db, p->now, ui_silent_after(srv), &drift);
-                if (r < 0) {
-                        json_decref(sum);
-                        return r;
-                }
+                json_t *drift = json_object_get(sum, "drift");
                 html_raw(&p->h, "<section><h2>Drift</h2><ul class=\"cards\" id=\"drift\">");
                 for (size_t i = 0; i < ELEMENTSOF(kinds); i++)
                         html_printf(&p->h,
                                     "<li class=\"card %s\" data-drift=\"%s\"><a href=\"/ui/drones?drift=%s\">"
                                     "<span class=\"n\">%lld</span><span class=\"l\">%s</span></a></li>",
-                                    count_of(json_object_get(drift, "counts"), kinds[i]) ? "s-failed" : "s-blessed",
-                                    kinds[i], kinds[i], (long long) count_of(json_object_get(drift, "counts"), kinds[i]),
-                                    kinds[i]);
+                                    count_of(drift, kinds[i]) ? "s-failed" : "s-blessed", kinds[i], kinds[i],
+                                    (long long) count_of(drift, kinds[i]), kinds[i]);
                 html_raw(&p->h, "</ul><p class=\"muted\">Drones that run another release than assigned, fail the prod "
                                 "audit, lack enforced Secure Boot with the fleet's keys, or went silent (the drift "
                                 "report, <code>ringil-server drift</code>).</p></section>");
-                json_decref(drift);
         }
         json_decref(sum);
 

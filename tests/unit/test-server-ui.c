@@ -6,6 +6,7 @@
 
 #include "err.h"
 #include "html.h"
+#include "rollout.h"
 #include "store-rollout.h"
 #include "store.h"
 #include "ui-csrf.h"
@@ -358,6 +359,149 @@ static void test_drone_pages(void **state) {
         json_decref(j);
 }
 
+/* The drones of one drift kind by the drones table's filter, as "a b c " (id order). */
+static void filtered(store *s, const char *kind, int64_t now, char *out, size_t cap) {
+        struct drone_query q = { .search = "", .version = "", .group = "", .state = "", .tag = "", .drift = kind,
+                                 .limit = 500, .now = now, .silent_after = 300 };
+        json_t *j = NULL, *d;
+        size_t i, o = 0;
+
+        assert_int_equal(store_drones_page(s, &q, &j), 0);
+        out[0] = '\0';
+        json_array_foreach(json_object_get(j, "drones"), i, d)
+                o += (size_t) snprintf(out + o, cap - o, "%s ", json_string_value(json_object_get(d, "id")));
+        assert_int_equal(num(j, "total"), (json_int_t) json_array_size(json_object_get(j, "drones")));
+        json_decref(j);
+}
+
+/* The same from the drift report (drift_classify() over every drone). */
+static void reported(json_t *report, const char *kind, char *out, size_t cap) {
+        json_t *d, *k;
+        size_t i, x, o = 0;
+
+        out[0] = '\0';
+        json_array_foreach(json_object_get(report, "drones"), i, d)
+                json_array_foreach(json_object_get(d, "kinds"), x, k)
+                        if (streq(json_string_value(k), kind))
+                                o += (size_t) snprintf(out + o, cap - o, "%s ", json_string_value(json_object_get(d, "id")));
+}
+
+/* The dashboard's SQL form of the drift rules picks exactly the drones drift_classify() names, kind by kind. */
+static void test_drift_filter_is_the_drift_report(void **state) {
+        struct fixture *f = *state;
+        int64_t now = (int64_t) time(NULL), r1, r2, rid;
+        struct release rel = { .version = "2.0", .compatible = "x", .size = 1, .path = "/p" };
+        static const char *const kinds[] = { "release", "audit", "secureboot", "silent" };
+        struct rollout_spec spec;
+        static const char req[] = "{\"release\": 2, \"target\": \"group:held\"}";
+        char a[4096], b[4096];
+        json_t *report = NULL, *sum = NULL;
+
+        snprintf(rel.sha256, sizeof(rel.sha256), "b1");
+        assert_int_equal(store_release_add(f->s, &rel, "", "", &r1), 0);
+        snprintf(rel.version, sizeof(rel.version), "3.0");
+        snprintf(rel.sha256, sizeof(rel.sha256), "b2");
+        assert_int_equal(store_release_add(f->s, &rel, "", "", &r2), 0);
+        assert_int_equal(r2, 2);
+        assert_int_equal(store_assign(f->s, "group:g", r1), 0);           /* 2.0 for group g */
+        assert_int_equal(store_assign(f->s, "drone:g-override", r2), 0);  /* 3.0 for one of them */
+
+        add_drone(f->s, "g-on-2.0", "g", now);
+        checkin(f->s, "g-on-2.0", "2.0", now, 0);
+        add_drone(f->s, "g-on-1.0", "g", now);                            /* release drift */
+        checkin(f->s, "g-on-1.0", "1.0", now, 0);
+        add_drone(f->s, "g-override", "g", now);                          /* runs 2.0, assigned 3.0 */
+        checkin(f->s, "g-override", "2.0", now, 0);
+        add_drone(f->s, "n-none", "n", now);                              /* no assignment: never release drift */
+        checkin(f->s, "n-none", "0.1", now, 0);
+        add_drone(f->s, "a-fail", "n", now);
+        checkin(f->s, "a-fail", "1.0", now, 2);
+        add_drone(f->s, "a-dev", "n", now);
+        checkin_full(f->s, "a-dev", "1.0", now, 0, "dev", "deployed");
+        add_drone(f->s, "a-none", "n", now);
+        checkin_full(f->s, "a-none", "1.0", now, -1, "", NULL);           /* no audit, no Secure Boot status */
+        add_drone(f->s, "s-setup", "n", now);
+        checkin_full(f->s, "s-setup", "1.0", now, 0, "prod", "setup");
+        add_drone(f->s, "s-foreign", "n", now);
+        checkin_full(f->s, "s-foreign", "1.0", now, 0, "prod", "foreign");
+        add_drone(f->s, "z-silent", "n", now);
+        checkin(f->s, "z-silent", "1.0", now - 301, 0);
+        add_drone(f->s, "z-edge", "n", now);                              /* exactly at the limit: not silent */
+        checkin(f->s, "z-edge", "1.0", now - 300, 0);
+        add_drone(f->s, "z-never", "n", now);
+        add_drone(f->s, "z-revoked", "g", now);                           /* revoked: in no drift */
+        checkin_full(f->s, "z-revoked", "0.9", now - 1000, 3, "dev", "setup");
+        assert_int_equal(store_drone_revoke(f->s, "z-revoked"), 0);
+        /* held by a running rollout (not handed yet): not release drift though it runs 1.0 of 2.0 */
+        add_drone(f->s, "h-held", "held", now);
+        checkin(f->s, "h-held", "1.0", now, 0);
+        assert_int_equal(store_assign(f->s, "group:held", r1), 0);
+        assert_int_equal(rollout_spec_parse(req, strlen(req), &spec), 0);
+        assert_int_equal(store_rollout_create(f->s, &spec, req, "alice", now, &rid), 0);
+        assert_int_equal(store_rollout_action(f->s, rid, ROLLOUT_START, &(struct rollout_action_args) { .operator_name = "alice" },
+                                              now), 0);
+
+        assert_int_equal(store_drift_json(f->s, now, 300, &report), 0);
+        assert_int_equal(store_fleet_summary(f->s, now, 300, &sum), 0);
+        for (size_t i = 0; i < ELEMENTSOF(kinds); i++) {
+                filtered(f->s, kinds[i], now, a, sizeof(a));
+                reported(report, kinds[i], b, sizeof(b));
+                assert_string_equal(a, b);
+                assert_int_equal(num(json_object_get(sum, "drift"), kinds[i]),
+                                 num(json_object_get(report, "counts"), kinds[i]));
+        }
+        /* and the sets are what the rules say */
+        filtered(f->s, "release", now, a, sizeof(a));
+        assert_string_equal(a, "g-on-1.0 g-override ");
+        filtered(f->s, "audit", now, a, sizeof(a));
+        assert_string_equal(a, "a-dev a-fail a-none z-never ");
+        filtered(f->s, "secureboot", now, a, sizeof(a));
+        assert_string_equal(a, "a-none s-foreign s-setup z-never ");
+        filtered(f->s, "silent", now, a, sizeof(a));
+        assert_string_equal(a, "z-never z-silent ");
+        filtered(f->s, "nonsense", now, a, sizeof(a));
+        assert_string_equal(a, "");
+        json_decref(report);
+        json_decref(sum);
+}
+
+/* A page in the second half is read from the far end: the same rows, in the same order. */
+static void test_pages_from_either_end(void **state) {
+        struct fixture *f = *state;
+        int64_t now = (int64_t) time(NULL);
+        char id[32];
+        json_t *all = NULL, *j = NULL;
+
+        for (int i = 0; i < 101; i++) {
+                snprintf(id, sizeof(id), "p-%03d", (i * 37) % 101);
+                add_drone(f->s, id, i % 3 ? "x" : "y", now);
+                checkin(f->s, id, i % 4 ? "1.0" : "2.0", now - (i % 7) * 10, 0);   /* ties in time and version */
+        }
+        for (int sort = 0; sort < _DRONE_SORT_MAX; sort++)
+                for (int desc = 0; desc < 2; desc++) {
+                        struct drone_query q = { .search = "", .version = "", .group = "", .state = "", .sort = sort,
+                                                 .desc = desc, .limit = 500, .now = now, .silent_after = 300 };
+                        assert_int_equal(store_drones_page(f->s, &q, &all), 0);
+                        assert_int_equal(json_array_size(json_object_get(all, "drones")), 101);
+                        for (uint32_t off = 0; off <= 105; off += 7)
+                                for (uint32_t lim = 1; lim <= 30; lim += 9) {
+                                        q.offset = off;
+                                        q.limit = lim;
+                                        assert_int_equal(store_drones_page(f->s, &q, &j), 0);
+                                        assert_int_equal(num(j, "total"), 101);
+                                        json_t *got = json_object_get(j, "drones");
+                                        assert_int_equal(json_array_size(got), off >= 101 ? 0 : MIN(lim, 101 - off));
+                                        for (size_t k = 0; k < json_array_size(got); k++)
+                                                assert_string_equal(
+                                                        json_string_value(json_object_get(json_array_get(got, k), "id")),
+                                                        json_string_value(json_object_get(
+                                                                json_array_get(json_object_get(all, "drones"), off + k), "id")));
+                                        json_decref(j);
+                                }
+                        json_decref(all);
+                }
+}
+
 struct changes {
         char log[1024];
 };
@@ -475,6 +619,8 @@ int main(void) {
                 cmocka_unit_test(test_csrf),
                 cmocka_unit_test_setup_teardown(test_fleet_summary_and_states, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_drone_pages, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_drift_filter_is_the_drift_report, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_pages_from_either_end, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_version_changes, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_action_log_and_identity, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_release_details, setup, teardown),
