@@ -395,6 +395,42 @@ int store_rollout_history(store *s, int64_t id, store_rollout_event_fn fn, void 
         return r < 0 ? r : 0;
 }
 
+static const char q_attention_count[] =
+        "SELECT count(*) FROM rollout_members WHERE rollout = ?1 AND (state IN " SQL_FAILURES " OR state IN " SQL_IN_FLIGHT ")";
+static const char q_attention[] =
+        "SELECT drone, grp, state, attempt, handed_at, state_at, detail FROM rollout_members WHERE rollout = ?1 "
+        "AND (state IN " SQL_FAILURES " OR state IN " SQL_IN_FLIGHT ") ORDER BY state IN " SQL_FAILURES " DESC, ord LIMIT ?2";
+
+static int attention_row(sqlite3_stmt *q, void *userdata) {
+        json_t *m = json_pack("{s:s, s:I, s:s, s:I, s:I, s:I, s:s}", "drone", store_col(q, 0),
+                              "group", (json_int_t) sqlite3_column_int64(q, 1) + 1, "state", store_col(q, 2),
+                              "attempt", (json_int_t) sqlite3_column_int64(q, 3),
+                              "handed_at", (json_int_t) sqlite3_column_int64(q, 4),
+                              "state_at", (json_int_t) sqlite3_column_int64(q, 5), "detail", store_col(q, 6));
+        return m && json_array_append_new(userdata, m) == 0 ? 0 : -ENOMEM;
+}
+
+int store_rollout_attention(store *s, int64_t id, uint32_t limit, json_t **ret) {
+        json_t *a = json_array();
+        struct sqlconn *c;
+        int64_t total = 0;
+        int r;
+
+        if (!a)
+                return -ENOMEM;
+        c = store_reader(s);
+        r = store_sql(c, q_attention_count, ARGS(INT(id)), int_row, &total);
+        if (r >= 0)
+                r = store_sql(c, q_attention, ARGS(INT(id), INT(limit)), attention_row, a);
+        store_reader_done(c);
+        if (r < 0) {
+                json_decref(a);
+                return r;
+        }
+        *ret = json_pack("{s:I, s:o}", "total", (json_int_t) total, "members", a);
+        return *ret ? 0 : -ENOMEM;
+}
+
 /* ---- the operator action log ---- */
 
 static const char q_action_add[] =

@@ -196,6 +196,9 @@ int store_action_add(store *s, const struct operator_action *a);
  * ("handed", a member state, "retry", "removed"). -ENOENT: no such rollout. */
 typedef int (*store_rollout_event_fn)(int64_t time, const char *drone, const char *event, void *userdata);
 int store_rollout_history(store *s, int64_t id, store_rollout_event_fn fn, void *userdata);
+/* A rollout's members that need a look: {"total": n, "members": [{"drone","group","state","attempt",
+ * "handed_at","state_at","detail"}]}, failures first, then those in flight, each in rollout order; at most limit. */
+int store_rollout_attention(store *s, int64_t id, uint32_t limit, json_t **ret);
 
 /* Newest first: {"total", "actions": [{"id","time","operator","serial","method","path","target","detail","status"}]};
  * target NULL: every action. */

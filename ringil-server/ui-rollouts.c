@@ -155,6 +155,8 @@ int ui_page_rollouts(struct ui_page *p) {
 
 /* ---- one rollout ---- */
 
+#define MEMBERS_SHOWN 200
+
 /* Members over time, replayed from the rollout's events: each drone's class after its last event. */
 enum { C_BLESSED, C_FAILED, C_FLIGHT, C_OUT, _C_MAX };
 
@@ -321,10 +323,10 @@ static void group_block(struct ui_page *p, json_t *g, json_int_t current, bool c
 
 int ui_page_rollout(struct ui_page *p) {
         const char *done = ui_arg(p, "done"), *me = p->x->req->peer;
-        json_t *ro = NULL, *g, *m, *e;
+        json_t *ro = NULL, *look = NULL, *g, *m, *e;
         json_int_t members = 0, b, f, fl, pe;
         int64_t id;
-        size_t i, shown = 0;
+        size_t i;
         const char *k;
         json_t *v;
         int r;
@@ -336,7 +338,7 @@ int ui_page_rollout(struct ui_page *p) {
                 html_raw(&p->h, "<h1>No such rollout</h1>");
                 return 404;
         }
-        r = store_rollout_json(p->x->srv->db, id, &ro);
+        r = store_rollout_json_brief(p->x->srv->db, id, &ro);
         if (r == -ENOENT) {
                 html_printf(&p->h, "<h1>No such rollout</h1><p>There is no rollout %lld.</p>", (long long) id);
                 return 404;
@@ -430,30 +432,28 @@ int ui_page_rollout(struct ui_page *p) {
         html_raw(&p->h, "</section>");
 
         /* members that need a look: failures first, then those in flight */
+        if (r >= 0)
+                r = store_rollout_attention(p->x->srv->db, id, MEMBERS_SHOWN, &look);
         html_raw(&p->h, "<section><h2>Failed and in-flight members</h2><table id=\"members\"><thead><tr><th>drone</th>"
                         "<th class=\"num\">group</th><th>state</th><th class=\"num\">attempt</th><th>handed</th><th>since</th>"
                         "<th>detail</th></tr></thead><tbody>");
-        for (int pass = 0; pass < 2 && r >= 0; pass++)
-                json_array_foreach(json_object_get(ro, "members"), i, m) {
-                        const char *st = json_string_value(json_object_get(m, "state"));
-                        bool failure = streq(st, "failed") || streq(st, "rolled-back") || streq(st, "timed-out") ||
-                                       streq(st, "drift");
-                        bool flight = !failure && !streq(st, "pending") && !streq(st, "blessed") &&
-                                      !streq(st, "skipped") && !streq(st, "removed");
-                        if ((pass == 0 && !failure) || (pass == 1 && !flight) || shown >= 200)
-                                continue;
-                        shown++;
-                        html_printf(&p->h, "<tr data-member=\"%s\"><td>", json_string_value(json_object_get(m, "drone")));
-                        ui_drone_link(&p->h, json_string_value(json_object_get(m, "drone")));
-                        html_printf(&p->h, "</td><td class=\"num\">%lld</td><td>%s</td><td class=\"num\">%lld</td><td>",
-                                    (long long) count_of(m, "group"), st, (long long) count_of(m, "attempt"));
-                        ui_time(p, count_of(m, "handed_at"));
-                        html_raw(&p->h, "</td><td>");
-                        ui_time(p, count_of(m, "state_at"));
-                        html_printf(&p->h, "</td><td class=\"err\">%s</td></tr>", json_string_value(json_object_get(m, "detail")));
-                }
-        if (shown == 0)
+        json_array_foreach(json_object_get(look, "members"), i, m) {
+                html_printf(&p->h, "<tr data-member=\"%s\"><td>", json_string_value(json_object_get(m, "drone")));
+                ui_drone_link(&p->h, json_string_value(json_object_get(m, "drone")));
+                html_printf(&p->h, "</td><td class=\"num\">%lld</td><td>%s</td><td class=\"num\">%lld</td><td>",
+                            (long long) count_of(m, "group"), json_string_value(json_object_get(m, "state")),
+                            (long long) count_of(m, "attempt"));
+                ui_time(p, count_of(m, "handed_at"));
+                html_raw(&p->h, "</td><td>");
+                ui_time(p, count_of(m, "state_at"));
+                html_printf(&p->h, "</td><td class=\"err\">%s</td></tr>", json_string_value(json_object_get(m, "detail")));
+        }
+        if (json_array_size(json_object_get(look, "members")) == 0)
                 html_raw(&p->h, "<tr><td colspan=\"7\" class=\"muted\">None.</td></tr>");
+        if (count_of(look, "total") > (json_int_t) json_array_size(json_object_get(look, "members")))
+                html_printf(&p->h, "<tr><td colspan=\"7\" class=\"muted\">… and %lld more (the JSON has every member).</td></tr>",
+                            (long long) (count_of(look, "total") - (json_int_t) json_array_size(json_object_get(look, "members"))));
+        json_decref(look);
         html_raw(&p->h, "</tbody></table></section>");
 
         /* the newest events */
@@ -497,7 +497,7 @@ int ui_page_rollout_action(struct ui_page *p) {
                 html_raw(&p->h, "<h1>No such rollout or action</h1>");
                 return 404;
         }
-        r = store_rollout_json(p->x->srv->db, id, &ro);
+        r = store_rollout_json_brief(p->x->srv->db, id, &ro);
         if (r == -ENOENT) {
                 html_printf(&p->h, "<h1>No such rollout</h1><p>There is no rollout %lld.</p>", (long long) id);
                 return 404;
