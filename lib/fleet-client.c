@@ -322,6 +322,68 @@ int fleet_client_upload(fleet_client *fc, const char *path, const char *file, si
         return 0;
 }
 
+struct send_ctx {
+        fleet_source_t source;
+        void *userdata;
+        uint64_t left;
+        int error;
+};
+
+static size_t send_read_cb(char *p, size_t size, size_t n, void *userdata) {
+        struct send_ctx *sc = userdata;
+        size_t want = (size_t) MIN((uint64_t) size * n, sc->left);
+        ssize_t k;
+
+        if (want == 0)
+                return 0;
+        k = sc->source(sc->userdata, p, want);
+        if (k <= 0 || (size_t) k > want) {
+                /* INVARIANT: a body shorter than announced is aborted, never completed with what we have */
+                sc->error = k < 0 ? (int) k : -EPIPE;
+                return CURL_READFUNC_ABORT;
+        }
+        sc->left -= (uint64_t) k;
+        return (size_t) k;
+}
+
+int fleet_client_send(fleet_client *fc, const char *method, const char *path, uint64_t length, fleet_source_t source,
+                      void *userdata, size_t max_response, long *ret_status, struct buf *ret_body) {
+        struct send_ctx sc = { .source = source, .userdata = userdata, .left = length };
+        struct curl_slist *h = NULL;
+        struct buf b = BUF_INIT(max_response);
+        struct body_sink sink = { .fc = fc, .b = &b };
+        int r;
+
+        reset_request(fc);
+        fc->cap = max_response;
+        h = curl_slist_append(NULL, "Content-Type: application/octet-stream");
+        h = curl_slist_append(h, "Expect:");
+        curl_easy_setopt(fc->curl, CURLOPT_HTTPHEADER, h);
+        curl_easy_setopt(fc->curl, CURLOPT_UPLOAD, 1L);
+        curl_easy_setopt(fc->curl, CURLOPT_INFILESIZE_LARGE, (curl_off_t) length);
+        if (!streq(method, "PUT"))
+                curl_easy_setopt(fc->curl, CURLOPT_CUSTOMREQUEST, method);
+        curl_easy_setopt(fc->curl, CURLOPT_READFUNCTION, send_read_cb);
+        curl_easy_setopt(fc->curl, CURLOPT_READDATA, &sc);
+        curl_easy_setopt(fc->curl, CURLOPT_WRITEFUNCTION, write_buf);
+        curl_easy_setopt(fc->curl, CURLOPT_WRITEDATA, &sink);
+        r = perform(fc, path, ret_status);
+        curl_easy_setopt(fc->curl, CURLOPT_HTTPHEADER, NULL);
+        curl_easy_setopt(fc->curl, CURLOPT_UPLOAD, 0L);
+        curl_slist_free_all(h);
+        if (sc.error < 0) {
+                buf_free(&b);
+                return ringil_fail(sc.error, "%s %s: the body ended or failed before %" PRIu64 " bytes", method, path, length);
+        }
+        if (r < 0) {
+                buf_free(&b);
+                return r;
+        }
+        (void) buf_reserve(&b, 0);
+        *ret_body = b;
+        return 0;
+}
+
 struct range_ctx {
         uint64_t offset, len, got;
         bool range_ok;

@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "buf.h"
 #include "macro.h"
@@ -37,6 +38,16 @@ int fleet_client_request(fleet_client *fc, const char *method, const char *path,
 /* POST a file's bytes (e.g. a bundle upload) to path; a progress step (progress.h) while it goes. */
 int fleet_client_upload(fleet_client *fc, const char *path, const char *file, size_t max_response,
                         long *ret_status, struct buf *ret_body);
+
+/*
+ * Send a body of exactly `length` bytes produced as it goes (e.g. a NAR piped from `nix store dump-path`)
+ * with method (PUT or POST) to path. source fills up to n bytes and returns how many, 0 only at the end,
+ * or a negative errno to abort; a source that ends before `length` bytes aborts the request (-EPIPE): the
+ * server never sees a complete body it did not get. Otherwise as fleet_client_request().
+ */
+typedef ssize_t (*fleet_source_t)(void *userdata, void *p, size_t n);
+int fleet_client_send(fleet_client *fc, const char *method, const char *path, uint64_t length, fleet_source_t source,
+                      void *userdata, size_t max_response, long *ret_status, struct buf *ret_body);
 
 /*
  * GET bytes [offset, offset+len) of path with a Range request, handing them to sink as they arrive.

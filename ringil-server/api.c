@@ -498,13 +498,17 @@ static int route_metrics(struct route_ctx *x) {
                    "# TYPE ringil_nix_cache_requests_total counter\n"
                    "ringil_nix_cache_requests_total{result=\"hit\"} %" PRIuFAST64 "\n"
                    "ringil_nix_cache_requests_total{result=\"miss\"} %" PRIuFAST64 "\n"
-                   "# TYPE ringil_nix_cache_bytes_sent_total counter\nringil_nix_cache_bytes_sent_total %" PRIuFAST64 "\n",
+                   "# TYPE ringil_nix_cache_bytes_sent_total counter\nringil_nix_cache_bytes_sent_total %" PRIuFAST64 "\n"
+                   "# TYPE ringil_nix_cache_uploads_total counter\n"
+                   "ringil_nix_cache_uploads_total{result=\"accepted\"} %" PRIuFAST64 "\n"
+                   "ringil_nix_cache_uploads_total{result=\"refused\"} %" PRIuFAST64 "\n",
                    atomic_load(&t->requests), atomic_load(&t->responses_4xx), atomic_load(&t->responses_5xx),
                    atomic_load(&m->checkins), atomic_load(&m->reports), atomic_load(&m->enrollments),
                    atomic_load(&m->bundle_bytes), atomic_load(&m->uploads), atomic_load(&m->uploads_refused),
                    tls_failed, atomic_load(&m->auth_refused), atomic_load(&t->connections_total),
                    atomic_load(&t->active[TP_FLEET]), atomic_load(&t->active[TP_ENROLL]), atomic_load(&t->idle_closed),
-                   atomic_load(&m->nix_cache_hits), atomic_load(&m->nix_cache_misses), atomic_load(&m->nix_cache_bytes));
+                   atomic_load(&m->nix_cache_hits), atomic_load(&m->nix_cache_misses), atomic_load(&m->nix_cache_bytes),
+                   atomic_load(&m->nix_uploads), atomic_load(&m->nix_uploads_refused));
         buf_printf(&b, "# HELP ringil_connections_refused_total Connections refused at admission or cut at a deadline.\n"
                        "# TYPE ringil_connections_refused_total counter\n");
         for (int i = 0; i < _TP_REFUSED_MAX; i++)
@@ -554,6 +558,10 @@ int api_routes_register(struct route_table *t, uint64_t max_upload) {
                       .max_body = max_upload),
                 ROUTE(ROUTE_POST, "/api/v1/releases/*/assign", ROLE_OPERATOR, route_assign, .body = TP_BODY_MEMORY,
                       .max_body = SERVER_MAX_JSON_BODY),
+                ROUTE(ROUTE_POST, "/api/v1/nix-cache/missing", ROLE_OPERATOR, api_nix_missing, .body = TP_BODY_MEMORY,
+                      .max_body = SERVER_NIX_MISSING_MAX_BODY),
+                ROUTE(ROUTE_PUT, "/api/v1/nix-cache/*", ROLE_OPERATOR, api_nix_upload, .body = TP_BODY_SPOOL,
+                      .max_body = api_nix_upload_max_body(max_upload)),
                 ROUTE(ROUTE_GET, "/metrics", ROLE_OPERATOR, route_metrics),
         };
 
@@ -607,12 +615,12 @@ void api_admit(void *userdata, const struct tp_request *req, struct tp_plan *ret
         unsigned methods = 0;
 
         *ret = (struct tp_plan) {};
-        if (h->method == HTTP_PUT || h->method == HTTP_DELETE)
+        /* a method no route takes is not implemented here at all (501); one that another path takes is 405 */
+        if (!(route_method_bit(h->method) & route_table_methods(&srv->routes)))
                 return plan_error(ret, 501, "method not implemented");
         rt = route_match(&srv->routes, h->method, h->path, param, &methods);
         if (!rt && methods) {
-                snprintf(ret->allow, sizeof(ret->allow), "%s%s%s", methods & ROUTE_GET ? "GET, HEAD" : "",
-                         methods == (ROUTE_GET | ROUTE_POST) ? ", " : "", methods & ROUTE_POST ? "POST" : "");
+                route_methods_allow(methods, ret->allow, sizeof(ret->allow));
                 return plan_error(ret, 405, "method not allowed for %s", h->path);
         }
         /* INVARIANT: the enrollment port serves enrollment and nothing else; enrollment is not served

@@ -5,6 +5,7 @@
 
 #include "conf.h"
 #include "err.h"
+#include "nix-publish.h"
 #include "fleet-ca.h"
 #include "server.h"
 
@@ -19,6 +20,7 @@ void server_config_free(struct server_config *c) {
         free(c->operator_ca);
         free(c->keyring);
         free(c->nix_cache);
+        free(c->nix_trusted_keys);
         free(c->approvers);
         *c = (struct server_config) {};
 }
@@ -62,6 +64,7 @@ static const struct conf_item server_items[] = {
         { "", "operator-ca", conf_parse_path, F(operator_ca) },
         { "", "keyring", conf_parse_path, F(keyring), .flags = CONF_REQUIRED },
         { "", "nix-cache", conf_parse_path, F(nix_cache) },
+        { "", "nix-trusted-public-keys", conf_parse_string, F(nix_trusted_keys), .max = 4096 },
         { "", "max-upload", conf_parse_size, F(max_upload), 1, UINT64_MAX, .def = "2G" },
         { "", "max-connections", conf_parse_u32, F(max_connections), 1, 1000000, .def = "4096" },
         { "", "poll-interval", conf_parse_duration, F(poll_interval), 1, 86400, .def = "300" },
@@ -83,9 +86,25 @@ static const struct conf_item server_items[] = {
 };
 #undef F
 
+/* Publishing into the Nix cache: the key list parses, and there is a cache to publish into. */
+static int server_check(void *userdata, const struct conf_ctx *ctx) {
+        struct server_config *c = userdata;
+        int r;
+
+        if (!c->nix_trusted_keys)
+                return 0;
+        r = nix_keys_check(c->nix_trusted_keys);
+        if (r < 0)
+                return conf_fail(ctx, r, "%s", ringil_detail());
+        if (!c->nix_cache)
+                return conf_fail(ctx, -RINGIL_EMALFORMED, "nix-trusted-public-keys needs nix-cache (the directory to publish into)");
+        return 0;
+}
+
 static const struct conf_schema server_schema = {
         .items = server_items,
         .n_items = ELEMENTSOF(server_items),
+        .check = server_check,
 };
 
 int server_config_parse(const char *text, size_t len, struct server_config *c) {

@@ -70,7 +70,7 @@ int server_run(struct server *srv) {
                         .keepalive_timeout_ms = c->keepalive_timeout * 1000,
                         .min_body_rate = c->min_body_rate,
                         .workers = c->workers,
-                        .max_memory_body = SERVER_MAX_JSON_BODY,
+                        .max_memory_body = SERVER_MAX_MEMORY_BODY,
                 },
                 .app = { .userdata = srv, .admit = api_admit, .handle = api_handle },
         };

@@ -31,19 +31,23 @@ fleet_pkgs=()
 # fleet server under load: libevent (build), systemd-analyze for the unit's exposure test, nginx as the bench's ceiling
 server_load_pkgs=(libevent-dev systemd)
 server_load_bench_pkgs=(nginx-light linux-perf)
-nix_pkgs=(nix-bin)
+nix_pkgs=(nix-bin wireguard-tools)
 # UKIs: a real kernel to wrap, binutils (x86-64 and aarch64) to read the result, and one OVMF boot of it;
 # the arm64 stub and kernel come as .debs into the tests' cache (tests/integration/debcache.py)
 uki_pkgs=(systemd-boot-efi linux-image-amd64 binutils binutils-aarch64-linux-gnu qemu-system-x86 ovmf
           busybox-static dosfstools mtools sbsigntool)
 # the boot-assessment units: scored by systemd-analyze, run sandboxed in a systemd-nspawn container
 units_pkgs=(systemd systemd-container iproute2)
+# the VM suite (tests/vm): firmware, emulators, the guest's kernel and busybox, a real vfat ESP on GPT
+vm_pkgs=(qemu-system-x86 ovmf linux-image-amd64 busybox-static dosfstools mtools fdisk e2fsprogs
+         qemu-system-arm qemu-efi-aarch64 systemd-boot-efi sbsigntool python3-pytest-xdist)
 # rollouts: maintenance-window tests under libfaketime, in a real zone (Asia/Tokyo)
 rollout_pkgs=(faketime tzdata)
 # the operator dashboard: its tests drive Debian's headless Chromium with the operator's certificate in an
 # NSS database (certutil, pk12util); DejaVu for the screenshots' text
 dashboard_pkgs=(chromium libnss3-tools fonts-dejavu-core openssl)
-test_pkgs+=("${keys_pkgs[@]}" "${efi_pkgs[@]}" "${bundle_pkgs[@]}" "${install_pkgs[@]}" "${audit_pkgs[@]}" "${fleet_pkgs[@]}" "${nix_pkgs[@]}" "${uki_pkgs[@]}" "${units_pkgs[@]}" "${server_load_pkgs[@]}" "${rollout_pkgs[@]}" "${dashboard_pkgs[@]}")
+test_pkgs+=("${keys_pkgs[@]}" "${efi_pkgs[@]}" "${bundle_pkgs[@]}" "${install_pkgs[@]}" "${audit_pkgs[@]}" "${fleet_pkgs[@]}" "${nix_pkgs[@]}"
+            "${uki_pkgs[@]}" "${units_pkgs[@]}" "${server_load_pkgs[@]}" "${vm_pkgs[@]}" "${rollout_pkgs[@]}" "${dashboard_pkgs[@]}")
 bench_pkgs+=("${server_load_bench_pkgs[@]}" "${dashboard_pkgs[@]}")
 
 case "${1:-test}" in

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # fleet-demo.sh: the fleet end to end on localhost in about a minute: device CA, a server with SQLite, two
 # signed bundles, five drones (real ringild agents, file slots, simulated systemd-boot, each auditing its
-# own prod root), a canary rollout 1.0 -> 2.0 (canary of one, a soak, then the rest), and the drift report.
+# own prod root), a canary rollout 1.0 -> 2.0 (canary of one, a soak, then the rest), and the drift report;
+# then NixOS generation mode: `ringil release` publishes a built system and a drone installs it.
 # Usage: scripts/fleet-demo.sh [BUILD]. Everything lives in a temporary directory removed at the end.
 set -euo pipefail
 build=$(realpath "${1:-build}")
@@ -107,6 +108,58 @@ dashboard: {srv.url}/ui/
   - open the address above and pick "alice" when the browser asks for a certificate.""")
     if sys.stdin.isatty() and os.environ.get("RINGIL_DEMO_WAIT", "1") != "0":
         input("The server keeps running for you: press Enter to stop it and remove the demo files. ")
+finally:
+    srv.stop()
+
+# NixOS generation mode: from a built system to an installed generation with one command. The systems are
+# built by /bin/sh derivations in a chroot store (as the tests do), so this runs on any machine with
+# Debian's nix-bin, as root, offline.
+if shutil.which("nix-build") is None or os.geteuid() != 0:
+    print("\n(NixOS generation demo skipped: needs nix-bin and root)")
+    sys.exit(0)
+from conftest import Run
+from test_nixgen import NIX_OFFLINE, SYSTEM_NIX, FleetDrone
+nd = w / "nixos"
+nd.mkdir()
+(nd / "system.nix").write_text(SYSTEM_NIX)
+(nd / "switch.log").write_text("")
+shutil.copyfile(w / "pki" / "sign.key", nd / "db.key")
+shutil.copyfile(w / "pki" / "sign.pem", nd / "db.pem")
+say("NixOS generation mode: two system versions built in a chroot store; the fleet's Nix key")
+paths = {}
+for v in ("1.0", "2.0"):
+    paths[v] = run(["nix-build", "--store", nd / "build", *NIX_OFFLINE, "--option", "sandbox-paths", "/bin /lib /lib64 /usr",
+                    "--no-out-link", nd / "system.nix", "--argstr", "v", v, "--argstr", "log", nd / "switch.log"]).out.strip()
+    print(f"{v}: {paths[v]}")
+run(["nix-store", "--generate-binary-cache-key", "fleet-1", nd / "fleet.sk", nd / "fleet.pk"])
+pk = (nd / "fleet.pk").read_text().strip()
+print(f"fleet Nix key: {pk}")
+(nd / "cache").mkdir()
+srv = Server(server, pki, w / "server-nix", poll_interval=1,
+             extra=f"nix-cache = {nd / 'cache'}\nnix-trusted-public-keys = {pk}\n").start()
+env = dict(os.environ, RINGIL_FLEET_SERVER=srv.url, RINGIL_FLEET_CA=str(pki.ca),
+           RINGIL_FLEET_CERT=str(pki.dir / "op" / "alice.pem"), RINGIL_FLEET_KEY=str(pki.dir / "op" / "alice.key"))
+def release(v):
+    cmd = [ringil, "release", "--system", paths[v], "--nix-store", nd / "build", "--nix-key", nd / "fleet.sk",
+           "--key", nd / "db.key", "--cert", nd / "db.pem", "--compatible", "drone-x1", "--version", v, "--assign", "fleet"]
+    show(f"ringil release --system {paths[v]} --nix-key fleet.sk --key db.key --cert db.pem --compatible drone-x1 "
+         f"--version {v} --assign fleet", run(cmd, env=env))
+try:
+    world = {"dir": nd, "fleet_pk": pk, "log": nd / "switch.log", "paths": paths}
+    dr = FleetDrone(w / "gen-drone", world, Run(ringil), srv, pki, name="drone-gen")
+    for v in ("1.0", "2.0"):
+        say(f"release {v}: sign, publish what the fleet cache lacks, bundle signed with db, release, assign")
+        release(v)
+        dr.agent()
+        assert dr.system() == paths[v], dr.agent_log
+        print(f"drone-gen: fetched the closure from the server's cache with its own certificate, "
+              f"switch-to-configuration boot ran: {dr.log_lines()[-1].split('/')[-3]}")
+        dr.reboot()
+        dr.boot()
+        dr.agent()
+        print(f"drone-gen: rebooted into {v}, health gate passed, blessed; server says: {srv.drone('drone-gen')['state']}")
+    say("the same commit released again (a CI retry): nothing is published twice")
+    release("2.0")
 finally:
     srv.stop()
 EOF
