@@ -94,11 +94,14 @@ try:
     page = urllib.request.urlopen(srv.url + "/ui/", context=ctx, timeout=30).read().decode()
     cards = re.findall(r'data-state="([a-z-]+)"><a [^>]*><span class="n">(\d+)</span>', page)
     print(f"GET {srv.url}/ui/ with alice's certificate: " + ", ".join(f"{n} {s}" for s, n in cards if n != "0"))
+    page = urllib.request.urlopen(f"{srv.url}/ui/rollout?id={ro}", context=ctx, timeout=30).read().decode()
+    groups = re.findall(r'data-group="(\d+)" data-blessed="(\d+)" data-failed="(\d+)"', page)
+    print(f"GET {srv.url}/ui/rollout?id={ro}: " + ", ".join(f"group {g}: {b} blessed, {f} failed" for g, b, f in groups))
     p12 = w / "pki/op/alice.p12"
     run(["openssl", "pkcs12", "-export", "-in", w / "pki/op/alice.pem", "-inkey", w / "pki/op/alice.key",
          "-name", "alice (ringil operator)", "-out", p12, "-passout", "pass:ringil-demo"])
     print(f"""
-dashboard: {srv.url}/ui/
+dashboard: {srv.url}/ui/   (this rollout: {srv.url}/ui/rollout?id={ro})
   A browser needs the operator's certificate (without it the TLS handshake fails: ERR_BAD_SSL_CLIENT_AUTH_CERT):
   - import {p12} (password: ringil-demo) as one of "Your certificates"
     (Chromium/Chrome on Linux: pk12util -i {p12} -d sql:$HOME/.pki/nssdb -W ringil-demo;
