@@ -60,64 +60,86 @@ const char store_ui_schema[] =
 
 /* ---- fleet counts ---- */
 
-static const char q_state_counts[] = "SELECT " UI_STATE("?1", "?2") ", count(*) FROM drones GROUP BY 1";
-static const char q_version_counts[] = "SELECT COALESCE(version, ''), count(*) FROM drones WHERE status != 2 GROUP BY 1";
-/* The drift rules of drift.c, as counts (a test compares them with the drift report). */
-static const char q_audit_counts[] =
-        "SELECT CASE WHEN c.drone IS NULL OR COALESCE(c.audit_present, 0) = 0 THEN 'unknown' "
+/*
+ * Every count of the fleet view in one pass over the drones and their last compliance report: each
+ * row is a combination of (state word, version, audit class, Secure Boot class, release drift,
+ * silence) with its count, a few dozen rows for a fleet, summed up in C. NULL columns for a revoked
+ * drone: it counts only by state. The audit and Secure Boot classes follow the drift rules, so
+ * "compliant" and "enforced" are exactly the drones without audit or secureboot drift.
+ */
+static const char q_fleet_counts[] =
+        "SELECT " UI_STATE("?1", "?2") ", "
+        "CASE WHEN status != 2 THEN COALESCE(drones.version, '') END, "
+        "CASE WHEN status = 2 THEN NULL WHEN c.drone IS NULL OR COALESCE(c.audit_present, 0) = 0 THEN 'unknown' "
         "WHEN COALESCE(c.audit_profile, '') != 'prod' THEN 'other-profile' "
         "WHEN COALESCE(c.audit_fail, 0) > 0 THEN 'failing' WHEN COALESCE(c.audit_error, 0) > 0 THEN 'unevaluated' "
-        "ELSE 'compliant' END, count(*) FROM drones d LEFT JOIN compliance c ON c.drone = d.id "
-        "WHERE d.status != 2 GROUP BY 1";
-static const char q_secureboot_counts[] =
-        "SELECT CASE WHEN c.drone IS NULL OR COALESCE(c.sb_present, 0) = 0 THEN 'unknown' "
+        "ELSE 'compliant' END, "
+        "CASE WHEN status = 2 THEN NULL WHEN c.drone IS NULL OR COALESCE(c.sb_present, 0) = 0 THEN 'unknown' "
         "WHEN COALESCE(c.sb_mode, '') NOT IN ('user', 'deployed') THEN 'not-enforced' "
         "WHEN c.sb_pk = 'ok' AND c.sb_kek = 'ok' AND c.sb_db = 'ok' THEN 'enforced' ELSE 'foreign-keys' END, "
-        "count(*) FROM drones d LEFT JOIN compliance c ON c.drone = d.id WHERE d.status != 2 GROUP BY 1";
+        "status != 2 AND " DRIFT_RELEASE ", status != 2 AND " DRIFT_SILENT("?1", "?2") ", count(*) "
+        "FROM drones LEFT JOIN compliance c ON c.drone = drones.id GROUP BY 1, 2, 3, 4, 5, 6";
 
-static const char q_drift_counts[] =
-        "SELECT 'release', count(*) FROM drones WHERE status != 2 AND " DRIFT_RELEASE " UNION ALL "
-        "SELECT 'audit', count(*) FROM drones WHERE status != 2 AND NOT " DRIFT_AUDIT_CLEAN " UNION ALL "
-        "SELECT 'secureboot', count(*) FROM drones WHERE status != 2 AND NOT " DRIFT_SECUREBOOT_CLEAN " UNION ALL "
-        "SELECT 'silent', count(*) FROM drones WHERE status != 2 AND " DRIFT_SILENT("?1", "?2");
+struct fleet_counts {
+        json_t *state, *version, *audit, *secureboot, *drift;
+        json_int_t total;
+};
 
-static int count_into(sqlite3_stmt *q, void *userdata) {
-        json_t *o = userdata;
-        return json_object_set_new(o, store_col(q, 0), json_integer(sqlite3_column_int64(q, 1))) == 0 ? 0 : -ENOMEM;
+static int count_add(json_t *o, const char *key, json_int_t n) {
+        return json_object_set_new(o, key, json_integer(json_integer_value(json_object_get(o, key)) + n)) == 0 ? 0 : -ENOMEM;
+}
+
+static int fleet_row(sqlite3_stmt *q, void *userdata) {
+        struct fleet_counts *fc = userdata;
+        json_int_t n = sqlite3_column_int64(q, 6);
+        int r = count_add(fc->state, store_col(q, 0), n);
+
+        fc->total += n;
+        if (r < 0 || sqlite3_column_type(q, 1) == SQLITE_NULL)
+                return r;   /* revoked: counted by state only */
+        if (r >= 0)
+                r = count_add(fc->version, store_col(q, 1), n);
+        if (r >= 0)
+                r = count_add(fc->audit, store_col(q, 2), n);
+        if (r >= 0)
+                r = count_add(fc->secureboot, store_col(q, 3), n);
+        if (r >= 0 && sqlite3_column_int(q, 4))
+                r = count_add(fc->drift, "release", n);
+        if (r >= 0 && !streq(store_col(q, 2), "compliant"))
+                r = count_add(fc->drift, "audit", n);
+        if (r >= 0 && !streq(store_col(q, 3), "enforced"))
+                r = count_add(fc->drift, "secureboot", n);
+        if (r >= 0 && sqlite3_column_int(q, 5))
+                r = count_add(fc->drift, "silent", n);
+        return r;
 }
 
 int store_fleet_summary(store *s, int64_t now, uint32_t silent_after, json_t **ret) {
-        json_t *st = json_object(), *ver = json_object(), *aud = json_object(), *sb = json_object(), *dr = json_object(), *v;
+        struct fleet_counts fc = {
+                .state = json_object(),
+                .version = json_object(),
+                .audit = json_object(),
+                .secureboot = json_object(),
+                .drift = json_pack("{s:i, s:i, s:i, s:i}", "release", 0, "audit", 0, "secureboot", 0, "silent", 0),
+        };
         struct sqlconn *c;
-        json_int_t total = 0;
-        const char *k;
-        int r = st && ver && aud && sb && dr ? 0 : -ENOMEM;
+        int r = fc.state && fc.version && fc.audit && fc.secureboot && fc.drift ? 0 : -ENOMEM;
 
-        /* one reader, one snapshot: the counts add up */
-        c = store_reader(s);
-        if (r >= 0)
-                r = store_sql(c, q_state_counts, ARGS(INT(now), INT(silent_after)), count_into, st);
-        if (r >= 0)
-                r = store_sql(c, q_version_counts, NOARGS, count_into, ver);
-        if (r >= 0)
-                r = store_sql(c, q_audit_counts, NOARGS, count_into, aud);
-        if (r >= 0)
-                r = store_sql(c, q_secureboot_counts, NOARGS, count_into, sb);
-        if (r >= 0)
-                r = store_sql(c, q_drift_counts, ARGS(INT(now), INT(silent_after)), count_into, dr);
-        store_reader_done(c);
+        if (r >= 0) {
+                c = store_reader(s);
+                r = store_sql(c, q_fleet_counts, ARGS(INT(now), INT(silent_after)), fleet_row, &fc);
+                store_reader_done(c);
+        }
         if (r < 0) {
-                json_decref(st);
-                json_decref(ver);
-                json_decref(aud);
-                json_decref(sb);
-                json_decref(dr);
+                json_decref(fc.state);
+                json_decref(fc.version);
+                json_decref(fc.audit);
+                json_decref(fc.secureboot);
+                json_decref(fc.drift);
                 return r;
         }
-        json_object_foreach(st, k, v)
-                total += json_integer_value(v);
-        *ret = json_pack("{s:I, s:o, s:o, s:o, s:o, s:o}", "total", total, "state", st, "version", ver, "audit", aud,
-                         "secureboot", sb, "drift", dr);
+        *ret = json_pack("{s:I, s:o, s:o, s:o, s:o, s:o}", "total", fc.total, "state", fc.state, "version", fc.version,
+                         "audit", fc.audit, "secureboot", fc.secureboot, "drift", fc.drift);
         return *ret ? 0 : -ENOMEM;
 }
 
