@@ -100,7 +100,8 @@ static const char *const queries[_Q_MAX] = {
         [Q_HISTORY] = "SELECT seq, time, state, release, version, target, error FROM events WHERE drone = ?1 "
                       "ORDER BY seq DESC LIMIT 100",
         [Q_RELEASES] = "SELECT r.id, r.version, r.compatible, r.size, r.sha256, r.signer, r.created, "
-                       "(SELECT group_concat(target, ' ') FROM assignments a WHERE a.release = r.id) "
+                       "(SELECT group_concat(target, ' ') FROM assignments a WHERE a.release = r.id), "
+                       "r.built, r.expires, r.payloads "
                        "FROM releases r ORDER BY r.id",
         [Q_STATE_COUNTS] = "SELECT CASE status WHEN 2 THEN 'revoked' ELSE COALESCE(NULLIF(state, ''), 'unknown') END, "
                            "count(*) FROM drones GROUP BY 1",
@@ -144,6 +145,8 @@ static const char *const migrations[] = {
         store_rollout_schema,
         /* 3 → 4: the drones' compliance reports and their history */
         store_compliance_schema,
+        /* 4 → 5: the operator action log, certificate expiry, release details, the dashboard's indexes */
+        store_ui_schema,
 };
 
 #define SCHEMA_VERSION ((int) ELEMENTSOF(migrations))
@@ -879,6 +882,17 @@ static int releases_row(sqlite3_stmt *q, void *userdata) {
                               (json_int_t) sqlite3_column_int64(q, 3), "sha256", col_text(q, 4), "signer",
                               col_text(q, 5), "created", (json_int_t) sqlite3_column_int64(q, 6), "assigned",
                               col_text(q, 7));
+        /* what the signed manifest said, recorded at upload (store_release_details); a release uploaded
+         * before it was recorded has none, and a row that does not hold a JSON array is left out */
+        if (e && sqlite3_column_type(q, 10) != SQLITE_NULL) {
+                json_error_t err;
+                json_t *p = json_loads(col_text(q, 10), JSON_REJECT_DUPLICATES, &err);
+                if (json_is_array(p) && json_object_set_new(e, "payloads", p) == 0) {
+                        json_object_set_new(e, "built", json_integer(sqlite3_column_int64(q, 8)));
+                        json_object_set_new(e, "expires", json_integer(sqlite3_column_int64(q, 9)));
+                } else
+                        json_decref(p);
+        }
         return e && json_array_append_new(userdata, e) == 0 ? 0 : -ENOMEM;
 }
 
