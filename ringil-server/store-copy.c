@@ -13,7 +13,7 @@
  * its columns' kinds (T text, I integer, B blob) and its statements: the same columns in the same order
  * on both sides, so a row is copied value by value: drones and their identities, releases, assignments,
  * reports, rollouts with their groups, members and events, tags, windows, retry generations and the
- * compliance reports with their history. The scheduler's holder is not state to carry over:
+ * compliance reports with their history, the operator action log. The scheduler's holder is not state to carry over:
  * the replicas on the new database elect their own.
  */
 struct copy_table {
@@ -40,18 +40,19 @@ struct copy_table {
         "?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24"
 
 static const struct copy_table tables[] = {
-        { "releases", "ITTITTTTIITT",
+        { "releases", "ITTITTTTIITTIIT",
           "SELECT id, version, compatible, size, sha256, path, signer, manifest_digest, created, meta_size, meta_sha256, "
-          "mirrors FROM releases ORDER BY id",
+          "mirrors, built, expires, payloads FROM releases ORDER BY id",
           "INSERT INTO releases(id, version, compatible, size, sha256, path, signer, manifest_digest, created, meta_size, "
-          "meta_sha256, mirrors) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+          "meta_sha256, mirrors, built, expires, payloads) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, "
+          "?13, ?14, ?15)",
           "SELECT count(*) FROM releases" },
-        { "drones", "TTIBITIITTTTITTIIII",
+        { "drones", "TTIBITIITTTTITTIIIII",
           "SELECT id, grp, status, token_hash, token_expires, cert_serial, created, last_seen, version, slot, boot, state, "
-          "release, target, error, audit_pass, audit_fail, last_seq, enrolled FROM drones ORDER BY id",
+          "release, target, error, audit_pass, audit_fail, last_seq, enrolled, cert_not_after FROM drones ORDER BY id",
           "INSERT INTO drones(id, grp, status, token_hash, token_expires, cert_serial, created, last_seen, version, slot, "
-          "boot, state, release, target, error, audit_pass, audit_fail, last_seq, enrolled) VALUES (?1, ?2, ?3, ?4, ?5, "
-          "?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
+          "boot, state, release, target, error, audit_pass, audit_fail, last_seq, enrolled, cert_not_after) VALUES (?1, "
+          "?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
           "SELECT count(*) FROM drones" },
         { "assignments", "TII",
           "SELECT target, release, created FROM assignments ORDER BY target",
@@ -99,6 +100,11 @@ static const struct copy_table tables[] = {
           "SELECT id, drone, time, " COMPLIANCE_COLS " FROM compliance_history ORDER BY id",
           "INSERT INTO compliance_history(id, drone, time, " COMPLIANCE_COLS ") VALUES (" COMPLIANCE_PARAMS ")",
           "SELECT count(*) FROM compliance_history" },
+        { "operator_actions", "IITTTTTTI",
+          "SELECT id, time, operator, serial, method, path, target, detail, status FROM operator_actions ORDER BY id",
+          "INSERT INTO operator_actions(id, time, operator, serial, method, path, target, detail, status) VALUES (?1, ?2, "
+          "?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+          "SELECT count(*) FROM operator_actions" },
 };
 
 /* Identity columns continue after the copied ids (SQLite's INTEGER PRIMARY KEY needs nothing). */
@@ -109,6 +115,8 @@ static const char *const pg_after[] = {
         "SELECT setval(pg_get_serial_sequence('rollout_events', 'id'), COALESCE(max(id), 0) + 1, false) FROM rollout_events",
         "SELECT setval(pg_get_serial_sequence('compliance_history', 'id'), COALESCE(max(id), 0) + 1, false) "
         "FROM compliance_history",
+        "SELECT setval(pg_get_serial_sequence('operator_actions', 'id'), COALESCE(max(id), 0) + 1, false) "
+        "FROM operator_actions",
 };
 
 #define COPY_MAX_COLUMNS 24
@@ -170,7 +178,7 @@ int store_copy(store *from, store *to, json_t **ret) {
 
         if (!counts)
                 return -ENOMEM;
-        _Static_assert(STORE_SCHEMA_VERSION == 5, "a new schema version: add its tables and columns here");
+        _Static_assert(STORE_SCHEMA_VERSION == 6, "a new schema version: add its tables and columns here");
         /* One snapshot of the source: a live server may go on writing, the copy is of one instant. */
         r = store_snapshot(from, &src);
         if (r < 0)

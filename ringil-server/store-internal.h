@@ -180,14 +180,17 @@ int store_pg_open(const char *url, unsigned connections, store **ret);
  *   3  rollouts, their groups, members and events; tags, maintenance windows, retry generations
  *      (SQLite: store_rollout_schema in store-rollout.c)
  *   4  the drones' compliance reports and their history (SQLite: store_compliance_schema)
- *   5  release mirrors and the bundle's signed-metadata hash; releases the server only references;
+ *   5  the operator action log, certificate expiry, release details, the dashboard's indexes
+ *      (SQLite: store_ui_schema in store-ui.c)
+ *   6  release mirrors and the bundle's signed-metadata hash; releases the server only references;
  *      the scheduler's holder, for operators to see
  */
-#define STORE_SCHEMA_VERSION 5
+#define STORE_SCHEMA_VERSION 6
 
-/* The SQLite schema steps 3 and 4, kept beside the code that uses them. */
+/* The SQLite schema steps 3, 4 and 5, kept beside the code that uses them. */
 extern const char store_rollout_schema[];
 extern const char store_compliance_schema[];
+extern const char store_ui_schema[];
 
 /* Is this store's database used by this server alone (SQLite), so that what it cached stays true? */
 bool store_backend_single(store *s);

@@ -47,7 +47,9 @@ static const char *const migrations[] = {
         store_rollout_schema,
         /* 3 → 4: the drones' compliance reports and their history */
         store_compliance_schema,
-        /* 4 → 5: mirrors and the signed metadata's hash of a release (path '' when only referenced);
+        /* 4 → 5: the operator action log, certificate expiry, release details, the dashboard's indexes */
+        store_ui_schema,
+        /* 5 → 6: mirrors and the signed metadata's hash of a release (path '' when only referenced);
          * who runs the scheduler */
         "ALTER TABLE releases ADD COLUMN meta_size INTEGER;"
         "ALTER TABLE releases ADD COLUMN meta_sha256 TEXT;"

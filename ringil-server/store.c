@@ -213,8 +213,8 @@ static const char Q_HISTORY[] =
         "SELECT seq, time, state, release, version, target, error FROM events WHERE drone = ?1 ORDER BY seq DESC LIMIT 100";
 #define RELEASES_SQL(agg)                                                                                    \
         "SELECT r.id, r.version, r.compatible, r.size, r.sha256, r.signer, r.created, "                      \
-        "(SELECT " agg " FROM assignments a WHERE a.release = r.id), r.path, COALESCE(r.mirrors, '') "     \
-        "FROM releases r ORDER BY r.id"
+        "(SELECT " agg " FROM assignments a WHERE a.release = r.id), r.path, COALESCE(r.mirrors, ''), "    \
+        "r.built, r.expires, r.payloads FROM releases r ORDER BY r.id"
 static const char Q_RELEASES_SQLITE[] = RELEASES_SQL("group_concat(target, ' ')");
 static const char Q_RELEASES_PG[] = RELEASES_SQL("string_agg(target, ' ' ORDER BY target)");
 static const char Q_STATE_COUNTS[] =
@@ -680,6 +680,17 @@ static int releases_row(const struct sql_row *q, void *userdata) {
                               (json_int_t) row_int(q, 3), "sha256", row_text(q, 4), "signer", row_text(q, 5),
                               "created", (json_int_t) row_int(q, 6), "assigned", row_text(q, 7),
                               "stored", row_text(q, 8)[0] != '\0', "mirrors", mirror_list(row_text(q, 9)));
+        /* what the signed manifest said, recorded at upload (store_release_details); a release uploaded
+         * before it was recorded has none, and a row that does not hold a JSON array is left out */
+        if (e && !row_null(q, 12)) {
+                json_error_t err;
+                json_t *p = json_loads(row_text(q, 12), JSON_REJECT_DUPLICATES, &err);
+                if (json_is_array(p) && json_object_set_new(e, "payloads", p) == 0) {
+                        json_object_set_new(e, "built", json_integer(row_int(q, 10)));
+                        json_object_set_new(e, "expires", json_integer(row_int(q, 11)));
+                } else
+                        json_decref(p);
+        }
         return e && json_array_append_new(userdata, e) == 0 ? 0 : -ENOMEM;
 }
 

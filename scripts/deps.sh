@@ -17,7 +17,7 @@ fi
 
 build_pkgs=(gcc make meson ninja-build pkg-config libssl-dev libjansson-dev libcurl4-openssl-dev
             libsqlite3-dev openssl libevent-dev libpq-dev)
-test_pkgs=(libcmocka-dev python3 python3-pytest clang sbsigntool efitools systemd-boot-efi
+test_pkgs=(libcmocka-dev python3 python3-pytest python3-pytest-xdist clang sbsigntool efitools systemd-boot-efi
            faketime e2fsprogs dosfstools mtools util-linux)
 demo_pkgs=(sbsigntool systemd-boot-efi python3 openssl efitools)
 bench_pkgs=(hyperfine rauc squashfs-tools dbus time lynis python3 sbsigntool systemd-boot-efi curl)
@@ -47,9 +47,13 @@ vm_pkgs=(qemu-system-x86 ovmf linux-image-amd64 busybox-static dosfstools mtools
          qemu-system-arm qemu-efi-aarch64 systemd-boot-efi sbsigntool python3-pytest-xdist)
 # rollouts: maintenance-window tests under libfaketime, in a real zone (Asia/Tokyo)
 rollout_pkgs=(faketime tzdata)
+# the operator dashboard: its tests drive Debian's headless Chromium with the operator's certificate in an
+# NSS database (certutil, pk12util); DejaVu for the screenshots' text
+dashboard_pkgs=(chromium libnss3-tools fonts-dejavu-core openssl)
 test_pkgs+=("${keys_pkgs[@]}" "${efi_pkgs[@]}" "${bundle_pkgs[@]}" "${install_pkgs[@]}" "${audit_pkgs[@]}" "${fleet_pkgs[@]}" "${nix_pkgs[@]}"
-            "${uki_pkgs[@]}" "${units_pkgs[@]}" "${server_load_pkgs[@]}" "${vm_pkgs[@]}" "${rollout_pkgs[@]}" "${pg_pkgs[@]}")
-bench_pkgs+=("${server_load_bench_pkgs[@]}" "${pg_bench_pkgs[@]}")
+            "${uki_pkgs[@]}" "${units_pkgs[@]}" "${server_load_pkgs[@]}" "${vm_pkgs[@]}" "${rollout_pkgs[@]}" "${dashboard_pkgs[@]}"
+            "${pg_pkgs[@]}")
+bench_pkgs+=("${server_load_bench_pkgs[@]}" "${dashboard_pkgs[@]}" "${pg_bench_pkgs[@]}")
 
 case "${1:-test}" in
 build) want=("${build_pkgs[@]}") ;;

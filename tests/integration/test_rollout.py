@@ -494,7 +494,9 @@ def test_windows_with_a_controlled_clock(fleet, world):
     rid = upload(srv, world["bundles"]["2.0"])
     srv.op("window", "set", "--drone", "night", "02:00-04:00")
     srv.op("release", str(rid), "--drone", "night")
-    tomorrow = (datetime.now(timezone.utc) + timedelta(days=1)).date()
+    # Tokyo times of the day after tomorrow (UTC): every faked instant lies ahead of the real clock, so the
+    # certificates made now are valid then (with "tomorrow", 02:30 in Tokyo was before now from 17:30 UTC on)
+    tomorrow = (datetime.now(timezone.utc) + timedelta(days=2)).date()
 
     def at(tokyo_hh_mm):
         # Tokyo is UTC+9 all year; faketime reads FAKETIME in the process's TZ (UTC here)
