@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "bundle.h"
+#include "cdc.h"
 #include "crypto.h"
 #include "err.h"
 #include "escape.h"
@@ -20,6 +21,10 @@
 #include "verbs.h"
 
 #define MAX_LIST 64
+
+/* The default chunking of raw payloads, chosen from the delta bench (docs/install.md "Delta updates"). */
+#define DEFAULT_CHUNKING_CDC 1
+#define DEFAULT_CHUNKING_NAME "cdc"
 
 #define CREATE_USAGE \
         "Usage: ringil bundle create --key KEY --cert CERT [--intermediate PEM]... --compatible ID\n" \
@@ -36,7 +41,13 @@
         "  --expires TIME       expiry: @SECONDS, YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ\n" \
         "  --valid-for DAYS     expiry relative to creation (default 30)\n" \
         "  --created TIME       creation time (default: now)\n" \
-        "  --chunk-size N       per-chunk hash granularity, power of two 4K..64M (default 1M)\n" \
+        "  --chunk-size N       fixed chunking: per-chunk hash granularity, power of two 4K..64M\n" \
+        "                       (default 1M)\n" \
+        "  --chunking fixed|cdc|cdc:MIN:AVG:MAX\n" \
+        "                       how raw payloads are cut into chunks: fixed-size, or content-defined\n" \
+        "                       (gear rolling hash; default sizes 16K:64K:256K), which lets a drone\n" \
+        "                       find shifted content in its slots; cdc makes a format-2 manifest that\n" \
+        "                       ringil before 0.2 refuses (docs/bundle-format.md). Default: " DEFAULT_CHUNKING_NAME "\n" \
         "  --payload NAME:TYPE=FILE\n" \
         "                       a payload; TYPE is raw (slot image) or efi (EFI binary/UKI)\n" \
         "  --payload NAME:nixos=STOREPATH[@CACHEURL]\n" \
@@ -123,6 +134,35 @@ static int parse_payload_arg(char *arg, struct bundle_create_payload *p) {
         return 0;
 }
 
+/* --chunking: 0 fixed, 1 cdc (sizes set in o when given), or -EINVAL. */
+static int parse_chunking(const char *arg, struct bundle_create_opts *o) {
+        uint64_t v[3];
+        char buf[128], *p, *save = NULL;
+        struct cdc c;
+        size_t n = 0;
+
+        if (streq(arg, "fixed")) {
+                o->cdc_min = o->cdc_avg = o->cdc_max = 0;
+                return 0;
+        }
+        if (streq(arg, "cdc"))
+                return 1;
+        if (strncmp(arg, "cdc:", 4) != 0 || strlen(arg) >= sizeof(buf))
+                return -EINVAL;
+        snprintf(buf, sizeof(buf), "%s", arg + 4);
+        for (p = strtok_r(buf, ":", &save); p; p = strtok_r(NULL, ":", &save)) {
+                if (n == 3 || parse_size(p, &v[n]) < 0 || v[n] > UINT32_MAX)
+                        return -EINVAL;
+                n++;
+        }
+        if (n != 3 || cdc_init(&c, (uint32_t) v[0], (uint32_t) v[1], (uint32_t) v[2]) < 0)
+                return -EINVAL;
+        o->cdc_min = c.min;
+        o->cdc_avg = c.avg;
+        o->cdc_max = c.max;
+        return 1;
+}
+
 static void close_listings(int (*fds)[BUNDLE_MAX_PAYLOADS]) {
         for (size_t i = 0; i < BUNDLE_MAX_PAYLOADS; i++)
                 if ((*fds)[i] >= 0)
@@ -170,7 +210,7 @@ static int closure_listing(struct bundle_create_payload *p, const char *nix_stor
 
 static int verb_bundle_create(int argc, char *argv[]) {
         enum { ARG_KEY = 0x100, ARG_CERT, ARG_INTERMEDIATE, ARG_COMPATIBLE, ARG_VERSION, ARG_EXPIRES, ARG_VALID_FOR,
-               ARG_CREATED, ARG_CHUNK_SIZE, ARG_PAYLOAD, ARG_OUTPUT, ARG_NIX_STORE, ARG_CLOSURE };
+               ARG_CREATED, ARG_CHUNK_SIZE, ARG_PAYLOAD, ARG_OUTPUT, ARG_NIX_STORE, ARG_CLOSURE, ARG_CHUNKING };
         static const struct option options[] = {
                 { "key", required_argument, NULL, ARG_KEY },
                 { "cert", required_argument, NULL, ARG_CERT },
@@ -181,6 +221,7 @@ static int verb_bundle_create(int argc, char *argv[]) {
                 { "valid-for", required_argument, NULL, ARG_VALID_FOR },
                 { "created", required_argument, NULL, ARG_CREATED },
                 { "chunk-size", required_argument, NULL, ARG_CHUNK_SIZE },
+                { "chunking", required_argument, NULL, ARG_CHUNKING },
                 { "payload", required_argument, NULL, ARG_PAYLOAD },
                 { "output", required_argument, NULL, ARG_OUTPUT },
                 { "nix-store", required_argument, NULL, ARG_NIX_STORE },
@@ -197,7 +238,8 @@ static int verb_bundle_create(int argc, char *argv[]) {
         const char *output = NULL;
         size_t n_inter = 0;
         unsigned valid_days = 30;
-        bool have_expires = false, have_valid = false;
+        bool have_expires = false, have_valid = false, have_chunk_size = false;
+        int chunking = -1;   /* -1: default, 0: fixed, 1: cdc */
         uint64_t u;
         int c, r;
 
@@ -241,6 +283,14 @@ static int verb_bundle_create(int argc, char *argv[]) {
                         if (parse_size(optarg, &u) < 0 || u > UINT32_MAX)
                                 return usage_error("bad --chunk-size '%s'", optarg);
                         o.chunk_size = (uint32_t) u;
+                        have_chunk_size = true;
+                        break;
+                case ARG_CHUNKING:
+                        r = parse_chunking(optarg, &o);
+                        if (r < 0)
+                                return usage_error("bad --chunking '%s' (fixed, cdc or cdc:MIN:AVG:MAX, powers of two "
+                                                   "4K <= MIN < AVG < MAX <= 64M)", optarg);
+                        chunking = r;
                         break;
                 case ARG_PAYLOAD:
                         if (o.n_payloads >= BUNDLE_MAX_PAYLOADS)
@@ -276,6 +326,16 @@ static int verb_bundle_create(int argc, char *argv[]) {
         }
         if (have_expires && have_valid)
                 return usage_error("--expires and --valid-for are exclusive");
+        if (chunking == 1 && have_chunk_size)
+                return usage_error("--chunk-size is for fixed chunking; content-defined sizes go in --chunking cdc:MIN:AVG:MAX");
+        /* --chunk-size alone asks for fixed chunks (as it always did). */
+        if (chunking < 0)
+                chunking = have_chunk_size ? 0 : DEFAULT_CHUNKING_CDC;
+        if (chunking == 1 && !o.cdc_avg) {
+                o.cdc_min = CDC_DEFAULT_MIN;
+                o.cdc_avg = CDC_DEFAULT_AVG;
+                o.cdc_max = CDC_DEFAULT_MAX;
+        }
         if (!o.created)
                 o.created = (int64_t) time(NULL);
         if (!have_expires)
