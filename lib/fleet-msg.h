@@ -42,6 +42,8 @@ struct fleet_status {
         char error[FLEET_TEXT_MAX];            /* last error, "" none */
         bool has_audit;
         uint32_t audit_pass, audit_fail;
+        uint64_t bytes_fetched;                /* last install: bytes downloaded ("delta" object; 0 with */
+        uint64_t bytes_reused;                 /* … payload bytes found on the drone   both: omitted) */
 };
 
 int fleet_status_parse(const void *data, size_t len, struct fleet_status *ret);

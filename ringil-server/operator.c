@@ -328,9 +328,15 @@ int op_status(int argc, char *argv[]) {
                 if (t > 0)
                         format_time(t, seen);
                 printf("drone:     %s (%s, group %s)\nversion:   %s\nstate:     %s\nrelease:   %" JSON_INTEGER_FORMAT
-                       "\nerror:     %s\nlast seen: %s\nhistory:\n",
+                       "\nerror:     %s\nlast seen: %s\n",
                        str(j, "id"), str(j, "status"), str(j, "group"), str(j, "version"), str(j, "state"),
                        json_integer_value(json_object_get(j, "release")), str(j, "error"), seen);
+                if (json_is_object(json_object_get(j, "delta")))
+                        printf("download:  %" JSON_INTEGER_FORMAT " bytes fetched, %" JSON_INTEGER_FORMAT
+                               " reused from its own slots (last install)\n",
+                               json_integer_value(json_object_get(json_object_get(j, "delta"), "fetched")),
+                               json_integer_value(json_object_get(json_object_get(j, "delta"), "reused")));
+                printf("history:\n");
                 json_array_foreach(json_object_get(j, "history"), i, e)
                 {
                         char when[21];

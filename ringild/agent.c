@@ -43,6 +43,10 @@ static int state_kv(void *userdata, const struct conf_ctx *ctx, const char *valu
         } else if (streq(key, "state")) {
                 if (fleet_state_from_string(value, &s->state) < 0)
                         return ringil_fail(-RINGIL_EMALFORMED, "line %u: bad state", line);
+        } else if (streq(key, "bytes-fetched") || streq(key, "bytes-reused")) {
+                if (parse_u64(value, &u) < 0)
+                        return ringil_fail(-RINGIL_EMALFORMED, "line %u: bad %s", line, key);
+                *(streq(key, "bytes-fetched") ? &s->bytes_fetched : &s->bytes_reused) = u;
         } else if (streq(key, "seq") || streq(key, "release") || streq(key, "failed-release") ||
                    streq(key, "acked")) {
                 if (parse_u64(value, &u) < 0 || u > INT64_MAX)
@@ -112,10 +116,11 @@ int agent_state_save(const char *dir, const struct agent_state *s) {
         r = buf_printf(&b,
                        "# ringild state: written by ringild, do not edit\n"
                        "phase = %s\nseq = %" PRIu64 "\nacked = %d\nstate = %s\nrelease = %" PRId64 "\n"
-                       "failed-release = %" PRId64 "\ntarget = %s\nerror = %s\nboot-id = %s\n",
+                       "failed-release = %" PRId64 "\ntarget = %s\nerror = %s\nboot-id = %s\n"
+                       "bytes-fetched = %" PRIu64 "\nbytes-reused = %" PRIu64 "\n",
                        s->phase == AGENT_REBOOTING ? "rebooting" : "idle", s->seq, s->acked ? 1 : 0,
                        fleet_state_to_string(s->state), s->release, s->failed_release, s->target, err,
-                       s->boot_id);
+                       s->boot_id, s->bytes_fetched, s->bytes_reused);
         if (r < 0)
                 return r;
         r = mkdir_p(dir, 0700);
@@ -144,6 +149,8 @@ static void fill_status(const struct agent *a, struct fleet_status *s) {
         snprintf(s->boot, sizeof(s->boot), "%s", a->eng.boot);
         snprintf(s->target, sizeof(s->target), "%s", a->st.target);
         snprintf(s->error, sizeof(s->error), "%s", a->st.error);
+        s->bytes_fetched = a->st.bytes_fetched;
+        s->bytes_reused = a->st.bytes_reused;
 }
 
 /* Send the last state change until the server acknowledges it (or give up for this round). */
@@ -272,10 +279,25 @@ static int install(struct agent *a, const struct fleet_assignment *as) {
         uint64_t downloaded = 0;
         int r;
 
+        a->st.bytes_fetched = a->st.bytes_reused = 0;
         r = transition(a, FLEET_STATE_DOWNLOADING, as->release, as->version, NULL);
         if (r < 0)
                 return r;
-        r = engine_install_from_server(a->cfg, a->fc, as->release, as->size, err, sizeof(err), &downloaded);
+        if (a->cfg->delta) {
+                /* Only what the drone lacks, from the same bundle URL (Range requests). */
+                struct engine_delta_result d = {};
+                char url[1024];
+                const char *urls[] = { url, NULL };
+                (void) snprintf(url, sizeof(url), "%s/api/v1/releases/%" PRId64 "/bundle", a->cfg->server, as->release);
+                r = engine_install_delta(a->cfg, urls, as->size, err, sizeof(err), &d);
+                downloaded = d.fetched;
+                a->st.bytes_reused = d.reused;
+                log_info("release %" PRId64 ": %" PRIu64 " bytes fetched, %" PRIu64 " payload bytes reused from the slots%s",
+                         as->release, d.fetched, d.reused,
+                         d.no_range ? " (no Range support: whole bundle)" : d.full ? " (one sequential download)" : "");
+        } else
+                r = engine_install_from_server(a->cfg, a->fc, as->release, as->size, err, sizeof(err), &downloaded);
+        a->st.bytes_fetched = downloaded;
         log_info("downloaded %" PRIu64 " of %" PRIu64 " bytes of release %" PRId64, downloaded, as->size,
                  as->release);
         if (r < 0) {

@@ -29,6 +29,8 @@ struct agent_state {
         char target[FLEET_VERSION_MAX];
         char error[FLEET_TEXT_MAX];
         char boot_id[64];         /* boot in which the reboot was requested */
+        uint64_t bytes_fetched;   /* last install of `release`: bytes downloaded */
+        uint64_t bytes_reused;    /* … and payload bytes taken from the drone's own slots */
 };
 
 int agent_state_load(const char *dir, struct agent_state *ret);
@@ -55,6 +57,25 @@ int run_command(const char *cmdline);
  */
 int engine_install_from_server(const struct agent_config *c, fleet_client *fc, int64_t release, uint64_t size,
                                char *err, size_t errlen, uint64_t *ret_downloaded);
+
+/* What a delta install fetched and reused (ringild/fetch.c). */
+struct engine_delta_result {
+        uint64_t fetched;         /* bytes received from the network, retries included */
+        uint64_t reused;          /* payload bytes the engine planned to take from local storage */
+        uint64_t planned_fetch;   /* payload bytes it planned to fetch */
+        uint64_t payload;         /* payload bytes the install still needed */
+        bool full;                /* one sequential download (threshold, or no Range support) */
+        bool no_range;            /* the source ignored Range requests */
+};
+
+/*
+ * Install through the fetch protocol: `ringil install --fetch-stdio` asks for the byte ranges it cannot
+ * find on the drone and this fetches them from urls (NULL-terminated, tried in order) with parallel Range
+ * requests; a source without Range support gets one sequential download instead. Returns as
+ * engine_install_from_server() does.
+ */
+int engine_install_delta(const struct agent_config *c, const char *const *urls, uint64_t size, char *err, size_t errlen,
+                         struct engine_delta_result *ret);
 
 int agent_run(const struct agent_config *c, bool once);
 int agent_enroll(const struct agent_config *c, const char *id, const char *token);

@@ -1,0 +1,290 @@
+/* fetch.c: ringild's delta install: the engine asks for byte ranges, this fetches them over mutual TLS. */
+#include <fcntl.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "agent.h"
+#include "err.h"
+#include "fileio.h"
+#include "fleet-fetch.h"
+#include "log.h"
+#include "parse.h"
+#include "process.h"
+
+/*
+ * The engine (`ringil install --fetch-stdio`, lib/install-fetch.h) verifies the manifest first, finds what
+ * it can in the drone's own slots, and asks for the rest; this process only moves bytes: it checks that
+ * each request lies inside the bundle and that each answer is the range asked for, and leaves every
+ * judgement of content to the engine. A source that ignores Range gets a plain sequential download
+ * through the classic `ringil install -` instead.
+ */
+
+struct engine_pipe {
+        int fd;
+        bool broken;
+        uint64_t written;
+};
+
+static int pipe_sink(void *userdata, const void *p, size_t n) {
+        struct engine_pipe *s = userdata;
+        int r = write_all(s->fd, p, n);
+
+        if (r < 0) {
+                s->broken = true;
+                return r;
+        }
+        s->written += n;
+        return 0;
+}
+
+/* Last line of a memfd's output for the report; all of it to our log. */
+static void engine_output(int fd, const char *what, char *err, size_t errlen) {
+        _cleanup_free_ uint8_t *data = NULL;
+        size_t len = 0;
+        char *line, *save = NULL, *last = NULL;
+
+        if (lseek(fd, 0, SEEK_SET) < 0 || read_full_fd(fd, 256u << 10, &data, &len) < 0)
+                return;
+        for (line = strtok_r((char *) data, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+                log_info("%s: %s", what, line);
+                if (*line)
+                        last = line;
+        }
+        if (last && err && errlen) {
+                size_t o = 0;
+                for (const char *p = last; *p && o + 1 < errlen; p++)
+                        err[o++] = (*p >= 0x20 && *p < 0x7f) ? *p : '?';
+                err[o] = '\0';
+        }
+}
+
+static int exit_to_errno(int code) {
+        switch (code) {
+        case EXIT_OK: return 0;
+        case EXIT_MALFORMED: return -RINGIL_EMALFORMED;
+        case EXIT_BADSIG: return -RINGIL_EBADSIG;
+        case EXIT_UNTRUSTED: return -RINGIL_EUNTRUSTED;
+        case EXIT_EXPIRED: return -RINGIL_EEXPIRED;
+        case EXIT_ROLLBACK: return -RINGIL_EROLLBACK;
+        case EXIT_INCOMPAT: return -RINGIL_EINCOMPAT;
+        case EXIT_DIGEST: return -RINGIL_EDIGEST;
+        case EXIT_REFUSED: return -RINGIL_EREFUSED;
+        case EXIT_NOTFOUND: return -ENOENT;
+        default: return code < 0 ? code : -EIO;
+        }
+}
+
+/* "fetch OFFSET LENGTH": strict decimals, inside the bundle, after the previous range. */
+static int parse_fetch_line(char *line, uint64_t size, const struct fetch_range *prev, struct fetch_range *ret) {
+        char *a = line + 6, *b = strchr(a, ' ');
+        uint64_t off, len;
+
+        if (!b)
+                return -EPROTO;
+        *b++ = '\0';
+        if (parse_u64(a, &off) < 0 || parse_u64(b, &len) < 0 || len == 0 || off > size || len > size - off ||
+            (prev && off < prev->offset + prev->len))
+                return -EPROTO;
+        *ret = (struct fetch_range){ off, len };
+        return 0;
+}
+
+/* "plan LOCAL FETCH TOTAL MODE" */
+static void parse_plan_line(const char *line, struct engine_delta_result *res) {
+        unsigned long long l, f, t;
+        char mode[8];
+
+        if (sscanf(line, "plan %llu %llu %llu %7s", &l, &f, &t, mode) == 4) {
+                res->reused = l;
+                res->planned_fetch = f;
+                res->payload = t;
+                res->full = streq(mode, "full");
+        }
+}
+
+static int run_fetch_engine(const struct agent_config *c, fleet_fetch *ff, uint64_t size, char *err, size_t errlen,
+                            struct engine_delta_result *res) {
+        char sz[32], pct[16];
+        const char *argv[] = { c->ringil, "install", "--config", c->device_config, "--fetch-stdio", "--fetch-size", sz,
+                               "--full-above", pct, "-", NULL };
+        _cleanup_close_ int errfd = memfd_create("ringil-install", MFD_CLOEXEC);
+        _cleanup_free_ struct fetch_range *batch = NULL;
+        struct engine_pipe sink = {};
+        size_t n = 0, cap = 0;
+        int in[2], out[2], r, code, dl_err = 0, batches = 0;
+        char line[1024], last_out[FLEET_TEXT_MAX] = "";
+        FILE *from;
+        pid_t pid;
+
+        if (errfd < 0)
+                return negative_errno();
+        (void) snprintf(sz, sizeof(sz), "%" PRIu64, size);
+        (void) snprintf(pct, sizeof(pct), "%u", c->delta_full_above);
+        if (pipe2(in, O_CLOEXEC) < 0)
+                return negative_errno();
+        if (pipe2(out, O_CLOEXEC) < 0) {
+                safe_close(in[0]);
+                safe_close(in[1]);
+                return negative_errno();
+        }
+        r = process_spawn((char *const *) argv,
+                          &(struct process_opts){ .in = PROCESS_STDIO_FD, .in_fd = in[0], .out = PROCESS_STDIO_FD,
+                                                  .out_fd = out[1], .err = PROCESS_STDIO_FD, .err_fd = errfd },
+                          &pid);
+        safe_close(in[0]);
+        safe_close(out[1]);
+        if (r < 0) {
+                safe_close(in[1]);
+                safe_close(out[0]);
+                return r;
+        }
+        sink.fd = in[1];
+        from = fdopen(out[0], "re");
+        if (!from) {
+                safe_close(out[0]);
+                safe_close(in[1]);
+                (void) kill(pid, SIGTERM);
+                (void) process_wait(pid);
+                return -ENOMEM;
+        }
+        while (fgets(line, sizeof(line), from)) {
+                size_t len = strlen(line);
+                if (len > 0 && line[len - 1] != '\n') {
+                        /* Longer than any request: ordinary output; keep its start, drop the rest. */
+                        int ch;
+                        while ((ch = fgetc(from)) != EOF && ch != '\n')
+                                ;
+                        log_info("install: %s…", line);
+                        continue;
+                }
+                line[len - 1] = '\0';
+                if (strncmp(line, "fetch ", 6) == 0) {
+                        if (n == FETCH_MAX_RANGES) {
+                                dl_err = ringil_fail(-EPROTO, "install engine asked for too many ranges at once");
+                                break;
+                        }
+                        if (n == cap) {
+                                size_t nc = cap ? cap * 2 : 64;
+                                void *t = reallocarray(batch, nc, sizeof(*batch));
+                                if (!t) {
+                                        dl_err = -ENOMEM;
+                                        break;
+                                }
+                                batch = t;
+                                cap = nc;
+                        }
+                        if (parse_fetch_line(line, size, n ? &batch[n - 1] : NULL, &batch[n]) < 0) {
+                                dl_err = ringil_fail(-EPROTO, "install engine asked for a range outside the bundle: `%s'", line);
+                                break;
+                        }
+                        n++;
+                } else if (streq(line, "end")) {
+                        r = fleet_fetch_ranges(ff, batch, n, pipe_sink, &sink);
+                        if (r == -ERANGE && batches == 0) {
+                                res->no_range = true;   /* nothing was sent; the caller falls back */
+                                break;
+                        }
+                        if (r < 0) {
+                                dl_err = r;
+                                break;
+                        }
+                        batches++;
+                        n = 0;
+                } else if (strncmp(line, "plan ", 5) == 0)
+                        parse_plan_line(line, res);
+                else if (line[0]) {
+                        log_info("install: %s", line);
+                        (void) snprintf(last_out, sizeof(last_out), "%s", line);
+                }
+        }
+        safe_close(in[1]);
+        if ((dl_err < 0 || res->no_range) && !sink.broken)
+                (void) kill(pid, SIGTERM);   /* an incomplete stream must not be installed */
+        fclose(from);
+        code = process_wait(pid);
+        res->fetched = fleet_fetch_stats(ff)->bytes;
+        {
+                char engine_err[FLEET_TEXT_MAX] = "";
+                engine_output(errfd, "install", engine_err, sizeof(engine_err));
+                if (res->no_range)
+                        return 0;
+                if (dl_err < 0 && !sink.broken) {
+                        snprintf(err, errlen, "%s", ringil_detail());
+                        return dl_err;
+                }
+                if (code != 0)
+                        snprintf(err, errlen, "%s", engine_err[0] ? engine_err : "install engine failed");
+        }
+        (void) last_out;
+        return code == 0 ? 0 : exit_to_errno(code);
+}
+
+/* A source without Range support: the whole bundle, in order, into the classic `ringil install -`. */
+static int run_stream_engine(const struct agent_config *c, fleet_fetch *ff, char *err, size_t errlen,
+                             struct engine_delta_result *res) {
+        const char *argv[] = { c->ringil, "install", "--config", c->device_config, "-", NULL };
+        _cleanup_close_ int outfd = memfd_create("ringil-install", MFD_CLOEXEC);
+        struct engine_pipe sink = {};
+        int p[2], r, code, dl_err;
+        pid_t pid;
+
+        if (outfd < 0)
+                return negative_errno();
+        if (pipe2(p, O_CLOEXEC) < 0)
+                return negative_errno();
+        r = process_spawn((char *const *) argv,
+                          &(struct process_opts){ .in = PROCESS_STDIO_FD, .in_fd = p[0], .out = PROCESS_STDIO_FD,
+                                                  .out_fd = outfd, .err = PROCESS_STDIO_FD, .err_fd = outfd },
+                          &pid);
+        safe_close(p[0]);
+        if (r < 0) {
+                safe_close(p[1]);
+                return r;
+        }
+        sink.fd = p[1];
+        dl_err = fleet_fetch_all(ff, pipe_sink, &sink);
+        safe_close(p[1]);
+        if (dl_err < 0 && !sink.broken)
+                (void) kill(pid, SIGTERM);
+        code = process_wait(pid);
+        res->fetched = fleet_fetch_stats(ff)->bytes;
+        res->full = true;
+        {
+                char engine_err[FLEET_TEXT_MAX] = "";
+                engine_output(outfd, "install", engine_err, sizeof(engine_err));
+                if (dl_err < 0 && !sink.broken) {
+                        snprintf(err, errlen, "%s", ringil_detail());
+                        return dl_err;
+                }
+                if (code != 0)
+                        snprintf(err, errlen, "%s", engine_err[0] ? engine_err : "install engine failed");
+        }
+        return code == 0 ? 0 : exit_to_errno(code);
+}
+
+int engine_install_delta(const struct agent_config *c, const char *const *urls, uint64_t size, char *err, size_t errlen,
+                         struct engine_delta_result *ret) {
+        _cleanup_(fleet_fetch_freep) fleet_fetch *ff = NULL;
+        struct engine_delta_result res = {};
+        int r;
+
+        r = fleet_fetch_new(&(struct fleet_fetch_opts){ .urls = urls, .ca = c->ca, .cert = c->cert, .key = c->key,
+                                                         .timeout = c->timeout, .parallel = c->fetch_parallel, .size = size },
+                            &ff);
+        if (r < 0) {
+                snprintf(err, errlen, "%s", ringil_detail());
+                return r;
+        }
+        r = run_fetch_engine(c, ff, size, err, errlen, &res);
+        if (r >= 0 && res.no_range) {
+                log_info("the bundle's source ignores Range requests: downloading it whole");
+                r = run_stream_engine(c, ff, err, errlen, &res);
+                res.no_range = true;
+        }
+        *ret = res;
+        return r;
+}
