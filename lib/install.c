@@ -346,8 +346,9 @@ static int write_payload(const struct device_conf *c, bundle *b, size_t idx, con
                 progress_step(what, p->size > from ? p->size - from : 0);
         }
         /* Pass 0: every chunk from where the last run stopped; pass 1: the deferred ones, fetched. */
+        const uint64_t from = st->progress[idx];   /* checkpoints move st->progress on */
         for (int pass = 0; r >= 0 && pass < 2; pass++) {
-                uint64_t n = pass == 0 ? p->n_chunks - st->progress[idx] : n_deferred;
+                uint64_t n = pass == 0 ? p->n_chunks - from : n_deferred;
 
                 if (pass == 1) {
                         if (n_deferred == 0)
@@ -361,7 +362,7 @@ static int write_payload(const struct device_conf *c, bundle *b, size_t idx, con
                         }
                 }
                 for (uint64_t j = 0; j < n; j++) {
-                        uint64_t i = pass == 0 ? st->progress[idx] + j : deferred[j];
+                        uint64_t i = pass == 0 ? from + j : deferred[j];
                         bool local = pass == 0 && cs->plan && cs->plan->src[i] != DELTA_FETCH, last = j + 1 == n;
                         size_t len;
 

@@ -8,16 +8,17 @@ import tempfile
 
 
 class FetchResult:
-    def __init__(self, returncode, out, err, ranges, plans, sent):
+    def __init__(self, returncode, out, err, ranges, plans, sent, meta_end):
         self.returncode, self.out, self.err = returncode, out, err
+        self.meta_end = meta_end  # where the payloads start: header + manifest + signature
         self.ranges = ranges     # every (offset, length) asked for, in order, batch by batch
         self.plans = plans       # the installer's "plan LOCAL FETCH TOTAL MODE" lines
         self.sent = sent         # bytes sent to the installer
 
     @property
     def payload_ranges(self):
-        """Ranges after the metadata (header, manifest, signature)."""
-        return self.ranges[2:]
+        """Ranges of payload bytes (after the header, manifest and signature)."""
+        return [r for r in self.ranges if r[0] >= self.meta_end]
 
 
 def fetch_install(ringil, conf, bundle, *args, env=None, tamper=None, stop_after=None, ignore_ranges=False,
@@ -72,4 +73,5 @@ def fetch_install(ringil, conf, bundle, *args, env=None, tamper=None, stop_after
         pass
     rc = p.wait(timeout=timeout)
     err.seek(0)
-    return FetchResult(rc, "\n".join(out), err.read().decode(errors="replace"), ranges, plans, sent)
+    meta_end = 32 + int.from_bytes(data[16:20], "big") + int.from_bytes(data[20:24], "big")
+    return FetchResult(rc, "\n".join(out), err.read().decode(errors="replace"), ranges, plans, sent, meta_end)
