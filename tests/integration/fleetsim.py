@@ -61,10 +61,12 @@ class Pki:
                  "-keyout", d / f"{name}.key", "-out", d / f"{name}.pem", "-subj", f"/CN=fleet {name}",
                  "-days", "30", "-addext", "extendedKeyUsage=codeSigning"])
 
-    def bundle(self, version, payload: Path, out: Path, signer="sign", compatible="drone-x1"):
+    def bundle(self, version, payload: Path, out: Path, signer="sign", compatible="drone-x1", chunking=None):
+        """chunking: None for fixed 64 KiB chunks, or a --chunking value (e.g. "cdc:16K:64K:256K")."""
+        how = ["--chunking", chunking] if chunking else ["--chunk-size", "65536"]
         run([self.ringil, "bundle", "create", "--key", self.dir / f"{signer}.key", "--cert",
              self.dir / f"{signer}.pem", "--compatible", compatible, "--version", version,
-             "--chunk-size", "65536", "--payload", f"rootfs:raw={payload}", "--output", out])
+             *how, "--payload", f"rootfs:raw={payload}", "--output", out])
         return out
 
 
