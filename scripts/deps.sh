@@ -38,8 +38,10 @@ uki_pkgs=(systemd-boot-efi linux-image-amd64 binutils binutils-aarch64-linux-gnu
           busybox-static dosfstools mtools sbsigntool)
 # the boot-assessment units: scored by systemd-analyze, run sandboxed in a systemd-nspawn container
 units_pkgs=(systemd systemd-container iproute2)
+# delta updates: the peers the delta bench measures against, and what builds its Debian image pairs
+delta_bench_pkgs=(casync zchunk xdelta3 squashfs-tools e2fsprogs dpkg apt)
 test_pkgs+=("${keys_pkgs[@]}" "${efi_pkgs[@]}" "${bundle_pkgs[@]}" "${install_pkgs[@]}" "${audit_pkgs[@]}" "${fleet_pkgs[@]}" "${nix_pkgs[@]}" "${uki_pkgs[@]}" "${units_pkgs[@]}" "${server_load_pkgs[@]}")
-bench_pkgs+=("${server_load_bench_pkgs[@]}")
+bench_pkgs+=("${server_load_bench_pkgs[@]}" "${delta_bench_pkgs[@]}")
 
 case "${1:-test}" in
 build) want=("${build_pkgs[@]}") ;;
