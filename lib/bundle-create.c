@@ -386,7 +386,7 @@ int bundle_create(const struct bundle_create_opts *o, const char *output) {
                         if (pl->size > (uint64_t) cdc.max * BUNDLE_MAX_CHUNKS)
                                 return ringil_fail(-RINGIL_ETOOBIG, "payload '%s' is too large for %u-byte chunks", cp->name, cdc.max);
                         (void) posix_fadvise(s.fds[i], 0, 0, POSIX_FADV_SEQUENTIAL);
-                        (void) snprintf(what, sizeof(what), "chunking and hashing payload '%s'", cp->name);
+                        (void) snprintf(what, sizeof(what), "hashing payload '%s'", cp->name);
                         progress_step(what, pl->size);
                         r = hash_payload_cdc(s.fds[i], pl, &cdc, chunks_left);
                         if (r < 0) {
