@@ -26,6 +26,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "integration"))
 
 SENT = {"bytes": 0}
+SENT_LOCK = threading.Lock()
+
+
+def count(n):
+    with SENT_LOCK:
+        SENT["bytes"] += n
 
 
 class Handler(http.server.SimpleHTTPRequestHandler):
@@ -48,7 +54,7 @@ class Handler(http.server.SimpleHTTPRequestHandler):
                 self.send_header("Accept-Ranges", "bytes")
                 self.end_headers()
                 shutil.copyfileobj(f, self.wfile)
-                SENT["bytes"] += data_len
+                count(data_len)
                 return
             specs = []
             for part in rng.split("=", 1)[1].split(","):
@@ -64,7 +70,7 @@ class Handler(http.server.SimpleHTTPRequestHandler):
                 self.end_headers()
                 f.seek(a)
                 self.wfile.write(f.read(b - a + 1))
-                SENT["bytes"] += b - a + 1
+                count(b - a + 1)
                 return
             body = b""
             for a, b in specs:
@@ -77,7 +83,7 @@ class Handler(http.server.SimpleHTTPRequestHandler):
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
-            SENT["bytes"] += sum(b - a + 1 for a, b in specs)
+            count(sum(b - a + 1 for a, b in specs))
 
 
 def serve(root):
@@ -93,14 +99,16 @@ def sh(*args, **kw):
 
 
 def timed(fn):
+    """Body bytes sent while fn runs, and its wall time (or the time fn returns: the part that is the update)."""
     SENT["bytes"] = 0
     t = time.monotonic()
-    fn()
-    return SENT["bytes"], time.monotonic() - t
+    own = fn()
+    return SENT["bytes"], own if own is not None else time.monotonic() - t
 
 
 def ringil_install(ringil, work, v1_bundle, v2_bundle, img_size, url, full=False):
-    """v1 installed in slot a and blessed; then v2 through the fetch protocol, ranges from the HTTP server."""
+    """v1 installed in slot a and blessed; then v2 through the fetch protocol, ranges from the HTTP server.
+    Returns the wall time of the v2 install alone (v1's setup is read from a local file, no bytes counted)."""
     dev = work / "dev"
     shutil.rmtree(dev, ignore_errors=True)
     for sub in ("esp", "efi"):
@@ -115,6 +123,7 @@ def ringil_install(ringil, work, v1_bundle, v2_bundle, img_size, url, full=False
     sh(ringil, "install", "-q", "--config", dev / "device.conf", "--slot", "a", v1_bundle)
     sh(ringil, "mark-good", "--config", dev / "device.conf", "--booted", "ringil-a-1.0.conf")
     name = Path(v2_bundle).name
+    t0 = time.monotonic()
     size = os.path.getsize(v2_bundle)
     p = subprocess.Popen([str(ringil), "install", "-q", "--config", str(dev / "device.conf"), "--booted", "ringil-a-1.0.conf",
                           "--fetch-stdio", "--fetch-size", str(size), "--full-above", "0" if full else "80", "-"],
@@ -138,7 +147,9 @@ def ringil_install(ringil, work, v1_bundle, v2_bundle, img_size, url, full=False
             batch = []
     p.stdin.close()
     assert p.wait() == 0
+    elapsed = time.monotonic() - t0
     shutil.rmtree(dev)
+    return elapsed
 
 
 def main():
@@ -160,7 +171,7 @@ def main():
             bundles = {}
             for kind, args in (("full", ["--chunk-size", "1M"]), ("fixed", ["--chunk-size", "64K"]), ("cdc", ["--chunking", "cdc"])):
                 for v, img in (("1.0", v1), ("2.0", v2)):
-                    out = www / f"{kind}-{fs}-{pair}-{v}.rb"
+                    out = www / (f"{kind}-{fs}-v1.rb" if v == "1.0" else f"{kind}-{fs}-{pair}-{v}.rb")
                     if not out.exists():
                         sh(ringil, "bundle", "create", "-q", "--key", work / "k.pem", "--cert", work / "c.pem",
                            "--compatible", "bench", "--version", v, *args, "--payload", f"rootfs:raw={img}", "--output", out)

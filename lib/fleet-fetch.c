@@ -404,7 +404,10 @@ int fleet_fetch_all(fleet_fetch *f, fleet_sink_t sink, void *userdata) {
                 curl_easy_setopt(c, CURLOPT_URL, f->urls[f->url]);
                 curl_easy_setopt(c, CURLOPT_HTTPGET, 1L);
                 curl_easy_setopt(c, CURLOPT_RANGE, NULL);
+                /* Both header options go: with HEADERDATA still set, libcurl would hand the headers to
+                 * all_write_cb with the range fetch's (gone) piece as its userdata. */
                 curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, NULL);
+                curl_easy_setopt(c, CURLOPT_HEADERDATA, NULL);
                 curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, all_write_cb);
                 curl_easy_setopt(c, CURLOPT_WRITEDATA, &a);
                 f->stats.requests++;

@@ -91,8 +91,11 @@ static const char *const queries[_Q_MAX] = {
         [Q_HISTORY] = "SELECT seq, time, state, release, version, target, error FROM events WHERE drone = ?1 "
                       "ORDER BY seq DESC LIMIT 100",
         [Q_RELEASES] = "SELECT r.id, r.version, r.compatible, r.size, r.sha256, r.signer, r.created, "
-                       "(SELECT group_concat(target, ' ') FROM assignments a WHERE a.release = r.id) "
-                       "FROM releases r ORDER BY r.id",
+                       "(SELECT group_concat(target, ' ') FROM assignments a WHERE a.release = r.id), "
+                       "COALESCE(d.n, 0), COALESCE(d.fetched, 0), COALESCE(d.reused, 0) "
+                       "FROM releases r LEFT JOIN (SELECT release, count(*) AS n, sum(bytes_fetched) AS fetched, "
+                       "sum(bytes_reused) AS reused FROM drones WHERE bytes_fetched IS NOT NULL GROUP BY release) d "
+                       "ON d.release = r.id ORDER BY r.id",
         [Q_STATE_COUNTS] = "SELECT CASE status WHEN 2 THEN 'revoked' ELSE COALESCE(NULLIF(state, ''), 'unknown') END, "
                            "count(*) FROM drones GROUP BY 1",
         [Q_RELEASE_EXISTS] = "SELECT id FROM releases WHERE id = ?1",
@@ -857,6 +860,11 @@ static int releases_row(sqlite3_stmt *q, void *userdata) {
                               (json_int_t) sqlite3_column_int64(q, 3), "sha256", col_text(q, 4), "signer",
                               col_text(q, 5), "created", (json_int_t) sqlite3_column_int64(q, 6), "assigned",
                               col_text(q, 7));
+        /* What the drones now on this release downloaded and found on their own disks for it. */
+        if (e)
+                json_object_set_new(e, "delta", json_pack("{s:I, s:I, s:I}", "drones", (json_int_t) sqlite3_column_int64(q, 8),
+                                                          "fetched", (json_int_t) sqlite3_column_int64(q, 9), "reused",
+                                                          (json_int_t) sqlite3_column_int64(q, 10)));
         return e && json_array_append_new(userdata, e) == 0 ? 0 : -ENOMEM;
 }
 

@@ -490,6 +490,24 @@ static int check_container(bundle *b, const char *path, const struct bundle_mani
         return 0;
 }
 
+/* Chunk statistics of a payload, from its signed chunk list (for an operator sizing deltas). */
+struct chunk_stats {
+        uint64_t smallest, largest, mean;
+};
+
+static struct chunk_stats chunk_stats(const struct bundle_payload *p) {
+        struct chunk_stats s = { .smallest = p->n_chunks ? UINT64_MAX : 0 };
+
+        for (uint64_t c = 0; c < p->n_chunks; c++) {
+                uint64_t len = bundle_chunk_len(p, c);
+                s.smallest = MIN(s.smallest, len);
+                s.largest = MAX(s.largest, len);
+        }
+        if (p->n_chunks)
+                s.mean = p->size / p->n_chunks;
+        return s;
+}
+
 static int info_json(const struct bundle_manifest *m, uint32_t sig_len, const struct container_check *cc) {
         json_t *root = json_object(), *pls = json_array(), *cont = json_object(), *nc = json_array();
         char hex[2 * SHA256_LEN + 1], t[21];
@@ -521,6 +539,24 @@ static int info_json(const struct bundle_manifest *m, uint32_t sig_len, const st
                 json_object_set_new(o, "sha256", json_string(hex_encode(p->sha256, SHA256_LEN, hex)));
                 json_object_set_new(o, "chunk_size", json_integer(p->chunk_size));
                 json_object_set_new(o, "chunks", json_integer((json_int_t) p->n_chunks));
+                {
+                        struct chunk_stats cs = chunk_stats(p);
+                        json_t *ch = json_object();
+                        if (ch) {
+                                json_object_set_new(ch, "chunker", json_string(p->cdc ? "cdc" : "fixed"));
+                                if (p->cdc) {
+                                        json_object_set_new(ch, "min", json_integer(p->cdc_min));
+                                        json_object_set_new(ch, "avg", json_integer(p->cdc_avg));
+                                        json_object_set_new(ch, "max", json_integer(p->cdc_max));
+                                } else
+                                        json_object_set_new(ch, "size", json_integer(p->chunk_size));
+                                json_object_set_new(ch, "count", json_integer((json_int_t) p->n_chunks));
+                                json_object_set_new(ch, "smallest", json_integer((json_int_t) cs.smallest));
+                                json_object_set_new(ch, "mean", json_integer((json_int_t) cs.mean));
+                                json_object_set_new(ch, "largest", json_integer((json_int_t) cs.largest));
+                                json_object_set_new(o, "chunking", ch);
+                        }
+                }
                 if (p->store_path)
                         json_object_set_new(o, "store_path", json_string(p->store_path));
                 if (p->cache_url)
@@ -590,9 +626,18 @@ static int verb_bundle_info(int argc, char *argv[]) {
                 printf("Signature:   %u bytes CMS\n", sig_len);
                 for (size_t i = 0; i < m->n_payloads; i++) {
                         const struct bundle_payload *p = &m->payloads[i];
+                        struct chunk_stats cs = chunk_stats(p);
                         printf("Payload %zu:   %s (%s) %llu bytes, %llu chunks of %u, sha256 %s\n", i, p->name,
                                bundle_payload_type_to_string(p->type), (unsigned long long) p->size,
                                (unsigned long long) p->n_chunks, p->chunk_size, hex_encode(p->sha256, SHA256_LEN, hex));
+                        if (p->cdc)
+                                printf("             chunker cdc %u:%u:%u; chunk sizes smallest %llu, mean %llu, largest %llu\n",
+                                       p->cdc_min, p->cdc_avg, p->cdc_max, (unsigned long long) cs.smallest,
+                                       (unsigned long long) cs.mean, (unsigned long long) cs.largest);
+                        else
+                                printf("             chunker fixed %u; chunk sizes smallest %llu, mean %llu, largest %llu\n",
+                                       p->chunk_size, (unsigned long long) cs.smallest, (unsigned long long) cs.mean,
+                                       (unsigned long long) cs.largest);
                         if (p->store_path)
                                 printf("             store path %s%s%s\n", p->store_path, p->cache_url ? " from " : "",
                                        p->cache_url ? p->cache_url : "");

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from conftest import binary
-from fleetsim import CuttingProxy, Pki, Server, SimDrone, insert_release, request, run, tls_context
+from fleetsim import CuttingProxy, Pki, RangeIgnoringProxy, Server, SimDrone, insert_release, request, run, tls_context
 
 BUNDLE_PAYLOAD = 1536 * 1024
 
@@ -151,6 +151,67 @@ def test_delta_update_fetches_only_missing_chunks(fleet, world, delta_bundles):
         assert "bytes fetched" in srv.op("status", dr.name).out
     # the server sent about what the drones say they fetched, far less than three bundles
     assert srv.metric("ringil_bundle_bytes_sent_total") < 3 * size * 0.3
+    # per release: the drones on it and what they fetched and reused, summed
+    rel = [r for r in json.loads(srv.op("status", "--json").out) if r["version"] == "2.0"][0]
+    want = [srv.drone(dr.name)["delta"] for dr in drones]
+    assert rel["delta"] == {"drones": 3, "fetched": sum(w["fetched"] for w in want),
+                            "reused": sum(w["reused"] for w in want)}, rel
+    table = srv.op("status").out.splitlines()
+    assert table[0].split()[4:7] == ["DRONES", "FETCHED", "REUSED"], table[0]
+    row = [l for l in table if l.split()[1] == "2.0"][0].split()
+    assert row[4:7] == [str(rel["delta"][k]) for k in ("drones", "fetched", "reused")], row
+
+
+def test_delta_source_without_range_support_gives_a_full_download(fleet, world, delta_bundles):
+    """A bundle host that ignores Range (every GET answered 200 with the whole bundle): the agent notices
+    on its first range request and installs from one sequential download; the update succeeds."""
+    srv, drone = fleet
+    dr = SimDrone("drone-norange", srv.dir.parent / "drone-norange", world["ringil"], world["ringild"], world["pki"])
+    dr.provision(delta_bundles["1.0"])
+    dr.enroll(srv)
+    proxy = RangeIgnoringProxy(srv, world["pki"], dr.dir / "agent" / "cert.pem", dr.dir / "agent" / "key.pem")
+    try:
+        dr.write_agent_conf(proxy.url)
+        release(srv, delta_bundles["2.0"], "--fleet")
+        size = os.path.getsize(delta_bundles["2.0"])
+        update_to_completion(dr, srv)
+        img = (world["dir"] / "dimg-2.0").read_bytes()
+        assert (dr.dir / "slot-b.img").read_bytes()[: len(img)] == img
+        assert srv.drone(dr.name)["version"] == "2.0"
+        assert proxy.ranges_dropped >= 1, "the agent never asked for a range"
+        log = dr.log.read_text()
+        assert "ignores Range requests: downloading it whole" in log, log
+        # the whole bundle came once more after the refused range answer, and the drone says so
+        fetched = srv.drone(dr.name)["delta"]["fetched"]
+        assert fetched >= size, (fetched, size)
+        assert "failed" not in [h["state"] for h in srv.drone(dr.name)["history"]]
+    finally:
+        proxy.close()
+
+
+@pytest.mark.parametrize("full_above, sequential", [(0, True), (100, False)])
+def test_delta_threshold_switches_to_one_sequential_download(fleet, world, delta_bundles, full_above, sequential):
+    """delta-full-above in ringild.conf: past it the engine asks for one sequential range instead of the
+    missing chunks; below it only the missing chunks come."""
+    srv, drone = fleet
+    dr = SimDrone("drone-thr", srv.dir.parent / "drone-thr", world["ringil"], world["ringild"], world["pki"])
+    dr.provision(delta_bundles["1.0"])
+    dr.enroll(srv)
+    with open(dr.dir / "ringild.conf", "a") as f:
+        f.write(f"delta-full-above = {full_above}\n")
+    release(srv, delta_bundles["2.0"], "--fleet")
+    size = os.path.getsize(delta_bundles["2.0"])
+    update_to_completion(dr, srv)
+    img = (world["dir"] / "dimg-2.0").read_bytes()
+    assert (dr.dir / "slot-b.img").read_bytes()[: len(img)] == img
+    fetched = srv.drone(dr.name)["delta"]["fetched"]
+    log = dr.log.read_text()
+    if sequential:
+        assert "(one sequential download)" in log, log
+        assert fetched > 0.9 * BUNDLE_PAYLOAD, fetched
+    else:
+        assert "(one sequential download)" not in log, log
+        assert fetched < 0.25 * size, fetched
 
 
 def test_downloads_survive_cut_connections(fleet, world):

@@ -1037,3 +1037,27 @@ def test_delta_crash_consistency(tmp_path, world, ringil, delta_world):
         e = d.boot()
         assert (e["slot"], e["version"]) == ("b", "2.0"), f"after crash {k}: {e}"
         shutil.rmtree(d.root)
+
+
+@pytest.mark.parametrize("kind", ["cdc", "fixed"])
+def test_bundle_info_shows_chunk_statistics(ringil, delta_world, kind):
+    """`ringil bundle info` names the chunker and its parameters, and the chunk count and sizes as signed."""
+    b = delta_world["bundles"][(kind, "2.0")]
+    j = json.loads(ringil("bundle", "info", "--json", b, check=0).out)
+    p = j["payloads"][0]
+    ch = p["chunking"]
+    assert ch["chunker"] == kind and ch["count"] == p["chunks"]
+    if kind == "cdc":
+        assert (ch["min"], ch["avg"], ch["max"]) == (4096, 8192, 16384)
+        # every chunk but the last is within min..max; the mean is near avg for random data
+        assert ch["largest"] <= 16384 and ch["smallest"] >= 1
+        assert 4096 <= ch["mean"] <= 16384 and ch["count"] > SLOT_SIZE // 16384
+    else:
+        assert ch["size"] == 4096 and ch["largest"] == 4096 and ch["count"] == -(-SLOT_SIZE // 4096)
+        assert ch["smallest"] == (SLOT_SIZE % 4096 or 4096)
+    assert ch["mean"] == SLOT_SIZE // ch["count"]
+    out = ringil("bundle", "info", b, check=0).out
+    want = (f"chunker cdc 4096:8192:16384; chunk sizes smallest {ch['smallest']}, mean {ch['mean']}, largest {ch['largest']}"
+            if kind == "cdc" else
+            f"chunker fixed 4096; chunk sizes smallest {ch['smallest']}, mean {ch['mean']}, largest {ch['largest']}")
+    assert want in out, out
