@@ -8,6 +8,11 @@ for real (`ringil install --fetch-stdio` into file slots, v1 in the other slot),
 fetches its ranges from the same server. Bytes are body bytes on the wire (HTTP headers not counted, for
 any tool); times are wall clock of the whole install/extract, same run, same machine.
 
+Columns: full = the whole bundle (one sequential range); fixed = 64 KiB fixed chunks; cdc = content-defined
+16/64/256 KiB; cdc+zstd = the bytes cdc fetched, zstd -1 in 256 KiB frames (an estimate of a transfer
+coding, no time); casync/zchunk = their downloads (their chunks are stored compressed); xdelta3 = the patch
+size and the time to make it (no transfer).
+
 Usage: bench-delta.py BUILD IMGDIR WORKDIR   (prints a Markdown table; RINGIL_BENCH_PAIRS=one,ten,major)
 """
 import http.server
@@ -103,10 +108,20 @@ def timed(fn):
     SENT["bytes"] = 0
     t = time.monotonic()
     own = fn()
-    return SENT["bytes"], own if own is not None else time.monotonic() - t
+    return SENT["bytes"], own if isinstance(own, float) else time.monotonic() - t
 
 
-def ringil_install(ringil, work, v1_bundle, v2_bundle, img_size, url, full=False):
+def zstd_size(data):
+    """What the fetched bytes would be zstd -1 coded in independent 256 KiB frames (the transfer coding on
+    branch delta-zstd): an estimate of the compression gap to casync, which stores its chunks compressed."""
+    total = 0
+    for i in range(0, len(data), 256 << 10):
+        total += len(subprocess.run(["zstd", "-1", "-q", "-c"], input=data[i:i + (256 << 10)], check=True,
+                                    capture_output=True).stdout)
+    return total
+
+
+def ringil_install(ringil, work, v1_bundle, v2_bundle, img_size, url, full=False, fetched=None):
     """v1 installed in slot a and blessed; then v2 through the fetch protocol, ranges from the HTTP server.
     Returns the wall time of the v2 install alone (v1's setup is read from a local file, no bytes counted)."""
     dev = work / "dev"
@@ -142,6 +157,8 @@ def ringil_install(ringil, work, v1_bundle, v2_bundle, img_size, url, full=False
                 r = conn.getresponse()
                 body = r.read()
                 assert r.status == 206 and len(body) == n
+                if fetched is not None:
+                    fetched.append(body)
                 p.stdin.write(body)
             p.stdin.flush()
             batch = []
@@ -157,7 +174,8 @@ def main():
     ringil = build / "ringil" / "ringil"
     work.mkdir(parents=True, exist_ok=True)
     www = work / "www"
-    www.mkdir(exist_ok=True)
+    shutil.rmtree(www, ignore_errors=True)   # bundles of an earlier run are signed by its (gone) key
+    www.mkdir()
     sh("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout",
        work / "k.pem", "-out", work / "c.pem", "-subj", "/CN=bench", "-days", "30")
     srv, url = serve(www)
@@ -180,8 +198,12 @@ def main():
             b, t = timed(lambda: ringil_install(ringil, work, bundles[("full", "1.0")], bundles[("full", "2.0")], size, url, full=True))
             row["full"] = (b, t)
             for kind in ("fixed", "cdc"):
-                b, t = timed(lambda: ringil_install(ringil, work, bundles[(kind, "1.0")], bundles[(kind, "2.0")], size, url))
+                got = []
+                b, t = timed(lambda: ringil_install(ringil, work, bundles[(kind, "1.0")], bundles[(kind, "2.0")], size, url,
+                                                    fetched=got))
                 row[kind] = (b, t)
+                if kind == "cdc":
+                    row["cdc+zstd"] = (zstd_size(b"".join(got)), None)   # bytes only: an estimate
             # casync: default chunk sizes, store over HTTP, v1 image as the seed
             store = www / f"casync-{fs}-{pair}"
             shutil.rmtree(store, ignore_errors=True)
@@ -196,9 +218,10 @@ def main():
             if not z1.exists():
                 sh("zck", "-o", z1, v1)
             sh("zck", "-o", z2, v2)
-            zout = work / "zck.out"
-            zout.unlink(missing_ok=True)
-            b, t = timed(lambda: sh("zckdl", "-s", z1, f"--output={zout}", f"{url}/{z2.name}"))
+            zdir = work / "zck"   # zckdl writes the URL's basename into its working directory
+            shutil.rmtree(zdir, ignore_errors=True)
+            zdir.mkdir()
+            b, t = timed(lambda: sh("zckdl", "-q", "-s", z1, f"{url}/{z2.name}", cwd=zdir))
             row["zchunk"] = (b, t)
             # xdelta3: the patch is what would travel (no server needed)
             patch = work / "x.vcdiff"
@@ -208,12 +231,13 @@ def main():
             rows.append(row)
             print(json.dumps(row), file=sys.stderr, flush=True)
     srv.shutdown()
-    cols = ("full", "fixed", "cdc", "casync", "zchunk", "xdelta3")
+    cols = ("full", "fixed", "cdc", "cdc+zstd", "casync", "zchunk", "xdelta3")
     print("| pair | image MiB | " + " | ".join(f"{c} MiB (s)" for c in cols) + " |")
     print("|---|---:|" + "---:|" * len(cols))
     for r in rows:
         full = r["full"][0]
-        cells = [f"{r[c][0] / 2**20:.1f} ({r[c][1]:.1f}s, {100 * r[c][0] / full:.0f}%)" for c in cols]
+        cells = [f"{r[c][0] / 2**20:.2f} ({'est.' if r[c][1] is None else f'{r[c][1]:.1f}s'}, {100 * r[c][0] / full:.1f}%)"
+                 for c in cols]
         print(f"| {r['pair']} | {r['image'] / 2**20:.0f} | " + " | ".join(cells) + " |")
 
 
