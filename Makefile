@@ -4,7 +4,7 @@ BUILD ?= build
 PREFIX ?= /usr/local
 DESTDIR ?=
 
-.PHONY: all deps build check demo install fuzz bench clean
+.PHONY: all deps build check check-vm demo install fuzz bench clean
 
 all: build
 
@@ -21,6 +21,13 @@ build: $(BUILD)/build.ninja
 
 check:
 	scripts/check.sh
+
+# The VM suite alone (qemu + OVMF + Debian's kernel and systemd-boot versions), against the normal build.
+check-vm:
+	scripts/deps.sh test
+	$(MAKE) build
+	scripts/vm-loaders.sh
+	RINGIL_BUILD=$(abspath $(BUILD)) /usr/bin/python3 -m pytest tests/vm -q -rs -p no:cacheprovider -n 2 --basetemp=$(abspath $(BUILD))/vm-tmp
 
 demo:
 	scripts/deps.sh demo

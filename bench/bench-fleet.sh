@@ -118,6 +118,19 @@ for round in 1 2; do
 done
 echo "  server RSS after the check-ins: $(rss $SPID) KiB"
 
+echo "check-ins with ringild's compliance report, $CONNS connections, ${SECS}s each:"
+for report in full digest; do
+    f0=$(minflt $SPID) c0=$(cpu $SPID)
+    out=$("${LOAD[@]}" --conns "$CONNS" --seconds "$SECS" --rotate 200 --report $report)
+    f1=$(minflt $SPID) c1=$(cpu $SPID)
+    n=$(sed -n 's/^requests=\([0-9]*\).*/\1/p' <<<"$out")
+    [[ $report == full ]] && what="the whole report every time (audit summary, Secure Boot, zone; ~800 bytes)" ||
+        what="the report's digest (what ringild sends once the server holds the report)"
+    echo "  $what: $out"
+    awk -v f=$((f1 - f0)) -v c=$((c1 - c0)) -v hz="$hz" -v n="$n" 'BEGIN {
+        printf "    %.0f us of server CPU, %.3f page faults per check-in\n", c * 1e6 / hz / n, f / n }'
+done
+
 echo "a new TLS connection per check-in (a polling drone), 32 at once, ${SECS}s:"
 echo "  ringil-server: $("${LOAD[@]}" --conns 32 --seconds "$SECS" --new-conn)"
 [[ -n $NGINX ]] && echo "  nginx: $("$L" checkin --url "https://127.0.0.1:$NPORT" --ca "$W/ca/ca.pem" --ca-dir "$W/ca" \

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "fleet-ca.h"
+#include "fleet-msg.h"
 #include "macro.h"
 
 /*
@@ -113,7 +114,16 @@ static struct stats stats[_K_MAX];
 static const char checkin_req_fmt[] = "POST /api/v1/checkin HTTP/1.1\r\nHost: fleet\r\nContent-Type: application/json\r\n"
                                       "Content-Length: %zu\r\n\r\n%s";
 static const char checkin_body[] = "{\"version\":\"1.0\",\"slot\":\"a\",\"boot\":\"good\",\"state\":\"idle\"}";
-static char checkin_req[512];
+/* --report full: what ringild sends since it reports compliance (audit summary, Secure Boot, zone) */
+static const char checkin_body_full[] =
+        "{\"version\":\"1.0\",\"slot\":\"a\",\"boot\":\"good\",\"state\":\"idle\",\"release\":3,\"target\":\"\","
+        "\"error\":\"\",\"tz\":\"Europe/Paris\",\"utc_offset\":3600,\"audit\":{\"pass\":58,\"fail\":2,\"error\":0,"
+        "\"waived\":1,\"notapplicable\":3,\"failing\":[\"SVC-001\",\"LOG-003\"],\"profile\":\"prod\","
+        "\"sha256\":\"5f1d3c0a9b8e7d6c5b4a39281706f5e4d3c2b1a09f8e7d6c5b4a392817065f4e\",\"version\":\"1.0\","
+        "\"time\":1767225600},\"secureboot\":{\"mode\":\"deployed\",\"pk\":\"ok\",\"kek\":\"ok\",\"db\":\"ok\"}}";
+static char checkin_req[2048];
+static bool full_report, digest_report;
+static char checkin_body_digest[256];
 static int next_open;                 /* idle mode: connections scheduled so far */
 #define IDLE_IN_FLIGHT 64             /* idle mode: handshakes at once (adapts the ramp to the machine) */
 
@@ -480,7 +490,7 @@ static void on_timer(struct conn *c, double t) {
 static void usage(void) {
         fprintf(stderr, "usage: fleet-load checkin|idle|attack --url https://127.0.0.1:PORT --ca CA.pem\n"
                         "       [--enroll-url URL] [--ca-dir DIR --identities N [--operator CERT:KEY]]\n"
-                        "       [--conns N] [--seconds S] [--new-conn] [--rotate N]\n");
+                        "       [--conns N] [--seconds S] [--new-conn] [--rotate N] [--report full|digest]\n");
         exit(2);
 }
 
@@ -527,6 +537,10 @@ int main(int argc, char *argv[]) {
                         opt.seconds = atoi(v);
                 else if (streq(a, "--rotate"))
                         opt.rotate = atoi(v);
+                else if (streq(a, "--report")) {
+                        full_report = streq(v, "full");
+                        digest_report = streq(v, "digest");
+                }
                 else
                         usage();
         }
@@ -550,7 +564,21 @@ int main(int argc, char *argv[]) {
                 return 1;
         if (!attack && make_identities() < 0)
                 return 1;
-        checkin_len = (size_t) snprintf(checkin_req, sizeof(checkin_req), checkin_req_fmt, strlen(checkin_body), checkin_body);
+        if (digest_report) {
+                /* what ringild sends once the server holds its report: the report's digest only */
+                struct fleet_status st;
+                char digest[65];
+                if (fleet_status_parse(checkin_body_full, strlen(checkin_body_full), &st) < 0 ||
+                    fleet_compliance_digest(&st, digest) < 0)
+                        return 1;
+                snprintf(checkin_body_digest, sizeof(checkin_body_digest),
+                         "{\"version\":\"1.0\",\"slot\":\"a\",\"boot\":\"good\",\"state\":\"idle\",\"release\":3,"
+                         "\"target\":\"\",\"error\":\"\",\"compliance\":\"%s\"}", digest);
+        }
+        {
+                const char *body = full_report ? checkin_body_full : digest_report ? checkin_body_digest : checkin_body;
+                checkin_len = (size_t) snprintf(checkin_req, sizeof(checkin_req), checkin_req_fmt, strlen(body), body);
+        }
         ep = epoll_create1(EPOLL_CLOEXEC);
         conns = calloc((size_t) opt.conns, sizeof(*conns));
         t0 = now();

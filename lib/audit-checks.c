@@ -1,4 +1,5 @@
 /* audit-checks.c: the check catalogue. Expected values come from the profile's params, never from code. */
+#include <arpa/inet.h>
 #include <fnmatch.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1635,6 +1636,240 @@ static void check_listeners(struct audit_ctx *ctx, struct audit_result *res, jso
         audit_pass(res, "/proc/net/tcp", "no unexpected listener", "profile allowlist");
 }
 
+/* ============================== Tunnel ============================== */
+
+/*
+ * The host of "https://HOST[:PORT][/…]" as an address: 4 or 6 with addr set when HOST is an IPv4 or a
+ * bracketed IPv6 literal, 0 when it is a name. host (hostcap bytes) gets HOST for messages.
+ */
+static int url_host_address(const char *url, uint8_t addr[static 16], char *host, size_t hostcap) {
+        const char *h, *e;
+        size_t n;
+
+        if (strncmp(url, "https://", 8) != 0)
+                return -EINVAL;
+        h = url + 8;
+        if (*h == '[') {
+                e = strchr(h, ']');
+                if (!e)
+                        return -EINVAL;
+                h++;
+        } else
+                e = h + strcspn(h, ":/");
+        n = (size_t) (e - h);
+        if (n == 0 || n >= hostcap)
+                return -EINVAL;
+        memcpy(host, h, n);
+        host[n] = '\0';
+        memset(addr, 0, 16);
+        if (inet_pton(AF_INET, host, addr) == 1)
+                return 4;
+        if (inet_pton(AF_INET6, host, addr) == 1)
+                return 6;
+        return h[-1] == '[' ? -EINVAL : 0;
+}
+
+/* The `server` of the agent's flat "key = value" configuration (docs/fleet.md). */
+static int agent_server(struct audit_ctx *ctx, struct audit_result *res, const char *path, char **ret) {
+        _cleanup_free_ char *s = NULL;
+        char *save = NULL, *found = NULL;
+        size_t len;
+        int r = read_text(ctx, res, path, &s, &len);
+
+        if (r < 0)
+                return r;
+        for (char *line = strtok_r(s, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+                char *t = line + strspn(line, " \t"), *eq;
+                if (strncmp(t, "server", 6) != 0)
+                        continue;
+                eq = t + 6 + strspn(t + 6, " \t");
+                if (*eq != '=')
+                        continue;
+                eq++;
+                eq += strspn(eq, " \t");
+                eq[strcspn(eq, " \t\r")] = '\0';
+                free(found);
+                found = strdup(eq);   /* the last assignment wins, as the agent reads it */
+                if (!found) {
+                        audit_error(res, -ENOMEM, path, "out of memory");
+                        return -ENOMEM;
+                }
+        }
+        if (!found) {
+                audit_error(res, -ENOENT, path, "no `server =' in the agent configuration");
+                return -ENOENT;
+        }
+        *ret = found;
+        return 0;
+}
+
+/*
+ * TUN-001: the agent reaches the fleet server only through the tunnel. The agent's server is an address
+ * literal (a name could resolve anywhere); its unit may use only loopback and the tunnel interface
+ * (RestrictNetworkInterfaces=, drop-ins included); live, the kernel routes the server's address into
+ * that interface and the interface is a WireGuard device. params: interface, agent_config, unit.
+ */
+static void check_tunnel_route(struct audit_ctx *ctx, struct audit_result *res, json_t *params) {
+        const char *ifname = param_str(params, "interface"), *conf = param_str(params, "agent_config"),
+                   *unit = param_str(params, "unit");
+        _cleanup_free_ char *server = NULL, *unitfile = NULL, *allowed = NULL;
+        _cleanup_kvlist_ struct kvlist kv = {};
+        _cleanup_strv_ struct strv sources = {}, names = {};
+        bool restricted = false, inverted = false;
+        uint8_t addr[16];
+        char host[64];
+        int family, r;
+
+        if (!ifname || !conf || !unit)
+                return audit_error(res, -EINVAL, NULL, "profile params \"interface\", \"agent_config\" and \"unit\" are required");
+        if (agent_server(ctx, res, conf, &server) < 0)
+                return;
+        family = url_host_address(server, addr, host, sizeof(host));
+        if (family < 0)
+                return audit_error(res, -RINGIL_EMALFORMED, conf, "server `%.80s' is not an https:// URL", server);
+        if (family == 0) {
+                audit_evidence(res, conf, server, "an address inside the tunnel");
+                return audit_fail(res, "the agent's server `%s' is a host name: where it resolves is not bound to the tunnel", host);
+        }
+        audit_evidence(res, conf, server, "an address inside the tunnel");
+
+        /* the unit's interface allowlist: assignments accumulate, an empty one resets, '~' denies */
+        if (asprintf(&unitfile, "systemd/system/%s", unit) < 0)
+                return audit_error(res, -ENOMEM, unit, "out of memory");
+        r = conf_merge(ctx, res, unitfile, "Service", &kv, &sources);
+        if (r < 0)
+                return;
+        if (sources.n == 0) {
+                audit_evidence(res, "/etc/systemd/system", "no unit", unit);
+                return audit_fail(res, "the agent unit %s is not installed", unit);
+        }
+        for (size_t i = 0; i < kv.n; i++) {
+                char *save = NULL, *v;
+                _cleanup_free_ char *copy = NULL;
+                if (!streq(kv.v[i].key, "RestrictNetworkInterfaces"))
+                        continue;
+                if (!*kv.v[i].value) {
+                        strv_done(&names);
+                        restricted = inverted = false;
+                        continue;
+                }
+                copy = strdup(kv.v[i].value);
+                if (!copy)
+                        return audit_error(res, -ENOMEM, unit, "out of memory");
+                v = copy;
+                if (*v == '~') {
+                        inverted = true;
+                        v++;
+                }
+                restricted = true;
+                for (char *w = strtok_r(v, " \t", &save); w; w = strtok_r(NULL, " \t", &save))
+                        if (!strv_contains(&names, w) && strv_push(&names, w) < 0)
+                                return audit_error(res, -ENOMEM, unit, "out of memory");
+        }
+        allowed = strv_join(&names, "|");
+        if (!allowed)
+                return audit_error(res, -ENOMEM, unit, "out of memory");
+        audit_evidence(res, sources.v[0], restricted ? allowed : "(unrestricted)", "RestrictNetworkInterfaces=lo <interface>");
+        if (!restricted || inverted)
+                audit_fail(res, "%s may use every network interface%s", unit, inverted ? " but a deny list" : "");
+        else if (!strv_contains(&names, ifname))
+                audit_fail(res, "%s may not use the tunnel interface %s", unit, ifname);
+        else
+                for (size_t i = 0; i < names.n; i++)
+                        if (!streq(names.v[i], "lo") && !streq(names.v[i], ifname))
+                                audit_fail(res, "%s may also use interface %s", unit, names.v[i]);
+
+        if (ctx->live) {
+                const char *table = family == 4 ? "proc/net/route" : "proc/net/ipv6_route";
+                _cleanup_free_ char *t = NULL, *ue = NULL, *uevent = NULL;
+                struct audit_route route;
+                size_t len;
+
+                r = audit_fs_read(ctx->fs, table, AUDIT_NET_MAX, &t, &len);
+                if (r >= 0)
+                        r = audit_route_lookup(t, len, family, addr, &route);
+                if (r == -ENOENT) {
+                        audit_evidence(res, table, "no route", ifname);
+                        return audit_fail(res, "no route to %s", host);
+                }
+                if (r < 0)
+                        return audit_error(res, r, table, "cannot read the routing table");
+                audit_evidence(res, table, route.iface, ifname);
+                if (!streq(route.iface, ifname))
+                        return audit_fail(res, "%s is routed through %s, not the tunnel %s", host, route.iface, ifname);
+                if (asprintf(&uevent, "sys/class/net/%s/uevent", ifname) < 0)
+                        return audit_error(res, -ENOMEM, ifname, "out of memory");
+                r = audit_fs_read(ctx->fs, uevent, AUDIT_TEXT_MAX, &ue, &len);
+                if (r < 0)
+                        return audit_error(res, r, uevent, "cannot read the interface");
+                if (!strstr(ue, "DEVTYPE=wireguard\n")) {
+                        audit_evidence(res, uevent, "not DEVTYPE=wireguard", "DEVTYPE=wireguard");
+                        return audit_fail(res, "%s is not a WireGuard interface", ifname);
+                }
+        } else
+                audit_note(res, "offline: the route is not observable; the unit's interface allowlist is");
+        audit_pass(res, NULL, NULL, NULL);
+}
+
+/*
+ * TUN-002: the drone's WireGuard private key is a root-only regular file (not a link), in a directory
+ * only root may change, and not in the Nix store or on the unencrypted ESP. params: key, forbidden (path
+ * prefixes the resolved key must not be under).
+ */
+static void check_tunnel_key(struct audit_ctx *ctx, struct audit_result *res, json_t *params) {
+        const char *key = param_str(params, "key");
+        _cleanup_strv_ struct strv forbidden = {};
+        _cleanup_free_ char *real = NULL, *dir = NULL;
+        struct stat st;
+        char obs[64];
+        int r;
+
+        if (!key)
+                return audit_error(res, -EINVAL, NULL, "profile param \"key\" missing");
+        if (param_strv(res, params, "forbidden", &forbidden) < 0)
+                return;
+        r = audit_fs_lstat(ctx->fs, key, &st);
+        if (r == -ENOENT) {
+                audit_evidence(res, key, "absent", "root-only key file");
+                return audit_fail(res, "no tunnel key at %s", key);
+        }
+        if (r < 0)
+                return audit_error(res, r, key, "cannot stat");
+        if (S_ISLNK(st.st_mode)) {
+                audit_evidence(res, key, "symlink", "regular file");
+                return audit_fail(res, "%s is a symlink", key);
+        }
+        if (!S_ISREG(st.st_mode)) {
+                audit_evidence(res, key, "not a regular file", "regular file");
+                return audit_fail(res, "%s is not a regular file", key);
+        }
+        snprintf(obs, sizeof(obs), "uid %u mode %04o", (unsigned) st.st_uid, st.st_mode & 07777);
+        audit_evidence(res, key, obs, "uid 0 mode 0400|0600");
+        if (st.st_uid != 0 || (st.st_mode & 077))
+                audit_fail(res, "tunnel key %s is readable or writable by others", key);
+        r = audit_fs_resolve(ctx->fs, key, &real);
+        if (r < 0)
+                return audit_error(res, r, key, "cannot resolve");
+        for (size_t i = 0; i < forbidden.n; i++)
+                if (strncmp(real, forbidden.v[i], strlen(forbidden.v[i])) == 0) {
+                        audit_evidence(res, real, "resolved path", "not under a forbidden prefix");
+                        audit_fail(res, "tunnel key %s is under %s", real, forbidden.v[i]);
+                }
+        dir = strdup(real);
+        if (!dir)
+                return audit_error(res, -ENOMEM, key, "out of memory");
+        *strrchr(dir, '/') = '\0';
+        r = audit_fs_stat(ctx->fs, *dir ? dir : "/", &st);
+        if (r < 0)
+                return audit_error(res, r, dir, "cannot stat");
+        if (st.st_uid != 0 || (st.st_mode & 022)) {
+                snprintf(obs, sizeof(obs), "uid %u mode %04o", (unsigned) st.st_uid, st.st_mode & 07777);
+                audit_evidence(res, dir, obs, "uid 0, not group/other writable");
+                audit_fail(res, "the key's directory %s can be changed by others", dir);
+        }
+        audit_pass(res, NULL, NULL, NULL);
+}
+
 /* ============================== Logs ============================== */
 
 static void check_runtime_max_use(struct audit_ctx *ctx, struct audit_result *res, json_t *params) {
@@ -1871,7 +2106,7 @@ const struct audit_check audit_checks[] = {
         CHECK("CR-007", "disk", "No unencrypted swap", T2, LIVE, HIGH, check_swap, NULL,
               "Disable swap, or use zram / a dm-crypt swap with a random key."),
         CHECK("CR-008", "disk", "No hibernation", T2, BOTH, HIGH, check_hibernation, "systemd/sleep.conf|Sleep",
-              "Remove resume=; set systemd.sleep.extraConfig AllowHibernation=no."),
+              "Remove resume=; systemd.sleep.settings.Sleep.AllowHibernation = \"no\"."),
         CHECK("TPM-001", "tpm", "TPM 2.0 present", T3, LIVE, HIGH, check_value_in, "sys/class/tpm/tpm0/tpm_version_major",
               "Enable the (f)TPM (Jetson Orin: OP-TEE fTPM with early supplicant)."),
         CHECK("MEM-001", "coldboot", "Memory overwrite request (MOR) set", T2, LIVE, HIGH, check_mor, NULL,
@@ -1879,9 +2114,9 @@ const struct audit_check audit_checks[] = {
         CHECK("MEM-002", "coldboot", "Freed memory is zeroed (init_on_free=1)", T2, BOTH, MED, check_cmdline_require, NULL,
               "Add init_on_free=1 to boot.kernelParams."),
         CHECK("MEM-003", "coldboot", "No suspend to RAM", T2, BOTH, MED, check_conf, "systemd/sleep.conf|Sleep",
-              "systemd.sleep.extraConfig: AllowSuspend=no, AllowHybridSleep=no, AllowSuspendThenHibernate=no."),
+              "systemd.sleep.settings.Sleep: AllowSuspend, AllowHybridSleep, AllowSuspendThenHibernate = \"no\"."),
         CHECK("MEM-004", "coldboot", "No core dumps on disk", T2 ", seed: nothing stored on disk", BOTH, MED, check_core_pattern,
-              "systemd/coredump.conf|Coredump", "systemd.coredump.extraConfig = \"Storage=none\"; empty /var/lib/systemd/coredump."),
+              "systemd/coredump.conf|Coredump", "systemd.coredump.settings.Coredump.Storage = \"none\"; empty /var/lib/systemd/coredump."),
         CHECK("MEM-005", "coldboot", "No pstore archive on disk", T2 ", seed: nothing stored on disk", BOTH, MED,
               check_dir_empty_and_conf, "systemd/pstore.conf|PStore", "pstore.conf Storage=none; empty /var/lib/systemd/pstore."),
         CHECK("ACC-001", "accounts", "root password locked", "seed: users.users.root.hashedPassword = \"!\"", BOTH, CRIT,
@@ -1913,6 +2148,12 @@ const struct audit_check audit_checks[] = {
               "documentation.enable = false; documentation.nixos.enable = false."),
         CHECK("SVC-007", "services", "Listening ports within the allowlist", "attack surface of a captured drone", LIVE, HIGH,
               check_listeners, NULL, "Stop the listed services or add the port to the profile allowlist."),
+        CHECK("TUN-001", "tunnel", "Fleet server reached only through the tunnel", "seed: the drones connect to the server via a tunnel",
+              BOTH, HIGH, check_tunnel_route, NULL,
+              "services.ringild.tunnel.enable = true (serverUrl inside the tunnel, restrictAgent = true); or disable TUN-001 in a fleet without a tunnel."),
+        CHECK("TUN-002", "tunnel", "Tunnel private key root-only, off the store and the ESP",
+              "seed: tunnel (a copied key lets anyone pose as the drone)", BOTH, HIGH, check_tunnel_key, NULL,
+              "chmod 0400 the key, root-owned, in a 0700 directory on the encrypted root (ringil-tunnel-key.service does)."),
         CHECK("LOG-001", "logs", "Journal kept in RAM (Storage=volatile)", "seed: services.journald.extraConfig Storage=volatile",
               BOTH, HIGH, check_conf, "systemd/journald.conf|Journal", "services.journald.extraConfig = \"Storage=volatile\"."),
         CHECK("LOG-002", "logs", "Journal RAM cap (RuntimeMaxUse)", "seed: services.journald.extraConfig RuntimeMaxUse=50M", BOTH, LOW,

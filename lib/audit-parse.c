@@ -372,6 +372,148 @@ int audit_parse_proc_net(const char *p, size_t len, struct net_list *ret) {
         return 0;
 }
 
+/* n hex digits at p into out[n/2] (most significant first). */
+static int hex_bytes(const char *p, size_t n, uint8_t *out) {
+        for (size_t i = 0; i < n; i += 2) {
+                int hi = hexval(p[i]), lo = hexval(p[i + 1]);
+                if (hi < 0 || lo < 0)
+                        return -1;
+                out[i / 2] = (uint8_t) (hi * 16 + lo);
+        }
+        return 0;
+}
+
+/* Split one line into at most max whitespace-separated fields (pointers into line, lengths). */
+static size_t fields(const char *line, size_t ll, const char **f, size_t *fl, size_t max) {
+        size_t n = 0, i = 0;
+
+        while (i < ll && n < max) {
+                while (i < ll && (line[i] == ' ' || line[i] == '\t'))
+                        i++;
+                if (i == ll)
+                        break;
+                f[n] = line + i;
+                while (i < ll && line[i] != ' ' && line[i] != '\t')
+                        i++;
+                fl[n] = (size_t) (line + i - f[n]);
+                n++;
+        }
+        return n;
+}
+
+/* 1 when the first plen bits of a and b agree. */
+static bool prefix_match(const uint8_t *a, const uint8_t *b, unsigned plen) {
+        unsigned whole = plen / 8, rest = plen % 8;
+
+        if (memcmp(a, b, whole) != 0)
+                return false;
+        return rest == 0 || ((a[whole] ^ b[whole]) & (uint8_t) (0xff << (8 - rest))) == 0;
+}
+
+int audit_route_lookup(const char *p, size_t len, int family, const uint8_t addr[static 16],
+                       struct audit_route *ret) {
+        struct audit_route best = { .prefix = -1 };
+        size_t pos = 0, lineno = 0;
+        bool v6 = family == 6;
+
+        if (len > AUDIT_NET_MAX)
+                return ringil_fail(-RINGIL_ETOOBIG, "routing table larger than %u bytes", AUDIT_NET_MAX);
+        if (memchr(p, '\0', len))
+                return ringil_fail(-RINGIL_EMALFORMED, "routing table contains a NUL byte");
+        while (pos < len) {
+                const char *line = p + pos, *nl = memchr(line, '\n', len - pos), *f[11];
+                size_t ll = nl ? (size_t) (nl - line) : len - pos, fl[11], n;
+                uint8_t dst[16] = {}, mask[4];
+                uint32_t flags = 0, metric = 0;
+                unsigned plen = 0;
+                const char *ifname;
+                size_t iflen;
+
+                pos += ll + 1;
+                lineno++;
+                if (lineno > AUDIT_NET_RECORDS_MAX)
+                        return ringil_fail(-RINGIL_ETOOBIG, "too many routes");
+                n = fields(line, ll, f, fl, ELEMENTSOF(f));
+                if (n == 0)
+                        continue;
+                if (!v6) {
+                        /* Iface Destination Gateway Flags RefCnt Use Metric Mask MTU Window IRTT; hex words are
+                         * the kernel's in-memory network-order addresses printed as host integers */
+                        uint8_t tmp[4];
+                        uint32_t d, m;
+                        if (lineno == 1) {
+                                if (fl[0] != 5 || memcmp(f[0], "Iface", 5) != 0)
+                                        return ringil_fail(-RINGIL_EMALFORMED, "/proc/net/route has no header");
+                                continue;
+                        }
+                        if (n < 8 || fl[1] != 8 || fl[3] != 4 || fl[7] != 8 || fl[6] > 8 || fl[0] > AUDIT_IFNAME_MAX ||
+                            hex_bytes(f[1], 8, tmp) < 0 || hex_bytes(f[7], 8, mask) < 0)
+                                goto bad;
+                        /* the printed word is the host-order value of the network-order bytes (the table is
+                         * read on the machine it describes: live mode) */
+                        d = (uint32_t) tmp[0] << 24 | (uint32_t) tmp[1] << 16 | (uint32_t) tmp[2] << 8 | tmp[3];
+                        m = (uint32_t) mask[0] << 24 | (uint32_t) mask[1] << 16 | (uint32_t) mask[2] << 8 | mask[3];
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+                        d = __builtin_bswap32(d);
+                        m = __builtin_bswap32(m);
+#endif
+                        for (int i = 0; i < 4; i++)
+                                dst[i] = (uint8_t) (d >> (24 - 8 * i));
+                        /* a netmask is contiguous ones */
+                        if (m != 0 && (~m & (~m + 1)) != 0)
+                                goto bad;
+                        plen = (unsigned) __builtin_popcount(m);
+                        for (int i = 0; i < 4; i++) {
+                                int h = hexval(f[3][i]);
+                                if (h < 0)
+                                        goto bad;
+                                flags = flags * 16 + (uint32_t) h;
+                        }
+                        for (size_t i = 0; i < fl[6]; i++) {
+                                if (!isdigit((unsigned char) f[6][i]))
+                                        goto bad;
+                                metric = metric * 10 + (uint32_t) (f[6][i] - '0');
+                        }
+                        ifname = f[0];
+                        iflen = fl[0];
+                } else {
+                        /* dst plen src plen nexthop metric refcnt use flags iface: hex, network order */
+                        uint8_t b[4];
+                        if (n < 10 || fl[0] != 32 || fl[1] != 2 || fl[5] != 8 || fl[8] != 8 || fl[9] > AUDIT_IFNAME_MAX ||
+                            hex_bytes(f[0], 32, dst) < 0 || hex_bytes(f[1], 2, b) < 0)
+                                goto bad;
+                        plen = b[0];
+                        if (plen > 128 || hex_bytes(f[5], 8, b) < 0)
+                                goto bad;
+                        metric = (uint32_t) b[0] << 24 | (uint32_t) b[1] << 16 | (uint32_t) b[2] << 8 | b[3];
+                        if (hex_bytes(f[8], 8, b) < 0)
+                                goto bad;
+                        flags = (uint32_t) b[0] << 24 | (uint32_t) b[1] << 16 | (uint32_t) b[2] << 8 | b[3];
+                        ifname = f[9];
+                        iflen = fl[9];
+                }
+                /* RTF_UP; RTF_REJECT (0x0200) routes lead nowhere */
+                if (!(flags & 0x1) || (flags & 0x0200) || !prefix_match(addr, dst, plen))
+                        continue;
+                if ((int) plen > best.prefix || ((int) plen == best.prefix && metric < best.metric)) {
+                        best.prefix = (int) plen;
+                        best.metric = metric;
+                        memcpy(best.iface, ifname, iflen);
+                        best.iface[iflen] = '\0';
+                }
+                continue;
+        bad:
+                return ringil_fail(-RINGIL_EMALFORMED, "routing table line %zu unparsable", lineno);
+        }
+        /* /proc/net/route always has its header; ipv6_route has none and is empty without IPv6 routes */
+        if (lineno == 0 && !v6)
+                return ringil_fail(-RINGIL_ETRUNCATED, "routing table is empty");
+        if (best.prefix < 0)
+                return -ENOENT;
+        *ret = best;
+        return 0;
+}
+
 int audit_parse_cmdline(const char *p, size_t len, struct strv *ret) {
         _cleanup_free_ char *word = NULL;
         struct strv s = {};

@@ -72,6 +72,20 @@ struct net_list {
 void net_list_free(struct net_list *l);
 int audit_parse_proc_net(const char *p, size_t len, struct net_list *ret);
 
+/*
+ * The route the kernel's main table gives addr: /proc/net/route (family 4, addr's first 4 bytes) or
+ * /proc/net/ipv6_route (family 6). Longest prefix wins, then the lowest metric; routes that are down or
+ * reject are skipped. 0 with *ret set, -ENOENT when no route matches, -RINGIL_EMALFORMED/-RINGIL_ETOOBIG
+ * for a table that is not the kernel's format or too large.
+ */
+#define AUDIT_IFNAME_MAX 15
+struct audit_route {
+        char iface[AUDIT_IFNAME_MAX + 1];
+        int prefix;
+        uint32_t metric;
+};
+int audit_route_lookup(const char *p, size_t len, int family, const uint8_t addr[static 16], struct audit_route *ret);
+
 /* Kernel command line words; double quotes group, and are removed. */
 int audit_parse_cmdline(const char *p, size_t len, struct strv *ret);
 

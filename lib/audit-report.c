@@ -150,31 +150,41 @@ static int xml_escape(struct buf *b, const char *s) {
         return r;
 }
 
+/* Has an earlier result the same area? (each area becomes one testsuite, in catalogue order; a list of
+ * areas here would silently drop the checks of an area it lacks) */
+static bool area_seen_before(const struct audit_run *run, size_t k) {
+        for (size_t i = 0; i < k; i++)
+                if (streq(run->results[i].check->area, run->results[k].check->area))
+                        return true;
+        return false;
+}
+
 static int render_junit(const struct audit_run *run, struct buf *b) {
-        static const char *const areas[] = { "secureboot", "bootloader", "cmdline", "kernel", "disk", "tpm",
-                                             "coldboot", "accounts", "services", "logs", "nixos" };
         int r = buf_printf(b, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"ringil audit\" tests=\"%zu\" "
                               "failures=\"%zu\" errors=\"%zu\" skipped=\"%zu\">\n",
                            run->n_results, run->counts[AUDIT_FAIL], run->counts[AUDIT_ERROR],
                            run->counts[AUDIT_WAIVED] + run->counts[AUDIT_NOTAPPLICABLE]);
 
-        for (size_t a = 0; a < ELEMENTSOF(areas) && r >= 0; a++) {
+        for (size_t k = 0; k < run->n_results && r >= 0; k++) {
+                const char *area = run->results[k].check->area;
                 size_t c[_AUDIT_STATUS_MAX] = {}, n = 0;
+                if (area_seen_before(run, k))
+                        continue;
                 for (size_t i = 0; i < run->n_results; i++)
-                        if (streq(run->results[i].check->area, areas[a])) {
+                        if (streq(run->results[i].check->area, area)) {
                                 c[run->results[i].status]++;
                                 n++;
                         }
                 if (n == 0)
                         continue;
                 r = buf_printf(b, "  <testsuite name=\"%s\" tests=\"%zu\" failures=\"%zu\" errors=\"%zu\" skipped=\"%zu\">\n",
-                               areas[a], n, c[AUDIT_FAIL], c[AUDIT_ERROR], c[AUDIT_WAIVED] + c[AUDIT_NOTAPPLICABLE]);
+                               area, n, c[AUDIT_FAIL], c[AUDIT_ERROR], c[AUDIT_WAIVED] + c[AUDIT_NOTAPPLICABLE]);
                 for (size_t i = 0; i < run->n_results && r >= 0; i++) {
                         const struct audit_result *res = &run->results[i];
                         const char *tag = NULL;
-                        if (!streq(res->check->area, areas[a]))
+                        if (!streq(res->check->area, area))
                                 continue;
-                        r = buf_printf(b, "    <testcase classname=\"audit.%s\" name=\"%s ", areas[a], res->check->id);
+                        r = buf_printf(b, "    <testcase classname=\"audit.%s\" name=\"%s ", area, res->check->id);
                         if (r >= 0)
                                 r = xml_escape(b, res->check->title);
                         if (r >= 0)

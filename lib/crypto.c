@@ -231,6 +231,23 @@ int crypto_base64_decode(const char *s, size_t n, uint8_t *out, size_t want) {
         return 0;
 }
 
+int crypto_base64_encode(const uint8_t *p, size_t n, char *out, size_t cap) {
+        if (n > 3072 || cap < (n + 2) / 3 * 4 + 1)
+                return -ENOBUFS;
+        return EVP_EncodeBlock((unsigned char *) out, p, (int) n) < 0 ? -EINVAL : 0;
+}
+
+int crypto_ed25519_public(const uint8_t seed[static 32], uint8_t ret[static 32]) {
+        _cleanup_(EVP_PKEY_freep) EVP_PKEY *pk = EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, NULL, seed, 32);
+        size_t n = 32;
+
+        if (!pk || EVP_PKEY_get_raw_public_key(pk, ret, &n) != 1 || n != 32) {
+                ERR_clear_error();
+                return crypto_fail(-EINVAL, "ed25519 key");
+        }
+        return 0;
+}
+
 int crypto_ed25519_verify(const uint8_t pub[static 32], const void *msg, size_t len, const uint8_t sig[static 64]) {
         _cleanup_(EVP_PKEY_freep) EVP_PKEY *pk = NULL;
         _cleanup_(EVP_MD_CTX_freep) EVP_MD_CTX *ctx = NULL;

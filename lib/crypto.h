@@ -86,6 +86,10 @@ int crypto_memcmp(const void *a, const void *b, size_t n);
 /* nix: Nix's signatures and hashes */
 /* Strict standard base64 (with padding) of s[0..n) into out; exactly want bytes must result. */
 int crypto_base64_decode(const char *s, size_t n, uint8_t *out, size_t want);
+/* Standard base64 (with padding, NUL-terminated) of p[0..n) into out (cap bytes; -ENOBUFS if short). */
+int crypto_base64_encode(const uint8_t *p, size_t n, char *out, size_t cap);
+/* The ed25519 public key of a 32-byte private seed. */
+int crypto_ed25519_public(const uint8_t seed[static 32], uint8_t ret[static 32]);
 /* 0 only when sig is a valid ed25519 signature of msg by pub; -RINGIL_EBADSIG otherwise. */
 int crypto_ed25519_verify(const uint8_t pub[static 32], const void *msg, size_t len, const uint8_t sig[static 64]);
 /* Incremental SHA-256: begin → update… → final (which frees the context). */

@@ -205,6 +205,12 @@ int atomic_write_file(const char *path, const void *data, size_t len, mode_t mod
                 (void) unlinkat(dfd, tmp, 0);
                 return r;
         }
+        /* The trap (seen on vfat, the ESP, under power cuts in tests/vm): vfat keeps a file's size and first
+         * cluster in its directory entry, and rename writes the new entry empty, filling it in only when
+         * the inode is written back. A directory fsync does not write the renamed inode, so a power cut
+         * left the new name with 0 bytes and its cluster lost. fsync the file again at its new place. */
+        if (fsync(fd) < 0)
+                return negative_errno();
         if (!(flags & AW_NOSYNC_DIR) && fsync(dfd) < 0)
                 return negative_errno();
         return 0;

@@ -1,8 +1,11 @@
 /* fleet-agentconf.c: the ringild.conf schema: one table of keys, bounds and defaults. */
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "conf.h"
+#include "err.h"
 #include "fleet-agentconf.h"
 #include "macro.h"
 
@@ -20,10 +23,22 @@ void agent_config_free(struct agent_config *c) {
         free(c->reboot_command);
         free(c->health_command);
         free(c->boot_id_file);
+        free(c->timezone);
+        free(c->download_dir);
+        free(c->audit_root);
+        free(c->audit_profile);
+        free(c->keys_dir);
+        free(c->efivarfs);
         *c = (struct agent_config) {};
 }
 
 static const char *const https_only[] = { "https://", NULL };
+/* A zone name as under /usr/share/zoneinfo (Europe/Paris, Etc/GMT+3, UTC); the agent checks at start
+ * that the zone exists. Not a path: no leading '/' and no "..", checked in agent_check(). */
+static const struct conf_charset zone_chars = {
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789/_+-", "A-Z a-z 0-9 / _ + -"
+};
+static const struct conf_charset profile_chars = { "abcdefghijklmnopqrstuvwxyz0123456789_-", "a-z 0-9 _ -" };
 
 #define F(field) offsetof(struct agent_config, field)
 /* docs/fleet.md "Agent config" lists the same keys; a key is accepted only if it is here. */
@@ -48,12 +63,36 @@ static const struct conf_item agent_items[] = {
         { "", "delta", conf_parse_bool, F(delta), .def = "yes" },
         { "", "delta-full-above", conf_parse_u32, F(delta_full_above), 0, 100, .def = "80" },
         { "", "fetch-parallel", conf_parse_u32, F(fetch_parallel), 1, 8, .def = "4" },
+        /* rollouts and compliance (docs/fleet.md "Maintenance windows", "Drift and compliance") */
+        { "", "timezone", conf_parse_string, F(timezone), .max = 63, .data = &zone_chars },
+        { "", "download-dir", conf_parse_path, F(download_dir) },   /* default: STATE-DIR/download */
+        { "", "audit", conf_parse_bool, F(audit), .def = "yes" },
+        { "", "audit-root", conf_parse_path, F(audit_root) },
+        { "", "audit-profile", conf_parse_string, F(audit_profile), .max = 32, .data = &profile_chars, .def = "prod" },
+        { "", "audit-interval", conf_parse_duration, F(audit_interval), 0, 30 * 86400, .def = "0" },
+        { "", "keys-dir", conf_parse_path, F(keys_dir), .def = "/etc/secure/keys" },
+        { "", "efivarfs", conf_parse_path, F(efivarfs), .def = "/sys/firmware/efi/efivars" },
 };
 #undef F
+
+/* After the defaults: the zone is a name, not a path; the download directory follows the state one. */
+static int agent_check(void *userdata, const struct conf_ctx *ctx) {
+        struct agent_config *c = userdata;
+
+        if (c->timezone && (c->timezone[0] == '/' || strstr(c->timezone, "..")))
+                return conf_fail(ctx, -RINGIL_EMALFORMED, "timezone `%s' is not a zone name like Europe/Paris",
+                                 c->timezone);
+        if (!c->download_dir && asprintf(&c->download_dir, "%s/download", c->state_dir) < 0) {
+                c->download_dir = NULL;
+                return -ENOMEM;
+        }
+        return 0;
+}
 
 static const struct conf_schema agent_schema = {
         .items = agent_items,
         .n_items = ELEMENTSOF(agent_items),
+        .check = agent_check,
 };
 
 static int parse_named(const char *data, size_t len, const char *file, struct agent_config *ret) {

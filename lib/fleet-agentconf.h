@@ -25,6 +25,14 @@ struct agent_config {
         bool delta;               /* fetch only the chunks the drone lacks (default yes) */
         uint32_t delta_full_above;   /* percent of the payload above which one sequential download is used */
         uint32_t fetch_parallel;  /* range requests in flight, default 4 */
+        char *timezone;           /* zone of the maintenance windows, e.g. Europe/Paris (default: the system's) */
+        char *download_dir;       /* where bundles wait for their window (default STATE-DIR/download) */
+        bool audit;               /* run `ringil audit` at start and after each install (default yes) */
+        char *audit_root;         /* audit this tree instead of the running system (default none) */
+        char *audit_profile;      /* default prod */
+        uint32_t audit_interval;  /* also every this many seconds; 0 (default): only at start and after installs */
+        char *keys_dir;           /* pkiBundle for `ringil keys status` (default /etc/secure/keys) */
+        char *efivarfs;           /* for `ringil keys status` (default /sys/firmware/efi/efivars) */
 };
 
 /* Frees the strings and zeroes *c; NULL is fine. */

@@ -1,6 +1,7 @@
 /* fleet-client.c: libcurl with mutual TLS and a pinned CA for the agent and the operator commands. */
 #include <curl/curl.h>
 #include <pthread.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -22,6 +23,7 @@ struct fleet_client {
         char errbuf[CURL_ERROR_SIZE];
         bool over_cap;                       /* the last answer was cut at its cap by write_buf */
         size_t cap;
+        const volatile sig_atomic_t *abort;   /* set (by a signal handler): the transfer stops */
 };
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
@@ -170,6 +172,9 @@ static int transport_error(fleet_client *fc, CURLcode cc, const char *url) {
         case CURLE_READ_ERROR:
                 return ringil_fail(-EIO, "cannot read the file being sent to %s", url);
         case CURLE_ABORTED_BY_CALLBACK:
+                /* our progress callback saw the abort flag (a signal): the caller stops, nothing failed */
+                if (fc->abort && *fc->abort)
+                        return ringil_fail(-EINTR, "transfer from %s stopped: the agent is stopping", url);
                 return ringil_fail(-ECANCELED, "transfer to %s cancelled", url);
         case CURLE_OUT_OF_MEMORY:
                 return -ENOMEM;
@@ -211,6 +216,22 @@ static int perform(fleet_client *fc, const char *path, long *ret_status) {
                 return transport_error(fc, cc, url);
         curl_easy_getinfo(fc->curl, CURLINFO_RESPONSE_CODE, ret_status);
         return 0;
+}
+
+static int progress_cb(void *userdata, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal, curl_off_t ulnow) {
+        const fleet_client *fc = userdata;
+        (void) dltotal;
+        (void) dlnow;
+        (void) ultotal;
+        (void) ulnow;
+        return fc->abort && *fc->abort ? 1 : 0;
+}
+
+void fleet_client_set_abort(fleet_client *fc, const volatile sig_atomic_t *flag) {
+        fc->abort = flag;
+        curl_easy_setopt(fc->curl, CURLOPT_XFERINFOFUNCTION, progress_cb);
+        curl_easy_setopt(fc->curl, CURLOPT_XFERINFODATA, fc);
+        curl_easy_setopt(fc->curl, CURLOPT_NOPROGRESS, flag ? 0L : 1L);
 }
 
 static void reset_request(fleet_client *fc) {
@@ -304,6 +325,68 @@ int fleet_client_upload(fleet_client *fc, const char *path, const char *file, si
                 return r;
         }
         progress_done();
+        (void) buf_reserve(&b, 0);
+        *ret_body = b;
+        return 0;
+}
+
+struct send_ctx {
+        fleet_source_t source;
+        void *userdata;
+        uint64_t left;
+        int error;
+};
+
+static size_t send_read_cb(char *p, size_t size, size_t n, void *userdata) {
+        struct send_ctx *sc = userdata;
+        size_t want = (size_t) MIN((uint64_t) size * n, sc->left);
+        ssize_t k;
+
+        if (want == 0)
+                return 0;
+        k = sc->source(sc->userdata, p, want);
+        if (k <= 0 || (size_t) k > want) {
+                /* INVARIANT: a body shorter than announced is aborted, never completed with what we have */
+                sc->error = k < 0 ? (int) k : -EPIPE;
+                return CURL_READFUNC_ABORT;
+        }
+        sc->left -= (uint64_t) k;
+        return (size_t) k;
+}
+
+int fleet_client_send(fleet_client *fc, const char *method, const char *path, uint64_t length, fleet_source_t source,
+                      void *userdata, size_t max_response, long *ret_status, struct buf *ret_body) {
+        struct send_ctx sc = { .source = source, .userdata = userdata, .left = length };
+        struct curl_slist *h = NULL;
+        struct buf b = BUF_INIT(max_response);
+        struct body_sink sink = { .fc = fc, .b = &b };
+        int r;
+
+        reset_request(fc);
+        fc->cap = max_response;
+        h = curl_slist_append(NULL, "Content-Type: application/octet-stream");
+        h = curl_slist_append(h, "Expect:");
+        curl_easy_setopt(fc->curl, CURLOPT_HTTPHEADER, h);
+        curl_easy_setopt(fc->curl, CURLOPT_UPLOAD, 1L);
+        curl_easy_setopt(fc->curl, CURLOPT_INFILESIZE_LARGE, (curl_off_t) length);
+        if (!streq(method, "PUT"))
+                curl_easy_setopt(fc->curl, CURLOPT_CUSTOMREQUEST, method);
+        curl_easy_setopt(fc->curl, CURLOPT_READFUNCTION, send_read_cb);
+        curl_easy_setopt(fc->curl, CURLOPT_READDATA, &sc);
+        curl_easy_setopt(fc->curl, CURLOPT_WRITEFUNCTION, write_buf);
+        curl_easy_setopt(fc->curl, CURLOPT_WRITEDATA, &sink);
+        r = perform(fc, path, ret_status);
+        curl_easy_setopt(fc->curl, CURLOPT_HTTPHEADER, NULL);
+        curl_easy_setopt(fc->curl, CURLOPT_UPLOAD, 0L);
+        curl_slist_free_all(h);
+        if (sc.error < 0) {
+                buf_free(&b);
+                return ringil_fail(sc.error, "%s %s: the body ended or failed before %" PRIu64 " bytes", method, path, length);
+        }
+        if (r < 0) {
+                buf_free(&b);
+                return r;
+        }
         (void) buf_reserve(&b, 0);
         *ret_body = b;
         return 0;

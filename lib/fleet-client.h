@@ -1,8 +1,10 @@
 /* fleet-client.h: the HTTPS client side of the fleet protocol (libcurl): mutual TLS, pinned CA, caps. */
 #pragma once
 
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "buf.h"
 #include "macro.h"
@@ -19,6 +21,9 @@ int fleet_client_new(const char *base_url, const char *ca, const char *cert, con
 void fleet_client_free(fleet_client *fc);
 DEFINE_TRIVIAL_CLEANUP_FUNC(fleet_client *, fleet_client_free)
 
+/* When *flag becomes non-zero (a SIGTERM handler sets it) a running transfer stops with -EINTR. */
+void fleet_client_set_abort(fleet_client *fc, const volatile sig_atomic_t *flag);
+
 /*
  * One request to base_url + path. The response body (at most max_response bytes, else -EPROTO: an
  * answer that big is not the protocol's) goes to *ret_body (a capped buf the caller frees). Returns 0 with
@@ -33,6 +38,16 @@ int fleet_client_request(fleet_client *fc, const char *method, const char *path,
 /* POST a file's bytes (e.g. a bundle upload) to path; a progress step (progress.h) while it goes. */
 int fleet_client_upload(fleet_client *fc, const char *path, const char *file, size_t max_response,
                         long *ret_status, struct buf *ret_body);
+
+/*
+ * Send a body of exactly `length` bytes produced as it goes (e.g. a NAR piped from `nix store dump-path`)
+ * with method (PUT or POST) to path. source fills up to n bytes and returns how many, 0 only at the end,
+ * or a negative errno to abort; a source that ends before `length` bytes aborts the request (-EPIPE): the
+ * server never sees a complete body it did not get. Otherwise as fleet_client_request().
+ */
+typedef ssize_t (*fleet_source_t)(void *userdata, void *p, size_t n);
+int fleet_client_send(fleet_client *fc, const char *method, const char *path, uint64_t length, fleet_source_t source,
+                      void *userdata, size_t max_response, long *ret_status, struct buf *ret_body);
 
 /*
  * GET bytes [offset, offset+len) of path with a Range request, handing them to sink as they arrive.

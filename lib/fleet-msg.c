@@ -3,6 +3,7 @@
 #include <jansson.h>
 #include <string.h>
 
+#include "crypto.h"
 #include "err.h"
 #include "fleet-msg.h"
 #include "macro.h"
@@ -15,6 +16,8 @@ static const char *const state_names[_FLEET_STATE_MAX] = {
         [FLEET_STATE_UPDATED] = "updated",
         [FLEET_STATE_FAILED] = "failed",
         [FLEET_STATE_ROLLED_BACK] = "rolled-back",
+        [FLEET_STATE_WAITING] = "waiting",
+        [FLEET_STATE_RETRYING] = "retrying",
 };
 
 const char *fleet_state_to_string(enum fleet_state s) {
@@ -79,23 +82,151 @@ static int load_object(const void *data, size_t len, json_t **ret) {
         return 0;
 }
 
-static int parse_audit(json_t *v, struct fleet_status *s) {
+bool fleet_check_id_valid(const char *s) {
+        size_t n = strlen(s);
+
+        if (n == 0 || n >= FLEET_CHECK_ID_MAX)
+                return false;
+        for (size_t i = 0; i < n; i++)
+                if (!((s[i] >= 'A' && s[i] <= 'Z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '-'))
+                        return false;
+        return true;
+}
+
+static bool is_hex64(const char *s);
+
+/* A word from a closed set: keeps Prometheus labels and SQL rows to known values. */
+static int copy_word(json_t *v, const char *key, const char *const *allowed, char *dst, size_t cap) {
+        int r = copy_text(v, key, dst, cap);
+
+        if (r < 0)
+                return r;
+        for (size_t i = 0; allowed[i]; i++)
+                if (streq(dst, allowed[i]))
+                        return 0;
+        return ringil_fail(-RINGIL_EMALFORMED, "'%s' has an unknown value '%s'", key, dst);
+}
+
+/* [a-z0-9._-]{1,31}: a profile name ("prod", "dev") or a profile file's base name. */
+static int copy_name(json_t *v, const char *key, char *dst, size_t cap) {
+        int r = copy_text(v, key, dst, cap);
+
+        if (r < 0)
+                return r;
+        if (!*dst)
+                return ringil_fail(-RINGIL_EMALFORMED, "'%s' is empty", key);
+        for (const char *p = dst; *p; p++)
+                if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '.' || *p == '_' || *p == '-'))
+                        return ringil_fail(-RINGIL_EMALFORMED, "'%s' has a byte outside [a-z0-9._-]", key);
+        return 0;
+}
+
+static int parse_audit(json_t *v, struct fleet_audit *a) {
         const char *k;
         json_t *x;
         uint64_t u = 0;
-        int r = 0;   /* an unknown key reaches the else below with neither get_uint() run */
+        int r = 0;   /* every branch sets both; initialised for the -O3 flow analysis */
 
         if (!json_is_object(v))
                 return ringil_fail(-RINGIL_EMALFORMED, "'audit' is not an object");
+        *a = (struct fleet_audit) {};
         json_object_foreach(v, k, x) {
-                if (streq(k, "pass") && (r = get_uint(x, k, UINT32_MAX, &u)) >= 0)
-                        s->audit_pass = (uint32_t) u;
-                else if (streq(k, "fail") && (r = get_uint(x, k, UINT32_MAX, &u)) >= 0)
-                        s->audit_fail = (uint32_t) u;
-                else
-                        return r < 0 ? r : ringil_fail(-RINGIL_EMALFORMED, "unknown key 'audit.%s'", k);
+                uint32_t *counter = streq(k, "pass") ? &a->pass : streq(k, "fail") ? &a->fail
+                                  : streq(k, "error") ? &a->error : streq(k, "waived") ? &a->waived
+                                  : streq(k, "notapplicable") ? &a->notapplicable : NULL;
+                if (counter) {
+                        r = get_uint(x, k, UINT32_MAX, &u);
+                        *counter = (uint32_t) u;
+                } else if (streq(k, "profile"))
+                        r = copy_name(x, "audit.profile", a->profile, sizeof(a->profile));
+                else if (streq(k, "sha256")) {
+                        r = copy_text(x, "audit.sha256", a->sha256, sizeof(a->sha256));
+                        if (r >= 0 && !is_hex64(a->sha256))
+                                r = ringil_fail(-RINGIL_EMALFORMED, "'audit.sha256' is not 64 hex digits");
+                } else if (streq(k, "version"))
+                        r = copy_text(x, "audit.version", a->version, sizeof(a->version));
+                else if (streq(k, "time")) {
+                        r = get_uint(x, k, INT64_MAX, &u);
+                        a->time = (int64_t) u;
+                } else if (streq(k, "failing")) {
+                        size_t i;
+                        json_t *id;
+                        if (!json_is_array(x))
+                                return ringil_fail(-RINGIL_EMALFORMED, "'audit.failing' is not an array");
+                        if (json_array_size(x) > FLEET_AUDIT_MAX_IDS)
+                                return ringil_fail(-RINGIL_ETOOBIG, "'audit.failing' has more than %d IDs",
+                                                   FLEET_AUDIT_MAX_IDS);
+                        json_array_foreach(x, i, id) {
+                                r = copy_text(id, "audit.failing[]", a->failing[i], FLEET_CHECK_ID_MAX);
+                                if (r < 0)
+                                        return r;
+                                if (!fleet_check_id_valid(a->failing[i]))
+                                        return ringil_fail(-RINGIL_EMALFORMED, "'audit.failing' has a bad check ID");
+                                for (size_t j = 0; j < i; j++)
+                                        if (streq(a->failing[j], a->failing[i]))
+                                                return ringil_fail(-RINGIL_EMALFORMED, "'audit.failing' lists '%s' twice",
+                                                                   a->failing[i]);
+                        }
+                        a->n_failing = (uint32_t) json_array_size(x);
+                } else
+                        return ringil_fail(-RINGIL_EMALFORMED, "unknown key 'audit.%s'", k);
+                if (r < 0)
+                        return r;
         }
-        s->has_audit = true;
+        if (a->n_failing > a->fail)
+                return ringil_fail(-RINGIL_EMALFORMED, "'audit.failing' lists more IDs than 'audit.fail' counts");
+        a->present = true;
+        return 0;
+}
+
+static const char *const sb_modes[] = { "setup", "audit", "user", "deployed", "disabled", "unknown", NULL };
+static const char *const sb_key_states[] = { "ok", "foreign", "missing", "unknown", NULL };
+
+static int parse_secureboot(json_t *v, struct fleet_secureboot *sb) {
+        bool have[4] = {};
+        const char *k;
+        json_t *x;
+        int r;
+
+        if (!json_is_object(v))
+                return ringil_fail(-RINGIL_EMALFORMED, "'secureboot' is not an object");
+        *sb = (struct fleet_secureboot) {};
+        json_object_foreach(v, k, x) {
+                if (streq(k, "mode")) {
+                        r = copy_word(x, "secureboot.mode", sb_modes, sb->mode, sizeof(sb->mode));
+                        have[0] = true;
+                } else if (streq(k, "pk")) {
+                        r = copy_word(x, "secureboot.pk", sb_key_states, sb->pk, sizeof(sb->pk));
+                        have[1] = true;
+                } else if (streq(k, "kek")) {
+                        r = copy_word(x, "secureboot.kek", sb_key_states, sb->kek, sizeof(sb->kek));
+                        have[2] = true;
+                } else if (streq(k, "db")) {
+                        r = copy_word(x, "secureboot.db", sb_key_states, sb->db, sizeof(sb->db));
+                        have[3] = true;
+                } else
+                        r = ringil_fail(-RINGIL_EMALFORMED, "unknown key 'secureboot.%s'", k);
+                if (r < 0)
+                        return r;
+        }
+        if (!have[0] || !have[1] || !have[2] || !have[3])
+                return ringil_fail(-RINGIL_EMALFORMED, "'secureboot' needs mode, pk, kek and db");
+        sb->present = true;
+        return 0;
+}
+
+/* An IANA zone name as found under /usr/share/zoneinfo: [A-Za-z0-9/_+-], no "..", not absolute. */
+static int copy_tz(json_t *v, char *dst, size_t cap) {
+        int r = copy_text(v, "tz", dst, cap);
+
+        if (r < 0)
+                return r;
+        if (dst[0] == '/' || strstr(dst, ".."))
+                return ringil_fail(-RINGIL_EMALFORMED, "'tz' is not a zone name");
+        for (const char *p = dst; *p; p++)
+                if (!((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ||
+                      *p == '/' || *p == '_' || *p == '+' || *p == '-'))
+                        return ringil_fail(-RINGIL_EMALFORMED, "'tz' has a byte outside [A-Za-z0-9/_+-]");
         return 0;
 }
 
@@ -155,10 +286,29 @@ int fleet_status_parse(const void *data, size_t len, struct fleet_status *ret) {
                                 r = ringil_fail(-RINGIL_EMALFORMED, "unknown state '%s'", st);
                         have_state = true;
                 } else if (streq(k, "audit"))
-                        r = parse_audit(v, &s);
+                        r = parse_audit(v, &s.audit);
                 else if (streq(k, "delta"))
                         r = parse_delta(v, &s);
-                else
+                else if (streq(k, "secureboot"))
+                        r = parse_secureboot(v, &s.sb);
+                else if (streq(k, "system"))
+                        r = copy_text(v, k, s.system, sizeof(s.system));
+                else if (streq(k, "compliance")) {
+                        r = copy_text(v, k, s.compliance, sizeof(s.compliance));
+                        if (r >= 0 && !is_hex64(s.compliance))
+                                r = ringil_fail(-RINGIL_EMALFORMED, "'compliance' is not 64 hex digits");
+                }
+                else if (streq(k, "tz"))
+                        r = copy_tz(v, s.tz, sizeof(s.tz));
+                else if (streq(k, "utc_offset")) {
+                        json_int_t o = json_is_integer(v) ? json_integer_value(v) : INT64_MAX;
+                        r = 0;
+                        /* Real zones span UTC-12 to UTC+14. */
+                        if (o < -14 * 3600 || o > 14 * 3600)
+                                r = ringil_fail(-RINGIL_EMALFORMED, "'utc_offset' is not seconds within ±14 h");
+                        s.utc_offset = (int32_t) o;
+                        s.has_utc_offset = true;
+                } else
                         r = ringil_fail(-RINGIL_EMALFORMED, "unknown key '%s'", k);
                 if (r < 0)
                         return r;
@@ -182,6 +332,8 @@ static int dump(json_t *j, char **ret) {
         return 0;
 }
 
+static int add_compliance(json_t *j, const struct fleet_status *s);
+
 int fleet_status_format(const struct fleet_status *s, char **ret) {
         json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:I, s:s, s:s}",
                               "version", s->version, "slot", s->slot, "boot", s->boot,
@@ -193,10 +345,76 @@ int fleet_status_format(const struct fleet_status *s, char **ret) {
         if (j && (s->bytes_fetched || s->bytes_reused))
                 json_object_set_new(j, "delta", json_pack("{s:I, s:I}", "fetched", (json_int_t) s->bytes_fetched,
                                                           "reused", (json_int_t) s->bytes_reused));
-        if (j && s->has_audit)
-                json_object_set_new(j, "audit", json_pack("{s:I, s:I}", "pass", (json_int_t) s->audit_pass,
-                                                          "fail", (json_int_t) s->audit_fail));
+        if (j && s->compliance[0])
+                json_object_set_new(j, "compliance", json_string(s->compliance));
+        if (j && add_compliance(j, s) < 0) {
+                json_decref(j);
+                return -ENOMEM;
+        }
         return dump(j, ret);
+}
+
+bool fleet_status_has_compliance(const struct fleet_status *s) {
+        return s->system[0] || s->tz[0] || s->has_utc_offset || s->audit.present || s->sb.present;
+}
+
+int fleet_compliance_digest(const struct fleet_status *s, char out[static 65]) {
+        uint8_t d[SHA256_LEN];
+        json_t *j = json_object();
+        char *text;
+        int r;
+
+        if (!j || add_compliance(j, s) < 0) {
+                json_decref(j);
+                return -ENOMEM;
+        }
+        r = dump(j, &text);
+        if (r < 0)
+                return r;
+        r = crypto_sha256(text, strlen(text), d);
+        free(text);
+        if (r < 0)
+                return r;
+        hex_encode(d, sizeof(d), out);
+        return 0;
+}
+
+/* The compliance fields of s into j (shared by the status and its digest). */
+static int add_compliance(json_t *j, const struct fleet_status *s) {
+        if (s->system[0])
+                json_object_set_new(j, "system", json_string(s->system));
+        if (s->tz[0])
+                json_object_set_new(j, "tz", json_string(s->tz));
+        if (s->has_utc_offset)
+                json_object_set_new(j, "utc_offset", json_integer(s->utc_offset));
+        if (s->audit.present) {
+                const struct fleet_audit *a = &s->audit;
+                json_t *o = json_pack("{s:I, s:I, s:I, s:I, s:I}", "pass", (json_int_t) a->pass, "fail",
+                                      (json_int_t) a->fail, "error", (json_int_t) a->error, "waived",
+                                      (json_int_t) a->waived, "notapplicable", (json_int_t) a->notapplicable);
+                json_t *ids = json_array();
+                for (uint32_t i = 0; ids && i < a->n_failing && i < FLEET_AUDIT_MAX_IDS; i++)
+                        json_array_append_new(ids, json_string(a->failing[i]));
+                if (o && ids)
+                        json_object_set_new(o, "failing", ids);
+                else
+                        json_decref(ids);
+                if (o && a->profile[0])
+                        json_object_set_new(o, "profile", json_string(a->profile));
+                if (o && a->sha256[0])
+                        json_object_set_new(o, "sha256", json_string(a->sha256));
+                if (o && a->version[0])
+                        json_object_set_new(o, "version", json_string(a->version));
+                if (o && a->time > 0)
+                        json_object_set_new(o, "time", json_integer(a->time));
+                if (!o)
+                        return -ENOMEM;
+                json_object_set_new(j, "audit", o);
+        }
+        if (s->sb.present)
+                json_object_set_new(j, "secureboot", json_pack("{s:s, s:s, s:s, s:s}", "mode", s->sb.mode, "pk",
+                                                               s->sb.pk, "kek", s->sb.kek, "db", s->sb.db));
+        return 0;
 }
 
 static bool is_hex64(const char *s) {
@@ -242,6 +460,14 @@ int fleet_assignment_parse(const void *data, size_t len, struct fleet_assignment
                                 } else if (streq(k2, "size")) {
                                         r = get_uint(v2, k2, INT64_MAX, &a.size);
                                         have[2] = true;
+                                } else if (streq(k2, "retry")) {
+                                        r = get_uint(v2, k2, UINT32_MAX, &u);
+                                        a.retry = (uint32_t) u;
+                                } else if (streq(k2, "rate")) {
+                                        r = get_uint(v2, k2, INT64_MAX, &a.rate);
+                                } else if (streq(k2, "rollout")) {
+                                        r = get_uint(v2, k2, INT64_MAX, &u);
+                                        a.rollout = (int64_t) u;
                                 } else if (streq(k2, "sha256")) {
                                         r = copy_text(v2, k2, a.sha256, sizeof(a.sha256));
                                         if (r >= 0 && !is_hex64(a.sha256))
@@ -255,6 +481,27 @@ int fleet_assignment_parse(const void *data, size_t len, struct fleet_assignment
                         if (!have[0] || !have[1] || !have[2] || !have[3] || a.release <= 0)
                                 return ringil_fail(-RINGIL_EMALFORMED, "incomplete assignment");
                         a.assigned = true;
+                } else if (streq(k, "compliance")) {
+                        const char *t = json_string_value(v);
+                        if (!t || !streq(t, "resend"))
+                                return ringil_fail(-RINGIL_EMALFORMED, "'compliance' is not \"resend\"");
+                        a.resend_compliance = true;
+                } else if (streq(k, "windows")) {
+                        size_t i;
+                        json_t *w;
+                        char text[FLEET_WINDOW_TEXT];
+                        if (!json_is_array(v))
+                                return ringil_fail(-RINGIL_EMALFORMED, "'windows' is not an array");
+                        if (json_array_size(v) > FLEET_MAX_WINDOWS)
+                                return ringil_fail(-RINGIL_ETOOBIG, "more than %d windows", FLEET_MAX_WINDOWS);
+                        json_array_foreach(v, i, w) {
+                                r = copy_text(w, "windows[]", text, sizeof(text));
+                                if (r >= 0)
+                                        r = fleet_window_parse(text, &a.windows[i]);
+                                if (r < 0)
+                                        return r;
+                        }
+                        a.n_windows = json_array_size(v);
                 } else
                         r = ringil_fail(-RINGIL_EMALFORMED, "unknown key '%s'", k);
                 if (r < 0)
@@ -269,13 +516,37 @@ int fleet_assignment_format(const struct fleet_assignment *a, char **ret) {
 
         if (!j)
                 return -ENOMEM;
-        if (a->assigned)
-                json_object_set_new(j, "assignment",
-                                    json_pack("{s:I, s:s, s:I, s:s}", "release", (json_int_t) a->release,
-                                              "version", a->version, "size", (json_int_t) a->size,
-                                              "sha256", a->sha256));
-        else
+        if (a->assigned) {
+                json_t *o = json_pack("{s:I, s:s, s:I, s:s}", "release", (json_int_t) a->release, "version",
+                                      a->version, "size", (json_int_t) a->size, "sha256", a->sha256);
+                if (o && a->retry)
+                        json_object_set_new(o, "retry", json_integer(a->retry));
+                if (o && a->rate)
+                        json_object_set_new(o, "rate", json_integer((json_int_t) a->rate));
+                if (o && a->rollout)
+                        json_object_set_new(o, "rollout", json_integer(a->rollout));
+                if (!o) {
+                        json_decref(j);
+                        return -ENOMEM;
+                }
+                json_object_set_new(j, "assignment", o);
+        } else
                 json_object_set_new(j, "assignment", json_null());
+        if (a->resend_compliance)
+                json_object_set_new(j, "compliance", json_string("resend"));
+        if (a->n_windows) {
+                json_t *w = json_array();
+                char text[FLEET_WINDOW_TEXT];
+                for (size_t i = 0; w && i < a->n_windows && i < FLEET_MAX_WINDOWS; i++) {
+                        fleet_window_format(&a->windows[i], text);
+                        json_array_append_new(w, json_string(text));
+                }
+                if (!w) {
+                        json_decref(j);
+                        return -ENOMEM;
+                }
+                json_object_set_new(j, "windows", w);
+        }
         return dump(j, ret);
 }
 

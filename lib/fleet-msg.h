@@ -6,6 +6,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "fleet-window.h"
+
 /*
  * Wire format (docs/fleet.md): the drone POSTs a status object to /api/v1/checkin (heartbeat) and to
  * /api/v1/report (a state change, with a sequence number, stored durably before the 200); the
@@ -25,11 +27,40 @@ enum fleet_state {
         FLEET_STATE_UPDATED,       /* booted the new slot, health gate passed, marked good */
         FLEET_STATE_FAILED,        /* refused or failed before reboot (bad signature, rollback…) */
         FLEET_STATE_ROLLED_BACK,   /* new slot failed its health gate or did not boot */
+        FLEET_STATE_WAITING,       /* bundle downloaded and checked; waiting for the maintenance window */
+        FLEET_STATE_RETRYING,      /* a fault that is not the release's (link, server, drone state): retried */
         _FLEET_STATE_MAX,
 };
 
 const char *fleet_state_to_string(enum fleet_state s);
 int fleet_state_from_string(const char *s, enum fleet_state *ret);
+
+/*
+ * Compliance (docs/fleet.md "Drift and compliance"): what `ringil audit` and `ringil keys status` said
+ * about the running system. The drone sends a summary; the full audit report never leaves it, only its
+ * SHA-256 (an operator who audits the drone by hand can compare).
+ */
+#define FLEET_AUDIT_MAX_IDS 64
+#define FLEET_CHECK_ID_MAX 16                  /* "SVC-001": [A-Z0-9-], 1..15 bytes */
+#define FLEET_PROFILE_MAX 32
+
+struct fleet_audit {
+        bool present;
+        char profile[FLEET_PROFILE_MAX];       /* "prod", "dev" or a profile file's name */
+        uint32_t pass, fail, error, waived, notapplicable;
+        uint32_t n_failing;                    /* IDs listed below (fail status), at most FLEET_AUDIT_MAX_IDS */
+        char failing[FLEET_AUDIT_MAX_IDS][FLEET_CHECK_ID_MAX];
+        char sha256[65];                       /* of the full JSON report, "" unknown */
+        char version[FLEET_VERSION_MAX];       /* running version when the audit ran */
+        int64_t time;                          /* when it ran (Unix seconds, drone clock), 0 unknown */
+};
+
+/* `ringil keys status`: mode setup|audit|user|deployed|disabled|unknown; keys ok|foreign|missing|unknown. */
+struct fleet_secureboot {
+        bool present;
+        char mode[16];
+        char pk[16], kek[16], db[16];
+};
 
 struct fleet_status {
         uint64_t seq;                          /* reports: > 0, strictly increasing per drone */
@@ -40,11 +71,29 @@ struct fleet_status {
         int64_t release;                       /* release the state refers to, 0 none */
         char target[FLEET_VERSION_MAX];        /* version being installed, "" none */
         char error[FLEET_TEXT_MAX];            /* last error, "" none */
-        bool has_audit;
-        uint32_t audit_pass, audit_fail;
+        char system[FLEET_TEXT_MAX];           /* running NixOS system store path (generation mode), "" none */
+        char tz[64];                           /* drone's time zone name, "" unknown */
+        bool has_utc_offset;
+        int32_t utc_offset;                    /* seconds east of UTC, now */
+        struct fleet_audit audit;
+        struct fleet_secureboot sb;
+        /*
+         * fleet_compliance_digest() of the compliance fields above (system, tz, utc_offset, audit,
+         * secureboot). A check-in whose compliance the server already holds sends only this digest:
+         * the report itself goes once after every change (and in every report), not every poll.
+         */
+        char compliance[65];
         uint64_t bytes_fetched;                /* last install: bytes downloaded ("delta" object; 0 with */
         uint64_t bytes_reused;                 /* … payload bytes found on the drone   both: omitted) */
 };
+
+/* Does s carry compliance fields (as opposed to none, or only their digest)? */
+bool fleet_status_has_compliance(const struct fleet_status *s);
+/* SHA-256 (lowercase hex) of s's compliance fields in canonical JSON (sorted keys, compact). */
+int fleet_compliance_digest(const struct fleet_status *s, char out[static 65]);
+
+/* Is s a check ID ([A-Z0-9-], 1..15 bytes)? */
+bool fleet_check_id_valid(const char *s);
 
 int fleet_status_parse(const void *data, size_t len, struct fleet_status *ret);
 /* JSON text (malloc'd). */
@@ -57,6 +106,13 @@ struct fleet_assignment {
         char version[FLEET_VERSION_MAX];
         uint64_t size;                         /* bundle bytes */
         char sha256[65];                       /* of the whole bundle file, lowercase hex */
+        uint32_t retry;                        /* operator's retry generation: above the one a release
+                                                  failed at, the drone tries that release again */
+        uint64_t rate;                         /* download limit, bytes/s, 0 none */
+        int64_t rollout;                       /* the rollout that handed it, 0 none */
+        size_t n_windows;                      /* install/reboot only inside these (drone local time); */
+        struct fleet_window windows[FLEET_MAX_WINDOWS];   /* none: any time */
+        bool resend_compliance;                /* the server lacks the compliance the digest names */
 };
 
 int fleet_assignment_parse(const void *data, size_t len, struct fleet_assignment *ret);

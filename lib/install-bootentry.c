@@ -2,6 +2,8 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <strings.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -18,57 +20,111 @@
 #include "macro.h"
 #include "parse.h"
 
-#define LOADER_ENTRY_SELECTED "LoaderEntrySelected-4a67b082-0a4c-41cf-b6c7-440b29bb8c4f"
-#define LOADER_ENTRY_DEFAULT "LoaderEntryDefault-4a67b082-0a4c-41cf-b6c7-440b29bb8c4f"
+#define LOADER_VENDOR "4a67b082-0a4c-41cf-b6c7-440b29bb8c4f"
 
+/*
+ * systemd-boot's boot counter (boot.c): after the LAST '+' of the name, decimal LEFT, optionally '-' and
+ * decimal DONE, each at most INT_MAX, then nothing but the suffix. s[0..n) starts at that '+'.
+ */
 static int parse_counter(const char *s, size_t n, int *ret_left, int *ret_done) {
-        /* s[0..n) is "+L" or "+L-D", digits only, each at most 4 digits (systemd caps far lower). */
-        char a[8] = "", b[8] = "";
-        const char *dash = memchr(s, '-', n);
-        size_t la = dash ? (size_t) (dash - s) - 1 : n - 1, lb = dash ? n - (size_t) (dash - s) - 1 : 0;
-        uint32_t l, d;
+        uint64_t v[2] = { 0, 0 };
+        size_t i = 1, digits;
 
-        if (n < 2 || s[0] != '+' || la == 0 || la > 4 || (dash && (lb == 0 || lb > 4)))
+        if (n < 2 || s[0] != '+')
                 return -RINGIL_EMALFORMED;
-        memcpy(a, s + 1, la);
-        if (dash)
-                memcpy(b, dash + 1, lb);
-        if (parse_u32_range(a, 0, 9999, &l) < 0 || (dash && parse_u32_range(b, 0, 9999, &d) < 0))
+        for (int k = 0; k < 2; k++) {
+                for (digits = 0; i < n && s[i] >= '0' && s[i] <= '9'; i++, digits++) {
+                        v[k] = v[k] * 10 + (uint64_t) (s[i] - '0');
+                        if (v[k] > INT_MAX)
+                                return -RINGIL_EMALFORMED;
+                }
+                if (digits == 0)
+                        return -RINGIL_EMALFORMED;
+                if (i == n) {
+                        *ret_left = (int) v[0];
+                        *ret_done = k == 1 ? (int) v[1] : -1;
+                        return 0;
+                }
+                if (k == 1 || s[i] != '-')
+                        return -RINGIL_EMALFORMED;
+                i++;
+        }
+        return -RINGIL_EMALFORMED;
+}
+
+/* "<prefix>-<a|b>-<version>[+LEFT[-DONE]]" (name[0..n), no suffix) into e: slot, version, counter, id. */
+static int parse_stem(const char *name, size_t n, const char *prefix, struct boot_entry *e) {
+        size_t pl = strlen(prefix), base = n;
+        const char *plus = NULL;
+        int r;
+
+        for (size_t i = 0; i < n; i++)
+                if (name[i] == '+')
+                        plus = name + i;   /* the last '+', as systemd-boot takes it */
+        e->tries_left = e->tries_done = -1;
+        if (plus) {
+                r = parse_counter(plus, n - (size_t) (plus - name), &e->tries_left, &e->tries_done);
+                if (r < 0)
+                        return r;
+                base = (size_t) (plus - name);
+        }
+        if (base < pl + 4 || strncmp(name, prefix, pl) != 0 || name[pl] != '-' ||
+            (name[pl + 1] != 'a' && name[pl + 1] != 'b') || name[pl + 2] != '-')
                 return -RINGIL_EMALFORMED;
-        *ret_left = (int) l;
-        *ret_done = dash ? (int) d : -1;
+        if (base - pl - 3 >= sizeof(e->version) || base + 6 > sizeof(e->id))
+                return -RINGIL_EMALFORMED;
+        memcpy(e->version, name + pl + 3, base - pl - 3);
+        e->version[base - pl - 3] = '\0';
+        if (version_valid(e->version) < 0)
+                return -RINGIL_EMALFORMED;
+        e->slot = name[pl + 1] == 'a' ? 0 : 1;
+        memcpy(e->id, name, base);
+        memcpy(e->id + base, ".conf", 6);
         return 0;
 }
 
 int bootentry_parse_name(const char *fname, const char *prefix, struct boot_entry *ret) {
-        struct boot_entry e = { .tries_left = -1, .tries_done = -1 };
-        size_t n = strlen(fname), pl = strlen(prefix), base;
-        const char *plus;
+        struct boot_entry e = {};
+        size_t n = strlen(fname);
         int r;
 
         if (n < 5 || n >= sizeof(e.file) || strcmp(fname + n - 5, ".conf") != 0)
                 return -RINGIL_EMALFORMED;
-        base = n - 5;
-        plus = memchr(fname, '+', base);
-        if (plus) {
-                r = parse_counter(plus, base - (size_t) (plus - fname), &e.tries_left, &e.tries_done);
-                if (r < 0)
-                        return r;
-                base = (size_t) (plus - fname);
-        }
-        /* "<prefix>-<a|b>-<version>" */
-        if (base < pl + 4 || strncmp(fname, prefix, pl) != 0 || fname[pl] != '-' ||
-            (fname[pl + 1] != 'a' && fname[pl + 1] != 'b') || fname[pl + 2] != '-')
-                return -RINGIL_EMALFORMED;
-        if (base - pl - 3 >= sizeof(e.version))
-                return -RINGIL_EMALFORMED;
-        memcpy(e.version, fname + pl + 3, base - pl - 3);
-        if (version_valid(e.version) < 0)
-                return -RINGIL_EMALFORMED;
-        e.slot = fname[pl + 1] == 'a' ? 0 : 1;
-        memcpy(e.id, fname, base);
-        memcpy(e.id + base, ".conf", 6);
+        r = parse_stem(fname, n - 5, prefix, &e);
+        if (r < 0)
+                return r;
         memcpy(e.file, fname, n + 1);
+        *ret = e;
+        return 0;
+}
+
+static bool ends_with_nocase(const char *s, size_t n, const char *suffix) {
+        size_t k = strlen(suffix);
+        return n >= k && strncasecmp(s + n - k, suffix, k) == 0;
+}
+
+int bootentry_parse_id(const char *id, const char *prefix, struct boot_entry *ret) {
+        struct boot_entry e = {};
+        size_t n = strnlen(id, sizeof(e.file));
+        const char *plus;
+        int r;
+
+        if (n == 0 || n >= sizeof(e.file))
+                return ringil_fail(-RINGIL_EMALFORMED, "entry id empty or over %zu bytes", sizeof(e.file) - 1);
+        /* systemd-boot matches the suffix case-insensitively and lowercases ids; ours are lowercase. */
+        if (ends_with_nocase(id, n, ".conf"))
+                n -= 5;
+        else if (ends_with_nocase(id, n, ".efi"))
+                return ringil_fail(-RINGIL_EMALFORMED, "`%s' names a Type #2 (.efi) entry; %s slots are .conf entries", id,
+                                   prefix);
+        plus = memrchr(id, '+', n);
+        if (plus && parse_counter(plus, n - (size_t) (plus - id), &e.tries_left, &e.tries_done) < 0)
+                return ringil_fail(-RINGIL_EMALFORMED,
+                                   "in `%s' the `+' is not a boot counter (systemd-boot's +LEFT or +LEFT-DONE, decimal)", id);
+        r = parse_stem(id, n, prefix, &e);
+        if (r < 0)
+                return ringil_fail(r, "`%s' is not a %s slot entry (%s-a|b-VERSION[+LEFT[-DONE]][.conf])", id, prefix,
+                                   prefix);
         *ret = e;
         return 0;
 }
@@ -196,8 +252,14 @@ int bootentry_write(const char *esp, const struct boot_entry_spec *s) {
         r = buf_printf(&b, "# written by ringil install; boot counting renames this file\n"
                            "title %s (%c, %s)\nsort-key %s\nversion %s\n",
                        s->title, slot_letter(s->slot), s->version, s->prefix, s->version);
+        /* A UKI goes under the `linux' key, not `efi': systemd-boot counts boot attempts only for `linux',
+         * `uki' and Type #2 entries since 258 (an `efi' entry boots forever however often it fails), `uki' is
+         * unknown before 257 (and not booted by 257.13), and a Type #2 entry would take its order from the
+         * UKI's os-release instead of our sort-key/version. `linux' loads the UKI through LoadImage (so the
+         * firmware checks its signature) and passes no options, so its own .cmdline applies. Proven on
+         * 252, 254, 257 and 262 by tests/vm/test_loaders.py. */
         if (r >= 0 && s->efi)
-                r = buf_printf(&b, "efi %s\n", s->efi);
+                r = buf_printf(&b, "linux %s\n", s->efi);
         else if (r >= 0) {
                 if (!s->linux_path)
                         return ringil_fail(-EINVAL, "no EFI payload and no [boot] linux configured");
@@ -284,6 +346,14 @@ static int rename_entry(const char *esp, const struct boot_entry *e, const char 
         crash_point("ESP rename");
         if (renameat(dfd, e->file, dfd, newname) < 0)
                 return ringil_fail(negative_errno(), "cannot rename %s to %s", e->file, newname);
+        {
+                /* vfat writes a renamed file's size and first cluster into its new directory entry only when
+                 * the inode is written back: fsync the file at its new name, then the directory (see
+                 * atomic_write_file). */
+                _cleanup_close_ int fd = openat(dfd, newname, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+                if (fd < 0 || fsync(fd) < 0)
+                        return ringil_fail(negative_errno(), "cannot sync %s/%s", dir, newname);
+        }
         if (fsync(dfd) < 0)
                 return negative_errno();
         crash_point("ESP renamed");
@@ -350,7 +420,12 @@ int bootentry_set_default(const char *esp, const char *pattern) {
         return bootentry_put_file(esp, "/loader/loader.conf", b.data, b.len);
 }
 
-int bootentry_decode_selected(const unsigned char *raw, size_t len, char **ret) {
+/*
+ * A loader variable holding one NUL-terminated UTF-16LE string. Loader ids and paths are printable ASCII
+ * (systemd-boot lowercases ids), so anything else is refused rather than converted; `/' never appears in
+ * an id, and a backslash only in a path (allow_path).
+ */
+static int decode_string_var(const unsigned char *raw, size_t len, const char *what, bool allow_path, char **ret) {
         _cleanup_free_ char *s = NULL;
         const uint8_t *data;
         size_t dlen, n = 0;
@@ -359,48 +434,104 @@ int bootentry_decode_selected(const unsigned char *raw, size_t len, char **ret) 
 
         r = efivar_decode(raw, len, &attr, &data, &dlen);
         if (r < 0)
-                return ringil_fail(-RINGIL_EMALFORMED, "LoaderEntrySelected: shorter than its attribute header");
+                return ringil_fail(-RINGIL_EMALFORMED, "%s: shorter than its attribute header", what);
         if (dlen < 2 || dlen % 2 != 0)
-                return ringil_fail(-RINGIL_EMALFORMED, "LoaderEntrySelected: bad length %zu", dlen);
-        if (dlen > 2 * 256)
-                return ringil_fail(-RINGIL_ETOOBIG, "LoaderEntrySelected: too long");
+                return ringil_fail(-RINGIL_EMALFORMED, "%s: bad length %zu", what, dlen);
+        if (dlen > 2 * 512)
+                return ringil_fail(-RINGIL_ETOOBIG, "%s: longer than 512 characters", what);
         s = malloc(dlen / 2 + 1);
         if (!s)
                 return -ENOMEM;
-        /* UTF-16LE; our ids are printable ASCII, so anything else is refused rather than converted. */
         for (size_t i = 0; i + 1 < dlen; i += 2) {
                 unsigned c = data[i] | (unsigned) data[i + 1] << 8;
                 if (c == 0)
                         break;
-                if (c < 0x20 || c > 0x7e || c == '/')
-                        return ringil_fail(-RINGIL_EMALFORMED, "LoaderEntrySelected: not a printable ASCII id");
+                if (c < 0x20 || c > 0x7e || c == '/' || (c == '\\' && !allow_path))
+                        return ringil_fail(-RINGIL_EMALFORMED, "%s: not a printable ASCII %s", what,
+                                           allow_path ? "path" : "id");
                 s[n++] = (char) c;
         }
         if (n == 0)
-                return ringil_fail(-RINGIL_EMALFORMED, "LoaderEntrySelected: empty");
+                return ringil_fail(-RINGIL_EMALFORMED, "%s: empty", what);
         s[n] = '\0';
         *ret = TAKE_PTR(s);
         return 0;
 }
 
-static int read_id_var(const char *efivarfs, const char *name, char **ret) {
+int bootentry_decode_selected(const unsigned char *raw, size_t len, char **ret) {
+        return decode_string_var(raw, len, "LoaderEntrySelected", false, ret);
+}
+
+static int read_string_var(const char *efivarfs, const char *name, bool allow_path, char **ret) {
         _cleanup_free_ char *p = NULL;
         _cleanup_free_ uint8_t *data = NULL;
         size_t len;
         int r;
 
-        if (asprintf(&p, "%s/%s", efivarfs, name) < 0)
+        if (asprintf(&p, "%s/%s-%s", efivarfs, name, LOADER_VENDOR) < 0)
                 return -ENOMEM;
         r = read_full_file(p, RFILE_NOFOLLOW, 4096, &data, &len);
         if (r < 0)
                 return r == -EFBIG ? -RINGIL_ETOOBIG : r;
-        return bootentry_decode_selected(data, len, ret);
+        return decode_string_var(data, len, name, allow_path, ret);
 }
 
 int bootentry_selected(const char *efivarfs, char **ret) {
-        return read_id_var(efivarfs, LOADER_ENTRY_SELECTED, ret);
+        return read_string_var(efivarfs, "LoaderEntrySelected", false, ret);
 }
 
 int bootentry_efivar_default(const char *efivarfs, char **ret) {
-        return read_id_var(efivarfs, LOADER_ENTRY_DEFAULT, ret);
+        return read_string_var(efivarfs, "LoaderEntryDefault", false, ret);
+}
+
+int bootentry_count_path(const char *efivarfs, char **ret) {
+        return read_string_var(efivarfs, "LoaderBootCountPath", true, ret);
+}
+
+int bootentry_loader_info(const char *efivarfs, char **ret) {
+        return read_string_var(efivarfs, "LoaderInfo", false, ret);
+}
+
+int bootentry_identify(const char *esp, const char *prefix, const char *id, const char *count_path,
+                       struct boot_entry *ret) {
+        _cleanup_free_ struct boot_entry *v = NULL;
+        const struct boot_entry *found = NULL;
+        struct boot_entry want;
+        size_t n;
+        int r;
+
+        r = bootentry_parse_id(id, prefix, &want);
+        if (r < 0)
+                return r;
+        if (count_path) {
+                /* Set by systemd-boot only when it renamed an entry on this boot: the file as renamed. */
+                static const char dir[] = "\\loader\\entries\\";
+                struct boot_entry counted;
+                if (strncasecmp(count_path, dir, sizeof(dir) - 1) != 0 ||
+                    bootentry_parse_name(count_path + sizeof(dir) - 1, prefix, &counted) < 0 ||
+                    counted.slot != want.slot || !streq(counted.version, want.version))
+                        return ringil_fail(-RINGIL_EREFUSED,
+                                           "LoaderBootCountPath `%s' and LoaderEntrySelected `%s' name different entries",
+                                           count_path, id);
+        }
+        r = bootentry_list(esp, prefix, &v, &n);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < n; i++) {
+                if (v[i].slot != want.slot)
+                        continue;
+                if (found)
+                        /* bootentry_remove_slot() leaves none before a write, so two are someone else's doing. */
+                        return ringil_fail(-RINGIL_EREFUSED,
+                                           "two entry files for slot %c under %s/loader/entries: %s and %s; remove the stale one",
+                                           slot_letter(want.slot), esp, found->file, v[i].file);
+                found = &v[i];
+        }
+        if (!found)
+                return ringil_fail(-ENOENT, "booted entry `%s' matches no file under %s/loader/entries", id, esp);
+        if (!streq(found->version, want.version))
+                return ringil_fail(-RINGIL_EREFUSED, "booted entry `%s' is version %s, but slot %c's entry file is %s",
+                                   id, want.version, slot_letter(want.slot), found->file);
+        *ret = *found;
+        return 0;
 }

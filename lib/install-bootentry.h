@@ -7,7 +7,8 @@
 /*
  * ringil writes one Type #1 entry per slot: ESP/loader/entries/<prefix>-<slot>-<version>[+LEFT[-DONE]].conf
  * with `sort-key <prefix>` and `version <version>`, pointing either at a UKI it placed under
- * ESP/EFI/<prefix>/ (`efi` key) or at the configured kernel/initrd. systemd-boot decrements the counter
+ * ESP/EFI/<prefix>/ (under the `linux` key, which every systemd-boot version counts; see bootentry_write)
+ * or at the configured kernel/initrd. systemd-boot decrements the counter
  * by renaming the file on every boot attempt; an entry with 0 tries left sorts last.
  *
  * Why loader.conf says `default <prefix>-*` and never an exact id: systemd-boot picks the first entry in
@@ -29,10 +30,30 @@ struct boot_entry {
 };
 
 /*
- * Parse an entry file name of ours. -RINGIL_EMALFORMED if it is not "<prefix>-<a|b>-<version>[+N[-M]].conf"
- * with a valid version, or a different prefix. Pure function; fuzzed.
+ * Parse an entry file name of ours. -RINGIL_EMALFORMED if it is not "<prefix>-<a|b>-<version>[+LEFT[-DONE]].conf"
+ * with a valid version, or a different prefix. The counter grammar is systemd-boot's: the last '+' of the
+ * name, decimal LEFT, optionally '-' and decimal DONE (each at most INT_MAX), then the suffix. Pure; fuzzed.
  */
 int bootentry_parse_name(const char *fname, const char *prefix, struct boot_entry *ret);
+
+/*
+ * Parse an entry id as a loader reports it (LoaderEntrySelected) or an operator types it (--booted):
+ * "<prefix>-<a|b>-<version>", with or without the counter (systemd-boot before 257.x reports the name
+ * as it was before its rename, counter included; later versions strip it) and with or without ".conf"
+ * (any case). ret->file is left empty. -RINGIL_EMALFORMED with a detail naming the problem (a `+' that
+ * is not a counter, a Type #2 ".efi" id, not our prefix). Pure; fuzzed.
+ */
+int bootentry_parse_id(const char *id, const char *prefix, struct boot_entry *ret);
+
+/*
+ * The booted slot's entry file: id (as above) confirmed against the ESP. count_path (LoaderBootCountPath,
+ * a backslash path "<bs>loader<bs>entries<bs>FILE", or NULL) must name the same slot and version. Exactly
+ * one entry file of ours must exist for that slot, with that version; ret is that file as it is now (after the loader's rename,
+ * or blessed already). Errors, each with a detail: -RINGIL_EMALFORMED (id not ours), -ENOENT (no file),
+ * -RINGIL_EREFUSED (two files for the slot, another version, count path disagreeing).
+ */
+int bootentry_identify(const char *esp, const char *prefix, const char *id, const char *count_path,
+                       struct boot_entry *ret);
 
 /* List our entries under ESP/loader/entries, in systemd-boot's boot order (see above). */
 int bootentry_list(const char *esp, const char *prefix, struct boot_entry **ret, size_t *ret_n);
@@ -82,3 +103,8 @@ int bootentry_decode_selected(const unsigned char *raw, size_t len, char **ret);
  * would defeat the fallback described above. Returns its id (to report it), -ENOENT when absent.
  */
 int bootentry_efivar_default(const char *efivarfs, char **ret);
+
+/* LoaderBootCountPath: the ESP path (backslashes) systemd-boot renamed the booted entry to on this boot;
+ * -ENOENT when the boot was not counted. LoaderInfo: the loader's name and version ("systemd-boot 252.39-1~deb12u2"). */
+int bootentry_count_path(const char *efivarfs, char **ret);
+int bootentry_loader_info(const char *efivarfs, char **ret);

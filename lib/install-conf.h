@@ -27,7 +27,7 @@ struct device_conf {
         char *entry_name;            /* entry id prefix, default "ringil"; [a-z0-9_] only */
         char *title;                 /* menu title, default "ringil" */
         uint32_t boot_tries;         /* 1..INSTALL_TRIES_MAX, default 3 */
-        uint32_t max_attempts;       /* install attempts of one bundle before giving up, default 5 */
+        uint32_t max_attempts;       /* runs of one bundle in a row without durable progress before it is refused, default 5 */
         uint64_t checkpoint_bytes;   /* progress recorded after this many bytes, default 32 MiB */
         uint64_t efi_max;            /* cap on an EFI payload, default 256 MiB */
         char *linux_path;            /* [boot] linux/initrd/options for bundles without an EFI payload */
@@ -38,7 +38,7 @@ struct device_conf {
         char *health_hook;
         size_t n_classes;
         struct slot_class classes[INSTALL_MAX_SLOT_CLASSES];
-        /* [nix]: NixOS-generation mode (docs/nixos.md §7) when present; no [slot.*] sections then. */
+        /* [nix]: NixOS-generation mode (docs/nixos.md §10) when present; no [slot.*] sections then. */
         bool nix_generation;
         char *nix_profile;           /* default /nix/var/nix/profiles/system */
         char *nix_substituter;       /* cache URL when the bundle names none */

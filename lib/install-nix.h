@@ -1,4 +1,4 @@
-/* install-nix.h: NixOS-generation install mode (device.conf [nix]; docs/nixos.md §7). */
+/* install-nix.h: NixOS-generation install mode (device.conf [nix]; docs/nixos.md §10). */
 #pragma once
 
 #include <stdbool.h>

@@ -112,6 +112,8 @@ static int state_handler(void *userdata, const char *section, const char *key, c
                 }
                 if (streq(key, "attempts"))
                         return parse_uint(value, &s->attempts) < 0 ? -RINGIL_EMALFORMED : 0;
+                if (streq(key, "stalls"))
+                        return parse_uint(value, &s->stalls) < 0 ? -RINGIL_EMALFORMED : 0;
                 if (streq(key, "writes"))
                         return parse_u64(value, &s->writes) < 0 ? -RINGIL_EMALFORMED : 0;
                 if (streq(key, "last-error"))
@@ -186,7 +188,8 @@ int install_state_format(const struct install_state *s, struct buf *out) {
         if (r >= 0 && s->slot >= 0)
                 r = buf_printf(out, "slot = %c\n", slot_letter(s->slot));
         if (r >= 0)
-                r = buf_printf(out, "attempts = %u\nwrites = %llu\n", s->attempts, (unsigned long long) s->writes);
+                r = buf_printf(out, "attempts = %u\nstalls = %u\nwrites = %llu\n", s->attempts, s->stalls,
+                               (unsigned long long) s->writes);
         for (size_t i = 0; r >= 0 && i < s->n_progress && i < INSTALL_MAX_PAYLOADS; i++)
                 r = buf_printf(out, "progress.%zu = %llu\n", i, (unsigned long long) s->progress[i]);
         if (r >= 0 && s->time_floor > 0)

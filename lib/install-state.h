@@ -44,7 +44,9 @@ struct install_state {
         uint8_t digest[SHA256_LEN];   /* manifest digest of the bundle being installed */
         char *version;
         int slot;                     /* 0/1, -1 when none */
-        unsigned attempts;            /* runs of `ringil install` for this digest (bounded) */
+        unsigned attempts;            /* runs of `ringil install` for this digest (informational) */
+        unsigned stalls;              /* runs in a row that added no durable progress: cut short before a
+                                         checkpoint, or failed; bounded by max-attempts */
         uint64_t writes;              /* chunk writes for this digest over all runs (resume proof) */
         size_t n_progress;
         uint64_t progress[INSTALL_MAX_PAYLOADS];   /* chunks verified, written and fsynced */

@@ -26,11 +26,13 @@
 
 #define CHUNK_MAX (64u << 20)
 
-int install_booted_slot(const struct device_conf *c, const char *booted, int *ret_slot, char **ret_entry) {
-        _cleanup_free_ char *id = NULL;
+int install_find_booted(const struct device_conf *c, const char *booted, struct boot_entry *ret, char **ret_reported,
+                        enum booted_state *ret_state) {
+        _cleanup_free_ char *id = NULL, *count_path = NULL;
         struct boot_entry e;
         int r;
 
+        *ret_state = BOOTED_INVALID;
         if (booted) {
                 id = strdup(booted);
                 if (!id)
@@ -39,15 +41,34 @@ int install_booted_slot(const struct device_conf *c, const char *booted, int *re
                 /* INVARIANT: the booted slot is never guessed (not even from the state's good slot: booted
                  * into a pending slot, that guess names the other one, and the running slot is overwritten). */
                 r = bootentry_selected(c->efivarfs, &id);
+                if (r == -ENOENT) {
+                        *ret_state = BOOTED_UNKNOWN;
+                        return ringil_fail(-ENOENT,
+                                           "no LoaderEntrySelected-4a67b082-0a4c-41cf-b6c7-440b29bb8c4f in %s (efivarfs not "
+                                           "mounted there, or not booted by systemd-boot), so the booted slot is unknown; pass "
+                                           "--booted ENTRY (its file name under %s/loader/entries, with or without the "
+                                           "+LEFT-DONE counter)",
+                                           c->efivarfs, c->esp);
+                }
                 if (r < 0)
                         return r;
+                /* Only the loader's own word on this boot: an operator's --booted is checked against the ESP alone. */
+                r = bootentry_count_path(c->efivarfs, &count_path);
+                if (r < 0 && r != -ENOENT)
+                        return r;
         }
-        r = bootentry_parse_name(id, c->entry_name, &e);
-        if (r < 0 || e.tries_left >= 0)
-                return ringil_fail(-RINGIL_EREFUSED, "booted entry `%s' is not a %s slot entry", id, c->entry_name);
-        *ret_slot = e.slot;
-        if (ret_entry)
-                *ret_entry = TAKE_PTR(id);
+        r = bootentry_parse_id(id, c->entry_name, &e);
+        if (r < 0) {
+                *ret_state = BOOTED_FOREIGN;
+                return ringil_fail(-RINGIL_EREFUSED, "booted entry is not a %s slot: %s", c->entry_name, ringil_detail());
+        }
+        r = bootentry_identify(c->esp, c->entry_name, id, count_path, &e);
+        if (r < 0)
+                return r == -ENOENT ? -RINGIL_EREFUSED : r;
+        *ret = e;
+        *ret_state = BOOTED_OK;
+        if (ret_reported)
+                *ret_reported = TAKE_PTR(id);
         return 0;
 }
 
@@ -426,8 +447,12 @@ static int write_payload(const struct device_conf *c, bundle *b, size_t idx, con
                         /* Progress only ever names chunks that are verified and durable: in-place chunks
                          * were verified by reading them, and the fdatasync above covers every dirty page of
                          * the slot, including ones an interrupted earlier run left. */
-                        if (pass == 0)
-                                st->progress[idx] = MIN(i + 1, first_deferred);
+                        if (pass == 0) {
+                                uint64_t np = MIN(i + 1, first_deferred);
+                                if (np > st->progress[idx])
+                                        st->stalls = 0;   /* this run got further: it is not stuck */
+                                st->progress[idx] = np;
+                        }
                         st->writes = base + w.written;
                         r = install_state_save(c->state_dir, st);
                         if (r < 0)
@@ -673,6 +698,8 @@ int install_run(const struct device_conf *c, const struct install_opts *o, struc
         const struct bundle_manifest *m;
         struct bundle_policy policy;
         int64_t time_floor = 0, now;
+        struct boot_entry be;
+        enum booted_state bstate;
         int r, booted = -1, target, efi = -1;
         bool resume, provisioning;
 
@@ -727,29 +754,29 @@ int install_run(const struct device_conf *c, const struct install_opts *o, struc
 
         /* First provisioning: nothing is blessed yet, so there is no known-good slot to protect. */
         provisioning = st.slots[0].status != SLOT_GOOD && st.slots[1].status != SLOT_GOOD;
-        r = install_booted_slot(c, o->booted, &booted, NULL);
-        if (r < 0 && r != -RINGIL_EREFUSED && r != -ENOMEM) {
-                /* INVARIANT: without a readable LoaderEntrySelected (or --booted) the booted slot is unknown,
-                 * and only an explicit --slot on a device with nothing blessed may proceed. */
+        r = install_find_booted(c, o->booted, &be, NULL, &bstate);
+        if (r < 0 && (bstate == BOOTED_UNKNOWN || bstate == BOOTED_FOREIGN)) {
+                /* INVARIANT: without a booted entry of ours (LoaderEntrySelected or --booted) the booted slot is
+                 * unknown, and only an explicit --slot on a device with nothing blessed may proceed. */
                 if (o->slot < 0 && provisioning) {
+                        /* The advice first: the reason after it may be long (paths) and is cut at the cap. */
                         r = ringil_fail(-RINGIL_EREFUSED,
                                         "first install on this device: no slot is blessed yet and the booted slot is "
-                                        "unknown (no LoaderEntrySelected in '%s': %s), so ringil will not guess which "
-                                        "slot to overwrite; name it with --slot a or --slot b (not the running one)",
-                                        c->efivarfs, ringil_strerror(r));
+                                        "unknown, so ringil will not guess which slot to overwrite; name it with "
+                                        "--slot a or --slot b (not the running one). Why unknown: %s",
+                                        ringil_detail());
                         goto out;
                 }
                 if (o->slot < 0 || !provisioning) {
-                        r = ringil_fail(-RINGIL_EREFUSED,
-                                        "cannot read LoaderEntrySelected from '%s' (%s), so the booted slot is unknown; "
-                                        "pass --booted ENTRY",
-                                        c->efivarfs, ringil_strerror(r));
+                        r = ringil_fail(-RINGIL_EREFUSED, "%s", ringil_detail());
                         goto out;
                 }
                 booted = -1;
         } else if (r < 0)
                 goto out;
-        else if (st.slots[booted].status != SLOT_GOOD && !(o->slot >= 0 && provisioning)) {
+        else
+                booted = be.slot;
+        if (booted >= 0 && st.slots[booted].status != SLOT_GOOD && !(o->slot >= 0 && provisioning)) {
                 /* INVARIANT: install only from a blessed slot. From an unblessed one the other slot is the
                  * last known-good one: overwriting it leaves nothing to fall back to. */
                 r = ringil_fail(-RINGIL_EREFUSED,
@@ -757,6 +784,24 @@ int install_run(const struct device_conf *c, const struct install_opts *o, struc
                                 "reboot into the good slot) before installing",
                                 slot_letter(booted), slot_status_to_string(st.slots[booted].status));
                 goto out;
+        }
+        {
+                /* INVARIANT: nothing overrides loader.conf's pattern. systemd-boot boots an exact default even
+                 * with 0 tries left, and since 257.x/258 an id has no counter, so LoaderEntryDefault naming a
+                 * slot entry keeps booting that slot after its tries are spent (systemd issue 40192). */
+                _cleanup_free_ char *efi_default = NULL;
+                r = bootentry_efivar_default(c->efivarfs, &efi_default);
+                if (r >= 0 || (r != -ENOENT && r != -ENOMEM)) {
+                        r = ringil_fail(-RINGIL_EREFUSED,
+                                        "LoaderEntryDefault%s%s%s in %s overrides loader.conf's `default %s-*': systemd-boot "
+                                        "boots an exact default even after its tries are spent, so a failed update would "
+                                        "never fall back; remove it (`bootctl set-default \"\"`) before installing",
+                                        efi_default ? " `" : "", efi_default ? efi_default : "", efi_default ? "'" : "",
+                                        c->efivarfs, c->entry_name);
+                        goto out;
+                }
+                if (r == -ENOMEM)
+                        goto out;
         }
         target = o->slot >= 0 ? o->slot : 1 - booted;
         /* INVARIANT: the running slot is never written. */
@@ -782,6 +827,7 @@ int install_run(const struct device_conf *c, const struct install_opts *o, struc
                 }
                 st.slot = target;
                 st.attempts = 0;
+                st.stalls = 0;
                 st.writes = 0;
                 st.n_progress = m->n_payloads;
                 memset(st.progress, 0, sizeof(st.progress));
@@ -789,12 +835,24 @@ int install_run(const struct device_conf *c, const struct install_opts *o, struc
         /* The bundle is authenticated: its creation time is a lower bound on the current time. */
         st.time_floor = MAX(time_floor, m->created);
         st.phase = PHASE_WRITING;
-        st.attempts++;
-        if (st.attempts > c->max_attempts) {
-                r = ringil_fail(-RINGIL_EREFUSED, "gave up on %s after %u attempts (max-attempts); a new bundle starts over",
-                                m->version, c->max_attempts);
+        /*
+         * INVARIANT: the install loop is bounded, and a power cut never makes a good update unwelcome. A run
+         * counts as stalled from its start; the first checkpoint that makes more chunks durable clears the
+         * count (write_payload). So a drone whose power is cut any number of times during one install
+         * resumes every time and finishes (each cut costs at most one checkpoint of work), while a run that
+         * fails, or dies, at the same place again and again (a bad sector, a bundle that no longer matches,
+         * a hook or a kernel that kills the machine) is refused after max-attempts such runs in a row,
+         * instead of rebooting and rewriting forever. Only a different bundle starts over.
+         */
+        if (st.stalls >= c->max_attempts) {
+                r = ringil_fail(-RINGIL_EREFUSED,
+                                "gave up on %s: %u runs in a row added nothing durable (max-attempts); a new bundle "
+                                "starts over",
+                                m->version, st.stalls);
                 goto fail;
         }
+        st.attempts++;
+        st.stalls++;
         free(st.slots[target].version);
         st.slots[target].version = NULL;
         st.slots[target].status = SLOT_WRITING;
@@ -873,6 +931,7 @@ int install_run(const struct device_conf *c, const struct install_opts *o, struc
                         goto fail;
         }
         st.phase = PHASE_PENDING;
+        st.stalls = 0;
         st.slots[target].status = SLOT_PENDING;
         st.slots[target].version = strdup(m->version);
         if (!st.slots[target].version) {
@@ -907,27 +966,13 @@ out:
         return r;
 }
 
-/* The booted entry (required: blessing must name exactly what was booted) and its file on the ESP. */
+/* The booted entry (required: blessing must name exactly what was booted) as it is on the ESP. Whatever
+ * keeps it from being known is a refusal (exit 11) that says what is missing and what to do. */
 static int find_booted(const struct device_conf *c, const char *booted, struct boot_entry *ret) {
-        _cleanup_free_ char *id = NULL;
-        _cleanup_free_ struct boot_entry *v = NULL;
-        size_t n;
-        int r, slot;
+        enum booted_state bs;
+        int r = install_find_booted(c, booted, ret, NULL, &bs);
 
-        r = install_booted_slot(c, booted, &slot, &id);
-        if (r < 0)
-                return r;
-        if (!id)
-                return ringil_fail(-ENOENT, "no LoaderEntrySelected in %s (not booted by systemd-boot?)", c->efivarfs);
-        r = bootentry_list(c->esp, c->entry_name, &v, &n);
-        if (r < 0)
-                return r;
-        for (size_t i = 0; i < n; i++)
-                if (streq(v[i].id, id)) {
-                        *ret = v[i];
-                        return 0;
-                }
-        return ringil_fail(-ENOENT, "booted entry `%s' not found under %s/loader/entries", id, c->esp);
+        return r < 0 && bs != BOOTED_INVALID ? -RINGIL_EREFUSED : r;
 }
 
 int install_mark_good(const struct device_conf *c, const char *booted, char **ret_version) {
@@ -952,7 +997,11 @@ int install_mark_good(const struct device_conf *c, const char *booted, char **re
                                 slot_letter(st.slot), st.version, slot_letter(e.slot), e.version);
                 (void) install_state_set_error(&st, msg);
                 st.phase = PHASE_IDLE;
-        } else if (st.phase == PHASE_PENDING && st.slot == e.slot) {
+        } else if ((st.phase == PHASE_PENDING || st.phase == PHASE_WRITING) && st.slot == e.slot) {
+                /* WRITING here means the power went between the entry going in and the state saying pending
+                 * (tests/vm caught it): the entry is written only after every payload is complete and
+                 * durable, and removed before the first byte changes, so an entry for the target proves it
+                 * complete. The loader booted it; it is the pending slot. */
                 st.phase = PHASE_IDLE;
                 (void) install_state_set_error(&st, NULL);
         }

@@ -46,15 +46,28 @@ struct install_result {
 
 int install_run(const struct device_conf *c, const struct install_opts *o, struct install_result *ret);
 
+enum booted_state {
+        BOOTED_OK,
+        BOOTED_UNKNOWN,   /* no --booted and no LoaderEntrySelected */
+        BOOTED_FOREIGN,   /* the booted entry is not one of our slots (e.g. an installer's) */
+        BOOTED_INVALID,   /* ours, but the ESP disagrees (no file, two files, another version), or I/O */
+};
+
 /*
- * The booted slot: from the `booted` override or LoaderEntrySelected (an entry id of ours), never
- * guessed from the state. *ret_entry gets the entry id (may be NULL). -ENOENT when LoaderEntrySelected
- * is absent, -RINGIL_EREFUSED for an id that is not one of our slot entries.
+ * The booted slot's entry, never guessed from the state: the id from the `booted` override or
+ * LoaderEntrySelected, as any systemd-boot version reports it (with or without the +LEFT-DONE counter
+ * and the .conf suffix), cross-checked with LoaderBootCountPath when the loader set it, and confirmed
+ * against the ESP (bootentry_identify()). *ret is the entry file as it is now; *ret_reported (optional)
+ * the id as reported. On failure *ret_state says why and the detail says what to do: -ENOENT
+ * (BOOTED_UNKNOWN), -RINGIL_EREFUSED (FOREIGN, or INVALID), or an I/O / malformed-variable error.
  *
  * install_run() refuses (-RINGIL_EREFUSED) unless the booted slot is known and recorded good, or --slot
- * is given while no slot is recorded good (first provisioning; the booted slot may then be unknown).
+ * is given while no slot is recorded good (first provisioning; the booted slot may then be unknown or
+ * not ours).
  */
-int install_booted_slot(const struct device_conf *c, const char *booted, int *ret_slot, char **ret_entry);
+struct boot_entry;
+int install_find_booted(const struct device_conf *c, const char *booted, struct boot_entry *ret, char **ret_reported,
+                        enum booted_state *ret_state);
 
 /* Bless the booted entry, raise the floor to its version, record it good. Generation mode: see
  * install_nix_mark_good() (returns 1 when it recorded a rollback instead). */

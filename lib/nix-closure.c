@@ -113,13 +113,6 @@ int nix_closure_parse(const char *text, size_t len, struct nix_closure *ret) {
         return 0;
 }
 
-/* "sha256:NIX32", "sha256:HEX" or SRI "sha256-BASE64". */
-static int parse_any_hash(const char *v, uint8_t out[static 32]) {
-        if (strncmp(v, "sha256-", 7) == 0)
-                return crypto_base64_decode(v + 7, strlen(v + 7), out, 32);
-        return nix_sha256_parse(v, out);
-}
-
 static int add_path_info(struct nix_closure *c, size_t *cap, const char *path, json_t *o) {
         const char *nh = json_string_value(json_object_get(o, "narHash"));
         json_t *ns = json_object_get(o, "narSize");
@@ -132,7 +125,7 @@ static int add_path_info(struct nix_closure *c, size_t *cap, const char *path, j
         if (r < 0)
                 return r;
         memcpy(e->path, path, strlen(path) + 1);
-        if (parse_any_hash(nh, e->nar_hash) < 0)
+        if (nix_hash_parse(nh, e->nar_hash) < 0)
                 return ringil_fail(-RINGIL_EMALFORMED, "nix path-info: narHash `%.80s' of %s", nh, path);
         e->nar_size = (uint64_t) json_integer_value(ns);
         return 0;

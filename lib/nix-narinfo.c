@@ -102,6 +102,12 @@ int nix_sha256_parse(const char *v, uint8_t out[static 32]) {
         return -RINGIL_EMALFORMED;
 }
 
+int nix_hash_parse(const char *v, uint8_t out[static 32]) {
+        if (strncmp(v, "sha256-", 7) == 0)
+                return crypto_base64_decode(v + 7, strlen(v + 7), out, 32);
+        return nix_sha256_parse(v, out);
+}
+
 /* nar/FILE with FILE of [A-Za-z0-9._+-] not starting with '.': no scheme, no directory, no "..". */
 static bool url_valid(const char *v) {
         const char *f = v + 4;

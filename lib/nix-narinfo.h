@@ -26,6 +26,8 @@ int nix32_decode(const char *s, uint8_t *out, size_t n);
 int nix32_digit(char c);
 /* "sha256:" + 52 nix32 or 64 hex characters (a narinfo's NarHash/FileHash) into out; -RINGIL_EMALFORMED. */
 int nix_sha256_parse(const char *v, uint8_t out[static 32]);
+/* A SHA-256 as Nix prints it anywhere: "sha256:NIX32", "sha256:HEX" or SRI "sha256-BASE64". */
+int nix_hash_parse(const char *v, uint8_t out[static 32]);
 
 struct narinfo {
         char *store_path;          /* /nix/store/HASH-NAME, checked with nix_store_path_valid() */

@@ -125,6 +125,25 @@ int process_spawn(char *const argv[], const struct process_opts *o, pid_t *ret_p
         return spawn(argv, o, -EBADF, ret_pid);
 }
 
+int process_spawn_reader(char *const argv[], const struct process_opts *o, int *ret_fd, pid_t *ret_pid) {
+        int p[2], r;
+        pid_t pid;
+
+        if (!o || o->out != PROCESS_STDIO_CAPTURE || o->err == PROCESS_STDIO_CAPTURE || !ret_fd || !ret_pid)
+                return -EINVAL;
+        if (pipe2(p, O_CLOEXEC) < 0)
+                return negative_errno();
+        r = spawn(argv, o, p[1], &pid);
+        safe_close(p[1]);
+        if (r < 0) {
+                safe_close(p[0]);
+                return r;
+        }
+        *ret_fd = p[0];
+        *ret_pid = pid;
+        return 0;
+}
+
 int process_wait(pid_t pid) {
         int status;
 

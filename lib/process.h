@@ -12,7 +12,8 @@ enum process_stdio {
         PROCESS_STDIO_INHERIT = 0,   /* the caller's own (the default) */
         PROCESS_STDIO_NULL,          /* /dev/null */
         PROCESS_STDIO_FD,            /* the fd given in in_fd/out_fd/err_fd */
-        PROCESS_STDIO_CAPTURE,       /* stdout/stderr, process_run() only: into *ret_output (both: interleaved) */
+        PROCESS_STDIO_CAPTURE,       /* stdout/stderr: process_run() into *ret_output (both: interleaved);
+                                      * stdout: process_spawn_reader()'s pipe */
 };
 
 struct process_opts {
@@ -36,6 +37,13 @@ struct process_opts {
 /* Start argv[0] (NULL-terminated argv) and return its pid; wait with process_wait(). No CAPTURE here:
  * -EINVAL. Errors: -EINVAL, -EMFILE/-ENOMEM/-EAGAIN (fork, pipes). */
 int process_spawn(char *const argv[], const struct process_opts *o, pid_t *ret_pid);
+
+/*
+ * Start argv[0] with its stdout as a pipe: *ret_fd is the read end, which the caller reads (streaming a
+ * large output, such as a NAR, without holding it) and closes; then process_wait(*ret_pid). o->out must
+ * be PROCESS_STDIO_CAPTURE (it names the pipe) and o->err must not. Errors as process_spawn().
+ */
+int process_spawn_reader(char *const argv[], const struct process_opts *o, int *ret_fd, pid_t *ret_pid);
 
 /* Wait for pid (retrying on EINTR): its exit status 0..255, 128 + the signal that killed it, or a
  * negative errno. */

@@ -15,6 +15,7 @@
 #include "parse.h"
 #include "secret.h"
 #include "server.h"
+#include "store-rollout.h"
 
 static int respond_json(struct route_ctx *x, int status, json_t *j) {
         char *s = j ? json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
@@ -41,6 +42,7 @@ static int route_checkin(struct route_ctx *x) {
         struct fleet_status st;
         struct fleet_assignment a = { .poll_interval = srv->cfg.poll_interval };
         struct release rel;
+        bool held = false;
         int r;
 
         if (fleet_status_parse(x->req->body, x->req->body_len, &st) < 0)
@@ -48,9 +50,14 @@ static int route_checkin(struct route_ctx *x) {
         r = store_checkin(srv->db, x->req->peer, &st, (int64_t) time(NULL));
         if (r < 0)
                 return tp_respond_error(x->resp, 503, "store: %s", ringil_detail());
-        /* the assignment came with the drone's record, read by the dispatcher just before */
+        /* a rollout may hand its release now, or hold the drone: then it has no assignment at all */
+        r = api_rollout_checkin(x, &st, &held, &a);
+        if (r < 0)
+                return tp_respond_error(x->resp, 503, "store: %s", ringil_detail());
+        /* the assignment came with the drone's record, read by the dispatcher just before (or, when a
+         * rollout just handed its release, from api_rollout_checkin()) */
         rel = x->auth.release;
-        if (x->auth.assigned) {
+        if (x->auth.assigned && !held) {
                 a.assigned = true;
                 a.release = rel.id;
                 a.size = rel.size;
@@ -78,6 +85,13 @@ static int route_report(struct route_ctx *x) {
         if (r < 0)
                 /* No acknowledgement unless committed: the agent keeps the report and retries. */
                 return tp_respond_error(x->resp, 503, "store: %s", ringil_detail());
+        /* Its rollout and compliance parts, also for a repeated report (the first attempt may have
+         * stopped between the commits): both are idempotent, and the acknowledgement waits for them. */
+        r = store_rollout_report(x->srv->db, x->req->peer, &st, (int64_t) time(NULL));
+        if (r >= 0)
+                r = store_compliance_update(x->srv->db, x->req->peer, &st, (int64_t) time(NULL), &(bool) { false });
+        if (r < 0)
+                return tp_respond_error(x->resp, 503, "store: %s", ringil_detail());
         atomic_fetch_add(&x->srv->m.reports, 1);
         log_info("drone %s: %s (release %" PRId64 ", version '%s')%s%s", x->req->peer,
                  fleet_state_to_string(st.state), st.release, st.version, st.error[0] ? ": " : "", st.error);
@@ -94,8 +108,12 @@ static int route_drone_get(struct route_ctx *x) {
         r = store_drone_json(x->srv->db, x->param, &j);
         if (r == -ENOENT)
                 return tp_respond_error(x->resp, 404, "no drone '%s'", x->param);
-        if (r < 0)
+        if (r >= 0)
+                r = store_drone_decorate(x->srv->db, x->param, j);   /* tags, compliance, rollout */
+        if (r < 0) {
+                json_decref(j);
                 return tp_respond_error(x->resp, 500, "store: %s", ringil_detail());
+        }
         r = respond_json(x, 200, j);
         json_decref(j);
         return r;
@@ -299,9 +317,10 @@ static int route_bundle(struct route_ctx *x) {
                 return tp_respond_error(x->resp, 404, "no such release");
         if (x->req->role == PEER_DRONE) {
                 /* INVARIANT: a drone downloads only the release currently assigned to it (read with its
-                 * record, in the same statement that checked it is allowed). */
+                 * record, in the same statement that checked it is allowed); a member a rollout holds
+                 * has none. */
                 rel = x->auth.release;
-                if (!x->auth.assigned || rel.id != (int64_t) rid) {
+                if (!x->auth.assigned || rel.id != (int64_t) rid || store_rollout_holds(&x->auth)) {
                         atomic_fetch_add(&srv->m.auth_refused, 1);
                         return tp_respond_error(x->resp, 403, "release %" PRIu64 " is not assigned to '%s'", rid,
                                                 x->req->peer);
@@ -330,6 +349,7 @@ static int route_releases_list(struct route_ctx *x) {
 
 static int route_assign(struct route_ctx *x) {
         const char *target = NULL;
+        int force = 0;
         uint64_t rid;
         json_t *j;
         json_error_t e;
@@ -338,13 +358,24 @@ static int route_assign(struct route_ctx *x) {
         if (parse_u64(x->param, &rid) < 0 || rid == 0 || rid > INT64_MAX)
                 return tp_respond_error(x->resp, 404, "no such release");
         j = json_loadb(x->req->body, x->req->body_len, JSON_REJECT_DUPLICATES, &e);
-        if (!j || json_unpack(j, "{s:s !}", "target", &target) < 0 ||
+        if (!j || json_unpack(j, "{s:s, s?b !}", "target", &target, "force", &force) < 0 ||
             !(streq(target, "*") || (strncmp(target, "group:", 6) == 0 && ca_name_valid(target + 6) >= 0) ||
               (strncmp(target, "drone:", 6) == 0 && ca_name_valid(target + 6) >= 0))) {
                 json_decref(j);
-                return tp_respond_error(x->resp, 400, "expected {\"target\": \"*\" | \"group:NAME\" | \"drone:ID\"}");
+                return tp_respond_error(x->resp, 400, "expected {\"target\": \"*\" | \"group:NAME\" | \"drone:ID\", "
+                                        "\"force\": BOOL}");
         }
-        r = store_assign(x->srv->db, target, (int64_t) rid);
+        /* One rollout per drone: a static assignment of a drone a rollout holds is refused, or, with
+         * force, takes the drone out of the rollout. */
+        r = strncmp(target, "drone:", 6) == 0 ? store_rollout_assign_check(x->srv->db, target + 6, force, (int64_t) time(NULL))
+                                             : 0;
+        if (r == -EEXIST) {
+                r = tp_respond_error(x->resp, 409, "%s", ringil_detail());
+                json_decref(j);
+                return r;
+        }
+        if (r >= 0)
+                r = store_assign(x->srv->db, target, (int64_t) rid);
         if (r < 0) {
                 json_decref(j);
                 return r == -ENOENT ? tp_respond_error(x->resp, 404, "no release %" PRIu64, rid)
@@ -451,13 +482,17 @@ static int route_metrics(struct route_ctx *x) {
                    "# TYPE ringil_nix_cache_requests_total counter\n"
                    "ringil_nix_cache_requests_total{result=\"hit\"} %" PRIuFAST64 "\n"
                    "ringil_nix_cache_requests_total{result=\"miss\"} %" PRIuFAST64 "\n"
-                   "# TYPE ringil_nix_cache_bytes_sent_total counter\nringil_nix_cache_bytes_sent_total %" PRIuFAST64 "\n",
+                   "# TYPE ringil_nix_cache_bytes_sent_total counter\nringil_nix_cache_bytes_sent_total %" PRIuFAST64 "\n"
+                   "# TYPE ringil_nix_cache_uploads_total counter\n"
+                   "ringil_nix_cache_uploads_total{result=\"accepted\"} %" PRIuFAST64 "\n"
+                   "ringil_nix_cache_uploads_total{result=\"refused\"} %" PRIuFAST64 "\n",
                    atomic_load(&t->requests), atomic_load(&t->responses_4xx), atomic_load(&t->responses_5xx),
                    atomic_load(&m->checkins), atomic_load(&m->reports), atomic_load(&m->enrollments),
                    atomic_load(&m->bundle_bytes), atomic_load(&m->uploads), atomic_load(&m->uploads_refused),
                    tls_failed, atomic_load(&m->auth_refused), atomic_load(&t->connections_total),
                    atomic_load(&t->active[TP_FLEET]), atomic_load(&t->active[TP_ENROLL]), atomic_load(&t->idle_closed),
-                   atomic_load(&m->nix_cache_hits), atomic_load(&m->nix_cache_misses), atomic_load(&m->nix_cache_bytes));
+                   atomic_load(&m->nix_cache_hits), atomic_load(&m->nix_cache_misses), atomic_load(&m->nix_cache_bytes),
+                   atomic_load(&m->nix_uploads), atomic_load(&m->nix_uploads_refused));
         buf_printf(&b, "# HELP ringil_connections_refused_total Connections refused at admission or cut at a deadline.\n"
                        "# TYPE ringil_connections_refused_total counter\n");
         for (int i = 0; i < _TP_REFUSED_MAX; i++)
@@ -469,6 +504,16 @@ static int route_metrics(struct route_ctx *x) {
                         buf_printf(&b, "ringil_drones{state=\"%s\"} %" JSON_INTEGER_FORMAT "\n", k, json_integer_value(v));
                 json_decref(counts);
         }
+        buf_printf(&b,
+                   "# TYPE ringil_rollout_scheduler_passes_total counter\nringil_rollout_scheduler_passes_total %" PRIuFAST64 "\n"
+                   "# TYPE ringil_rollout_hands_total counter\nringil_rollout_hands_total %" PRIuFAST64 "\n"
+                   "# HELP ringil_rollout_scheduler_pass_seconds Duration of the last scheduler pass.\n"
+                   "# TYPE ringil_rollout_scheduler_pass_seconds gauge\nringil_rollout_scheduler_pass_seconds %.6f\n"
+                   "# TYPE ringil_rollout_scheduler_pass_seconds_max gauge\nringil_rollout_scheduler_pass_seconds_max %.6f\n",
+                   atomic_load(&m->rollout_passes), atomic_load(&m->rollout_hands),
+                   (double) atomic_load(&m->rollout_pass_us_last) / 1e6, (double) atomic_load(&m->rollout_pass_us_max) / 1e6);
+        (void) store_rollout_metrics(x->srv->db, (int64_t) time(NULL),
+                                     x->srv->cfg.silent_polls * x->srv->cfg.poll_interval, &b);
         if (tp_respond(x->resp, 200, "text/plain; version=0.0.4", b.data, b.len) < 0)
                 return tp_respond_error(x->resp, 500, "out of memory");
         return 200;
@@ -497,6 +542,10 @@ int api_routes_register(struct route_table *t, uint64_t max_upload) {
                       .max_body = max_upload),
                 ROUTE(ROUTE_POST, "/api/v1/releases/*/assign", ROLE_OPERATOR, route_assign, .body = TP_BODY_MEMORY,
                       .max_body = SERVER_MAX_JSON_BODY),
+                ROUTE(ROUTE_POST, "/api/v1/nix-cache/missing", ROLE_OPERATOR, api_nix_missing, .body = TP_BODY_MEMORY,
+                      .max_body = SERVER_NIX_MISSING_MAX_BODY),
+                ROUTE(ROUTE_PUT, "/api/v1/nix-cache/*", ROLE_OPERATOR, api_nix_upload, .body = TP_BODY_SPOOL,
+                      .max_body = api_nix_upload_max_body(max_upload)),
                 ROUTE(ROUTE_GET, "/metrics", ROLE_OPERATOR, route_metrics),
         };
 
@@ -505,7 +554,7 @@ int api_routes_register(struct route_table *t, uint64_t max_upload) {
                 if (r < 0)
                         return ringil_fail(r, "route '%s' cannot be registered", routes[i].path);
         }
-        return 0;
+        return api_rollout_routes_register(t);
 }
 
 static bool role_admits(enum route_role role, enum peer_role peer) {
@@ -515,6 +564,7 @@ static bool role_admits(enum route_role role, enum peer_role peer) {
         case ROLE_DRONE:
                 return peer == PEER_DRONE;
         case ROLE_OPERATOR:
+        case ROLE_APPROVER:   /* and named in `approvers`: checked in api_handle() */
                 return peer == PEER_OPERATOR;
         case ROLE_DRONE_OR_OPERATOR:
         case ROLE_SELF_OR_OPERATOR:
@@ -548,12 +598,12 @@ void api_admit(void *userdata, const struct tp_request *req, struct tp_plan *ret
         unsigned methods = 0;
 
         *ret = (struct tp_plan) {};
-        if (h->method == HTTP_PUT || h->method == HTTP_DELETE)
+        /* a method no route takes is not implemented here at all (501); one that another path takes is 405 */
+        if (!(route_method_bit(h->method) & route_table_methods(&srv->routes)))
                 return plan_error(ret, 501, "method not implemented");
         rt = route_match(&srv->routes, h->method, h->path, param, &methods);
         if (!rt && methods) {
-                snprintf(ret->allow, sizeof(ret->allow), "%s%s%s", methods & ROUTE_GET ? "GET, HEAD" : "",
-                         methods == (ROUTE_GET | ROUTE_POST) ? ", " : "", methods & ROUTE_POST ? "POST" : "");
+                route_methods_allow(methods, ret->allow, sizeof(ret->allow));
                 return plan_error(ret, 405, "method not allowed for %s", h->path);
         }
         /* INVARIANT: the enrollment port serves enrollment and nothing else; enrollment is not served
@@ -613,6 +663,12 @@ void api_handle(void *userdata, const struct tp_request *req, struct tp_response
         /* INVARIANT: the role is checked here, before any handler runs, for every route. */
         if (!role_admits(rt->role, req->role)) {
                 tp_respond_error(resp, 403, "not allowed");
+                return;
+        }
+        if (rt->role == ROLE_APPROVER && !api_is_approver(srv, req->peer)) {
+                atomic_fetch_add(&srv->m.auth_refused, 1);
+                log_notice("operator '%s' tried to approve without approval rights", req->peer);
+                tp_respond_error(resp, 403, "operator '%s' may not approve rollouts", req->peer);
                 return;
         }
         if (req->role == PEER_DRONE && rt->role != ROLE_ENROLLING) {

@@ -1,8 +1,12 @@
 /* config.c: ringil-server's config file (/etc/ringil/server.conf): one table of keys, bounds and defaults. */
 #include <stddef.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "conf.h"
+#include "err.h"
+#include "nix-publish.h"
+#include "fleet-ca.h"
 #include "server.h"
 
 void server_config_free(struct server_config *c) {
@@ -16,7 +20,35 @@ void server_config_free(struct server_config *c) {
         free(c->operator_ca);
         free(c->keyring);
         free(c->nix_cache);
+        free(c->nix_trusted_keys);
+        free(c->approvers);
         *c = (struct server_config) {};
+}
+
+/* `approvers = alice, carol`: operator certificate names, each as every name of the fleet is checked. */
+static int parse_approvers(const struct conf_ctx *ctx, const char *value, void *dst) {
+        _cleanup_free_ char *copy = strdup(value), *out = NULL;
+        char *save = NULL;
+        size_t o = 0;
+
+        if (!copy || !(out = calloc(1, strlen(value) + 1)))
+                return -ENOMEM;
+        for (char *n = strtok_r(copy, ",", &save); n; n = strtok_r(NULL, ",", &save)) {
+                size_t len;
+                while (*n == ' ' || *n == '\t')
+                        n++;
+                len = strlen(n);
+                while (len > 0 && (n[len - 1] == ' ' || n[len - 1] == '\t'))
+                        n[--len] = '\0';
+                if (ca_name_valid(n) < 0)
+                        return conf_fail(ctx, -RINGIL_EMALFORMED, "`%s' is not a certificate name", n);
+                o += (size_t) sprintf(out + o, "%s%s", o ? "," : "", n);
+        }
+        if (o == 0)
+                return conf_fail(ctx, -RINGIL_EMALFORMED, "empty value");
+        free(*(char **) dst);
+        *(char **) dst = TAKE_PTR(out);
+        return 0;
 }
 
 #define F(field) offsetof(struct server_config, field)
@@ -32,6 +64,7 @@ static const struct conf_item server_items[] = {
         { "", "operator-ca", conf_parse_path, F(operator_ca) },
         { "", "keyring", conf_parse_path, F(keyring), .flags = CONF_REQUIRED },
         { "", "nix-cache", conf_parse_path, F(nix_cache) },
+        { "", "nix-trusted-public-keys", conf_parse_string, F(nix_trusted_keys), .max = 4096 },
         { "", "max-upload", conf_parse_size, F(max_upload), 1, UINT64_MAX, .def = "2G" },
         { "", "max-connections", conf_parse_u32, F(max_connections), 1, 1000000, .def = "4096" },
         { "", "poll-interval", conf_parse_duration, F(poll_interval), 1, 86400, .def = "300" },
@@ -46,12 +79,32 @@ static const struct conf_item server_items[] = {
         { "", "keepalive-timeout", conf_parse_duration, F(keepalive_timeout), 1, 86400, .def = "120" },
         { "", "min-body-rate", conf_parse_u32, F(min_body_rate), 1, 1u << 30, .def = "4096" },
         { "", "workers", conf_parse_u32, F(workers), 1, 256, .def = "4" },
+        /* rollouts (docs/fleet.md "Rollouts") */
+        { "", "approvers", parse_approvers, F(approvers) },
+        { "", "scheduler-interval", conf_parse_duration, F(scheduler_interval), 1, 3600, .def = "5" },
+        { "", "silent-polls", conf_parse_u32, F(silent_polls), 1, 10000, .def = "3" },
 };
 #undef F
+
+/* Publishing into the Nix cache: the key list parses, and there is a cache to publish into. */
+static int server_check(void *userdata, const struct conf_ctx *ctx) {
+        struct server_config *c = userdata;
+        int r;
+
+        if (!c->nix_trusted_keys)
+                return 0;
+        r = nix_keys_check(c->nix_trusted_keys);
+        if (r < 0)
+                return conf_fail(ctx, r, "%s", ringil_detail());
+        if (!c->nix_cache)
+                return conf_fail(ctx, -RINGIL_EMALFORMED, "nix-trusted-public-keys needs nix-cache (the directory to publish into)");
+        return 0;
+}
 
 static const struct conf_schema server_schema = {
         .items = server_items,
         .n_items = ELEMENTSOF(server_items),
+        .check = server_check,
 };
 
 int server_config_parse(const char *text, size_t len, struct server_config *c) {

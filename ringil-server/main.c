@@ -70,7 +70,7 @@ int server_run(struct server *srv) {
                         .keepalive_timeout_ms = c->keepalive_timeout * 1000,
                         .min_body_rate = c->min_body_rate,
                         .workers = c->workers,
-                        .max_memory_body = SERVER_MAX_JSON_BODY,
+                        .max_memory_body = SERVER_MAX_MEMORY_BODY,
                 },
                 .app = { .userdata = srv, .admit = api_admit, .handle = api_handle },
         };
@@ -197,9 +197,15 @@ static int serve_main(int argc, char *argv[]) {
                 goto out;
         }
         tune_malloc();
+        r = scheduler_start(&srv);
+        if (r < 0) {
+                log_error_errno(r, "Cannot start the rollout scheduler: %m");
+                goto out;
+        }
         r = server_run(&srv);
         if (r < 0)
                 log_error_errno(r, "Server failed: %s: %m%s", ringil_detail(), serve_hint(r));
+        scheduler_stop(&srv);
 out:
         store_close(srv.db);
         X509_free(srv.device_ca_cert);
@@ -247,9 +253,35 @@ static const struct verb verbs[] = {
              "The server verifies the bundle against the fleet keyring and refuses anything else.\n"
              "Prints the release id. Progress goes to stderr (bytes, rate and time left on a terminal,\n"
              "one line otherwise); --quiet turns it off.\n\n" OPERATOR_OPTIONS),
-        VERB("release", op_release, "assign a release to the fleet, a group or a drone",
-             "Usage: ringil-server release [CONNECTION OPTIONS] RELEASE-ID --fleet|--group G|--drone D\n\n"
+        VERB("release", op_release, "assign a release to the fleet, a group or a drone (at once: see rollout)",
+             "Usage: ringil-server release [CONNECTION OPTIONS] RELEASE-ID --fleet|--group G|--drone D [--force]\n\n"
+             "Every matching drone takes it at its next check-in. A drone that a rollout holds is refused\n"
+             "(exit 10) unless --force, which takes it out of the rollout.\n\n"
              OPERATOR_OPTIONS),
+        VERB("rollout", op_rollout, "staged rollouts: create, approve, start, pause, resume, abort, retry, show",
+             NULL),
+        VERB("tag", op_tag, "add or remove a drone's tags (rollout targets)",
+             "Usage: ringil-server tag [CONNECTION OPTIONS] DRONE-ID [+TAG|-TAG]…\n\n"
+             "Without +/- arguments, prints the drone's tags.\n\n" OPERATOR_OPTIONS),
+        VERB("window", op_window, "maintenance windows of a group or drone (drone local time)",
+             "Usage: ringil-server window set (--group G|--drone D) HH:MM-HH:MM[,HH:MM-HH:MM…]\n"
+             "       ringil-server window clear (--group G|--drone D)\n"
+             "       ringil-server window list\n\n"
+             "Drones download at any time but install and reboot only inside a window, in their own\n"
+             "time zone (ringild's `timezone`). A drone's windows beat its group's; none: any time.\n\n"
+             OPERATOR_OPTIONS),
+        VERB("retry", op_retry, "tell a drone to try again a release it failed",
+             "Usage: ringil-server retry [CONNECTION OPTIONS] DRONE-ID\n\n"
+             "Raises the drone's retry generation: its agent installs again a release it refused or\n"
+             "rolled back before (for faults of the drone, not of the release).\n\n" OPERATOR_OPTIONS),
+        VERB("clear", op_clear, "clear a drone's own assignment (and take it out of its rollout)",
+             "Usage: ringil-server clear [CONNECTION OPTIONS] DRONE-ID\n\n" OPERATOR_OPTIONS),
+        VERB("drift", op_drift, "drones off their release, failing prod, without Secure Boot, or silent",
+             "Usage: ringil-server drift [CONNECTION OPTIONS] [--json] [--silent-polls N]\n\n"
+             "From each drone's last compliance report: runs another version than assigned (release),\n"
+             "last audit not a clean prod pass, with the failing check IDs (audit), Secure Boot not\n"
+             "enforced or PK/KEK/db not exactly the fleet's (secureboot), no check-in for N poll\n"
+             "intervals (silent; default server.conf silent-polls, 3).\n\n" OPERATOR_OPTIONS),
         VERB("status", op_status, "one drone's state and history, or the releases",
              "Usage: ringil-server status [CONNECTION OPTIONS] [DRONE-ID] [--json]\n\n"
              "Without DRONE-ID: the releases and where they are assigned.\n\n" OPERATOR_OPTIONS),

@@ -23,12 +23,12 @@
 struct op_opts {
         const char *server, *ca, *cert, *key;
         const char *group, *drone;
-        bool json, fleet;
+        bool json, fleet, force;
         char *args[4];
         int n_args;
 };
 
-enum { OPT_SERVER = 0x100, OPT_CA, OPT_CERT, OPT_KEY, OPT_JSON, OPT_GROUP, OPT_DRONE, OPT_FLEET, OPT_QUIET };
+enum { OPT_SERVER = 0x100, OPT_CA, OPT_CERT, OPT_KEY, OPT_JSON, OPT_GROUP, OPT_DRONE, OPT_FLEET, OPT_FORCE, OPT_QUIET };
 
 static int parse_opts(int argc, char *argv[], struct op_opts *o, int max_args) {
         static const struct option options[] = {
@@ -40,6 +40,7 @@ static int parse_opts(int argc, char *argv[], struct op_opts *o, int max_args) {
                 { "group", required_argument, NULL, OPT_GROUP },
                 { "drone", required_argument, NULL, OPT_DRONE },
                 { "fleet", no_argument, NULL, OPT_FLEET },
+                { "force", no_argument, NULL, OPT_FORCE },
                 { "quiet", no_argument, NULL, OPT_QUIET },
                 {},
         };
@@ -61,6 +62,7 @@ static int parse_opts(int argc, char *argv[], struct op_opts *o, int max_args) {
                 case OPT_GROUP: o->group = optarg; break;
                 case OPT_DRONE: o->drone = optarg; break;
                 case OPT_FLEET: o->fleet = true; break;
+                case OPT_FORCE: o->force = true; break;
                 case OPT_QUIET: progress_setup(NULL, PROGRESS_QUIET); break;
                 default: return EXIT_USAGE;
                 }
@@ -74,9 +76,8 @@ static int parse_opts(int argc, char *argv[], struct op_opts *o, int max_args) {
         return EXIT_OK;
 }
 
-/* Run one request; prints the server's error and returns an exit code unless it answered 2xx. */
-static int call(const struct op_opts *o, const char *method, const char *path, const char *body,
-                const char *upload, json_t **ret) {
+int op_call(const struct op_conn *o, const char *method, const char *path, const char *body, const char *upload,
+            json_t **ret) {
         fleet_client *fc = NULL;
         _cleanup_buf_ struct buf resp = {};
         json_error_t e;
@@ -114,11 +115,21 @@ static int call(const struct op_opts *o, const char *method, const char *path, c
         return EXIT_OK;
 }
 
-static void print_json(json_t *j) {
+static int call(const struct op_opts *o, const char *method, const char *path, const char *body,
+                const char *upload, json_t **ret) {
+        const struct op_conn conn = { .server = o->server, .ca = o->ca, .cert = o->cert, .key = o->key };
+        return op_call(&conn, method, path, body, upload, ret);
+}
+
+void op_print_json(json_t *j) {
         char *s = json_dumps(j, JSON_INDENT(2) | JSON_SORT_KEYS);
         if (s)
                 puts(s);
         free(s);
+}
+
+static void print_json(json_t *j) {
+        op_print_json(j);
 }
 
 static const char *str_raw(json_t *o, const char *k) {
@@ -283,6 +294,8 @@ int op_release(int argc, char *argv[]) {
                  o.fleet ? "" : o.group ? o.group : o.drone);
         snprintf(path, sizeof(path), "/api/v1/releases/%" PRIu64 "/assign", id);
         req = json_pack("{s:s}", "target", target);
+        if (req && o.force)
+                json_object_set_new(req, "force", json_true());
         body = req ? json_dumps(req, JSON_COMPACT) : NULL;
         json_decref(req);
         if (!body)

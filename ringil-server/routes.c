@@ -1,5 +1,6 @@
 /* routes.c: the route table: registration rules and path matching (no handlers, no store). */
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "macro.h"
@@ -12,6 +13,7 @@ static const char *const role_names[_ROLE_MAX] = {
         [ROLE_OPERATOR] = "operator",
         [ROLE_DRONE_OR_OPERATOR] = "drone-or-operator",
         [ROLE_SELF_OR_OPERATOR] = "self-or-operator",
+        [ROLE_APPROVER] = "approver",
 };
 
 const char *route_role_to_string(enum route_role r) {
@@ -66,7 +68,7 @@ int route_table_add(struct route_table *t, const struct route *r) {
         /* INVARIANT: every route names who may call it; ROLE_UNSET (the zero value a forgotten
          * .role leaves) is refused here, and the server refuses to start on any refusal. */
         if (r->role <= ROLE_UNSET || r->role >= _ROLE_MAX || !r->handler || !r->path || r->path[0] != '/' ||
-            (r->methods & ~(unsigned) (ROUTE_GET | ROUTE_POST)) || !r->methods)
+            (r->methods & ~(unsigned) _ROUTE_METHODS) || !r->methods)
                 return -EINVAL;
         if (r->body != TP_BODY_NONE && r->body != TP_BODY_MEMORY && r->body != TP_BODY_SPOOL)
                 return -EINVAL;
@@ -81,9 +83,55 @@ int route_table_add(struct route_table *t, const struct route *r) {
         return 0;
 }
 
+unsigned route_method_bit(enum http_method m) {
+        switch (m) {
+        case HTTP_GET:
+        case HTTP_HEAD:
+                return ROUTE_GET;
+        case HTTP_POST:
+                return ROUTE_POST;
+        case HTTP_PUT:
+                return ROUTE_PUT;
+        case HTTP_DELETE:
+                break;
+        }
+        return 0;
+}
+
+unsigned route_table_methods(const struct route_table *t) {
+        unsigned m = 0;
+
+        for (size_t i = 0; i < t->n; i++)
+                m |= t->routes[i].methods;
+        return m;
+}
+
+void route_methods_allow(unsigned methods, char *buf, size_t n) {
+        static const struct {
+                unsigned bit;
+                const char *names;
+        } order[] = { { ROUTE_GET, "GET, HEAD" }, { ROUTE_POST, "POST" }, { ROUTE_PUT, "PUT" } };
+        size_t len = 0;
+
+        if (n == 0)
+                return;
+        buf[0] = '\0';
+        for (size_t i = 0; i < ELEMENTSOF(order); i++) {
+                int k;
+                if (!(methods & order[i].bit))
+                        continue;
+                k = snprintf(buf + len, n - len, "%s%s", len ? ", " : "", order[i].names);
+                if (k < 0 || (size_t) k >= n - len) {
+                        buf[len] = '\0';   /* whole names only */
+                        return;
+                }
+                len += (size_t) k;
+        }
+}
+
 const struct route *route_match(const struct route_table *t, enum http_method m, const char *path,
                                 char param[static ROUTE_PARAM_MAX], unsigned *ret_methods) {
-        unsigned want = m == HTTP_GET || m == HTTP_HEAD ? ROUTE_GET : m == HTTP_POST ? ROUTE_POST : 0;
+        unsigned want = route_method_bit(m);
         unsigned allowed = 0;
 
         for (size_t i = 0; i < t->n; i++) {

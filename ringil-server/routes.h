@@ -20,19 +20,22 @@ enum route_role {
         ROLE_OPERATOR,
         ROLE_DRONE_OR_OPERATOR,
         ROLE_SELF_OR_OPERATOR,     /* the drone named by the path's '*' segment, or an operator */
+        ROLE_APPROVER,             /* an operator named in `approvers` (any operator when it is unset) */
         _ROLE_MAX,
 };
 
 enum {
         ROUTE_GET = 1 << 0,        /* GET and HEAD */
         ROUTE_POST = 1 << 1,
+        ROUTE_PUT = 1 << 2,
+        _ROUTE_METHODS = ROUTE_GET | ROUTE_POST | ROUTE_PUT,
 };
 
 struct route_ctx;
 typedef int (*route_fn)(struct route_ctx *ctx);
 
 struct route {
-        unsigned methods;          /* ROUTE_GET | ROUTE_POST */
+        unsigned methods;          /* ROUTE_GET | ROUTE_POST | ROUTE_PUT */
         const char *path;          /* literal segments; "*" one non-empty segment; a final "**" the rest */
         enum route_role role;
         route_fn handler;
@@ -61,5 +64,12 @@ int route_table_add(struct route_table *t, const struct route *r);
  */
 const struct route *route_match(const struct route_table *t, enum http_method m, const char *path,
                                 char param[static ROUTE_PARAM_MAX], unsigned *ret_methods);
+
+/* The ROUTE_* bit of an HTTP method, 0 for one no route can take (DELETE). */
+unsigned route_method_bit(enum http_method m);
+/* Every method some route of the table takes: a method outside it is 501, not 405. */
+unsigned route_table_methods(const struct route_table *t);
+/* The Allow header's value for a set of ROUTE_* bits ("GET, HEAD, POST"), into buf. */
+void route_methods_allow(unsigned methods, char *buf, size_t n);
 
 const char *route_role_to_string(enum route_role r);

@@ -14,6 +14,10 @@
 
 #define SERVER_MAX_JSON_BODY 16384
 #define SERVER_ENROLL_MAX_BODY 16384
+/* The transport's ceiling for any in-memory body: the largest route's (the operator's nix-cache/missing
+ * list). Each route keeps its own smaller cap, and roles are checked before a body is read, so drones
+ * and anonymous peers can make the server hold no more than their routes' 16 KiB. */
+#define SERVER_MAX_MEMORY_BODY SERVER_NIX_MISSING_MAX_BODY
 
 struct server_config {
         char *listen;            /* host:port of the fleet port (mutual TLS); port 0 picks a free one */
@@ -25,6 +29,7 @@ struct server_config {
         char *operator_ca;       /* PEM file of the CA whose OU=operator certificates are operators */
         char *keyring;           /* bundle trust anchors: uploads must verify against these */
         char *nix_cache;         /* Nix binary cache directory served under /nix-cache/, NULL: none */
+        char *nix_trusted_keys;  /* "name:base64 …": the fleet's Nix keys; set, operators may publish into nix_cache */
         uint64_t max_upload;     /* bytes; default 2 GiB */
         uint32_t max_connections;
         uint32_t poll_interval;  /* seconds, told to drones */
@@ -39,6 +44,10 @@ struct server_config {
         uint32_t keepalive_timeout;  /* seconds idle between requests */
         uint32_t min_body_rate;      /* bytes per second */
         uint32_t workers;            /* handler threads */
+        /* rollouts (docs/fleet.md "Rollouts") */
+        char *approvers;             /* operator CNs that may approve rollouts (comma-separated); NULL: any other */
+        uint32_t scheduler_interval; /* seconds between rollout scheduler passes */
+        uint32_t silent_polls;       /* a drone silent for this many poll intervals is drift */
 };
 
 /*
@@ -55,6 +64,8 @@ struct metrics {
         atomic_uint_fast64_t checkins, reports, enrollments;
         atomic_uint_fast64_t bundle_bytes, uploads, uploads_refused, auth_refused;
         atomic_uint_fast64_t nix_cache_hits, nix_cache_misses, nix_cache_bytes;
+        atomic_uint_fast64_t nix_uploads, nix_uploads_refused;
+        atomic_uint_fast64_t rollout_passes, rollout_hands, rollout_pass_us_last, rollout_pass_us_max;
 };
 
 struct server {
@@ -67,6 +78,7 @@ struct server {
         struct metrics m;
         struct route_table routes;
         transport *tp;
+        struct scheduler *scheduler;   /* scheduler.c: the rollout scheduler thread */
 };
 
 /* What a handler gets: the request, the answer to fill, the path's '*' segment, the caller's record. */
@@ -85,8 +97,31 @@ int api_routes_register(struct route_table *t, uint64_t max_upload);
 void api_admit(void *userdata, const struct tp_request *req, struct tp_plan *ret);
 void api_handle(void *userdata, const struct tp_request *req, struct tp_response *resp);
 
+/* The rollout, tag, window, retry, compliance and drift routes (api-rollout.c). */
+int api_rollout_routes_register(struct route_table *t);
+/* The check-in's rollout part (api-rollout.c): may hold the drone (no assignment at all) or add retry
+ * generation, rate, rollout and windows to the answer; keeps its compliance report. */
+int api_rollout_checkin(struct route_ctx *x, const struct fleet_status *st, bool *ret_held, struct fleet_assignment *a);
+/* Is cn named in `approvers` (or is the list unset)? */
+bool api_is_approver(const struct server *srv, const char *cn);
+
+/* The rollout scheduler (scheduler.c): one store_rollout_pass() every scheduler-interval seconds. */
+int scheduler_start(struct server *srv);
+void scheduler_stop(struct server *srv);
+
 /* Upload route (upload.c): verify the spooled bundle, store, register. */
 int api_upload(struct route_ctx *x);
+
+/*
+ * The operator's publish routes into the Nix cache (nixpublish.c): POST /api/v1/nix-cache/missing (the
+ * paths the cache lacks, a JSON body in memory) and PUT /api/v1/nix-cache/HASHPART (one path: the
+ * upload envelope of lib/nix-publish.h, spooled by the transport). Operator routes of the table.
+ */
+#define SERVER_NIX_MISSING_MAX_BODY (8u << 20)   /* NIX_CLOSURE_MAX store paths as JSON */
+int api_nix_missing(struct route_ctx *x);
+int api_nix_upload(struct route_ctx *x);
+/* The largest PUT body: a NAR of up to max_upload bytes in its envelope. */
+uint64_t api_nix_upload_max_body(uint64_t max_upload);
 
 /* Bind, serve until SIGTERM. */
 int server_run(struct server *srv);

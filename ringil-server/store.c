@@ -12,6 +12,8 @@
 #include "crypto.h"
 #include "err.h"
 #include "macro.h"
+#include "rollout.h"
+#include "store-internal.h"
 #include "store.h"
 
 enum {
@@ -52,18 +54,29 @@ static const char *const queries[_Q_MAX] = {
         /* The drone's record and its assignment in one read: drone beats group beats fleet, each a
          * primary-key lookup (a check-in is then one read statement and one write statement). */
         [Q_DRONE_AUTH] = "SELECT d.status, d.grp, COALESCE(d.cert_serial, ''), r.id, r.version, r.compatible, r.size, "
-                         "r.sha256, r.path FROM drones d LEFT JOIN releases r ON r.id = COALESCE("
+                         "r.sha256, r.path, "
+                         /* its latest rollout membership, windows and retry generation (store-rollout.c) */
+                         "m.rollout, m.ord, m.grp, m.state, ro.state, ro.current_group, ro.rate, ro.release, "
+                         "rr.version, (SELECT spec FROM windows WHERE target = 'drone:' || d.id), "
+                         "(SELECT spec FROM windows WHERE target = 'group:' || d.grp), "
+                         "(SELECT retry FROM drone_ctl WHERE drone = d.id) "
+                         "FROM drones d LEFT JOIN releases r ON r.id = COALESCE("
                          "(SELECT release FROM assignments WHERE target = 'drone:' || d.id), "
                          "(SELECT release FROM assignments WHERE target = 'group:' || d.grp), "
-                         "(SELECT release FROM assignments WHERE target = '*')) WHERE d.id = ?1",
+                         "(SELECT release FROM assignments WHERE target = '*')) "
+                         "LEFT JOIN rollout_members m ON m.drone = d.id AND m.rollout = "
+                         "(SELECT max(rollout) FROM rollout_members WHERE drone = d.id) "
+                         "LEFT JOIN rollouts ro ON ro.id = m.rollout LEFT JOIN releases rr ON rr.id = ro.release "
+                         "WHERE d.id = ?1",
         [Q_DRONE_ADD] = "INSERT INTO drones(id, grp, status, token_hash, token_expires, created) "
                         "VALUES (?1, ?2, 0, ?3, ?4, ?5)",
         [Q_DRONE_TOKEN] = "SELECT status, token_hash, token_expires FROM drones WHERE id = ?1",
         [Q_DRONE_ENROLL] = "UPDATE drones SET status = 1, token_hash = NULL, token_expires = NULL, "
                            "cert_serial = ?2, enrolled = ?3 WHERE id = ?1",
         [Q_DRONE_REVOKE] = "UPDATE drones SET status = 2, token_hash = NULL WHERE id = ?1",
+        /* a check-in that names its compliance report by digest only keeps the audit counts stored */
         [Q_CHECKIN] = "UPDATE drones SET last_seen = ?2, version = ?3, slot = ?4, boot = ?5, "
-                      "audit_pass = ?6, audit_fail = ?7 WHERE id = ?1",
+                      "audit_pass = COALESCE(?6, audit_pass), audit_fail = COALESCE(?7, audit_fail) WHERE id = ?1",
         [Q_LAST_SEQ] = "SELECT last_seq FROM drones WHERE id = ?1",
         [Q_EVENT_ADD] = "INSERT OR IGNORE INTO events(drone, seq, time, state, release, version, target, error) "
                         "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -134,7 +147,11 @@ static const char *const migrations[] = {
          * whose per-release assignment lookup scanned the whole table */
         "ALTER TABLE drones ADD COLUMN enrolled INTEGER;"
         "CREATE INDEX IF NOT EXISTS assignments_release ON assignments(release);",
-        /* 2 → 3: what the drone's last install downloaded and reused from its own slots (delta updates) */
+        /* 2 → 3: rollouts and their members and events, tags, maintenance windows, retry generations */
+        store_rollout_schema,
+        /* 3 → 4: the drones' compliance reports and their history */
+        store_compliance_schema,
+        /* 4 → 5: what the drone's last install downloaded and reused from its own slots (delta updates) */
         "ALTER TABLE drones ADD COLUMN bytes_fetched INTEGER;"
         "ALTER TABLE drones ADD COLUMN bytes_reused INTEGER;",
 };
@@ -145,6 +162,11 @@ struct sqlconn {
         sqlite3 *db;
         sqlite3_stmt *q[_Q_MAX];
         pthread_mutex_t lock;
+        struct {
+                const char *sql;             /* a string literal: its address is the key */
+                sqlite3_stmt *q;
+        } extra[STORE_MAX_EXTRA_STMTS];   /* statements of the store's other files, prepared on first use */
+        size_t n_extra;
 };
 
 /*
@@ -161,6 +183,7 @@ struct store {
         struct heartbeat *pending;  /* check-ins waiting for the next group commit (under hb_lock) */
         pthread_mutex_t hb_lock;
         pthread_cond_t hb_done;
+        struct store_cache *cache;  /* store-compliance.c */
 };
 
 /* One check-in waiting to be written; on the caller's stack until done. */
@@ -186,24 +209,7 @@ static int sql_fail(sqlite3 *db, int rc, const char *what) {
 
 /* ---- the one lock/bind/step/reset helper ---- */
 
-enum { A_END, A_TEXT, A_INT, A_BLOB, A_NULL };
-
-struct sql_arg {
-        int type;
-        const void *p;
-        int64_t i;
-        int n;
-};
-
-#define TEXT(s) { .type = A_TEXT, .p = (s) }
-#define INT(v) { .type = A_INT, .i = (int64_t) (v) }
-#define BLOB(b, len) { .type = A_BLOB, .p = (b), .n = (len) }
-#define NUL { .type = A_NULL }
-#define ARGS(...) ((const struct sql_arg[]) { __VA_ARGS__, { .type = A_END } })
-#define NOARGS ((const struct sql_arg[]) { { .type = A_END } })
-
-/* Called per row; < 0 stops with that error, > 0 stops after this row, 0 goes on. */
-typedef int (*row_fn)(sqlite3_stmt *q, void *userdata);
+/* (the argument list and row callback types are in store-internal.h) */
 
 /*
  * Bind args to statement qi of connection c, step through every row (handing each to row, if any),
@@ -211,8 +217,8 @@ typedef int (*row_fn)(sqlite3_stmt *q, void *userdata);
  * errno. Strings and blobs are bound SQLITE_STATIC: they must live until this returns. The caller
  * holds c->lock.
  */
-static int sql_run(struct sqlconn *c, int qi, const struct sql_arg *args, row_fn row, void *userdata) {
-        sqlite3_stmt *q = c->q[qi];
+static int sql_run_stmt(struct sqlconn *c, sqlite3_stmt *q, const char *what, const struct sql_arg *args, row_fn row,
+                        void *userdata) {
         int rc = SQLITE_OK, r = 0, n = 0;
 
         for (int i = 0; args[i].type != A_END && rc == SQLITE_OK; i++)
@@ -241,10 +247,14 @@ static int sql_run(struct sqlconn *c, int qi, const struct sql_arg *args, row_fn
                 }
         }
         if (r == 0 && rc != SQLITE_DONE)
-                r = sql_fail(c->db, rc, queries[qi]);
+                r = sql_fail(c->db, rc, what);
         sqlite3_reset(q);
         sqlite3_clear_bindings(q);
         return r < 0 ? r : n;
+}
+
+static int sql_run(struct sqlconn *c, int qi, const struct sql_arg *args, row_fn row, void *userdata) {
+        return sql_run_stmt(c, c->q[qi], queries[qi], args, row, userdata);
 }
 
 static struct sqlconn *reader_lock(store *s) {
@@ -318,6 +328,8 @@ static int tx_end(store *s, int r) {
 /* ---- open, schema, close ---- */
 
 static void conn_close(struct sqlconn *c) {
+        for (size_t i = 0; i < c->n_extra; i++)
+                sqlite3_finalize(c->extra[i].q);
         for (size_t i = 0; i < _Q_MAX; i++)
                 sqlite3_finalize(c->q[i]);
         sqlite3_close(c->db);
@@ -327,6 +339,7 @@ static void conn_close(struct sqlconn *c) {
 void store_close(store *s) {
         if (!s)
                 return;
+        store_compliance_close(s);
         for (unsigned i = 0; i < s->n_readers; i++)
                 conn_close(&s->r[i]);
         free(s->r);
@@ -468,6 +481,11 @@ int store_open(const char *path, unsigned readers, store **ret) {
                         return r;
                 }
         }
+        r = store_compliance_open(s);
+        if (r < 0) {
+                store_close(s);
+                return r;
+        }
         *ret = s;
         return 0;
 }
@@ -509,6 +527,21 @@ static int auth_row(sqlite3_stmt *q, void *userdata) {
                 text(q, 7, a->release.sha256, sizeof(a->release.sha256));
                 text(q, 8, a->release.path, sizeof(a->release.path));
         }
+        if (sqlite3_column_type(q, 9) != SQLITE_NULL) {
+                a->ro.rollout = sqlite3_column_int64(q, 9);
+                a->ro.ord = sqlite3_column_int64(q, 10);
+                a->ro.group = (uint32_t) sqlite3_column_int64(q, 11);
+                text(q, 12, a->ro.member, sizeof(a->ro.member));
+                text(q, 13, a->ro.state, sizeof(a->ro.state));
+                a->ro.current_group = (uint32_t) sqlite3_column_int64(q, 14);
+                a->ro.rate = (uint64_t) sqlite3_column_int64(q, 15);
+                a->ro.release = sqlite3_column_int64(q, 16);
+                text(q, 17, a->ro.version, sizeof(a->ro.version));
+        }
+        text(q, 18, a->ro.windows, sizeof(a->ro.windows));
+        if (!a->ro.windows[0])
+                text(q, 19, a->ro.windows, sizeof(a->ro.windows));   /* a drone's own windows beat its group's */
+        a->ro.retry = (uint32_t) sqlite3_column_int64(q, 20);
         return 1;
 }
 
@@ -604,9 +637,9 @@ int store_drone_revoke(store *s, const char *id) {
 static int heartbeat_write(store *s, const struct heartbeat *h) {
         const struct fleet_status *st = h->st;
 
-        if (st->has_audit)
+        if (st->audit.present)
                 return sql_run(&s->w, Q_CHECKIN, ARGS(TEXT(h->id), INT(h->now), TEXT(st->version), TEXT(st->slot),
-                                                      TEXT(st->boot), INT(st->audit_pass), INT(st->audit_fail)),
+                                                      TEXT(st->boot), INT(st->audit.pass), INT(st->audit.fail)),
                                NULL, NULL);
         return sql_run(&s->w, Q_CHECKIN, ARGS(TEXT(h->id), INT(h->now), TEXT(st->version), TEXT(st->slot),
                                               TEXT(st->boot), NUL, NUL),
@@ -900,4 +933,65 @@ int store_state_counts(store *s, json_t **ret) {
         }
         *ret = o;
         return 0;
+}
+
+/* ---- for the store's other files (store-internal.h) ---- */
+
+int store_sql(struct sqlconn *c, const char *sql, const struct sql_arg *args, row_fn row, void *userdata) {
+        sqlite3_stmt *q = NULL;
+        int rc;
+
+        for (size_t i = 0; i < c->n_extra && !q; i++)
+                if (c->extra[i].sql == sql)
+                        q = c->extra[i].q;
+        if (!q) {
+                if (c->n_extra == STORE_MAX_EXTRA_STMTS)
+                        return ringil_fail(-ENOSPC, "more than %d statements on one connection", STORE_MAX_EXTRA_STMTS);
+                rc = sqlite3_prepare_v3(c->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &q, NULL);
+                if (rc != SQLITE_OK)
+                        return sql_fail(c->db, rc, sql);
+                c->extra[c->n_extra].sql = sql;
+                c->extra[c->n_extra++].q = q;
+        }
+        return sql_run_stmt(c, q, sql, args, row, userdata);
+}
+
+int64_t store_sql_last_rowid(struct sqlconn *c) {
+        return sqlite3_last_insert_rowid(c->db);
+}
+
+int store_sql_changes(struct sqlconn *c) {
+        return sqlite3_changes(c->db);
+}
+
+int store_tx(store *s, bool durable, struct sqlconn **ret) {
+        int r = tx_begin(s, durable);
+
+        if (r >= 0)
+                *ret = &s->w;
+        return r;
+}
+
+int store_tx_end(store *s, int r) {
+        return tx_end(s, r);
+}
+
+struct sqlconn *store_reader(store *s) {
+        return reader_lock(s);
+}
+
+void store_reader_done(struct sqlconn *c) {
+        reader_unlock(c);
+}
+
+void store_col_text(sqlite3_stmt *q, int col, char *dst, size_t cap) {
+        text(q, col, dst, cap);
+}
+
+const char *store_col(sqlite3_stmt *q, int col) {
+        return col_text(q, col);
+}
+
+struct store_cache **store_cache_slot(store *s) {
+        return &s->cache;
 }

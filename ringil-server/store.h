@@ -43,6 +43,20 @@ struct release {
         char path[4096];
 };
 
+/* What a check-in needs to know of rollouts, read with the record (store-rollout.c interprets it). */
+struct drone_rollout {
+        int64_t rollout;        /* the drone's latest rollout membership, 0 none */
+        int64_t ord;            /* its place in that rollout */
+        uint32_t group, current_group;
+        char member[16];        /* member state (rollout.h names) */
+        char state[16];         /* the rollout's state */
+        uint64_t rate;          /* the rollout's download limit, bytes/s */
+        int64_t release;        /* the rollout's release … */
+        char version[FLEET_VERSION_MAX];   /* … and its version */
+        char windows[FLEET_WINDOWS_TEXT_MAX];   /* the drone's maintenance windows (its own, else its group's) */
+        uint32_t retry;         /* its retry generation */
+};
+
 struct drone_auth {
         bool exists;
         enum drone_status status;
@@ -50,6 +64,7 @@ struct drone_auth {
         char cert_serial[65];   /* hex; "" when the certificate was issued offline (`ringil ca issue`) */
         bool assigned;          /* the release assigned to it now (drone > group > fleet), read with the record */
         struct release release;
+        struct drone_rollout ro;
 };
 
 /* The drone's record and its current assignment, in one read. */

@@ -21,7 +21,9 @@
 #define COMMON_OPTS                                                                                   \
         "  -c, --config FILE     device configuration (default " DEVICE_CONF_DEFAULT ")\n"          \
         "      --efivarfs DIR    efivarfs to read LoaderEntrySelected from (default from config)\n"  \
-        "      --booted ENTRY    booted entry id, overriding LoaderEntrySelected (tests, recovery)\n"
+        "      --booted ENTRY    the booted entry, overriding LoaderEntrySelected (tests, recovery): its\n"  \
+        "                        file name under ESP/loader/entries or its id, with or without the\n"  \
+        "                        +LEFT-DONE boot counter and .conf (ringil-b-2.0+2-1.conf, ringil-b-2.0)\n"
 
 static const char install_text[] =
         "Usage: ringil install [OPTIONS] BUNDLE|-\n\n"
@@ -394,13 +396,15 @@ static void view_slots(const struct install_state *st, const struct boot_entry *
 int verb_status(int argc, char *argv[]) {
         _cleanup_(device_conf_done) struct device_conf conf = {};
         _cleanup_free_ struct boot_entry *v = NULL;
-        _cleanup_free_ char *floor = NULL, *booted_id = NULL, *efi_default = NULL;
+        _cleanup_free_ char *floor = NULL, *booted_id = NULL, *efi_default = NULL, *loader = NULL, *why = NULL;
         struct install_state st;
         struct slot_view sv[2];
         const struct boot_entry *def;
         struct common o;
         size_t n = 0;
         int64_t time_floor = 0;
+        struct boot_entry be;
+        enum booted_state bstate;
         int r, booted = -1;
         bool rollback;
 
@@ -428,7 +432,14 @@ int verb_status(int argc, char *argv[]) {
                 return fail(r, "Cannot read status");
         }
         time_floor = MAX(time_floor, st.time_floor);
-        (void) install_booted_slot(&conf, o.booted, &booted, &booted_id);
+        /* The booted slot, or why it cannot be known (said, never left as a bare "unknown"). */
+        if (install_find_booted(&conf, o.booted, &be, &booted_id, &bstate) >= 0)
+                booted = be.slot;
+        else if (!(why = strdup(ringil_detail()[0] ? ringil_detail() : "cannot read the booted entry"))) {
+                install_state_done(&st);
+                return EXIT_FAIL;
+        }
+        (void) bootentry_loader_info(conf.efivarfs, &loader);
         (void) bootentry_efivar_default(conf.efivarfs, &efi_default);
         view_slots(&st, v, n, sv);
         def = bootentry_default(v, n);
@@ -451,6 +462,9 @@ int verb_status(int argc, char *argv[]) {
                 }
                 json_object_set_new(j, "booted", booted >= 0 ? json_string((char[]){ slot_letter(booted), 0 }) : json_null());
                 json_object_set_new(j, "booted_entry", booted_id ? json_string(booted_id) : json_null());
+                json_object_set_new(j, "booted_file", booted >= 0 ? json_string(be.file) : json_null());
+                json_object_set_new(j, "booted_unknown_reason", why ? json_string(why) : json_null());
+                json_object_set_new(j, "loader", loader ? json_string(loader) : json_null());
                 json_object_set_new(j, "default_entry", def ? json_string(def->file) : json_null());
                 json_object_set_new(j, "efivar_default_override", efi_default ? json_string(efi_default) : json_null());
                 json_object_set_new(j, "slots", slots);
@@ -458,6 +472,7 @@ int verb_status(int argc, char *argv[]) {
                 json_object_set_new(j, "target", st.phase != PHASE_IDLE ? json_string((char[]){ slot_letter(st.slot), 0 }) : json_null());
                 json_object_set_new(j, "target_version", st.phase != PHASE_IDLE && st.version ? json_string(st.version) : json_null());
                 json_object_set_new(j, "attempts", json_integer(st.attempts));
+                json_object_set_new(j, "stalls", json_integer(st.stalls));
                 json_object_set_new(j, "chunk_writes", json_integer((json_int_t) st.writes));
                 json_object_set_new(j, "floor", floor ? json_string(floor) : json_null());
                 json_object_set_new(j, "time_floor", time_floor > 0 ? json_integer(time_floor) : json_null());
@@ -472,8 +487,13 @@ int verb_status(int argc, char *argv[]) {
                 puts(s);
                 free(s);
         } else {
-                printf("booted:     %s%s%s%s\n", booted >= 0 ? (booted ? "b" : "a") : "unknown", booted_id ? " (" : "",
-                       booted_id ? ESCAPED(booted_id) : "", booted_id ? ")" : "");
+                if (booted >= 0)
+                        printf("booted:     %c (%s; the loader reported `%s')\n", slot_letter(booted), ESCAPED(be.file),
+                               ESCAPED(booted_id));
+                else
+                        printf("booted:     unknown: %s\n", ESCAPED(why));
+                if (loader)
+                        printf("loader:     %s\n", ESCAPED(loader));
                 printf("default:    %s\n", def ? ESCAPED(def->file) : "none");
                 if (efi_default)
                         printf("warning:    LoaderEntryDefault=%s overrides loader.conf; fallback may not work\n",
@@ -487,8 +507,9 @@ int verb_status(int argc, char *argv[]) {
                 if (st.phase == PHASE_IDLE)
                         printf("install:    idle\n");
                 else
-                        printf("install:    %s %s into slot %c (attempt %u)\n", install_phase_to_string(st.phase), st.version,
-                               slot_letter(st.slot), st.attempts);
+                        printf("install:    %s %s into slot %c (run %u; %u in a row without progress, %u allowed)\n",
+                               install_phase_to_string(st.phase), st.version, slot_letter(st.slot), st.attempts,
+                               st.stalls, conf.max_attempts);
                 printf("floor:      %s\n", floor ? floor : "none");
                 if (time_floor > 0) {
                         char t[32];

@@ -35,6 +35,8 @@ static const struct verb verbs[] = {
 
         /* fleet */
         VERB_GROUP("ca", &ca_group, "the fleet's device CA: drone, operator and server certificates"),
+        VERB("release", verb_release, "publish a built NixOS system: sign, upload to the fleet cache, release, assign",
+             release_usage),
 
 };
 

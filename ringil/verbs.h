@@ -28,4 +28,6 @@ extern const char audit_usage[];
 
 /* fleet */
 extern const struct verb_group ca_group;
+int verb_release(int argc, char *argv[]);
+extern char release_usage[];
 

@@ -1,6 +1,8 @@
-/* agent.c: ringild's poll loop: check in, install the assignment, reboot, health gate, report. */
+/* agent.c: ringild's poll loop: check in, download, wait for the window, install, reboot, health gate, report. */
 #include <inttypes.h>
 #include <jansson.h>
+#include <limits.h>
+#include <stdlib.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -38,6 +40,8 @@ static int state_kv(void *userdata, const struct conf_ctx *ctx, const char *valu
                         s->phase = AGENT_IDLE;
                 else if (streq(value, "rebooting"))
                         s->phase = AGENT_REBOOTING;
+                else if (streq(value, "installed"))
+                        s->phase = AGENT_INSTALLED;
                 else
                         return ringil_fail(-RINGIL_EMALFORMED, "line %u: bad phase", line);
         } else if (streq(key, "state")) {
@@ -48,7 +52,7 @@ static int state_kv(void *userdata, const struct conf_ctx *ctx, const char *valu
                         return ringil_fail(-RINGIL_EMALFORMED, "line %u: bad %s", line, key);
                 *(streq(key, "bytes-fetched") ? &s->bytes_fetched : &s->bytes_reused) = u;
         } else if (streq(key, "seq") || streq(key, "release") || streq(key, "failed-release") ||
-                   streq(key, "acked")) {
+                   streq(key, "acked") || streq(key, "failed-retry")) {
                 if (parse_u64(value, &u) < 0 || u > INT64_MAX)
                         return ringil_fail(-RINGIL_EMALFORMED, "line %u: bad %s", line, key);
                 if (streq(key, "seq"))
@@ -57,6 +61,8 @@ static int state_kv(void *userdata, const struct conf_ctx *ctx, const char *valu
                         s->release = (int64_t) u;
                 else if (streq(key, "failed-release"))
                         s->failed_release = (int64_t) u;
+                else if (streq(key, "failed-retry"))
+                        s->failed_retry = (uint32_t) MIN(u, (uint64_t) UINT32_MAX);
                 else
                         s->acked = u != 0;
         } else if (streq(key, "target")) {
@@ -116,11 +122,11 @@ int agent_state_save(const char *dir, const struct agent_state *s) {
         r = buf_printf(&b,
                        "# ringild state: written by ringild, do not edit\n"
                        "phase = %s\nseq = %" PRIu64 "\nacked = %d\nstate = %s\nrelease = %" PRId64 "\n"
-                       "failed-release = %" PRId64 "\ntarget = %s\nerror = %s\nboot-id = %s\n"
-                       "bytes-fetched = %" PRIu64 "\nbytes-reused = %" PRIu64 "\n",
-                       s->phase == AGENT_REBOOTING ? "rebooting" : "idle", s->seq, s->acked ? 1 : 0,
-                       fleet_state_to_string(s->state), s->release, s->failed_release, s->target, err,
-                       s->boot_id, s->bytes_fetched, s->bytes_reused);
+                       "failed-release = %" PRId64 "\nfailed-retry = %" PRIu32 "\ntarget = %s\nerror = %s\n"
+                       "boot-id = %s\nbytes-fetched = %" PRIu64 "\nbytes-reused = %" PRIu64 "\n",
+                       s->phase == AGENT_REBOOTING ? "rebooting" : s->phase == AGENT_INSTALLED ? "installed" : "idle",
+                       s->seq, s->acked ? 1 : 0, fleet_state_to_string(s->state), s->release, s->failed_release,
+                       s->failed_retry, s->target, err, s->boot_id, s->bytes_fetched, s->bytes_reused);
         if (r < 0)
                 return r;
         r = mkdir_p(dir, 0700);
@@ -136,13 +142,27 @@ struct agent {
         fleet_client *fc;
         struct agent_state st;
         struct engine_status eng;
+        struct fleet_audit audit;        /* last audit summary (memory only) */
+        struct fleet_secureboot sb;
+        int64_t audit_at;                /* when it ran, 0: never */
+        char tz[64];                     /* reported time zone name */
+        char server_compliance[65];      /* digest of the compliance report the server holds, "" unknown */
         uint32_t server_poll;
+        time_t last_contact;             /* last answered check-in or report */
+        time_t work_after;               /* earliest retry of a failed download or install */
+        unsigned work_failures;
+        bool in_poll;                    /* a progress check-in must not run inside another request */
 };
 
 static void fill_status(const struct agent *a, struct fleet_status *s) {
+        time_t now = time(NULL);
+        struct tm tm;
+
         *s = (struct fleet_status) {
                 .state = a->st.state,
                 .release = a->st.release,
+                .audit = a->audit,
+                .sb = a->sb,
         };
         snprintf(s->version, sizeof(s->version), "%s", a->eng.version);
         snprintf(s->slot, sizeof(s->slot), "%s", a->eng.slot);
@@ -151,6 +171,12 @@ static void fill_status(const struct agent *a, struct fleet_status *s) {
         snprintf(s->error, sizeof(s->error), "%s", a->st.error);
         s->bytes_fetched = a->st.bytes_fetched;
         s->bytes_reused = a->st.bytes_reused;
+        snprintf(s->system, sizeof(s->system), "%s", a->eng.system);
+        snprintf(s->tz, sizeof(s->tz), "%s", a->tz);
+        if (localtime_r(&now, &tm)) {
+                s->has_utc_offset = true;
+                s->utc_offset = (int32_t) MAX(MIN(tm.tm_gmtoff, 14L * 3600), -14L * 3600);
+        }
 }
 
 /* Send the last state change until the server acknowledges it (or give up for this round). */
@@ -179,6 +205,7 @@ static int flush_report(struct agent *a) {
         }
         if (status != 200)
                 return log_warning_errno(-EPROTO, "Report %" PRIu64 " refused with HTTP %ld", a->st.seq, status);
+        a->last_contact = time(NULL);
         a->st.acked = true;
         return agent_state_save(a->cfg->state_dir, &a->st);
 }
@@ -186,12 +213,18 @@ static int flush_report(struct agent *a) {
 /* Record a state change durably, then report it. */
 static int transition(struct agent *a, enum fleet_state state, int64_t release, const char *target,
                       const char *error) {
+        char t[FLEET_VERSION_MAX], e[FLEET_TEXT_MAX];
         int r;
 
+        /* copies first: callers pass a->st.target or a->st.error themselves */
+        snprintf(t, sizeof(t), "%s", target ? target : "");
+        snprintf(e, sizeof(e), "%s", error ? error : "");
         a->st.state = state;
         a->st.release = release;
-        snprintf(a->st.target, sizeof(a->st.target), "%s", target ? target : "");
-        snprintf(a->st.error, sizeof(a->st.error), "%s", error ? error : "");
+        memcpy(a->st.target, t, sizeof(t));
+        memcpy(a->st.error, e, sizeof(e));
+        target = a->st.target;
+        error = a->st.error;
         a->st.seq++;
         a->st.acked = false;
         r = agent_state_save(a->cfg->state_dir, &a->st);
@@ -202,6 +235,27 @@ static int transition(struct agent *a, enum fleet_state state, int64_t release, 
                  error ? error : "");
         (void) flush_report(a);
         return 0;
+}
+
+/* Audit and Secure Boot state of the running system, for the next check-in (never written to disk). */
+static void refresh_compliance(struct agent *a) {
+        int r;
+
+        if (!a->cfg->audit)
+                return;
+        r = compliance_audit(a->cfg, a->eng.version, &a->audit);
+        if (r < 0) {
+                log_warning_errno(r, "Audit failed: %s", ringil_detail());
+                a->audit = (struct fleet_audit) {};
+        } else
+                log_info("audit (%s): %" PRIu32 " pass, %" PRIu32 " fail, %" PRIu32 " error", a->audit.profile,
+                         a->audit.pass, a->audit.fail, a->audit.error);
+        r = compliance_secureboot(a->cfg, &a->sb);
+        if (r < 0) {
+                log_warning_errno(r, "Secure Boot status failed: %s", ringil_detail());
+                a->sb = (struct fleet_secureboot) {};
+        }
+        a->audit_at = (int64_t) time(NULL);
 }
 
 /* ---- after a reboot: health gate ---- */
@@ -217,6 +271,20 @@ static void read_boot_id(const struct agent_config *c, char buf[static 64]) {
                 if ((data[i] >= '0' && data[i] <= '9') || (data[i] >= 'a' && data[i] <= 'f') || data[i] == '-')
                         buf[o++] = (char) data[i];
         buf[o] = '\0';
+}
+
+static int request_reboot(struct agent *a) {
+        int r;
+
+        a->st.phase = AGENT_REBOOTING;
+        read_boot_id(a->cfg, a->st.boot_id);
+        r = transition(a, FLEET_STATE_REBOOTING, a->st.release, a->st.target, NULL);
+        if (r < 0)
+                return r;
+        r = run_command(a->cfg->reboot_command);
+        if (r != 0)
+                log_error("reboot command exited %d", r);
+        return 1;   /* rebooting: stop polling */
 }
 
 static int finish_reboot(struct agent *a) {
@@ -246,6 +314,8 @@ static int finish_reboot(struct agent *a) {
                         (void) engine_mark(a->cfg, false, NULL, 0);
                 a->st.phase = AGENT_IDLE;
                 a->st.failed_release = a->st.release;
+                a->st.failed_retry = UINT32_MAX;   /* set from the assignment at the next poll */
+                refresh_compliance(a);
                 return transition(a, FLEET_STATE_ROLLED_BACK, a->st.release, a->st.target, err);
         }
         r = a->cfg->health_command ? run_command(a->cfg->health_command) : 0;
@@ -255,6 +325,9 @@ static int finish_reboot(struct agent *a) {
                         return log_error_errno(r, "mark-good failed: %s", err);
                 (void) engine_status(a->cfg, &a->eng);
                 a->st.phase = AGENT_IDLE;
+                /* The audit after the install: the report that says "updated" carries it, so the server's
+                 * drift gate judges the system the drone actually runs now. */
+                refresh_compliance(a);
                 return transition(a, FLEET_STATE_UPDATED, a->st.release, a->st.target, NULL);
         }
         snprintf(err, sizeof(err), "health gate failed (%s exited %d)", a->cfg->health_command, r);
@@ -262,10 +335,12 @@ static int finish_reboot(struct agent *a) {
         (void) engine_mark(a->cfg, false, NULL, 0);
         a->st.phase = AGENT_IDLE;
         a->st.failed_release = a->st.release;
+        a->st.failed_retry = UINT32_MAX;
         r = transition(a, FLEET_STATE_ROLLED_BACK, a->st.release, a->st.target, err);
         if (r < 0)
                 return r;
-        /* Back to the slot we came from; a later start reports its version. */
+        /* Back to the slot we came from (at once, window or not: it is the known-good one); a later
+         * start reports its version. */
         r = run_command(a->cfg->reboot_command);
         if (r != 0)
                 log_error("reboot command exited %d", r);
@@ -274,67 +349,34 @@ static int finish_reboot(struct agent *a) {
 
 /* ---- one poll ---- */
 
-static int install(struct agent *a, const struct fleet_assignment *as) {
-        char err[FLEET_TEXT_MAX] = "";
-        uint64_t downloaded = 0;
-        int r;
-
-        a->st.bytes_fetched = a->st.bytes_reused = 0;
-        r = transition(a, FLEET_STATE_DOWNLOADING, as->release, as->version, NULL);
-        if (r < 0)
-                return r;
-        if (a->cfg->delta) {
-                /* Only what the drone lacks, from the same bundle URL (Range requests). */
-                struct engine_delta_result d = {};
-                char url[1024];
-                const char *urls[] = { url, NULL };
-                (void) snprintf(url, sizeof(url), "%s/api/v1/releases/%" PRId64 "/bundle", a->cfg->server, as->release);
-                r = engine_install_delta(a->cfg, urls, as->size, err, sizeof(err), &d);
-                downloaded = d.fetched;
-                a->st.bytes_reused = d.reused;
-                log_info("release %" PRId64 ": %" PRIu64 " bytes fetched, %" PRIu64 " payload bytes reused from the slots%s",
-                         as->release, d.fetched, d.reused,
-                         d.no_range ? " (no Range support: whole bundle)" : d.full ? " (one sequential download)" : "");
-        } else
-                r = engine_install_from_server(a->cfg, a->fc, as->release, as->size, err, sizeof(err), &downloaded);
-        a->st.bytes_fetched = downloaded;
-        log_info("downloaded %" PRIu64 " of %" PRIu64 " bytes of release %" PRId64, downloaded, as->size,
-                 as->release);
-        if (r < 0) {
-                char msg[2 * FLEET_TEXT_MAX];   /* cut to FLEET_TEXT_MAX by transition() */
-                snprintf(msg, sizeof(msg), "%s: %s", ringil_strerror(r), err);
-                /* A refusal by the engine (signature, floor, compatible) is final for this release;
-                 * a transport failure is retried at the next poll. */
-                if (r != -ETIMEDOUT && r != -ECONNRESET && r != -ECONNREFUSED)
-                        a->st.failed_release = as->release;
-                return transition(a, FLEET_STATE_FAILED, as->release, as->version, msg);
-        }
-        r = transition(a, FLEET_STATE_INSTALLED, as->release, as->version, NULL);
-        if (r < 0)
-                return r;
-        a->st.phase = AGENT_REBOOTING;
-        read_boot_id(a->cfg, a->st.boot_id);
-        r = transition(a, FLEET_STATE_REBOOTING, as->release, as->version, NULL);
-        if (r < 0)
-                return r;
-        r = run_command(a->cfg->reboot_command);
-        if (r != 0)
-                log_error("reboot command exited %d", r);
-        return 1;   /* rebooting: stop polling */
+static volatile sig_atomic_t stop_requested;
+static void on_stop(int sig) {
+        (void) sig;
+        stop_requested = 1;
 }
 
-static int poll_once(struct agent *a) {
+static int checkin(struct agent *a, struct fleet_assignment *ret) {
+        struct fleet_assignment ignored;
         struct fleet_status s;
-        struct fleet_assignment as;
+        bool sent_full;
         _cleanup_free_ char *body = NULL;
         _cleanup_buf_ struct buf resp = {};
         long status = 0;
         int r;
 
-        r = flush_report(a);
-        if (r < 0 && r != -EAGAIN && !a->st.acked)
-                return r;
         fill_status(a, &s);
+        r = fleet_compliance_digest(&s, s.compliance);
+        if (r < 0)
+                return r;
+        /* The report itself only when the server does not hold it yet (after a change, a restart of
+         * either side, or when it asks): every other check-in names it by its digest. */
+        sent_full = !streq(s.compliance, a->server_compliance);
+        if (!sent_full) {
+                s.system[0] = s.tz[0] = '\0';
+                s.has_utc_offset = false;
+                s.audit = (struct fleet_audit) {};
+                s.sb = (struct fleet_secureboot) {};
+        }
         r = fleet_status_format(&s, &body);
         if (r < 0)
                 return r;
@@ -353,26 +395,235 @@ static int poll_once(struct agent *a) {
                 json_decref(j);
                 return r;
         }
+        a->last_contact = time(NULL);
         /* INVARIANT: the server's answer only schedules; what gets installed is decided by the engine's
          * own verification of the bundle against the drone's keyring, floor and compatible. */
-        r = fleet_assignment_parse(resp.data, resp.len, &as);
+        r = fleet_assignment_parse(resp.data, resp.len, ret ? ret : &ignored);
         if (r < 0)
                 return log_warning_errno(r, "Malformed assignment: %s", ringil_detail());
-        a->server_poll = as.poll_interval;
-        if (!as.assigned || streq(as.version, a->eng.version))
-                return 0;
-        if (as.release == a->st.failed_release) {
-                log_debug("release %" PRId64 " failed before; waiting for a new one", as.release);
-                return 0;
-        }
-        log_info("assignment: release %" PRId64 ", version %s (%" PRIu64 " bytes)", as.release, as.version, as.size);
-        return install(a, &as);
+        if ((ret ? ret : &ignored)->resend_compliance)
+                a->server_compliance[0] = '\0';
+        else if (sent_full)
+                memcpy(a->server_compliance, s.compliance, sizeof(a->server_compliance));
+        return 0;
 }
 
-static volatile sig_atomic_t stop_requested;
-static void on_stop(int sig) {
-        (void) sig;
-        stop_requested = 1;
+/* Between download ranges: a check-in every poll interval, so the server's deadline sees a live drone. */
+static void download_tick(void *userdata) {
+        struct agent *a = userdata;
+        uint32_t every = a->server_poll ? a->server_poll : a->cfg->poll_interval;
+
+        if (time(NULL) - a->last_contact >= (time_t) every)
+                (void) checkin(a, NULL);
+}
+
+static bool window_open(const struct fleet_assignment *as, unsigned *ret_wait) {
+        time_t now = time(NULL);
+        struct tm tm;
+        unsigned m;
+
+        if (as->n_windows == 0)
+                return true;
+        if (!localtime_r(&now, &tm))
+                return false;
+        m = (unsigned) (tm.tm_hour * 60 + tm.tm_min);
+        *ret_wait = fleet_windows_wait(as->windows, as->n_windows, m);
+        return fleet_windows_open(as->windows, as->n_windows, m);
+}
+
+/*
+ * A fault that is not the release's: the download was cut, the server refused or went away, the drone
+ * is not in a state to install (slot unknown or not blessed), its disk is full, the engine was killed.
+ * The release is kept, the download resumes, and the work is retried with backoff while the drone
+ * keeps checking in (so its rollout sees it alive). Reported once per distinct reason.
+ */
+static int retry_later(struct agent *a, const struct fleet_assignment *as, int r, const char *why) {
+        uint64_t backoff;
+
+        a->work_failures++;
+        backoff = (uint64_t) MIN(a->cfg->poll_interval, 30u) << MIN(a->work_failures, 16u);
+        a->work_after = time(NULL) + (time_t) MIN(backoff, (uint64_t) a->cfg->backoff_max);
+        if (a->st.state != FLEET_STATE_RETRYING || a->st.release != as->release || !streq(a->st.error, why))
+                (void) transition(a, FLEET_STATE_RETRYING, as->release, as->version, why);
+        log_notice("release %" PRId64 ": %s; retrying in %" PRId64 " s", as->release, why,
+                   (int64_t) (a->work_after - time(NULL)));
+        return r < 0 ? r : -EAGAIN;
+}
+
+static int fail_release(struct agent *a, const struct fleet_assignment *as, const char *why) {
+        a->st.failed_release = as->release;
+        a->st.failed_retry = as->retry;
+        a->work_failures = 0;
+        download_forget(a->cfg, as);
+        return transition(a, FLEET_STATE_FAILED, as->release, as->version, why);
+}
+
+/*
+ * A delta install: the engine fetches, through us, only the chunks the drone lacks, and writes the slot
+ * as they come (ringild/fetch.c); the bundle URL is the server's, Range requests on it.
+ */
+static int install_delta(struct agent *a, const struct fleet_assignment *as, char *err, size_t errlen) {
+        struct engine_delta_result d = {};
+        char url[1024];
+        const char *urls[] = { url, NULL };
+        int r;
+
+        (void) snprintf(url, sizeof(url), "%s/api/v1/releases/%" PRId64 "/bundle", a->cfg->server, as->release);
+        r = engine_install_delta(a->cfg,
+                                 &(struct engine_delta_opts){ .urls = urls, .size = as->size, .rate = as->rate,
+                                                              .tick = download_tick, .userdata = a,
+                                                              .stop = &stop_requested },
+                                 err, errlen, &d);
+        a->st.bytes_fetched = d.fetched;
+        a->st.bytes_reused = d.reused;
+        log_info("release %" PRId64 ": %" PRIu64 " bytes fetched, %" PRIu64 " payload bytes reused from the slots%s",
+                 as->release, d.fetched, d.reused,
+                 d.no_range ? " (no Range support: whole bundle)" : d.full ? " (one sequential download)" : "");
+        return r;
+}
+
+static int install(struct agent *a, const struct fleet_assignment *as) {
+        _cleanup_free_ char *path = NULL;
+        char err[FLEET_TEXT_MAX] = "", msg[2 * FLEET_TEXT_MAX];
+        uint64_t fetched = 0;
+        unsigned wait = 0;
+        bool delta;
+        int r;
+
+        if (a->st.release != as->release ||
+            (a->st.state != FLEET_STATE_DOWNLOADING && a->st.state != FLEET_STATE_WAITING &&
+             a->st.state != FLEET_STATE_RETRYING)) {
+                r = transition(a, FLEET_STATE_DOWNLOADING, as->release, as->version, NULL);
+                if (r < 0)
+                        return r;
+        }
+        /* A delta install fetches while it writes the slot, so it runs only inside the window; outside
+         * it the whole bundle is downloaded now and installed later, and a download that already began
+         * that way is finished that way. */
+        delta = a->cfg->delta && window_open(as, &wait) && !download_started(a->cfg, as);
+        if (!delta) {
+                /* 1. Download, at any time (rate-limited when the rollout says so). */
+                r = download_bundle(a->cfg, a->fc, as, &stop_requested, download_tick, a, &path, &fetched, err, sizeof(err));
+                log_info("fetched %" PRIu64 " bytes of release %" PRId64 " (%" PRIu64 " bytes)", fetched, as->release,
+                         as->size);
+                if (r == -EINTR)
+                        return 0;   /* stopping: the partial download stays for the next start */
+                if (r == -EACCES) {
+                        log_notice("%s", err);
+                        return 0;   /* reassigned meanwhile: the next check-in says what to do */
+                }
+                if (r < 0)
+                        return retry_later(a, as, r, err[0] ? err : ringil_strerror(r));
+
+                /* 2. Install and reboot only inside the maintenance window ("download now, install later"). */
+                if (!window_open(as, &wait)) {
+                        char why[FLEET_TEXT_MAX];
+                        snprintf(why, sizeof(why), "downloaded; waiting for the maintenance window (opens in %u min)", wait);
+                        a->work_failures = 0;
+                        if (a->st.state != FLEET_STATE_WAITING || a->st.release != as->release)
+                                return transition(a, FLEET_STATE_WAITING, as->release, as->version, why);
+                        return 0;
+                }
+        }
+
+        /* 3. The drone's own state must allow an install: that is not the release's fault. */
+        r = engine_status(a->cfg, &a->eng);
+        if (r < 0)
+                return retry_later(a, as, r, "cannot read the install engine's status");
+        if (!a->eng.ready) {
+                snprintf(msg, sizeof(msg), "drone not ready to install: %s", a->eng.not_ready);
+                return retry_later(a, as, -RINGIL_EREFUSED, msg);
+        }
+
+        /* 4. The engine verifies everything before it writes. */
+        if (delta) {
+                r = install_delta(a, as, err, sizeof(err));
+                if (r == -EINTR)
+                        return 0;   /* stopping: the engine's own state resumes the install next time */
+        } else {
+                r = engine_install_file(a->cfg, path, err, sizeof(err));
+                /* the whole bundle came over the network (in this run or earlier ones) */
+                a->st.bytes_fetched = as->size;
+                a->st.bytes_reused = 0;
+        }
+        if (r < 0) {
+                snprintf(msg, sizeof(msg), "%s: %s", ringil_strerror(r), err);
+                /* INVARIANT: only a refusal of the bundle itself is final for a release; the drone's
+                 * state, a killed engine or an I/O error are retried. */
+                if (engine_refused_bundle(r))
+                        return fail_release(a, as, msg);
+                if (r == -RINGIL_EREFUSED) {
+                        (void) engine_status(a->cfg, &a->eng);
+                        if (a->eng.ready)
+                                return fail_release(a, as, msg);   /* refused for what the bundle carries */
+                        snprintf(msg, sizeof(msg), "drone not ready to install: %s", a->eng.not_ready);
+                }
+                return retry_later(a, as, r, msg);
+        }
+        a->work_failures = 0;
+        download_forget(a->cfg, as);
+        a->st.phase = AGENT_INSTALLED;
+        read_boot_id(a->cfg, a->st.boot_id);
+        r = transition(a, FLEET_STATE_INSTALLED, as->release, as->version, NULL);
+        if (r < 0)
+                return r;
+
+        /* 5. Reboot, if the window is still open (else at its next opening). */
+        if (!window_open(as, &wait)) {
+                log_notice("installed after the window closed: rebooting when it opens again (in %u min)", wait);
+                return 0;
+        }
+        return request_reboot(a);
+}
+
+static int poll_once(struct agent *a) {
+        struct fleet_assignment as;
+        unsigned wait = 0;
+        int r;
+
+        r = flush_report(a);
+        if (r < 0 && r != -EAGAIN && !a->st.acked)
+                return r;
+        r = checkin(a, &as);
+        if (r < 0)
+                return r;
+        a->server_poll = as.poll_interval;
+        if (a->st.phase == AGENT_INSTALLED) {
+                /* Installed, waiting for the window to reboot into it. */
+                if (window_open(&as, &wait))
+                        return request_reboot(a);
+                log_debug("reboot into %s waits for the window (%u min)", a->st.target, wait);
+                return 0;
+        }
+        if (!as.assigned || streq(as.version, a->eng.version)) {
+                download_cleanup(a->cfg, NULL);
+                if (a->st.state == FLEET_STATE_DOWNLOADING || a->st.state == FLEET_STATE_WAITING ||
+                    a->st.state == FLEET_STATE_RETRYING)
+                        /* the assignment was withdrawn (cleared, reassigned) before we installed it */
+                        return transition(a, FLEET_STATE_IDLE, a->st.release, a->st.target, "assignment withdrawn");
+                return 0;
+        }
+        download_cleanup(a->cfg, &as);
+        if (as.release == a->st.failed_release && a->st.failed_retry == UINT32_MAX) {
+                /* a rollback recorded before we knew the retry generation it happened at */
+                a->st.failed_retry = as.retry;
+                (void) agent_state_save(a->cfg->state_dir, &a->st);
+        }
+        if (as.release == a->st.failed_release && as.retry <= a->st.failed_retry) {
+                log_debug("release %" PRId64 " failed before; waiting for a new one or a retry", as.release);
+                return 0;
+        }
+        if (time(NULL) < a->work_after && a->st.release == as.release) {
+                log_debug("release %" PRId64 ": next attempt in %" PRId64 " s", as.release,
+                          (int64_t) (a->work_after - time(NULL)));
+                return 0;
+        }
+        log_info("assignment: release %" PRId64 ", version %s (%" PRIu64 " bytes)%s%s", as.release, as.version, as.size,
+                 as.retry > a->st.failed_retry && as.release == a->st.failed_release ? ", retry" : "",
+                 as.rate ? ", download rate-limited" : "");
+        if (as.rate)
+                log_debug("download limit %" PRIu64 " bytes/s", as.rate);
+        return install(a, &as);
 }
 
 static uint32_t jittered(uint32_t base, uint32_t pct) {
@@ -386,6 +637,37 @@ static uint32_t jittered(uint32_t base, uint32_t pct) {
         return base - span + (span ? rnd % (2 * span + 1) : 0);
 }
 
+/* The zone maintenance windows are read in: the configured one, else the system's /etc/localtime. */
+static int setup_timezone(const struct agent_config *c, char tz[static 64]) {
+        char link[PATH_MAX];
+        ssize_t n;
+
+        tz[0] = '\0';
+        if (c->timezone) {
+                const char *dir = getenv("TZDIR") ?: "/usr/share/zoneinfo";
+                _cleanup_free_ char *path = NULL;
+                struct stat st;
+                if (asprintf(&path, "%s/%s", dir, c->timezone) < 0)
+                        return -ENOMEM;
+                if (stat(path, &st) < 0 || !S_ISREG(st.st_mode))
+                        return ringil_fail(-ENOENT, "timezone '%s': no %s", c->timezone, path);
+                if (setenv("TZ", c->timezone, 1) < 0)
+                        return negative_errno();
+                snprintf(tz, 64, "%s", c->timezone);
+        } else {
+                n = readlink("/etc/localtime", link, sizeof(link) - 1);
+                if (n > 0) {
+                        const char *z;
+                        link[n] = '\0';
+                        z = strstr(link, "zoneinfo/");
+                        if (z && strlen(z + 9) < 64)
+                                snprintf(tz, 64, "%s", z + 9);
+                }
+        }
+        tzset();
+        return 0;
+}
+
 int agent_run(const struct agent_config *c, bool once) {
         struct agent a = { .cfg = c };
         struct sigaction act = { .sa_handler = on_stop };
@@ -395,17 +677,30 @@ int agent_run(const struct agent_config *c, bool once) {
         signal(SIGPIPE, SIG_IGN);
         sigaction(SIGTERM, &act, NULL);
         sigaction(SIGINT, &act, NULL);
+        r = setup_timezone(c, a.tz);
+        if (r < 0)
+                return log_error_errno(r, "Invalid timezone: %s", ringil_detail());
         r = agent_state_load(c->state_dir, &a.st);
         if (r < 0)
                 return log_error_errno(r, "Cannot read agent state in '%s': %s", c->state_dir, ringil_detail());
         r = fleet_client_new(c->server, c->ca, c->cert, c->key, c->timeout, &a.fc);
         if (r < 0)
                 return log_error_errno(r, "Cannot set up the HTTPS client: %s", ringil_detail());
+        /* SIGTERM (systemctl stop) ends a transfer at once; the partial download is kept. */
+        fleet_client_set_abort(a.fc, &stop_requested);
         r = engine_status(c, &a.eng);
         if (r < 0)
                 log_warning_errno(r, "Cannot read the install engine's status: %s", ringil_detail());
         log_info("running version '%s' (slot %s, %s)", a.eng.version, a.eng.slot, a.eng.boot);
 
+        if (a.st.phase == AGENT_INSTALLED) {
+                char boot_id[64];
+                read_boot_id(c, boot_id);
+                /* Installed but waiting for its window, and the drone rebooted anyway: it booted the new
+                 * slot (or fell back); judge it as after a requested reboot. */
+                if (boot_id[0] && !streq(boot_id, a.st.boot_id))
+                        a.st.phase = AGENT_REBOOTING;
+        }
         if (a.st.phase == AGENT_REBOOTING) {
                 r = finish_reboot(&a);
                 if (r != 0) {
@@ -413,13 +708,19 @@ int agent_run(const struct agent_config *c, bool once) {
                         return r < 0 ? r : 0;
                 }
         }
+        /* At boot (start): the audit runs once; finish_reboot() ran it already after an update. */
+        if (!a.audit_at)
+                refresh_compliance(&a);
         for (;;) {
+                time_t started = time(NULL);
                 uint32_t wait;
 
                 r = poll_once(&a);
                 if (r > 0 || once || stop_requested)
                         break;
-                if (r < 0)
+                /* Only a failed exchange with the server backs the polls off; a failed download or
+                 * install has its own backoff (retry_later) and the drone keeps checking in. */
+                if (r < 0 && a.last_contact < started)
                         failures++;
                 else
                         failures = 0;
@@ -435,8 +736,12 @@ int agent_run(const struct agent_config *c, bool once) {
                         sleep(1);
                 if (stop_requested)
                         break;
+                if (c->audit_interval && (int64_t) time(NULL) - a.audit_at >= (int64_t) c->audit_interval)
+                        refresh_compliance(&a);
         }
         fleet_client_free(a.fc);
+        if (stop_requested)
+                log_info("stopping");
         return r < 0 && once ? r : 0;
 }
 

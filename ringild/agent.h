@@ -1,6 +1,7 @@
 /* agent.h: ringild's pieces: persistent agent state, the install-engine bridge, the poll loop. */
 #pragma once
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -17,6 +18,7 @@
 enum agent_phase {
         AGENT_IDLE,
         AGENT_REBOOTING,   /* new slot installed, reboot requested: next start runs the health gate */
+        AGENT_INSTALLED,   /* new slot installed after the window closed: reboot when it opens again */
 };
 
 struct agent_state {
@@ -25,7 +27,8 @@ struct agent_state {
         bool acked;               /* server stored report `seq` */
         enum fleet_state state;
         int64_t release;
-        int64_t failed_release;   /* do not retry this release (refused, rolled back) */
+        int64_t failed_release;   /* do not retry this release (refused, rolled back) … */
+        uint32_t failed_retry;    /* … unless the server's retry generation rises above this one */
         char target[FLEET_VERSION_MAX];
         char error[FLEET_TEXT_MAX];
         char boot_id[64];         /* boot in which the reboot was requested */
@@ -43,20 +46,62 @@ struct engine_status {
         char slot[16];
         char boot[16];                     /* good / pending / bad / unknown */
         bool generation;                   /* NixOS-generation mode ([nix] in device.conf) */
+        char system[FLEET_TEXT_MAX];       /* generation mode: the running system's store path */
+        /*
+         * Can the engine install now? Not when the booted slot is unknown (no LoaderEntrySelected) or not
+         * blessed, or a generation is pending: the drone's own state, so a refusal for it is retried.
+         */
+        bool ready;
+        char not_ready[160];
 };
 
 int engine_status(const struct agent_config *c, struct engine_status *ret);
 int engine_mark(const struct agent_config *c, bool good, char *err, size_t errlen);
 /* Run a shell command line (reboot, health gate) and return its exit status or negative errno. */
 int run_command(const char *cmdline);
+/* Run argv (no shell) with stdout to out_fd and stderr to ours; its exit status (128+N for signal N). */
+int agent_spawn_wait(const char *const argv[], int out_fd);
 
 /*
- * Stream release `release` (size bytes) from the server into `ringil install -`, resuming with Range
- * requests after cuts. Returns 0 when the engine accepted and wrote the bundle; otherwise the
- * engine's exit code mapped to a negative errno, with its last error line in err.
+ * `ringil install FILE`: the engine verifies the bundle completely before it writes anything. Returns
+ * 0, or the engine's exit code mapped to a negative errno with its last error line in err.
  */
-int engine_install_from_server(const struct agent_config *c, fleet_client *fc, int64_t release, uint64_t size,
-                               char *err, size_t errlen, uint64_t *ret_downloaded);
+int engine_install_file(const struct agent_config *c, const char *path, char *err, size_t errlen);
+/* The engine's exit code as a negative errno (0 for 0; a negative code is passed through). */
+int engine_exit_to_errno(int code);
+/* The last non-empty line of an engine's output (memfd fd) into err, every line to our log under `what`. */
+void engine_collect_output(int fd, const char *what, char *err, size_t errlen);
+/* Is r the engine refusing the bundle itself (signature, trust, expiry, floor, compatible, digest, format)? */
+bool engine_refused_bundle(int r);
+
+/* download.c: the assigned bundle into download-dir, resumable (see there). */
+typedef void (*download_tick_fn)(void *userdata);
+/*
+ * Returns 0 with *ret_path (malloc'd) naming the complete file whose SHA-256 is the assignment's;
+ * -EINTR when *stop was set; -EACCES when the server no longer serves the release to this drone;
+ * any other negative errno is a fault of the link, the server or this drone (err says which): retry.
+ * tick runs between ranges (progress reports).
+ */
+int download_bundle(const struct agent_config *c, fleet_client *fc, const struct fleet_assignment *as,
+                    const volatile sig_atomic_t *stop, download_tick_fn tick, void *userdata, char **ret_path,
+                    uint64_t *ret_fetched, char *err, size_t errlen);
+/* Has a download of this assignment begun (a part or a complete file in download-dir)? */
+bool download_started(const struct agent_config *c, const struct fleet_assignment *as);
+/* A rate limit for a stream of deliveries: sleeps (until stop) so that the bytes stay under rate/s. */
+struct download_pacer {
+        uint64_t rate;                     /* bytes/s, 0: none */
+        uint64_t start_ms, bytes;          /* the limiter's clock (0: starts at the first call), bytes since */
+        const volatile sig_atomic_t *stop;
+};
+void download_pace(struct download_pacer *p, size_t n);
+/* Remove downloads of every release but keep's (keep NULL or unassigned: all). */
+void download_cleanup(const struct agent_config *c, const struct fleet_assignment *keep);
+/* Remove the download of this assignment. */
+void download_forget(const struct agent_config *c, const struct fleet_assignment *as);
+
+/* compliance.c: `ringil audit` and `ringil keys status` summaries (memory only, see there). */
+int compliance_audit(const struct agent_config *c, const char *running_version, struct fleet_audit *ret);
+int compliance_secureboot(const struct agent_config *c, struct fleet_secureboot *ret);
 
 /* What a delta install fetched and reused (ringild/fetch.c). */
 struct engine_delta_result {
@@ -68,13 +113,26 @@ struct engine_delta_result {
         bool no_range;            /* the source ignored Range requests */
 };
 
+struct engine_delta_opts {
+        const char *const *urls;           /* NULL-terminated full URLs of the bundle, tried in order */
+        uint64_t size;                     /* the bundle's length (the assignment's) */
+        uint64_t rate;                     /* bytes/s over the network, 0: none (a rollout's limit) */
+        download_tick_fn tick;             /* after each delivery (progress check-ins), or NULL */
+        void *userdata;
+        const volatile sig_atomic_t *stop; /* set: the fetch ends, the engine is stopped (-EINTR) */
+};
+
 /*
  * Install through the fetch protocol: `ringil install --fetch-stdio` asks for the byte ranges it cannot
- * find on the drone and this fetches them from urls (NULL-terminated, tried in order) with parallel Range
- * requests; a source without Range support gets one sequential download instead. Returns as
- * engine_install_from_server() does.
+ * find on the drone and this fetches them from o->urls with parallel Range requests (lib/fleet-fetch.h);
+ * a source without Range support gets one sequential download into `ringil install -` instead. Nothing
+ * touches the download directory: the engine writes the slot as the bytes come (resumable by its own
+ * state). Returns 0; -EINTR when *o->stop was set; a network error (-ECONNRESET, -ETIMEDOUT, -EPROTO …,
+ * err says which) after the fetcher's tries; -RINGIL_EDIGEST for an answer that was not the range asked;
+ * or the engine's exit code as a negative errno (engine_refused_bundle() tells a refused bundle), err
+ * its last line. *ret is filled in every case.
  */
-int engine_install_delta(const struct agent_config *c, const char *const *urls, uint64_t size, char *err, size_t errlen,
+int engine_install_delta(const struct agent_config *c, const struct engine_delta_opts *o, char *err, size_t errlen,
                          struct engine_delta_result *ret);
 
 int agent_run(const struct agent_config *c, bool once);

@@ -16,8 +16,6 @@
 #include "process.h"
 
 #define ENGINE_MAX_OUTPUT (256u * 1024u)
-#define DOWNLOAD_WINDOW (4u << 20)
-#define DOWNLOAD_MAX_STALLS 12
 
 /*
  * The engine runs as a child process: it is the one component that verifies and writes slots, and
@@ -32,8 +30,7 @@ static int spawn(const char *const argv[], int stdin_fd, int out_fd, int err_fd,
                              ret_pid);
 }
 
-/* Last non-empty line of the child's output, for the report; the whole output goes to our log. */
-static void collect_output(int fd, const char *what, char *err, size_t errlen) {
+void engine_collect_output(int fd, const char *what, char *err, size_t errlen) {
         _cleanup_free_ uint8_t *data = NULL;
         size_t len = 0;
         char *line, *save = NULL, *last = NULL;
@@ -53,7 +50,7 @@ static void collect_output(int fd, const char *what, char *err, size_t errlen) {
         }
 }
 
-static int exit_to_errno(int code) {
+int engine_exit_to_errno(int code) {
         switch (code) {
         case EXIT_OK: return 0;
         case EXIT_MALFORMED: return -RINGIL_EMALFORMED;
@@ -65,7 +62,7 @@ static int exit_to_errno(int code) {
         case EXIT_DIGEST: return -RINGIL_EDIGEST;
         case EXIT_REFUSED: return -RINGIL_EREFUSED;
         case EXIT_NOTFOUND: return -ENOENT;
-        default: return -EIO;
+        default: return code < 0 ? code : -EIO;
         }
 }
 
@@ -92,8 +89,8 @@ static int run_engine(const struct agent_config *c, const char *verb, bool json,
                 n = read_full(fd, out, outlen - 1);
                 out[n > 0 ? n : 0] = '\0';
         } else
-                collect_output(fd, verb, err, errlen);
-        return exit_to_errno(r);
+                engine_collect_output(fd, verb, err, errlen);
+        return engine_exit_to_errno(r);
 }
 
 int engine_mark(const struct agent_config *c, bool good, char *err, size_t errlen) {
@@ -132,11 +129,19 @@ int engine_status(const struct agent_config *c, struct engine_status *ret) {
         }
         if (json_is_string(json_object_get(j, "mode")) && streq(json_string_value(json_object_get(j, "mode")), "generation")) {
                 /* NixOS-generation mode: the running generation's version; its state when it is the newest. */
+                const char *gen = json_string_value(json_object_get(j, "generation"));
                 s.generation = true;
                 snprintf(s.slot, sizeof(s.slot), "generation");
                 copy_json_str(j, "running_version", s.version, sizeof(s.version));
-                if (streq(s.version, json_string_value(json_object_get(j, "version")) ?: ""))
+                if (streq(s.version, json_string_value(json_object_get(j, "version")) ?: "")) {
                         copy_json_str(j, "generation", s.boot, sizeof(s.boot));
+                        copy_json_str(j, "system", s.system, sizeof(s.system));
+                }
+                /* one generation at a time: a pending one must be blessed or rolled back first */
+                s.ready = !gen || !streq(gen, "pending");
+                if (!s.ready)
+                        snprintf(s.not_ready, sizeof(s.not_ready), "generation %s is pending, not blessed",
+                                 json_string_value(json_object_get(j, "version")) ?: "?");
                 json_decref(j);
                 *ret = s;
                 return 0;
@@ -158,6 +163,13 @@ int engine_status(const struct agent_config *c, struct engine_status *ret) {
                 copy_json_str(sl, "version", s.version, sizeof(s.version));
                 copy_json_str(sl, "state", s.boot, sizeof(s.boot));
         }
+        /* The engine installs only from a known, blessed slot: anything else is the drone's own state. */
+        if (!booted)
+                snprintf(s.not_ready, sizeof(s.not_ready), "the booted slot is unknown (no LoaderEntrySelected)");
+        else if (!streq(s.boot, "good"))
+                snprintf(s.not_ready, sizeof(s.not_ready), "booted slot %s is %s, not blessed", s.slot, s.boot);
+        else
+                s.ready = true;
         json_decref(j);
         *ret = s;
         return 0;
@@ -173,97 +185,41 @@ int run_command(const char *cmdline) {
         return process_wait(pid);
 }
 
-struct pipe_sink {
-        int fd;
-        bool broken;   /* the engine closed its input: it refused the bundle */
-        uint64_t written;
-};
-
-static int sink_write(void *userdata, const void *p, size_t n) {
-        struct pipe_sink *s = userdata;
-        int r = write_all(s->fd, p, n);
-
-        if (r < 0) {
-                s->broken = true;
-                return r;
-        }
-        s->written += n;
-        return 0;
-}
-
-static void sleep_ms(unsigned ms) {
-        struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long) (ms % 1000) * 1000000L };
-        while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-                ;
-}
-
-int engine_install_from_server(const struct agent_config *c, fleet_client *fc, int64_t release, uint64_t size,
-                               char *err, size_t errlen, uint64_t *ret_downloaded) {
-        const char *argv[] = { c->ringil, "install", "--config", c->device_config, "-", NULL };
-        _cleanup_close_ int outfd = memfd_create("ringil-install", MFD_CLOEXEC);
-        int p[2];
-        struct pipe_sink sink = {};
-        char path[96];
-        unsigned stalls = 0;
-        int64_t n;
+int agent_spawn_wait(const char *const argv[], int out_fd) {
         pid_t pid;
-        int r, code, dl_err = 0;
+        int r = spawn(argv, -1, out_fd, 2, &pid);
+
+        if (r < 0)
+                return r;
+        return process_wait(pid);
+}
+
+bool engine_refused_bundle(int r) {
+        return r == -RINGIL_EMALFORMED || r == -RINGIL_EBADSIG || r == -RINGIL_EUNTRUSTED || r == -RINGIL_EEXPIRED ||
+               r == -RINGIL_EROLLBACK || r == -RINGIL_EINCOMPAT || r == -RINGIL_EDIGEST;
+}
+
+int engine_install_file(const struct agent_config *c, const char *path, char *err, size_t errlen) {
+        const char *argv[] = { c->ringil, "install", "--config", c->device_config, path, NULL };
+        _cleanup_close_ int outfd = memfd_create("ringil-install", MFD_CLOEXEC);
+        char engine_err[FLEET_TEXT_MAX] = "";
+        pid_t pid;
+        int r, code;
 
         if (outfd < 0)
                 return negative_errno();
-        if (pipe2(p, O_CLOEXEC) < 0)
-                return negative_errno();
-        r = spawn(argv, p[0], outfd, outfd, &pid);
-        close(p[0]);
-        if (r < 0) {
-                close(p[1]);
+        r = spawn(argv, -1, outfd, outfd, &pid);
+        if (r < 0)
                 return r;
-        }
-        sink.fd = p[1];
-        snprintf(path, sizeof(path), "/api/v1/releases/%" PRId64 "/bundle", release);
-        /* Bytes go to the engine in order; a cut resumes at the first byte not yet handed over, so
-         * nothing is fetched twice and the engine sees one continuous stream. */
-        while (sink.written < size && !sink.broken) {
-                uint64_t want = MIN((uint64_t) DOWNLOAD_WINDOW, size - sink.written);
-                uint64_t before = sink.written;
-                long status = 0;
-
-                n = fleet_client_get_range(fc, path, sink.written, want, sink_write, &sink, &status);
-                if (sink.broken)
-                        break;
-                if (n < 0 && (status == 403 || status == 404 || status == 416)) {
-                        dl_err = n;
-                        snprintf(err, errlen, "download refused by server (HTTP %ld)", status);
-                        break;
-                }
-                log_debug("range at %" PRIu64 ": %" PRId64 " (HTTP %ld)", before, n, status);
-                if (sink.written > before) {
-                        stalls = 0;
-                        continue;
-                }
-                if (++stalls > DOWNLOAD_MAX_STALLS) {
-                        dl_err = n < 0 ? (int) n : -ETIMEDOUT;
-                        snprintf(err, errlen, "download stalled at byte %" PRIu64 ": %s", sink.written,
-                                 ringil_detail());
-                        break;
-                }
-                log_debug("download interrupted at %" PRIu64 " (%s), retrying", sink.written, ringil_detail());
-                sleep_ms(MIN(100u << MIN(stalls, 6u), 5000u));
-        }
-        close(p[1]);
-        if (dl_err < 0 && !sink.broken)
-                kill(pid, SIGTERM);   /* an incomplete stream must not be installed */
         code = process_wait(pid);
-        *ret_downloaded = sink.written;
-        {
-                char engine_err[FLEET_TEXT_MAX] = "";
-                collect_output(outfd, "install", engine_err, sizeof(engine_err));
-                if (dl_err < 0)
-                        return dl_err;
-                if (code != 0 && engine_err[0])
-                        snprintf(err, errlen, "%s", engine_err);
-                else if (code != 0)
-                        snprintf(err, errlen, "install engine exited with %d", code);
-        }
-        return code < 0 ? code : exit_to_errno(code);
+        if (code < 0)
+                return code;
+        engine_collect_output(outfd, "install", engine_err, sizeof(engine_err));
+        if (code != 0 && engine_err[0])
+                snprintf(err, errlen, "%s", engine_err);
+        else if (code > 128)
+                snprintf(err, errlen, "install engine killed by signal %d", code - 128);
+        else if (code != 0)
+                snprintf(err, errlen, "install engine exited with %d", code);
+        return engine_exit_to_errno(code);
 }

@@ -25,57 +25,31 @@
 
 struct engine_pipe {
         int fd;
-        bool broken;
+        bool broken;             /* the engine stopped reading */
+        bool stopped;            /* *o->stop was set: we stopped */
         uint64_t written;
+        struct download_pacer pace;
+        const struct engine_delta_opts *o;
 };
 
 static int pipe_sink(void *userdata, const void *p, size_t n) {
         struct engine_pipe *s = userdata;
-        int r = write_all(s->fd, p, n);
+        int r;
 
+        if (s->o->stop && *s->o->stop) {
+                s->stopped = true;
+                return -EINTR;
+        }
+        r = write_all(s->fd, p, n);
         if (r < 0) {
                 s->broken = true;
                 return r;
         }
         s->written += n;
+        download_pace(&s->pace, n);
+        if (s->o->tick)
+                s->o->tick(s->o->userdata);
         return 0;
-}
-
-/* Last line of a memfd's output for the report; all of it to our log. */
-static void engine_output(int fd, const char *what, char *err, size_t errlen) {
-        _cleanup_free_ uint8_t *data = NULL;
-        size_t len = 0;
-        char *line, *save = NULL, *last = NULL;
-
-        if (lseek(fd, 0, SEEK_SET) < 0 || read_full_fd(fd, 256u << 10, &data, &len) < 0)
-                return;
-        for (line = strtok_r((char *) data, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-                log_info("%s: %s", what, line);
-                if (*line)
-                        last = line;
-        }
-        if (last && err && errlen) {
-                size_t o = 0;
-                for (const char *p = last; *p && o + 1 < errlen; p++)
-                        err[o++] = (*p >= 0x20 && *p < 0x7f) ? *p : '?';
-                err[o] = '\0';
-        }
-}
-
-static int exit_to_errno(int code) {
-        switch (code) {
-        case EXIT_OK: return 0;
-        case EXIT_MALFORMED: return -RINGIL_EMALFORMED;
-        case EXIT_BADSIG: return -RINGIL_EBADSIG;
-        case EXIT_UNTRUSTED: return -RINGIL_EUNTRUSTED;
-        case EXIT_EXPIRED: return -RINGIL_EEXPIRED;
-        case EXIT_ROLLBACK: return -RINGIL_EROLLBACK;
-        case EXIT_INCOMPAT: return -RINGIL_EINCOMPAT;
-        case EXIT_DIGEST: return -RINGIL_EDIGEST;
-        case EXIT_REFUSED: return -RINGIL_EREFUSED;
-        case EXIT_NOTFOUND: return -ENOENT;
-        default: return code < 0 ? code : -EIO;
-        }
 }
 
 /* "fetch OFFSET LENGTH": strict decimals, inside the bundle, after the previous range. */
@@ -106,14 +80,15 @@ static void parse_plan_line(const char *line, struct engine_delta_result *res) {
         }
 }
 
-static int run_fetch_engine(const struct agent_config *c, fleet_fetch *ff, uint64_t size, char *err, size_t errlen,
-                            struct engine_delta_result *res) {
+static int run_fetch_engine(const struct agent_config *c, const struct engine_delta_opts *o, fleet_fetch *ff, char *err,
+                            size_t errlen, struct engine_delta_result *res) {
+        const uint64_t size = o->size;
         char sz[32], pct[16];
         const char *argv[] = { c->ringil, "install", "--config", c->device_config, "--fetch-stdio", "--fetch-size", sz,
                                "--full-above", pct, "-", NULL };
         _cleanup_close_ int errfd = memfd_create("ringil-install", MFD_CLOEXEC);
         _cleanup_free_ struct fetch_range *batch = NULL;
-        struct engine_pipe sink = {};
+        struct engine_pipe sink = { .o = o, .pace = { .rate = o->rate, .stop = o->stop } };
         size_t n = 0, cap = 0;
         int in[2], out[2], r, code, dl_err = 0, batches = 0;
         char line[1024], last_out[FLEET_TEXT_MAX] = "";
@@ -209,7 +184,9 @@ static int run_fetch_engine(const struct agent_config *c, fleet_fetch *ff, uint6
         res->fetched = fleet_fetch_stats(ff)->bytes;
         {
                 char engine_err[FLEET_TEXT_MAX] = "";
-                engine_output(errfd, "install", engine_err, sizeof(engine_err));
+                engine_collect_output(errfd, "install", engine_err, sizeof(engine_err));
+                if (sink.stopped)
+                        return -EINTR;   /* the engine resumes from its own state next time */
                 if (res->no_range)
                         return 0;
                 if (dl_err < 0 && !sink.broken) {
@@ -220,15 +197,15 @@ static int run_fetch_engine(const struct agent_config *c, fleet_fetch *ff, uint6
                         snprintf(err, errlen, "%s", engine_err[0] ? engine_err : "install engine failed");
         }
         (void) last_out;
-        return code == 0 ? 0 : exit_to_errno(code);
+        return code == 0 ? 0 : engine_exit_to_errno(code);
 }
 
 /* A source without Range support: the whole bundle, in order, into the classic `ringil install -`. */
-static int run_stream_engine(const struct agent_config *c, fleet_fetch *ff, char *err, size_t errlen,
-                             struct engine_delta_result *res) {
+static int run_stream_engine(const struct agent_config *c, const struct engine_delta_opts *o, fleet_fetch *ff, char *err,
+                             size_t errlen, struct engine_delta_result *res) {
         const char *argv[] = { c->ringil, "install", "--config", c->device_config, "-", NULL };
         _cleanup_close_ int outfd = memfd_create("ringil-install", MFD_CLOEXEC);
-        struct engine_pipe sink = {};
+        struct engine_pipe sink = { .o = o, .pace = { .rate = o->rate, .stop = o->stop } };
         int p[2], r, code, dl_err;
         pid_t pid;
 
@@ -255,7 +232,9 @@ static int run_stream_engine(const struct agent_config *c, fleet_fetch *ff, char
         res->full = true;
         {
                 char engine_err[FLEET_TEXT_MAX] = "";
-                engine_output(outfd, "install", engine_err, sizeof(engine_err));
+                engine_collect_output(outfd, "install", engine_err, sizeof(engine_err));
+                if (sink.stopped)
+                        return -EINTR;
                 if (dl_err < 0 && !sink.broken) {
                         snprintf(err, errlen, "%s", ringil_detail());
                         return dl_err;
@@ -263,26 +242,26 @@ static int run_stream_engine(const struct agent_config *c, fleet_fetch *ff, char
                 if (code != 0)
                         snprintf(err, errlen, "%s", engine_err[0] ? engine_err : "install engine failed");
         }
-        return code == 0 ? 0 : exit_to_errno(code);
+        return code == 0 ? 0 : engine_exit_to_errno(code);
 }
 
-int engine_install_delta(const struct agent_config *c, const char *const *urls, uint64_t size, char *err, size_t errlen,
+int engine_install_delta(const struct agent_config *c, const struct engine_delta_opts *o, char *err, size_t errlen,
                          struct engine_delta_result *ret) {
         _cleanup_(fleet_fetch_freep) fleet_fetch *ff = NULL;
         struct engine_delta_result res = {};
         int r;
 
-        r = fleet_fetch_new(&(struct fleet_fetch_opts){ .urls = urls, .ca = c->ca, .cert = c->cert, .key = c->key,
-                                                         .timeout = c->timeout, .parallel = c->fetch_parallel, .size = size },
+        r = fleet_fetch_new(&(struct fleet_fetch_opts){ .urls = o->urls, .ca = c->ca, .cert = c->cert, .key = c->key,
+                                                         .timeout = c->timeout, .parallel = c->fetch_parallel, .size = o->size },
                             &ff);
         if (r < 0) {
                 snprintf(err, errlen, "%s", ringil_detail());
                 return r;
         }
-        r = run_fetch_engine(c, ff, size, err, errlen, &res);
+        r = run_fetch_engine(c, o, ff, err, errlen, &res);
         if (r >= 0 && res.no_range) {
                 log_info("the bundle's source ignores Range requests: downloading it whole");
-                r = run_stream_engine(c, ff, err, errlen, &res);
+                r = run_stream_engine(c, o, ff, err, errlen, &res);
                 res.no_range = true;
         }
         *ret = res;

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # check.sh: builds ringil and runs the whole suite twice — hardened build, then ASan+UBSan — plus a
-# short libFuzzer run when clang can build one. The last line is "N passed, N failed".
+# short libFuzzer run when clang can build one; the VM suite (tests/vm) runs once, with the hardened
+# build. The last line is "N passed, N failed".
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -56,11 +57,26 @@ suite() {   # suite NAME BUILDDIR MESON-OPTIONS…
     fi
 }
 
+vm_suite() {   # the VM suite, once, against the normal (hardened) build: not again under the sanitizers; two
+               # VMs at a time (qemu's TCG runs a guest on one core)
+    echo "== normal: VM suite (qemu/OVMF, real systemd-boot 252/254/257/262, power cuts)"
+    scripts/vm-loaders.sh >"$results/vm-loaders-fetch.log" 2>&1 || tail -5 "$results/vm-loaders-fetch.log"
+    local t0=$SECONDS
+    RINGIL_BUILD="$PWD/build" RINGIL_VM_TIMINGS="$results/vm-timings.json" RINGIL_VM_LOADERS_JSON="$results/vm-loaders.json" \
+        $py -m pytest tests/vm -q -rs -p no:cacheprovider -n 2 --basetemp="$PWD/build/vm-tmp" --junitxml="$results/normal-vm.xml" 2>&1 | tail -100
+    local rc=${PIPESTATUS[0]}
+    echo "VM suite: $((SECONDS - t0)) s"
+    if [[ $rc -ne 0 && $rc -ne 1 ]]; then
+        junit_case "$results/normal-vm-run.xml" "normal-vm-run" fail "pytest exit $rc"
+    fi
+}
+
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:strict_string_checks=1
 export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 
 # -Dtests=enabled: make check must fail, not skip, when the unit tests cannot be built.
 suite normal build -Dtests=enabled
+[[ -f build/ringil/ringil ]] && vm_suite
 suite sanitize build-asan -Dtests=enabled -Dhardening=false -Db_sanitize=address,undefined \
     -Dc_args=-fno-sanitize-recover=all -Dbuildtype=debug
 

@@ -177,10 +177,10 @@ PY
 echo "   exit codes of ringil audit: 0 compliant, 2 a failure at or above --fail-on, 3 something unchecked"
 
 if [[ -x "$top/scripts/fleet-demo.sh" ]]; then
-    step "7. The fleet: server, device CA, drones pulling v1 → v2 over mutual TLS"
+    step "7. The fleet: server, device CA, drones pulling v1 → v2 over mutual TLS; then \`ringil release\` of NixOS systems"
     # The fleet signs its bundles with the same Secure Boot db key as in step 1.
     RINGIL_DEMO_DB_KEY=$work/pki/keys/db/db.key RINGIL_DEMO_DB_CERT=$work/pki/keys/db/db.pem \
         "$top/scripts/fleet-demo.sh" "$top/$build"
 fi
 
-printf '\ndemo: done — keys, enrollment, signed EFI, bundles, A/B install, audit%s all worked (scratch dirs removed)\n' "$([[ -x $top/scripts/fleet-demo.sh ]] && echo ', fleet v1 → v2')"
+printf '\ndemo: done — keys, enrollment, signed EFI, bundles, A/B install, audit%s all worked (scratch dirs removed)\n' "$([[ -x $top/scripts/fleet-demo.sh ]] && echo ', fleet v1 → v2 canary rollout and drift report, NixOS release → generation')"

@@ -31,7 +31,7 @@ fleet_pkgs=()
 # fleet server under load: libevent (build), systemd-analyze for the unit's exposure test, nginx as the bench's ceiling
 server_load_pkgs=(libevent-dev systemd)
 server_load_bench_pkgs=(nginx-light linux-perf)
-nix_pkgs=(nix-bin)
+nix_pkgs=(nix-bin wireguard-tools)
 # UKIs: a real kernel to wrap, binutils (x86-64 and aarch64) to read the result, and one OVMF boot of it;
 # the arm64 stub and kernel come as .debs into the tests' cache (tests/integration/debcache.py)
 uki_pkgs=(systemd-boot-efi linux-image-amd64 binutils binutils-aarch64-linux-gnu qemu-system-x86 ovmf
@@ -40,7 +40,13 @@ uki_pkgs=(systemd-boot-efi linux-image-amd64 binutils binutils-aarch64-linux-gnu
 units_pkgs=(systemd systemd-container iproute2)
 # delta updates: the peers the delta bench measures against, and what builds its Debian image pairs
 delta_bench_pkgs=(casync zchunk xdelta3 squashfs-tools e2fsprogs dpkg apt)
-test_pkgs+=("${keys_pkgs[@]}" "${efi_pkgs[@]}" "${bundle_pkgs[@]}" "${install_pkgs[@]}" "${audit_pkgs[@]}" "${fleet_pkgs[@]}" "${nix_pkgs[@]}" "${uki_pkgs[@]}" "${units_pkgs[@]}" "${server_load_pkgs[@]}")
+# the VM suite (tests/vm): firmware, emulators, the guest's kernel and busybox, a real vfat ESP on GPT
+vm_pkgs=(qemu-system-x86 ovmf linux-image-amd64 busybox-static dosfstools mtools fdisk e2fsprogs
+         qemu-system-arm qemu-efi-aarch64 systemd-boot-efi sbsigntool python3-pytest-xdist)
+# rollouts: maintenance-window tests under libfaketime, in a real zone (Asia/Tokyo)
+rollout_pkgs=(faketime tzdata)
+test_pkgs+=("${keys_pkgs[@]}" "${efi_pkgs[@]}" "${bundle_pkgs[@]}" "${install_pkgs[@]}" "${audit_pkgs[@]}" "${fleet_pkgs[@]}" "${nix_pkgs[@]}"
+            "${uki_pkgs[@]}" "${units_pkgs[@]}" "${server_load_pkgs[@]}" "${vm_pkgs[@]}" "${rollout_pkgs[@]}")
 bench_pkgs+=("${server_load_bench_pkgs[@]}" "${delta_bench_pkgs[@]}")
 
 case "${1:-test}" in

@@ -1,16 +1,13 @@
-# orin-drone.nix: example host: a Jetson AGX Orin drone in prod mode, NVMe root, fleet agent in slots mode.
+# orin-drone.nix: example host: a Jetson AGX Orin drone in prod mode, NVMe root, fleet agent in slots mode behind the WireGuard tunnel.
 { config, lib, pkgs, ... }:
 
 {
-  # jetpack-nixos (r36+/JetPack 6 for the OP-TEE fTPM). Option names follow anduril/jetpack-nixos;
-  # check them against the revision in flake.lock.
+  # jetpack-nixos (JetPack 6 / L4T r36 for Orin). nix/modules/jetson.nix adds the OP-TEE fTPM in stage 1
+  # (LUKS unlock) and turns the serial console off in prod.
   hardware.nvidia-jetpack = {
     enable = true;
     som = "orin-agx";
     carrierBoard = "devkit";
-    # The fTPM that unseals the LUKS key; the supplicant must run in the initrd for stage-1 unlock.
-    firmware.optee.ftpm.enable = true;
-    firmware.optee.supplicant.earlyBoot.enable = true;
   };
 
   networking.hostName = "drone";
@@ -25,7 +22,8 @@
 
   services.ringild = {
     enable = true;
-    serverUrl = "https://fleet.example.org:8443";
+    # The fleet server's address inside the tunnel (its TLS certificate names 10.77.0.1).
+    serverUrl = "https://10.77.0.1:8443";
     caFile = "/etc/secure/ringil/fleet-ca.pem";
     compatible = "orin-agx-drone";
     mode = "slots";
@@ -36,7 +34,16 @@
     healthCommands = [
       "systemctl is-active --quiet mavlink-router.service"
     ];
+    tunnel = {
+      enable = true;
+      addresses = [ "10.77.0.12/32" ];
+      server = {
+        publicKey = "hS4B3Rz0mC2ka+6k1Q4E0nOXU9zLkqgIHNpm4B0ZxWM=";
+        endpoint = "fleet.example.org:51820";
+        addresses = [ "10.77.0.1/32" ];
+      };
+    };
   };
 
-  system.stateVersion = "25.05";
+  system.stateVersion = "26.05";
 }

@@ -7,7 +7,11 @@
 # keeps the two in step.
 #
 # This module does not import lanzaboote (the flake's nixosModules.ringil-env does), so that it can be
-# evaluated on its own by the tests. prod needs boot.lanzaboote.* to exist.
+# evaluated on its own by the tests. prod needs boot.lanzaboote.* to exist. Board specifics (the Jetson's
+# serial console and firmware TPM) are in jetson.nix.
+#
+# Written against nixos-26.05 (the flake's pin): systemd.sleep and systemd.coredump take RFC 42
+# `settings` there (their extraConfig options were removed); journald still takes extraConfig.
 { config, lib, pkgs, ... }:
 
 let
@@ -17,6 +21,13 @@ let
 
   # seed: exactly these three.
   seedKernelParams = [ "quiet" "loglevel=0" "console=tty0" ];
+
+  # What the seed removes: every console but the display (tty0). A kernel parameter naming a serial
+  # console or an early console, whoever adds it, fails the prod build (assertion below).
+  # Virtual terminals (console=ttyN) are the display; anything else after console= is a serial line.
+  serialConsoles = builtins.filter (p:
+    (builtins.match "console=.*" p != null && builtins.match "console=tty[0-9]+" p == null)
+    || builtins.match "(earlycon|earlyprintk|netconsole)(=.*)?" p != null) config.boot.kernelParams;
 
   # threat: T2 (cold boot: no RAM image on disk, freed pages zeroed), T1/T2 (lockdown: no /dev/mem,
   # no kprobes or BPF reading kernel memory, no unsigned kexec, no hibernation image).
@@ -100,9 +111,10 @@ in
       type = types.listOf types.str;
       default = [ ];
       description = ''
-        Kernel parameters added in prod. prod sets boot.kernelParams with mkForce so that no other
-        module (jetpack-nixos adds console=ttyTCU0,115200) reopens a serial console; anything else
-        the board needs goes here.
+        Kernel parameters added in prod, after the seed's and the hardening ones. Other modules' parameters
+        are kept (jetpack-nixos's nvidia.rm_firmware_active=all, NixOS's lsm=…); only a serial or early
+        console is refused, by an assertion: the board module turns its console off (jetson.nix sets
+        hardware.nvidia-jetpack.console.enable = false).
       '';
     };
 
@@ -126,6 +138,16 @@ in
         type = types.listOf types.int;
         default = [ 7 ];
         description = "PCRs the TPM2 key is sealed to. 7 = Secure Boot state and keys (PK, KEK, db, dbx).";
+      };
+      tpm = mkOption {
+        type = types.enum [ "tis-crb" "optee-ftpm" ];
+        default = "tis-crb";
+        description = ''
+          How stage 1 reaches the TPM that unseals the LUKS key. tis-crb: a discrete or firmware TPM behind
+          the kernel's tpm_tis/tpm_crb drivers, through NixOS's boot.initrd.systemd.tpm2 (x86, most arm64).
+          optee-ftpm: the firmware TPM in OP-TEE on Jetson Orin; jetson.nix selects it and brings up the
+          TEE supplicant and tpm_ftpm_tee in stage 1 instead (docs/nixos.md "TPM on Orin").
+        '';
       };
       tpm2Pin = mkOption {
         type = types.bool;
@@ -155,18 +177,34 @@ in
   config = mkMerge [
     # Both modes.
     {
+      assertions = [
+        {
+          # jetpack-nixos turns boot.initrd.systemd.tpm2 off (its kernel has no tpm_tis/tpm_crb); tis-crb
+          # would turn it back on and the initrd would not build. jetson.nix selects optee-ftpm.
+          assertion = !(cfg.luks.enable && cfg.luks.tpm == "tis-crb" && (config.hardware.nvidia-jetpack.enable or false));
+          message = "ringil.env.luks.tpm = \"tis-crb\" on a Jetson: import the flake's nixosModules.ringil-jetson (it unlocks through the OP-TEE fTPM).";
+        }
+      ];
       boot.loader.efi.canTouchEfiVariables = true;                        # seed
       boot.initrd.systemd.enable = true;                                  # threat: TPM2 unlock in stage 1
       networking.hostId = mkIf (cfg.hostId != null) cfg.hostId;           # ZFS
       boot.initrd.luks.devices = mkIf cfg.luks.enable {
         ${cfg.luks.name}.crypttabExtraOpts = [ "tpm2-device=auto" ];      # threat: T1
       };
-      # mkDefault: a board whose TPM is not TIS/CRB (Jetson fTPM) may need to set this itself.
-      boot.initrd.systemd.tpm2.enable = mkIf cfg.luks.enable (mkDefault true);
+      # The TPM in stage 1 (threat T1): NixOS's TIS/CRB support, stated rather than left to a default that
+      # a board module may change; an fTPM board (jetson.nix) brings its own driver path instead.
+      boot.initrd.systemd.tpm2.enable = mkIf (cfg.luks.enable && cfg.luks.tpm == "tis-crb") true;
       security.tpm2.enable = mkIf cfg.luks.enable true;
     }
 
     (mkIf isProd {
+      assertions = [
+        {
+          assertion = serialConsoles == [ ];
+          message = "ringil.env.mode = \"prod\": boot.kernelParams opens a serial or early console (${toString serialConsoles}); the seed allows console=tty0 only. Turn the board module's console off (jetson.nix does for jetpack-nixos).";
+        }
+      ];
+
       # --- seed: environment ---
       users.allowNoPasswordLogin = mkForce true;
       services.openssh.enable = false;
@@ -175,7 +213,8 @@ in
         Storage=volatile
         RuntimeMaxUse=50M
       '';
-      boot.kernelParams = mkForce (seedKernelParams ++ threatKernelParams ++ cfg.extraKernelParams);
+      # Added to, not forced: what other modules need stays (jetpack-nixos's nvidia.rm_firmware_active=all).
+      boot.kernelParams = seedKernelParams ++ threatKernelParams ++ cfg.extraKernelParams;
       systemd.services."serial-getty@ttyS0".enable = false;
       systemd.services."serial-getty@ttyTCU0".enable = false;             # the Jetson's combined UART
       services.udisks2.enable = false;
@@ -200,22 +239,22 @@ in
       boot.consoleLogLevel = 0;
       boot.kernel.sysctl = builtins.mapAttrs (_: mkForce) hardeningSysctls;
       security.protectKernelImage = true;
-      systemd.sleep.extraConfig = ''
-        AllowSuspend=no
-        AllowHibernation=no
-        AllowHybridSleep=no
-        AllowSuspendThenHibernate=no
-      '';
+      systemd.sleep.settings.Sleep = {
+        AllowSuspend = "no";
+        AllowHibernation = "no";
+        AllowHybridSleep = "no";
+        AllowSuspendThenHibernate = "no";
+      };
       systemd.targets.sleep.enable = false;
       systemd.targets.suspend.enable = false;
       systemd.targets.hibernate.enable = false;
       systemd.targets.hybrid-sleep.enable = false;
       systemd.targets.suspend-then-hibernate.enable = false;
       systemd.coredump.enable = false;
-      systemd.coredump.extraConfig = ''
-        Storage=none
-        ProcessSizeMax=0
-      '';
+      systemd.coredump.settings.Coredump = {
+        Storage = "none";
+        ProcessSizeMax = "0";
+      };
       security.pam.loginLimits = [ { domain = "*"; item = "core"; type = "hard"; value = "0"; } ];
       users.mutableUsers = false;
       users.users.root.shell = mkForce "${pkgs.shadow}/bin/nologin";
@@ -229,7 +268,8 @@ in
       systemd.services.ringil-tpm-enroll = mkIf cfg.luks.enable {
         description = "Bind the LUKS2 root to the TPM2 (PCR 7) once Secure Boot is in user mode";
         wantedBy = [ "multi-user.target" ];
-        after = [ "local-fs.target" ];
+        wants = [ "tpm2.target" ];
+        after = [ "local-fs.target" "tpm2.target" ];
         path = [ pkgs.coreutils pkgs.systemd ];
         unitConfig.ConditionPathExists = cfg.luks.enrollKeyFile;
         serviceConfig = {

@@ -11,7 +11,8 @@ BUILD = Path(os.environ.get("RINGIL_BUILD", ROOT / "build"))
 
 def pytest_configure(config):
     # check.sh runs these once, in the normal pass, and deselects them under the sanitizers (-m "not slow").
-    config.addinivalue_line("markers", "slow: boots a virtual machine or similar; not repeated under ASan/UBSan")
+    config.addinivalue_line("markers", "slow: boots a virtual machine or similar, or runs no ringil binary at all (the NixOS "
+                            "module evaluation); not repeated under ASan/UBSan")
 
 
 def binary(name: str) -> Path:

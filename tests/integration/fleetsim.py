@@ -17,6 +17,7 @@ import socket
 import sqlite3
 import ssl
 import subprocess
+import tarfile
 import threading
 import time
 from pathlib import Path
@@ -246,7 +247,9 @@ class CuttingProxy:
 
 
 class SimDrone:
-    def __init__(self, name, d: Path, ringil, ringild, pki: Pki, health="true"):
+    def __init__(self, name, d: Path, ringil, ringild, pki: Pki, health="true", audit_root=None, extra=""):
+        """audit_root: a drone root (audit_fixture) that ringild audits, with its efivars and keys, instead
+        of nothing (`audit = no`: the build machine itself is not a drone). extra: more ringild.conf lines."""
         self.name, self.dir, self.ringil, self.ringild, self.pki = name, d, ringil, ringild, pki
         d.mkdir(parents=True)
         for sub in ("esp", "state", "efivars", "agent"):
@@ -261,6 +264,8 @@ class SimDrone:
             f"[boot]\nentry-name = ringil\nlinux = /EFI/ringil/vmlinuz\noptions = root=@SLOT@\n"
             f"[slot.rootfs.a]\ndevice = {d / 'slot-a.img'}\n[slot.rootfs.b]\ndevice = {d / 'slot-b.img'}\n")
         self.health = health
+        self.audit_root = audit_root
+        self.extra = extra
         self.reboots = 0
         self.log = d / "agent.log"
 
@@ -273,7 +278,10 @@ class SimDrone:
             f"key = {self.dir / 'agent' / 'key.pem'}\ndevice-config = {self.devconf}\n"
             f"state-dir = {self.dir / 'agent' / 'state'}\nringil = {self.ringil}\n"
             f"reboot-command = touch {self.dir / 'reboot-requested'}\nhealth-command = {self.health}\n"
-            f"boot-id-file = {self.dir / 'boot_id'}\npoll-interval = 1\ntimeout = 10\n")
+            f"boot-id-file = {self.dir / 'boot_id'}\npoll-interval = 1\ntimeout = 10\n"
+            + (f"audit-root = {self.audit_root}\nefivarfs = {self.audit_root}/sys/firmware/efi/efivars\n"
+               f"keys-dir = {self.audit_root}/etc/secure/keys\n" if self.audit_root else "audit = no\n")
+            + self.extra)
 
     def provision(self, v1_bundle):
         """Factory state: v1 in slot a, booted and blessed."""
@@ -318,6 +326,7 @@ class SimDrone:
         assert es, "no boot entries: the drone would not boot"
         es.sort(key=lambda e: (e[3] == 0, [-x for x in vkey(e[2])]))
         f, base, version, left, done = es[0]
+        self.booted_entry = base
         if left is not None and left > 0:
             f.rename(f.parent / f"{base}+{left - 1}-{done + 1}.conf")
         (self.dir / "boot_id").write_text(os.urandom(16).hex() + "\n")
@@ -338,6 +347,42 @@ class SimDrone:
                     k, v = line.split("=", 1)
                     st[k.strip()] = v.strip()
         return st
+
+
+class AuditedDrone(SimDrone):
+    """A SimDrone whose root (what `ringil audit --root` sees) is a prod drone root (audit_fixture's golden
+    tree) with the booted slot's image laid over it: the first bytes of a slot image are a tar of files,
+    so booting a release is what changes the drone's hardening state."""
+
+    def __init__(self, name, d: Path, ringil, ringild, pki: Pki, golden: Path, **kw):
+        self.golden = golden
+        root = d / "root"
+        super().__init__(name, d, ringil, ringild, pki, audit_root=root, **kw)
+        shutil.copytree(golden, root, symlinks=True)
+
+    def boot(self):
+        version = super().boot()
+        root = Path(self.audit_root)
+        shutil.rmtree(root)
+        shutil.copytree(self.golden, root, symlinks=True)
+        slot = self.booted_entry.split("-")[1]
+        with tarfile.open(self.dir / f"slot-{slot}.img", mode="r:") as t:
+            t.extractall(root)   # our own test images
+        return version
+
+
+def overlay_image(files, size, seed):
+    """A slot image whose first bytes are a tar of files (path → bytes) to lay over the drone's root."""
+    import io
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as t:
+        for path, data in files.items():
+            info = tarfile.TarInfo(path)
+            info.size = len(data)
+            info.mtime = 0
+            t.addfile(info, io.BytesIO(data))
+    head = buf.getvalue()
+    return head + random.Random(seed).randbytes(size - len(head))
 
 
 def sha256(path):
@@ -426,3 +471,194 @@ class RangeIgnoringProxy:
     def close(self):
         self.httpd.shutdown()
         self.httpd.server_close()
+def issue_identity(ringil, pki: Pki, name, out: Path):
+    """A drone certificate from the device CA (as `ringil ca issue` does at the factory)."""
+    run([ringil, "ca", "issue", "--dir", pki.dir / "ca", "--name", name, "--out-dir", out])
+    return out / f"{name}.pem", out / f"{name}.key"
+
+
+class Api:
+    """The operator API over one keep-alive connection (faster than one CLI process per call)."""
+
+    def __init__(self, server: Server, cert=None, key=None):
+        self.server = server
+        self.ctx = tls_context(server.pki, cert or server.pki.dir / "op" / "alice.pem",
+                               key or server.pki.dir / "op" / "alice.key")
+        self.conn = None
+
+    def __call__(self, method, path, body=None, expect=None):
+        for attempt in range(2):
+            if self.conn is None:
+                self.conn = http.client.HTTPSConnection("127.0.0.1", self.server.port, context=self.ctx, timeout=30)
+            try:
+                data = json.dumps(body).encode() if isinstance(body, (dict, list)) else body
+                self.conn.request(method, path, body=data, headers={"Content-Type": "application/json"})
+                r = self.conn.getresponse()
+                out = r.read()
+                break
+            except (OSError, http.client.HTTPException):
+                self.conn.close()
+                self.conn = None
+                if attempt:
+                    raise
+        j = json.loads(out) if out else None
+        if expect is not None:
+            assert r.status == expect, f"{method} {path} -> {r.status} {out[:300]!r}"
+        return r.status, j
+
+    def close(self):
+        if self.conn:
+            self.conn.close()
+            self.conn = None
+
+
+def audit_summary(failing=(), version="1.0", profile="prod", passed=58):
+    failing = list(failing)
+    return {"profile": profile, "pass": passed, "fail": len(failing), "error": 0, "waived": 0, "notapplicable": 3,
+            "failing": failing, "sha256": hashlib.sha256(("|".join(failing) + version).encode()).hexdigest(),
+            "version": version, "time": int(time.time())}
+
+
+class FakeDrone:
+    """A simulated drone with a real mTLS identity that speaks ringild's protocol (check-in, reports) over
+    its own keep-alive connection; it installs nothing. behaviour decides what a new release does to it:
+    good (updates, audit unchanged), brick (stops reporting once it rebooted into it), ssh (updates, but
+    its audit then fails SVC-001), fail (the bundle is refused), rollback (health gate fails)."""
+
+    def __init__(self, name, cert, key, pki: Pki, port, behaviour="good", version="1.0", failing=()):
+        self.name, self.pki, self.port = name, pki, port
+        self.ctx = tls_context(pki, cert, key)
+        self.behaviour = behaviour
+        self.version = version
+        self.failing = list(failing)
+        self.seq = 0
+        self.state, self.release, self.target, self.error = "idle", 0, "", ""
+        self.failed = {}            # release -> retry generation it failed at
+        self.pending = None         # (release, version) being installed
+        self.silent = False
+        self.conn = None
+        self.lock = threading.Lock()
+        self.handed_seen = {}       # release -> first time the server answered with it
+        self.acked = []             # seqs the server acknowledged
+        self.log = []
+        self.sb = {"mode": "deployed", "pk": "ok", "kek": "ok", "db": "ok"}
+        self.profile = "prod"
+        self.retry_seen = 0
+
+    def _post(self, path, body):
+        data = json.dumps(body).encode()
+        for attempt in range(2):
+            if self.conn is None:
+                self.conn = http.client.HTTPSConnection("127.0.0.1", self.port, context=self.ctx, timeout=10)
+            try:
+                self.conn.request("POST", path, body=data, headers={"Content-Type": "application/json"})
+                r = self.conn.getresponse()
+                return r.status, r.read()
+            except (OSError, http.client.HTTPException):
+                self.conn.close()
+                self.conn = None
+                if attempt:
+                    raise
+        raise AssertionError("unreachable")
+
+    def status(self):
+        st = {"version": self.version, "slot": "a", "boot": "good", "state": self.state, "release": self.release,
+              "target": self.target, "error": self.error, "tz": "UTC", "utc_offset": 0,
+              "audit": self.audit(),
+              "secureboot": dict(self.sb)}
+        return st
+
+    def audit(self):
+        """The audit summary, as an agent keeps it: rerun (new time and hash) only when the system changed."""
+        key = (tuple(self.failing), self.version, self.profile)
+        if getattr(self, "_audit_key", None) != key:
+            self._audit_key, self._audit = key, audit_summary(self.failing, self.version, self.profile)
+        return self._audit
+
+    def report(self, state, error=""):
+        """A state change, kept until the server acknowledges it (like ringild's agent.state)."""
+        self.state, self.error = state, error
+        self.seq += 1
+        self.unacked = dict(self.status(), seq=self.seq)
+        self.log.append((time.time(), state))
+        self.flush()
+
+    def flush(self):
+        body = getattr(self, "unacked", None)
+        if not body:
+            return
+        status, data = self._post("/api/v1/report", body)
+        assert status == 200, (self.name, status, data)
+        self.acked.append(body["seq"])
+        self.unacked = None
+
+    def checkin(self):
+        status, data = self._post("/api/v1/checkin", self.status())
+        assert status == 200, (self.name, status, data)
+        return json.loads(data)
+
+    def step(self):
+        """One poll: check in, and move one state further with a new release."""
+        with self.lock:
+            if self.silent:
+                return
+            self.flush()
+            if self.pending:
+                rid, version = self.pending
+                self.pending = None
+                if self.behaviour == "brick":
+                    self.silent = True   # rebooted into it and never came back
+                    return
+                if self.behaviour == "rollback":
+                    self.failed[rid] = self.retry_seen
+                    self.report("rolled-back", "health gate failed")
+                    return
+                self.version = version
+                if self.behaviour == "ssh":
+                    self.failing = sorted(set(self.failing) | {"SVC-001"})
+                self.report("updated")
+                return
+            a = self.checkin()
+            asg = a.get("assignment")
+            if not asg or asg["version"] == self.version:
+                return
+            rid = asg["release"]
+            self.retry_seen = asg.get("retry", 0)
+            self.handed_seen.setdefault((rid, self.retry_seen), time.time())
+            if rid in self.failed and self.failed[rid] >= self.retry_seen:
+                return
+            self.release, self.target = rid, asg["version"]
+            self.report("downloading")
+            if self.behaviour == "fail":
+                self.failed[rid] = self.retry_seen
+                self.report("failed", "bundle refused: signature does not verify")
+                return
+            self.report("installed")
+            self.report("rebooting")
+            self.pending = (rid, asg["version"])
+
+    def close(self):
+        if self.conn:
+            self.conn.close()
+            self.conn = None
+
+
+def fake_fleet(ringil, server: Server, pki: Pki, d: Path, n, prefix="sim", group="default", api=None, **kw):
+    """n FakeDrones with their own certificates, registered with the server."""
+    from concurrent.futures import ThreadPoolExecutor
+    api = api or Api(server)
+    names = [f"{prefix}-{i:03d}" for i in range(n)]
+    with ThreadPoolExecutor(max_workers=4) as ex:
+        ids = list(ex.map(lambda name: issue_identity(ringil, pki, name, d / "ids"), names))
+    drones = []
+    for name, (cert, key) in zip(names, ids):
+        api("POST", "/api/v1/drones", {"id": name, "group": group}, expect=201)
+        drones.append(FakeDrone(name, cert, key, pki, server.port, **kw))
+    return drones
+
+
+def step_all(drones, workers=8):
+    """One poll of every drone, in parallel."""
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(max_workers=workers) as ex:
+        list(ex.map(lambda dr: dr.step(), drones))

@@ -53,7 +53,7 @@ def test_catalogue_has_at_least_40_stable_ids(ringil):
     ids = catalogue(ringil)
     assert len(ids) >= 40
     assert len(set(ids)) == len(ids)
-    assert all(re.fullmatch(r"(SB|BL|KC|KH|CR|TPM|MEM|ACC|SVC|LOG|NIX)-\d{3}", i) for i in ids)
+    assert all(re.fullmatch(r"(SB|BL|KC|KH|CR|TPM|MEM|ACC|SVC|TUN|LOG|NIX)-\d{3}", i) for i in ids)
 
 
 def test_golden_prod_root_passes(ringil, droot):

@@ -102,6 +102,53 @@ static void test_proc_net(void **state) {
         assert_int_equal(audit_parse_proc_net("", 0, &l), -RINGIL_ETRUNCATED);
 }
 
+static void test_route_lookup(void **state) {
+        /* on this (little-endian) test host the kernel prints 10.77.0.1 as 01004D0A */
+        static const char v4[] =
+                "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n"
+                "eth0\t00000000\t01020A0A\t0003\t0\t0\t0\t00000000\t0\t0\t0\n"
+                "ringil0\t00004D0A\t00000000\t0001\t0\t0\t100\t0000FFFF\t0\t0\t0\n"
+                "wwan0\t00004D0A\t00000000\t0001\t0\t0\t50\t0000FFFF\t0\t0\t0\n"
+                "down0\t01004D0A\t00000000\t0000\t0\t0\t0\tFFFFFFFF\t0\t0\t0\n";
+        static const char v6[] =
+                "fd770000000000000000000000000000 40 00000000000000000000000000000000 00 "
+                "00000000000000000000000000000000 00000100 00000001 00000000 00000001  ringil0\n"
+                "00000000000000000000000000000000 00 00000000000000000000000000000000 00 "
+                "fe800000000000000000000000000001 00000400 00000002 00000000 00000003     eth0\n";
+        uint8_t a4[16] = { 10, 77, 0, 1 }, other[16] = { 192, 0, 2, 1 };
+        uint8_t a6[16] = { 0xfd, 0x77, [15] = 1 }, b6[16] = { 0x20, 0x01, 0x0d, 0xb8, [15] = 1 };
+        struct audit_route r;
+        (void) state;
+        /* longest prefix, then lowest metric; a route that is not up does not count */
+        assert_int_equal(audit_route_lookup(S(v4), 4, a4, &r), 0);
+        assert_string_equal(r.iface, "wwan0");
+        assert_int_equal(r.prefix, 16);
+        assert_int_equal(r.metric, 50);
+        assert_int_equal(audit_route_lookup(S(v4), 4, other, &r), 0);
+        assert_string_equal(r.iface, "eth0");
+        assert_int_equal(r.prefix, 0);
+        assert_int_equal(audit_route_lookup(S(v6), 6, a6, &r), 0);
+        assert_string_equal(r.iface, "ringil0");
+        assert_int_equal(r.prefix, 64);
+        assert_int_equal(audit_route_lookup(S(v6), 6, b6, &r), 0);
+        assert_string_equal(r.iface, "eth0");
+        /* no route; an empty ipv6_route is "no IPv6 routes"; /proc/net/route always has its header */
+        assert_int_equal(audit_route_lookup(S("Iface\tDestination\n"), 4, a4, &r), -ENOENT);
+        assert_int_equal(audit_route_lookup("", 0, 6, a6, &r), -ENOENT);
+        assert_int_equal(audit_route_lookup("", 0, 4, a4, &r), -RINGIL_ETRUNCATED);
+        /* malformed: no header, bad hex, a mask with holes, an interface name longer than IFNAMSIZ, NUL */
+        assert_int_equal(audit_route_lookup(S("eth0\t00000000\t00000000\t0001\t0\t0\t0\t00000000\n"), 4, a4, &r),
+                         -RINGIL_EMALFORMED);
+        assert_int_equal(audit_route_lookup(S("Iface\nx\t0000000G\t00000000\t0001\t0\t0\t0\t00000000\n"), 4, a4, &r),
+                         -RINGIL_EMALFORMED);
+        assert_int_equal(audit_route_lookup(S("Iface\nx\t00000000\t00000000\t0001\t0\t0\t0\tFF00FF00\n"), 4, a4, &r),
+                         -RINGIL_EMALFORMED);
+        assert_int_equal(audit_route_lookup(S("Iface\nabcdefghijklmnopq\t00000000\t00000000\t0001\t0\t0\t0\t00000000\n"), 4,
+                                            a4, &r), -RINGIL_EMALFORMED);
+        assert_int_equal(audit_route_lookup("Iface\n\0", 7, 4, a4, &r), -RINGIL_EMALFORMED);
+        assert_int_equal(audit_route_lookup(S("fd77 40 x\n"), 6, a6, &r), -RINGIL_EMALFORMED);
+}
+
 static void test_cmdline(void **state) {
         struct strv s = {};
         (void) state;
@@ -181,6 +228,7 @@ int main(void) {
                 cmocka_unit_test(test_ini),
                 cmocka_unit_test(test_udev),
                 cmocka_unit_test(test_proc_net),
+                cmocka_unit_test(test_route_lookup),
                 cmocka_unit_test(test_cmdline),
                 cmocka_unit_test(test_luks2),
         };

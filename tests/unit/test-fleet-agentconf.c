@@ -129,6 +129,70 @@ static void test_agent_config_refused(void **state) {
         }
 }
 
+/* The rollout and compliance keys: maintenance-window zone, download directory, audit and keys status. */
+static void test_rollout_keys(void **state) {
+        const char *base = "server = https://x\nca=/a\ncert=/b\nkey=/c\n";
+        char text[1024];
+        struct agent_config c;
+        static const struct {
+                const char *extra;
+                const char *detail;
+        } bad[] = {
+                { "timezone = ../etc/shadow\n", "line 5: timezone: `../etc/shadow' may only hold A-Z a-z 0-9 / _ + -" },
+                { "timezone = /etc/localtime\n", "timezone `/etc/localtime' is not a zone name like Europe/Paris" },
+                { "timezone = Europe/Paris;rm\n", "line 5: timezone: `Europe/Paris;rm' may only hold A-Z a-z 0-9 / _ + -" },
+                { "audit = maybe\n", NULL },
+                { "audit-interval = -1\n", NULL },
+                { "audit-interval = 31d\n", NULL },
+                { "audit-profile = Prod\n", "line 5: audit-profile: `Prod' may only hold a-z 0-9 _ -" },
+                { "download-dir = spool\n", "line 5: download-dir: `spool' is not an absolute path without `..'" },
+                { "efivarfs = \n", "line 5: efivarfs: empty value" },
+        };
+        (void) state;
+
+        /* defaults */
+        assert_int_equal(ac(base, &c), 0);
+        assert_true(c.audit);
+        assert_null(c.audit_root);
+        assert_null(c.timezone);
+        assert_string_equal(c.audit_profile, "prod");
+        assert_int_equal(c.audit_interval, 0);
+        assert_string_equal(c.download_dir, "/var/lib/ringild/download");   /* follows state-dir */
+        assert_string_equal(c.keys_dir, "/etc/secure/keys");
+        assert_string_equal(c.efivarfs, "/sys/firmware/efi/efivars");
+        agent_config_free(&c);
+
+        snprintf(text, sizeof(text), "%sstate-dir = /srv/ringild\ntimezone = America/Argentina/Buenos_Aires\n"
+                 "audit = no\naudit-root = /srv/image\naudit-profile = dev\naudit-interval = 6h\n"
+                 "keys-dir = /k\nefivarfs = /e\n", base);
+        assert_int_equal(ac(text, &c), 0);
+        assert_string_equal(c.timezone, "America/Argentina/Buenos_Aires");
+        assert_false(c.audit);
+        assert_string_equal(c.audit_root, "/srv/image");
+        assert_string_equal(c.audit_profile, "dev");
+        assert_int_equal(c.audit_interval, 6 * 3600);
+        assert_string_equal(c.download_dir, "/srv/ringild/download");
+        assert_string_equal(c.keys_dir, "/k");
+        assert_string_equal(c.efivarfs, "/e");
+        agent_config_free(&c);
+
+        snprintf(text, sizeof(text), "%sdownload-dir = /data/bundles\ntimezone = Etc/GMT+3\n", base);
+        assert_int_equal(ac(text, &c), 0);
+        assert_string_equal(c.download_dir, "/data/bundles");
+        assert_string_equal(c.timezone, "Etc/GMT+3");
+        agent_config_free(&c);
+
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+                int r;
+                c = (struct agent_config) {};
+                snprintf(text, sizeof(text), "%s%s", base, bad[i].extra);
+                r = ac(text, &c);
+                if (r != -RINGIL_EMALFORMED || (bad[i].detail && !streq(ringil_detail(), bad[i].detail)))
+                        fail_msg("case %zu: %d `%s', want `%s'", i, r, ringil_detail(), bad[i].detail ? bad[i].detail : "");
+                assert_null(c.server);
+        }
+}
+
 static void test_agent_config_load(void **state) {
         _cleanup_free_ char *dir = test_tmpdir();
         char path[512], want[1024];
@@ -159,6 +223,7 @@ int main(void) {
                 cmocka_unit_test(test_durations),
                 cmocka_unit_test(test_agent_config_refused),
                 cmocka_unit_test(test_agent_config_load),
+                cmocka_unit_test(test_rollout_keys),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

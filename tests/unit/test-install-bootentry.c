@@ -29,7 +29,7 @@ static void test_parse_name(void **state) {
 
         static const char *const bad[] = { "ringil-c-1.0.conf", "ringil-a-1.0", "ringil-a-x.conf", "ringil-a-1.0+.conf",
                                            "ringil-a-1.0+1-.conf", "ringil-a-1.0+a.conf", "other-a-1.0.conf",
-                                           "ringil-a-.conf", "ringil-a-1.0+99999.conf", "ringilx-a-1.0.conf" };
+                                           "ringil-a-.conf", "ringil-a-1.0+2147483648.conf", "ringilx-a-1.0.conf" };
         for (size_t i = 0; i < ELEMENTSOF(bad); i++)
                 assert_int_equal(bootentry_parse_name(bad[i], "ringil", &e), -RINGIL_EMALFORMED);
 }
@@ -39,6 +39,68 @@ static void touch(const char *dir, const char *name) {
         snprintf(p, sizeof(p), "%s/loader/entries/%s", dir, name);
         assert_int_equal(atomic_write_file(p, "title x\n", 8, 0644, 0), 0);
 }
+
+/* Ids as systemd-boot reports them: counter kept (before 257.x) or stripped, suffix or not. */
+static void test_parse_id(void **state) {
+        struct boot_entry e;
+        (void) state;
+
+        assert_int_equal(bootentry_parse_id("ringil-b-2.0+3.conf", "ringil", &e), 0);
+        assert_int_equal(e.slot, 1);
+        assert_string_equal(e.version, "2.0");
+        assert_string_equal(e.id, "ringil-b-2.0.conf");
+        assert_string_equal(e.file, "");
+        assert_int_equal(e.tries_left, 3);
+        assert_int_equal(bootentry_parse_id("ringil-b-2.0+1-2", "ringil", &e), 0);
+        assert_int_equal(e.tries_left, 1);
+        assert_int_equal(e.tries_done, 2);
+        assert_int_equal(bootentry_parse_id("ringil-a-10.0.conf", "ringil", &e), 0);
+        assert_int_equal(e.tries_left, -1);
+        assert_int_equal(bootentry_parse_id("ringil-a-10.0", "ringil", &e), 0);
+        assert_int_equal(bootentry_parse_id("ringil-a-10.0.CONF", "ringil", &e), 0);
+        /* Counters up to systemd-boot's INT_MAX (an entry booted past 9999 times by a loader that ignores 0 left). */
+        assert_int_equal(bootentry_parse_id("ringil-a-1.0+0-2147483647.conf", "ringil", &e), 0);
+        assert_int_equal(e.tries_done, 2147483647);
+
+        static const char *const bad[] = { "ringil-b-2.0+x.conf", "ringil-b-2.0+.conf", "ringil-b-2.0+3-.conf",
+                                           "ringil-b-2.0+3-1-1.conf", "ringil-b-2.0+-1.conf", "ringil-b-2.0+2147483648",
+                                           "ringil-b-2.0.efi", "ringil-b-2.0+3.efi", "nixos-generation-3.conf",
+                                           "ringil-c-1.0", "ringil-b-", "", "ringil-b-2.0+3+1.conf", "ringil-b-2.0 " };
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++)
+                assert_int_equal(bootentry_parse_id(bad[i], "ringil", &e), -RINGIL_EMALFORMED);
+        assert_int_equal(bootentry_parse_id("ringil-b-2.0+x.conf", "ringil", &e), -RINGIL_EMALFORMED);
+        assert_non_null(strstr(ringil_detail(), "the `+' is not a boot counter"));
+        assert_int_equal(bootentry_parse_id("ringil-b-2.0.efi", "ringil", &e), -RINGIL_EMALFORMED);
+        assert_non_null(strstr(ringil_detail(), "Type #2"));
+}
+
+static void test_identify(void **state) {
+        const char *d = *state;
+        char p[4200];
+        struct boot_entry e;
+
+        snprintf(p, sizeof(p), "%s/loader/entries", d);
+        assert_int_equal(mkdir_p(p, 0755), 0);
+        assert_int_equal(bootentry_identify(d, "ringil", "ringil-b-2.0+3.conf", NULL, &e), -ENOENT);
+        touch(d, "ringil-a-1.0.conf");
+        touch(d, "ringil-b-2.0+1-2.conf");
+        touch(d, "nixos-b-2.0.conf");
+        assert_int_equal(bootentry_identify(d, "ringil", "ringil-b-2.0+3.conf", "\\loader\\entries\\ringil-b-2.0+1-2.conf", &e), 0);
+        assert_string_equal(e.file, "ringil-b-2.0+1-2.conf");
+        assert_int_equal(bootentry_identify(d, "ringil", "ringil-a-1.0+3.conf", NULL, &e), 0);
+        assert_string_equal(e.file, "ringil-a-1.0.conf");
+        /* The count path must be an entry of ours, for the same slot and version, under loader/entries. */
+        assert_int_equal(bootentry_identify(d, "ringil", "ringil-b-2.0.conf", "\\EFI\\Linux\\ringil-b-2.0+1-2.conf", &e),
+                         -RINGIL_EREFUSED);
+        assert_int_equal(bootentry_identify(d, "ringil", "ringil-b-2.0.conf", "\\loader\\entries\\ringil-b-3.0+1-2.conf", &e),
+                         -RINGIL_EREFUSED);
+        /* Another version than the slot's file, then two files for one slot. */
+        assert_int_equal(bootentry_identify(d, "ringil", "ringil-b-3.0.conf", NULL, &e), -RINGIL_EREFUSED);
+        touch(d, "ringil-b-2.0.conf");
+        assert_int_equal(bootentry_identify(d, "ringil", "ringil-b-2.0.conf", NULL, &e), -RINGIL_EREFUSED);
+        assert_non_null(strstr(ringil_detail(), "two entry files for slot b"));
+}
+
 
 static void test_order_and_default(void **state) {
         const char *d = *state;
@@ -124,6 +186,8 @@ static void test_selected(void **state) {
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_parse_name),
+                cmocka_unit_test(test_parse_id),
+                cmocka_unit_test_setup_teardown(test_identify, test_setup_tmpdir, test_teardown_tmpdir),
                 cmocka_unit_test_setup_teardown(test_order_and_default, test_setup_tmpdir, test_teardown_tmpdir),
                 cmocka_unit_test_setup_teardown(test_loader_conf, test_setup_tmpdir, test_teardown_tmpdir),
                 cmocka_unit_test(test_selected),

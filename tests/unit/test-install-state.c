@@ -20,6 +20,7 @@ static void test_roundtrip(void **state) {
         s.version = strdup("2.0.1");
         s.slot = 1;
         s.attempts = 2;
+        s.stalls = 1;
         s.writes = 77;
         s.n_progress = 2;
         s.progress[0] = 40;
@@ -37,6 +38,7 @@ static void test_roundtrip(void **state) {
         assert_string_equal(t.version, "2.0.1");
         assert_int_equal(t.slot, 1);
         assert_int_equal(t.attempts, 2);
+        assert_int_equal(t.stalls, 1);
         assert_int_equal(t.writes, 77);
         assert_int_equal(t.n_progress, 2);
         assert_int_equal(t.progress[0], 40);

@@ -44,6 +44,27 @@ static void test_nix32(void **state) {
         assert_int_equal(nix32_decode("2b8m03r63zqhnjf7l5wnldhh7c134ap5vpj0850ymkq1iyzicy5s", back, 32), -RINGIL_EMALFORMED);
 }
 
+/* SHA-256("abc") in the three spellings Nix prints: narinfo's nix32, hex, and path-info's SRI. */
+static void test_hash_spellings(void **state) {
+        uint8_t want[32], h[32];
+        (void) state;
+
+        assert_int_equal(crypto_sha256("abc", 3, want), 0);
+        assert_int_equal(nix_hash_parse("sha256:1b8m03r63zqhnjf7l5wnldhh7c134ap5vpj0850ymkq1iyzicy5s", h), 0);
+        assert_memory_equal(h, want, 32);
+        assert_int_equal(nix_hash_parse("sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad", h), 0);
+        assert_memory_equal(h, want, 32);
+        assert_int_equal(nix_hash_parse("sha256-ungWv48Bz+pBQUDeXa4iI7ADYaOWF3qctBD/YfIAFa0=", h), 0);
+        assert_memory_equal(h, want, 32);
+        /* other algorithms, lengths and encodings are malformed */
+        assert_true(nix_hash_parse("sha512:1b8m03r63zqhnjf7l5wnldhh7c134ap5vpj0850ymkq1iyzicy5s", h) < 0);
+        assert_true(nix_hash_parse("sha256-ungWv48Bz+pBQUDeXa4iI7ADYaOWF3qctBD/YfIAFa", h) < 0);
+        assert_true(nix_hash_parse("sha256-ungWv48Bz+pBQUDeXa4iI7ADYaOWF3qctBD/YfIAFa0AAAA=", h) < 0);
+        assert_true(nix_hash_parse("sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015a", h) < 0);
+        assert_true(nix_hash_parse("1b8m03r63zqhnjf7l5wnldhh7c134ap5vpj0850ymkq1iyzicy5s", h) < 0);
+        assert_true(nix_hash_parse("", h) < 0);
+}
+
 static void test_real_narinfo_verifies(void **state) {
         struct narinfo ni;
         char *fp = NULL;
@@ -198,6 +219,7 @@ static void test_narinfo_rejects(void **state) {
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_nix32),
+                cmocka_unit_test(test_hash_spellings),
                 cmocka_unit_test(test_real_narinfo_verifies),
                 cmocka_unit_test(test_narinfo_forms),
                 cmocka_unit_test(test_narinfo_rejects),

@@ -117,6 +117,41 @@ static void test_capture_and_cap(void **state) {
         assert_int_equal(process_run((char *const[]){ NULL }, &(struct process_opts){}, NULL), -EINVAL);
 }
 
+/* A streamed stdout: the caller reads as the child writes (more than a pipe holds), then waits; a reader
+ * that stops early leaves the child to end on SIGPIPE, as a cut upload of `nix store dump-path` does. */
+static void test_spawn_reader(void **state) {
+        struct process_opts o = { .out = PROCESS_STDIO_CAPTURE, .err = PROCESS_STDIO_NULL };
+        char tmp[65536];
+        uint64_t total = 0;
+        ssize_t n;
+        pid_t pid;
+        int fd;
+        (void) state;
+
+        assert_int_equal(process_spawn_reader(SH((char *) "head -c 1000000 /dev/zero; exit 6"), &o, &fd, &pid), 0);
+        while ((n = read(fd, tmp, sizeof(tmp))) > 0)
+                total += (uint64_t) n;
+        assert_int_equal(n, 0);
+        close(fd);
+        assert_int_equal(total, 1000000);
+        assert_int_equal(process_wait(pid), 6);
+
+        assert_int_equal(process_spawn_reader(SH((char *) "while :; do echo y; done"), &o, &fd, &pid), 0);
+        assert_true(read(fd, tmp, 10) > 0);
+        close(fd);
+        assert_int_equal(process_wait(pid), 128 + SIGPIPE);
+
+        /* the pipe is stdout's: other stdio kinds and a captured stderr are caller errors */
+        assert_int_equal(process_spawn_reader(SH((char *) "exit 0"), &(struct process_opts){}, &fd, &pid), -EINVAL);
+        assert_int_equal(process_spawn_reader(SH((char *) "exit 0"), &(struct process_opts){ .out = PROCESS_STDIO_CAPTURE,
+                                                                                             .err = PROCESS_STDIO_CAPTURE },
+                                              &fd, &pid), -EINVAL);
+        assert_int_equal(process_spawn_reader((char *const[]){ (char *) "/nonexistent/ringil-no-such-tool", NULL }, &o, &fd, &pid), 0);
+        assert_int_equal(read(fd, tmp, sizeof(tmp)), 0);
+        close(fd);
+        assert_int_equal(process_wait(pid), 127);
+}
+
 static void test_stdin(void **state) {
         int p[2];
         char *out = NULL;
@@ -243,6 +278,7 @@ int main(void) {
                 cmocka_unit_test(test_path_search_vs_exact),
                 cmocka_unit_test(test_environment),
                 cmocka_unit_test(test_capture_and_cap),
+                cmocka_unit_test(test_spawn_reader),
                 cmocka_unit_test(test_stdin),
                 cmocka_unit_test(test_swapped_stdio),
                 cmocka_unit_test(test_closed_stdio),

@@ -38,6 +38,16 @@ static void test_defaults_and_values(void **state) {
         assert_int_equal(c.keepalive_timeout, 120);
         assert_int_equal(c.min_body_rate, 4096);
         assert_int_equal(c.workers, 4);
+        /* rollouts */
+        assert_null(c.approvers);
+        assert_int_equal(c.scheduler_interval, 5);
+        assert_int_equal(c.silent_polls, 3);
+        server_config_free(&c);
+
+        assert_int_equal(sc(REQUIRED "approvers =  alice ,carol\t\nscheduler-interval = 1min\nsilent-polls = 10\n", &c), 0);
+        assert_string_equal(c.approvers, "alice,carol");
+        assert_int_equal(c.scheduler_interval, 60);
+        assert_int_equal(c.silent_polls, 10);
         server_config_free(&c);
 
         assert_int_equal(sc("# fleet\nlisten = [::1]:0\n" REQUIRED "operator-ca = /etc/rs/op.pem\nnix-cache = /srv/cache\n"
@@ -77,6 +87,11 @@ static void test_refusals(void **state) {
                 { REQUIRED "nix-cache = cache\n", "line 7: nix-cache: `cache' is not an absolute path without `..'" },
                 { REQUIRED "listen =\n", "line 7: listen: empty value" },
                 { "[server]\n" REQUIRED, "line 1: unknown section [server]" },
+                { REQUIRED "approvers = alice, bob smith\n", "line 7: approvers: `bob smith' is not a certificate name" },
+                { REQUIRED "approvers = ,\n", "line 7: approvers: empty value" },
+                { REQUIRED "scheduler-interval = 0\n",
+                  "line 7: scheduler-interval: `0' is not a duration in 1s..1h (seconds, or a unit s, min, h, d)" },
+                { REQUIRED "silent-polls = 0\n", "line 7: silent-polls: `0' is not a number in 1..10000" },
         };
         struct server_config c;
         (void) state;

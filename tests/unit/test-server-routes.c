@@ -105,8 +105,66 @@ static void test_builtin_table(void **state) {
                         assert_int_equal(t.routes[i].role, ROLE_OPERATOR);
         }
         assert_int_equal(anonymous, 1);
+        /* publishing into the fleet's Nix cache decides what every drone may install: operators only,
+         * the NAR spooled with the envelope on top of max-upload */
+        {
+                char param[ROUTE_PARAM_MAX];
+                unsigned methods;
+                const struct route *r = route_match(&t, HTTP_PUT, "/api/v1/nix-cache/0123456789abcdfghijklmnpqrsvwxyz", param,
+                                                    &methods);
+                assert_non_null(r);
+                assert_int_equal(r->role, ROLE_OPERATOR);
+                assert_int_equal(r->body, TP_BODY_SPOOL);
+                assert_true(r->max_body > 1 << 20);
+                r = route_match(&t, HTTP_POST, "/api/v1/nix-cache/missing", param, &methods);
+                assert_non_null(r);
+                assert_int_equal(r->role, ROLE_OPERATOR);
+                assert_int_equal(r->body, TP_BODY_MEMORY);
+                assert_true(r->max_body <= SERVER_MAX_MEMORY_BODY);
+                assert_int_equal(api_nix_upload_max_body(UINT64_MAX), UINT64_MAX);
+        }
         /* registering the table twice is refused route by route */
         assert_int_not_equal(api_routes_register(&t, 1 << 20), 0);
+}
+
+/* PUT is a method of the table like the others: matched, listed in Allow, and known to the table so the
+ * dispatcher answers 405 (not 501) on a path that does not take it. */
+static void test_put_and_allow(void **state) {
+        struct route_table t = {};
+        char param[ROUTE_PARAM_MAX], allow[32];
+        unsigned methods;
+        const struct route *r;
+        (void) state;
+        assert_int_equal(route_table_add(&t, &ROUTE(ROUTE_POST, "/cache/missing", ROLE_OPERATOR, h)), 0);
+        assert_int_equal(route_table_methods(&t), ROUTE_POST);
+        assert_int_equal(route_table_add(&t, &ROUTE(ROUTE_PUT, "/cache/*", ROLE_OPERATOR, h2, .body = TP_BODY_SPOOL)), 0);
+        assert_int_equal(route_table_add(&t, &ROUTE(ROUTE_PUT, "/cache/x", ROLE_OPERATOR, h2)), -EEXIST);
+        assert_int_equal(route_table_add(&t, &ROUTE(1u << 7, "/other", ROLE_OPERATOR, h2)), -EINVAL);
+        assert_int_equal(route_table_methods(&t), ROUTE_POST | ROUTE_PUT);
+        r = route_match(&t, HTTP_PUT, "/cache/abc", param, &methods);
+        assert_non_null(r);
+        assert_ptr_equal(r->handler, h2);
+        assert_string_equal(param, "abc");
+        r = route_match(&t, HTTP_PUT, "/cache/missing", param, &methods);
+        assert_non_null(r);
+        assert_ptr_equal(r->handler, h2);
+        r = route_match(&t, HTTP_POST, "/cache/missing", param, &methods);
+        assert_non_null(r);
+        assert_ptr_equal(r->handler, h);
+        assert_null(route_match(&t, HTTP_GET, "/cache/missing", param, &methods));
+        assert_int_equal(methods, ROUTE_POST | ROUTE_PUT);
+        route_methods_allow(methods, allow, sizeof(allow));
+        assert_string_equal(allow, "POST, PUT");
+        assert_null(route_match(&t, HTTP_DELETE, "/cache/abc", param, &methods));
+        assert_int_equal(route_method_bit(HTTP_DELETE), 0);
+        assert_int_equal(route_method_bit(HTTP_HEAD), ROUTE_GET);
+        route_methods_allow(ROUTE_GET | ROUTE_POST | ROUTE_PUT, allow, sizeof(allow));
+        assert_string_equal(allow, "GET, HEAD, POST, PUT");
+        route_methods_allow(ROUTE_GET, allow, sizeof(allow));
+        assert_string_equal(allow, "GET, HEAD");
+        /* a short buffer keeps whole names only */
+        route_methods_allow(ROUTE_GET | ROUTE_POST, allow, 12);
+        assert_string_equal(allow, "GET, HEAD");
 }
 
 int main(void) {
@@ -114,6 +172,7 @@ int main(void) {
                 cmocka_unit_test(test_no_route_without_a_role),
                 cmocka_unit_test(test_overlap_refused),
                 cmocka_unit_test(test_match),
+                cmocka_unit_test(test_put_and_allow),
                 cmocka_unit_test(test_builtin_table),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -47,7 +47,7 @@ static void test_old_database_migrates(void **state) {
 
         exec_sql(path, old_schema);
         assert_int_equal(store_open(path, 2, &s), 0);
-        assert_int_equal(store_schema_version(s), 3);
+        assert_int_equal(store_schema_version(s), 5);   /* 3: rollouts, 4: compliance, 5: bytes fetched/reused */
         /* everything kept */
         assert_int_equal(store_drone_auth(s, "old-1", &a), 0);
         assert_true(a.exists);
@@ -62,7 +62,7 @@ static void test_old_database_migrates(void **state) {
         store_close(s);
         /* opening again is a no-op */
         assert_int_equal(store_open(path, 1, &s), 0);
-        assert_int_equal(store_schema_version(s), 3);
+        assert_int_equal(store_schema_version(s), 5);   /* 3: rollouts, 4: compliance, 5: bytes fetched/reused */
         store_close(s);
         test_rm_rf(dir);
         free(path);
@@ -93,7 +93,7 @@ static void test_created_time(void **state) {
         (void) state;
 
         assert_int_equal(store_open(path, 1, &s), 0);
-        assert_int_equal(store_schema_version(s), 3);
+        assert_int_equal(store_schema_version(s), 5);   /* 3: rollouts, 4: compliance, 5: bytes fetched/reused */
         assert_int_equal(store_drone_add(s, "d-1", "default", hash, now, now + 3600), 0);
         assert_int_equal(store_drone_add(s, "d-1", "default", hash, now, now + 3600), -EEXIST);
         assert_int_equal(store_drone_json(s, "d-1", &j), 0);

@@ -1,41 +1,29 @@
-# flake-eval.nix: calls nix/flake.nix's outputs with stub inputs (no nixpkgs, no network) and reports its shape.
+# flake-eval.nix: nix/flake.nix's shape: its pinned inputs, and its outputs called with inputs made from the upstream sources.
+# Usage: nix-instantiate --eval --strict --json flake-eval.nix --argstr upstream DIR
+{ upstream }:
+
 let
-  flake = import ../../../nix/flake.nix;
-  stubLib = import ./stub-lib.nix;
-  pkgsFor = system: {
-    inherit system;
-    stdenv.hostPlatform.system = system;
-    callPackage = fn: args: { outPath = "/nix/store/00000000000000000000000000000000-ringil"; inherit system; fnIsPath = builtins.isPath fn; srcArg = args.src or null; };
-  };
-  nixpkgs = {
-    lib = {
-      genAttrs = names: f: builtins.listToAttrs (map (n: { name = n; value = f n; }) names);
-      nixosSystem = args: args;
-    };
-    legacyPackages = {
-      x86_64-linux = pkgsFor "x86_64-linux";
-      aarch64-linux = pkgsFor "aarch64-linux";
-    };
-  };
-  stubModule = name: { _stub = name; };
-  self = flake.outputs inputs;
-  inputs = {
-    inherit self nixpkgs;
-    lanzaboote.nixosModules.lanzaboote = stubModule "lanzaboote";
-    disko.nixosModules.disko = stubModule "disko";
-    jetpack-nixos.nixosModules.default = stubModule "jetpack";
-  };
-  importsOf = m: map (i: if builtins.isPath i then baseNameOf i else i._stub or "module") ((m { lib = stubLib; pkgs = pkgsFor "aarch64-linux"; }).imports or [ ]);
+  up = /. + upstream;
+  lib = import (up + "/nixpkgs-lib-master/lib");
+  pkgs = import ./pkgs.nix { inherit lib; };
+  f = import ./flake-inputs.nix { inherit lib up pkgs; };
+  self = f.outputs;
+  name = m:
+    if builtins.isPath m then baseNameOf m
+    else if builtins.isAttrs m && m ? _file then baseNameOf (dirOf m._file) + "/" + baseNameOf m._file
+    else if builtins.isFunction m then "function"
+    else "attrs";
+  importsOf = m: map name ((m { inherit lib pkgs; }).imports or [ ]);
 in
 {
-  inputs = builtins.mapAttrs (_: i: i.url) flake.inputs;
-  follows = builtins.mapAttrs (_: i: i.inputs.nixpkgs.follows or null) flake.inputs;
+  inputs = builtins.mapAttrs (_: i: i.url) f.declared.inputs;
+  follows = builtins.mapAttrs (_: i: i.inputs.nixpkgs.follows or null) f.declared.inputs;
   packages = builtins.mapAttrs (_: ps: builtins.attrNames ps) self.packages;
-  packageSrcIsPath = builtins.isPath self.packages.x86_64-linux.ringil.srcArg;
+  packageSrcIsPath = self.packages.x86_64-linux.ringil.srcIsPath;
   modules = builtins.mapAttrs (_: importsOf) self.nixosModules;
-  ringildPackageDefault = ((self.nixosModules.ringild { lib = stubLib; pkgs = pkgsFor "aarch64-linux"; }).services.ringild.package.content.system);
+  ringildPackageDefault = (self.nixosModules.ringild { inherit lib pkgs; }).services.ringild.package.content.name;
   drone = {
     inherit (self.nixosConfigurations.orin-drone) system;
-    modules = map (m: if builtins.isPath m then baseNameOf m else if builtins.isAttrs m then m._stub or "attrs" else "function") self.nixosConfigurations.orin-drone.modules;
+    modules = map (m: if builtins.isPath m then baseNameOf m else "function") self.nixosConfigurations.orin-drone.modules;
   };
 }
