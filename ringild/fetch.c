@@ -176,9 +176,10 @@ static int run_fetch_engine(const struct agent_config *c, const struct engine_de
                         (void) snprintf(last_out, sizeof(last_out), "%s", line);
                 }
         }
+        /* End of input, not a signal: an incomplete stream is never installed (the engine refuses a
+         * truncated bundle, exit 3), and the chunks it already received are written first, so the next
+         * run finds them in place instead of fetching them again. */
         safe_close(in[1]);
-        if ((dl_err < 0 || res->no_range) && !sink.broken)
-                (void) kill(pid, SIGTERM);   /* an incomplete stream must not be installed */
         fclose(from);
         code = process_wait(pid);
         res->fetched = fleet_fetch_stats(ff)->bytes;
@@ -224,9 +225,7 @@ static int run_stream_engine(const struct agent_config *c, const struct engine_d
         }
         sink.fd = p[1];
         dl_err = fleet_fetch_all(ff, pipe_sink, &sink);
-        safe_close(p[1]);
-        if (dl_err < 0 && !sink.broken)
-                (void) kill(pid, SIGTERM);
+        safe_close(p[1]);   /* as above: a cut stream ends the engine with "truncated", never installed */
         code = process_wait(pid);
         res->fetched = fleet_fetch_stats(ff)->bytes;
         res->full = true;
