@@ -17,7 +17,7 @@ fi
 
 build_pkgs=(gcc make meson ninja-build pkg-config libssl-dev libjansson-dev libcurl4-openssl-dev
             libsqlite3-dev openssl libevent-dev)
-test_pkgs=(libcmocka-dev python3 python3-pytest clang sbsigntool efitools systemd-boot-efi
+test_pkgs=(libcmocka-dev python3 python3-pytest python3-pytest-xdist clang sbsigntool efitools systemd-boot-efi
            faketime e2fsprogs dosfstools mtools util-linux)
 demo_pkgs=(sbsigntool systemd-boot-efi python3 openssl efitools)
 bench_pkgs=(hyperfine rauc squashfs-tools dbus time lynis python3 sbsigntool systemd-boot-efi curl)

@@ -29,7 +29,7 @@ def test_fleet_update_and_rollback_through_the_server(env, tmp_path):
         # A chardev target would connect once, at qemu's start, and carry one connection; cmd: is spawned
         # for each guest connection: a relay to the server on the host's loopback (busybox nc).
         netdev = (f"user,id=n0,restrict=on,guestfwd=tcp:{GUEST_SERVER}:443-cmd:/bin/busybox nc 127.0.0.1 "
-                  f"{srv.port}")
+                  f"{srv.port},guestfwd=tcp:{GUEST_SERVER}:8443-cmd:/bin/busybox nc 127.0.0.1 {srv.enroll_port}")
         loader = (vmlib.SD_BOOT, vmlib.STUB, vmlib.sdmagic_version(vmlib.SD_BOOT))
         d = Drone(env, tmp_path / "fleet", loader, name="fleet 252")
         d.files["keys/db.pem"] = (pki.dir / "sign.pem").read_bytes()
@@ -38,6 +38,7 @@ def test_fleet_update_and_rollback_through_the_server(env, tmp_path):
         v1, v2, v3 = mk("1.0", "ok"), mk("2.0", "ok"), mk("3.0", "fail")
         token = srv.op("enroll", "vm-drone-1").out.strip()
         agent_conf = f"""server = https://{GUEST_SERVER}
+enroll-server = https://{GUEST_SERVER}:8443
 ca = /ctl/fleet-ca.pem
 cert = /var/lib/ringil/agent/cert.pem
 key = /var/lib/ringil/agent/key.pem
