@@ -184,7 +184,7 @@ static int parse_chunk_sizes(json_t *a, struct bundle_payload *p, size_t n) {
                         return -ENOMEM;
         }
         for (size_t i = 0; i < n; i++) {
-                uint64_t len;
+                uint64_t len = 0;   /* -O3 cannot see get_uint_value() set it on success */
                 int r = get_uint_value(json_array_get(a, i), "chunk size", p->cdc_max, &len);
                 if (r < 0)
                         return r;
