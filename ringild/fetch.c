@@ -91,7 +91,7 @@ static int run_fetch_engine(const struct agent_config *c, const struct engine_de
         struct engine_pipe sink = { .o = o, .pace = { .rate = o->rate, .stop = o->stop } };
         size_t n = 0, cap = 0;
         int in[2], out[2], r, code, dl_err = 0, batches = 0;
-        char line[1024], last_out[FLEET_TEXT_MAX] = "";
+        char line[1024];
         FILE *from;
         pid_t pid;
 
@@ -171,10 +171,8 @@ static int run_fetch_engine(const struct agent_config *c, const struct engine_de
                         n = 0;
                 } else if (strncmp(line, "plan ", 5) == 0)
                         parse_plan_line(line, res);
-                else if (line[0]) {
+                else if (line[0])
                         log_info("install: %s", line);
-                        (void) snprintf(last_out, sizeof(last_out), "%s", line);
-                }
         }
         /* End of input, not a signal: an incomplete stream is never installed (the engine refuses a
          * truncated bundle, exit 3), and the chunks it already received are written first, so the next
@@ -197,7 +195,6 @@ static int run_fetch_engine(const struct agent_config *c, const struct engine_de
                 if (code != 0)
                         snprintf(err, errlen, "%s", engine_err[0] ? engine_err : "install engine failed");
         }
-        (void) last_out;
         return code == 0 ? 0 : engine_exit_to_errno(code);
 }
 

@@ -500,7 +500,9 @@ def test_windows_with_a_controlled_clock(fleet, world):
     rid = upload(srv, world["bundles"]["2.0"])
     srv.op("window", "set", "--drone", "night", "02:00-04:00")
     srv.op("release", str(rid), "--drone", "night")
-    tomorrow = (datetime.now(timezone.utc) + timedelta(days=1)).date()
+    # two days ahead: every faked instant (Tokyo's 01:59 is 16:59 UTC the day before) then falls after the
+    # test certificates' notBefore (made this hour); with one day the test failed from ~17:00 to 19:00 UTC
+    tomorrow = (datetime.now(timezone.utc) + timedelta(days=2)).date()
 
     def at(tokyo_hh_mm):
         # Tokyo is UTC+9 all year; faketime reads FAKETIME in the process's TZ (UTC here)
