@@ -153,6 +153,15 @@ int crypto_sha256(const void *data, size_t len, uint8_t out[static SHA256_LEN]) 
         return 0;
 }
 
+int crypto_hmac_sha256(const void *key, size_t key_len, const void *data, size_t len, uint8_t out[static SHA256_LEN]) {
+        size_t n = 0;
+
+        if (!EVP_Q_mac(NULL, "HMAC", NULL, "SHA256", NULL, key, key_len, data, len, out, SHA256_LEN, &n) ||
+            n != SHA256_LEN)
+                return crypto_fail(-EIO, "HMAC-SHA256");
+        return 0;
+}
+
 int crypto_cert_sha256(X509 *cert, uint8_t out[static SHA256_LEN]) {
         unsigned n = 0;
 

@@ -77,6 +77,9 @@ char *hex_encode(const uint8_t *p, size_t n, char *out);
 /* Strict hex decode of exactly 2n characters into n bytes. */
 int hex_decode(const char *s, uint8_t *out, size_t n);
 
+/* HMAC-SHA256 of data under key. */
+int crypto_hmac_sha256(const void *key, size_t key_len, const void *data, size_t len, uint8_t out[static SHA256_LEN]);
+
 /* Fill with cryptographically secure random bytes. */
 int crypto_random(void *p, size_t n);
 

@@ -6,6 +6,7 @@
 #include <openssl/x509v3.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "fleet-ca.h"
@@ -429,6 +430,16 @@ int ca_cert_serial_hex(X509 *cert, char buf[static CA_SERIAL_HEX_MAX + 1]) {
         for (size_t i = 0; i <= n; i++)
                 buf[i] = (char) (hex[i] >= 'A' && hex[i] <= 'F' ? hex[i] - 'A' + 'a' : hex[i]);
         OPENSSL_free(hex);
+        return 0;
+}
+
+int ca_cert_not_after(X509 *cert, int64_t *ret) {
+        const ASN1_TIME *t = X509_get0_notAfter(cert);
+        struct tm tm = {};
+
+        if (!t || !ASN1_TIME_to_tm(t, &tm))
+                return ringil_fail(-RINGIL_EMALFORMED, "certificate has no readable notAfter");
+        *ret = (int64_t) timegm(&tm);
         return 0;
 }
 

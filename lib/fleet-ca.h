@@ -80,5 +80,7 @@ int ca_cert_cn(X509 *cert, char buf[static CA_NAME_MAX + 1]);
  * written on success. */
 #define CA_SERIAL_HEX_MAX 64
 int ca_cert_serial_hex(X509 *cert, char buf[static CA_SERIAL_HEX_MAX + 1]);
+/* notAfter as Unix seconds (UTC); -RINGIL_EMALFORMED when it cannot be read. */
+int ca_cert_not_after(X509 *cert, int64_t *ret);
 /* Whether the subject carries OU=operator. */
 bool ca_cert_is_operator(X509 *cert);

@@ -16,6 +16,7 @@
 #include "secret.h"
 #include "server.h"
 #include "store-rollout.h"
+#include "ui.h"
 
 static int respond_json(struct route_ctx *x, int status, json_t *j) {
         char *s = j ? json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
@@ -161,6 +162,8 @@ static int route_drone_add(struct route_ctx *x) {
                 return r;
         }
         log_info("registered drone '%s' in group '%s'", id, group);
+        snprintf(x->log_target, sizeof(x->log_target), "drone:%s", id);
+        snprintf(x->log_detail, sizeof(x->log_detail), "register drone in group %s", group);
         out = json_pack("{s:s, s:s, s:s, s:I}", "id", id, "group", group, "token", token, "expires",
                         (json_int_t) expires);
         secret_wipe(token, sizeof(token));
@@ -197,6 +200,8 @@ static int route_drone_token(struct route_ctx *x) {
                 return tp_respond_error(x->resp, 503, "store: %s", ringil_detail());
         }
         log_notice("re-issued the enrollment token of drone '%s'", id);
+        snprintf(x->log_target, sizeof(x->log_target), "drone:%s", id);
+        snprintf(x->log_detail, sizeof(x->log_detail), "re-issue enrollment token");
         out = json_pack("{s:s, s:s, s:I}", "id", id, "token", token, "expires", (json_int_t) expires);
         secret_wipe(token, sizeof(token));
         r = respond_json(x, 201, out);
@@ -207,11 +212,14 @@ static int route_drone_token(struct route_ctx *x) {
 static int route_drone_revoke(struct route_ctx *x) {
         int r = ca_name_valid(x->param) < 0 ? -ENOENT : store_drone_revoke(x->srv->db, x->param);
 
+        snprintf(x->log_target, sizeof(x->log_target), "drone:%s", x->param);
+
         if (r == -ENOENT)
                 return tp_respond_error(x->resp, 404, "no drone '%s'", x->param);
         if (r < 0)
                 return tp_respond_error(x->resp, 503, "store: %s", ringil_detail());
         log_notice("revoked drone '%s'", x->param);
+        snprintf(x->log_detail, sizeof(x->log_detail), "revoke drone");
         return respond_text(x, 200, "application/json", "{\"revoked\":true}");
 }
 
@@ -227,6 +235,7 @@ static int route_enroll(struct route_ctx *x) {
         const char *id = NULL, *token = NULL, *csr = NULL;
         uint8_t raw[32], hash[SHA256_LEN];
         char serial[65] = "";
+        int64_t not_after;
         int r;
 
         if (!srv->device_ca_key)
@@ -247,6 +256,8 @@ static int route_enroll(struct route_ctx *x) {
                 return tp_respond_error(x->resp, 400, "enroll: %s", ringil_detail());
         }
         (void) ca_cert_serial_hex(cert, serial);   /* "" (offline-issued) if it cannot be had */
+        if (ca_cert_not_after(cert, &not_after) < 0)
+                not_after = 0;
         (void) crypto_sha256(raw, sizeof(raw), hash);
         secret_wipe(raw, sizeof(raw));
         r = store_drone_enroll(srv->db, id, hash, (int64_t) time(NULL), serial);
@@ -260,6 +271,9 @@ static int route_enroll(struct route_ctx *x) {
                 json_decref(j);
                 return tp_respond_error(x->resp, 500, "out of memory");
         }
+        /* for the dashboard's identity view; the enrollment stands without it */
+        if (not_after > 0 && serial[0] && store_drone_cert_expiry(srv->db, id, serial, not_after) < 0)
+                log_warning("drone '%s': certificate expiry not recorded: %s", id, ringil_detail());
         atomic_fetch_add(&srv->m.enrollments, 1);
         log_info("enrolled drone '%s' (certificate serial %s)", id, serial);
         {
@@ -382,6 +396,8 @@ static int route_assign(struct route_ctx *x) {
                                     : tp_respond_error(x->resp, 503, "store: %s", ringil_detail());
         }
         log_info("release %" PRIu64 " assigned to %s", rid, target);
+        snprintf(x->log_target, sizeof(x->log_target), "release:%" PRIu64, rid);
+        snprintf(x->log_detail, sizeof(x->log_detail), "assign release %" PRIu64 " to %s", rid, target);
         {
                 json_t *o = json_pack("{s:I, s:s}", "release", (json_int_t) rid, "target", target);
                 json_decref(j);   /* target points into j */
@@ -554,7 +570,8 @@ int api_routes_register(struct route_table *t, uint64_t max_upload) {
                 if (r < 0)
                         return ringil_fail(r, "route '%s' cannot be registered", routes[i].path);
         }
-        return api_rollout_routes_register(t);
+        int r = api_rollout_routes_register(t);
+        return r < 0 ? r : ui_routes_register(t);   /* the dashboard (ui.c): its pages and POST routes */
 }
 
 static bool role_admits(enum route_role role, enum peer_role peer) {
@@ -648,6 +665,34 @@ static int authorize_drone(struct route_ctx *x) {
         return 0;
 }
 
+/*
+ * INVARIANT: every operator request that may change state (any method but GET and HEAD), from the
+ * dashboard or the command line, refused or not, lands in the operator action log with the
+ * certificate that made it. Written after the handler, with its answer; a failed write is logged.
+ */
+static void record_action(struct route_ctx *x) {
+        static const char *const methods[] = { [HTTP_GET] = "GET", [HTTP_HEAD] = "HEAD", [HTTP_POST] = "POST",
+                                               [HTTP_PUT] = "PUT", [HTTP_DELETE] = "DELETE" };
+        char target[sizeof(x->log_target)];
+        int r;
+
+        /* without a target named by the handler, the path's '*' segment names it */
+        snprintf(target, sizeof(target), "%s", x->log_target[0] ? x->log_target : x->param);
+        r = store_action_add(x->srv->db, &(struct operator_action) {
+                .time = (int64_t) time(NULL),
+                .operator_name = x->req->peer,
+                .serial = x->req->serial,
+                .method = (unsigned) x->http->method < ELEMENTSOF(methods) ? methods[x->http->method] : "?",
+                .path = x->http->path,
+                .target = target,
+                .detail = x->log_detail,
+                .status = x->resp->status,
+        });
+        if (r < 0)
+                log_warning("operator '%s' %s: not recorded in the action log: %s", x->req->peer, x->http->path,
+                            ringil_detail());
+}
+
 void api_handle(void *userdata, const struct tp_request *req, struct tp_response *resp) {
         struct server *srv = userdata;
         const struct route *rt = req->route;
@@ -681,4 +726,6 @@ void api_handle(void *userdata, const struct tp_request *req, struct tp_response
                 }
         }
         (void) rt->handler(&x);
+        if (req->role == PEER_OPERATOR && req->http->method != HTTP_GET && req->http->method != HTTP_HEAD)
+                record_action(&x);
 }

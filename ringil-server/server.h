@@ -89,6 +89,10 @@ struct route_ctx {
         struct tp_response *resp;
         const char *param;
         struct drone_auth auth;    /* the calling drone (roles that admit drones); zero for operators */
+        /* the operator action log's entry for this request (api.c records every operator POST):
+         * handlers may name what it acted on and what was done; "" leaves the path to say it */
+        char log_target[160];
+        char log_detail[256];
 };
 
 /* The built-in routes (api.c); -EINVAL if one is malformed (the server does not start). */

@@ -32,7 +32,7 @@ typedef int (*row_fn)(sqlite3_stmt *q, void *userdata);
 struct sqlconn;
 
 /*
- * The store's other files (store-rollout.c, store-compliance.c) run their statements through these.
+ * The store's other files (store-rollout.c, store-compliance.c, store-ui.c) run their statements through these.
  * store_sql() prepares `sql` once per connection (SQLITE_PREPARE_PERSISTENT; the cache is keyed by
  * the literal's address, so sql must be a string literal), binds args, hands every row to row, then
  * resets and clears the bindings whatever happened. Returns the rows seen or a negative errno.
@@ -61,9 +61,10 @@ void store_compliance_close(store *s);
 
 #define STORE_MAX_EXTRA_STMTS 96
 
-/* The schema steps of the other files, run by store.c's migrations (PRAGMA user_version 3 and 4). */
+/* The schema steps of the other files, run by store.c's migrations (PRAGMA user_version 3, 4 and 5). */
 extern const char store_rollout_schema[];
 extern const char store_compliance_schema[];
+extern const char store_ui_schema[];   /* store-ui.c: the action log, dashboard indexes and columns */
 
 /* ---- shared by the rollout store files (store-rollout.c, store-rollout-pass.c, store-compliance.c) ---- */
 

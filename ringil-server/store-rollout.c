@@ -741,7 +741,8 @@ static int event_row(sqlite3_stmt *q, void *userdata) {
         return e && json_array_append_new(userdata, e) == 0 ? 0 : -ENOMEM;
 }
 
-int store_rollout_json(store *s, int64_t id, json_t **ret) {
+/* with_members false: the dashboard's page, which lists only the members that need a look (store-ui.c) */
+static int rollout_json(store *s, int64_t id, bool with_members, json_t **ret) {
         json_t *one = json_array(), *groups = json_array(), *members = json_array(), *events = json_array(), *o = NULL;
         struct sqlconn *c;
         int r;
@@ -769,7 +770,7 @@ int store_rollout_json(store *s, int64_t id, json_t **ret) {
                                  " AND m.state = 'pending') "
                                  "FROM rollout_groups g WHERE g.rollout = ?1 ORDER BY g.idx",
                               ARGS(INT(id)), group_row, groups);
-        if (r >= 0)
+        if (r >= 0 && with_members)
                 r = store_sql(c, "SELECT drone, grp, state, attempt, handed_at, state_at, detail FROM rollout_members "
                                  "WHERE rollout = ?1 ORDER BY ord", ARGS(INT(id)), member_row, members);
         if (r >= 0)
@@ -782,7 +783,8 @@ int store_rollout_json(store *s, int64_t id, json_t **ret) {
         store_reader_done(c);
         if (r >= 0) {
                 json_object_set_new(o, "groups", TAKE_PTR(groups));
-                json_object_set_new(o, "members", TAKE_PTR(members));
+                if (with_members)
+                        json_object_set_new(o, "members", TAKE_PTR(members));
                 json_object_set_new(o, "events", TAKE_PTR(events));
         }
 out:
@@ -796,4 +798,12 @@ out:
         }
         *ret = o;
         return 0;
+}
+
+int store_rollout_json(store *s, int64_t id, json_t **ret) {
+        return rollout_json(s, id, true, ret);
+}
+
+int store_rollout_json_brief(store *s, int64_t id, json_t **ret) {
+        return rollout_json(s, id, false, ret);
 }

@@ -73,6 +73,7 @@ int store_rollout_action(store *s, int64_t id, enum rollout_action a, const stru
                          int64_t now);
 
 int store_rollout_json(store *s, int64_t id, json_t **ret);   /* with groups, counts and members */
+int store_rollout_json_brief(store *s, int64_t id, json_t **ret);   /* the same without "members" */
 int store_rollouts_json(store *s, json_t **ret);              /* summaries */
 
 /* ---- the drone's side ---- */

@@ -105,6 +105,7 @@ static const char *const queries[_Q_MAX] = {
                       "ORDER BY seq DESC LIMIT 100",
         [Q_RELEASES] = "SELECT r.id, r.version, r.compatible, r.size, r.sha256, r.signer, r.created, "
                        "(SELECT group_concat(target, ' ') FROM assignments a WHERE a.release = r.id), "
+                       "r.built, r.expires, r.payloads, "
                        "COALESCE(d.n, 0), COALESCE(d.fetched, 0), COALESCE(d.reused, 0) "
                        "FROM releases r LEFT JOIN (SELECT release, count(*) AS n, sum(bytes_fetched) AS fetched, "
                        "sum(bytes_reused) AS reused FROM drones WHERE bytes_fetched IS NOT NULL GROUP BY release) d "
@@ -151,7 +152,9 @@ static const char *const migrations[] = {
         store_rollout_schema,
         /* 3 → 4: the drones' compliance reports and their history */
         store_compliance_schema,
-        /* 4 → 5: what the drone's last install downloaded and reused from its own slots (delta updates) */
+        /* 4 → 5: the operator action log, certificate expiry, release details, the dashboard's indexes */
+        store_ui_schema,
+        /* 5 → 6: what the drone's last install downloaded and reused from its own slots (delta updates) */
         "ALTER TABLE drones ADD COLUMN bytes_fetched INTEGER;"
         "ALTER TABLE drones ADD COLUMN bytes_reused INTEGER;",
 };
@@ -893,11 +896,22 @@ static int releases_row(sqlite3_stmt *q, void *userdata) {
                               (json_int_t) sqlite3_column_int64(q, 3), "sha256", col_text(q, 4), "signer",
                               col_text(q, 5), "created", (json_int_t) sqlite3_column_int64(q, 6), "assigned",
                               col_text(q, 7));
+        /* what the signed manifest said, recorded at upload (store_release_details); a release uploaded
+         * before it was recorded has none, and a row that does not hold a JSON array is left out */
+        if (e && sqlite3_column_type(q, 10) != SQLITE_NULL) {
+                json_error_t err;
+                json_t *p = json_loads(col_text(q, 10), JSON_REJECT_DUPLICATES, &err);
+                if (json_is_array(p) && json_object_set_new(e, "payloads", p) == 0) {
+                        json_object_set_new(e, "built", json_integer(sqlite3_column_int64(q, 8)));
+                        json_object_set_new(e, "expires", json_integer(sqlite3_column_int64(q, 9)));
+                } else
+                        json_decref(p);
+        }
         /* What the drones now on this release downloaded and found on their own disks for it. */
         if (e)
-                json_object_set_new(e, "delta", json_pack("{s:I, s:I, s:I}", "drones", (json_int_t) sqlite3_column_int64(q, 8),
-                                                          "fetched", (json_int_t) sqlite3_column_int64(q, 9), "reused",
-                                                          (json_int_t) sqlite3_column_int64(q, 10)));
+                json_object_set_new(e, "delta", json_pack("{s:I, s:I, s:I}", "drones", (json_int_t) sqlite3_column_int64(q, 11),
+                                                          "fetched", (json_int_t) sqlite3_column_int64(q, 12), "reused",
+                                                          (json_int_t) sqlite3_column_int64(q, 13)));
         return e && json_array_append_new(userdata, e) == 0 ? 0 : -ENOMEM;
 }
 

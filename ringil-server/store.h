@@ -107,3 +107,99 @@ int store_drone_json(store *s, const char *id, json_t **ret);   /* with history;
 int store_releases_json(store *s, json_t **ret);
 /* Count of drones per state for /metrics. */
 int store_state_counts(store *s, json_t **ret);
+
+/* ---- the operator dashboard and the action log (store-ui.c) ---- */
+
+/*
+ * The dashboard's word for a drone's state (docs/fleet.md "Operator dashboard"): "revoked", then
+ * "silent" (no check-in for silent_after seconds, or never), else what its last report said: "idle"
+ * (also: no report yet), "downloading" (also: retrying a fault that is not the release's), "pending"
+ * (installed, rebooting, waiting for its window: the new slot is not blessed yet), "blessed"
+ * (updated), "rolled-back", "failed".
+ */
+#define STORE_UI_STATES "idle", "downloading", "pending", "blessed", "rolled-back", "failed", "silent", "revoked"
+
+/*
+ * {"total", "state": {WORD: n}, "version": {V: n}, "audit": {…}, "secureboot": {…}}; version, audit and
+ * secureboot count drones that are not revoked, from their last compliance report, by the drift rules
+ * (drift.h): audit "compliant" (a clean pass of the prod profile), "failing", "unevaluated" (checks
+ * that could not be evaluated), "other-profile", "unknown" (none reported); secureboot "enforced"
+ * (user or deployed mode, PK, KEK and db exactly the fleet's), "not-enforced", "foreign-keys"
+ * (enforced, but a key is foreign, missing or unknown), "unknown" (none reported); drift {"release",
+ * "audit", "secureboot", "silent": n}, the drift report's counts (drift.h).
+ */
+int store_fleet_summary(store *s, int64_t now, uint32_t silent_after, json_t **ret);
+
+/*
+ * Every change of a drone's running version, in no particular order: its reports where the version
+ * differs from its previous report's, and its last check-in. Revoked drones are left out. fn returning
+ * < 0 stops with that error.
+ */
+typedef int (*store_version_fn)(int64_t time, const char *drone, const char *version, void *userdata);
+int store_version_changes(store *s, store_version_fn fn, void *userdata);
+
+enum drone_sort {
+        DRONE_SORT_ID,
+        DRONE_SORT_GROUP,
+        DRONE_SORT_VERSION,
+        DRONE_SORT_STATE,
+        DRONE_SORT_LAST_SEEN,
+        _DRONE_SORT_MAX,
+};
+
+/* One page of the drone table. Strings "" match anything. */
+struct drone_query {
+        const char *search;        /* a substring of the id or of the last error (ASCII case-insensitive) */
+        const char *version;       /* the running version, exactly */
+        const char *group;
+        const char *state;         /* one dashboard word (above) */
+        const char *tag;
+        const char *drift;         /* a drift kind (drift.h: "release", "audit", "secureboot", "silent") */
+        enum drone_sort sort;
+        bool desc;
+        uint32_t limit, offset;
+        int64_t now;
+        uint32_t silent_after;
+};
+/* {"total": matches, "drones": [{"id","group","status","state","ui_state","version","last_seen","error",…}]} */
+int store_drones_page(store *s, const struct drone_query *q, json_t **ret);
+/* The values the filters offer: {"versions": [...], "groups": [...], "tags": [...]} (sorted). */
+int store_drone_facets(store *s, json_t **ret);
+
+struct drone_identity {
+        char cert_serial[65];      /* "" when the certificate was issued offline */
+        int64_t cert_not_after;    /* 0 unknown (issued offline, or enrolled before it was recorded) */
+        int64_t enrolled, created;
+        int64_t token_expires;     /* an unused enrollment token's expiry, 0 none */
+};
+/* -ENOENT for an unknown id. */
+int store_drone_identity(store *s, const char *id, struct drone_identity *ret);
+/* Record the expiry of the certificate the server issued (only while serial is the one on record). */
+int store_drone_cert_expiry(store *s, const char *id, const char *serial, int64_t not_after);
+
+/* What the signed manifest of a release says beyond the release row: built, expires, payloads (a JSON
+ * array of {"name","type","size"[,"store_path"]}); store_releases_json() shows them. -ENOENT. */
+int store_release_details(store *s, int64_t id, int64_t built, int64_t expires, const char *payloads_json);
+
+/* One operator request that changed or tried to change something (POST), kept durably. */
+struct operator_action {
+        int64_t time;
+        const char *operator_name;   /* the certificate's CN */
+        const char *serial;          /* its serial, lowercase hex */
+        const char *method, *path;
+        const char *target;          /* "drone:ID", "release:N", "rollout:N", … or "" */
+        const char *detail;          /* what was asked, in words, or "" */
+        int status;                  /* the HTTP status answered */
+};
+int store_action_add(store *s, const struct operator_action *a);
+/* A rollout's member events, oldest first: fn(time, drone, event) for every event that names a drone
+ * ("handed", a member state, "retry", "removed"). -ENOENT: no such rollout. */
+typedef int (*store_rollout_event_fn)(int64_t time, const char *drone, const char *event, void *userdata);
+int store_rollout_history(store *s, int64_t id, store_rollout_event_fn fn, void *userdata);
+/* A rollout's members that need a look: {"total": n, "members": [{"drone","group","state","attempt",
+ * "handed_at","state_at","detail"}]}, failures first, then those in flight, each in rollout order; at most limit. */
+int store_rollout_attention(store *s, int64_t id, uint32_t limit, json_t **ret);
+
+/* Newest first: {"total", "actions": [{"id","time","operator","serial","method","path","target","detail","status"}]};
+ * target NULL: every action. */
+int store_actions_json(store *s, const char *target, uint32_t limit, uint32_t offset, json_t **ret);

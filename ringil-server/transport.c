@@ -102,6 +102,24 @@ struct queue {
         struct conn *head, *tail;
 };
 
+/*
+ * A refused handshake's socket after its connection is gone: OpenSSL wrote the alert that says why
+ * (no certificate, unknown CA), but close() on a socket with unread input makes the kernel answer
+ * with a reset, which can reach the peer before it reads the alert, and then destroys it: a browser
+ * shows "connection reset" instead of "the server did not accept your certificate". So the socket
+ * stops writing, reads and discards what the peer still sends, and is closed at its EOF or after
+ * LINGER_MS. At most LINGER_MAX at a time (past that: closed at once, as before).
+ */
+#define LINGER_MS 1000
+#define LINGER_MAX 256
+
+struct tls_linger {
+        transport *t;
+        int fd;
+        struct event *ev;
+        struct tls_linger *prev, *next;
+};
+
 struct transport {
         struct tp_config cfg;
         struct tp_stats stats;
@@ -121,6 +139,8 @@ struct transport {
         struct addr_slot addrs[ADDR_SLOTS];
         uint64_t log_window_ms;
         unsigned log_count, log_suppressed;
+        struct tls_linger *lingering;             /* refused handshakes closing gently */
+        unsigned n_lingering;
 };
 
 static const char *const refusal_names[_TP_REFUSED_MAX] = {
@@ -885,6 +905,59 @@ static bool error_is_no_certificate(unsigned long e) {
         return ERR_GET_LIB(e) == ERR_LIB_SSL && ERR_GET_REASON(e) == SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE;
 }
 
+static void linger_free(struct tls_linger *l) {
+        transport *t = l->t;
+
+        if (l->prev)
+                l->prev->next = l->next;
+        else
+                t->lingering = l->next;
+        if (l->next)
+                l->next->prev = l->prev;
+        t->n_lingering--;
+        event_free(l->ev);
+        safe_close(l->fd);
+        free(l);
+}
+
+static void on_linger(evutil_socket_t fd, short what, void *userdata) {
+        char buf[4096];
+        ssize_t n;
+
+        if (what & EV_READ) {
+                while ((n = read(fd, buf, sizeof(buf))) > 0)
+                        ;
+                if (n < 0 && (errno == EAGAIN || errno == EINTR))
+                        return;   /* more may come before the peer's EOF or our time-out */
+        }
+        linger_free(userdata);
+}
+
+/* Keep the refused handshake's socket open a moment longer, on a duplicate descriptor (the
+ * bufferevent closes its own when it is freed). Best effort: any failure closes at once. */
+static void linger_close(transport *t, struct bufferevent *bev) {
+        struct timeval tv = { .tv_sec = LINGER_MS / 1000, .tv_usec = (LINGER_MS % 1000) * 1000 };
+        int fd = bufferevent_getfd(bev);
+        struct tls_linger *l;
+
+        if (fd < 0 || t->n_lingering >= LINGER_MAX || !(l = calloc(1, sizeof(*l))))
+                return;
+        *l = (struct tls_linger) { .t = t, .fd = fcntl(fd, F_DUPFD_CLOEXEC, 3) };
+        l->ev = l->fd >= 0 ? event_new(t->base, l->fd, EV_READ | EV_PERSIST, on_linger, l) : NULL;
+        if (!l->ev || event_add(l->ev, &tv) < 0 || shutdown(l->fd, SHUT_WR) < 0) {
+                if (l->ev)
+                        event_free(l->ev);
+                safe_close(l->fd);
+                free(l);
+                return;
+        }
+        l->next = t->lingering;
+        if (l->next)
+                l->next->prev = l;
+        t->lingering = l;
+        t->n_lingering++;
+}
+
 static void on_event(struct bufferevent *bev, short what, void *userdata) {
         struct conn *c = userdata;
         transport *t = c->t;
@@ -909,6 +982,8 @@ static void on_event(struct bufferevent *bev, short what, void *userdata) {
                         while ((e = bufferevent_get_openssl_error(bev)))
                                 no_cert |= error_is_no_certificate(e);
                         refuse(t, no_cert ? TP_REFUSED_NO_CERTIFICATE : TP_REFUSED_TLS, c->addr);
+                        if (what & BEV_EVENT_ERROR)
+                                linger_close(t, bev);   /* so the peer reads the alert that says why */
                 }
                 if (c->state == C_WORKER)
                         return;   /* the worker's answer comes back through the done queue */
@@ -1362,6 +1437,8 @@ void tp_free(transport *t) {
                 c->state = C_IDLE;
                 conn_free(c);
         }
+        while (t->lingering)
+                linger_free(t->lingering);
         for (int i = 0; i < _TP_LISTENER_MAX; i++) {
                 if (t->listener[i])
                         evconnlistener_free(t->listener[i]);

@@ -13,6 +13,31 @@
 #include "log.h"
 #include "server.h"
 
+static int release_details(store *db, int64_t id, const struct bundle_manifest *m) {
+        json_t *p = json_array();
+        char *s;
+        int r;
+
+        for (size_t i = 0; p && i < m->n_payloads; i++) {
+                const struct bundle_payload *pl = &m->payloads[i];
+                json_t *o = json_pack("{s:s, s:s, s:I}", "name", pl->name, "type", bundle_payload_type_to_string(pl->type),
+                                      "size", (json_int_t) pl->size);
+                if (o && pl->store_path)
+                        json_object_set_new(o, "store_path", json_string(pl->store_path));
+                if (!o || json_array_append_new(p, o) < 0) {
+                        json_decref(p);
+                        return -ENOMEM;
+                }
+        }
+        s = p ? json_dumps(p, JSON_COMPACT) : NULL;
+        json_decref(p);
+        if (!s)
+                return -ENOMEM;
+        r = store_release_details(db, id, m->created, m->expires, s);
+        free(s);
+        return r;
+}
+
 /*
  * INVARIANT: a release is registered only after bundle_verify_manifest() and bundle_verify_payloads()
  * accepted the stored bytes against the fleet keyring. Drones verify again on their own keyring: the
@@ -75,7 +100,13 @@ int api_upload(struct route_ctx *x) {
                 return r == -EEXIST ? tp_respond_error(x->resp, 409, "this bundle was uploaded already")
                                     : tp_respond_error(x->resp, 503, "store: %s", ringil_detail());
         }
+        /* for the dashboard: what the verified manifest says beyond the release row (best effort: the
+         * release is registered either way, and the page then says the details were not recorded) */
+        if (release_details(srv->db, id, m) < 0)
+                log_warning("release %" PRId64 ": manifest details not recorded: %s", id, ringil_detail());
         atomic_fetch_add(&srv->m.uploads, 1);
+        snprintf(x->log_target, sizeof(x->log_target), "release:%" PRId64, id);
+        snprintf(x->log_detail, sizeof(x->log_detail), "upload release %s for %s", rel.version, rel.compatible);
         log_info("release %" PRId64 ": version %s for '%s' (%" PRIu64 " bytes, sha256 %s)", id, rel.version,
                  rel.compatible, rel.size, rel.sha256);
         j = json_pack("{s:I, s:s, s:s, s:I, s:s}", "id", (json_int_t) id, "version", rel.version, "compatible",

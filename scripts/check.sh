@@ -49,7 +49,9 @@ suite() {   # suite NAME BUILDDIR MESON-OPTIONS…
     # Slow tests (a VM boot) run once, in the normal pass, not again under the sanitizers.
     local marks=()
     [[ $name == normal ]] || marks=(-m "not slow")
+    # The dashboard's browser test saves a screenshot of each view here (normal pass only: it is slow).
     # One worker per core, up to four (pytest-xdist): every test has its own directories and ports, so they run side by side.
+    RINGIL_SCREENSHOTS="$PWD/$results/screenshots" \
     RINGIL_BUILD="$PWD/$dir" $py -m pytest tests/integration -q -p no:cacheprovider -n "$(( $(nproc) < 4 ? $(nproc) : 4 ))" "${marks[@]}" \
         --junitxml="$results/$name-pytest.xml" 2>&1 | tail -25
     local rc=${PIPESTATUS[0]}

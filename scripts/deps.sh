@@ -45,9 +45,12 @@ vm_pkgs=(qemu-system-x86 ovmf linux-image-amd64 busybox-static dosfstools mtools
          qemu-system-arm qemu-efi-aarch64 systemd-boot-efi sbsigntool python3-pytest-xdist)
 # rollouts: maintenance-window tests under libfaketime, in a real zone (Asia/Tokyo)
 rollout_pkgs=(faketime tzdata)
+# the operator dashboard: its tests drive Debian's headless Chromium with the operator's certificate in an
+# NSS database (certutil, pk12util); DejaVu for the screenshots' text
+dashboard_pkgs=(chromium libnss3-tools fonts-dejavu-core openssl)
 test_pkgs+=("${keys_pkgs[@]}" "${efi_pkgs[@]}" "${bundle_pkgs[@]}" "${install_pkgs[@]}" "${audit_pkgs[@]}" "${fleet_pkgs[@]}" "${nix_pkgs[@]}"
-            "${uki_pkgs[@]}" "${units_pkgs[@]}" "${server_load_pkgs[@]}" "${vm_pkgs[@]}" "${rollout_pkgs[@]}")
-bench_pkgs+=("${server_load_bench_pkgs[@]}" "${delta_bench_pkgs[@]}")
+            "${uki_pkgs[@]}" "${units_pkgs[@]}" "${server_load_pkgs[@]}" "${vm_pkgs[@]}" "${rollout_pkgs[@]}" "${dashboard_pkgs[@]}")
+bench_pkgs+=("${server_load_bench_pkgs[@]}" "${dashboard_pkgs[@]}" "${delta_bench_pkgs[@]}")
 
 case "${1:-test}" in
 build) want=("${build_pkgs[@]}") ;;

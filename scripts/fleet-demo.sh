@@ -87,6 +87,30 @@ try:
     show("ringil-server metrics | grep -E 'rollout_members|drift_drones'",
          type("P", (), {"out": "\n".join(l for l in srv.op("metrics").out.splitlines()
                                          if l.startswith(("ringil_rollout_members", "ringil_drift_drones")))})())
+    say("the operator dashboard: the same fleet in a browser, over the same mutual TLS")
+    import html, re, ssl, urllib.request
+    ctx = ssl.create_default_context(cafile=str(pki.ca))
+    ctx.load_cert_chain(str(w / "pki/op/alice.pem"), str(w / "pki/op/alice.key"))
+    page = urllib.request.urlopen(srv.url + "/ui/", context=ctx, timeout=30).read().decode()
+    cards = re.findall(r'data-state="([a-z-]+)"><a [^>]*><span class="n">(\d+)</span>', page)
+    print(f"GET {srv.url}/ui/ with alice's certificate: " + ", ".join(f"{n} {s}" for s, n in cards if n != "0"))
+    page = urllib.request.urlopen(f"{srv.url}/ui/rollout?id={ro}", context=ctx, timeout=30).read().decode()
+    groups = re.findall(r'data-group="(\d+)" data-blessed="(\d+)" data-failed="(\d+)"', page)
+    print(f"GET {srv.url}/ui/rollout?id={ro}: " + ", ".join(f"group {g}: {b} blessed, {f} failed" for g, b, f in groups))
+    p12 = w / "pki/op/alice.p12"
+    run(["openssl", "pkcs12", "-export", "-in", w / "pki/op/alice.pem", "-inkey", w / "pki/op/alice.key",
+         "-name", "alice (ringil operator)", "-out", p12, "-passout", "pass:ringil-demo"])
+    print(f"""
+dashboard: {srv.url}/ui/   (this rollout: {srv.url}/ui/rollout?id={ro})
+  A browser needs the operator's certificate (without it the TLS handshake fails: ERR_BAD_SSL_CLIENT_AUTH_CERT):
+  - import {p12} (password: ringil-demo) as one of "Your certificates"
+    (Chromium/Chrome on Linux: pk12util -i {p12} -d sql:$HOME/.pki/nssdb -W ringil-demo;
+     Firefox: Settings > Privacy & Security > Certificates > View Certificates > Your Certificates > Import);
+  - trust {pki.ca} as an authority for websites
+    (certutil -A -d sql:$HOME/.pki/nssdb -n "ringil fleet CA" -t C,, -i {pki.ca}; Firefox: Authorities > Import);
+  - open the address above and pick "alice" when the browser asks for a certificate.""")
+    if sys.stdin.isatty() and os.environ.get("RINGIL_DEMO_WAIT", "1") != "0":
+        input("The server keeps running for you: press Enter to stop it and remove the demo files. ")
 finally:
     srv.stop()
 

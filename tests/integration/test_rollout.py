@@ -500,8 +500,8 @@ def test_windows_with_a_controlled_clock(fleet, world):
     rid = upload(srv, world["bundles"]["2.0"])
     srv.op("window", "set", "--drone", "night", "02:00-04:00")
     srv.op("release", str(rid), "--drone", "night")
-    # two days ahead: every faked instant (Tokyo's 01:59 is 16:59 UTC the day before) then falls after the
-    # test certificates' notBefore (made this hour); with one day the test failed from ~17:00 to 19:00 UTC
+    # Tokyo times of the day after tomorrow (UTC): every faked instant lies ahead of the real clock, so the
+    # certificates made now are valid then (with "tomorrow", 02:30 in Tokyo was before now from 17:30 UTC on)
     tomorrow = (datetime.now(timezone.utc) + timedelta(days=2)).date()
 
     def at(tokyo_hh_mm):
