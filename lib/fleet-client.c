@@ -41,6 +41,50 @@ void fleet_client_free(fleet_client *fc) {
         free(fc);
 }
 
+/*
+ * The TLS and transfer settings every request of ours uses (fleet clients and lib/fleet-fetch.c's
+ * handles). The fleet server: pinned to `ca`, never the system trust store, with the drone's or
+ * operator's certificate. A mirror: no client certificate ever, `ca` if given else the system's trust
+ * store, https redirects followed (a CDN or object store may redirect to where the file is).
+ */
+static void easy_setup(CURL *curl, const char *ca, const char *cert, const char *key, unsigned timeout_sec, bool mirror) {
+        pthread_once(&curl_once, curl_init_once);
+        curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "https");
+        curl_easy_setopt(curl, CURLOPT_REDIR_PROTOCOLS_STR, "https");
+        curl_easy_setopt(curl, CURLOPT_FOLLOWLOCATION, mirror ? 1L : 0L);
+        curl_easy_setopt(curl, CURLOPT_MAXREDIRS, 3L);
+        curl_easy_setopt(curl, CURLOPT_SSLVERSION, (long) CURL_SSLVERSION_TLSv1_2);
+        curl_easy_setopt(curl, CURLOPT_SSL_VERIFYPEER, 1L);
+        curl_easy_setopt(curl, CURLOPT_SSL_VERIFYHOST, 2L);
+        if (!mirror || ca) {
+                /* Pin: only our CA file, never the system trust store. */
+                curl_easy_setopt(curl, CURLOPT_CAINFO, ca);
+                curl_easy_setopt(curl, CURLOPT_CAPATH, NULL);
+        }
+        /* else: libcurl's default, the system's trust store. A mirror is not trusted for anything: every
+         * byte from it is checked against hashes the server gave us. */
+        /* INVARIANT: a mirror's handle never holds the drone's certificate or key. */
+        if (cert && !mirror)
+                curl_easy_setopt(curl, CURLOPT_SSLCERT, cert);
+        if (key && !mirror)
+                curl_easy_setopt(curl, CURLOPT_SSLKEY, key);
+        curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT, (long) MIN(timeout_sec, 30u));
+        curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+        curl_easy_setopt(curl, CURLOPT_TCP_KEEPALIVE, 1L);
+        /* Slow-retrieval defence: under 1 KiB/s for the whole timeout aborts the transfer. */
+        curl_easy_setopt(curl, CURLOPT_LOW_SPEED_LIMIT, 1024L);
+        curl_easy_setopt(curl, CURLOPT_LOW_SPEED_TIME, (long) timeout_sec);
+        curl_easy_setopt(curl, CURLOPT_USERAGENT, "ringil/" "0.1");
+}
+
+void fleet_client_easy_setup(void *handle, const char *ca, const char *cert, const char *key, unsigned timeout_sec) {
+        easy_setup(handle, ca, cert, key, timeout_sec, false);
+}
+
+void fleet_client_easy_setup_mirror(void *handle, const char *ca, unsigned timeout_sec) {
+        easy_setup(handle, ca, NULL, NULL, timeout_sec, true);
+}
+
 /* Split "URL[,URL…]" (commas and blanks between) into fc->bases; each must be https://. */
 static int set_bases(fleet_client *fc, const char *list) {
         const char *p = list;
@@ -95,33 +139,7 @@ static int client_new(const char *base_urls, const char *ca, const char *cert, c
                 free(fc);
                 return -ENOMEM;
         }
-        curl_easy_setopt(fc->curl, CURLOPT_PROTOCOLS_STR, "https");
-        curl_easy_setopt(fc->curl, CURLOPT_REDIR_PROTOCOLS_STR, "https");
-        /* A mirror may be an object store or a CDN that redirects to where the file is; the server never does. */
-        curl_easy_setopt(fc->curl, CURLOPT_FOLLOWLOCATION, mirror ? 1L : 0L);
-        curl_easy_setopt(fc->curl, CURLOPT_MAXREDIRS, 3L);
-        curl_easy_setopt(fc->curl, CURLOPT_SSLVERSION, (long) CURL_SSLVERSION_TLSv1_2);
-        curl_easy_setopt(fc->curl, CURLOPT_SSL_VERIFYPEER, 1L);
-        curl_easy_setopt(fc->curl, CURLOPT_SSL_VERIFYHOST, 2L);
-        if (!mirror || ca) {
-                /* Pin: only our CA file, never the system trust store. */
-                curl_easy_setopt(fc->curl, CURLOPT_CAINFO, ca);
-                curl_easy_setopt(fc->curl, CURLOPT_CAPATH, NULL);
-        }
-        /* else: libcurl's default, the system's trust store. A mirror is not trusted for anything: every
-         * byte from it is checked against hashes the server gave us. */
-        /* INVARIANT: a mirror client never holds the drone's certificate or key. */
-        if (cert && !mirror)
-                curl_easy_setopt(fc->curl, CURLOPT_SSLCERT, cert);
-        if (key && !mirror)
-                curl_easy_setopt(fc->curl, CURLOPT_SSLKEY, key);
-        curl_easy_setopt(fc->curl, CURLOPT_CONNECTTIMEOUT, (long) MIN(timeout_sec, 30u));
-        curl_easy_setopt(fc->curl, CURLOPT_NOSIGNAL, 1L);
-        curl_easy_setopt(fc->curl, CURLOPT_TCP_KEEPALIVE, 1L);
-        /* Slow-retrieval defence: under 1 KiB/s for the whole timeout aborts the transfer. */
-        curl_easy_setopt(fc->curl, CURLOPT_LOW_SPEED_LIMIT, 1024L);
-        curl_easy_setopt(fc->curl, CURLOPT_LOW_SPEED_TIME, (long) timeout_sec);
-        curl_easy_setopt(fc->curl, CURLOPT_USERAGENT, "ringil/" "0.1");
+        easy_setup(fc->curl, ca, cert, key, timeout_sec, mirror);
         curl_easy_setopt(fc->curl, CURLOPT_ERRORBUFFER, fc->errbuf);
         *ret = fc;
         return 0;
@@ -138,6 +156,14 @@ int fleet_client_new_mirror(const char *url, const char *ca, unsigned timeout_se
 
 const char *fleet_client_url(const fleet_client *fc) {
         return fc->bases[fc->cur];
+}
+
+size_t fleet_client_servers(const fleet_client *fc, const char **ret, size_t max) {
+        size_t n = MIN(fc->n_bases, max);
+
+        for (size_t i = 0; i < n; i++)
+                ret[i] = fc->bases[(fc->cur + i) % fc->n_bases];
+        return n;
 }
 
 long fleet_client_retry_after(const fleet_client *fc) {

@@ -33,6 +33,8 @@ int fleet_client_new(const char *base_urls, const char *ca, const char *cert, co
 int fleet_client_new_mirror(const char *url, const char *ca, unsigned timeout_sec, fleet_client **ret);
 /* The base URL in use (for messages). */
 const char *fleet_client_url(const fleet_client *fc);
+/* The client's server URLs, the one in use first, at most max of them into ret; their number. */
+size_t fleet_client_servers(const fleet_client *fc, const char **ret, size_t max);
 /* Seconds the last answer asked to wait (Retry-After), 0 when it did not. */
 long fleet_client_retry_after(const fleet_client *fc);
 void fleet_client_free(fleet_client *fc);
@@ -76,3 +78,10 @@ int fleet_client_send(fleet_client *fc, const char *method, const char *path, ui
 typedef int (*fleet_sink_t)(void *userdata, const void *p, size_t n);
 int64_t fleet_client_get_range(fleet_client *fc, const char *path, uint64_t offset, uint64_t len,
                                fleet_sink_t sink, void *userdata, long *ret_status);
+
+/* Apply our TLS settings (pinned CA, client certificate, TLS >= 1.2, timeouts, https only) to a libcurl
+ * easy handle (CURL *); for the range fetcher's parallel handles (lib/fleet-fetch.h). */
+void fleet_client_easy_setup(void *curl, const char *ca, const char *cert, const char *key, unsigned timeout_sec);
+/* The same for a bundle mirror: no client certificate ever; ca, or the system's trust store when NULL;
+ * https redirects followed. */
+void fleet_client_easy_setup_mirror(void *curl, const char *ca, unsigned timeout_sec);

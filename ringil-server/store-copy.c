@@ -47,12 +47,14 @@ static const struct copy_table tables[] = {
           "meta_sha256, mirrors, built, expires, payloads) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, "
           "?13, ?14, ?15)",
           "SELECT count(*) FROM releases" },
-        { "drones", "TTIBITIITTTTITTIIIII",
+        { "drones", "TTIBITIITTTTITTIIIIIII",
           "SELECT id, grp, status, token_hash, token_expires, cert_serial, created, last_seen, version, slot, boot, state, "
-          "release, target, error, audit_pass, audit_fail, last_seq, enrolled, cert_not_after FROM drones ORDER BY id",
+          "release, target, error, audit_pass, audit_fail, last_seq, enrolled, cert_not_after, bytes_fetched, "
+          "bytes_reused FROM drones ORDER BY id",
           "INSERT INTO drones(id, grp, status, token_hash, token_expires, cert_serial, created, last_seen, version, slot, "
-          "boot, state, release, target, error, audit_pass, audit_fail, last_seq, enrolled, cert_not_after) VALUES (?1, "
-          "?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
+          "boot, state, release, target, error, audit_pass, audit_fail, last_seq, enrolled, cert_not_after, "
+          "bytes_fetched, bytes_reused) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, "
+          "?17, ?18, ?19, ?20, ?21, ?22)",
           "SELECT count(*) FROM drones" },
         { "assignments", "TII",
           "SELECT target, release, created FROM assignments ORDER BY target",
@@ -178,7 +180,7 @@ int store_copy(store *from, store *to, json_t **ret) {
 
         if (!counts)
                 return -ENOMEM;
-        _Static_assert(STORE_SCHEMA_VERSION == 6, "a new schema version: add its tables and columns here");
+        _Static_assert(STORE_SCHEMA_VERSION == 7, "a new schema version: add its tables and columns here");
         /* One snapshot of the source: a live server may go on writing, the copy is of one instant. */
         r = store_snapshot(from, &src);
         if (r < 0)

@@ -182,10 +182,11 @@ int store_pg_open(const char *url, unsigned connections, store **ret);
  *   4  the drones' compliance reports and their history (SQLite: store_compliance_schema)
  *   5  the operator action log, certificate expiry, release details, the dashboard's indexes
  *      (SQLite: store_ui_schema in store-ui.c)
- *   6  release mirrors and the bundle's signed-metadata hash; releases the server only references;
+ *   6  what each drone's last install downloaded and reused (delta updates)
+ *   7  release mirrors and the bundle's signed-metadata hash; releases the server only references;
  *      the scheduler's holder, for operators to see
  */
-#define STORE_SCHEMA_VERSION 6
+#define STORE_SCHEMA_VERSION 7
 
 /* The SQLite schema steps 3, 4 and 5, kept beside the code that uses them. */
 extern const char store_rollout_schema[];

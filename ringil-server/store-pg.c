@@ -118,8 +118,14 @@ static const char *const migration_5[] = {
         "CREATE INDEX drones_grp ON drones(grp, id)",
         NULL,
 };
-/* mirrors, the signed metadata's hash, the scheduler's holder */
+/* what the drone's last install downloaded and reused from its own slots (delta updates) */
 static const char *const migration_6[] = {
+        "ALTER TABLE drones ADD COLUMN bytes_fetched BIGINT",
+        "ALTER TABLE drones ADD COLUMN bytes_reused BIGINT",
+        NULL,
+};
+/* mirrors, the signed metadata's hash, the scheduler's holder */
+static const char *const migration_7[] = {
         "ALTER TABLE releases ADD COLUMN meta_size BIGINT",
         "ALTER TABLE releases ADD COLUMN meta_sha256 TEXT",
         "ALTER TABLE releases ADD COLUMN mirrors TEXT NOT NULL DEFAULT ''",
@@ -127,7 +133,9 @@ static const char *const migration_6[] = {
         "seen BIGINT NOT NULL)",
         NULL,
 };
-static const char *const *const migrations[] = { migration_1, migration_2, migration_3, migration_4, migration_5, migration_6 };
+static const char *const *const migrations[] = {
+        migration_1, migration_2, migration_3, migration_4, migration_5, migration_6, migration_7,
+};
 
 _Static_assert(ELEMENTSOF(migrations) == STORE_SCHEMA_VERSION, "one PostgreSQL migration per schema version");
 

@@ -49,7 +49,10 @@ static const char *const migrations[] = {
         store_compliance_schema,
         /* 4 → 5: the operator action log, certificate expiry, release details, the dashboard's indexes */
         store_ui_schema,
-        /* 5 → 6: mirrors and the signed metadata's hash of a release (path '' when only referenced);
+        /* 5 → 6: what the drone's last install downloaded and reused from its own slots (delta updates) */
+        "ALTER TABLE drones ADD COLUMN bytes_fetched INTEGER;"
+        "ALTER TABLE drones ADD COLUMN bytes_reused INTEGER;",
+        /* 6 → 7: mirrors and the signed metadata's hash of a release (path '' when only referenced);
          * who runs the scheduler */
         "ALTER TABLE releases ADD COLUMN meta_size INTEGER;"
         "ALTER TABLE releases ADD COLUMN meta_sha256 TEXT;"

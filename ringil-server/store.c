@@ -187,7 +187,9 @@ static const char Q_EVENT_ADD[] =
         "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT DO NOTHING";
 static const char Q_DRONE_REPORT[] =
         "UPDATE drones SET last_seq = ?2, last_seen = ?3, state = ?4, release = ?5, "
-        "version = CASE WHEN ?6 = '' THEN version ELSE ?6 END, target = ?7, error = ?8 WHERE id = ?1 AND last_seq < ?2";
+        "version = CASE WHEN ?6 = '' THEN version ELSE ?6 END, target = ?7, error = ?8, "
+        "bytes_fetched = CASE WHEN ?9 + ?10 > 0 THEN ?9 ELSE bytes_fetched END, "
+        "bytes_reused = CASE WHEN ?9 + ?10 > 0 THEN ?10 ELSE bytes_reused END WHERE id = ?1 AND last_seq < ?2";
 static const char Q_RELEASE_ADD[] =
         "INSERT INTO releases(version, compatible, size, sha256, path, signer, manifest_digest, created, meta_size, "
         "meta_sha256, mirrors) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) RETURNING id";
@@ -206,7 +208,8 @@ static const char Q_RELEASE_EXISTS[] = "SELECT id FROM releases WHERE id = ?1";
 #define DRONE_COLUMNS                                                                                        \
         "SELECT id, grp, status, COALESCE(last_seen, 0), COALESCE(version, ''), COALESCE(state, ''), "      \
         "COALESCE(release, 0), COALESCE(target, ''), COALESCE(error, ''), COALESCE(slot, ''), "            \
-        "COALESCE(boot, ''), audit_pass, audit_fail, created, COALESCE(enrolled, 0) FROM drones "
+        "COALESCE(boot, ''), audit_pass, audit_fail, created, COALESCE(enrolled, 0), bytes_fetched, "        \
+        "bytes_reused FROM drones "
 static const char Q_DRONES[] = DRONE_COLUMNS "ORDER BY id";
 static const char Q_DRONE[] = DRONE_COLUMNS "WHERE id = ?1";
 static const char Q_HISTORY[] =
@@ -214,7 +217,10 @@ static const char Q_HISTORY[] =
 #define RELEASES_SQL(agg)                                                                                    \
         "SELECT r.id, r.version, r.compatible, r.size, r.sha256, r.signer, r.created, "                      \
         "(SELECT " agg " FROM assignments a WHERE a.release = r.id), r.path, COALESCE(r.mirrors, ''), "    \
-        "r.built, r.expires, r.payloads FROM releases r ORDER BY r.id"
+        "r.built, r.expires, r.payloads, COALESCE(d.n, 0), COALESCE(d.fetched, 0), COALESCE(d.reused, 0) "   \
+        "FROM releases r LEFT JOIN (SELECT release, count(*) AS n, sum(bytes_fetched) AS fetched, "          \
+        "sum(bytes_reused) AS reused FROM drones WHERE bytes_fetched IS NOT NULL GROUP BY release) d "      \
+        "ON d.release = r.id ORDER BY r.id"
 static const char Q_RELEASES_SQLITE[] = RELEASES_SQL("group_concat(target, ' ')");
 static const char Q_RELEASES_PG[] = RELEASES_SQL("string_agg(target, ' ' ORDER BY target)");
 static const char Q_STATE_COUNTS[] =
@@ -398,7 +404,8 @@ int store_report(store *s, const char *id, const struct fleet_status *st, int64_
          * taking reports of one drone at once cannot both store, nor store an older one over a newer. */
         r = store_sql(c, Q_DRONE_REPORT,
                       ARGS(TEXT(id), INT(st->seq), INT(now), TEXT(state), INT(st->release), TEXT(st->version),
-                           TEXT(st->target), TEXT(st->error)),
+                           TEXT(st->target), TEXT(st->error), INT((int64_t) st->bytes_fetched),
+                           INT((int64_t) st->bytes_reused)),
                       NULL, NULL);
         if (r >= 0 && store_sql_changes(c) == 1) {
                 /* INVARIANT: the event and the drone's state change commit together, or neither does. */
@@ -595,6 +602,10 @@ static json_t *drone_row(const struct sql_row *q) {
         if (j && !row_null(q, 11))
                 json_object_set_new(j, "audit", json_pack("{s:I, s:I}", "pass", (json_int_t) row_int(q, 11), "fail",
                                                           (json_int_t) row_int(q, 12)));
+        /* what its last install downloaded and reused from its own slots (delta updates) */
+        if (j && !row_null(q, 15))
+                json_object_set_new(j, "delta", json_pack("{s:I, s:I}", "fetched", (json_int_t) row_int(q, 15), "reused",
+                                                          (json_int_t) row_int(q, 16)));
         return j;
 }
 
@@ -680,6 +691,11 @@ static int releases_row(const struct sql_row *q, void *userdata) {
                               (json_int_t) row_int(q, 3), "sha256", row_text(q, 4), "signer", row_text(q, 5),
                               "created", (json_int_t) row_int(q, 6), "assigned", row_text(q, 7),
                               "stored", row_text(q, 8)[0] != '\0', "mirrors", mirror_list(row_text(q, 9)));
+        /* What the drones now on this release downloaded and found on their own disks for it. */
+        if (e)
+                json_object_set_new(e, "delta", json_pack("{s:I, s:I, s:I}", "drones", (json_int_t) row_int(q, 13),
+                                                          "fetched", (json_int_t) row_int(q, 14), "reused",
+                                                          (json_int_t) row_int(q, 15)));
         /* what the signed manifest said, recorded at upload (store_release_details); a release uploaded
          * before it was recorded has none, and a row that does not hold a JSON array is left out */
         if (e && !row_null(q, 12)) {

@@ -13,7 +13,7 @@
 #include "agent.h"
 #include "crypto.h"
 #include "err.h"
-#include "fetch.h"
+#include "source.h"
 #include "fileio.h"
 #include "log.h"
 
@@ -70,6 +70,13 @@ void download_forget(const struct agent_config *c, const struct fleet_assignment
         (void) unlink(done);
 }
 
+bool download_started(const struct agent_config *c, const struct fleet_assignment *as) {
+        char part[PATH_MAX], done[PATH_MAX];
+
+        names(c, as, part, done);
+        return access(part, F_OK) == 0 || access(done, F_OK) == 0;
+}
+
 static int hash_file(int fd, uint8_t out[static SHA256_LEN]) {
         EVP_MD_CTX *ctx = NULL;
         uint8_t buf[1 << 16];
@@ -108,22 +115,31 @@ static void sleep_ms(unsigned ms, const volatile sig_atomic_t *stop) {
         }
 }
 
-static void fetcher_freep(fetcher **f) {
-        fetcher_free(*f);
-}
-
 static uint64_t now_ms(void) {
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
         return (uint64_t) ts.tv_sec * 1000u + (uint64_t) ts.tv_nsec / 1000000u;
 }
 
+void download_pace(struct download_pacer *p, size_t n) {
+        uint64_t due;
+
+        if (!p->rate)
+                return;
+        if (!p->start_ms)
+                p->start_ms = now_ms();
+        /* Pace the transfer ourselves: sleeping here stops curl reading, and TCP holds the server back
+         * (libcurl 7.88's CURLOPT_MAX_RECV_SPEED_LARGE did not limit anything here, measured). */
+        p->bytes += n;
+        due = p->start_ms + p->bytes * 1000u / p->rate;
+        if (due > now_ms())
+                sleep_ms((unsigned) MIN(due - now_ms(), 10000u), p->stop);
+}
+
 struct file_sink {
         int fd;
         uint64_t written;
-        uint64_t rate;                      /* bytes/s, 0: none */
-        uint64_t start_ms, since_start;     /* the limiter's clock and bytes since then */
-        const volatile sig_atomic_t *stop;
+        struct download_pacer pace;
 };
 
 static int sink_write(void *userdata, const void *p, size_t n) {
@@ -133,15 +149,7 @@ static int sink_write(void *userdata, const void *p, size_t n) {
         if (r < 0)
                 return r;
         s->written += n;
-        if (s->rate) {
-                /* Pace the transfer ourselves: sleeping here stops curl reading, and TCP holds the server
-                 * back (libcurl 7.88's CURLOPT_MAX_RECV_SPEED_LARGE did not limit anything here, measured). */
-                uint64_t due;
-                s->since_start += n;
-                due = s->start_ms + s->since_start * 1000u / s->rate;
-                if (due > now_ms())
-                        sleep_ms((unsigned) MIN(due - now_ms(), 10000u), s->stop);
-        }
+        download_pace(&s->pace, n);
         return 0;
 }
 
@@ -150,9 +158,8 @@ int download_bundle(const struct agent_config *c, fleet_client *fc, const struct
                     uint64_t *ret_fetched, char *err, size_t errlen) {
         char part[PATH_MAX], done[PATH_MAX], want[65];
         _cleanup_close_ int fd = -EBADF;
-        _cleanup_(fetcher_freep) fetcher *f = NULL;
-        uint64_t from_mirrors, from_server;
-        unsigned refused;
+        _cleanup_(source_freep) source *src = NULL;
+        struct source_stats ss;
         struct file_sink sink = {};
         struct statvfs vfs;
         struct stat st;
@@ -181,9 +188,7 @@ int download_bundle(const struct agent_config *c, fleet_client *fc, const struct
         }
         sink.fd = fd;
         sink.written = (uint64_t) st.st_size;
-        sink.rate = as->rate;
-        sink.stop = stop;
-        sink.start_ms = now_ms();
+        sink.pace = (struct download_pacer){ .rate = as->rate, .stop = stop, .start_ms = now_ms() };
         if (sink.written > as->size) {
                 if (ftruncate(fd, 0) < 0)
                         return negative_errno();
@@ -198,7 +203,7 @@ int download_bundle(const struct agent_config *c, fleet_client *fc, const struct
         if (sink.written > 0)
                 log_info("resuming release %" PRId64 " at byte %" PRIu64 " of %" PRIu64, as->release, sink.written,
                          as->size);
-        r = fetcher_new(c, fc, as, &f);
+        r = source_new(c, fc, as, &src);
         if (r < 0) {
                 snprintf(err, errlen, "%s", ringil_detail());
                 return r;
@@ -206,20 +211,17 @@ int download_bundle(const struct agent_config *c, fleet_client *fc, const struct
         /* With a rate limit, ranges of about five seconds: progress reports and SIGTERM stay prompt. */
         window = as->rate ? MIN(MAX(as->rate * 5, (uint64_t) RANGE_MIN), (uint64_t) RANGE_MAX) : RANGE_MAX;
         while (sink.written < as->size) {
-                uint64_t before = sink.written, at;
-                int64_t n;
+                uint64_t before = sink.written;
+                int n;
 
                 if (stop && *stop)
                         return -EINTR;
-                n = fetcher_read(f, sink.written, MIN(window, as->size - sink.written), sink_write, &sink);
-                if (n == -EINVAL && fetcher_resume_at(f, sink.written, &at) >= 0) {
-                        /* an earlier process was cut inside a unit: what it wrote of that unit goes */
-                        if (ftruncate(fd, (off_t) at) < 0)
-                                return negative_errno();
-                        log_debug("resuming at byte %" PRIu64 ", the start of the unit holding %" PRIu64, at, sink.written);
-                        sink.written = at;
-                        continue;
-                }
+                /* a range that starts inside a unit (an earlier process was cut there) is fetched from the
+                 * unit's start, checked, and only the missing bytes are written */
+                n = source_ranges(src, &(struct fetch_range){ sink.written, MIN(window, as->size - sink.written) }, 1,
+                                  sink_write, &sink);
+                if (n == -ERANGE)
+                        n = source_all(src, sink.written, sink_write, &sink);   /* no source takes Range */
                 *ret_fetched += sink.written - before;
                 (void) fdatasync(fd);
                 if (stop && *stop)
@@ -238,14 +240,14 @@ int download_bundle(const struct agent_config *c, fleet_client *fc, const struct
                 if (++stalls > MAX_STALLS) {
                         snprintf(err, errlen, "download stalled at byte %" PRIu64 " of %" PRIu64 ": %s", sink.written,
                                  as->size, ringil_detail());
-                        return n < 0 ? (int) n : -ETIMEDOUT;
+                        return n < 0 ? n : -ETIMEDOUT;
                 }
                 log_debug("download interrupted at %" PRIu64 " (%s), retrying", sink.written, ringil_detail());
                 sleep_ms(MIN(100u << MIN(stalls, 6u), 2000u), stop);
         }
-        fetcher_stats(f, &from_mirrors, &from_server, &refused);
+        source_stats(src, &ss);
         log_info("release %" PRId64 ": %" PRIu64 " bytes from mirrors, %" PRIu64 " from the server%s", as->release,
-                 from_mirrors, from_server, refused ? " (a mirror served wrong bytes and was dropped)" : "");
+                 ss.from_mirrors, ss.from_server, ss.refused ? " (a source sent wrong bytes and was dropped)" : "");
         r = hash_file(fd, digest);
         if (r < 0)
                 return r;

@@ -1,5 +1,7 @@
 """test_fleet_mirrors.py: bundles from static hosts: a mirror (nginx, its own CA) serves the bundle, one
-serves a flipped byte, one is down, one cuts every connection; releases the server only references."""
+serves a flipped byte, one is down, one cuts every connection; releases the server only references; a delta
+install whose missing chunks come from the mirror. Both of the agent's ways get the checks: the delta
+install's fetch protocol (the default) and the whole-bundle download (delta = no, or outside a window)."""
 import json
 import os
 import socket
@@ -7,7 +9,7 @@ import socket
 import pytest
 
 from fleetsim import CuttingProxy, Mirror, request, tls_context
-from test_fleet import fleet, update_to_completion, world  # noqa: F401 (fixtures and a helper)
+from test_fleet import delta_bundles, fleet, update_to_completion, world  # noqa: F401 (fixtures and a helper)
 
 
 @pytest.fixture
@@ -21,9 +23,9 @@ def upload(srv, bundle, *args):
     return int(srv.op("upload", "--quiet", *args, bundle).out.strip())
 
 
-def mirrored_drone(drone, name, mirror):
+def mirrored_drone(drone, name, mirror, delta=True):
     dr = drone(name)
-    dr.extra_conf = f"mirror-ca = {mirror.ca}\n"
+    dr.extra_conf = f"mirror-ca = {mirror.ca}\n" + ("" if delta else "delta = no\n")
     dr.write_agent_conf(dr.url)
     return dr
 
@@ -60,12 +62,13 @@ def test_mirror_serves_the_bundle(fleet, world, mirror):
     assert sum(r[1] for r in reqs) == size
 
 
+@pytest.mark.parametrize("way", ["delta", "download"])
 @pytest.mark.parametrize("where", ["payload", "metadata"])
-def test_mirror_with_a_flipped_byte(fleet, world, mirror, where):
+def test_mirror_with_a_flipped_byte(fleet, world, mirror, where, way):
     """One wrong byte: caught by the chunk hash (or the metadata hash), the mirror dropped, the rest
     from the server; the drone installs the right bundle and reports no failure."""
     srv, drone = fleet
-    dr = mirrored_drone(drone, "drone-f", mirror)
+    dr = mirrored_drone(drone, "drone-f", mirror, delta=way == "delta")
     bundle = world["bundles"]["2.0"]
     size = os.path.getsize(bundle)
     url = mirror.publish(bundle, "v2.bundle")
@@ -167,3 +170,46 @@ def test_mirror_urls_are_checked(fleet, world, mirror):
         assert status == 400, body
     assert srv.op("mirrors", str(rid)).returncode == 0   # cleared
     assert json.loads(srv.op("status", "--json").out)[0]["mirrors"] == []
+
+
+def test_delta_install_from_a_mirror(fleet, world, mirror, delta_bundles):
+    """A delta install against a mirror: the engine asks for the chunks the drone lacks, they come from
+    the mirror with Range requests (no client certificate), checked chunk by chunk; the server sends none
+    of the bundle. Then the same with a mirror whose copy has a flipped byte in a chunk the drone lacks:
+    that mirror is dropped at the bad chunk and the server gives the rest."""
+    from fleetsim import SimDrone
+    srv, _ = fleet
+    size = os.path.getsize(delta_bundles["2.0"])
+    drones = []
+    for i in range(2):
+        dr = SimDrone(f"drone-dm{i}", srv.dir.parent / f"drone-dm{i}", world["ringil"], world["ringild"], world["pki"])
+        dr.provision(delta_bundles["1.0"])
+        dr.enroll(srv)
+        dr.extra_conf = f"mirror-ca = {mirror.ca}\n"
+        dr.write_agent_conf(dr.url)
+        drones.append(dr)
+    url = mirror.publish(delta_bundles["2.0"], "d2.bundle")
+    rid = upload(srv, delta_bundles["2.0"], "--mirror", url)
+    srv.op("release", rid, "--drone", drones[0].name)
+    img = (world["dir"] / "dimg-2.0").read_bytes()
+    update_to_completion(drones[0], srv)
+    assert (drones[0].dir / "slot-b.img").read_bytes()[: len(img)] == img
+    from_mirror, from_server = fetched(drones[0])
+    d = srv.drone(drones[0].name)["delta"]
+    assert from_server == 0 and 0 < from_mirror < size * 0.25, (from_mirror, d)
+    assert d["reused"] > 0 and d["fetched"] < size * 0.35, d
+    reqs = [r for r in mirror.requests() if r[2] == "/d2.bundle"]
+    assert reqs and all(r[0] == 206 and r[4] == "NONE" for r in reqs), reqs
+    assert srv.metric("ringil_bundle_bytes_sent_total") == 0
+
+    # a corrupt copy on the mirror: the byte lies in the inserted data, which no drone holds
+    meta = int(srv.sql(f"SELECT meta_size FROM releases WHERE id = {rid}")[0][0])
+    mirror.publish(delta_bundles["2.0"], "d2.bundle", flip=meta + 300 * 1024 + 500)
+    srv.op("release", rid, "--drone", drones[1].name)
+    update_to_completion(drones[1], srv)
+    assert (drones[1].dir / "slot-b.img").read_bytes()[: len(img)] == img
+    assert [h["state"] for h in reversed(srv.drone(drones[1].name)["history"])] == \
+        ["downloading", "installed", "rebooting", "updated"]
+    assert "served bytes that do not match" in drones[1].log.read_text()
+    from_mirror, from_server = fetched(drones[1])
+    assert from_server > 0 and from_mirror + from_server < size * 0.35, (from_mirror, from_server)

@@ -140,7 +140,7 @@ static void test_old_database_migrates(void **state) {
 
         exec_sql(b->db, old_schema);
         s = open_store(b, 2);
-        assert_int_equal(store_schema_version(s), 6);   /* 3 rollouts, 4 compliance, 5 dashboard, 6 mirrors */
+        assert_int_equal(store_schema_version(s), 7);   /* 3 rollouts, 4 compliance, 5 dashboard, 6 bytes fetched/reused, 7 mirrors */
         /* everything kept */
         assert_int_equal(store_drone_auth(s, "old-1", &a), 0);
         assert_true(a.exists);
@@ -159,7 +159,7 @@ static void test_old_database_migrates(void **state) {
         store_close(s);
         /* opening again is a no-op */
         s = open_store(b, 1);
-        assert_int_equal(store_schema_version(s), 6);   /* 3 rollouts, 4 compliance, 5 dashboard, 6 mirrors */
+        assert_int_equal(store_schema_version(s), 7);   /* 3 rollouts, 4 compliance, 5 dashboard, 6 bytes fetched/reused, 7 mirrors */
         store_close(s);
 }
 
@@ -169,11 +169,11 @@ static void test_schema_and_reopen(void **state) {
         struct backend *b = *state;
         store *s = open_store(b, 1), *s2;
 
-        assert_int_equal(store_schema_version(s), 6);   /* 3 rollouts, 4 compliance, 5 dashboard, 6 mirrors */
+        assert_int_equal(store_schema_version(s), 7);   /* 3 rollouts, 4 compliance, 5 dashboard, 6 bytes fetched/reused, 7 mirrors */
         assert_string_equal(store_backend_name(s), b->pg ? "postgresql" : "sqlite");
         /* a second store on the same database (another replica, or a restart) finds the work done */
         s2 = open_store(b, 1);
-        assert_int_equal(store_schema_version(s2), 6);
+        assert_int_equal(store_schema_version(s2), 7);
         store_close(s2);
         store_close(s);
 }
