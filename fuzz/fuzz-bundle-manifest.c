@@ -11,7 +11,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 /* a parsed manifest is internally consistent: check the invariants the API promises */
                 for (size_t i = 0; i < m->n_payloads; i++) {
                         const struct bundle_payload *p = &m->payloads[i];
-                        if (p->n_chunks != p->size / p->chunk_size + (p->size % p->chunk_size != 0))
+                        if (!p->cdc && p->n_chunks != p->size / p->chunk_size + (p->size % p->chunk_size != 0))
+                                __builtin_trap();
+                        /* content-defined: the signed sizes tile the payload, none above max */
+                        if (p->cdc && p->n_chunks > 0 && (p->chunk_end[p->n_chunks - 1] != p->size ||
+                                                          bundle_chunk_len(p, 0) > p->cdc_max))
                                 __builtin_trap();
                 }
                 if (version_valid(m->version) < 0 || m->expires <= m->created)

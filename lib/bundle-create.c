@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "bundle-internal.h"
+#include "cdc.h"
 #include "crypto.h"
 #include "err.h"
 #include "fileio.h"
@@ -132,6 +133,75 @@ static int copy_sparse(int in, int out, uint64_t base, uint64_t len) {
         return 0;
 }
 
+/*
+ * Content-defined chunking of a payload file: read it once through a buffer of one window plus one
+ * largest chunk, cut it with the chunker, hash each chunk and the whole payload. The chunk list grows as
+ * it goes, capped by chunks_left.
+ */
+static int hash_payload_cdc(int fd, struct bundle_payload *pl, const struct cdc *c, uint64_t chunks_left) {
+        _cleanup_(EVP_MD_CTX_freep) EVP_MD_CTX *whole = NULL;
+        _cleanup_free_ uint8_t *buf = NULL;
+        size_t cap = BUNDLE_WINDOW + c->max, have = 0, used = 0, alloc = 0;
+        uint64_t pos = 0, read_to = 0;
+        int r;
+
+        buf = malloc(cap);
+        if (!buf)
+                return -ENOMEM;
+        r = crypto_sha256_begin(&whole);
+        if (r < 0)
+                return r;
+        pl->n_chunks = 0;
+        while (pos < pl->size) {
+                size_t n;
+                if (have - used < c->max && read_to < pl->size) {
+                        /* Keep what is left at the front, fill the rest. */
+                        memmove(buf, buf + used, have - used);
+                        have -= used;
+                        used = 0;
+                        while (have < cap && read_to < pl->size) {
+                                ssize_t k = pread(fd, buf + have, (size_t) MIN((uint64_t) (cap - have), pl->size - read_to),
+                                                  (off_t) read_to);
+                                if (k < 0 && errno == EINTR)
+                                        continue;
+                                if (k <= 0)
+                                        return k < 0 ? negative_errno() : -EIO;   /* shrank while hashed */
+                                r = crypto_sha256_update(whole, buf + have, (size_t) k);
+                                if (r < 0)
+                                        return r;
+                                have += (size_t) k;
+                                read_to += (uint64_t) k;
+                        }
+                }
+                n = cdc_next(c, buf + used, have - used, read_to == pl->size);
+                if (n == 0)
+                        return -EIO;   /* cannot happen: at least max bytes or the end are buffered */
+                if (pl->n_chunks == chunks_left)
+                        return ringil_fail(-RINGIL_ETOOBIG, "payloads need more than %u chunks; use a larger average chunk size",
+                                           BUNDLE_MAX_CHUNKS);
+                if (pl->n_chunks == alloc) {
+                        size_t na = alloc ? alloc * 2 : 1024;
+                        void *h = reallocarray(pl->chunk_sha256, na, SHA256_LEN), *e;
+                        if (!h)
+                                return -ENOMEM;
+                        pl->chunk_sha256 = h;
+                        e = reallocarray(pl->chunk_end, na, sizeof(uint64_t));
+                        if (!e)
+                                return -ENOMEM;
+                        pl->chunk_end = e;
+                        alloc = na;
+                }
+                r = crypto_sha256(buf + used, n, pl->chunk_sha256[pl->n_chunks]);
+                if (r < 0)
+                        return r;
+                pos += n;
+                used += n;
+                pl->chunk_end[pl->n_chunks++] = pos;
+                progress_add(n);
+        }
+        return crypto_sha256_final(TAKE_PTR(whole), pl->sha256);   /* frees the context */
+}
+
 static bool valid_chars(const char *s, size_t max, const char *extra) {
         size_t n = s ? strlen(s) : 0;
 
@@ -153,6 +223,7 @@ static void create_state_done(struct create_state *s) {
         for (size_t i = 0; i < s->m.n_payloads; i++) {
                 safe_close(s->fds[i]);
                 free(s->m.payloads[i].chunk_sha256);
+                free(s->m.payloads[i].chunk_end);
         }
         free(s->m.payloads);
         free(s->fds);
@@ -240,6 +311,8 @@ int bundle_create(const struct bundle_create_opts *o, const char *output) {
         uint8_t header[BUNDLE_HEADER_SIZE] = {};
         uint32_t cs = o->chunk_size ? o->chunk_size : BUNDLE_DEFAULT_CHUNK_SIZE;
         uint64_t chunks_left = BUNDLE_MAX_CHUNKS, total = 0;
+        bool use_cdc = o->cdc_min || o->cdc_avg || o->cdc_max;
+        struct cdc cdc = {};
         size_t mlen = 0, slen = 0;
         int r;
 
@@ -253,6 +326,9 @@ int bundle_create(const struct bundle_create_opts *o, const char *output) {
                 return ringil_fail(-EINVAL, "chunk size %u is not a power of two in [4 KiB, 64 MiB]", cs);
         if (o->n_payloads == 0 || o->n_payloads > BUNDLE_MAX_PAYLOADS)
                 return ringil_fail(-EINVAL, "1..%u payloads required", BUNDLE_MAX_PAYLOADS);
+        if (use_cdc && cdc_init(&cdc, o->cdc_min, o->cdc_avg, o->cdc_max) < 0)
+                return ringil_fail(-EINVAL, "content-defined chunk sizes %u/%u/%u: need powers of two 4K <= min < avg < max <= 64M",
+                                   o->cdc_min, o->cdc_avg, o->cdc_max);
 
         s.m.format = BUNDLE_FORMAT;
         s.m.compatible = (char *) o->compatible;
@@ -299,6 +375,30 @@ int bundle_create(const struct bundle_create_opts *o, const char *output) {
                 if (!S_ISREG(st.st_mode))
                         return ringil_fail(-EINVAL, "payload '%s' is not a regular file", cp->path);
                 pl->size = (uint64_t) st.st_size;
+                if (use_cdc && cp->type == BUNDLE_PAYLOAD_RAW) {
+                        char what[128];
+                        pl->cdc = true;
+                        pl->cdc_min = cdc.min;
+                        pl->cdc_avg = cdc.avg;
+                        pl->cdc_max = cdc.max;
+                        pl->chunk_size = cdc.max;
+                        s.m.format = BUNDLE_FORMAT_CDC;
+                        if (pl->size > (uint64_t) cdc.max * BUNDLE_MAX_CHUNKS)
+                                return ringil_fail(-RINGIL_ETOOBIG, "payload '%s' is too large for %u-byte chunks", cp->name, cdc.max);
+                        (void) posix_fadvise(s.fds[i], 0, 0, POSIX_FADV_SEQUENTIAL);
+                        (void) snprintf(what, sizeof(what), "hashing payload '%s'", cp->name);
+                        progress_step(what, pl->size);
+                        r = hash_payload_cdc(s.fds[i], pl, &cdc, chunks_left);
+                        if (r < 0) {
+                                char why[256];
+                                progress_abort();
+                                snprintf(why, sizeof(why), "%s", ringil_detail());
+                                return ringil_fail(r, "cannot hash payload '%s': %s", cp->path, why);
+                        }
+                        progress_done();
+                        chunks_left -= pl->n_chunks;
+                        continue;
+                }
                 pl->n_chunks = bundle_chunks_for(pl->size, cs);
                 if (pl->n_chunks > chunks_left)
                         return ringil_fail(-RINGIL_ETOOBIG, "payloads need more than %u chunks; use a larger --chunk-size",

@@ -31,6 +31,12 @@ struct bundle {
  * 4 MiB; larger chunks: one chunk per window). */
 #define BUNDLE_WINDOW (4u << 20)
 
+/* Whole chunks per window: as many as BUNDLE_WINDOW holds, at least one (chunk_size is the largest
+ * chunk, so a window of MAX(BUNDLE_WINDOW, chunk_size) bytes always holds them). */
+static inline uint64_t bundle_window_chunks(const struct bundle_payload *pl) {
+        return MAX(UINT64_C(1), (uint64_t) (BUNDLE_WINDOW / pl->chunk_size));
+}
+
 static inline uint32_t get_be32(const uint8_t *p) {
         return (uint32_t) p[0] << 24 | (uint32_t) p[1] << 16 | (uint32_t) p[2] << 8 | p[3];
 }

@@ -5,6 +5,7 @@
 
 #include "bundle-internal.h"
 #include "bundle.h"
+#include "cdc.h"
 #include "crypto.h"
 #include "err.h"
 #include "macro.h"
@@ -40,6 +41,7 @@ void bundle_manifest_free(struct bundle_manifest *m) {
                 free(m->payloads[i].chunk_sha256);
                 free(m->payloads[i].store_path);
                 free(m->payloads[i].cache_url);
+                free(m->payloads[i].chunk_end);
         }
         free(m->payloads);
         free(m->compatible);
@@ -95,12 +97,9 @@ static int get_string(json_t *obj, const char *key, size_t max, const char *extr
         return *ret ? 0 : -ENOMEM;
 }
 
-static int get_uint(json_t *obj, const char *key, uint64_t max, uint64_t *ret) {
-        json_t *v = json_object_get(obj, key);
+static int get_uint_value(json_t *v, const char *key, uint64_t max, uint64_t *ret) {
         json_int_t i;
 
-        if (!v)
-                return ringil_fail(-RINGIL_EMALFORMED, "manifest: missing '%s'", key);
         if (!json_is_integer(v))
                 return ringil_fail(-RINGIL_EMALFORMED, "manifest: '%s' is not an integer", key);
         i = json_integer_value(v);
@@ -110,6 +109,14 @@ static int get_uint(json_t *obj, const char *key, uint64_t max, uint64_t *ret) {
                 return ringil_fail(-RINGIL_ETOOBIG, "manifest: '%s' exceeds its cap", key);
         *ret = (uint64_t) i;
         return 0;
+}
+
+static int get_uint(json_t *obj, const char *key, uint64_t max, uint64_t *ret) {
+        json_t *v = json_object_get(obj, key);
+
+        if (!v)
+                return ringil_fail(-RINGIL_EMALFORMED, "manifest: missing '%s'", key);
+        return get_uint_value(v, key, max, ret);
 }
 
 static int get_hash(json_t *v, const char *what, uint8_t out[static SHA256_LEN]) {
@@ -131,17 +138,80 @@ static const uint8_t empty_sha256[SHA256_LEN] = {
         0x27, 0xae, 0x41, 0xe4, 0x64, 0x9b, 0x93, 0x4c, 0xa4, 0x95, 0x99, 0x1b, 0x78, 0x52, 0xb8, 0x55,
 };
 
-static int parse_payload(json_t *o, struct bundle_payload *p, uint64_t *chunks_left) {
+/* A content-defined payload's chunker: {"max":N,"min":N,"avg":N,"type":"gear"}, powers of two. */
+static int parse_chunker(json_t *o, struct bundle_payload *p) {
+        static const char *const keys[] = { "type", "min", "avg", "max" };
+        _cleanup_free_ char *type = NULL;
+        uint64_t v[3];
+        struct cdc c;
+        int r;
+
+        if (!json_is_object(o))
+                return ringil_fail(-RINGIL_EMALFORMED, "manifest: chunker of '%s' is not an object", p->name);
+        r = check_keys(o, keys, ELEMENTSOF(keys), "chunker");
+        if (r >= 0)
+                r = get_string(o, "type", 16, "", false, &type);
+        if (r >= 0 && !streq(type, CDC_NAME))
+                r = ringil_fail(-RINGIL_EMALFORMED, "manifest: payload '%s' has unknown chunker '%s'", p->name, type);
+        for (size_t i = 0; r >= 0 && i < 3; i++)
+                r = get_uint(o, keys[i + 1], CDC_MAX_SIZE, &v[i]);
+        if (r < 0)
+                return r;
+        if (cdc_init(&c, (uint32_t) v[0], (uint32_t) v[1], (uint32_t) v[2]) < 0)
+                return ringil_fail(-RINGIL_EMALFORMED, "manifest: chunker of '%s' needs powers of two 4 KiB <= min < avg < max <= 64 MiB",
+                                   p->name);
+        p->cdc = true;
+        p->cdc_min = c.min;
+        p->cdc_avg = c.avg;
+        p->cdc_max = c.max;
+        p->chunk_size = c.max;
+        return 0;
+}
+
+/*
+ * The signed sizes of a content-defined payload's chunks: as many as hashes, each in [min, max] but the
+ * last in [1, max], adding up to exactly `size`. INVARIANT: the chunk extents tile the payload: no byte
+ * unhashed, no byte hashed twice.
+ */
+static int parse_chunk_sizes(json_t *a, struct bundle_payload *p, size_t n) {
+        uint64_t pos = 0;
+
+        if (!json_is_array(a) || json_array_size(a) != n)
+                return ringil_fail(-RINGIL_EMALFORMED, "manifest: payload '%s' needs one chunk size per chunk hash", p->name);
+        if (n > 0) {
+                p->chunk_end = calloc(n, sizeof(uint64_t));
+                if (!p->chunk_end)
+                        return -ENOMEM;
+        }
+        for (size_t i = 0; i < n; i++) {
+                uint64_t len = 0;   /* -O3 cannot see get_uint_value() set it on success */
+                int r = get_uint_value(json_array_get(a, i), "chunk size", p->cdc_max, &len);
+                if (r < 0)
+                        return r;
+                if (len == 0 || (len < p->cdc_min && i + 1 < n))
+                        return ringil_fail(-RINGIL_EMALFORMED, "manifest: payload '%s' chunk %zu has size %llu outside [min, max]",
+                                           p->name, i, (unsigned long long) len);
+                pos += len;   /* n <= 131072 chunks of <= 64 MiB: no overflow */
+                p->chunk_end[i] = pos;
+        }
+        if (pos != p->size)
+                return ringil_fail(-RINGIL_EMALFORMED, "manifest: chunk sizes of '%s' add up to %llu, size is %llu", p->name,
+                                   (unsigned long long) pos, (unsigned long long) p->size);
+        return 0;
+}
+
+static int parse_payload(json_t *o, uint32_t format, struct bundle_payload *p, uint64_t *chunks_left) {
         static const char *const keys[] = { "name", "type", "size", "sha256", "chunk_size", "chunks",
-                                            "store_path", "cache_url" };
+                                            "store_path", "cache_url", "chunker", "chunk_sizes" };
         _cleanup_free_ char *type = NULL;
         uint64_t cs, size;
-        json_t *chunks;
+        json_t *chunks, *chunker;
         int r;
 
         if (!json_is_object(o))
                 return ringil_fail(-RINGIL_EMALFORMED, "manifest: payload is not an object");
-        r = check_keys(o, keys, ELEMENTSOF(keys), "payload");
+        /* Format 1 knows the first eight keys only; format 2 adds content-defined chunking. */
+        r = check_keys(o, keys, format >= BUNDLE_FORMAT_CDC ? ELEMENTSOF(keys) : ELEMENTSOF(keys) - 2, "payload");
         if (r < 0)
                 return r;
         r = get_string(o, "name", BUNDLE_MAX_NAME, "._-", false, &p->name);
@@ -152,20 +222,40 @@ static int parse_payload(json_t *o, struct bundle_payload *p, uint64_t *chunks_l
                 return r;
         if (bundle_payload_type_from_string(type, &p->type) < 0)
                 return ringil_fail(-RINGIL_EMALFORMED, "manifest: payload '%s' has unknown type '%s'", p->name, type);
-        r = get_uint(o, "chunk_size", BUNDLE_MAX_CHUNK_SIZE, &cs);
-        if (r < 0)
-                return r;
-        if (cs < BUNDLE_MIN_CHUNK_SIZE || (cs & (cs - 1)) != 0)
-                return ringil_fail(-RINGIL_EMALFORMED, "manifest: payload '%s' chunk_size %llu is not a power of two in [4 KiB, 64 MiB]",
-                                   p->name, (unsigned long long) cs);
-        p->chunk_size = (uint32_t) cs;
+        chunker = json_object_get(o, "chunker");
+        if (chunker) {
+                /* Content-defined: the chunker, and the chunk sizes instead of one chunk_size. */
+                if (json_object_get(o, "chunk_size") || !json_object_get(o, "chunk_sizes"))
+                        return ringil_fail(-RINGIL_EMALFORMED, "manifest: payload '%s' with a chunker needs chunk_sizes and no chunk_size",
+                                           p->name);
+                r = parse_chunker(chunker, p);
+                if (r < 0)
+                        return r;
+        } else {
+                if (json_object_get(o, "chunk_sizes"))
+                        return ringil_fail(-RINGIL_EMALFORMED, "manifest: payload '%s' has chunk_sizes but no chunker", p->name);
+                r = get_uint(o, "chunk_size", BUNDLE_MAX_CHUNK_SIZE, &cs);
+                if (r < 0)
+                        return r;
+                if (cs < BUNDLE_MIN_CHUNK_SIZE || (cs & (cs - 1)) != 0)
+                        return ringil_fail(-RINGIL_EMALFORMED, "manifest: payload '%s' chunk_size %llu is not a power of two in [4 KiB, 64 MiB]",
+                                           p->name, (unsigned long long) cs);
+                p->chunk_size = (uint32_t) cs;
+        }
         /* INVARIANT: size is a full u64 and bounded by what the chunk list can cover, so no length
          * is ever truncated (RAUC CVE-2026-34155) and an "endless" size is refused before any read. */
         r = get_uint(o, "size", (uint64_t) BUNDLE_MAX_CHUNK_SIZE * BUNDLE_MAX_CHUNKS, &size);
         if (r < 0)
                 return r;
         p->size = size;
-        p->n_chunks = bundle_chunks_for(size, p->chunk_size);
+        if (p->cdc) {
+                /* The count comes from the list; parse_chunk_sizes() checks it tiles `size`. */
+                chunks = json_object_get(o, "chunks");
+                p->n_chunks = json_is_array(chunks) ? json_array_size(chunks) : 0;
+                if (size > (uint64_t) p->cdc_max * BUNDLE_MAX_CHUNKS)
+                        return ringil_fail(-RINGIL_ETOOBIG, "manifest: 'size' exceeds its cap");
+        } else
+                p->n_chunks = bundle_chunks_for(size, p->chunk_size);
         if (p->n_chunks > *chunks_left)
                 return ringil_fail(-RINGIL_ETOOBIG, "manifest: more than %u chunks in total", BUNDLE_MAX_CHUNKS);
         r = get_hash(json_object_get(o, "sha256"), "payload sha256", p->sha256);
@@ -196,6 +286,11 @@ static int parse_payload(json_t *o, struct bundle_payload *p, uint64_t *chunks_l
                 if (r < 0)
                         return r;
         }
+        if (p->cdc) {
+                r = parse_chunk_sizes(json_object_get(o, "chunk_sizes"), p, p->n_chunks);
+                if (r < 0)
+                        return r;
+        }
         r = get_string(o, "store_path", BUNDLE_MAX_STORE_PATH, "/._+-", true, &p->store_path);
         if (r < 0)
                 return r;
@@ -221,6 +316,7 @@ int bundle_manifest_parse(const uint8_t *data, size_t len, struct bundle_manifes
         _cleanup_(bundle_manifest_freep) struct bundle_manifest *m = NULL;
         _cleanup_(json_decrefp) json_t *root = NULL;
         uint64_t u, chunks_left = BUNDLE_MAX_CHUNKS;
+        bool have_cdc = false;
         json_error_t err;
         json_t *payloads;
         int r;
@@ -244,7 +340,7 @@ int bundle_manifest_parse(const uint8_t *data, size_t len, struct bundle_manifes
         r = get_uint(root, "format", UINT32_MAX, &u);
         if (r < 0)
                 return r;
-        if (u != BUNDLE_FORMAT)
+        if (u != BUNDLE_FORMAT && u != BUNDLE_FORMAT_CDC)
                 return ringil_fail(-RINGIL_EMALFORMED, "manifest: unsupported format %llu", (unsigned long long) u);
         m->format = (uint32_t) u;
         r = get_string(root, "compatible", BUNDLE_MAX_COMPATIBLE, "._:+-", false, &m->compatible);
@@ -274,15 +370,21 @@ int bundle_manifest_parse(const uint8_t *data, size_t len, struct bundle_manifes
         m->payloads = calloc(json_array_size(payloads), sizeof(*m->payloads));
         if (!m->payloads)
                 return -ENOMEM;
+        /* Format 2 only where it is needed: a format-2 manifest must use content-defined chunking, so
+         * that a bundle older drones could install is never labelled one they refuse. */
         for (size_t i = 0; i < json_array_size(payloads); i++) {
                 m->n_payloads = i + 1;   /* so the cleanup frees what this entry allocated */
-                r = parse_payload(json_array_get(payloads, i), &m->payloads[i], &chunks_left);
+                r = parse_payload(json_array_get(payloads, i), m->format, &m->payloads[i], &chunks_left);
                 if (r < 0)
                         return r;
+                if (m->payloads[i].cdc)
+                        have_cdc = true;
                 for (size_t j = 0; j < i; j++)
                         if (streq(m->payloads[j].name, m->payloads[i].name))
                                 return ringil_fail(-RINGIL_EMALFORMED, "manifest: duplicate payload name '%s'", m->payloads[i].name);
         }
+        if (m->format == BUNDLE_FORMAT_CDC && !have_cdc)
+                return ringil_fail(-RINGIL_EMALFORMED, "manifest: format 2 without a content-defined payload");
         /* INVARIANT: one manifest, one byte string: the bytes must be exactly the canonical form
          * (compact, sorted keys, as bundle_create writes), so no two encodings mean the same thing. */
         {
@@ -314,9 +416,24 @@ int bundle_manifest_format(const struct bundle_manifest *m, char **ret, size_t *
                 return -ENOMEM;
         for (size_t i = 0; i < m->n_payloads; i++) {
                 const struct bundle_payload *p = &m->payloads[i];
-                _cleanup_(json_decrefp) json_t *o = json_object(), *chunks = json_array();
+                _cleanup_(json_decrefp) json_t *o = json_object(), *chunks = json_array(), *sizes = NULL;
 
                 if (!o || !chunks)
+                        return -ENOMEM;
+                if (p->cdc) {
+                        sizes = json_array();
+                        if (!sizes)
+                                return -ENOMEM;
+                        for (uint64_t c = 0; c < p->n_chunks; c++)
+                                if (json_array_append_new(sizes, json_integer((json_int_t) bundle_chunk_len(p, c))) < 0)
+                                        return -ENOMEM;
+                        if (json_object_set(o, "chunk_sizes", sizes) < 0 ||
+                            json_object_set_new(o, "chunker", json_pack("{s:s, s:I, s:I, s:I}", "type", CDC_NAME,
+                                                                        "min", (json_int_t) p->cdc_min, "avg",
+                                                                        (json_int_t) p->cdc_avg, "max",
+                                                                        (json_int_t) p->cdc_max)) < 0)
+                                return -ENOMEM;
+                } else if (json_object_set_new(o, "chunk_size", json_integer(p->chunk_size)) < 0)
                         return -ENOMEM;
                 if (p->size > (uint64_t) INT64_MAX)
                         return -EOVERFLOW;
@@ -327,7 +444,6 @@ int bundle_manifest_format(const struct bundle_manifest *m, char **ret, size_t *
                     json_object_set_new(o, "type", json_string(bundle_payload_type_to_string(p->type))) < 0 ||
                     json_object_set_new(o, "size", json_integer((json_int_t) p->size)) < 0 ||
                     json_object_set_new(o, "sha256", json_string(hex_encode(p->sha256, SHA256_LEN, hex))) < 0 ||
-                    json_object_set_new(o, "chunk_size", json_integer(p->chunk_size)) < 0 ||
                     json_object_set(o, "chunks", chunks) < 0)
                         return -ENOMEM;
                 if (p->store_path && json_object_set_new(o, "store_path", json_string(p->store_path)) < 0)

@@ -19,14 +19,9 @@ int bundle_chunk_offset(const bundle *b, size_t p, uint64_t index, uint64_t *ret
         pl = &b->manifest->payloads[p];
         if (index >= pl->n_chunks)
                 return -EINVAL;
-        /* index < n_chunks = ceil(size/chunk_size), so index*chunk_size < size: no overflow. */
-        *ret_offset = b->payload_offset[p] + index * pl->chunk_size;
+        /* index < n_chunks, so the chunk starts inside the payload: no overflow. */
+        *ret_offset = b->payload_offset[p] + bundle_chunk_start(pl, index);
         return 0;
-}
-
-static size_t chunk_len(const struct bundle_payload *pl, uint64_t index) {
-        uint64_t start = index * pl->chunk_size;
-        return (size_t) MIN((uint64_t) pl->chunk_size, pl->size - start);
 }
 
 int bundle_read_chunk(bundle *b, size_t p, uint64_t index, uint8_t *buf, size_t *ret_len) {
@@ -40,7 +35,7 @@ int bundle_read_chunk(bundle *b, size_t p, uint64_t index, uint8_t *buf, size_t 
         if (r < 0)
                 return r;
         pl = &b->manifest->payloads[p];
-        len = chunk_len(pl, index);
+        len = bundle_chunk_len(pl, index);
         r = bundle_source_read(b, off, buf, len, "payload");
         if (r < 0)
                 return r;
@@ -123,7 +118,7 @@ static void *whole_worker(void *arg) {
 static int hash_chunks(const struct bundle_payload *pl, const struct window *w, uint64_t first,
                        uint8_t (*out)[SHA256_LEN]) {
         for (size_t pos = 0, i = 0; pos < w->len; i++) {
-                size_t n = MIN((size_t) pl->chunk_size, w->len - pos);
+                size_t n = MIN(bundle_chunk_len(pl, first + i), w->len - pos);
                 uint8_t md[SHA256_LEN];
                 int r = crypto_sha256(w->data + pos, n, out ? out[first + i] : md);
 
@@ -164,6 +159,7 @@ int bundle_hash_payload(bundle *b, int fd, uint64_t offset, const struct bundle_
                         uint8_t ret_whole[static SHA256_LEN]) {
         _cleanup_(EVP_MD_CTX_freep) EVP_MD_CTX *whole = EVP_MD_CTX_new();
         size_t window = MAX(BUNDLE_WINDOW, pl->chunk_size);
+        uint64_t per = bundle_window_chunks(pl);
         uint8_t *bufs[PIPE_SLOTS] = {};
         struct hash_pipe p = { .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER };
         bool threaded;
@@ -177,8 +173,9 @@ int bundle_hash_payload(bundle *b, int fd, uint64_t offset, const struct bundle_
         p.whole = whole;
         threaded = pl->size >= PIPE_MIN && pthread_create(&t, NULL, whole_worker, &p) == 0;
 
-        for (uint64_t done = 0; r >= 0 && done < pl->size;) {
-                size_t len = (size_t) MIN((uint64_t) window, pl->size - done);
+        for (uint64_t first = 0; r >= 0 && first < pl->n_chunks; first += per) {
+                uint64_t done = bundle_chunk_start(pl, first);
+                size_t len = (size_t) (bundle_chunk_end(pl, MIN(first + per, pl->n_chunks) - 1) - done);
                 struct window *w;
 
                 pthread_mutex_lock(&p.mu);
@@ -201,7 +198,7 @@ int bundle_hash_payload(bundle *b, int fd, uint64_t offset, const struct bundle_
                                 break;
                         *w = (struct window){ .data = bufs[tail], .len = len, .map = MAP_FAILED };
                 }
-                r = hash_chunks(pl, w, done / pl->chunk_size, out);
+                r = hash_chunks(pl, w, first, out);
                 if (r < 0) {
                         window_release(w);
                         break;
@@ -218,7 +215,6 @@ int bundle_hash_payload(bundle *b, int fd, uint64_t offset, const struct bundle_
                         window_release(w);
                 }
                 tail = (tail + 1) % PIPE_SLOTS;
-                done += len;
         }
         if (threaded) {
                 pthread_mutex_lock(&p.mu);
@@ -252,6 +248,7 @@ struct verify_job {
         uint64_t offset;
         const struct bundle_payload *pl;
         size_t window;
+        uint64_t per;         /* chunks per window */
         unsigned n_workers;
         pthread_mutex_t mu;
         uint64_t bad_chunk;   /* lowest failing chunk, UINT64_MAX when none */
@@ -285,9 +282,9 @@ static void *verify_worker_main(void *arg) {
         uint8_t *buf = malloc(j->window);
         int r = buf ? 0 : -ENOMEM;
 
-        for (uint64_t k = w->index; r >= 0 && k * j->window < pl->size; k += j->n_workers) {
-                uint64_t start = k * j->window, first = start / pl->chunk_size;
-                size_t len = (size_t) MIN((uint64_t) j->window, pl->size - start);
+        for (uint64_t k = w->index; r >= 0 && k * j->per < pl->n_chunks; k += j->n_workers) {
+                uint64_t first = k * j->per, start = bundle_chunk_start(pl, first);
+                size_t len = (size_t) (bundle_chunk_end(pl, MIN(first + j->per, pl->n_chunks) - 1) - start);
 
                 pthread_mutex_lock(&j->mu);
                 r = j->r < 0 || j->bad_chunk < first ? -ECANCELED : 0;   /* someone already failed earlier */
@@ -303,7 +300,7 @@ static void *verify_worker_main(void *arg) {
                         break;
                 }
                 for (size_t pos = 0, i = 0; pos < len; i++) {
-                        size_t n = MIN((size_t) pl->chunk_size, len - pos);
+                        size_t n = bundle_chunk_len(pl, first + i);
                         uint8_t md[SHA256_LEN];
                         unsigned mdlen = 0;
 
@@ -334,6 +331,7 @@ static void *verify_worker_main(void *arg) {
 int bundle_verify_payload_file(int fd, uint64_t offset, const struct bundle_payload *pl) {
         struct verify_job j = {
                 .fd = fd, .offset = offset, .pl = pl, .window = MAX(BUNDLE_WINDOW, pl->chunk_size),
+                .per = bundle_window_chunks(pl),
                 .mu = PTHREAD_MUTEX_INITIALIZER, .bad_chunk = UINT64_MAX,
         };
         struct verify_worker workers[VERIFY_MAX_WORKERS];
@@ -342,7 +340,7 @@ int bundle_verify_payload_file(int fd, uint64_t offset, const struct bundle_payl
         unsigned started = 0;
 
         j.n_workers = (unsigned) MIN((uint64_t) MAX(cpus, 1L), (uint64_t) VERIFY_MAX_WORKERS);
-        if (pl->size <= j.window)
+        if (pl->n_chunks <= j.per)
                 j.n_workers = 1;
         for (unsigned i = 0; i < j.n_workers; i++) {
                 workers[i] = (struct verify_worker){ .job = &j, .index = i };

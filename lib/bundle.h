@@ -31,7 +31,30 @@ struct bundle_payload {
         uint8_t (*chunk_sha256)[SHA256_LEN];   /* n_chunks entries */
         char *store_path;                      /* nixos only: /nix/store/…-nixos-system-… */
         char *cache_url;                       /* nixos only: binary cache it comes from (may be NULL) */
+        /* Content-defined chunking (manifest format 2, docs/bundle-format.md): chunk boundaries come from
+         * the signed chunk sizes; chunk_size is then the largest chunk (cdc_max), a reader's buffer size. */
+        bool cdc;
+        uint32_t cdc_min, cdc_avg, cdc_max;
+        uint64_t *chunk_end;                   /* cdc only: end offset of each chunk (n_chunks entries) */
 };
+
+/* Where chunk i of a payload starts and ends (fixed: i * chunk_size; cdc: from the signed sizes). */
+static inline uint64_t bundle_chunk_start(const struct bundle_payload *p, uint64_t i) {
+        if (p->chunk_end)
+                return i ? p->chunk_end[i - 1] : 0;
+        return i * p->chunk_size;
+}
+static inline uint64_t bundle_chunk_end(const struct bundle_payload *p, uint64_t i) {
+        uint64_t e;
+
+        if (p->chunk_end)
+                return p->chunk_end[i];
+        e = (i + 1) * p->chunk_size;
+        return e < p->size ? e : p->size;
+}
+static inline size_t bundle_chunk_len(const struct bundle_payload *p, uint64_t i) {
+        return (size_t) (bundle_chunk_end(p, i) - bundle_chunk_start(p, i));
+}
 
 struct bundle_manifest {
         uint32_t format;
@@ -130,6 +153,8 @@ struct bundle_create_opts {
         int64_t created;                        /* 0: now */
         int64_t expires;                        /* required, > created */
         uint32_t chunk_size;                    /* 0: default */
+        uint32_t cdc_min, cdc_avg, cdc_max;     /* all 0: fixed chunk_size; else content-defined chunking
+                                                   of the raw payloads (manifest format 2) */
         const struct bundle_create_payload *payloads;
         size_t n_payloads;
 };
@@ -150,7 +175,8 @@ int bundle_create(const struct bundle_create_opts *o, const char *output);
 
 /* Hard caps (docs/bundle-format.md). Every length read from a bundle is checked against these before
  * it is used to allocate, read or compute an offset. */
-#define BUNDLE_FORMAT 1u
+#define BUNDLE_FORMAT 1u                        /* header format, and manifest format without CDC */
+#define BUNDLE_FORMAT_CDC 2u                    /* manifest format with a content-defined payload */
 #define BUNDLE_HEADER_SIZE 32u
 #define BUNDLE_MAX_MANIFEST (16u << 20)         /* manifest bytes */
 #define BUNDLE_MAX_SIGNATURE (64u << 10)        /* CMS DER bytes, certificates included */

@@ -59,6 +59,10 @@ static const struct conf_item agent_items[] = {
         { "", "poll-jitter", conf_parse_u32, F(poll_jitter), 0, 100, .def = "20" },
         { "", "backoff-max", conf_parse_duration, F(backoff_max), 1, 7 * 86400, .def = "3600" },
         { "", "timeout", conf_parse_duration, F(timeout), 1, 3600, .def = "30" },
+        /* Delta updates (docs/install.md "Delta updates"). */
+        { "", "delta", conf_parse_bool, F(delta), .def = "yes" },
+        { "", "delta-full-above", conf_parse_u32, F(delta_full_above), 0, 100, .def = "80" },
+        { "", "fetch-parallel", conf_parse_u32, F(fetch_parallel), 1, 8, .def = "4" },
         /* rollouts and compliance (docs/fleet.md "Maintenance windows", "Drift and compliance") */
         { "", "timezone", conf_parse_string, F(timezone), .max = 63, .data = &zone_chars },
         { "", "download-dir", conf_parse_path, F(download_dir) },   /* default: STATE-DIR/download */

@@ -22,6 +22,9 @@ struct agent_config {
         uint32_t poll_jitter;     /* percent of the interval, default 20 */
         uint32_t backoff_max;     /* seconds, default 3600 */
         uint32_t timeout;         /* per-request seconds, default 30 */
+        bool delta;               /* fetch only the chunks the drone lacks (default yes) */
+        uint32_t delta_full_above;   /* percent of the payload above which one sequential download is used */
+        uint32_t fetch_parallel;  /* range requests in flight, default 4 */
         char *timezone;           /* zone of the maintenance windows, e.g. Europe/Paris (default: the system's) */
         char *download_dir;       /* where bundles wait for their window (default STATE-DIR/download) */
         bool audit;               /* run `ringil audit` at start and after each install (default yes) */

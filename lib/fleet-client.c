@@ -38,6 +38,33 @@ void fleet_client_free(fleet_client *fc) {
         free(fc);
 }
 
+/* The TLS and transfer settings every request of ours uses (also lib/fleet-fetch.c's handles). */
+void fleet_client_easy_setup(void *handle, const char *ca, const char *cert, const char *key, unsigned timeout_sec) {
+        CURL *curl = handle;
+
+        pthread_once(&curl_once, curl_init_once);
+        curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "https");
+        curl_easy_setopt(curl, CURLOPT_REDIR_PROTOCOLS_STR, "https");
+        curl_easy_setopt(curl, CURLOPT_FOLLOWLOCATION, 0L);
+        curl_easy_setopt(curl, CURLOPT_SSLVERSION, (long) CURL_SSLVERSION_TLSv1_2);
+        curl_easy_setopt(curl, CURLOPT_SSL_VERIFYPEER, 1L);
+        curl_easy_setopt(curl, CURLOPT_SSL_VERIFYHOST, 2L);
+        /* Pin: only our CA file, never the system trust store. */
+        curl_easy_setopt(curl, CURLOPT_CAINFO, ca);
+        curl_easy_setopt(curl, CURLOPT_CAPATH, NULL);
+        if (cert)
+                curl_easy_setopt(curl, CURLOPT_SSLCERT, cert);
+        if (key)
+                curl_easy_setopt(curl, CURLOPT_SSLKEY, key);
+        curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT, (long) MIN(timeout_sec, 30u));
+        curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+        curl_easy_setopt(curl, CURLOPT_TCP_KEEPALIVE, 1L);
+        /* Slow-retrieval defence: under 1 KiB/s for the whole timeout aborts the transfer. */
+        curl_easy_setopt(curl, CURLOPT_LOW_SPEED_LIMIT, 1024L);
+        curl_easy_setopt(curl, CURLOPT_LOW_SPEED_TIME, (long) timeout_sec);
+        curl_easy_setopt(curl, CURLOPT_USERAGENT, "ringil/" "0.1");
+}
+
 int fleet_client_new(const char *base_url, const char *ca, const char *cert, const char *key, unsigned timeout_sec,
                      fleet_client **ret) {
         fleet_client *fc;
@@ -65,26 +92,7 @@ int fleet_client_new(const char *base_url, const char *ca, const char *cert, con
                 free(fc);
                 return -ENOMEM;
         }
-        curl_easy_setopt(fc->curl, CURLOPT_PROTOCOLS_STR, "https");
-        curl_easy_setopt(fc->curl, CURLOPT_REDIR_PROTOCOLS_STR, "https");
-        curl_easy_setopt(fc->curl, CURLOPT_FOLLOWLOCATION, 0L);
-        curl_easy_setopt(fc->curl, CURLOPT_SSLVERSION, (long) CURL_SSLVERSION_TLSv1_2);
-        curl_easy_setopt(fc->curl, CURLOPT_SSL_VERIFYPEER, 1L);
-        curl_easy_setopt(fc->curl, CURLOPT_SSL_VERIFYHOST, 2L);
-        /* Pin: only our CA file, never the system trust store. */
-        curl_easy_setopt(fc->curl, CURLOPT_CAINFO, ca);
-        curl_easy_setopt(fc->curl, CURLOPT_CAPATH, NULL);
-        if (cert)
-                curl_easy_setopt(fc->curl, CURLOPT_SSLCERT, cert);
-        if (key)
-                curl_easy_setopt(fc->curl, CURLOPT_SSLKEY, key);
-        curl_easy_setopt(fc->curl, CURLOPT_CONNECTTIMEOUT, (long) MIN(timeout_sec, 30u));
-        curl_easy_setopt(fc->curl, CURLOPT_NOSIGNAL, 1L);
-        curl_easy_setopt(fc->curl, CURLOPT_TCP_KEEPALIVE, 1L);
-        /* Slow-retrieval defence: under 1 KiB/s for the whole timeout aborts the transfer. */
-        curl_easy_setopt(fc->curl, CURLOPT_LOW_SPEED_LIMIT, 1024L);
-        curl_easy_setopt(fc->curl, CURLOPT_LOW_SPEED_TIME, (long) timeout_sec);
-        curl_easy_setopt(fc->curl, CURLOPT_USERAGENT, "ringil/" "0.1");
+        fleet_client_easy_setup(fc->curl, ca, cert, key, timeout_sec);
         curl_easy_setopt(fc->curl, CURLOPT_ERRORBUFFER, fc->errbuf);
         *ret = fc;
         return 0;

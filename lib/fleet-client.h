@@ -58,3 +58,7 @@ int fleet_client_send(fleet_client *fc, const char *method, const char *path, ui
 typedef int (*fleet_sink_t)(void *userdata, const void *p, size_t n);
 int64_t fleet_client_get_range(fleet_client *fc, const char *path, uint64_t offset, uint64_t len,
                                fleet_sink_t sink, void *userdata, long *ret_status);
+
+/* Apply our TLS settings (pinned CA, client certificate, TLS >= 1.2, timeouts, https only) to a libcurl
+ * easy handle (CURL *); for the range fetcher's parallel handles (lib/fleet-fetch.h). */
+void fleet_client_easy_setup(void *curl, const char *ca, const char *cert, const char *key, unsigned timeout_sec);

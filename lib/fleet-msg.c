@@ -230,6 +230,27 @@ static int copy_tz(json_t *v, char *dst, size_t cap) {
         return 0;
 }
 
+/* "delta": {"fetched": N, "reused": N}: what the last install downloaded and found on the drone. */
+static int parse_delta(json_t *v, struct fleet_status *s) {
+        const char *k;
+        json_t *x;
+        int r = 0;
+
+        if (!json_is_object(v))
+                return ringil_fail(-RINGIL_EMALFORMED, "'delta' is not an object");
+        json_object_foreach(v, k, x) {
+                if (streq(k, "fetched"))
+                        r = get_uint(x, k, INT64_MAX, &s->bytes_fetched);
+                else if (streq(k, "reused"))
+                        r = get_uint(x, k, INT64_MAX, &s->bytes_reused);
+                else
+                        r = ringil_fail(-RINGIL_EMALFORMED, "unknown key 'delta.%s'", k);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
 int fleet_status_parse(const void *data, size_t len, struct fleet_status *ret) {
         _cleanup_(json_decrefp) json_t *j = NULL;
         struct fleet_status s = { .state = FLEET_STATE_IDLE };
@@ -266,6 +287,8 @@ int fleet_status_parse(const void *data, size_t len, struct fleet_status *ret) {
                         have_state = true;
                 } else if (streq(k, "audit"))
                         r = parse_audit(v, &s.audit);
+                else if (streq(k, "delta"))
+                        r = parse_delta(v, &s);
                 else if (streq(k, "secureboot"))
                         r = parse_secureboot(v, &s.sb);
                 else if (streq(k, "system"))
@@ -319,6 +342,9 @@ int fleet_status_format(const struct fleet_status *s, char **ret) {
 
         if (j && s->seq > 0)
                 json_object_set_new(j, "seq", json_integer((json_int_t) s->seq));
+        if (j && (s->bytes_fetched || s->bytes_reused))
+                json_object_set_new(j, "delta", json_pack("{s:I, s:I}", "fetched", (json_int_t) s->bytes_fetched,
+                                                          "reused", (json_int_t) s->bytes_reused));
         if (j && s->compliance[0])
                 json_object_set_new(j, "compliance", json_string(s->compliance));
         if (j && add_compliance(j, s) < 0) {

@@ -83,6 +83,8 @@ struct fleet_status {
          * the report itself goes once after every change (and in every report), not every poll.
          */
         char compliance[65];
+        uint64_t bytes_fetched;                /* last install: bytes downloaded ("delta" object; 0 with */
+        uint64_t bytes_reused;                 /* … payload bytes found on the drone   both: omitted) */
 };
 
 /* Does s carry compliance fields (as opposed to none, or only their digest)? */

@@ -16,6 +16,8 @@
 #include "err.h"
 #include "fileio.h"
 #include "install.h"
+#include "install-delta.h"
+#include "install-fetch.h"
 #include "install-nix.h"
 #include "log.h"
 #include "macro.h"
@@ -267,11 +269,70 @@ static int writer_wait(struct writer *w, int k) {
         return r;
 }
 
-/* Stream chunks [progress, n) of payload idx to fd; record progress every `every` chunks after fdatasync. */
+/* Where the chunks of one payload come from in this run (delta installs; all NULL: the bundle). */
+struct chunk_sources {
+        const struct delta_plan *plan;        /* local locations; NULL: every chunk from the bundle */
+        const struct delta_source *srcs;
+        fetch_stream *fs;                     /* fetch protocol: ask for the missing chunks first */
+        bool request;                         /* ask for this payload's batch (delta mode) */
+};
+
+/* Ask the agent for chunks [from, n) that the plan does not find locally (all with no plan), adjacent
+ * chunks coalesced into one range; or, with `only`, for exactly those chunks. */
+static int request_chunks(bundle *b, fetch_stream *fs, size_t idx, const struct bundle_payload *p, uint64_t from,
+                          const struct delta_plan *plan, const uint64_t *only, size_t n_only) {
+        _cleanup_free_ struct fetch_range *r = NULL;
+        size_t n = 0, cap = 0;
+
+        for (uint64_t j = 0; j < (only ? n_only : p->n_chunks - MIN(from, p->n_chunks)); j++) {
+                uint64_t i = only ? only[j] : from + j, off;
+                size_t len = bundle_chunk_len(p, i);
+                int k;
+
+                if (!only && plan && plan->src[i] != DELTA_FETCH)
+                        continue;
+                k = bundle_chunk_offset(b, idx, i, &off);
+                if (k < 0)
+                        return k;
+                if (n > 0 && r[n - 1].offset + r[n - 1].len == off) {
+                        r[n - 1].len += len;
+                        continue;
+                }
+                if (n == cap) {
+                        size_t nc = cap ? cap * 2 : 256;
+                        void *t = reallocarray(r, nc, sizeof(*r));
+                        if (!t)
+                                return -ENOMEM;
+                        r = t;
+                        cap = nc;
+                }
+                r[n++] = (struct fetch_range){ off, len };
+        }
+        return fetch_stream_request(fs, r, n);
+}
+
+/* Hand buffer k (len bytes for offset off) to the writer thread. */
+static void writer_put(struct writer *w, unsigned k, size_t len, uint64_t off) {
+        pthread_mutex_lock(&w->lock);
+        w->len[k] = len;
+        w->off[k] = off;
+        w->full[k] = true;
+        pthread_cond_broadcast(&w->cond);
+        pthread_mutex_unlock(&w->lock);
+}
+
+/*
+ * Stream chunks [progress, n) of payload idx to fd; record progress every `checkpoint` bytes after
+ * fdatasync. A chunk comes from the bundle (verified by bundle_read_chunk) or, with a plan, from local
+ * storage (verified by delta_read_local); a local chunk that fails its hash is fetched after the others
+ * ("deferred"), and progress never passes it until it is written.
+ */
 static int write_payload(const struct device_conf *c, bundle *b, size_t idx, const struct bundle_payload *p, int fd,
-                         struct install_state *st, struct install_result *res) {
+                         const struct chunk_sources *cs, struct install_state *st, struct install_result *res) {
         struct writer w = { .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER, .fd = fd };
-        uint64_t every = MAX(UINT64_C(1), c->checkpoint_bytes / p->chunk_size), since = 0, base;
+        uint64_t since = 0, base, first_deferred = UINT64_MAX;
+        _cleanup_free_ uint64_t *deferred = NULL;
+        size_t n_deferred = 0, cap_deferred = 0;
         pthread_t thread;
         unsigned k = 0;
         int r = 0, rw;
@@ -279,6 +340,11 @@ static int write_payload(const struct device_conf *c, bundle *b, size_t idx, con
         if (st->progress[idx] > p->n_chunks)
                 return ringil_fail(-RINGIL_EMALFORMED, "state progress beyond payload `%s'", p->name);
         res->chunks_skipped += st->progress[idx];
+        if (cs->fs && cs->request) {
+                r = request_chunks(b, cs->fs, idx, p, st->progress[idx], cs->plan, NULL, 0);
+                if (r < 0)
+                        return r;
+        }
         w.buf[0] = malloc(p->chunk_size);
         w.buf[1] = malloc(p->chunk_size);
         if (!w.buf[0] || !w.buf[1]) {
@@ -295,47 +361,103 @@ static int write_payload(const struct device_conf *c, bundle *b, size_t idx, con
         base = st->writes;
         {
                 char what[128];
-                uint64_t from = st->progress[idx] * (uint64_t) p->chunk_size;
+                uint64_t from = bundle_chunk_start(p, st->progress[idx]);
                 (void) snprintf(what, sizeof(what), "writing '%s' to %s %c", p->name,
                                 p->type == BUNDLE_PAYLOAD_EFI ? "staging for slot" : "slot", slot_letter(st->slot));
                 progress_step(what, p->size > from ? p->size - from : 0);
         }
-        for (uint64_t i = st->progress[idx]; i < p->n_chunks; i++) {
-                size_t len;
+        /* Pass 0: every chunk from where the last run stopped; pass 1: the deferred ones, fetched. */
+        const uint64_t from = st->progress[idx];   /* checkpoints move st->progress on */
+        for (int pass = 0; r >= 0 && pass < 2; pass++) {
+                uint64_t n = pass == 0 ? p->n_chunks - from : n_deferred;
 
-                r = writer_wait(&w, (int) k);
-                if (r < 0)
-                        break;
-                /* INVARIANT: only a chunk whose hash matched the signed manifest is written. */
-                r = bundle_read_chunk(b, idx, i, w.buf[k], &len);
-                if (r < 0)
-                        break;
-                progress_add(len);
-                pthread_mutex_lock(&w.lock);
-                w.len[k] = len;
-                w.off[k] = i * (uint64_t) p->chunk_size;
-                w.full[k] = true;
-                pthread_cond_broadcast(&w.cond);
-                pthread_mutex_unlock(&w.lock);
-                k ^= 1;
-                if (++since < every && i + 1 < p->n_chunks)
-                        continue;
-                since = 0;
-                r = writer_wait(&w, -1);
-                if (r < 0)
-                        break;
-                if (fdatasync(fd) < 0) {
-                        r = ringil_fail(negative_errno(), "fdatasync of slot failed");
-                        break;
+                if (pass == 1) {
+                        if (n_deferred == 0)
+                                break;
+                        log_debug("reuse: %zu chunk(s) of '%s' changed on local storage since the scan; fetching them", n_deferred,
+                                  p->name);
+                        if (cs->fs) {
+                                r = request_chunks(b, cs->fs, idx, p, 0, NULL, deferred, n_deferred);
+                                if (r < 0)
+                                        break;
+                        }
                 }
-                crash_point("slot fsync");
-                /* Progress only ever names chunks that are verified and durable. */
-                st->progress[idx] = i + 1;
-                st->stalls = 0;   /* this run got further: it is not stuck */
-                st->writes = base + w.written;
-                r = install_state_save(c->state_dir, st);
-                if (r < 0)
-                        break;
+                for (uint64_t j = 0; j < n; j++) {
+                        uint64_t i = pass == 0 ? from + j : deferred[j];
+                        bool local = pass == 0 && cs->plan && cs->plan->src[i] != DELTA_FETCH, last = j + 1 == n;
+                        size_t len;
+
+                        r = writer_wait(&w, (int) k);
+                        if (r < 0)
+                                break;
+                        if (local) {
+                                const struct delta_source *src = &cs->srcs[cs->plan->src[i]];
+                                r = delta_read_local(p, i, cs->plan, cs->srcs, w.buf[k], &len);
+                                if (r == -ENOMEM)
+                                        break;
+                                if (r < 0) {
+                                        /* Not what the scan saw (bit rot, a modified slot, a read error): fetch it. */
+                                        if (n_deferred == cap_deferred) {
+                                                size_t nc = cap_deferred ? cap_deferred * 2 : 64;
+                                                void *t = reallocarray(deferred, nc, sizeof(uint64_t));
+                                                if (!t) {
+                                                        r = -ENOMEM;
+                                                        break;
+                                                }
+                                                deferred = t;
+                                                cap_deferred = nc;
+                                        }
+                                        deferred[n_deferred++] = i;
+                                        first_deferred = MIN(first_deferred, i);
+                                        res->chunks_refetched++;
+                                        r = 0;
+                                        len = 0;
+                                } else {
+                                        res->bytes_local += len;
+                                        if (src->is_target && cs->plan->off[i] == bundle_chunk_start(p, i))
+                                                res->bytes_inplace += len;   /* already in place: nothing to write */
+                                        else {
+                                                writer_put(&w, k, len, bundle_chunk_start(p, i));
+                                                k ^= 1;
+                                        }
+                                }
+                        } else {
+                                /* INVARIANT: only a chunk whose hash matched the signed manifest is written. */
+                                r = bundle_read_chunk(b, idx, i, w.buf[k], &len);
+                                if (r < 0)
+                                        break;
+                                if (cs->fs)
+                                        res->bytes_fetched += len;
+                                writer_put(&w, k, len, bundle_chunk_start(p, i));
+                                k ^= 1;
+                        }
+                        progress_add(len);
+                        since += len;
+                        if (since < c->checkpoint_bytes && !last)
+                                continue;
+                        since = 0;
+                        r = writer_wait(&w, -1);
+                        if (r < 0)
+                                break;
+                        if (fdatasync(fd) < 0) {
+                                r = ringil_fail(negative_errno(), "fdatasync of slot failed");
+                                break;
+                        }
+                        crash_point("slot fsync");
+                        /* Progress only ever names chunks that are verified and durable: in-place chunks
+                         * were verified by reading them, and the fdatasync above covers every dirty page of
+                         * the slot, including ones an interrupted earlier run left. */
+                        if (pass == 0) {
+                                uint64_t np = MIN(i + 1, first_deferred);
+                                if (np > st->progress[idx])
+                                        st->stalls = 0;   /* this run got further: it is not stuck */
+                                st->progress[idx] = np;
+                        }
+                        st->writes = base + w.written;
+                        r = install_state_save(c->state_dir, st);
+                        if (r < 0)
+                                break;
+                }
         }
         rw = writer_wait(&w, -1);
         pthread_mutex_lock(&w.lock);
@@ -432,6 +554,126 @@ static int place_efi(const struct device_conf *c, const struct bundle_payload *p
         return 0;
 }
 
+/* Chunk reuse for one install: per payload the local sources and the plan (install-delta.h). */
+struct reuse {
+        bool active;                          /* plans are valid and used */
+        bool full;                            /* fetch protocol: one sequential range instead */
+        struct delta_plan plan[INSTALL_MAX_PAYLOADS];
+        struct delta_source srcs[INSTALL_MAX_PAYLOADS][DELTA_MAX_SOURCES];
+        size_t n_srcs[INSTALL_MAX_PAYLOADS];
+        char labels[INSTALL_MAX_PAYLOADS][2][64];
+};
+
+static void reuse_done(struct reuse *u) {
+        for (size_t i = 0; i < INSTALL_MAX_PAYLOADS; i++) {
+                delta_plan_done(&u->plan[i]);
+                for (size_t s = 0; s < u->n_srcs[i]; s++)
+                        safe_close(u->srcs[i][s].fd);
+                u->n_srcs[i] = 0;
+        }
+        u->active = false;
+}
+
+/* Open a local source read-only; its size capped at what an old image of this payload could cover. */
+static int reuse_open(struct reuse *u, size_t i, const struct bundle_payload *p, const char *path, const char *label,
+                      bool is_target) {
+        uint64_t cap, limit = MAX(2 * p->size, p->size + (UINT64_C(256) << 20));
+        int fd, r;
+
+        if (u->n_srcs[i] >= DELTA_MAX_SOURCES)
+                return 0;
+        /* INVARIANT: a reuse source is opened O_RDONLY: the booted slot and seeds are never opened for
+         * writing (the target's writes go through open_target()'s own descriptor). */
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0) {
+                log_debug("reuse: cannot open %s '%s': %m (skipped)", label, path);
+                return 0;
+        }
+        r = fd_capacity(fd, path, &cap);
+        if (r < 0) {
+                safe_close(fd);
+                log_debug("reuse: %s (skipped)", ringil_detail());
+                return 0;
+        }
+        u->srcs[i][u->n_srcs[i]++] = (struct delta_source){ .fd = fd, .label = label, .size = MIN(cap, limit),
+                                                             .is_target = is_target };
+        return 0;
+}
+
+/*
+ * Before the first chunk is written: look for every remaining chunk of every raw payload in the target
+ * slot (its previous content, or what an interrupted run left), the other slot (read-only) and the
+ * seeds; then, for the fetch protocol, choose between fetching only the missing chunks and one
+ * sequential download (when more than full_above percent would be fetched anyway).
+ */
+static int reuse_plan(const struct device_conf *c, const struct install_opts *o, bundle *b, const struct bundle_manifest *m,
+                      int target, int booted, const struct install_state *st, fetch_stream *fs, struct reuse *u,
+                      struct install_result *res) {
+        uint64_t fetch = 0, local = 0, total = 0;
+        char note[160];
+        int r;
+
+        for (size_t i = 0; i < m->n_payloads; i++) {
+                const struct bundle_payload *p = &m->payloads[i];
+                uint64_t left = p->size - MIN(p->size, bundle_chunk_start(p, MIN(st->progress[i], p->n_chunks)));
+
+                total += left;
+                if (!o->reuse || p->type != BUNDLE_PAYLOAD_RAW || p->n_chunks == 0) {
+                        fetch += left;
+                        continue;
+                }
+                const struct slot_class *sc = device_conf_find_class(c, p->name);
+                (void) snprintf(u->labels[i][0], sizeof(u->labels[i][0]), "slot %c (target)", slot_letter(target));
+                (void) snprintf(u->labels[i][1], sizeof(u->labels[i][1]), "slot %c%s", slot_letter(1 - target),
+                                booted == 1 - target ? " (booted)" : "");
+                r = reuse_open(u, i, p, sc->device[target], u->labels[i][0], true);
+                if (r >= 0)
+                        r = reuse_open(u, i, p, sc->device[1 - target], u->labels[i][1], false);
+                for (const char *const *seed = o->seeds; r >= 0 && seed && *seed; seed++)
+                        r = reuse_open(u, i, p, *seed, *seed, false);
+                if (r < 0)
+                        return r;
+                r = delta_plan_payload(p, st->progress[i], u->srcs[i], u->n_srcs[i], &u->plan[i]);
+                if (r < 0)
+                        return r;
+                fetch += u->plan[i].bytes_fetch;
+                local += u->plan[i].bytes_local;
+                log_debug("reuse: payload '%s': %llu bytes found locally (%llu in place), %llu to fetch", p->name,
+                          (unsigned long long) u->plan[i].bytes_local, (unsigned long long) u->plan[i].bytes_inplace,
+                          (unsigned long long) u->plan[i].bytes_fetch);
+        }
+        u->active = o->reuse;
+        res->bytes_planned_local = local;
+        res->bytes_planned_fetch = fetch;
+        if (!fs)
+                return 0;
+        /* INVARIANT (cheapest path): past the threshold a plain sequential download is used; it never
+         * costs more than the bundle, so a delta never costs more than a full download plus its plan. */
+        u->full = total > 0 && fetch * 100 > (uint64_t) o->full_above * total;
+        (void) snprintf(note, sizeof(note), "plan %llu %llu %llu %s", (unsigned long long) (u->full ? 0 : local),
+                        (unsigned long long) (u->full ? total : fetch), (unsigned long long) total, u->full ? "full" : "delta");
+        r = fetch_stream_note(fs, note);
+        if (r < 0)
+                return r;
+        if (u->full) {
+                /* Everything from the first chunk not yet done to the end of the bundle, in one range. */
+                uint64_t from = UINT64_MAX, end;
+                res->full_download = true;
+                for (size_t i = 0; i < m->n_payloads && from == UINT64_MAX; i++)
+                        if (st->progress[i] < m->payloads[i].n_chunks)
+                                (void) bundle_chunk_offset(b, i, st->progress[i], &from);
+                r = bundle_total_size(b, &end);
+                if (r < 0)
+                        return r;
+                for (size_t i = 0; i < m->n_payloads; i++)
+                        delta_plan_done(&u->plan[i]);
+                u->active = false;
+                if (from != UINT64_MAX)
+                        return fetch_stream_request(fs, &(struct fetch_range){ from, end - from }, 1);
+        }
+        return 0;
+}
+
 static int record_failure(const struct device_conf *c, struct install_state *st, int r) {
         char msg[INSTALL_ERROR_MAX + 1];
         int saved = r;
@@ -451,6 +693,8 @@ int install_run(const struct device_conf *c, const struct install_opts *o, struc
         _cleanup_free_ char *floor = NULL, *efi_rel = NULL, *pattern = NULL;
         struct install_state st;
         struct install_result res = { .slot = -1 };
+        _cleanup_(reuse_done) struct reuse reuse = {};
+        _cleanup_(fetch_stream_freep) fetch_stream *fs = NULL;
         const struct bundle_manifest *m;
         struct bundle_policy policy;
         int64_t time_floor = 0, now;
@@ -472,7 +716,15 @@ int install_run(const struct device_conf *c, const struct install_opts *o, struc
         now = o->now ? o->now : (int64_t) time(NULL);
         now = MAX(now, time_floor);
 
-        r = bundle_open(o->bundle, &b);
+        if (o->fetch_stdio) {
+                struct bundle_source src;
+                r = fetch_stream_new(STDIN_FILENO, STDOUT_FILENO, o->fetch_size ? o->fetch_size : UINT64_MAX, &fs);
+                if (r < 0)
+                        goto out;
+                src = fetch_stream_source(fs);
+                r = bundle_open_source(&src, &b);
+        } else
+                r = bundle_open(o->bundle, &b);
         if (r < 0)
                 goto out;
         policy = (struct bundle_policy){
@@ -621,16 +873,30 @@ int install_run(const struct device_conf *c, const struct install_opts *o, struc
                 }
         }
 
+        if (o->reuse || fs) {
+                r = reuse_plan(c, o, b, m, target, booted, &st, fs, &reuse, &res);
+                if (r < 0)
+                        goto fail;
+        }
         for (size_t i = 0; i < m->n_payloads; i++) {
                 _cleanup_close_ int fd = -EBADF;
+                struct chunk_sources cs = {
+                        .plan = reuse.active && m->payloads[i].type == BUNDLE_PAYLOAD_RAW && m->payloads[i].n_chunks > 0
+                                        ? &reuse.plan[i] : NULL,
+                        .srcs = reuse.srcs[i],
+                        .fs = fs,
+                        .request = !reuse.full,
+                };
                 res.chunks_total += m->payloads[i].n_chunks;
                 r = open_target(c, &m->payloads[i], i, target, st.progress[i] == 0, &fd);
                 if (r < 0)
                         goto fail;
-                r = write_payload(c, b, i, &m->payloads[i], fd, &st, &res);
+                r = write_payload(c, b, i, &m->payloads[i], fd, &cs, &st, &res);
                 if (r < 0)
                         goto fail;
         }
+        if (fs)
+                res.bytes_received = fetch_stream_received(fs);
         /* Resumed only when an earlier run left verified, durable chunks that this one did not rewrite. */
         res.resumed = resume && res.chunks_skipped > 0;
         if (efi >= 0) {

@@ -18,6 +18,13 @@ struct install_opts {
         int slot;                /* force the target slot (0/1), -1: the one not booted */
         const char *booted;      /* booted entry id override (tests, recovery); NULL: LoaderEntrySelected */
         int64_t now;             /* 0: current time; raised to the trusted-time floor either way */
+        /* Delta installs (docs/install.md "Delta updates"): */
+        bool reuse;              /* take chunks found in the slots (and seeds) instead of the bundle */
+        const char *const *seeds;   /* NULL-terminated extra read-only files to look in, or NULL */
+        bool fetch_stdio;        /* the bundle comes through the fetch protocol (install-fetch.h) */
+        uint64_t fetch_size;     /* its length as the agent was told; 0 unknown */
+        unsigned full_above;     /* fetch protocol: one sequential download when more than this percentage
+                                    of the payload bytes would be fetched (0..100) */
 };
 
 struct install_result {
@@ -27,6 +34,14 @@ struct install_result {
         uint64_t chunks_total;
         uint64_t chunks_written;   /* in this run */
         uint64_t chunks_skipped;   /* already verified, written and fsynced by an earlier run */
+        /* Delta installs: */
+        uint64_t bytes_planned_local, bytes_planned_fetch;   /* what the scan found / left to fetch */
+        uint64_t bytes_local;      /* payload bytes taken from local storage after re-hashing */
+        uint64_t bytes_inplace;    /* of which already in place in the target (not rewritten) */
+        uint64_t bytes_fetched;    /* chunk bytes that came through the fetch protocol */
+        uint64_t bytes_received;   /* everything received through it (metadata and skipped bytes too) */
+        uint64_t chunks_refetched; /* local chunks that failed their hash on use and were fetched */
+        bool full_download;        /* fetch protocol: one sequential range */
 };
 
 int install_run(const struct device_conf *c, const struct install_opts *o, struct install_result *ret);

@@ -329,21 +329,34 @@ int op_status(int argc, char *argv[]) {
         if (o.json)
                 print_json(j);
         else if (o.n_args == 0) {
-                printf("%-8s %-10s %-20s %-12s %s\n", "RELEASE", "VERSION", "COMPATIBLE", "SIZE", "ASSIGNED");
-                json_array_foreach(j, i, e)
-                        printf("%-8" JSON_INTEGER_FORMAT " %-10s %-20s %-12" JSON_INTEGER_FORMAT " %s\n",
+                printf("%-8s %-10s %-20s %-12s %-7s %-13s %-13s %s\n", "RELEASE", "VERSION", "COMPATIBLE", "SIZE",
+                       "DRONES", "FETCHED", "REUSED", "ASSIGNED");
+                json_array_foreach(j, i, e) {
+                        json_t *d = json_object_get(e, "delta");
+                        /* DRONES/FETCHED/REUSED: drones on this release that reported their download */
+                        printf("%-8" JSON_INTEGER_FORMAT " %-10s %-20s %-12" JSON_INTEGER_FORMAT " %-7" JSON_INTEGER_FORMAT
+                               " %-13" JSON_INTEGER_FORMAT " %-13" JSON_INTEGER_FORMAT " %s\n",
                                json_integer_value(json_object_get(e, "id")), str(e, "version"),
                                str(e, "compatible"), json_integer_value(json_object_get(e, "size")),
-                               str(e, "assigned"));
+                               json_integer_value(json_object_get(d, "drones")),
+                               json_integer_value(json_object_get(d, "fetched")),
+                               json_integer_value(json_object_get(d, "reused")), str(e, "assigned"));
+                }
         } else {
                 char seen[21] = "never";
                 json_int_t t = json_integer_value(json_object_get(j, "last_seen"));
                 if (t > 0)
                         format_time(t, seen);
                 printf("drone:     %s (%s, group %s)\nversion:   %s\nstate:     %s\nrelease:   %" JSON_INTEGER_FORMAT
-                       "\nerror:     %s\nlast seen: %s\nhistory:\n",
+                       "\nerror:     %s\nlast seen: %s\n",
                        str(j, "id"), str(j, "status"), str(j, "group"), str(j, "version"), str(j, "state"),
                        json_integer_value(json_object_get(j, "release")), str(j, "error"), seen);
+                if (json_is_object(json_object_get(j, "delta")))
+                        printf("download:  %" JSON_INTEGER_FORMAT " bytes fetched, %" JSON_INTEGER_FORMAT
+                               " reused from its own slots (last install)\n",
+                               json_integer_value(json_object_get(json_object_get(j, "delta"), "fetched")),
+                               json_integer_value(json_object_get(json_object_get(j, "delta"), "reused")));
+                printf("history:\n");
                 json_array_foreach(json_object_get(j, "history"), i, e)
                 {
                         char when[21];

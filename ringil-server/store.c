@@ -81,7 +81,9 @@ static const char *const queries[_Q_MAX] = {
         [Q_EVENT_ADD] = "INSERT OR IGNORE INTO events(drone, seq, time, state, release, version, target, error) "
                         "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         [Q_DRONE_REPORT] = "UPDATE drones SET last_seq = ?2, last_seen = ?3, state = ?4, release = ?5, "
-                           "version = CASE WHEN ?6 = '' THEN version ELSE ?6 END, target = ?7, error = ?8 "
+                           "version = CASE WHEN ?6 = '' THEN version ELSE ?6 END, target = ?7, error = ?8, "
+                           "bytes_fetched = CASE WHEN ?9 + ?10 > 0 THEN ?9 ELSE bytes_fetched END, "
+                           "bytes_reused = CASE WHEN ?9 + ?10 > 0 THEN ?10 ELSE bytes_reused END "
                            "WHERE id = ?1",
         [Q_RELEASE_ADD] = "INSERT INTO releases(version, compatible, size, sha256, path, signer, "
                           "manifest_digest, created) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -93,16 +95,21 @@ static const char *const queries[_Q_MAX] = {
         [Q_ASSIGNMENT_GET] = "SELECT release FROM assignments WHERE target = ?1",
         [Q_DRONES] = "SELECT id, grp, status, COALESCE(last_seen, 0), COALESCE(version, ''), COALESCE(state, ''), "
                      "COALESCE(release, 0), COALESCE(target, ''), COALESCE(error, ''), COALESCE(slot, ''), "
-                     "COALESCE(boot, ''), audit_pass, audit_fail, created, COALESCE(enrolled, 0) FROM drones ORDER BY id",
+                     "COALESCE(boot, ''), audit_pass, audit_fail, created, COALESCE(enrolled, 0), bytes_fetched, "
+                     "bytes_reused FROM drones ORDER BY id",
         [Q_DRONE] = "SELECT id, grp, status, COALESCE(last_seen, 0), COALESCE(version, ''), COALESCE(state, ''), "
                     "COALESCE(release, 0), COALESCE(target, ''), COALESCE(error, ''), COALESCE(slot, ''), "
-                    "COALESCE(boot, ''), audit_pass, audit_fail, created, COALESCE(enrolled, 0) FROM drones WHERE id = ?1",
+                    "COALESCE(boot, ''), audit_pass, audit_fail, created, COALESCE(enrolled, 0), bytes_fetched, "
+                    "bytes_reused FROM drones WHERE id = ?1",
         [Q_HISTORY] = "SELECT seq, time, state, release, version, target, error FROM events WHERE drone = ?1 "
                       "ORDER BY seq DESC LIMIT 100",
         [Q_RELEASES] = "SELECT r.id, r.version, r.compatible, r.size, r.sha256, r.signer, r.created, "
                        "(SELECT group_concat(target, ' ') FROM assignments a WHERE a.release = r.id), "
-                       "r.built, r.expires, r.payloads "
-                       "FROM releases r ORDER BY r.id",
+                       "r.built, r.expires, r.payloads, "
+                       "COALESCE(d.n, 0), COALESCE(d.fetched, 0), COALESCE(d.reused, 0) "
+                       "FROM releases r LEFT JOIN (SELECT release, count(*) AS n, sum(bytes_fetched) AS fetched, "
+                       "sum(bytes_reused) AS reused FROM drones WHERE bytes_fetched IS NOT NULL GROUP BY release) d "
+                       "ON d.release = r.id ORDER BY r.id",
         [Q_STATE_COUNTS] = "SELECT CASE status WHEN 2 THEN 'revoked' ELSE COALESCE(NULLIF(state, ''), 'unknown') END, "
                            "count(*) FROM drones GROUP BY 1",
         [Q_RELEASE_EXISTS] = "SELECT id FROM releases WHERE id = ?1",
@@ -147,6 +154,9 @@ static const char *const migrations[] = {
         store_compliance_schema,
         /* 4 → 5: the operator action log, certificate expiry, release details, the dashboard's indexes */
         store_ui_schema,
+        /* 5 → 6: what the drone's last install downloaded and reused from its own slots (delta updates) */
+        "ALTER TABLE drones ADD COLUMN bytes_fetched INTEGER;"
+        "ALTER TABLE drones ADD COLUMN bytes_reused INTEGER;",
 };
 
 #define SCHEMA_VERSION ((int) ELEMENTSOF(migrations))
@@ -705,7 +715,8 @@ int store_report(store *s, const char *id, const struct fleet_status *st, int64_
                 if (r >= 0)
                         r = sql_run(&s->w, Q_DRONE_REPORT,
                                     ARGS(TEXT(id), INT(st->seq), INT(now), TEXT(state), INT(st->release),
-                                         TEXT(st->version), TEXT(st->target), TEXT(st->error)),
+                                         TEXT(st->version), TEXT(st->target), TEXT(st->error),
+                                         INT((int64_t) st->bytes_fetched), INT((int64_t) st->bytes_reused)),
                                     NULL, NULL);
                 if (r >= 0)
                         r = 1;
@@ -812,6 +823,9 @@ static json_t *drone_row(sqlite3_stmt *q) {
                 json_object_set_new(j, "audit", json_pack("{s:I, s:I}", "pass",
                                                           (json_int_t) sqlite3_column_int64(q, 11), "fail",
                                                           (json_int_t) sqlite3_column_int64(q, 12)));
+        if (j && sqlite3_column_type(q, 15) != SQLITE_NULL)
+                json_object_set_new(j, "delta", json_pack("{s:I, s:I}", "fetched", (json_int_t) sqlite3_column_int64(q, 15),
+                                                          "reused", (json_int_t) sqlite3_column_int64(q, 16)));
         return j;
 }
 
@@ -893,6 +907,11 @@ static int releases_row(sqlite3_stmt *q, void *userdata) {
                 } else
                         json_decref(p);
         }
+        /* What the drones now on this release downloaded and found on their own disks for it. */
+        if (e)
+                json_object_set_new(e, "delta", json_pack("{s:I, s:I, s:I}", "drones", (json_int_t) sqlite3_column_int64(q, 11),
+                                                          "fetched", (json_int_t) sqlite3_column_int64(q, 12), "reused",
+                                                          (json_int_t) sqlite3_column_int64(q, 13)));
         return e && json_array_append_new(userdata, e) == 0 ? 0 : -ENOMEM;
 }
 

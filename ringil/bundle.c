@@ -1,5 +1,7 @@
 /* bundle.c: `ringil bundle create|verify|info`: make, check and inspect signed update bundles. */
+#include <fcntl.h>
 #include <getopt.h>
+#include <sys/stat.h>
 #include <sys/mman.h>
 #include <unistd.h>
 #include <jansson.h>
@@ -8,6 +10,8 @@
 #include <time.h>
 
 #include "bundle.h"
+#include "cdc.h"
+#include "install-delta.h"
 #include "crypto.h"
 #include "err.h"
 #include "escape.h"
@@ -20,6 +24,10 @@
 #include "verbs.h"
 
 #define MAX_LIST 64
+
+/* The default chunking of raw payloads, chosen from the delta bench (docs/install.md "Delta updates"). */
+#define DEFAULT_CHUNKING_CDC 1
+#define DEFAULT_CHUNKING_NAME "cdc"
 
 #define CREATE_USAGE \
         "Usage: ringil bundle create --key KEY --cert CERT [--intermediate PEM]... --compatible ID\n" \
@@ -36,7 +44,13 @@
         "  --expires TIME       expiry: @SECONDS, YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ\n" \
         "  --valid-for DAYS     expiry relative to creation (default 30)\n" \
         "  --created TIME       creation time (default: now)\n" \
-        "  --chunk-size N       per-chunk hash granularity, power of two 4K..64M (default 1M)\n" \
+        "  --chunk-size N       fixed chunking: per-chunk hash granularity, power of two 4K..64M\n" \
+        "                       (default 1M)\n" \
+        "  --chunking fixed|cdc|cdc:MIN:AVG:MAX\n" \
+        "                       how raw payloads are cut into chunks: fixed-size, or content-defined\n" \
+        "                       (gear rolling hash; default sizes 16K:64K:256K), which lets a drone\n" \
+        "                       find shifted content in its slots; cdc makes a format-2 manifest that\n" \
+        "                       ringil before 0.2 refuses (docs/bundle-format.md). Default: " DEFAULT_CHUNKING_NAME "\n" \
         "  --payload NAME:TYPE=FILE\n" \
         "                       a payload; TYPE is raw (slot image) or efi (EFI binary/UKI)\n" \
         "  --payload NAME:nixos=STOREPATH[@CACHEURL]\n" \
@@ -123,6 +137,35 @@ static int parse_payload_arg(char *arg, struct bundle_create_payload *p) {
         return 0;
 }
 
+/* --chunking: 0 fixed, 1 cdc (sizes set in o when given), or -EINVAL. */
+static int parse_chunking(const char *arg, struct bundle_create_opts *o) {
+        uint64_t v[3];
+        char buf[128], *p, *save = NULL;
+        struct cdc c;
+        size_t n = 0;
+
+        if (streq(arg, "fixed")) {
+                o->cdc_min = o->cdc_avg = o->cdc_max = 0;
+                return 0;
+        }
+        if (streq(arg, "cdc"))
+                return 1;
+        if (strncmp(arg, "cdc:", 4) != 0 || strlen(arg) >= sizeof(buf))
+                return -EINVAL;
+        snprintf(buf, sizeof(buf), "%s", arg + 4);
+        for (p = strtok_r(buf, ":", &save); p; p = strtok_r(NULL, ":", &save)) {
+                if (n == 3 || parse_size(p, &v[n]) < 0 || v[n] > UINT32_MAX)
+                        return -EINVAL;
+                n++;
+        }
+        if (n != 3 || cdc_init(&c, (uint32_t) v[0], (uint32_t) v[1], (uint32_t) v[2]) < 0)
+                return -EINVAL;
+        o->cdc_min = c.min;
+        o->cdc_avg = c.avg;
+        o->cdc_max = c.max;
+        return 1;
+}
+
 static void close_listings(int (*fds)[BUNDLE_MAX_PAYLOADS]) {
         for (size_t i = 0; i < BUNDLE_MAX_PAYLOADS; i++)
                 if ((*fds)[i] >= 0)
@@ -170,7 +213,7 @@ static int closure_listing(struct bundle_create_payload *p, const char *nix_stor
 
 static int verb_bundle_create(int argc, char *argv[]) {
         enum { ARG_KEY = 0x100, ARG_CERT, ARG_INTERMEDIATE, ARG_COMPATIBLE, ARG_VERSION, ARG_EXPIRES, ARG_VALID_FOR,
-               ARG_CREATED, ARG_CHUNK_SIZE, ARG_PAYLOAD, ARG_OUTPUT, ARG_NIX_STORE, ARG_CLOSURE };
+               ARG_CREATED, ARG_CHUNK_SIZE, ARG_PAYLOAD, ARG_OUTPUT, ARG_NIX_STORE, ARG_CLOSURE, ARG_CHUNKING };
         static const struct option options[] = {
                 { "key", required_argument, NULL, ARG_KEY },
                 { "cert", required_argument, NULL, ARG_CERT },
@@ -181,6 +224,7 @@ static int verb_bundle_create(int argc, char *argv[]) {
                 { "valid-for", required_argument, NULL, ARG_VALID_FOR },
                 { "created", required_argument, NULL, ARG_CREATED },
                 { "chunk-size", required_argument, NULL, ARG_CHUNK_SIZE },
+                { "chunking", required_argument, NULL, ARG_CHUNKING },
                 { "payload", required_argument, NULL, ARG_PAYLOAD },
                 { "output", required_argument, NULL, ARG_OUTPUT },
                 { "nix-store", required_argument, NULL, ARG_NIX_STORE },
@@ -197,7 +241,8 @@ static int verb_bundle_create(int argc, char *argv[]) {
         const char *output = NULL;
         size_t n_inter = 0;
         unsigned valid_days = 30;
-        bool have_expires = false, have_valid = false;
+        bool have_expires = false, have_valid = false, have_chunk_size = false;
+        int chunking = -1;   /* -1: default, 0: fixed, 1: cdc */
         uint64_t u;
         int c, r;
 
@@ -241,6 +286,14 @@ static int verb_bundle_create(int argc, char *argv[]) {
                         if (parse_size(optarg, &u) < 0 || u > UINT32_MAX)
                                 return usage_error("bad --chunk-size '%s'", optarg);
                         o.chunk_size = (uint32_t) u;
+                        have_chunk_size = true;
+                        break;
+                case ARG_CHUNKING:
+                        r = parse_chunking(optarg, &o);
+                        if (r < 0)
+                                return usage_error("bad --chunking '%s' (fixed, cdc or cdc:MIN:AVG:MAX, powers of two "
+                                                   "4K <= MIN < AVG < MAX <= 64M)", optarg);
+                        chunking = r;
                         break;
                 case ARG_PAYLOAD:
                         if (o.n_payloads >= BUNDLE_MAX_PAYLOADS)
@@ -276,6 +329,16 @@ static int verb_bundle_create(int argc, char *argv[]) {
         }
         if (have_expires && have_valid)
                 return usage_error("--expires and --valid-for are exclusive");
+        if (chunking == 1 && have_chunk_size)
+                return usage_error("--chunk-size is for fixed chunking; content-defined sizes go in --chunking cdc:MIN:AVG:MAX");
+        /* --chunk-size alone asks for fixed chunks (as it always did). */
+        if (chunking < 0)
+                chunking = have_chunk_size ? 0 : DEFAULT_CHUNKING_CDC;
+        if (chunking == 1 && !o.cdc_avg) {
+                o.cdc_min = CDC_DEFAULT_MIN;
+                o.cdc_avg = CDC_DEFAULT_AVG;
+                o.cdc_max = CDC_DEFAULT_MAX;
+        }
         if (!o.created)
                 o.created = (int64_t) time(NULL);
         if (!have_expires)
@@ -427,6 +490,24 @@ static int check_container(bundle *b, const char *path, const struct bundle_mani
         return 0;
 }
 
+/* Chunk statistics of a payload, from its signed chunk list (for an operator sizing deltas). */
+struct chunk_stats {
+        uint64_t smallest, largest, mean;
+};
+
+static struct chunk_stats chunk_stats(const struct bundle_payload *p) {
+        struct chunk_stats s = { .smallest = p->n_chunks ? UINT64_MAX : 0 };
+
+        for (uint64_t c = 0; c < p->n_chunks; c++) {
+                uint64_t len = bundle_chunk_len(p, c);
+                s.smallest = MIN(s.smallest, len);
+                s.largest = MAX(s.largest, len);
+        }
+        if (p->n_chunks)
+                s.mean = p->size / p->n_chunks;
+        return s;
+}
+
 static int info_json(const struct bundle_manifest *m, uint32_t sig_len, const struct container_check *cc) {
         json_t *root = json_object(), *pls = json_array(), *cont = json_object(), *nc = json_array();
         char hex[2 * SHA256_LEN + 1], t[21];
@@ -458,6 +539,24 @@ static int info_json(const struct bundle_manifest *m, uint32_t sig_len, const st
                 json_object_set_new(o, "sha256", json_string(hex_encode(p->sha256, SHA256_LEN, hex)));
                 json_object_set_new(o, "chunk_size", json_integer(p->chunk_size));
                 json_object_set_new(o, "chunks", json_integer((json_int_t) p->n_chunks));
+                {
+                        struct chunk_stats cs = chunk_stats(p);
+                        json_t *ch = json_object();
+                        if (ch) {
+                                json_object_set_new(ch, "chunker", json_string(p->cdc ? "cdc" : "fixed"));
+                                if (p->cdc) {
+                                        json_object_set_new(ch, "min", json_integer(p->cdc_min));
+                                        json_object_set_new(ch, "avg", json_integer(p->cdc_avg));
+                                        json_object_set_new(ch, "max", json_integer(p->cdc_max));
+                                } else
+                                        json_object_set_new(ch, "size", json_integer(p->chunk_size));
+                                json_object_set_new(ch, "count", json_integer((json_int_t) p->n_chunks));
+                                json_object_set_new(ch, "smallest", json_integer((json_int_t) cs.smallest));
+                                json_object_set_new(ch, "mean", json_integer((json_int_t) cs.mean));
+                                json_object_set_new(ch, "largest", json_integer((json_int_t) cs.largest));
+                                json_object_set_new(o, "chunking", ch);
+                        }
+                }
                 if (p->store_path)
                         json_object_set_new(o, "store_path", json_string(p->store_path));
                 if (p->cache_url)
@@ -527,9 +626,18 @@ static int verb_bundle_info(int argc, char *argv[]) {
                 printf("Signature:   %u bytes CMS\n", sig_len);
                 for (size_t i = 0; i < m->n_payloads; i++) {
                         const struct bundle_payload *p = &m->payloads[i];
+                        struct chunk_stats cs = chunk_stats(p);
                         printf("Payload %zu:   %s (%s) %llu bytes, %llu chunks of %u, sha256 %s\n", i, p->name,
                                bundle_payload_type_to_string(p->type), (unsigned long long) p->size,
                                (unsigned long long) p->n_chunks, p->chunk_size, hex_encode(p->sha256, SHA256_LEN, hex));
+                        if (p->cdc)
+                                printf("             chunker cdc %u:%u:%u; chunk sizes smallest %llu, mean %llu, largest %llu\n",
+                                       p->cdc_min, p->cdc_avg, p->cdc_max, (unsigned long long) cs.smallest,
+                                       (unsigned long long) cs.mean, (unsigned long long) cs.largest);
+                        else
+                                printf("             chunker fixed %u; chunk sizes smallest %llu, mean %llu, largest %llu\n",
+                                       p->chunk_size, (unsigned long long) cs.smallest, (unsigned long long) cs.mean,
+                                       (unsigned long long) cs.largest);
                         if (p->store_path)
                                 printf("             store path %s%s%s\n", p->store_path, p->cache_url ? " from " : "",
                                        p->cache_url ? p->cache_url : "");
@@ -553,14 +661,202 @@ static int verb_bundle_info(int argc, char *argv[]) {
         return r;
 }
 
+#define ESTIMATE_USAGE \
+        "Usage: ringil bundle delta-estimate [--json] [--full-above PCT] --from OLD NEW\n\n" \
+        "How many bytes a drone fetches to install bundle NEW when its slots hold OLD: OLD is the bundle\n" \
+        "the drone installed (its payloads are used as slot contents) or a slot image; repeat --from for\n" \
+        "both slots. Runs the drone's own chunk search (fixed or content-defined, as NEW's manifest says)\n" \
+        "and adds the metadata the drone fetches first. Unverified: it reads NEW's manifest without a keyring.\n\n" \
+        "Options:\n" \
+        "  --from FILE        an old bundle or image (repeatable, at most 6)\n" \
+        "  --full-above PCT   the drone's threshold for one sequential download (default 80)\n" \
+        "  --json             machine-readable output\n\n"
+
+/* A source for the estimate: an image, or the raw payload of the same name inside an old bundle. */
+struct est_source {
+        int fd;
+        uint64_t offset, size;   /* where the bytes are in the file */
+};
+
+static int est_open(const char *path, const char *payload, struct est_source *ret) {
+        _cleanup_bundle_ bundle *b = NULL;
+        const struct bundle_manifest *m;
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        struct stat st;
+        uint32_t sig_len;
+
+        if (fd < 0 || fstat(fd, &st) < 0)
+                return fd < 0 ? negative_errno() : -EIO;
+        *ret = (struct est_source){ .fd = fd, .offset = 0, .size = (uint64_t) st.st_size };
+        if (bundle_open(path, &b) < 0 || bundle_read_unverified(b, &m, &sig_len) < 0)
+                return 0;   /* not a bundle: an image */
+        {
+                uint64_t off = 0, declared, actual;
+                if (bundle_unverified_size(b, &declared, &actual) < 0)
+                        return 0;
+                off = declared;
+                for (size_t i = m->n_payloads; i-- > 0;) {
+                        off -= m->payloads[i].size;
+                        if (streq(m->payloads[i].name, payload)) {
+                                ret->offset = off;
+                                ret->size = m->payloads[i].size;
+                                return 0;
+                        }
+                }
+        }
+        ret->size = 0;   /* a bundle without this payload: nothing to find */
+        return 0;
+}
+
+static int verb_bundle_delta_estimate(int argc, char *argv[]) {
+        enum { ARG_FROM = 0x100, ARG_FULL_ABOVE, ARG_JSON };
+        static const struct option options[] = {
+                { "from", required_argument, NULL, ARG_FROM },
+                { "full-above", required_argument, NULL, ARG_FULL_ABOVE },
+                { "json", no_argument, NULL, ARG_JSON },
+                {},
+        };
+        const char *from[7] = {};
+        size_t n_from = 0;
+        unsigned full_above = 80;
+        bool json = false;
+        _cleanup_bundle_ bundle *b = NULL;
+        const struct bundle_manifest *m;
+        uint64_t declared, actual, meta, fetch = 0, local = 0, total = 0;
+        uint32_t sig_len;
+        json_t *pls = json_array();
+        int c, r;
+
+        while ((c = getopt_long(argc, argv, "", options, NULL)) >= 0)
+                switch (c) {
+                case ARG_FROM:
+                        if (n_from == 6)
+                                return usage_error("at most 6 --from");
+                        from[n_from++] = optarg;
+                        break;
+                case ARG_FULL_ABOVE:
+                        if (parse_uint(optarg, &full_above) < 0 || full_above > 100)
+                                return usage_error("bad --full-above '%s' (0..100)", optarg);
+                        break;
+                case ARG_JSON:
+                        json = true;
+                        break;
+                default:
+                        json_decref(pls);
+                        return EXIT_USAGE;
+                }
+        if (argc - optind != 1 || n_from == 0) {
+                json_decref(pls);
+                return usage_error("--from OLD and one NEW bundle expected");
+        }
+        r = open_bundle(argv[optind], &b);
+        if (r >= 0) {
+                json_decref(pls);
+                return r;
+        }
+        r = bundle_read_unverified(b, &m, &sig_len);
+        if (r >= 0)
+                r = bundle_unverified_size(b, &declared, &actual);
+        if (r < 0) {
+                json_decref(pls);
+                return fail_bundle(r, argv[optind], "is malformed");
+        }
+        meta = declared;
+        for (size_t i = 0; i < m->n_payloads; i++)
+                meta -= m->payloads[i].size;
+        for (size_t i = 0; i < m->n_payloads; i++) {
+                const struct bundle_payload *p = &m->payloads[i];
+                struct delta_source srcs[DELTA_MAX_SOURCES];
+                struct est_source es[6];
+                struct delta_plan plan = {};
+                size_t n = 0;
+
+                total += p->size;
+                for (size_t k = 0; k < n_from; k++) {
+                        r = est_open(from[k], p->name, &es[n]);
+                        if (r < 0) {
+                                json_decref(pls);
+                                return fail(r, "cannot read --from file");
+                        }
+                        /* a view of the payload inside the old bundle: a memfd would copy; pread offsets
+                         * are what the scanner uses, so shift through /proc/self/fd with an offset instead */
+                        n++;
+                }
+                for (size_t k = 0; k < n; k++) {
+                        if (es[k].offset) {
+                                /* copy-free view: a sparse memfd is not possible; read through a dup at an offset */
+                                int fd = memfd_create("ringil-estimate", MFD_CLOEXEC);
+                                if (fd < 0 || copy_file_range(es[k].fd, &(loff_t){ (loff_t) es[k].offset }, fd, NULL,
+                                                              (size_t) es[k].size, 0) != (ssize_t) es[k].size) {
+                                        /* fall back to a plain copy */
+                                        uint8_t buf[1 << 16];
+                                        uint64_t done = 0;
+                                        if (fd >= 0 && ftruncate(fd, 0) == 0)
+                                                while (done < es[k].size) {
+                                                        ssize_t got = pread(es[k].fd, buf, (size_t) MIN((uint64_t) sizeof(buf), es[k].size - done),
+                                                                            (off_t) (es[k].offset + done));
+                                                        if (got <= 0 || write_all(fd, buf, (size_t) got) < 0)
+                                                                break;
+                                                        done += (uint64_t) got;
+                                                }
+                                }
+                                close(es[k].fd);
+                                es[k].fd = fd;
+                        }
+                        srcs[k] = (struct delta_source){ .fd = es[k].fd, .label = from[k], .size = es[k].size };
+                }
+                r = p->n_chunks && p->type == BUNDLE_PAYLOAD_RAW ? delta_plan_payload(p, 0, srcs, n, &plan) : 0;
+                for (size_t k = 0; k < n; k++)
+                        safe_close(es[k].fd);
+                if (r < 0) {
+                        json_decref(pls);
+                        return fail(r, "cannot plan the delta");
+                }
+                if (!plan.src)
+                        plan.bytes_fetch = p->size;
+                fetch += plan.bytes_fetch;
+                local += plan.bytes_local;
+                json_array_append_new(pls, json_pack("{s:s, s:s, s:I, s:I, s:I, s:I}", "name", p->name, "chunking",
+                                                     p->cdc ? "cdc" : "fixed", "size", (json_int_t) p->size, "chunks",
+                                                     (json_int_t) p->n_chunks, "reused", (json_int_t) plan.bytes_local,
+                                                     "fetch", (json_int_t) plan.bytes_fetch));
+                if (!json)
+                        printf("%s: %llu bytes (%llu %s chunks): %llu found, %llu to fetch (%.1f %%)\n", p->name,
+                               (unsigned long long) p->size, (unsigned long long) p->n_chunks, p->cdc ? "content-defined" : "fixed",
+                               (unsigned long long) plan.bytes_local, (unsigned long long) plan.bytes_fetch,
+                               p->size ? 100.0 * (double) plan.bytes_fetch / (double) p->size : 0.0);
+                delta_plan_done(&plan);
+        }
+        {
+                bool full = total > 0 && fetch * 100 > (uint64_t) full_above * total;
+                uint64_t wire = meta + (full ? total : fetch);
+                if (json) {
+                        json_t *o = json_pack("{s:o, s:I, s:I, s:I, s:I, s:s, s:I}", "payloads", pls, "metadata", (json_int_t) meta,
+                                              "payload_bytes", (json_int_t) total, "reused", (json_int_t) local, "fetch",
+                                              (json_int_t) fetch, "mode", full ? "full" : "delta", "bytes", (json_int_t) wire);
+                        json_dumpf(o, stdout, JSON_INDENT(2) | JSON_SORT_KEYS);
+                        putchar('\n');
+                        json_decref(o);
+                } else {
+                        json_decref(pls);
+                        printf("total: %llu bytes over the wire (%s; metadata %llu) of a %llu-byte bundle: %.1f %%\n",
+                               (unsigned long long) wire, full ? "one sequential download: more than the threshold would be fetched"
+                                                             : "delta", (unsigned long long) meta,
+                               (unsigned long long) declared, 100.0 * (double) wire / (double) declared);
+                }
+        }
+        return EXIT_OK;
+}
+
 /* Help texts with the shared exit-code table appended. */
 static const char create_help[] = CREATE_USAGE EXIT_CODES_HELP, verify_help[] = VERIFY_USAGE EXIT_CODES_HELP,
-                  info_help[] = INFO_USAGE EXIT_CODES_HELP;
+                  info_help[] = INFO_USAGE EXIT_CODES_HELP, estimate_help[] = ESTIMATE_USAGE EXIT_CODES_HELP;
 
 static const struct verb bundle_verbs[] = {
         VERB("create", verb_bundle_create, "make a signed update bundle", create_help),
         VERB("verify", verb_bundle_verify, "verify a bundle completely (signature, chain, payloads, policy)", verify_help),
         VERB("info", verb_bundle_info, "show a bundle's manifest (unverified)", info_help),
+        VERB("delta-estimate", verb_bundle_delta_estimate, "bytes a drone holding OLD fetches to install NEW", estimate_help),
 };
 
 const struct verb_group bundle_group = {

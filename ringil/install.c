@@ -13,6 +13,7 @@
 #include "install-nix.h"
 #include "log.h"
 #include "macro.h"
+#include "parse.h"
 #include "progress.h"
 #include "verb.h"
 #include "verbs.h"
@@ -34,6 +35,15 @@ static const char install_text[] =
         "after the last recorded verified chunk; another bundle starts clean.\n\n"
         "Options:\n" COMMON_OPTS
         "      --slot a|b        install into this slot (first provisioning; never the booted one)\n"
+        "      --reuse           take every chunk that is already on this drone (target slot, the other\n"
+        "                        slot read-only, --seed files) from there, re-hashed, instead of the bundle\n"
+        "      --seed FILE       one more read-only file to look for chunks in (repeatable, at most 6)\n"
+        "      --fetch-stdio     the bundle is not here: ask for its byte ranges on stdout and read them\n"
+        "                        on stdin (how ringild installs; implies --reuse unless --no-reuse;\n"
+        "                        the protocol is in docs/install.md \"Delta updates\")\n"
+        "      --fetch-size N    --fetch-stdio: the bundle's length, as the server said\n"
+        "      --full-above PCT  --fetch-stdio: one sequential download when more than PCT percent of the payload\n"
+        "                        would be fetched anyway (default 80)\n"
         "  -q, --quiet           no progress on stderr (shown by default: bytes, rate and time left on\n"
         "                        a terminal, a line per payload otherwise)\n\n"
         "Refused (exit 11) when the booted slot is unknown (no LoaderEntrySelected and no --booted) or not\n"
@@ -84,7 +94,10 @@ __attribute__((constructor)) static void install_help_init(void) {
         snprintf(health_usage, sizeof(health_usage), "%s%s", health_text, exit_codes_help);
 }
 
-enum { ARG_EFIVARFS = 0x100, ARG_BOOTED, ARG_SLOT, ARG_JSON };
+enum { ARG_EFIVARFS = 0x100, ARG_BOOTED, ARG_SLOT, ARG_JSON, ARG_REUSE, ARG_NO_REUSE, ARG_SEED, ARG_FETCH_STDIO,
+       ARG_FETCH_SIZE, ARG_FULL_ABOVE };
+
+#define MAX_SEEDS 6
 
 struct common {
         const char *config;
@@ -92,6 +105,13 @@ struct common {
         const char *booted;
         int slot;
         bool json;
+        /* install only */
+        int reuse;                      /* -1 default, 0 no, 1 yes */
+        bool fetch_stdio;
+        uint64_t fetch_size;
+        unsigned full_above;
+        const char *seeds[MAX_SEEDS + 1];
+        size_t n_seeds;
 };
 
 static int parse_common(int argc, char *argv[], struct common *o, bool allow_slot, bool allow_json) {
@@ -102,11 +122,17 @@ static int parse_common(int argc, char *argv[], struct common *o, bool allow_slo
                 { "slot", required_argument, NULL, ARG_SLOT },
                 { "json", no_argument, NULL, ARG_JSON },
                 { "quiet", no_argument, NULL, 'q' },
+                { "reuse", no_argument, NULL, ARG_REUSE },
+                { "no-reuse", no_argument, NULL, ARG_NO_REUSE },
+                { "seed", required_argument, NULL, ARG_SEED },
+                { "fetch-stdio", no_argument, NULL, ARG_FETCH_STDIO },
+                { "fetch-size", required_argument, NULL, ARG_FETCH_SIZE },
+                { "full-above", required_argument, NULL, ARG_FULL_ABOVE },
                 {},
         };
         int c;
 
-        *o = (struct common){ .config = DEVICE_CONF_DEFAULT, .slot = -1 };
+        *o = (struct common){ .config = DEVICE_CONF_DEFAULT, .slot = -1, .reuse = -1, .full_above = 80 };
         while ((c = getopt_long(argc, argv, allow_slot ? "c:q" : "c:", options, NULL)) >= 0)
                 switch (c) {
                 case 'q':
@@ -129,6 +155,30 @@ static int parse_common(int argc, char *argv[], struct common *o, bool allow_slo
                         o->slot = slot_from_string(optarg);
                         if (o->slot < 0)
                                 return usage_error("--slot must be a or b, not `%s'", optarg);
+                        break;
+                case ARG_REUSE:
+                case ARG_NO_REUSE:
+                case ARG_SEED:
+                case ARG_FETCH_STDIO:
+                case ARG_FETCH_SIZE:
+                case ARG_FULL_ABOVE:
+                        if (!allow_slot)
+                                return usage_error("--%s is only for install", c == ARG_REUSE ? "reuse" : c == ARG_NO_REUSE ? "no-reuse" :
+                                                   c == ARG_SEED ? "seed" : c == ARG_FETCH_STDIO ? "fetch-stdio" :
+                                                   c == ARG_FETCH_SIZE ? "fetch-size" : "full-above");
+                        if (c == ARG_REUSE || c == ARG_NO_REUSE)
+                                o->reuse = c == ARG_REUSE;
+                        else if (c == ARG_SEED) {
+                                if (o->n_seeds >= MAX_SEEDS)
+                                        return usage_error("at most %u --seed files", MAX_SEEDS);
+                                o->seeds[o->n_seeds++] = optarg;
+                        } else if (c == ARG_FETCH_STDIO)
+                                o->fetch_stdio = true;
+                        else if (c == ARG_FETCH_SIZE) {
+                                if (parse_u64(optarg, &o->fetch_size) < 0 || o->fetch_size == 0)
+                                        return usage_error("bad --fetch-size `%s'", optarg);
+                        } else if (parse_uint(optarg, &o->full_above) < 0 || o->full_above > 100)
+                                return usage_error("--full-above must be a percentage 0..100, not `%s'", optarg);
                         break;
                 case ARG_JSON:
                         if (!allow_json)
@@ -177,10 +227,19 @@ int verb_install(int argc, char *argv[]) {
                 return r;
         if (optind + 1 != argc)
                 return usage_error("install takes exactly one BUNDLE (or -)");
+        if (o.fetch_stdio && !streq(argv[optind], "-"))
+                return usage_error("--fetch-stdio reads the bundle from stdin: name it `-'");
         r = load_conf(&o, &conf);
         if (r >= 0)
                 return r;
-        r = install_run(&conf, &(struct install_opts){ .bundle = argv[optind], .slot = o.slot, .booted = o.booted },
+        if (o.fetch_stdio)
+                /* stdout carries the protocol: only whole lines, each written at once */
+                setvbuf(stdout, NULL, _IOLBF, 0);
+        r = install_run(&conf,
+                        &(struct install_opts){ .bundle = argv[optind], .slot = o.slot, .booted = o.booted,
+                                                .reuse = o.reuse > 0 || (o.reuse < 0 && o.fetch_stdio),
+                                                .seeds = o.n_seeds ? o.seeds : NULL, .fetch_stdio = o.fetch_stdio,
+                                                .fetch_size = o.fetch_size, .full_above = o.full_above },
                         &res);
         if (r < 0)
                 return fail(r, "Install failed");
@@ -192,6 +251,13 @@ int verb_install(int argc, char *argv[]) {
         printf("installed %s into slot %c: %llu chunks written, %llu already done%s; boots next with %u tries\n",
                res.version, slot_letter(res.slot), (unsigned long long) res.chunks_written,
                (unsigned long long) res.chunks_skipped, res.resumed ? " (resumed)" : "", conf.boot_tries);
+        if (o.reuse > 0 || o.fetch_stdio)
+                printf("delta: %llu bytes reused from local storage (%llu already in place), %llu bytes of chunks "
+                       "fetched%s, %llu received in all; %llu local chunk%s failed the hash and %s fetched\n",
+                       (unsigned long long) res.bytes_local, (unsigned long long) res.bytes_inplace,
+                       (unsigned long long) res.bytes_fetched, res.full_download ? " (one sequential download)" : "",
+                       (unsigned long long) res.bytes_received, (unsigned long long) res.chunks_refetched,
+                       res.chunks_refetched == 1 ? "" : "s", res.chunks_refetched == 1 ? "was" : "were");
         return EXIT_OK;
 }
 

@@ -47,6 +47,10 @@ static int state_kv(void *userdata, const struct conf_ctx *ctx, const char *valu
         } else if (streq(key, "state")) {
                 if (fleet_state_from_string(value, &s->state) < 0)
                         return ringil_fail(-RINGIL_EMALFORMED, "line %u: bad state", line);
+        } else if (streq(key, "bytes-fetched") || streq(key, "bytes-reused")) {
+                if (parse_u64(value, &u) < 0)
+                        return ringil_fail(-RINGIL_EMALFORMED, "line %u: bad %s", line, key);
+                *(streq(key, "bytes-fetched") ? &s->bytes_fetched : &s->bytes_reused) = u;
         } else if (streq(key, "seq") || streq(key, "release") || streq(key, "failed-release") ||
                    streq(key, "acked") || streq(key, "failed-retry")) {
                 if (parse_u64(value, &u) < 0 || u > INT64_MAX)
@@ -119,10 +123,10 @@ int agent_state_save(const char *dir, const struct agent_state *s) {
                        "# ringild state: written by ringild, do not edit\n"
                        "phase = %s\nseq = %" PRIu64 "\nacked = %d\nstate = %s\nrelease = %" PRId64 "\n"
                        "failed-release = %" PRId64 "\nfailed-retry = %" PRIu32 "\ntarget = %s\nerror = %s\n"
-                       "boot-id = %s\n",
+                       "boot-id = %s\nbytes-fetched = %" PRIu64 "\nbytes-reused = %" PRIu64 "\n",
                        s->phase == AGENT_REBOOTING ? "rebooting" : s->phase == AGENT_INSTALLED ? "installed" : "idle",
                        s->seq, s->acked ? 1 : 0, fleet_state_to_string(s->state), s->release, s->failed_release,
-                       s->failed_retry, s->target, err, s->boot_id);
+                       s->failed_retry, s->target, err, s->boot_id, s->bytes_fetched, s->bytes_reused);
         if (r < 0)
                 return r;
         r = mkdir_p(dir, 0700);
@@ -165,6 +169,8 @@ static void fill_status(const struct agent *a, struct fleet_status *s) {
         snprintf(s->boot, sizeof(s->boot), "%s", a->eng.boot);
         snprintf(s->target, sizeof(s->target), "%s", a->st.target);
         snprintf(s->error, sizeof(s->error), "%s", a->st.error);
+        s->bytes_fetched = a->st.bytes_fetched;
+        s->bytes_reused = a->st.bytes_reused;
         snprintf(s->system, sizeof(s->system), "%s", a->eng.system);
         snprintf(s->tz, sizeof(s->tz), "%s", a->tz);
         if (localtime_r(&now, &tm)) {
@@ -452,11 +458,36 @@ static int fail_release(struct agent *a, const struct fleet_assignment *as, cons
         return transition(a, FLEET_STATE_FAILED, as->release, as->version, why);
 }
 
+/*
+ * A delta install: the engine fetches, through us, only the chunks the drone lacks, and writes the slot
+ * as they come (ringild/fetch.c); the bundle URL is the server's, Range requests on it.
+ */
+static int install_delta(struct agent *a, const struct fleet_assignment *as, char *err, size_t errlen) {
+        struct engine_delta_result d = {};
+        char url[1024];
+        const char *urls[] = { url, NULL };
+        int r;
+
+        (void) snprintf(url, sizeof(url), "%s/api/v1/releases/%" PRId64 "/bundle", a->cfg->server, as->release);
+        r = engine_install_delta(a->cfg,
+                                 &(struct engine_delta_opts){ .urls = urls, .size = as->size, .rate = as->rate,
+                                                              .tick = download_tick, .userdata = a,
+                                                              .stop = &stop_requested },
+                                 err, errlen, &d);
+        a->st.bytes_fetched = d.fetched;
+        a->st.bytes_reused = d.reused;
+        log_info("release %" PRId64 ": %" PRIu64 " bytes fetched, %" PRIu64 " payload bytes reused from the slots%s",
+                 as->release, d.fetched, d.reused,
+                 d.no_range ? " (no Range support: whole bundle)" : d.full ? " (one sequential download)" : "");
+        return r;
+}
+
 static int install(struct agent *a, const struct fleet_assignment *as) {
         _cleanup_free_ char *path = NULL;
         char err[FLEET_TEXT_MAX] = "", msg[2 * FLEET_TEXT_MAX];
         uint64_t fetched = 0;
         unsigned wait = 0;
+        bool delta;
         int r;
 
         if (a->st.release != as->release ||
@@ -466,26 +497,33 @@ static int install(struct agent *a, const struct fleet_assignment *as) {
                 if (r < 0)
                         return r;
         }
-        /* 1. Download, at any time (rate-limited when the rollout says so). */
-        r = download_bundle(a->cfg, a->fc, as, &stop_requested, download_tick, a, &path, &fetched, err, sizeof(err));
-        log_info("fetched %" PRIu64 " bytes of release %" PRId64 " (%" PRIu64 " bytes)", fetched, as->release, as->size);
-        if (r == -EINTR)
-                return 0;   /* stopping: the partial download stays for the next start */
-        if (r == -EACCES) {
-                log_notice("%s", err);
-                return 0;   /* reassigned meanwhile: the next check-in says what to do */
-        }
-        if (r < 0)
-                return retry_later(a, as, r, err[0] ? err : ringil_strerror(r));
+        /* A delta install fetches while it writes the slot, so it runs only inside the window; outside
+         * it the whole bundle is downloaded now and installed later, and a download that already began
+         * that way is finished that way. */
+        delta = a->cfg->delta && window_open(as, &wait) && !download_started(a->cfg, as);
+        if (!delta) {
+                /* 1. Download, at any time (rate-limited when the rollout says so). */
+                r = download_bundle(a->cfg, a->fc, as, &stop_requested, download_tick, a, &path, &fetched, err, sizeof(err));
+                log_info("fetched %" PRIu64 " bytes of release %" PRId64 " (%" PRIu64 " bytes)", fetched, as->release,
+                         as->size);
+                if (r == -EINTR)
+                        return 0;   /* stopping: the partial download stays for the next start */
+                if (r == -EACCES) {
+                        log_notice("%s", err);
+                        return 0;   /* reassigned meanwhile: the next check-in says what to do */
+                }
+                if (r < 0)
+                        return retry_later(a, as, r, err[0] ? err : ringil_strerror(r));
 
-        /* 2. Install and reboot only inside the maintenance window ("download now, install later"). */
-        if (!window_open(as, &wait)) {
-                char why[FLEET_TEXT_MAX];
-                snprintf(why, sizeof(why), "downloaded; waiting for the maintenance window (opens in %u min)", wait);
-                a->work_failures = 0;
-                if (a->st.state != FLEET_STATE_WAITING || a->st.release != as->release)
-                        return transition(a, FLEET_STATE_WAITING, as->release, as->version, why);
-                return 0;
+                /* 2. Install and reboot only inside the maintenance window ("download now, install later"). */
+                if (!window_open(as, &wait)) {
+                        char why[FLEET_TEXT_MAX];
+                        snprintf(why, sizeof(why), "downloaded; waiting for the maintenance window (opens in %u min)", wait);
+                        a->work_failures = 0;
+                        if (a->st.state != FLEET_STATE_WAITING || a->st.release != as->release)
+                                return transition(a, FLEET_STATE_WAITING, as->release, as->version, why);
+                        return 0;
+                }
         }
 
         /* 3. The drone's own state must allow an install: that is not the release's fault. */
@@ -498,7 +536,16 @@ static int install(struct agent *a, const struct fleet_assignment *as) {
         }
 
         /* 4. The engine verifies everything before it writes. */
-        r = engine_install_file(a->cfg, path, err, sizeof(err));
+        if (delta) {
+                r = install_delta(a, as, err, sizeof(err));
+                if (r == -EINTR)
+                        return 0;   /* stopping: the engine's own state resumes the install next time */
+        } else {
+                r = engine_install_file(a->cfg, path, err, sizeof(err));
+                /* the whole bundle came over the network (in this run or earlier ones) */
+                a->st.bytes_fetched = as->size;
+                a->st.bytes_reused = 0;
+        }
         if (r < 0) {
                 snprintf(msg, sizeof(msg), "%s: %s", ringil_strerror(r), err);
                 /* INVARIANT: only a refusal of the bundle itself is final for a release; the drone's

@@ -32,6 +32,8 @@ struct agent_state {
         char target[FLEET_VERSION_MAX];
         char error[FLEET_TEXT_MAX];
         char boot_id[64];         /* boot in which the reboot was requested */
+        uint64_t bytes_fetched;   /* last install of `release`: bytes downloaded */
+        uint64_t bytes_reused;    /* … and payload bytes taken from the drone's own slots */
 };
 
 int agent_state_load(const char *dir, struct agent_state *ret);
@@ -65,6 +67,10 @@ int agent_spawn_wait(const char *const argv[], int out_fd);
  * 0, or the engine's exit code mapped to a negative errno with its last error line in err.
  */
 int engine_install_file(const struct agent_config *c, const char *path, char *err, size_t errlen);
+/* The engine's exit code as a negative errno (0 for 0; a negative code is passed through). */
+int engine_exit_to_errno(int code);
+/* The last non-empty line of an engine's output (memfd fd) into err, every line to our log under `what`. */
+void engine_collect_output(int fd, const char *what, char *err, size_t errlen);
 /* Is r the engine refusing the bundle itself (signature, trust, expiry, floor, compatible, digest, format)? */
 bool engine_refused_bundle(int r);
 
@@ -79,6 +85,15 @@ typedef void (*download_tick_fn)(void *userdata);
 int download_bundle(const struct agent_config *c, fleet_client *fc, const struct fleet_assignment *as,
                     const volatile sig_atomic_t *stop, download_tick_fn tick, void *userdata, char **ret_path,
                     uint64_t *ret_fetched, char *err, size_t errlen);
+/* Has a download of this assignment begun (a part or a complete file in download-dir)? */
+bool download_started(const struct agent_config *c, const struct fleet_assignment *as);
+/* A rate limit for a stream of deliveries: sleeps (until stop) so that the bytes stay under rate/s. */
+struct download_pacer {
+        uint64_t rate;                     /* bytes/s, 0: none */
+        uint64_t start_ms, bytes;          /* the limiter's clock (0: starts at the first call), bytes since */
+        const volatile sig_atomic_t *stop;
+};
+void download_pace(struct download_pacer *p, size_t n);
 /* Remove downloads of every release but keep's (keep NULL or unassigned: all). */
 void download_cleanup(const struct agent_config *c, const struct fleet_assignment *keep);
 /* Remove the download of this assignment. */
@@ -87,6 +102,38 @@ void download_forget(const struct agent_config *c, const struct fleet_assignment
 /* compliance.c: `ringil audit` and `ringil keys status` summaries (memory only, see there). */
 int compliance_audit(const struct agent_config *c, const char *running_version, struct fleet_audit *ret);
 int compliance_secureboot(const struct agent_config *c, struct fleet_secureboot *ret);
+
+/* What a delta install fetched and reused (ringild/fetch.c). */
+struct engine_delta_result {
+        uint64_t fetched;         /* bytes received from the network, retries included */
+        uint64_t reused;          /* payload bytes the engine planned to take from local storage */
+        uint64_t planned_fetch;   /* payload bytes it planned to fetch */
+        uint64_t payload;         /* payload bytes the install still needed */
+        bool full;                /* one sequential download (threshold, or no Range support) */
+        bool no_range;            /* the source ignored Range requests */
+};
+
+struct engine_delta_opts {
+        const char *const *urls;           /* NULL-terminated full URLs of the bundle, tried in order */
+        uint64_t size;                     /* the bundle's length (the assignment's) */
+        uint64_t rate;                     /* bytes/s over the network, 0: none (a rollout's limit) */
+        download_tick_fn tick;             /* after each delivery (progress check-ins), or NULL */
+        void *userdata;
+        const volatile sig_atomic_t *stop; /* set: the fetch ends, the engine is stopped (-EINTR) */
+};
+
+/*
+ * Install through the fetch protocol: `ringil install --fetch-stdio` asks for the byte ranges it cannot
+ * find on the drone and this fetches them from o->urls with parallel Range requests (lib/fleet-fetch.h);
+ * a source without Range support gets one sequential download into `ringil install -` instead. Nothing
+ * touches the download directory: the engine writes the slot as the bytes come (resumable by its own
+ * state). Returns 0; -EINTR when *o->stop was set; a network error (-ECONNRESET, -ETIMEDOUT, -EPROTO …,
+ * err says which) after the fetcher's tries; -RINGIL_EDIGEST for an answer that was not the range asked;
+ * or the engine's exit code as a negative errno (engine_refused_bundle() tells a refused bundle), err
+ * its last line. *ret is filled in every case.
+ */
+int engine_install_delta(const struct agent_config *c, const struct engine_delta_opts *o, char *err, size_t errlen,
+                         struct engine_delta_result *ret);
 
 int agent_run(const struct agent_config *c, bool once);
 int agent_enroll(const struct agent_config *c, const char *id, const char *token);

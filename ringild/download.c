@@ -67,6 +67,13 @@ void download_forget(const struct agent_config *c, const struct fleet_assignment
         (void) unlink(done);
 }
 
+bool download_started(const struct agent_config *c, const struct fleet_assignment *as) {
+        char part[PATH_MAX], done[PATH_MAX];
+
+        names(c, as, part, done);
+        return access(part, F_OK) == 0 || access(done, F_OK) == 0;
+}
+
 static int hash_file(int fd, uint8_t out[static SHA256_LEN]) {
         EVP_MD_CTX *ctx = NULL;
         uint8_t buf[1 << 16];
@@ -111,12 +118,25 @@ static uint64_t now_ms(void) {
         return (uint64_t) ts.tv_sec * 1000u + (uint64_t) ts.tv_nsec / 1000000u;
 }
 
+void download_pace(struct download_pacer *p, size_t n) {
+        uint64_t due;
+
+        if (!p->rate)
+                return;
+        if (!p->start_ms)
+                p->start_ms = now_ms();
+        /* Pace the transfer ourselves: sleeping here stops curl reading, and TCP holds the server back
+         * (libcurl 7.88's CURLOPT_MAX_RECV_SPEED_LARGE did not limit anything here, measured). */
+        p->bytes += n;
+        due = p->start_ms + p->bytes * 1000u / p->rate;
+        if (due > now_ms())
+                sleep_ms((unsigned) MIN(due - now_ms(), 10000u), p->stop);
+}
+
 struct file_sink {
         int fd;
         uint64_t written;
-        uint64_t rate;                      /* bytes/s, 0: none */
-        uint64_t start_ms, since_start;     /* the limiter's clock and bytes since then */
-        const volatile sig_atomic_t *stop;
+        struct download_pacer pace;
 };
 
 static int sink_write(void *userdata, const void *p, size_t n) {
@@ -126,15 +146,7 @@ static int sink_write(void *userdata, const void *p, size_t n) {
         if (r < 0)
                 return r;
         s->written += n;
-        if (s->rate) {
-                /* Pace the transfer ourselves: sleeping here stops curl reading, and TCP holds the server
-                 * back (libcurl 7.88's CURLOPT_MAX_RECV_SPEED_LARGE did not limit anything here, measured). */
-                uint64_t due;
-                s->since_start += n;
-                due = s->start_ms + s->since_start * 1000u / s->rate;
-                if (due > now_ms())
-                        sleep_ms((unsigned) MIN(due - now_ms(), 10000u), s->stop);
-        }
+        download_pace(&s->pace, n);
         return 0;
 }
 
@@ -171,9 +183,7 @@ int download_bundle(const struct agent_config *c, fleet_client *fc, const struct
         }
         sink.fd = fd;
         sink.written = (uint64_t) st.st_size;
-        sink.rate = as->rate;
-        sink.stop = stop;
-        sink.start_ms = now_ms();
+        sink.pace = (struct download_pacer){ .rate = as->rate, .stop = stop, .start_ms = now_ms() };
         if (sink.written > as->size) {
                 if (ftruncate(fd, 0) < 0)
                         return negative_errno();

@@ -30,8 +30,7 @@ static int spawn(const char *const argv[], int stdin_fd, int out_fd, int err_fd,
                              ret_pid);
 }
 
-/* Last non-empty line of the child's output, for the report; the whole output goes to our log. */
-static void collect_output(int fd, const char *what, char *err, size_t errlen) {
+void engine_collect_output(int fd, const char *what, char *err, size_t errlen) {
         _cleanup_free_ uint8_t *data = NULL;
         size_t len = 0;
         char *line, *save = NULL, *last = NULL;
@@ -51,7 +50,7 @@ static void collect_output(int fd, const char *what, char *err, size_t errlen) {
         }
 }
 
-static int exit_to_errno(int code) {
+int engine_exit_to_errno(int code) {
         switch (code) {
         case EXIT_OK: return 0;
         case EXIT_MALFORMED: return -RINGIL_EMALFORMED;
@@ -63,7 +62,7 @@ static int exit_to_errno(int code) {
         case EXIT_DIGEST: return -RINGIL_EDIGEST;
         case EXIT_REFUSED: return -RINGIL_EREFUSED;
         case EXIT_NOTFOUND: return -ENOENT;
-        default: return -EIO;
+        default: return code < 0 ? code : -EIO;
         }
 }
 
@@ -90,8 +89,8 @@ static int run_engine(const struct agent_config *c, const char *verb, bool json,
                 n = read_full(fd, out, outlen - 1);
                 out[n > 0 ? n : 0] = '\0';
         } else
-                collect_output(fd, verb, err, errlen);
-        return exit_to_errno(r);
+                engine_collect_output(fd, verb, err, errlen);
+        return engine_exit_to_errno(r);
 }
 
 int engine_mark(const struct agent_config *c, bool good, char *err, size_t errlen) {
@@ -215,12 +214,12 @@ int engine_install_file(const struct agent_config *c, const char *path, char *er
         code = process_wait(pid);
         if (code < 0)
                 return code;
-        collect_output(outfd, "install", engine_err, sizeof(engine_err));
+        engine_collect_output(outfd, "install", engine_err, sizeof(engine_err));
         if (code != 0 && engine_err[0])
                 snprintf(err, errlen, "%s", engine_err);
         else if (code > 128)
                 snprintf(err, errlen, "install engine killed by signal %d", code - 128);
         else if (code != 0)
                 snprintf(err, errlen, "install engine exited with %d", code);
-        return exit_to_errno(code);
+        return engine_exit_to_errno(code);
 }

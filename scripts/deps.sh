@@ -38,6 +38,8 @@ uki_pkgs=(systemd-boot-efi linux-image-amd64 binutils binutils-aarch64-linux-gnu
           busybox-static dosfstools mtools sbsigntool)
 # the boot-assessment units: scored by systemd-analyze, run sandboxed in a systemd-nspawn container
 units_pkgs=(systemd systemd-container iproute2)
+# delta updates: the peers the delta bench measures against, and what builds its Debian image pairs
+delta_bench_pkgs=(casync zchunk xdelta3 squashfs-tools e2fsprogs dpkg apt)
 # the VM suite (tests/vm): firmware, emulators, the guest's kernel and busybox, a real vfat ESP on GPT
 vm_pkgs=(qemu-system-x86 ovmf linux-image-amd64 busybox-static dosfstools mtools fdisk e2fsprogs
          qemu-system-arm qemu-efi-aarch64 systemd-boot-efi sbsigntool python3-pytest-xdist)
@@ -48,7 +50,7 @@ rollout_pkgs=(faketime tzdata)
 dashboard_pkgs=(chromium libnss3-tools fonts-dejavu-core openssl)
 test_pkgs+=("${keys_pkgs[@]}" "${efi_pkgs[@]}" "${bundle_pkgs[@]}" "${install_pkgs[@]}" "${audit_pkgs[@]}" "${fleet_pkgs[@]}" "${nix_pkgs[@]}"
             "${uki_pkgs[@]}" "${units_pkgs[@]}" "${server_load_pkgs[@]}" "${vm_pkgs[@]}" "${rollout_pkgs[@]}" "${dashboard_pkgs[@]}")
-bench_pkgs+=("${server_load_bench_pkgs[@]}" "${dashboard_pkgs[@]}")
+bench_pkgs+=("${server_load_bench_pkgs[@]}" "${dashboard_pkgs[@]}" "${delta_bench_pkgs[@]}")
 
 case "${1:-test}" in
 build) want=("${build_pkgs[@]}") ;;

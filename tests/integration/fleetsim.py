@@ -62,10 +62,12 @@ class Pki:
                  "-keyout", d / f"{name}.key", "-out", d / f"{name}.pem", "-subj", f"/CN=fleet {name}",
                  "-days", "30", "-addext", "extendedKeyUsage=codeSigning"])
 
-    def bundle(self, version, payload: Path, out: Path, signer="sign", compatible="drone-x1"):
+    def bundle(self, version, payload: Path, out: Path, signer="sign", compatible="drone-x1", chunking=None):
+        """chunking: None for fixed 64 KiB chunks, or a --chunking value (e.g. "cdc:16K:64K:256K")."""
+        how = ["--chunking", chunking] if chunking else ["--chunk-size", "65536"]
         run([self.ringil, "bundle", "create", "--key", self.dir / f"{signer}.key", "--cert",
              self.dir / f"{signer}.pem", "--compatible", compatible, "--version", version,
-             "--chunk-size", "65536", "--payload", f"rootfs:raw={payload}", "--output", out])
+             *how, "--payload", f"rootfs:raw={payload}", "--output", out])
         return out
 
 
@@ -401,6 +403,74 @@ def insert_release(db, path, version, assign_to="*"):
     return rid
 
 
+class RangeIgnoringProxy:
+    """An HTTPS front for the fleet server that drops every Range header, as a static host or CDN without
+    range support would: each GET gets the whole resource with 200. It terminates the drone's mutual TLS
+    with the server's certificate and asks the real server as that drone (its own certificate and key)."""
+
+    def __init__(self, server: "Server", pki: Pki, drone_cert, drone_key):
+        import http.server
+
+        up_ctx = tls_context(pki, drone_cert, drone_key)
+        target = server.port
+        proxy = self
+        self.ranges_dropped = 0
+        self.bytes_to_client = 0
+        self.lock = threading.Lock()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def _forward(self):
+                n = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(n) if n else None
+                headers = {k: v for k, v in self.headers.items()
+                           if k.lower() not in ("range", "host", "connection", "content-length")}
+                if "Range" in self.headers:
+                    with proxy.lock:
+                        proxy.ranges_dropped += 1
+                c = http.client.HTTPSConnection("127.0.0.1", target, context=up_ctx, timeout=30)
+                try:
+                    c.request(self.command, self.path, body=body, headers=headers)
+                    r = c.getresponse()
+                    data = r.read()
+                finally:
+                    c.close()
+                self.send_response(r.status)
+                for k, v in r.getheaders():
+                    if k.lower() not in ("content-length", "connection", "transfer-encoding"):
+                        self.send_header(k, v)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(data)
+                    with proxy.lock:
+                        proxy.bytes_to_client += len(data)
+
+            do_GET = do_POST = do_PUT = do_HEAD = _forward
+
+        class S(http.server.ThreadingHTTPServer):
+            daemon_threads = True
+
+        self.httpd = S(("127.0.0.1", 0), Handler)
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(str(pki.dir / "srv" / "127.0.0.1.pem"), str(pki.dir / "srv" / "127.0.0.1.key"))
+        ctx.load_verify_locations(str(pki.ca))
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
+        self.port = self.httpd.server_address[1]
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    @property
+    def url(self):
+        return f"https://127.0.0.1:{self.port}"
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
 def issue_identity(ringil, pki: Pki, name, out: Path):
     """A drone certificate from the device CA (as `ringil ca issue` does at the factory)."""
     run([ringil, "ca", "issue", "--dir", pki.dir / "ca", "--name", name, "--out-dir", out])

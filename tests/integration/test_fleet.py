@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from conftest import binary
-from fleetsim import CuttingProxy, Pki, Server, SimDrone, insert_release, request, run, tls_context
+from fleetsim import CuttingProxy, Pki, RangeIgnoringProxy, Server, SimDrone, insert_release, request, run, tls_context
 
 BUNDLE_PAYLOAD = 1536 * 1024
 
@@ -110,6 +110,108 @@ def test_three_drones_v1_to_v2_and_one_rollback(fleet, world):
     metrics = srv.op("metrics").out
     assert 'ringil_drones{state="updated"} 3' in metrics and 'ringil_drones{state="rolled-back"} 1' in metrics
     assert srv.metric("ringil_checkins_total") >= 8 and srv.metric("ringil_reports_total") >= 16
+
+
+@pytest.fixture(scope="session")
+def delta_bundles(world):
+    """d1 and d2 = d1 with 1000 bytes inserted after 300 KiB and 8 KiB rewritten further on, content-defined."""
+    d, rnd = world["dir"], random.Random(17)
+    d1 = rnd.randbytes(BUNDLE_PAYLOAD)
+    d2 = bytearray(d1[:300 * 1024] + rnd.randbytes(1000) + d1[300 * 1024:])[:BUNDLE_PAYLOAD]
+    d2[900 * 1024:908 * 1024] = rnd.randbytes(8192)
+    out = {}
+    for v, data in (("1.0", d1), ("2.0", bytes(d2))):
+        (d / f"dimg-{v}").write_bytes(data)
+        out[v] = world["pki"].bundle(v, d / f"dimg-{v}", d / f"delta-{v}.bundle", chunking="cdc:16K:64K:256K")
+    return out
+
+
+def test_delta_update_fetches_only_missing_chunks(fleet, world, delta_bundles):
+    """End to end: drones on d1 get d2 by fetching only the chunks they lack (Range requests from the same
+    bundle URL); the server records what each drone fetched and reused."""
+    srv, drone = fleet
+    drones = []
+    for i in range(3):
+        dr = SimDrone(f"drone-d{i}", srv.dir.parent / f"drone-d{i}", world["ringil"], world["ringild"], world["pki"])
+        dr.provision(delta_bundles["1.0"])
+        dr.enroll(srv)
+        drones.append(dr)
+    release(srv, delta_bundles["2.0"], "--fleet")
+    size = os.path.getsize(delta_bundles["2.0"])
+    img = (world["dir"] / "dimg-2.0").read_bytes()
+    for dr in drones:
+        update_to_completion(dr, srv)
+        assert (dr.dir / "slot-b.img").read_bytes()[: len(img)] == img
+        d = srv.drone(dr.name)
+        assert d["version"] == "2.0"
+        fetched, reused = d["delta"]["fetched"], d["delta"]["reused"]
+        print(f"{dr.name}: fetched {fetched} bytes of a {size}-byte bundle ({100 * fetched / size:.1f} %), "
+              f"reused {reused} bytes from its slots")
+        assert fetched < size * 0.25 and reused > BUNDLE_PAYLOAD * 0.7, d["delta"]
+        assert "bytes fetched" in srv.op("status", dr.name).out
+    # the server sent about what the drones say they fetched, far less than three bundles
+    assert srv.metric("ringil_bundle_bytes_sent_total") < 3 * size * 0.3
+    # per release: the drones on it and what they fetched and reused, summed
+    rel = [r for r in json.loads(srv.op("status", "--json").out) if r["version"] == "2.0"][0]
+    want = [srv.drone(dr.name)["delta"] for dr in drones]
+    assert rel["delta"] == {"drones": 3, "fetched": sum(w["fetched"] for w in want),
+                            "reused": sum(w["reused"] for w in want)}, rel
+    table = srv.op("status").out.splitlines()
+    assert table[0].split()[4:7] == ["DRONES", "FETCHED", "REUSED"], table[0]
+    row = [l for l in table if l.split()[1] == "2.0"][0].split()
+    assert row[4:7] == [str(rel["delta"][k]) for k in ("drones", "fetched", "reused")], row
+
+
+def test_delta_source_without_range_support_gives_a_full_download(fleet, world, delta_bundles):
+    """A bundle host that ignores Range (every GET answered 200 with the whole bundle): the agent notices
+    on its first range request and installs from one sequential download; the update succeeds."""
+    srv, drone = fleet
+    dr = SimDrone("drone-norange", srv.dir.parent / "drone-norange", world["ringil"], world["ringild"], world["pki"])
+    dr.provision(delta_bundles["1.0"])
+    dr.enroll(srv)
+    proxy = RangeIgnoringProxy(srv, world["pki"], dr.dir / "agent" / "cert.pem", dr.dir / "agent" / "key.pem")
+    try:
+        dr.write_agent_conf(proxy.url)
+        release(srv, delta_bundles["2.0"], "--fleet")
+        size = os.path.getsize(delta_bundles["2.0"])
+        update_to_completion(dr, srv)
+        img = (world["dir"] / "dimg-2.0").read_bytes()
+        assert (dr.dir / "slot-b.img").read_bytes()[: len(img)] == img
+        assert srv.drone(dr.name)["version"] == "2.0"
+        assert proxy.ranges_dropped >= 1, "the agent never asked for a range"
+        log = dr.log.read_text()
+        assert "ignores Range requests: downloading it whole" in log, log
+        # the whole bundle came once more after the refused range answer, and the drone says so
+        fetched = srv.drone(dr.name)["delta"]["fetched"]
+        assert fetched >= size, (fetched, size)
+        assert "failed" not in [h["state"] for h in srv.drone(dr.name)["history"]]
+    finally:
+        proxy.close()
+
+
+@pytest.mark.parametrize("full_above, sequential", [(0, True), (100, False)])
+def test_delta_threshold_switches_to_one_sequential_download(fleet, world, delta_bundles, full_above, sequential):
+    """delta-full-above in ringild.conf: past it the engine asks for one sequential range instead of the
+    missing chunks; below it only the missing chunks come."""
+    srv, drone = fleet
+    dr = SimDrone("drone-thr", srv.dir.parent / "drone-thr", world["ringil"], world["ringild"], world["pki"])
+    dr.provision(delta_bundles["1.0"])
+    dr.enroll(srv)
+    with open(dr.dir / "ringild.conf", "a") as f:
+        f.write(f"delta-full-above = {full_above}\n")
+    release(srv, delta_bundles["2.0"], "--fleet")
+    size = os.path.getsize(delta_bundles["2.0"])
+    update_to_completion(dr, srv)
+    img = (world["dir"] / "dimg-2.0").read_bytes()
+    assert (dr.dir / "slot-b.img").read_bytes()[: len(img)] == img
+    fetched = srv.drone(dr.name)["delta"]["fetched"]
+    log = dr.log.read_text()
+    if sequential:
+        assert "(one sequential download)" in log, log
+        assert fetched > 0.9 * BUNDLE_PAYLOAD, fetched
+    else:
+        assert "(one sequential download)" not in log, log
+        assert fetched < 0.25 * size, fetched
 
 
 def test_downloads_survive_cut_connections(fleet, world):

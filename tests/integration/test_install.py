@@ -973,3 +973,241 @@ def test_clock_set_back_cannot_revive_expired_bundle(tmp_path, world, ringil, ol
     p = faked(ringil, "2020-01-01 12:00:00", "install", "--config", dev.conf, "--slot", "b", old_signer["expired"])
     assert p.returncode == 6, p.err
     assert dev.snapshot() == before
+
+
+# ---------------------------------------------------------------- delta installs (chunk reuse, fetch protocol)
+
+import ctypes
+import struct
+
+from deltafetch import fetch_install
+
+
+@pytest.fixture(scope="session")
+def delta_world(tmp_path_factory, ringil, world):
+    """v1 and v2 images that share most content: v2 = v1 with 300 bytes inserted at 70000 (everything
+    after shifts) and one 4 KiB block rewritten, as fixed-chunk and content-defined bundles."""
+    d = tmp_path_factory.mktemp("delta-world")
+    rnd = random.Random(11)
+    v1 = bytes(rnd.getrandbits(8) for _ in range(SLOT_SIZE))
+    v2 = bytearray(v1[:70000] + bytes(rnd.getrandbits(8) for _ in range(300)) + v1[70000:])[:SLOT_SIZE]
+    v2[200000:204096] = bytes(rnd.getrandbits(8) for _ in range(4096))
+    imgs = {"1.0": v1, "2.0": bytes(v2)}
+    out = {}
+    for v, data in imgs.items():
+        (d / f"img-{v}").write_bytes(data)
+        for kind, args in (("cdc", ("--chunking", "cdc:4K:8K:16K")), ("fixed", ("--chunk-size", "4K"))):
+            p = d / f"{kind}-{v}.rb"
+            ringil("bundle", "create", "--key", world["dir"] / "db.key", "--cert", world["dir"] / "db.pem",
+                   "--compatible", "drone-x1", "--version", v, *args, "--payload", f"rootfs:raw={d / ('img-' + v)}",
+                   "--output", p, check=0)
+            out[(kind, v)] = p
+    return {"dir": d, "imgs": imgs, "bundles": out}
+
+
+def delta_device(tmp_path, world, ringil, delta_world, kind="cdc"):
+    dev = Device(tmp_path / "ddev", world, ringil)
+    dev.install(delta_world["bundles"][(kind, "1.0")], "--slot", "a", check=0)
+    assert dev.boot()["slot"] == "a"
+    dev.run("mark-good", check=0)
+    return dev
+
+
+def bundle_meta_end(path):
+    h = Path(path).read_bytes()[:32]
+    return 32 + int.from_bytes(h[16:20], "big") + int.from_bytes(h[20:24], "big")
+
+
+def slot_has(dev, slot, data):
+    return dev.slot[slot].read_bytes()[: len(data)] == data
+
+
+@pytest.mark.parametrize("kind", ["cdc", "fixed"])
+def test_delta_install_fetches_only_missing_chunks(tmp_path, world, ringil, delta_world, kind):
+    dev = delta_device(tmp_path, world, ringil, delta_world, kind)
+    b = delta_world["bundles"][(kind, "2.0")]
+    r = fetch_install(ringil.exe, dev.conf, b, "--full-above", "100")
+    assert r.returncode == 0, r.err
+    assert slot_has(dev, "b", delta_world["imgs"]["2.0"])
+    local, fetch, total, mode = r.plans[0].split()[1:]
+    assert mode == "delta" and int(local) + int(fetch) == int(total) == SLOT_SIZE
+    fetched = sum(n for _, n in r.payload_ranges)
+    print(f"{kind}: fetched {fetched} of {SLOT_SIZE} payload bytes in {len(r.payload_ranges)} ranges")
+    if kind == "cdc":
+        # the insertion shifts everything after it: content-defined chunks find it again
+        assert fetched < SLOT_SIZE // 4, fetched
+    else:
+        # fixed chunks only find what did not move (before the insertion)
+        assert fetched < SLOT_SIZE, fetched
+    # ranges are coalesced and ascending, inside the payload
+    offs = [o for o, _ in r.payload_ranges]
+    assert offs == sorted(offs)
+    assert all(a[0] + a[1] < b_[0] for a, b_ in zip(r.payload_ranges, r.payload_ranges[1:]))
+    assert "delta:" in r.out
+    assert dev.boot()["slot"] == "b"
+
+
+def test_delta_threshold_gives_one_sequential_download(tmp_path, world, ringil, delta_world):
+    dev = delta_device(tmp_path, world, ringil, delta_world, "fixed")
+    r = fetch_install(ringil.exe, dev.conf, delta_world["bundles"][("fixed", "2.0")], "--full-above", "0")
+    assert r.returncode == 0, r.err
+    assert r.plans[0].endswith(" full") and len(r.payload_ranges) == 1
+    size = os.path.getsize(delta_world["bundles"][("fixed", "2.0")])
+    off, n = r.payload_ranges[0]
+    assert off + n == size
+    assert slot_has(dev, "b", delta_world["imgs"]["2.0"])
+
+
+def test_delta_reused_chunk_that_no_longer_hashes_is_fetched(tmp_path, world, ringil, delta_world):
+    """The booted slot changes between the scan and the copy (bit rot): that chunk is fetched instead."""
+    dev = delta_device(tmp_path, world, ringil, delta_world)
+    state = {"done": False}
+    meta_end = bundle_meta_end(delta_world["bundles"][("cdc", "2.0")])
+
+    def rot(off, data):
+        if not state["done"] and off >= meta_end:
+            # the scan is over (the installer asks for the payload's ranges) and the installer waits for
+            # the first missing chunk (the insertion at 70000): rot a part of the booted slot it copies later
+            with open(dev.slot["a"], "r+b") as f:
+                f.seek(120000)
+                f.write(bytes(4096))
+            state["done"] = True
+        return data
+
+    r = fetch_install(ringil.exe, dev.conf, delta_world["bundles"][("cdc", "2.0")], "--full-above", "100", tamper=rot)
+    assert state["done"]
+    assert r.returncode == 0, r.err
+    assert slot_has(dev, "b", delta_world["imgs"]["2.0"])
+    m = re.search(r"(\d+) local chunks? failed the hash", r.out)
+    assert m and int(m.group(1)) >= 1, r.out
+    # the rotten chunk came in a batch of its own, after the planned ranges (which went forward)
+    offs = [o for o, _ in r.payload_ranges]
+    assert offs != sorted(offs), r.payload_ranges
+
+
+@pytest.mark.parametrize("how", ["bytes", "length"])
+def test_delta_wrong_range_answer_refused_before_write(tmp_path, world, ringil, delta_world, how):
+    dev = delta_device(tmp_path, world, ringil, delta_world)
+    before = dev.slot["b"].read_bytes()
+    hit = {}
+    meta_end = bundle_meta_end(delta_world["bundles"][("cdc", "2.0")])
+
+    def bad(off, data):
+        if off >= meta_end and not hit:   # the first payload range
+            hit["off"] = off
+            if how == "bytes":
+                return data[:10] + bytes([data[10] ^ 1]) + data[11:]
+            return data[1:] + b"\0"       # shifted by one: the answer to another range
+        return data
+
+    r = fetch_install(ringil.exe, dev.conf, delta_world["bundles"][("cdc", "2.0")], "--full-above", "100", tamper=bad)
+    assert r.returncode == 9, (r.returncode, r.err)
+    assert "does not match its signed hash" in r.err
+    # nothing of the bad answer reached the slot: it holds no chunk of v2 that is not v2's
+    after = dev.slot["b"].read_bytes()
+    v2 = delta_world["imgs"]["2.0"]
+    assert hit
+    bad_bytes = [i for i in range(SLOT_SIZE) if after[i] != before[i] and after[i] != v2[i]]
+    assert not bad_bytes, bad_bytes[:10]
+    assert dev.status()["booted"] == "a"
+    assert not any("-b-" in e for e in dev.entries())
+
+
+def test_delta_interrupted_resumes(tmp_path, world, ringil, delta_world):
+    dev = delta_device(tmp_path, world, ringil, delta_world)
+    b = delta_world["bundles"][("cdc", "2.0")]
+    r = fetch_install(ringil.exe, dev.conf, b, "--full-above", "100", stop_after=8000)
+    assert r.returncode == 3 and "truncated" in r.err, (r.returncode, r.err)
+    r2 = fetch_install(ringil.exe, dev.conf, b, "--full-above", "100")
+    assert r2.returncode == 0, r2.err
+    assert slot_has(dev, "b", delta_world["imgs"]["2.0"])
+    e = dev.boot()
+    assert e["slot"] == "b" and e["version"] == "2.0"
+
+
+IN_MODIFY, IN_CLOSE_WRITE, IN_CLOSE_NOWRITE, IN_OPEN = 0x2, 0x8, 0x10, 0x20
+
+
+def inotify_events(fd):
+    libc = ctypes.CDLL(None, use_errno=True)
+    buf = ctypes.create_string_buffer(65536)
+    seen = 0
+    while True:
+        n = libc.read(fd, buf, len(buf))
+        if n <= 0:
+            return seen
+        pos = 0
+        while pos < n:
+            _, mask, _, ln = struct.unpack_from("iIII", buf.raw, pos)
+            seen |= mask
+            pos += 16 + ln
+
+
+def test_delta_never_opens_the_booted_slot_for_writing(tmp_path, world, ringil, delta_world):
+    dev = delta_device(tmp_path, world, ringil, delta_world)
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = libc.inotify_init1(os.O_NONBLOCK)
+    assert fd >= 0
+    wd = libc.inotify_add_watch(fd, str(dev.slot["a"]).encode(), IN_MODIFY | IN_CLOSE_WRITE | IN_CLOSE_NOWRITE | IN_OPEN)
+    assert wd >= 0
+    booted = dev.slot["a"].read_bytes()
+    inotify_events(fd)   # drop the read above
+    r = fetch_install(ringil.exe, dev.conf, delta_world["bundles"][("cdc", "2.0")], "--full-above", "100")
+    assert r.returncode == 0, r.err
+    seen = inotify_events(fd)
+    os.close(fd)
+    assert seen & IN_OPEN and seen & IN_CLOSE_NOWRITE, hex(seen)   # it was read (chunks reused from it)
+    assert not seen & (IN_CLOSE_WRITE | IN_MODIFY), hex(seen)       # never opened for writing
+    assert dev.slot["a"].read_bytes() == booted
+    assert int(r.plans[0].split()[1]) > 0
+
+
+def test_delta_crash_consistency(tmp_path, world, ringil, delta_world):
+    """kill -9 at sampled crash points of a delta install (fetch protocol, chunks from both slots); after
+    each, the default entry boots a complete slot and a rerun completes."""
+    template = delta_device(tmp_path, world, ringil, delta_world)
+    b = delta_world["bundles"][("cdc", "2.0")]
+    v1, v2 = delta_world["imgs"]["1.0"], delta_world["imgs"]["2.0"]
+    probe = relocate(template, tmp_path / "dprobe")
+    r = fetch_install(ringil.exe, probe.conf, b, "--full-above", "100",
+                      env=dict(os.environ, RINGIL_TEST_CRASH_AT="1000000000", RINGIL_LOG_LEVEL="debug"))
+    assert r.returncode == 0, r.err
+    n = len(re.findall(r"crash point \d+:", r.err))
+    assert n >= 10, r.err
+    for k in sorted(set(random.Random(3).sample(range(1, n + 1), min(n, 15)) + [1, n])):
+        d = relocate(template, tmp_path / f"dcrash-{k}")
+        r = fetch_install(ringil.exe, d.conf, b, "--full-above", "100", env=dict(os.environ, RINGIL_TEST_CRASH_AT=str(k)))
+        assert r.returncode == -9, f"crash point {k} did not fire: {r.err}"
+        e = d.default_entry()
+        assert (e["slot"], e["version"]) in (("a", "1.0"), ("b", "2.0")), e
+        assert slot_has(d, e["slot"], v1 if e["version"] == "1.0" else v2), f"default {e} names an incomplete slot"
+        r = fetch_install(ringil.exe, d.conf, b, "--full-above", "100")
+        assert r.returncode == 0, (k, r.err)
+        assert slot_has(d, "b", v2)
+        e = d.boot()
+        assert (e["slot"], e["version"]) == ("b", "2.0"), f"after crash {k}: {e}"
+        shutil.rmtree(d.root)
+
+
+@pytest.mark.parametrize("kind", ["cdc", "fixed"])
+def test_bundle_info_shows_chunk_statistics(ringil, delta_world, kind):
+    """`ringil bundle info` names the chunker and its parameters, and the chunk count and sizes as signed."""
+    b = delta_world["bundles"][(kind, "2.0")]
+    j = json.loads(ringil("bundle", "info", "--json", b, check=0).out)
+    p = j["payloads"][0]
+    ch = p["chunking"]
+    assert ch["chunker"] == kind and ch["count"] == p["chunks"]
+    if kind == "cdc":
+        assert (ch["min"], ch["avg"], ch["max"]) == (4096, 8192, 16384)
+        # every chunk but the last is within min..max; the mean is near avg for random data
+        assert ch["largest"] <= 16384 and ch["smallest"] >= 1
+        assert 4096 <= ch["mean"] <= 16384 and ch["count"] > SLOT_SIZE // 16384
+    else:
+        assert ch["size"] == 4096 and ch["largest"] == 4096 and ch["count"] == -(-SLOT_SIZE // 4096)
+        assert ch["smallest"] == (SLOT_SIZE % 4096 or 4096)
+    assert ch["mean"] == SLOT_SIZE // ch["count"]
+    out = ringil("bundle", "info", b, check=0).out
+    want = (f"chunker cdc 4096:8192:16384; chunk sizes smallest {ch['smallest']}, mean {ch['mean']}, largest {ch['largest']}"
+            if kind == "cdc" else
+            f"chunker fixed 4096; chunk sizes smallest {ch['smallest']}, mean {ch['mean']}, largest {ch['largest']}")
+    assert want in out, out

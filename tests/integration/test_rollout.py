@@ -544,10 +544,11 @@ def agent_state(dr):
 
 def test_download_cut_and_server_refusing_are_retried(fleet, world):
     """A link cut for good mid-download, then a server that refuses connections: the agent keeps the release
-    (retrying, not failed) and resumes the download where it stopped."""
+    (retrying, not failed) and resumes the download where it stopped. The whole-bundle download path
+    (`delta = no`; a delta install writes while it fetches: test_delta_install_cut_is_retried_and_resumes)."""
     srv, real, fakes = fleet
     proxy = CuttingProxy(srv.port, cut_min=300 * 1024, cut_max=300 * 1024, seed=1)
-    dr = real("cut")
+    dr = real("cut", extra="delta = no\n")
     dr.write_agent_conf(f"https://127.0.0.1:{proxy.port}")
     rid = upload(srv, world["bundles"]["2.0"])
     size = os.path.getsize(world["bundles"]["2.0"])
@@ -594,11 +595,67 @@ def test_download_cut_and_server_refusing_are_retried(fleet, world):
     assert "resuming release" in dr.log.read_text()
 
 
+def test_delta_install_cut_is_retried_and_resumes(fleet, world):
+    """A delta install (the default) whose link is cut for good mid-fetch, then a server that refuses
+    connections: the release is kept (retrying, not failed), nothing unverified is installed, and the next
+    run finishes from what the engine already wrote (found in place, not fetched again). v1 and v2 share no
+    chunk, so `delta-full-above = 100` keeps the chunk plan (past the threshold one sequential range from
+    the last checkpoint would be asked for instead)."""
+    srv, real, fakes = fleet
+    proxy = CuttingProxy(srv.port, cut_min=1300 * 1024, cut_max=1300 * 1024, seed=1)
+    dr = real("dcut", extra="delta-full-above = 100\nfetch-parallel = 1\n")
+    dr.write_agent_conf(f"https://127.0.0.1:{proxy.port}")
+    rid = upload(srv, world["bundles"]["2.0"])
+    size = os.path.getsize(world["bundles"]["2.0"])
+    srv.op("release", str(rid), "--drone", "dcut")
+    orig_serve = proxy._serve
+    served = []
+
+    def serve_once(c, limit):
+        # the check-in gets through; the first fetch connection (header, manifest, then the first 1 MiB
+        # piece, which reaches the engine whole) is cut after 1.3 MiB; every other connection is refused
+        if len(served) >= 2:
+            c.close()
+            return
+        served.append(1)
+        orig_serve(c, limit)
+
+    proxy._serve = serve_once
+    p = dr.agent()
+    assert p.returncode != 0
+    st = agent_state(dr)
+    assert st["state"] == "retrying" and st["failed-release"] == "0", st
+    dl = dr.dir / "agent" / "state" / "download"
+    assert not dl.exists() or not list(dl.iterdir()), "a delta install downloads nothing to download-dir"
+    assert "bytes fetched" in dr.log.read_text()
+    assert dr.status()["slots"]["b"].get("version") != "2.0"
+    proxy.close()
+    srv.kill(signal.SIGKILL)
+    p = dr.agent()
+    assert p.returncode != 0 and agent_state(dr)["failed-release"] == "0"
+    srv.start()
+    dr.write_agent_conf(srv.url)
+    for _ in range(6):
+        if dr.reboot_requested():
+            dr.boot()
+        dr.agent()
+        if srv.drone("dcut")["state"] == "updated":
+            break
+    d = srv.drone("dcut")
+    assert d["state"] == "updated" and d["version"] == "2.0", d
+    img = (world["dir"] / "img-2.0").read_bytes()
+    assert (dr.dir / "slot-b.img").read_bytes()[: len(img)] == img
+    states = [h["state"] for h in reversed(d["history"])]
+    assert "retrying" in states and "failed" not in states, states
+    # the last install found what the cut one had written (in place) and fetched less than the bundle
+    assert d["delta"]["fetched"] < size and d["delta"]["reused"] > 0, d["delta"]
+
+
 def test_sigterm_mid_download_keeps_the_release(fleet, world):
     """`systemctl stop ringild` in the middle of a (rate-limited) download: the agent stops at once, keeps the
-    partial download, and resumes it when it starts again."""
+    partial download, and resumes it when it starts again. The whole-bundle download path (`delta = no`)."""
     srv, real, fakes = fleet
-    dr = real("stopped")
+    dr = real("stopped", extra="delta = no\n")
     rid = upload(srv, world["bundles"]["2.0"])
     size = os.path.getsize(world["bundles"]["2.0"])
     ro = srv.op("rollout", "create", str(rid), "--drones", "stopped", "--groups", "rest", "--rate", "200K").out.strip()

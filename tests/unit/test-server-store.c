@@ -7,7 +7,7 @@
 #include "store.h"
 
 /* The schema version this server migrates to. */
-#define SCHEMA_NOW 5   /* 3: rollouts, 4: compliance, 5: the dashboard's */
+#define SCHEMA_NOW 6   /* 3: rollouts, 4: compliance, 5: the dashboard's, 6: bytes fetched/reused */
 
 /* The schema ringil-server created before the store kept a version (user_version 0). */
 static const char old_schema[] =
