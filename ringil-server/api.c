@@ -737,8 +737,15 @@ void api_admit(void *userdata, const struct tp_request *req, struct tp_plan *ret
                 return plan_error(ret, 405, "method not allowed for %s", h->path);
         }
         /* INVARIANT: the enrollment port serves enrollment and nothing else; enrollment is not served
-         * on the fleet port (a certificate holder has no use for it). */
-        if (req->listener == TP_ENROLL && (!rt || rt->role != ROLE_ENROLLING))
+         * on the fleet port (a certificate holder has no use for it). A route that needs an identity is
+         * forbidden here (no client certificate is asked for on this port: an anonymous browser opening
+         * the dashboard gets 403), anything else is not found. */
+        if (req->listener == TP_ENROLL && rt && rt->role != ROLE_ENROLLING) {
+                atomic_fetch_add(&srv->m.auth_refused, 1);
+                return plan_error(ret, 403, "%s needs a client certificate, on the fleet port; this port only enrolls",
+                                  h->path);
+        }
+        if (req->listener == TP_ENROLL && !rt)
                 return plan_error(ret, 404, "only enrollment is served on this port");
         if (!rt)
                 return plan_error(ret, 404, "no route for %s", h->path);

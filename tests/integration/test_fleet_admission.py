@@ -119,10 +119,15 @@ def test_fleet_port_requires_a_certificate(server, pki):
 
 def test_enrollment_port_serves_enrollment_only(server, pki):
     anon = tls_context(pki)
+    # routes that need an identity are forbidden here (no certificate is asked for), the rest not found
     status, data, _ = request(server.enroll_port, anon, "GET", "/api/v1/drones")
-    assert status == 404 and json.loads(data)["status"] == 404
+    assert status == 403 and json.loads(data)["status"] == 403
     status, data, _ = request(server.enroll_port, anon, "POST", "/api/v1/checkin", body=b'{"state":"idle"}')
-    assert status == 404
+    assert status == 403
+    status, data, _ = request(server.enroll_port, anon, "GET", "/ui/drones")
+    assert status == 403
+    status, data, _ = request(server.enroll_port, anon, "GET", "/no/such/route")
+    assert status == 404 and json.loads(data)["status"] == 404
     status, data, _ = request(server.enroll_port, anon, "POST", "/api/v1/enroll",
                               body=b'{"id":"drone-b","token":"' + b"0" * 64 + b'","csr":"x"}')
     assert status == 400 and json.loads(data)["status"] == 400
