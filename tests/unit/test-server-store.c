@@ -58,14 +58,14 @@ static int setup(void **state, bool pg) {
         assert_non_null(b);
         b->pg = pg;
         if (pg) {
-                char name[64], sql[128], *slash;
+                char name[64], sql[128];
+                const char *slash;
                 snprintf(name, sizeof(name), "unit%d_%u", (int) getpid(), ++n);
                 snprintf(sql, sizeof(sql), "CREATE DATABASE %s", name);
                 pg_admin("postgres", sql);
-                b->db = strdup(pg_base());
-                assert_non_null(b->db);
-                slash = strrchr(b->db, '/');
-                assert_true(asprintf(&b->db, "%.*s/%s", (int) (slash - b->db), b->db, name) > 0);
+                slash = strrchr(pg_base(), '/');
+                assert_non_null(slash);
+                assert_true(asprintf(&b->db, "%.*s/%s", (int) (slash - pg_base()), pg_base(), name) > 0);
         } else {
                 b->dir = test_tmpdir();
                 b->db = test_path(b->dir, "fleet.db");
