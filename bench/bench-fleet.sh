@@ -3,8 +3,11 @@
 # nginx (mTLS, `return 200`) as the ceiling in the same run, page faults and TLB shootdowns per check-in
 # (the regression that once cost 85 % of the server's time), 10,000 idle mTLS connections held (RSS per
 # connection), a new TLS connection per check-in, bundle download to 10 drones, ringild idle RSS and
-# binary sizes. Usage: bench/bench-fleet.sh [BUILD]   (loopback only; 2-5 minutes)
-# Environment: FLEET_BENCH_CONNS (32), _SECONDS (5), _IDENTITIES (1000), _IDLE (10000; 0 skips it).
+# binary sizes; and the store: SQLite vs PostgreSQL with one and with two replicas, check-ins alone and with
+# durable reports, in the same run, with the CPU each of server and database spends per request.
+# Usage: bench/bench-fleet.sh [BUILD]   (loopback only; 3-6 minutes)
+# Environment: FLEET_BENCH_CONNS (32), _SECONDS (5), _IDENTITIES (1000), _IDLE (10000; 0 skips it),
+# _PG (1; 0 skips the PostgreSQL comparison).
 set -euo pipefail
 build=$(realpath "${1:-build}")
 cd "$(dirname "$0")/.."
@@ -12,14 +15,22 @@ R=$build/ringil/ringil S=$build/ringil-server/ringil-server D=$build/ringild/rin
 CONNS=${FLEET_BENCH_CONNS:-32} SECS=${FLEET_BENCH_SECONDS:-5} IDS=${FLEET_BENCH_IDENTITIES:-1000}
 IDLE=${FLEET_BENCH_IDLE:-10000}
 W=$(mktemp -d /tmp/ringil-bench-fleet.XXXXXX)
-SPID= APID= NPID=
+SPID= APID= NPID= PGD= RPIDS=()
+PGBIN=/usr/lib/postgresql/15/bin
 cleanup() {
     [[ -n $APID ]] && kill "$APID" 2>/dev/null || true
     [[ -n $SPID ]] && kill "$SPID" 2>/dev/null || true
     [[ -n $NPID ]] && kill "$NPID" 2>/dev/null || true
+    for p in "${RPIDS[@]}"; do kill "$p" 2>/dev/null || true; done
     wait 2>/dev/null || true
+    if [[ -n $PGD ]]; then
+        "${ASUSER[@]}" "$PGBIN/pg_ctl" -D "$PGD/data" -m immediate -w stop >/dev/null 2>&1 || true
+        rm -rf "$PGD"
+    fi
     rm -rf "$W"
 }
+ASUSER=()
+[[ $(id -u) -eq 0 ]] && ASUSER=(runuser -u nobody --)   # PostgreSQL refuses to run as root
 trap cleanup EXIT
 [[ -x $L ]] || { echo "bench-fleet: $L not built" >&2; exit 1; }
 ulimit -n "$(ulimit -Hn)"
@@ -182,6 +193,67 @@ rid=$($S upload "$W/b.bundle")
 $S release "$rid" --fleet >/dev/null
 echo "bundle download, 10 concurrent drones, 32 MiB bundle (${SECS}s):"
 "$W/fleet-download" "$URL" "$W/ca/ca.pem" "$W/drone/drone-bench.pem" "$W/drone/drone-bench.key" download 10 "$SECS" "/api/v1/releases/$rid/bundle"
+
+# ---- the store: SQLite vs PostgreSQL (one replica, two replicas), same run ----
+if [[ ${FLEET_BENCH_PG:-1} != 0 && -x $PGBIN/initdb ]]; then
+    PGD=$(mktemp -d /tmp/ringil-bench-pg.XXXXXX)
+    chmod 755 "$PGD"
+    [[ $(id -u) -eq 0 ]] && chown nobody "$PGD"
+    PGPORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    "${ASUSER[@]}" "$PGBIN/initdb" -D "$PGD/data" -U ringil --auth=trust -E UTF8 --locale=C >/dev/null
+    # the defaults but for the socket and the port: fsync on, synchronous_commit on (the server turns it
+    # off for heartbeats only)
+    "${ASUSER[@]}" "$PGBIN/pg_ctl" -D "$PGD/data" -l "$PGD/log" -w \
+        -o "-c listen_addresses=127.0.0.1 -p $PGPORT -k $PGD -c max_connections=100" start >/dev/null
+    "$PGBIN/psql" -X -q -h "$PGD" -p "$PGPORT" -U ringil -d postgres -c "CREATE DATABASE bench" >/dev/null
+    DBURL="postgresql://ringil@127.0.0.1:$PGPORT/bench"
+    PGPID=$(head -1 "$PGD/data/postmaster.pid")
+    pgpids() { echo "$PGPID" $(pgrep -P "$PGPID" || true); }
+    # replicas: the same config but the database, sharing the store directory
+    start_replica() {   # start_replica NAME: sets RPORT, RPID
+        sed -e "s|^db = .*|db = $DBURL|" "$W/server.conf" > "$W/$1.conf"
+        echo "replica-name = $1" >> "$W/$1.conf"
+        $S serve --config "$W/$1.conf" > "$W/$1.out" 2> "$W/$1.err" &
+        RPID=$!
+        RPIDS+=("$RPID")
+        for _ in $(seq 100); do grep -q listening "$W/$1.out" 2>/dev/null && break; sleep 0.1; done
+        RPORT=$(sed -n 's/^listening on .*:\([0-9]*\)$/\1/p' "$W/$1.out")
+    }
+    start_replica pg-a
+    PA_PORT=$RPORT PA_PID=$RPID
+    start_replica pg-b
+    PB_PORT=$RPORT PB_PID=$RPID
+    "$L" checkin --url "https://127.0.0.1:$PA_PORT" --ca "$W/ca/ca.pem" --ca-dir "$W/ca" --identities "$IDS" \
+        --operator "$W/op/alice.pem:$W/op/alice.key" --conns 1 --seconds 1 >/dev/null
+    echo "the store: SQLite (one server) vs PostgreSQL (one replica; two replicas on one database), $CONNS mTLS"
+    echo "keep-alive connections, $IDS identities, ${SECS}s each, alternating; 'reports 1/10': every 10th"
+    echo "request a durable report (SQLite synchronous=FULL, PostgreSQL synchronous_commit=on, fsync on):"
+    for round in 1 2; do
+        for mix in checkins reports; do
+            extra=()
+            [[ $mix == reports ]] && extra=(--reports 10)
+            for cfg in sqlite pg-1 pg-2; do
+                case $cfg in
+                sqlite) url=$URL pids=($SPID) db=() ;;
+                pg-1) url=https://127.0.0.1:$PA_PORT pids=($PA_PID) db=($(pgpids)) ;;
+                pg-2) url=https://127.0.0.1:$PA_PORT,https://127.0.0.1:$PB_PORT pids=($PA_PID $PB_PID) db=($(pgpids)) ;;
+                esac
+                c0=$(cpu "${pids[@]}") d0=0
+                [[ ${#db[@]} -gt 0 ]] && d0=$(cpu "${db[@]}")
+                out=$("$L" checkin --url "$url" --ca "$W/ca/ca.pem" --ca-dir "$W/ca" --identities "$IDS" \
+                    --conns "$CONNS" --seconds "$SECS" --rotate 200 "${extra[@]}" || true)
+                c1=$(cpu "${pids[@]}") d1=0
+                [[ ${#db[@]} -gt 0 ]] && d1=$(cpu "${db[@]}")
+                n=$(sed -n 's/^requests=\([0-9]*\).*/\1/p' <<<"$out")
+                awk -v cfg="$cfg" -v mix="$mix" -v o="$out" -v c=$((c1 - c0)) -v d=$((d1 - d0)) -v hz="$hz" -v n="${n:-0}" \
+                    'BEGIN { split(o, f, " "); for (i in f) { split(f[i], kv, "="); v[kv[1]] = kv[2] }
+                             printf "  round %d %-8s %-6s %6.0f req/s  p50 %6.2f ms  p99 %7.2f ms  errors %s  server %4.0f us/req  database %4.0f us/req\n",
+                                    '"$round"', mix == "reports" ? "reports 1/10" : "checkins", cfg, v["rps"], v["p50_ms"], v["p99_ms"],
+                                    v["errors"], n ? c * 1e6 / hz / n : 0, n ? d * 1e6 / hz / n : 0 }'
+            done
+        done
+    done
+fi
 
 echo "stripped sizes:"
 for b in "$D" "$S" "$R"; do

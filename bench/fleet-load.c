@@ -33,11 +33,14 @@
  *            per kind how long the server let each live.
  * Identities: --ca-dir DIR (ca.pem + ca.key) makes --identities N drone certificates in memory, and
  * --operator CERT:KEY registers them with the server (409 for existing ones is fine).
- * Only 127.0.0.0/8 targets are accepted.
+ * Several servers (replicas): --url once per server, or URL,URL; connection i goes to server i mod n.
+ * --reports N: every Nth request of a connection is a durable report (a new seq of its drone) instead
+ * of a check-in. Only 127.0.0.0/8 targets are accepted.
  */
 
 #define MAX_CONNS 20000
 #define RESP_MAX 65536
+#define MAX_TARGETS 8
 
 enum kind { K_CHECKIN, K_TCP_IDLE, K_NO_CERT, K_HEAD_TRICKLE, K_BODY_TRICKLE, K_IDLE_TLS, K_GARBAGE, _K_MAX };
 static const char *const kind_names[_K_MAX] = {
@@ -59,6 +62,7 @@ struct conn {
         char resp[RESP_MAX];
         size_t have;
         bool in_request;
+        bool reporting;      /* the request in flight is a report */
         unsigned src;
 };
 
@@ -101,9 +105,13 @@ static double pct(struct stats *s, double p) {
 static struct {
         const char *mode, *ca, *ca_dir, *op_cert, *op_key, *enroll_port_s;
         struct sockaddr_in addr, enroll_addr;
-        int conns, identities, seconds, rotate;
+        struct sockaddr_in targets[MAX_TARGETS];
+        int n_targets;
+        int conns, identities, seconds, rotate, reports;
         bool new_conn;
 } opt = { .conns = 32, .identities = 0, .seconds = 5 };
+static uint64_t *report_seq;          /* per identity: the last report seq sent */
+static unsigned long reports_ok;
 
 static SSL_CTX *anon_ctx;
 static SSL_CTX **id_ctx;
@@ -278,7 +286,10 @@ static void conn_open(struct conn *c, double t) {
                 src.sin_addr.s_addr = htonl(0x7f010000u + 1 + c->src % 60000);
                 (void) bind(c->fd, (struct sockaddr *) &src, sizeof(src));
         }
-        (void) connect(c->fd, (struct sockaddr *) (enroll ? &opt.enroll_addr : &opt.addr), sizeof(opt.addr));
+        (void) connect(c->fd, (struct sockaddr *) (enroll ? &opt.enroll_addr
+                                                   : c->kind == K_CHECKIN ? &opt.targets[c->src % (unsigned) opt.n_targets]
+                                                                          : &opt.addr),
+                       sizeof(opt.addr));
         c->opened = t;
         c->st = S_CONNECTING;
         c->have = 0;
@@ -317,8 +328,23 @@ static void ended(struct conn *c, double t, bool early) {
 }
 
 static void send_checkin(struct conn *c, double t) {
-        int k = SSL_write(c->ssl, checkin_req, (int) checkin_len);
-        if (k != (int) checkin_len) {
+        char req[512];
+        const char *what = checkin_req;
+        size_t len = checkin_len;
+        int k;
+
+        c->reporting = opt.reports && (c->served + 1) % (unsigned) opt.reports == 0;
+        if (c->reporting) {
+                char body[160];
+                int n = snprintf(body, sizeof(body), "{\"seq\":%llu,\"state\":\"downloading\",\"release\":1,"
+                                 "\"version\":\"1.0\",\"target\":\"2.0\"}",
+                                 (unsigned long long) ++report_seq[c->ident % n_ids]);
+                len = (size_t) snprintf(req, sizeof(req), "POST /api/v1/report HTTP/1.1\r\nHost: fleet\r\n"
+                                        "Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", n, body);
+                what = req;
+        }
+        k = SSL_write(c->ssl, what, (int) len);
+        if (k != (int) len) {
                 stats[K_CHECKIN].errors++;
                 conn_close(c);
                 c->next_at = t;
@@ -436,6 +462,7 @@ static void on_readable(struct conn *c, double t) {
                 c->in_request = false;
                 if (code == 200) {
                         stats[K_CHECKIN].ok++;
+                        reports_ok += c->reporting;
                         push(&stats[K_CHECKIN], t - c->sent_at);
                 } else {
                         stats[K_CHECKIN].errors++;
@@ -448,7 +475,8 @@ static void on_readable(struct conn *c, double t) {
                         schedule_next(t);
                         return;
                 }
-                if (opt.rotate && ++c->served % (unsigned) opt.rotate == 0) {
+                ++c->served;
+                if (opt.rotate && c->served % (unsigned) opt.rotate == 0) {
                         /* the next drone identity: many drones, mostly keep-alive */
                         c->ident = (c->ident + opt.conns) % n_ids;
                         conn_close(c);
@@ -490,7 +518,8 @@ static void on_timer(struct conn *c, double t) {
 static void usage(void) {
         fprintf(stderr, "usage: fleet-load checkin|idle|attack --url https://127.0.0.1:PORT --ca CA.pem\n"
                         "       [--enroll-url URL] [--ca-dir DIR --identities N [--operator CERT:KEY]]\n"
-                        "       [--conns N] [--seconds S] [--new-conn] [--rotate N] [--report full|digest]\n");
+                        "       [--conns N] [--seconds S] [--new-conn] [--rotate N] [--report full|digest] [--reports N]\n"
+                        "       (--url again, or URL,URL: several servers, connections spread over them)\n");
         exit(2);
 }
 
@@ -513,8 +542,14 @@ int main(int argc, char *argv[]) {
                         usage();
                 i++;
                 if (streq(a, "--url")) {
-                        if (parse_target(v, &opt.addr) < 0)
-                                usage();
+                        char list[512], *save = NULL;
+                        snprintf(list, sizeof(list), "%s", v);
+                        for (char *u = strtok_r(list, ",", &save); u; u = strtok_r(NULL, ",", &save)) {
+                                if (opt.n_targets == MAX_TARGETS || parse_target(u, &opt.targets[opt.n_targets]) < 0)
+                                        usage();
+                                opt.n_targets++;
+                        }
+                        opt.addr = opt.targets[0];
                 } else if (streq(a, "--enroll-url")) {
                         if (parse_target(v, &opt.enroll_addr) < 0)
                                 usage();
@@ -537,6 +572,8 @@ int main(int argc, char *argv[]) {
                         opt.seconds = atoi(v);
                 else if (streq(a, "--rotate"))
                         opt.rotate = atoi(v);
+                else if (streq(a, "--reports"))
+                        opt.reports = atoi(v);
                 else if (streq(a, "--report")) {
                         full_report = streq(v, "full");
                         digest_report = streq(v, "digest");
@@ -564,6 +601,14 @@ int main(int argc, char *argv[]) {
                 return 1;
         if (!attack && make_identities() < 0)
                 return 1;
+        /* report seqs above every earlier run's: microseconds since the epoch */
+        report_seq = calloc((size_t) (n_ids > 0 ? n_ids : 1), sizeof(*report_seq));
+        {
+                struct timespec rt;
+                clock_gettime(CLOCK_REALTIME, &rt);
+                for (int i = 0; i < n_ids; i++)
+                        report_seq[i] = (uint64_t) rt.tv_sec * 1000000u + (uint64_t) rt.tv_nsec / 1000u;
+        }
         if (digest_report) {
                 /* what ringild sends once the server holds its report: the report's digest only */
                 struct fleet_status st;
@@ -659,9 +704,10 @@ int main(int argc, char *argv[]) {
                 fflush(stdout);
                 return held == (unsigned long) opt.conns ? 0 : 1;
         }
-        printf("requests=%lu errors=%lu seconds=%.2f rps=%.0f p50_ms=%.2f p99_ms=%.2f max_ms=%.2f identities=%d\n",
+        printf("requests=%lu errors=%lu seconds=%.2f rps=%.0f p50_ms=%.2f p99_ms=%.2f max_ms=%.2f identities=%d "
+               "reports=%lu servers=%d\n",
                stats[K_CHECKIN].ok, stats[K_CHECKIN].errors, t_end, (double) stats[K_CHECKIN].ok / t_end,
                pct(&stats[K_CHECKIN], 0.5) * 1e3, pct(&stats[K_CHECKIN], 0.99) * 1e3, pct(&stats[K_CHECKIN], 1.0) * 1e3,
-               n_ids);
+               n_ids, reports_ok, opt.n_targets);
         return stats[K_CHECKIN].errors ? 1 : 0;
 }

@@ -39,6 +39,7 @@ int exit_code_from_errno(int r) {
         case EINVAL:
                 return EXIT_USAGE;
         case ECONNREFUSED:
+        case ENOTCONN:   /* a database server that cannot be reached (ringil-server's store) */
         case EHOSTUNREACH:
         case ENETUNREACH:
         case ETIMEDOUT:

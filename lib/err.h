@@ -23,8 +23,8 @@
  *
  * Talking to a server (lib/fleet-client.c) adds two classes: -ECONNREFUSED, -EHOSTUNREACH,
  * -ENETUNREACH, -ETIMEDOUT, -ECONNRESET, -ECONNABORTED: the server could not be reached or the
- * connection broke (EXIT_NETWORK); -EPROTO: TLS failed or the server answered outside the protocol
- * (EXIT_PROTOCOL).
+ * connection broke (EXIT_NETWORK; so does -ENOTCONN, the fleet server's PostgreSQL unreachable);
+ * -EPROTO: TLS failed or the server answered outside the protocol (EXIT_PROTOCOL).
  */
 #define RINGIL_EMALFORMED EBADMSG
 #define RINGIL_ETRUNCATED ENODATA

@@ -23,6 +23,7 @@ void agent_config_free(struct agent_config *c) {
         free(c->reboot_command);
         free(c->health_command);
         free(c->boot_id_file);
+        free(c->mirror_ca);
         free(c->timezone);
         free(c->download_dir);
         free(c->audit_root);
@@ -40,10 +41,49 @@ static const struct conf_charset zone_chars = {
 };
 static const struct conf_charset profile_chars = { "abcdefghijklmnopqrstuvwxyz0123456789_-", "a-z 0-9 _ -" };
 
+/*
+ * `server = URL[, URL…]`: the fleet port of each server (replicas of one fleet, or one server), tried
+ * in this order; kept as "URL,URL" for fleet_client_new().
+ */
+static int parse_servers(const struct conf_ctx *ctx, const char *value, void *dst) {
+        char out[AGENT_MAX_SERVERS * 257] = "", seen[AGENT_MAX_SERVERS][256];
+        const char *p = value;
+        size_t o = 0, n = 0;
+
+        while (*p) {
+                char url[256];
+                size_t k;
+                p += strspn(p, ", \t");
+                k = strcspn(p, ", \t");
+                if (k == 0)
+                        break;
+                if (++n > AGENT_MAX_SERVERS)
+                        return conf_fail(ctx, -RINGIL_EMALFORMED, "more than %d server URLs", AGENT_MAX_SERVERS);
+                if (k >= sizeof(url))
+                        return conf_fail(ctx, -RINGIL_EMALFORMED, "server URL %zu is longer than 255 bytes", n);
+                memcpy(url, p, k);
+                url[k] = '\0';
+                if (!conf_url_valid(url, https_only))
+                        return conf_fail(ctx, -RINGIL_EMALFORMED,
+                                         "`%s' is not a URL (https://; URL characters only, not too long)", url);
+                for (size_t i = 0; i + 1 < n; i++)
+                        if (streq(seen[i], url))
+                                return conf_fail(ctx, -RINGIL_EMALFORMED, "`%s' is listed twice", url);
+                memcpy(seen[n - 1], url, k + 1);
+                o += (size_t) snprintf(out + o, sizeof(out) - o, "%s%s", o ? "," : "", url);
+                p += k;
+        }
+        if (n == 0)
+                return conf_fail(ctx, -RINGIL_EMALFORMED, "no server URL");
+        free(*(char **) dst);
+        *(char **) dst = strdup(out);
+        return *(char **) dst ? 0 : -ENOMEM;
+}
+
 #define F(field) offsetof(struct agent_config, field)
 /* docs/fleet.md "Agent config" lists the same keys; a key is accepted only if it is here. */
 static const struct conf_item agent_items[] = {
-        { "", "server", conf_parse_url, F(server), .max = 255, .data = https_only, .flags = CONF_REQUIRED },
+        { "", "server", parse_servers, F(server), .flags = CONF_REQUIRED },
         { "", "enroll-server", conf_parse_url, F(enroll_server), .max = 255, .data = https_only },
         { "", "ca", conf_parse_path, F(ca), .flags = CONF_REQUIRED },
         { "", "cert", conf_parse_path, F(cert), .flags = CONF_REQUIRED },
@@ -59,6 +99,8 @@ static const struct conf_item agent_items[] = {
         { "", "poll-jitter", conf_parse_u32, F(poll_jitter), 0, 100, .def = "20" },
         { "", "backoff-max", conf_parse_duration, F(backoff_max), 1, 7 * 86400, .def = "3600" },
         { "", "timeout", conf_parse_duration, F(timeout), 1, 3600, .def = "30" },
+        /* bundle mirrors (docs/fleet.md): their TLS trust; unset, the system's trust store */
+        { "", "mirror-ca", conf_parse_path, F(mirror_ca) },
         /* Delta updates (docs/install.md "Delta updates"). */
         { "", "delta", conf_parse_bool, F(delta), .def = "yes" },
         { "", "delta-full-above", conf_parse_u32, F(delta_full_above), 0, 100, .def = "80" },

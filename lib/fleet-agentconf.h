@@ -7,8 +7,10 @@
 
 #define AGENT_CONFIG_DEFAULT "/etc/ringil/ringild.conf"
 
+#define AGENT_MAX_SERVERS 8
+
 struct agent_config {
-        char *server;          /* https://host:port, required */
+        char *server;          /* "https://host:port[,https://…]": one server or the replicas, required */
         char *enroll_server;   /* https://host:port of the server's enrollment port (`ringild enroll`) */
         char *ca;              /* PEM file of the CA that issued the server certificate (pinned) */
         char *cert, *key;      /* this drone's client certificate and key */
@@ -22,6 +24,7 @@ struct agent_config {
         uint32_t poll_jitter;     /* percent of the interval, default 20 */
         uint32_t backoff_max;     /* seconds, default 3600 */
         uint32_t timeout;         /* per-request seconds, default 30 */
+        char *mirror_ca;          /* PEM CA file for bundle mirrors; NULL: the system's trust store */
         bool delta;               /* fetch only the chunks the drone lacks (default yes) */
         uint32_t delta_full_above;   /* percent of the payload above which one sequential download is used */
         uint32_t fetch_parallel;  /* range requests in flight, default 4 */

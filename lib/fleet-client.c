@@ -1,4 +1,4 @@
-/* fleet-client.c: libcurl with mutual TLS and a pinned CA for the agent and the operator commands. */
+/* fleet-client.c: libcurl with mutual TLS and a pinned CA for the agent and the operator commands; server failover; mirror clients. */
 #include <curl/curl.h>
 #include <pthread.h>
 #include <signal.h>
@@ -17,12 +17,15 @@
 
 struct fleet_client {
         CURL *curl;
-        char base[512];
+        char bases[FLEET_CLIENT_MAX_SERVERS][512];
+        size_t n_bases, cur;                 /* the server in use: the last that answered */
         char ca[256], cert[256], key[256];   /* for messages: which file to look at */
         unsigned timeout;
         char errbuf[CURL_ERROR_SIZE];
         bool over_cap;                       /* the last answer was cut at its cap by write_buf */
         size_t cap;
+        bool mirror;                         /* a static host: no client certificate, the system's or a given CA */
+        long retry_after;                    /* seconds, from the last answer's Retry-After; 0: none */
         const volatile sig_atomic_t *abort;   /* set (by a signal handler): the transfer stops */
 };
 
@@ -38,23 +41,32 @@ void fleet_client_free(fleet_client *fc) {
         free(fc);
 }
 
-/* The TLS and transfer settings every request of ours uses (also lib/fleet-fetch.c's handles). */
-void fleet_client_easy_setup(void *handle, const char *ca, const char *cert, const char *key, unsigned timeout_sec) {
-        CURL *curl = handle;
-
+/*
+ * The TLS and transfer settings every request of ours uses (fleet clients and lib/fleet-fetch.c's
+ * handles). The fleet server: pinned to `ca`, never the system trust store, with the drone's or
+ * operator's certificate. A mirror: no client certificate ever, `ca` if given else the system's trust
+ * store, https redirects followed (a CDN or object store may redirect to where the file is).
+ */
+static void easy_setup(CURL *curl, const char *ca, const char *cert, const char *key, unsigned timeout_sec, bool mirror) {
         pthread_once(&curl_once, curl_init_once);
         curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "https");
         curl_easy_setopt(curl, CURLOPT_REDIR_PROTOCOLS_STR, "https");
-        curl_easy_setopt(curl, CURLOPT_FOLLOWLOCATION, 0L);
+        curl_easy_setopt(curl, CURLOPT_FOLLOWLOCATION, mirror ? 1L : 0L);
+        curl_easy_setopt(curl, CURLOPT_MAXREDIRS, 3L);
         curl_easy_setopt(curl, CURLOPT_SSLVERSION, (long) CURL_SSLVERSION_TLSv1_2);
         curl_easy_setopt(curl, CURLOPT_SSL_VERIFYPEER, 1L);
         curl_easy_setopt(curl, CURLOPT_SSL_VERIFYHOST, 2L);
-        /* Pin: only our CA file, never the system trust store. */
-        curl_easy_setopt(curl, CURLOPT_CAINFO, ca);
-        curl_easy_setopt(curl, CURLOPT_CAPATH, NULL);
-        if (cert)
+        if (!mirror || ca) {
+                /* Pin: only our CA file, never the system trust store. */
+                curl_easy_setopt(curl, CURLOPT_CAINFO, ca);
+                curl_easy_setopt(curl, CURLOPT_CAPATH, NULL);
+        }
+        /* else: libcurl's default, the system's trust store. A mirror is not trusted for anything: every
+         * byte from it is checked against hashes the server gave us. */
+        /* INVARIANT: a mirror's handle never holds the drone's certificate or key. */
+        if (cert && !mirror)
                 curl_easy_setopt(curl, CURLOPT_SSLCERT, cert);
-        if (key)
+        if (key && !mirror)
                 curl_easy_setopt(curl, CURLOPT_SSLKEY, key);
         curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT, (long) MIN(timeout_sec, 30u));
         curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
@@ -65,24 +77,59 @@ void fleet_client_easy_setup(void *handle, const char *ca, const char *cert, con
         curl_easy_setopt(curl, CURLOPT_USERAGENT, "ringil/" "0.1");
 }
 
-int fleet_client_new(const char *base_url, const char *ca, const char *cert, const char *key, unsigned timeout_sec,
-                     fleet_client **ret) {
-        fleet_client *fc;
-        size_t n = strlen(base_url);
+void fleet_client_easy_setup(void *handle, const char *ca, const char *cert, const char *key, unsigned timeout_sec) {
+        easy_setup(handle, ca, cert, key, timeout_sec, false);
+}
 
-        if (strncmp(base_url, "https://", 8) != 0)
-                return ringil_fail(-EINVAL, "server URL '%s' is not https://", base_url);
+void fleet_client_easy_setup_mirror(void *handle, const char *ca, unsigned timeout_sec) {
+        easy_setup(handle, ca, NULL, NULL, timeout_sec, true);
+}
+
+/* Split "URL[,URL…]" (commas and blanks between) into fc->bases; each must be https://. */
+static int set_bases(fleet_client *fc, const char *list) {
+        const char *p = list;
+
+        while (*p) {
+                size_t n;
+                p += strspn(p, ", \t");
+                n = strcspn(p, ", \t");
+                if (n == 0)
+                        break;
+                if (fc->n_bases == FLEET_CLIENT_MAX_SERVERS)
+                        return ringil_fail(-E2BIG, "more than %d server URLs in '%s'", FLEET_CLIENT_MAX_SERVERS, list);
+                if (n < 8 || strncmp(p, "https://", 8) != 0)
+                        return ringil_fail(-EINVAL, "server URL '%.*s' is not https://", (int) MIN(n, (size_t) 255), p);
+                if (n >= sizeof(fc->bases[0]))
+                        return -ENAMETOOLONG;
+                while (n > 8 && p[n - 1] == '/')
+                        n--;
+                memcpy(fc->bases[fc->n_bases], p, n);
+                fc->bases[fc->n_bases++][n] = '\0';
+                p += strcspn(p, ", \t");
+        }
+        if (fc->n_bases == 0)
+                return ringil_fail(-EINVAL, "no server URL in '%s'", list);
+        return 0;
+}
+
+static int client_new(const char *base_urls, const char *ca, const char *cert, const char *key, unsigned timeout_sec,
+                      bool mirror, fleet_client **ret) {
+        fleet_client *fc;
+        int r;
+
         pthread_once(&curl_once, curl_init_once);
         fc = calloc(1, sizeof(*fc));
         if (!fc)
                 return -ENOMEM;
-        while (n > 0 && base_url[n - 1] == '/')
-                n--;
-        if (n >= sizeof(fc->base)) {
+        fc->mirror = mirror;
+        r = mirror ? (strlen(base_urls) < sizeof(fc->bases[0]) && strncmp(base_urls, "https://", 8) == 0
+                              ? (snprintf(fc->bases[0], sizeof(fc->bases[0]), "%s", base_urls), fc->n_bases = 1, 0)
+                              : ringil_fail(-EINVAL, "mirror URL '%.255s' is not https://", base_urls))
+                   : set_bases(fc, base_urls);
+        if (r < 0) {
                 free(fc);
-                return -ENAMETOOLONG;
+                return r;
         }
-        memcpy(fc->base, base_url, n);
         (void) snprintf(fc->ca, sizeof(fc->ca), "%s", ca ? ca : "");
         (void) snprintf(fc->cert, sizeof(fc->cert), "%s", cert ? cert : "");
         (void) snprintf(fc->key, sizeof(fc->key), "%s", key ? key : "");
@@ -92,10 +139,35 @@ int fleet_client_new(const char *base_url, const char *ca, const char *cert, con
                 free(fc);
                 return -ENOMEM;
         }
-        fleet_client_easy_setup(fc->curl, ca, cert, key, timeout_sec);
+        easy_setup(fc->curl, ca, cert, key, timeout_sec, mirror);
         curl_easy_setopt(fc->curl, CURLOPT_ERRORBUFFER, fc->errbuf);
         *ret = fc;
         return 0;
+}
+
+int fleet_client_new(const char *base_urls, const char *ca, const char *cert, const char *key, unsigned timeout_sec,
+                     fleet_client **ret) {
+        return client_new(base_urls, ca, cert, key, timeout_sec, false, ret);
+}
+
+int fleet_client_new_mirror(const char *url, const char *ca, unsigned timeout_sec, fleet_client **ret) {
+        return client_new(url, ca, NULL, NULL, timeout_sec, true, ret);
+}
+
+const char *fleet_client_url(const fleet_client *fc) {
+        return fc->bases[fc->cur];
+}
+
+size_t fleet_client_servers(const fleet_client *fc, const char **ret, size_t max) {
+        size_t n = MIN(fc->n_bases, max);
+
+        for (size_t i = 0; i < n; i++)
+                ret[i] = fc->bases[(fc->cur + i) % fc->n_bases];
+        return n;
+}
+
+long fleet_client_retry_after(const fleet_client *fc) {
+        return fc->retry_after;
 }
 
 /* The host:port part of a URL, for messages ("https://h:p/api/…" → "h:p"). */
@@ -124,9 +196,9 @@ static int transport_error(fleet_client *fc, CURLcode cc, const char *url) {
                 if (os_errno == ENETUNREACH || os_errno == EHOSTUNREACH)
                         return ringil_fail(-(int) os_errno, "cannot reach %s (%s): no route to the server; check the "
                                            "network or tunnel", url, strerror((int) os_errno));
-                return ringil_fail(-ECONNREFUSED, "cannot connect to %s (%s): is ringil-server running and listening "
-                                   "on %s, and is the server URL right?", url,
-                                   os_errno > 0 ? strerror((int) os_errno) : "connection refused", host);
+                return ringil_fail(-ECONNREFUSED, "cannot connect to %s (%s): is %s running and listening on %s, and "
+                                   "is the URL right?", url, os_errno > 0 ? strerror((int) os_errno) : "connection refused",
+                                   fc->mirror ? "the mirror" : "ringil-server", host);
         case CURLE_COULDNT_RESOLVE_HOST:
                 return ringil_fail(-EHOSTUNREACH, "cannot resolve the host of %s: check the server URL and DNS", url);
         case CURLE_OPERATION_TIMEDOUT:
@@ -144,6 +216,10 @@ static int transport_error(fleet_client *fc, CURLcode cc, const char *url) {
                 const char *colon = strrchr(host, ':');
                 (void) snprintf(name, sizeof(name), "%.*s", (int) (colon && !strchr(colon, ']') ? (size_t) (colon - host)
                                                                                                   : strlen(host)), host);
+                if (fc->mirror)
+                        return ringil_fail(-EPROTO, "the mirror at %s is not trusted: its certificate does not chain to "
+                                           "%s%s%s or does not name %s (TLS: %s)", host, fc->ca[0] ? "'" : "the system's "
+                                           "trust store", fc->ca, fc->ca[0] ? "'" : "", name, tls);
                 return ringil_fail(-EPROTO, "the server at %s is not trusted: its certificate does not chain to the "
                                    "pinned CA '%s' or does not name %s (TLS: %s)", host, fc->ca, name, tls);
         }
@@ -201,21 +277,58 @@ static size_t write_buf(char *p, size_t size, size_t n, void *userdata) {
         return size * n;
 }
 
-static int perform(fleet_client *fc, const char *path, long *ret_status) {
+/* Failures after which the next server of the list is tried: it may answer where this one cannot. */
+static bool failover_error(int r) {
+        return r == -ECONNREFUSED || r == -EHOSTUNREACH || r == -ENETUNREACH || r == -ETIMEDOUT || r == -ECONNRESET ||
+               r == -ECONNABORTED || r == -EPROTO;
+}
+
+static bool failover_status(long status) {
+        return status == 502 || status == 503 || status == 504;
+}
+
+static int perform_one(fleet_client *fc, const char *path, long *ret_status) {
         char url[1024];
         CURLcode cc;
-        int n = snprintf(url, sizeof(url), "%s%s", fc->base, path);
+        curl_off_t ra = -1;
+        int n = snprintf(url, sizeof(url), "%s%s", fc->bases[fc->cur], path);
 
         if (n < 0 || (size_t) n >= sizeof(url))
                 return -ENAMETOOLONG;
         curl_easy_setopt(fc->curl, CURLOPT_URL, url);
         fc->errbuf[0] = '\0';
         fc->over_cap = false;
+        fc->retry_after = 0;
         cc = curl_easy_perform(fc->curl);
         if (cc != CURLE_OK)
                 return transport_error(fc, cc, url);
         curl_easy_getinfo(fc->curl, CURLINFO_RESPONSE_CODE, ret_status);
+        if (curl_easy_getinfo(fc->curl, CURLINFO_RETRY_AFTER, &ra) == CURLE_OK && ra > 0)
+                fc->retry_after = (long) MIN(ra, (curl_off_t) 86400);
         return 0;
+}
+
+/*
+ * One request, to the server in use and, when it cannot answer (unreachable, cut, TLS refused, or
+ * 502/503/504), to each other server of the list in turn, once. The server that answers stays in use.
+ * reset (may be NULL) runs before each retry, to clear what the failed attempt collected.
+ */
+static int perform(fleet_client *fc, const char *path, long *ret_status, void (*reset)(void *userdata), void *userdata) {
+        int r = 0;
+
+        for (size_t tried = 0; tried < fc->n_bases; tried++) {
+                if (tried > 0) {
+                        fc->cur = (fc->cur + 1) % fc->n_bases;
+                        if (reset)
+                                reset(userdata);
+                }
+                *ret_status = 0;
+                r = perform_one(fc, path, ret_status);
+                if (tried + 1 < fc->n_bases && (r < 0 ? failover_error(r) : failover_status(*ret_status)))
+                        continue;
+                break;
+        }
+        return r;
 }
 
 static int progress_cb(void *userdata, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal, curl_off_t ulnow) {
@@ -246,6 +359,15 @@ static void reset_request(fleet_client *fc) {
         curl_easy_setopt(fc->curl, CURLOPT_UPLOAD, 0L);
 }
 
+/* What a failed attempt received is not the answer. */
+static void buf_forget(void *userdata) {
+        ((struct buf *) userdata)->len = 0;
+}
+
+static void file_rewind(void *userdata) {
+        rewind(userdata);
+}
+
 int fleet_client_request(fleet_client *fc, const char *method, const char *path, const char *json_body,
                          size_t max_response, long *ret_status, struct buf *ret_body) {
         struct curl_slist *h = NULL;
@@ -268,7 +390,7 @@ int fleet_client_request(fleet_client *fc, const char *method, const char *path,
                 curl_easy_setopt(fc->curl, CURLOPT_CUSTOMREQUEST, method);
         curl_easy_setopt(fc->curl, CURLOPT_WRITEFUNCTION, write_buf);
         curl_easy_setopt(fc->curl, CURLOPT_WRITEDATA, &sink);
-        r = perform(fc, path, ret_status);
+        r = perform(fc, path, ret_status, buf_forget, &b);
         curl_easy_setopt(fc->curl, CURLOPT_HTTPHEADER, NULL);
         curl_easy_setopt(fc->curl, CURLOPT_POSTFIELDS, NULL);
         curl_slist_free_all(h);
@@ -316,7 +438,7 @@ int fleet_client_upload(fleet_client *fc, const char *path, const char *file, si
         curl_easy_setopt(fc->curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) st.st_size);
         curl_easy_setopt(fc->curl, CURLOPT_WRITEFUNCTION, write_buf);
         curl_easy_setopt(fc->curl, CURLOPT_WRITEDATA, &sink);
-        r = perform(fc, path, ret_status);
+        r = perform(fc, path, ret_status, file_rewind, f);
         curl_easy_setopt(fc->curl, CURLOPT_HTTPHEADER, NULL);
         curl_slist_free_all(h);
         if (r < 0) {
@@ -375,7 +497,8 @@ int fleet_client_send(fleet_client *fc, const char *method, const char *path, ui
         curl_easy_setopt(fc->curl, CURLOPT_READDATA, &sc);
         curl_easy_setopt(fc->curl, CURLOPT_WRITEFUNCTION, write_buf);
         curl_easy_setopt(fc->curl, CURLOPT_WRITEDATA, &sink);
-        r = perform(fc, path, ret_status);
+        /* The server in use only: a streamed body cannot be sent again to the next one. */
+        r = perform_one(fc, path, ret_status);
         curl_easy_setopt(fc->curl, CURLOPT_HTTPHEADER, NULL);
         curl_easy_setopt(fc->curl, CURLOPT_UPLOAD, 0L);
         curl_slist_free_all(h);
@@ -396,6 +519,7 @@ struct range_ctx {
         uint64_t offset, len, got;
         bool range_ok;
         int status_checked;
+        bool sink_failed;
         fleet_sink_t sink;
         void *userdata;
         int error;
@@ -443,9 +567,13 @@ static size_t range_write_cb(char *p, size_t size, size_t n, void *userdata) {
                 rc->error = -EFBIG;   /* more than asked for: endless-data defence */
                 return 0;
         }
-        if (rc->sink(rc->userdata, p, len) < 0) {
-                rc->error = -EIO;
-                return 0;
+        {
+                int k = rc->sink(rc->userdata, p, len);
+                if (k < 0) {
+                        rc->error = k;   /* the sink's own reason (e.g. a chunk that failed its hash) */
+                        rc->sink_failed = true;
+                        return 0;
+                }
         }
         rc->got += len;
         return len;
@@ -453,10 +581,10 @@ static size_t range_write_cb(char *p, size_t size, size_t n, void *userdata) {
 
 int64_t fleet_client_get_range(fleet_client *fc, const char *path, uint64_t offset, uint64_t len,
                                fleet_sink_t sink, void *userdata, long *ret_status) {
-        struct range_ctx rc = { .offset = offset, .len = len, .sink = sink, .userdata = userdata, .curl = fc->curl };
+        struct range_ctx rc;
         char range[64];
         long status = 0;
-        int r;
+        int r = 0;
 
         if (len == 0)
                 return 0;
@@ -467,17 +595,31 @@ int64_t fleet_client_get_range(fleet_client *fc, const char *path, uint64_t offs
         curl_easy_setopt(fc->curl, CURLOPT_HEADERDATA, &rc);
         curl_easy_setopt(fc->curl, CURLOPT_WRITEFUNCTION, range_write_cb);
         curl_easy_setopt(fc->curl, CURLOPT_WRITEDATA, &rc);
-        r = perform(fc, path, &status);
+        /* The next server only while nothing reached the sink: bytes handed on are never sent twice. */
+        for (size_t tried = 0; tried < fc->n_bases; tried++) {
+                if (tried > 0)
+                        fc->cur = (fc->cur + 1) % fc->n_bases;
+                rc = (struct range_ctx) { .offset = offset, .len = len, .sink = sink, .userdata = userdata,
+                                          .curl = fc->curl };
+                status = 0;
+                r = perform_one(fc, path, &status);
+                curl_easy_getinfo(fc->curl, CURLINFO_RESPONSE_CODE, &status);
+                if (rc.got == 0 && !rc.sink_failed && tried + 1 < fc->n_bases &&
+                    ((r < 0 && rc.error == 0 && failover_error(r)) || failover_status(status)))
+                        continue;
+                break;
+        }
         curl_easy_setopt(fc->curl, CURLOPT_RANGE, NULL);
-        curl_easy_getinfo(fc->curl, CURLINFO_RESPONSE_CODE, &status);
         if (ret_status)
                 *ret_status = status;
         if (rc.error < 0)
-                return ringil_fail(rc.error, "range %s: %s", range,
-                                   rc.error == -EPROTO ? "server did not answer the range asked" :
-                                   rc.error == -EFBIG ? "more bytes than asked" : "sink failed");
+                return ringil_fail(rc.error, "range %s of %s%s: %s", range, fc->bases[fc->cur], path,
+                                   rc.sink_failed ? ringil_detail() :
+                                   rc.error == -EPROTO ? (status == 206 ? "the answer is not the range asked"
+                                                                        : "not a 206 answer to a range request")
+                                                       : "more bytes than asked");
         if (r >= 0 && status != 206)
-                return ringil_fail(-EPROTO, "server answered %ld to a range request", status);
+                return ringil_fail(-EPROTO, "%s%s answered %ld to a range request", fc->bases[fc->cur], path, status);
         if (r < 0)
                 return rc.got > 0 ? (int64_t) rc.got : r;
         return (int64_t) rc.got;

@@ -13,11 +13,30 @@
  * Used by ringild and by the operator commands of ringil-server. Only this module and its users link
  * libcurl. TLS: at least 1.2, the server must chain to `ca` (nothing from the system store), its name
  * must match the URL host, and we present `cert`/`key`. One connection is kept alive across calls.
+ *
+ * Several servers (replicas of one fleet): base_urls is "URL[,URL…]". A request goes to the server in
+ * use; when that one cannot answer (unreachable, cut, TLS refused, or 502/503/504) the others are tried
+ * in turn, once each, and the one that answers stays in use. Waiting between rounds (backoff) is the
+ * caller's: fleet_client_retry_after() has the last answer's Retry-After.
  */
 typedef struct fleet_client fleet_client;
 
-int fleet_client_new(const char *base_url, const char *ca, const char *cert, const char *key, unsigned timeout_sec,
+#define FLEET_CLIENT_MAX_SERVERS 8
+
+int fleet_client_new(const char *base_urls, const char *ca, const char *cert, const char *key, unsigned timeout_sec,
                      fleet_client **ret);
+/*
+ * A client for a bundle mirror (any static HTTPS host): url is the file's whole URL (requests use path
+ * ""). No client certificate is ever sent. ca: a PEM file, or NULL for the system's trust store.
+ * Redirects to https:// are followed (object stores, CDNs), at most 3.
+ */
+int fleet_client_new_mirror(const char *url, const char *ca, unsigned timeout_sec, fleet_client **ret);
+/* The base URL in use (for messages). */
+const char *fleet_client_url(const fleet_client *fc);
+/* The client's server URLs, the one in use first, at most max of them into ret; their number. */
+size_t fleet_client_servers(const fleet_client *fc, const char **ret, size_t max);
+/* Seconds the last answer asked to wait (Retry-After), 0 when it did not. */
+long fleet_client_retry_after(const fleet_client *fc);
 void fleet_client_free(fleet_client *fc);
 DEFINE_TRIVIAL_CLEANUP_FUNC(fleet_client *, fleet_client_free)
 
@@ -53,7 +72,8 @@ int fleet_client_send(fleet_client *fc, const char *method, const char *path, ui
  * GET bytes [offset, offset+len) of path with a Range request, handing them to sink as they arrive.
  * Returns the number of bytes delivered (which may be short when the connection is cut: the caller
  * resumes from there). A server that ignores the Range (200) or answers another range is refused
- * with -EPROTO before any byte reaches sink.
+ * with -EPROTO before any byte reaches sink. A sink's negative return stops the transfer and is
+ * returned (its detail kept). Another server of the list is tried only while no byte reached sink.
  */
 typedef int (*fleet_sink_t)(void *userdata, const void *p, size_t n);
 int64_t fleet_client_get_range(fleet_client *fc, const char *path, uint64_t offset, uint64_t len,
@@ -62,3 +82,6 @@ int64_t fleet_client_get_range(fleet_client *fc, const char *path, uint64_t offs
 /* Apply our TLS settings (pinned CA, client certificate, TLS >= 1.2, timeouts, https only) to a libcurl
  * easy handle (CURL *); for the range fetcher's parallel handles (lib/fleet-fetch.h). */
 void fleet_client_easy_setup(void *curl, const char *ca, const char *cert, const char *key, unsigned timeout_sec);
+/* The same for a bundle mirror: no client certificate ever; ca, or the system's trust store when NULL;
+ * https redirects followed. */
+void fleet_client_easy_setup_mirror(void *curl, const char *ca, unsigned timeout_sec);

@@ -14,6 +14,7 @@
 
 struct piece {
         uint64_t offset, len, got;   /* bundle bytes [offset, offset+len); got of them received */
+        uint64_t handed;             /* of those, handed to the sink (the head piece only) */
         uint64_t total;              /* the bundle's length, which Content-Range must name */
         uint8_t *buf;                /* len bytes */
         long status;
@@ -22,6 +23,7 @@ struct piece {
         int error;                   /* answer refused: -RINGIL_EDIGEST (not our range) or -EPROTO */
         unsigned tries;              /* consecutive tries without progress */
         int slot;                    /* handle in flight, -1 none */
+        size_t src;                  /* the source it was last asked of */
         bool done;
         fleet_fetch *f;
 };
@@ -30,8 +32,11 @@ struct fleet_fetch {
         CURLM *multi;
         CURL *handles[FLEET_FETCH_MAX_PARALLEL];
         struct piece *owner[FLEET_FETCH_MAX_PARALLEL];   /* piece a busy handle fetches, NULL when free */
+        signed char conf[FLEET_FETCH_MAX_PARALLEL];   /* a handle's TLS setup: -1 none, 0 server, 1 mirror */
         char *urls[FLEET_FETCH_MAX_URLS];
+        bool bad[FLEET_FETCH_MAX_URLS];   /* sent wrong bytes: never asked again */
         size_t n_urls, url;          /* sources; the one in use */
+        size_t delivering;           /* the source of the bytes being handed to the sink */
         struct fleet_fetch_opts o;
         struct fleet_fetch_stats stats;
 };
@@ -56,6 +61,48 @@ const struct fleet_fetch_stats *fleet_fetch_stats(const fleet_fetch *f) {
         return &f->stats;
 }
 
+size_t fleet_fetch_delivering(const fleet_fetch *f) {
+        return f->delivering;
+}
+
+bool fleet_fetch_has_source(const fleet_fetch *f) {
+        return f->url < f->n_urls && !f->bad[f->url];
+}
+
+/* The next source not dropped, after the one in use; false when there is none. */
+static bool next_source(fleet_fetch *f) {
+        for (size_t u = f->url + 1; u < f->n_urls; u++)
+                if (!f->bad[u]) {
+                        f->url = u;
+                        return true;
+                }
+        return false;
+}
+
+void fleet_fetch_drop_source(fleet_fetch *f, size_t i) {
+        if (i >= f->n_urls)
+                return;
+        f->bad[i] = true;
+        if (i == f->url && !next_source(f))
+                f->url = f->n_urls;   /* none left: every later call fails at once */
+}
+
+/* Give handle slot the TLS identity of the source in use: a mirror never sees the drone's certificate. */
+static void setup_handle(fleet_fetch *f, unsigned slot) {
+        bool mirror = f->url < f->o.n_mirrors;
+        CURL *c = f->handles[slot];
+
+        if (f->conf[slot] == (signed char) mirror)
+                return;
+        if (f->conf[slot] >= 0)
+                curl_easy_reset(c);   /* drop the other identity's settings (the certificate above all) */
+        if (mirror)
+                fleet_client_easy_setup_mirror(c, f->o.mirror_ca, f->o.timeout);
+        else
+                fleet_client_easy_setup(c, f->o.ca, f->o.cert, f->o.key, f->o.timeout);
+        f->conf[slot] = (signed char) mirror;
+}
+
 int fleet_fetch_new(const struct fleet_fetch_opts *o, fleet_fetch **ret) {
         _cleanup_(fleet_fetch_freep) fleet_fetch *f = calloc(1, sizeof(*f));
 
@@ -65,6 +112,7 @@ int fleet_fetch_new(const struct fleet_fetch_opts *o, fleet_fetch **ret) {
                 return -EINVAL;
         f->o = *o;
         f->o.urls = NULL;   /* copied below */
+
         for (const char *const *u = o->urls; *u; u++) {
                 if (f->n_urls == FLEET_FETCH_MAX_URLS)
                         return ringil_fail(-E2BIG, "more than %u bundle sources", FLEET_FETCH_MAX_URLS);
@@ -81,8 +129,10 @@ int fleet_fetch_new(const struct fleet_fetch_opts *o, fleet_fetch **ret) {
                 f->handles[i] = curl_easy_init();
                 if (!f->handles[i])
                         return -ENOMEM;
-                fleet_client_easy_setup(f->handles[i], o->ca, o->cert, o->key, o->timeout);
+                f->conf[i] = -1;   /* set up for its source when first used */
         }
+        if (o->n_mirrors > f->n_urls)
+                return -EINVAL;
         *ret = TAKE_PTR(f);
         return 0;
 }
@@ -155,9 +205,13 @@ static int start(fleet_fetch *f, struct piece *pc) {
                         slot = (int) i;
         if (slot < 0)
                 return -EBUSY;
+        if (!fleet_fetch_has_source(f))
+                return ringil_fail(-ENOENT, "no source of the bundle is left");
+        setup_handle(f, (unsigned) slot);
         CURL *c = f->handles[slot];
         (void) snprintf(range, sizeof(range), "%" PRIu64 "-%" PRIu64, pc->offset + pc->got, pc->offset + pc->len - 1);
         pc->slot = slot;
+        pc->src = f->url;
         pc->range_ok = false;
         pc->whole = false;
         pc->error = 0;
@@ -228,7 +282,9 @@ static int finished(fleet_fetch *f, struct piece *pc, CURLcode cc, uint64_t got_
                 r = ringil_fail(-RINGIL_EDIGEST, "%s answered bytes %" PRIu64 "-%" PRIu64 " with another range or length",
                                 f->urls[f->url], pc->offset, pc->offset + pc->len - 1);
         else if (cc == CURLE_OK || cc == CURLE_WRITE_ERROR) {
-                r = pc->status == 416 || pc->status == 404 || pc->status == 403 || pc->status == 401
+                r = pc->status == 404 || pc->status == 403
+                            ? ringil_fail(-EACCES, "%s answered HTTP %ld to a range request", f->urls[f->url], pc->status)
+                    : pc->status == 416 || pc->status == 401
                             ? ringil_fail(-EPROTO, "%s answered HTTP %ld to a range request", f->urls[f->url], pc->status)
                             : -EAGAIN;   /* 5xx, 429: try again */
         } else {
@@ -250,10 +306,14 @@ static int finished(fleet_fetch *f, struct piece *pc, CURLcode cc, uint64_t got_
                                 "%s: bytes %" PRIu64 "-%" PRIu64 " failed %u times in a row (%s)", f->urls[f->url], pc->offset,
                                 pc->offset + pc->len - 1, pc->tries, curl_easy_strerror(cc));
         }
-        /* This source is no good for this piece: the next one, if any, gets every piece from now on. */
-        if (f->url + 1 < f->n_urls) {
-                log_debug("fetch: %s failed (%s); trying %s", f->urls[f->url], ringil_detail(), f->urls[f->url + 1]);
-                f->url++;
+        /* This source is no good for this piece: the next one, if any, gets every piece from now on (a
+         * piece of an earlier source that fails after the switch does not move it again). */
+        if (pc->src < f->url && fleet_fetch_has_source(f)) {
+                pc->tries = 0;
+                return 1;
+        }
+        if (next_source(f)) {
+                log_debug("fetch: %s failed (%s); trying %s", f->urls[pc->src], ringil_detail(), f->urls[f->url]);
                 pc->tries = 0;
                 return 1;
         }
@@ -307,14 +367,23 @@ int fleet_fetch_ranges(fleet_fetch *f, const struct fetch_range *r, size_t n, fl
                                         break;
                         }
                 }
-                /* Deliver in order. */
-                while (head < next && win[head % P].done) {
+                /* Deliver in order, as soon as bytes are in order: the head piece's bytes so far too, so a
+                 * fetch that fails for good has handed on everything before the cut. */
+                while (head < next) {
                         struct piece *pc = &win[head % P];
-                        if (sink(userdata, pc->buf, (size_t) pc->len) < 0) {
-                                ret = ringil_fail(-EPIPE, "the installer stopped reading");
-                                goto out;
+                        if (pc->got > pc->handed) {
+                                int sr;
+                                f->delivering = pc->src;
+                                sr = sink(userdata, pc->buf + pc->handed, (size_t) (pc->got - pc->handed));
+                                if (sr < 0) {
+                                        ret = sr == -EPIPE ? ringil_fail(-EPIPE, "the installer stopped reading") : sr;
+                                        goto out;
+                                }
+                                f->stats.delivered += pc->got - pc->handed;
+                                pc->handed = pc->got;
                         }
-                        f->stats.delivered += pc->len;
+                        if (!pc->done)
+                                break;
                         head++;
                 }
                 if (head == next && ri == n)
@@ -359,6 +428,7 @@ struct all_ctx {
         uint64_t pos, delivered;   /* bytes of this answer; bytes already handed on */
         long status;
         int error;
+        int sink_error;            /* the sink refused: ends the call with its error */
 };
 
 static size_t all_write_cb(char *p, size_t size, size_t n, void *userdata) {
@@ -377,9 +447,12 @@ static size_t all_write_cb(char *p, size_t size, size_t n, void *userdata) {
         a->f->stats.bytes += len;
         /* Bytes an earlier, cut answer already handed on are dropped. */
         skip = a->delivered > a->pos ? (size_t) MIN((uint64_t) len, a->delivered - a->pos) : 0;
-        if (len > skip && a->sink(a->userdata, p + skip, len - skip) < 0) {
-                a->error = -EPIPE;
-                return 0;
+        if (len > skip) {
+                int k = a->sink(a->userdata, p + skip, len - skip);
+                if (k < 0) {
+                        a->sink_error = k;
+                        return 0;
+                }
         }
         a->pos += len;
         if (a->pos > a->delivered) {
@@ -398,6 +471,10 @@ int fleet_fetch_all(fleet_fetch *f, fleet_sink_t sink, void *userdata) {
                 uint64_t before = a.delivered;
                 CURLcode cc;
 
+                if (!fleet_fetch_has_source(f))
+                        return ringil_fail(-ENOENT, "no source of the bundle is left");
+                setup_handle(f, 0);
+                f->delivering = f->url;
                 a.pos = 0;
                 a.error = 0;
                 a.status = 0;
@@ -414,18 +491,26 @@ int fleet_fetch_all(fleet_fetch *f, fleet_sink_t sink, void *userdata) {
                 cc = curl_easy_perform(c);
                 if (cc == CURLE_OK && a.status == 200 && a.pos == f->o.size)
                         return 0;
-                if (a.error == -EPIPE)
-                        return ringil_fail(-EPIPE, "the installer stopped reading");
-                if (a.error == -RINGIL_EDIGEST || (cc == CURLE_OK && a.status == 200))
-                        return ringil_fail(-RINGIL_EDIGEST, "%s sent %" PRIu64 " bytes, the bundle has %" PRIu64, f->urls[f->url],
-                                           a.pos, f->o.size);
-                if (cc == CURLE_OK || curl_to_errno(cc) == -EPROTO)
-                        return ringil_fail(-EPROTO, "%s: HTTP %ld (%s)", f->urls[f->url], a.status, curl_easy_strerror(cc));
+                if (a.sink_error < 0)
+                        return a.sink_error == -EPIPE ? ringil_fail(-EPIPE, "the installer stopped reading") : a.sink_error;
+                if (a.error == -RINGIL_EDIGEST || (cc == CURLE_OK && a.status == 200) || cc == CURLE_OK ||
+                    curl_to_errno(cc) == -EPROTO) {
+                        /* not the bundle, or refused: this source is no good; the next one, if any */
+                        int r = a.error == -RINGIL_EDIGEST || (cc == CURLE_OK && a.status == 200)
+                                        ? ringil_fail(-RINGIL_EDIGEST, "%s sent %" PRIu64 " bytes, the bundle has %" PRIu64,
+                                                      f->urls[f->url], a.pos, f->o.size)
+                                        : ringil_fail(a.status == 403 || a.status == 404 ? -EACCES : -EPROTO,
+                                                      "%s: HTTP %ld (%s)", f->urls[f->url], a.status, curl_easy_strerror(cc));
+                        if (next_source(f)) {
+                                tries = 0;
+                                continue;
+                        }
+                        return r;
+                }
                 tries = a.delivered > before ? 0 : tries + 1;
                 f->stats.retries++;
                 if (tries > FLEET_FETCH_TRIES) {
-                        if (f->url + 1 < f->n_urls) {
-                                f->url++;
+                        if (next_source(f)) {
                                 tries = 0;
                                 continue;
                         }

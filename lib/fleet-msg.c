@@ -426,6 +426,39 @@ static bool is_hex64(const char *s) {
         return true;
 }
 
+bool fleet_mirror_url_valid(const char *url) {
+        size_t n = strlen(url);
+
+        if (n > FLEET_URL_MAX || strncmp(url, "https://", 8) != 0 || n == 8)
+                return false;
+        /* RFC 3986 characters, no space, quote, backslash or control byte: it goes into a list that is
+         * stored space-separated and into log lines. */
+        for (size_t i = 0; i < n; i++)
+                if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~:/?#[]@!$&'()*+,;=%",
+                            url[i]))
+                        return false;
+        return true;
+}
+
+static int parse_mirrors(json_t *v, struct fleet_assignment *a) {
+        size_t i;
+        json_t *u;
+
+        if (!json_is_array(v))
+                return ringil_fail(-RINGIL_EMALFORMED, "'mirrors' is not an array");
+        if (json_array_size(v) > FLEET_MIRRORS_MAX)
+                return ringil_fail(-RINGIL_ETOOBIG, "more than %d mirrors", FLEET_MIRRORS_MAX);
+        json_array_foreach(v, i, u) {
+                int r = copy_text(u, "mirrors[]", a->mirrors[i], sizeof(a->mirrors[i]));
+                if (r < 0)
+                        return r;
+                if (!fleet_mirror_url_valid(a->mirrors[i]))
+                        return ringil_fail(-RINGIL_EMALFORMED, "mirror %zu is not an https:// URL", i + 1);
+        }
+        a->n_mirrors = json_array_size(v);
+        return 0;
+}
+
 int fleet_assignment_parse(const void *data, size_t len, struct fleet_assignment *ret) {
         _cleanup_(json_decrefp) json_t *j = NULL;
         struct fleet_assignment a = {};
@@ -473,6 +506,14 @@ int fleet_assignment_parse(const void *data, size_t len, struct fleet_assignment
                                         if (r >= 0 && !is_hex64(a.sha256))
                                                 r = ringil_fail(-RINGIL_EMALFORMED, "'sha256' is not 64 hex digits");
                                         have[3] = true;
+                                } else if (streq(k2, "meta_size")) {
+                                        r = get_uint(v2, k2, INT64_MAX, &a.meta_size);
+                                } else if (streq(k2, "meta_sha256")) {
+                                        r = copy_text(v2, k2, a.meta_sha256, sizeof(a.meta_sha256));
+                                        if (r >= 0 && !is_hex64(a.meta_sha256))
+                                                r = ringil_fail(-RINGIL_EMALFORMED, "'meta_sha256' is not 64 hex digits");
+                                } else if (streq(k2, "mirrors")) {
+                                        r = parse_mirrors(v2, &a);
                                 } else
                                         r = ringil_fail(-RINGIL_EMALFORMED, "unknown key 'assignment.%s'", k2);
                                 if (r < 0)
@@ -480,6 +521,9 @@ int fleet_assignment_parse(const void *data, size_t len, struct fleet_assignment
                         }
                         if (!have[0] || !have[1] || !have[2] || !have[3] || a.release <= 0)
                                 return ringil_fail(-RINGIL_EMALFORMED, "incomplete assignment");
+                        /* metadata: both or neither, and inside the bundle */
+                        if ((a.meta_size > 0) != (a.meta_sha256[0] != '\0') || a.meta_size > a.size)
+                                return ringil_fail(-RINGIL_EMALFORMED, "'meta_size' and 'meta_sha256' do not fit the bundle");
                         a.assigned = true;
                 } else if (streq(k, "compliance")) {
                         const char *t = json_string_value(v);
@@ -528,6 +572,16 @@ int fleet_assignment_format(const struct fleet_assignment *a, char **ret) {
                 if (!o) {
                         json_decref(j);
                         return -ENOMEM;
+                }
+                if (a->meta_size > 0) {
+                        json_object_set_new(o, "meta_size", json_integer((json_int_t) a->meta_size));
+                        json_object_set_new(o, "meta_sha256", json_string(a->meta_sha256));
+                }
+                if (a->n_mirrors > 0) {
+                        json_t *m = json_array();
+                        for (size_t i = 0; m && i < a->n_mirrors && i < FLEET_MIRRORS_MAX; i++)
+                                json_array_append_new(m, json_string(a->mirrors[i]));
+                        json_object_set_new(o, "mirrors", m);
                 }
                 json_object_set_new(j, "assignment", o);
         } else

@@ -18,6 +18,11 @@
 #define FLEET_MAX_MESSAGE 8192
 #define FLEET_VERSION_MAX 64
 #define FLEET_TEXT_MAX 256
+/* Bundle mirrors named by a release (docs/fleet.md "Bundles from mirrors"): https:// URLs of the whole
+ * bundle file, each at most FLEET_URL_MAX bytes of URL characters, at most FLEET_MIRRORS_MAX. */
+#define FLEET_MIRRORS_MAX 8
+#define FLEET_URL_MAX 512
+#define FLEET_MIRRORS_TEXT_MAX (FLEET_MIRRORS_MAX * (FLEET_URL_MAX + 1))
 
 enum fleet_state {
         FLEET_STATE_IDLE,          /* running its assigned (or only) version, nothing to do */
@@ -106,6 +111,16 @@ struct fleet_assignment {
         char version[FLEET_VERSION_MAX];
         uint64_t size;                         /* bundle bytes */
         char sha256[65];                       /* of the whole bundle file, lowercase hex */
+        /*
+         * The bundle's signed metadata (header, manifest, signature: bytes [0, meta_size)) and its
+         * SHA-256, from the server: with them the agent checks what a mirror serves, the metadata by
+         * this hash and every payload chunk by the manifest's chunk hashes. meta_size 0: not known
+         * (a release registered before the server recorded it); then only the server is used.
+         */
+        uint64_t meta_size;
+        char meta_sha256[65];
+        size_t n_mirrors;                      /* tried in order, before the server */
+        char mirrors[FLEET_MIRRORS_MAX][FLEET_URL_MAX + 1];
         uint32_t retry;                        /* operator's retry generation: above the one a release
                                                   failed at, the drone tries that release again */
         uint64_t rate;                         /* download limit, bytes/s, 0 none */
@@ -116,6 +131,8 @@ struct fleet_assignment {
 };
 
 int fleet_assignment_parse(const void *data, size_t len, struct fleet_assignment *ret);
+/* A mirror URL as the protocol accepts it: https://, URL characters only, at most FLEET_URL_MAX bytes. */
+bool fleet_mirror_url_valid(const char *url);
 int fleet_assignment_format(const struct fleet_assignment *a, char **ret);
 
 /*

@@ -38,7 +38,7 @@ static int store_error(struct route_ctx *x, int r) {
         case -E2BIG:
                 return tp_respond_error(x->resp, 413, "%s", ringil_detail());
         default:
-                return tp_respond_error(x->resp, 503, "store: %s", ringil_detail());
+                return api_store_error(x, r);   /* 503 with Retry-After */
         }
 }
 

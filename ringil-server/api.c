@@ -35,6 +35,19 @@ static int respond_text(struct route_ctx *x, int status, const char *ctype, cons
         return status;
 }
 
+/*
+ * A store failure: 503 with Retry-After. The database may be restarting, unreachable or busy; the
+ * request changed nothing (a transaction cut in the middle is rolled back) and the client retries
+ * (the agent keeps an unacknowledged report and sends it again).
+ */
+int api_store_error(struct route_ctx *x, int r) {
+        atomic_fetch_add(&x->srv->m.store_errors, 1);
+        tp_respond_error(x->resp, 503, "store: %s", r == -ENOTCONN ? "the database is unreachable, try again later"
+                                                                   : ringil_detail());
+        tp_header(x->resp, "Retry-After", "%u", SERVER_STORE_RETRY_AFTER);
+        return 503;
+}
+
 /* ---- drones ---- */
 
 static int route_checkin(struct route_ctx *x) {
@@ -50,11 +63,11 @@ static int route_checkin(struct route_ctx *x) {
                 return tp_respond_error(x->resp, 400, "check-in: %s", ringil_detail());
         r = store_checkin(srv->db, x->req->peer, &st, (int64_t) time(NULL));
         if (r < 0)
-                return tp_respond_error(x->resp, 503, "store: %s", ringil_detail());
+                return api_store_error(x, r);
         /* a rollout may hand its release now, or hold the drone: then it has no assignment at all */
         r = api_rollout_checkin(x, &st, &held, &a);
         if (r < 0)
-                return tp_respond_error(x->resp, 503, "store: %s", ringil_detail());
+                return api_store_error(x, r);
         /* the assignment came with the drone's record, read by the dispatcher just before (or, when a
          * rollout just handed its release, from api_rollout_checkin()) */
         rel = x->auth.release;
@@ -64,6 +77,12 @@ static int route_checkin(struct route_ctx *x) {
                 a.size = rel.size;
                 snprintf(a.version, sizeof(a.version), "%s", rel.version);
                 snprintf(a.sha256, sizeof(a.sha256), "%s", rel.sha256);
+                if (rel.meta_size > 0 && rel.meta_sha256[0]) {
+                        a.meta_size = rel.meta_size;
+                        snprintf(a.meta_sha256, sizeof(a.meta_sha256), "%s", rel.meta_sha256);
+                        /* mirrors only with the metadata hash: without it the agent could not check them */
+                        a.n_mirrors = release_mirrors_split(rel.mirrors, a.mirrors);
+                }
         }
         atomic_fetch_add(&srv->m.checkins, 1);
         if (fleet_assignment_format(&a, &out) < 0)
@@ -85,14 +104,14 @@ static int route_report(struct route_ctx *x) {
                 return tp_respond_error(x->resp, 409, "report seq %" PRIu64 " is older than the last one stored", st.seq);
         if (r < 0)
                 /* No acknowledgement unless committed: the agent keeps the report and retries. */
-                return tp_respond_error(x->resp, 503, "store: %s", ringil_detail());
+                return api_store_error(x, r);
         /* Its rollout and compliance parts, also for a repeated report (the first attempt may have
          * stopped between the commits): both are idempotent, and the acknowledgement waits for them. */
         r = store_rollout_report(x->srv->db, x->req->peer, &st, (int64_t) time(NULL));
         if (r >= 0)
                 r = store_compliance_update(x->srv->db, x->req->peer, &st, (int64_t) time(NULL), &(bool) { false });
         if (r < 0)
-                return tp_respond_error(x->resp, 503, "store: %s", ringil_detail());
+                return api_store_error(x, r);
         atomic_fetch_add(&x->srv->m.reports, 1);
         log_info("drone %s: %s (release %" PRId64 ", version '%s')%s%s", x->req->peer,
                  fleet_state_to_string(st.state), st.release, st.version, st.error[0] ? ": " : "", st.error);
@@ -113,7 +132,7 @@ static int route_drone_get(struct route_ctx *x) {
                 r = store_drone_decorate(x->srv->db, x->param, j);   /* tags, compliance, rollout */
         if (r < 0) {
                 json_decref(j);
-                return tp_respond_error(x->resp, 500, "store: %s", ringil_detail());
+                return api_store_error(x, r);
         }
         r = respond_json(x, 200, j);
         json_decref(j);
@@ -124,8 +143,9 @@ static int route_drones_list(struct route_ctx *x) {
         json_t *j = NULL;
         int r;
 
-        if (store_drones_json(x->srv->db, &j) < 0)
-                return tp_respond_error(x->resp, 500, "store: %s", ringil_detail());
+        r = store_drones_json(x->srv->db, &j);
+        if (r < 0)
+                return api_store_error(x, r);
         r = respond_json(x, 200, j);
         json_decref(j);
         return r;
@@ -157,7 +177,7 @@ static int route_drone_add(struct route_ctx *x) {
                 secret_wipe(token, sizeof(token));
                 r = r == -EEXIST ? tp_respond_error(x->resp, 409, "drone '%s' exists (a new token for it: ringil-server "
                                                     "reissue-token %s)", id, id)
-                                 : tp_respond_error(x->resp, 503, "store: %s", ringil_detail());
+                                 : api_store_error(x, r);
                 json_decref(j);
                 return r;
         }
@@ -197,7 +217,7 @@ static int route_drone_token(struct route_ctx *x) {
                 if (r == -RINGIL_EREFUSED)
                         return tp_respond_error(x->resp, 409, "drone '%s' is revoked, and revoked identities stay "
                                                 "revoked: register the drone under a new id", id);
-                return tp_respond_error(x->resp, 503, "store: %s", ringil_detail());
+                return api_store_error(x, r);
         }
         log_notice("re-issued the enrollment token of drone '%s'", id);
         snprintf(x->log_target, sizeof(x->log_target), "drone:%s", id);
@@ -217,7 +237,7 @@ static int route_drone_revoke(struct route_ctx *x) {
         if (r == -ENOENT)
                 return tp_respond_error(x->resp, 404, "no drone '%s'", x->param);
         if (r < 0)
-                return tp_respond_error(x->resp, 503, "store: %s", ringil_detail());
+                return api_store_error(x, r);
         log_notice("revoked drone '%s'", x->param);
         snprintf(x->log_detail, sizeof(x->log_detail), "revoke drone");
         return respond_text(x, 200, "application/json", "{\"revoked\":true}");
@@ -261,6 +281,10 @@ static int route_enroll(struct route_ctx *x) {
         (void) crypto_sha256(raw, sizeof(raw), hash);
         secret_wipe(raw, sizeof(raw));
         r = store_drone_enroll(srv->db, id, hash, (int64_t) time(NULL), serial);
+        if (r < 0 && r != -ENOENT && r != -EACCES) {
+                json_decref(j);
+                return api_store_error(x, r);
+        }
         if (r < 0) {
                 atomic_fetch_add(&srv->m.auth_refused, 1);
                 log_notice("enrollment of '%s' from %s refused", id, x->req->addr);
@@ -339,13 +363,25 @@ static int route_bundle(struct route_ctx *x) {
                         return tp_respond_error(x->resp, 403, "release %" PRIu64 " is not assigned to '%s'", rid,
                                                 x->req->peer);
                 }
-        } else if (store_release_get(srv->db, (int64_t) rid, &rel) < 0)
-                return tp_respond_error(x->resp, 404, "no release %" PRIu64, rid);
+        } else {
+                int r = store_release_get(srv->db, (int64_t) rid, &rel);
+                if (r == -ENOENT)
+                        return tp_respond_error(x->resp, 404, "no release %" PRIu64, rid);
+                if (r < 0)
+                        return api_store_error(x, r);
+        }
+        if (!rel.path[0])
+                return tp_respond_error(x->resp, 404, "release %" PRIu64 " is served by its mirrors only", rid);
 
         fd = open(rel.path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
         if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (uint64_t) st.st_size != rel.size || rel.size == 0) {
                 safe_close(fd);
-                return tp_respond_error(x->resp, 500, "bundle of release %" PRIu64 " is missing or changed", rid);
+                /* Another replica may hold it (a store directory that is not shared): a client with a
+                 * list of servers tries the next one on 503. */
+                log_warning("bundle of release %" PRIu64 " is missing or changed: '%s'", rid, rel.path);
+                tp_respond_error(x->resp, 503, "the bundle of release %" PRIu64 " is not on this server", rid);
+                tp_header(x->resp, "Retry-After", "%u", SERVER_STORE_RETRY_AFTER);
+                return 503;
         }
         return respond_file(x, fd, rel.size, "application/octet-stream", rel.sha256, &srv->m.bundle_bytes);
 }
@@ -354,8 +390,9 @@ static int route_releases_list(struct route_ctx *x) {
         json_t *j = NULL;
         int r;
 
-        if (store_releases_json(x->srv->db, &j) < 0)
-                return tp_respond_error(x->resp, 500, "store: %s", ringil_detail());
+        r = store_releases_json(x->srv->db, &j);
+        if (r < 0)
+                return api_store_error(x, r);
         r = respond_json(x, 200, j);
         json_decref(j);
         return r;
@@ -379,6 +416,15 @@ static int route_assign(struct route_ctx *x) {
                 return tp_respond_error(x->resp, 400, "expected {\"target\": \"*\" | \"group:NAME\" | \"drone:ID\", "
                                         "\"force\": BOOL}");
         }
+        {
+                struct release rel;
+                r = store_release_get(x->srv->db, (int64_t) rid, &rel);
+                if (r >= 0 && !rel.path[0] && !rel.mirrors[0]) {
+                        json_decref(j);
+                        return tp_respond_error(x->resp, 409, "release %" PRIu64 " has no bytes on this server and no "
+                                                "mirrors: no drone could fetch it", rid);
+                }
+        }
         /* One rollout per drone: a static assignment of a drone a rollout holds is refused, or, with
          * force, takes the drone out of the rollout. */
         r = strncmp(target, "drone:", 6) == 0 ? store_rollout_assign_check(x->srv->db, target + 6, force, (int64_t) time(NULL))
@@ -392,8 +438,7 @@ static int route_assign(struct route_ctx *x) {
                 r = store_assign(x->srv->db, target, (int64_t) rid);
         if (r < 0) {
                 json_decref(j);
-                return r == -ENOENT ? tp_respond_error(x->resp, 404, "no release %" PRIu64, rid)
-                                    : tp_respond_error(x->resp, 503, "store: %s", ringil_detail());
+                return r == -ENOENT ? tp_respond_error(x->resp, 404, "no release %" PRIu64, rid) : api_store_error(x, r);
         }
         log_info("release %" PRIu64 " assigned to %s", rid, target);
         snprintf(x->log_target, sizeof(x->log_target), "release:%" PRIu64, rid);
@@ -405,6 +450,66 @@ static int route_assign(struct route_ctx *x) {
                 json_decref(o);
         }
         return r;
+}
+
+/*
+ * POST /api/v1/releases/ID/mirrors {"mirrors": ["https://…", …]} (operator): replace the release's
+ * mirror list ([] clears it). Each URL names the whole bundle file on a static host. A release from
+ * before the server recorded the metadata hash gets it now, from its bundle on disk: without it the
+ * agents would not use mirrors.
+ */
+static int route_mirrors(struct route_ctx *x) {
+        char text[FLEET_MIRRORS_TEXT_MAX] = "", sha[65] = "";
+        struct release rel;
+        uint64_t rid, meta = 0;
+        json_t *j, *list, *u;
+        json_error_t e;
+        size_t i, o = 0, n;
+        int r;
+
+        if (parse_u64(x->param, &rid) < 0 || rid == 0 || rid > INT64_MAX)
+                return tp_respond_error(x->resp, 404, "no such release");
+        j = json_loadb(x->req->body, x->req->body_len, JSON_REJECT_DUPLICATES, &e);
+        if (!j || json_unpack(j, "{s:o !}", "mirrors", &list) < 0 || !json_is_array(list)) {
+                json_decref(j);
+                return tp_respond_error(x->resp, 400, "expected {\"mirrors\": [\"https://…\", …]}");
+        }
+        if (json_array_size(list) > FLEET_MIRRORS_MAX) {
+                json_decref(j);
+                return tp_respond_error(x->resp, 400, "at most %d mirrors", FLEET_MIRRORS_MAX);
+        }
+        json_array_foreach(list, i, u) {
+                const char *url = json_string_value(u);
+                if (!url || !fleet_mirror_url_valid(url) || strstr(text, url)) {
+                        json_decref(j);
+                        return tp_respond_error(x->resp, 400, "mirror %zu is not an https:// URL of URL characters "
+                                                "(at most %d bytes), or is listed twice", i + 1, FLEET_URL_MAX);
+                }
+                o += (size_t) snprintf(text + o, sizeof(text) - o, "%s%s", o ? " " : "", url);
+        }
+        n = json_array_size(list);
+        json_decref(j);   /* list and its strings were j's */
+        r = store_release_get(x->srv->db, (int64_t) rid, &rel);
+        if (r == -ENOENT)
+                return tp_respond_error(x->resp, 404, "no release %" PRIu64, rid);
+        if (r < 0)
+                return api_store_error(x, r);
+        if (!text[0] && !rel.path[0])
+                return tp_respond_error(x->resp, 409, "release %" PRIu64 " is not on this server: its mirrors are the "
+                                        "only way to it", rid);
+        if (rel.meta_size == 0 && text[0]) {
+                _cleanup_close_ int fd = rel.path[0] ? open(rel.path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW) : -EBADF;
+                if (fd < 0 || release_meta(fd, rel.size, &meta, sha) < 0)
+                        return tp_respond_error(x->resp, 503, "cannot read the bundle of release %" PRIu64
+                                                " for its metadata hash", rid);
+        }
+        r = store_release_set_mirrors(x->srv->db, (int64_t) rid, text, meta, sha);
+        if (r == -ENOENT)
+                return tp_respond_error(x->resp, 404, "no release %" PRIu64, rid);
+        if (r < 0)
+                return api_store_error(x, r);
+        log_info("release %" PRIu64 ": %zu mirror%s", rid, n, n == 1 ? "" : "s");
+        return respond_text(x, 200, "application/json", "{\"mirrors\":true}");
 }
 
 /* A file of the Nix cache could not be opened: what is absent, or a symlink, is not in this cache. */
@@ -509,6 +614,12 @@ static int route_metrics(struct route_ctx *x) {
                    atomic_load(&t->active[TP_FLEET]), atomic_load(&t->active[TP_ENROLL]), atomic_load(&t->idle_closed),
                    atomic_load(&m->nix_cache_hits), atomic_load(&m->nix_cache_misses), atomic_load(&m->nix_cache_bytes),
                    atomic_load(&m->nix_uploads), atomic_load(&m->nix_uploads_refused));
+        buf_printf(&b, "# HELP ringil_store_errors_total Requests answered 503 because the store (database) failed.\n"
+                       "# TYPE ringil_store_errors_total counter\nringil_store_errors_total %" PRIuFAST64 "\n"
+                       "# HELP ringil_scheduler_leader 1 while this replica runs the scheduler (the elected one).\n"
+                       "# TYPE ringil_scheduler_leader gauge\nringil_scheduler_leader %d\n"
+                       "# TYPE ringil_scheduler_passes_total counter\nringil_scheduler_passes_total %" PRIuFAST64 "\n",
+                   atomic_load(&m->store_errors), atomic_load(&m->scheduler_leader), atomic_load(&m->scheduler_passes));
         buf_printf(&b, "# HELP ringil_connections_refused_total Connections refused at admission or cut at a deadline.\n"
                        "# TYPE ringil_connections_refused_total counter\n");
         for (int i = 0; i < _TP_REFUSED_MAX; i++)
@@ -557,6 +668,8 @@ int api_routes_register(struct route_table *t, uint64_t max_upload) {
                 ROUTE(ROUTE_POST, "/api/v1/releases", ROLE_OPERATOR, api_upload, .body = TP_BODY_SPOOL,
                       .max_body = max_upload),
                 ROUTE(ROUTE_POST, "/api/v1/releases/*/assign", ROLE_OPERATOR, route_assign, .body = TP_BODY_MEMORY,
+                      .max_body = SERVER_MAX_JSON_BODY),
+                ROUTE(ROUTE_POST, "/api/v1/releases/*/mirrors", ROLE_OPERATOR, route_mirrors, .body = TP_BODY_MEMORY,
                       .max_body = SERVER_MAX_JSON_BODY),
                 ROUTE(ROUTE_POST, "/api/v1/nix-cache/missing", ROLE_OPERATOR, api_nix_missing, .body = TP_BODY_MEMORY,
                       .max_body = SERVER_NIX_MISSING_MAX_BODY),
@@ -659,7 +772,7 @@ static int authorize_drone(struct route_ctx *x) {
 
         r = store_drone_auth(x->srv->db, x->req->peer, &a);
         if (r < 0)
-                return -tp_respond_error(x->resp, 503, "store: %s", ringil_detail());
+                return -api_store_error(x, r);
         /* INVARIANT: CA-valid is not enough: the drone must be registered, not revoked, and present
          * the certificate we issued it when we issued one. */
         if (!a.exists || a.status == DRONE_REVOKED || (a.cert_serial[0] && !streq(a.cert_serial, x->req->serial))) {

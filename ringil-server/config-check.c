@@ -179,6 +179,8 @@ int server_config_check(const char *file, const struct server_config *c) {
                 for (size_t i = 0; i < ELEMENTSOF(paths); i++) {
                         char parent[4096];
                         char *slash;
+                        if (paths[i][0] != '/')
+                                continue;   /* a PostgreSQL URL: checked when the store connects */
                         snprintf(parent, sizeof(parent), "%s", paths[i]);
                         slash = strrchr(parent, '/');
                         if (!slash)

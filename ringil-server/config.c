@@ -1,4 +1,5 @@
 /* config.c: ringil-server's config file (/etc/ringil/server.conf): one table of keys, bounds and defaults. */
+#include <inttypes.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,10 +21,29 @@ void server_config_free(struct server_config *c) {
         free(c->operator_ca);
         free(c->keyring);
         free(c->nix_cache);
+        free(c->replica_name);
         free(c->nix_trusted_keys);
         free(c->approvers);
         *c = (struct server_config) {};
 }
+
+static const char *const pg_schemes[] = { "postgresql://", "postgres://", NULL };
+
+/* `db`: an absolute path (an SQLite file) or a PostgreSQL URL (the replicas' shared database). */
+static int parse_db(const struct conf_ctx *ctx, const char *value, void *dst) {
+        if (strncmp(value, "postgres", 8) != 0)
+                return conf_parse_path(ctx, value, dst);
+        if (!conf_url_valid(value, pg_schemes) || strlen(value) > ctx->item->max)
+                /* not quoted back: a URL may hold a password */
+                return conf_fail(ctx, -RINGIL_EMALFORMED, "the value is neither an absolute path (SQLite) nor a "
+                                 "postgresql:// URL (URL characters only, at most %" PRIu64 " bytes)", ctx->item->max);
+        return conf_parse_string(ctx, value, dst);
+}
+
+static const struct conf_charset replica_chars = {
+        .chars = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._:-",
+        .what = "A-Z a-z 0-9 . _ : -",
+};
 
 /* `approvers = alice, carol`: operator certificate names, each as every name of the fleet is checked. */
 static int parse_approvers(const struct conf_ctx *ctx, const char *value, void *dst) {
@@ -50,13 +70,12 @@ static int parse_approvers(const struct conf_ctx *ctx, const char *value, void *
         *(char **) dst = TAKE_PTR(out);
         return 0;
 }
-
 #define F(field) offsetof(struct server_config, field)
 /* docs/fleet.md "Server config" lists the same keys; a key is accepted only if it is here. */
 static const struct conf_item server_items[] = {
         { "", "listen", conf_parse_string, F(listen), .max = 255, .def = "127.0.0.1:8443" },
         { "", "enroll-listen", conf_parse_string, F(enroll_listen), .max = 255 },
-        { "", "db", conf_parse_path, F(db), .flags = CONF_REQUIRED },
+        { "", "db", parse_db, F(db), .max = 1023, .flags = CONF_REQUIRED },
         { "", "store", conf_parse_path, F(store_dir), .flags = CONF_REQUIRED },
         { "", "cert", conf_parse_path, F(cert), .flags = CONF_REQUIRED },
         { "", "key", conf_parse_path, F(key), .flags = CONF_REQUIRED },
@@ -79,10 +98,12 @@ static const struct conf_item server_items[] = {
         { "", "keepalive-timeout", conf_parse_duration, F(keepalive_timeout), 1, 86400, .def = "120" },
         { "", "min-body-rate", conf_parse_u32, F(min_body_rate), 1, 1u << 30, .def = "4096" },
         { "", "workers", conf_parse_u32, F(workers), 1, 256, .def = "4" },
-        /* rollouts (docs/fleet.md "Rollouts") */
+        /* rollouts (docs/fleet.md "Rollouts"); with replicas the elected one runs the scheduler */
         { "", "approvers", parse_approvers, F(approvers) },
         { "", "scheduler-interval", conf_parse_duration, F(scheduler_interval), 1, 3600, .def = "5" },
         { "", "silent-polls", conf_parse_u32, F(silent_polls), 1, 10000, .def = "3" },
+        /* replicas (docs/fleet.md "Several servers") */
+        { "", "replica-name", conf_parse_string, F(replica_name), 1, 64, .data = &replica_chars },
 };
 #undef F
 

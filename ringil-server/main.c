@@ -74,7 +74,7 @@ int server_run(struct server *srv) {
                 },
                 .app = { .userdata = srv, .admit = api_admit, .handle = api_handle },
         };
-        char addr[128];
+        char addr[128], name[256];
         int r;
 
         r = api_routes_register(&srv->routes, c->max_upload);
@@ -93,8 +93,26 @@ int server_run(struct server *srv) {
                 log_info("enrollment on %s", addr);
         }
         fflush(stdout);
+        /* This replica's name in the scheduler's election: configured, or this host and fleet port. */
+        if (c->replica_name)
+                snprintf(name, sizeof(name), "%s", c->replica_name);
+        else {
+                char host[128] = "localhost";
+                const char *port;
+                (void) gethostname(host, sizeof(host) - 1);
+                (void) tp_address(srv->tp, TP_FLEET, addr, sizeof(addr));
+                port = strrchr(addr, ':');
+                snprintf(name, sizeof(name), "%s%s", host, port ? port : "");
+        }
+        r = leader_start(srv, name);
+        if (r < 0) {
+                tp_free(srv->tp);
+                srv->tp = NULL;
+                return ringil_fail(r, "cannot start the scheduler thread");
+        }
         r = tp_run(srv->tp);
         log_info("stopping");
+        leader_stop(srv);
         tp_free(srv->tp);
         srv->tp = NULL;
         return r;
@@ -193,19 +211,15 @@ static int serve_main(int argc, char *argv[]) {
         }
         r = store_open(srv.cfg.db, srv.cfg.workers, &srv.db);
         if (r < 0) {
-                log_error_errno(r, "Cannot open database '%s': %s", srv.cfg.db, ringil_detail());
+                char shown[1024];
+                store_db_redact(srv.cfg.db, shown, sizeof(shown));
+                log_error_errno(r, "Cannot open database '%s': %s", shown, ringil_detail());
                 goto out;
         }
         tune_malloc();
-        r = scheduler_start(&srv);
-        if (r < 0) {
-                log_error_errno(r, "Cannot start the rollout scheduler: %m");
-                goto out;
-        }
         r = server_run(&srv);
         if (r < 0)
                 log_error_errno(r, "Server failed: %s: %m%s", ringil_detail(), serve_hint(r));
-        scheduler_stop(&srv);
 out:
         store_close(srv.db);
         X509_free(srv.device_ca_cert);
@@ -214,6 +228,72 @@ out:
         safe_close(srv.nix_cache_fd);
         server_config_free(&srv.cfg);
         return exit_code_from_errno(r);
+}
+
+/* `sqlite:PATH`, a bare absolute path, or a PostgreSQL URL, as store_open() takes it. */
+static const char *migrate_db(const char *arg) {
+        return strncmp(arg, "sqlite:", 7) == 0 ? arg + 7 : arg;
+}
+
+static int migrate_main(int argc, char *argv[]) {
+        static const struct option options[] = {
+                { "from", required_argument, NULL, 'f' },
+                { "to", required_argument, NULL, 't' },
+                {},
+        };
+        const char *from = NULL, *to = NULL, *k;
+        char from_shown[1024], to_shown[1024];
+        store *src = NULL, *dst = NULL;
+        json_t *counts = NULL, *v;
+        int c, r;
+
+        while ((c = getopt_long(argc, argv, "", options, NULL)) >= 0)
+                switch (c) {
+                case 'f':
+                        from = migrate_db(optarg);
+                        break;
+                case 't':
+                        to = migrate_db(optarg);
+                        break;
+                default:
+                        return EXIT_USAGE;
+                }
+        if (optind < argc)
+                return usage_error("migrate: unexpected argument '%s'", argv[optind]);
+        if (!from || !to)
+                return usage_error("migrate: --from and --to are required");
+        store_db_redact(from, from_shown, sizeof(from_shown));
+        store_db_redact(to, to_shown, sizeof(to_shown));
+        if (streq(from, to))
+                return usage_error("migrate: --from and --to name the same database");
+        r = store_open(from, 1, &src);
+        if (r < 0) {
+                log_error_errno(r, "Cannot open '%s': %s", from_shown, ringil_detail());
+                return exit_code_from_errno(r);
+        }
+        r = store_open(to, 1, &dst);
+        if (r < 0) {
+                log_error_errno(r, "Cannot open '%s': %s", to_shown, ringil_detail());
+                store_close(src);
+                return exit_code_from_errno(r);
+        }
+        r = store_copy(src, dst, &counts);
+        store_close(dst);
+        store_close(src);
+        if (r == -ENOTEMPTY) {
+                log_error("Refusing to migrate into '%s': %s", to_shown, ringil_detail());
+                return EXIT_EXISTS;
+        }
+        if (r < 0) {
+                log_error_errno(r, "Migration from '%s' to '%s' failed, nothing was written: %s", from_shown, to_shown,
+                                ringil_detail());
+                return exit_code_from_errno(r);
+        }
+        json_object_foreach(counts, k, v)
+                printf("%-12s %" JSON_INTEGER_FORMAT " rows\n", k, json_integer_value(v));
+        printf("migrated %s to %s: every table holds as many rows as the source\n", from_shown, to_shown);
+        json_decref(counts);
+        return EXIT_OK;
 }
 
 #define OPERATOR_OPTIONS                                                                                   \
@@ -231,6 +311,17 @@ static const struct verb verbs[] = {
              "Serve the fleet API over HTTPS with mutual TLS. FILE defaults to /etc/ringil/server.conf\n"
              "(format in docs/fleet.md). Prints \"listening on HOST:PORT\" on stdout once ready; logs go\n"
              "to stderr only. SIGTERM stops it.\n\n"),
+        VERB("migrate", migrate_main, "copy a fleet's state to a new database (SQLite to PostgreSQL)",
+             "Usage: ringil-server migrate --from sqlite:PATH --to postgresql://USER@HOST/DB\n\n"
+             "Copies drones and their identities (enrollment state, certificate serials), releases with their\n"
+             "mirrors, assignments and the reports' history from one snapshot of the source into the\n"
+             "destination, in one transaction, then compares the row count of every table; nothing is\n"
+             "committed unless they all match. The destination's schema is created; its tables must be\n"
+             "empty (exit 10 otherwise). Either side may be SQLite (sqlite:PATH or an absolute path) or a\n"
+             "postgresql:// URL. Stop the server on the source first: a report it acknowledged after the\n"
+             "snapshot would not be copied (agents resend reports until one is acknowledged, so drones lose\n"
+             "nothing while no server answers). Bundle files are not moved: the new servers' `store` must\n"
+             "hold them at the same paths.\n\n"),
         VERB("drones", op_drones, "list drones and their update state",
              "Usage: ringil-server drones [CONNECTION OPTIONS] [--json]\n\n" OPERATOR_OPTIONS),
         VERB("enroll", op_enroll, "register a drone and print its one-time enrollment token",
@@ -249,10 +340,18 @@ static const struct verb verbs[] = {
         VERB("revoke", op_revoke, "revoke a drone: every route refuses it from now on",
              "Usage: ringil-server revoke [CONNECTION OPTIONS] DRONE-ID\n\n" OPERATOR_OPTIONS),
         VERB("upload", op_upload, "upload a signed bundle as a new release",
-             "Usage: ringil-server upload [CONNECTION OPTIONS] BUNDLE\n\n"
+             "Usage: ringil-server upload [CONNECTION OPTIONS] [--mirror URL]… [--reference] BUNDLE\n\n"
              "The server verifies the bundle against the fleet keyring and refuses anything else.\n"
              "Prints the release id. Progress goes to stderr (bytes, rate and time left on a terminal,\n"
-             "one line otherwise); --quiet turns it off.\n\n" OPERATOR_OPTIONS),
+             "one line otherwise); --quiet turns it off. --mirror (up to 8): https:// URLs where the same\n"
+             "bundle file is served (any static web server or object store); drones fetch from them first,\n"
+             "then from the server. --reference: the server verifies and registers the bundle but keeps\n"
+             "no copy; the mirrors are then the only source.\n\n" OPERATOR_OPTIONS),
+        VERB("mirrors", op_mirrors, "set the mirror URLs of a release",
+             "Usage: ringil-server mirrors [CONNECTION OPTIONS] RELEASE-ID [URL]…\n\n"
+             "Replaces the release's mirrors (none: clears them; refused for a release the server\n"
+             "keeps no copy of). Drones check every byte from a mirror against the release's signed\n"
+             "metadata and chunk hashes, and move to the next source on any mismatch.\n\n" OPERATOR_OPTIONS),
         VERB("release", op_release, "assign a release to the fleet, a group or a drone (at once: see rollout)",
              "Usage: ringil-server release [CONNECTION OPTIONS] RELEASE-ID --fleet|--group G|--drone D [--force]\n\n"
              "Every matching drone takes it at its next check-in. A drone that a rollout holds is refused\n"

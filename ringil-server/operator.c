@@ -1,4 +1,4 @@
-/* operator.c: `ringil-server drones|enroll|reissue-token|revoke|upload|release|status|metrics` over the operator API. */
+/* operator.c: `ringil-server drones|enroll|reissue-token|revoke|upload|mirrors|release|status|metrics` over the operator API. */
 #include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
@@ -12,6 +12,7 @@
 #include "err.h"
 #include "escape.h"
 #include "fleet-client.h"
+#include "fleet-msg.h"
 #include "log.h"
 #include "operator.h"
 #include "parse.h"
@@ -23,12 +24,15 @@
 struct op_opts {
         const char *server, *ca, *cert, *key;
         const char *group, *drone;
-        bool json, fleet, force;
-        char *args[4];
+        bool json, fleet, force, reference;
+        const char *mirrors[FLEET_MIRRORS_MAX];
+        size_t n_mirrors;
+        char *args[FLEET_MIRRORS_MAX + 1];
         int n_args;
 };
 
-enum { OPT_SERVER = 0x100, OPT_CA, OPT_CERT, OPT_KEY, OPT_JSON, OPT_GROUP, OPT_DRONE, OPT_FLEET, OPT_FORCE, OPT_QUIET };
+enum { OPT_SERVER = 0x100, OPT_CA, OPT_CERT, OPT_KEY, OPT_JSON, OPT_GROUP, OPT_DRONE, OPT_FLEET, OPT_FORCE, OPT_QUIET,
+       OPT_MIRROR, OPT_REFERENCE };
 
 static int parse_opts(int argc, char *argv[], struct op_opts *o, int max_args) {
         static const struct option options[] = {
@@ -42,6 +46,8 @@ static int parse_opts(int argc, char *argv[], struct op_opts *o, int max_args) {
                 { "fleet", no_argument, NULL, OPT_FLEET },
                 { "force", no_argument, NULL, OPT_FORCE },
                 { "quiet", no_argument, NULL, OPT_QUIET },
+                { "mirror", required_argument, NULL, OPT_MIRROR },
+                { "reference", no_argument, NULL, OPT_REFERENCE },
                 {},
         };
         int c;
@@ -64,6 +70,12 @@ static int parse_opts(int argc, char *argv[], struct op_opts *o, int max_args) {
                 case OPT_FLEET: o->fleet = true; break;
                 case OPT_FORCE: o->force = true; break;
                 case OPT_QUIET: progress_setup(NULL, PROGRESS_QUIET); break;
+                case OPT_MIRROR:
+                        if (o->n_mirrors == FLEET_MIRRORS_MAX)
+                                return usage_error("at most %d --mirror", FLEET_MIRRORS_MAX);
+                        o->mirrors[o->n_mirrors++] = optarg;
+                        break;
+                case OPT_REFERENCE: o->reference = true; break;
                 default: return EXIT_USAGE;
                 }
         for (; optind < argc; optind++) {
@@ -250,6 +262,33 @@ static int check_bundle_file(const char *path) {
         return EXIT_OK;
 }
 
+/* POST the mirror list of a release ([] clears it). */
+static int set_mirrors(const struct op_opts *o, int64_t id, const char *const *urls, size_t n) {
+        json_t *req = json_pack("{s:[]}", "mirrors"), *j = NULL;
+        char path[128], *body;
+        int r;
+
+        for (size_t i = 0; req && i < n; i++)
+                json_array_append_new(json_object_get(req, "mirrors"), json_string(urls[i]));
+        body = req ? json_dumps(req, JSON_COMPACT) : NULL;
+        json_decref(req);
+        if (!body)
+                return EXIT_FAIL;
+        snprintf(path, sizeof(path), "/api/v1/releases/%" PRId64 "/mirrors", id);
+        r = call(o, "POST", path, body, NULL, &j);
+        free(body);
+        json_decref(j);
+        return r;
+}
+
+static int check_mirrors(const struct op_opts *o) {
+        for (size_t i = 0; i < o->n_mirrors; i++)
+                if (!fleet_mirror_url_valid(o->mirrors[i]))
+                        return usage_error("mirror '%s' is not an https:// URL (URL characters, at most %d bytes)",
+                                           ESCAPED(o->mirrors[i]), FLEET_URL_MAX);
+        return EXIT_OK;
+}
+
 int op_upload(int argc, char *argv[]) {
         struct op_opts o;
         json_t *j = NULL;
@@ -259,19 +298,55 @@ int op_upload(int argc, char *argv[]) {
                 return r;
         if (o.n_args != 1)
                 return usage_error("upload: BUNDLE required");
+        r = check_mirrors(&o);
+        if (r != EXIT_OK)
+                return r;
+        if (o.reference && o.n_mirrors == 0)
+                return usage_error("upload: --reference needs at least one --mirror (nothing else could serve it)");
         /* Checked before connecting: a missing file is the operator's input error (exit 12), not the server's. */
         r = check_bundle_file(o.args[0]);
         if (r != EXIT_OK)
                 return r;
-        r = call(&o, "POST", "/api/v1/releases", NULL, o.args[0], &j);
+        r = call(&o, "POST", o.reference ? "/api/v1/releases?store=no" : "/api/v1/releases", NULL, o.args[0], &j);
         if (r != EXIT_OK)
                 return r;
+        if (o.n_mirrors > 0) {
+                int64_t id = json_integer_value(json_object_get(j, "id"));
+                r = set_mirrors(&o, id, o.mirrors, o.n_mirrors);
+                if (r != EXIT_OK) {
+                        log_error("Release %" PRId64 " was registered, but its mirrors were not set: run `ringil-server "
+                                  "mirrors %" PRId64 " URL…` again", id, id);
+                        json_decref(j);
+                        return r;
+                }
+        }
         if (o.json)
                 print_json(j);
         else
                 printf("%" JSON_INTEGER_FORMAT "\n", json_integer_value(json_object_get(j, "id")));
         json_decref(j);
         return EXIT_OK;
+}
+
+int op_mirrors(int argc, char *argv[]) {
+        struct op_opts o;
+        uint64_t id;
+        int r = parse_opts(argc, argv, &o, FLEET_MIRRORS_MAX + 1);
+
+        if (r != EXIT_OK)
+                return r;
+        if (o.n_args < 1 || parse_u64(o.args[0], &id) < 0 || id == 0 || id > INT64_MAX)
+                return usage_error("mirrors: RELEASE-ID [URL…] required");
+        o.n_mirrors = 0;
+        for (int i = 1; i < o.n_args; i++)
+                o.mirrors[o.n_mirrors++] = o.args[i];
+        r = check_mirrors(&o);
+        if (r != EXIT_OK)
+                return r;
+        r = set_mirrors(&o, (int64_t) id, o.mirrors, o.n_mirrors);
+        if (r == EXIT_OK)
+                printf("release %" PRIu64 ": %zu mirror%s\n", id, o.n_mirrors, o.n_mirrors == 1 ? "" : "s");
+        return r;
 }
 
 int op_release(int argc, char *argv[]) {
@@ -329,15 +404,17 @@ int op_status(int argc, char *argv[]) {
         if (o.json)
                 print_json(j);
         else if (o.n_args == 0) {
-                printf("%-8s %-10s %-20s %-12s %-7s %-13s %-13s %s\n", "RELEASE", "VERSION", "COMPATIBLE", "SIZE",
-                       "DRONES", "FETCHED", "REUSED", "ASSIGNED");
+                printf("%-8s %-10s %-20s %-12s %-7s %-8s %-7s %-13s %-13s %s\n", "RELEASE", "VERSION", "COMPATIBLE",
+                       "SIZE", "STORED", "MIRRORS", "DRONES", "FETCHED", "REUSED", "ASSIGNED");
                 json_array_foreach(j, i, e) {
                         json_t *d = json_object_get(e, "delta");
                         /* DRONES/FETCHED/REUSED: drones on this release that reported their download */
-                        printf("%-8" JSON_INTEGER_FORMAT " %-10s %-20s %-12" JSON_INTEGER_FORMAT " %-7" JSON_INTEGER_FORMAT
+                        printf("%-8" JSON_INTEGER_FORMAT " %-10s %-20s %-12" JSON_INTEGER_FORMAT " %-7s %-8zu %-7" JSON_INTEGER_FORMAT
                                " %-13" JSON_INTEGER_FORMAT " %-13" JSON_INTEGER_FORMAT " %s\n",
                                json_integer_value(json_object_get(e, "id")), str(e, "version"),
                                str(e, "compatible"), json_integer_value(json_object_get(e, "size")),
+                               json_is_false(json_object_get(e, "stored")) ? "no" : "yes",
+                               json_array_size(json_object_get(e, "mirrors")),
                                json_integer_value(json_object_get(d, "drones")),
                                json_integer_value(json_object_get(d, "fetched")),
                                json_integer_value(json_object_get(d, "reused")), str(e, "assigned"));

@@ -30,6 +30,7 @@ int op_enroll(int argc, char *argv[]);
 int op_reissue_token(int argc, char *argv[]);
 int op_revoke(int argc, char *argv[]);
 int op_upload(int argc, char *argv[]);
+int op_mirrors(int argc, char *argv[]);
 int op_release(int argc, char *argv[]);
 int op_status(int argc, char *argv[]);
 int op_metrics(int argc, char *argv[]);

@@ -14,6 +14,8 @@
 
 #define SERVER_MAX_JSON_BODY 16384
 #define SERVER_ENROLL_MAX_BODY 16384
+/* Seconds a client is asked to wait (Retry-After) when the store cannot answer. */
+#define SERVER_STORE_RETRY_AFTER 5
 /* The transport's ceiling for any in-memory body: the largest route's (the operator's nix-cache/missing
  * list). Each route keeps its own smaller cap, and roles are checked before a body is read, so drones
  * and anonymous peers can make the server hold no more than their routes' 16 KiB. */
@@ -22,7 +24,7 @@
 struct server_config {
         char *listen;            /* host:port of the fleet port (mutual TLS); port 0 picks a free one */
         char *enroll_listen;     /* host:port of the enrollment port; NULL: enrollment by token is off */
-        char *db;
+        char *db;                /* an SQLite file, or a postgresql:// URL (replicas share it) */
         char *store_dir;         /* verified bundles, named by their SHA-256 */
         char *cert, *key;        /* the server's TLS identity */
         char *device_ca;         /* directory with ca.pem (and ca.key to sign enrollment CSRs) */
@@ -46,8 +48,10 @@ struct server_config {
         uint32_t workers;            /* handler threads */
         /* rollouts (docs/fleet.md "Rollouts") */
         char *approvers;             /* operator CNs that may approve rollouts (comma-separated); NULL: any other */
-        uint32_t scheduler_interval; /* seconds between rollout scheduler passes */
+        uint32_t scheduler_interval; /* seconds between rollout scheduler passes (and election checks) */
         uint32_t silent_polls;       /* a drone silent for this many poll intervals is drift */
+        /* replicas */
+        char *replica_name;          /* this server in the scheduler's election; NULL: HOST:PORT of listen */
 };
 
 /*
@@ -64,6 +68,9 @@ struct metrics {
         atomic_uint_fast64_t checkins, reports, enrollments;
         atomic_uint_fast64_t bundle_bytes, uploads, uploads_refused, auth_refused;
         atomic_uint_fast64_t nix_cache_hits, nix_cache_misses, nix_cache_bytes;
+        atomic_uint_fast64_t store_errors;          /* requests answered 503 because the store failed */
+        atomic_uint_fast64_t scheduler_passes;      /* passes run here as the elected replica */
+        atomic_int scheduler_leader;                /* 1 while this replica runs the scheduler */
         atomic_uint_fast64_t nix_uploads, nix_uploads_refused;
         atomic_uint_fast64_t rollout_passes, rollout_hands, rollout_pass_us_last, rollout_pass_us_max;
 };
@@ -78,7 +85,7 @@ struct server {
         struct metrics m;
         struct route_table routes;
         transport *tp;
-        struct scheduler *scheduler;   /* scheduler.c: the rollout scheduler thread */
+        struct leader *leader;     /* leader.c: the election and the passes that run once per fleet */
 };
 
 /* What a handler gets: the request, the answer to fill, the path's '*' segment, the caller's record. */
@@ -101,6 +108,9 @@ int api_routes_register(struct route_table *t, uint64_t max_upload);
 void api_admit(void *userdata, const struct tp_request *req, struct tp_plan *ret);
 void api_handle(void *userdata, const struct tp_request *req, struct tp_response *resp);
 
+/* 503 with Retry-After for a failed store call (counted in ringil_store_errors_total). */
+int api_store_error(struct route_ctx *x, int r);
+
 /* The rollout, tag, window, retry, compliance and drift routes (api-rollout.c). */
 int api_rollout_routes_register(struct route_table *t);
 /* The check-in's rollout part (api-rollout.c): may hold the drone (no assignment at all) or add retry
@@ -109,12 +119,34 @@ int api_rollout_checkin(struct route_ctx *x, const struct fleet_status *st, bool
 /* Is cn named in `approvers` (or is the list unset)? */
 bool api_is_approver(const struct server *srv, const char *cn);
 
-/* The rollout scheduler (scheduler.c): one store_rollout_pass() every scheduler-interval seconds. */
-int scheduler_start(struct server *srv);
-void scheduler_stop(struct server *srv);
+/*
+ * The rollout scheduler's pass (scheduler.c), run by the elected replica (leader.c) every
+ * scheduler-interval seconds: store_rollout_pass() with the pass's metrics and logs. A scheduler is
+ * made new each time this replica takes the scheduler (now: since when) and freed when it loses it.
+ */
+struct scheduler;
+int scheduler_new(int64_t now, struct scheduler **ret);
+void scheduler_free(struct scheduler *sc);
+int scheduler_pass(struct server *srv, struct scheduler *sc, int64_t now);
 
-/* Upload route (upload.c): verify the spooled bundle, store, register. */
+/* Upload route (upload.c): verify the spooled bundle, store (or only reference), register. */
 int api_upload(struct route_ctx *x);
+/*
+ * The signed metadata of the bundle in fd (size bytes): header, manifest and signature, bytes
+ * [0, *ret_size), and their SHA-256 in hex. Only the header's two lengths are read to find the end;
+ * -RINGIL_EMALFORMED when they do not fit in size.
+ */
+int release_meta(int fd, uint64_t size, uint64_t *ret_size, char ret_sha256[static 65]);
+/* Split a stored mirror list ("URL URL …") into the assignment's array; the count. */
+size_t release_mirrors_split(const char *text, char mirrors[][FLEET_URL_MAX + 1]);
+
+/*
+ * The work that must run once per fleet (leader.c): a thread that, every scheduler-interval seconds,
+ * asks the store whether this replica holds the scheduler (store_leader_acquire) and, while it does,
+ * runs the passes: the holder's record, the enrollment token sweep and the rollout scheduler's pass.
+ */
+int leader_start(struct server *srv, const char *name);
+void leader_stop(struct server *srv);
 
 /*
  * The operator's publish routes into the Nix cache (nixpublish.c): POST /api/v1/nix-cache/missing (the

@@ -116,7 +116,7 @@ void store_compliance_close(store *s) {
         *store_cache_slot(s) = NULL;
 }
 
-#define col store_col
+#define col row_text
 
 static void join_ids(const struct fleet_audit *a, char *out, size_t cap) {
         size_t o = 0;
@@ -166,10 +166,10 @@ static void compliance_args(struct sql_arg *a, const struct fleet_status *st, co
 
 #define N_COMPLIANCE_COLUMNS 21
 
-static int digest_row(sqlite3_stmt *q, void *userdata) {
-        const unsigned char *t = sqlite3_column_text(q, 0);
-        if (t && strlen((const char *) t) == 2 * SHA256_LEN)
-                (void) hex_decode((const char *) t, userdata, SHA256_LEN);
+static int digest_row(const struct sql_row *q, void *userdata) {
+        const char *t = row_text(q, 0);
+        if (strlen(t) == 2 * SHA256_LEN)
+                (void) hex_decode(t, userdata, SHA256_LEN);
         return 1;
 }
 
@@ -212,11 +212,16 @@ int store_compliance_update(store *s, const char *drone, const struct fleet_stat
         if (r < 0)
                 return r;
         (void) hex_decode(hex, digest, SHA256_LEN);
+        /* With replicas (PostgreSQL) another one may have stored a newer report since this one cached
+         * it (a drone whose report went X, then Y through another replica, then X again here): the
+         * upsert below, a no-op for an unchanged digest, decides there. A single server's cache is the
+         * truth. (The digest-only path above may trust it on both: a drone names a report by digest
+         * only after a server acknowledged that full report, which was then the newest stored.) */
         pthread_mutex_lock(&cache->lock);
         e = cache_find(cache, drone);
         r = *e && memcmp((*e)->digest, digest, SHA256_LEN) == 0;
         pthread_mutex_unlock(&cache->lock);
-        if (r)
+        if (r && store_backend_single(s))
                 return 0;   /* unchanged since the last one stored: no SQL at all */
         r = store_tx(s, false, &c);
         if (r < 0)
@@ -275,7 +280,7 @@ int store_compliance_update(store *s, const char *drone, const struct fleet_stat
 }
 
 /* A compliance row (COMPLIANCE_COLUMNS from first on) as JSON. */
-static json_t *compliance_json(sqlite3_stmt *q, int first) {
+static json_t *compliance_json(const struct sql_row *q, int first) {
         int i = first;
         json_t *o = json_object(), *audit, *sb, *ids;
 
@@ -285,13 +290,13 @@ static json_t *compliance_json(sqlite3_stmt *q, int first) {
         json_object_set_new(o, "slot", json_string(col(q, i + 1)));
         json_object_set_new(o, "system", json_string(col(q, i + 2)));
         json_object_set_new(o, "tz", json_string(col(q, i + 3)));
-        if (sqlite3_column_type(q, i + 4) != SQLITE_NULL)
-                json_object_set_new(o, "utc_offset", json_integer(sqlite3_column_int64(q, i + 4)));
-        sb = sqlite3_column_int(q, i + 5) ? json_pack("{s:s, s:s, s:s, s:s}", "mode", col(q, i + 6), "pk", col(q, i + 7),
+        if (!row_null(q, i + 4))
+                json_object_set_new(o, "utc_offset", json_integer(row_int(q, i + 4)));
+        sb = (int) row_int(q, i + 5) ? json_pack("{s:s, s:s, s:s, s:s}", "mode", col(q, i + 6), "pk", col(q, i + 7),
                                                       "kek", col(q, i + 8), "db", col(q, i + 9))
                                           : json_null();
         json_object_set_new(o, "secureboot", sb ? sb : json_null());
-        if (sqlite3_column_int(q, i + 10)) {
+        if ((int) row_int(q, i + 10)) {
                 ids = json_array();
                 for (const char *p = col(q, i + 17); ids && *p;) {
                         const char *sp = strchr(p, ' ');
@@ -302,26 +307,26 @@ static json_t *compliance_json(sqlite3_stmt *q, int first) {
                         p = sp + 1;
                 }
                 audit = json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:o, s:s, s:s, s:I}", "profile", col(q, i + 11),
-                                  "pass", (json_int_t) sqlite3_column_int64(q, i + 12),
-                                  "fail", (json_int_t) sqlite3_column_int64(q, i + 13),
-                                  "error", (json_int_t) sqlite3_column_int64(q, i + 14),
-                                  "waived", (json_int_t) sqlite3_column_int64(q, i + 15),
-                                  "notapplicable", (json_int_t) sqlite3_column_int64(q, i + 16),
+                                  "pass", (json_int_t) row_int(q, i + 12),
+                                  "fail", (json_int_t) row_int(q, i + 13),
+                                  "error", (json_int_t) row_int(q, i + 14),
+                                  "waived", (json_int_t) row_int(q, i + 15),
+                                  "notapplicable", (json_int_t) row_int(q, i + 16),
                                   "failing", ids ? ids : json_array(), "sha256", col(q, i + 18),
-                                  "version", col(q, i + 19), "time", (json_int_t) sqlite3_column_int64(q, i + 20));
+                                  "version", col(q, i + 19), "time", (json_int_t) row_int(q, i + 20));
         } else
                 audit = json_null();
         json_object_set_new(o, "audit", audit ? audit : json_null());
-        json_object_set_new(o, "time", json_integer(sqlite3_column_int64(q, 0)));
+        json_object_set_new(o, "time", json_integer(row_int(q, 0)));
         return o;
 }
 
-static int last_row(sqlite3_stmt *q, void *userdata) {
+static int last_row(const struct sql_row *q, void *userdata) {
         *(json_t **) userdata = compliance_json(q, 1);
         return *(json_t **) userdata ? 1 : -ENOMEM;
 }
 
-static int history_row(sqlite3_stmt *q, void *userdata) {
+static int history_row(const struct sql_row *q, void *userdata) {
         json_t *h = compliance_json(q, 1);
         return h && json_array_append_new(userdata, h) == 0 ? 0 : -ENOMEM;
 }
@@ -353,14 +358,14 @@ int store_compliance_json(store *s, const char *drone, json_t **ret) {
         return r < 0 ? r : 0;
 }
 
-static int tag_row(sqlite3_stmt *q, void *userdata) {
+static int tag_row(const struct sql_row *q, void *userdata) {
         return json_array_append_new(userdata, json_string(col(q, 0))) == 0 ? 0 : -ENOMEM;
 }
 
-static int membership_json_row(sqlite3_stmt *q, void *userdata) {
-        json_t *m = json_pack("{s:I, s:s, s:I, s:s, s:I, s:s}", "id", (json_int_t) sqlite3_column_int64(q, 0),
-                              "state", col(q, 1), "group", (json_int_t) sqlite3_column_int64(q, 2) + 1,
-                              "member", col(q, 3), "attempt", (json_int_t) sqlite3_column_int64(q, 4),
+static int membership_json_row(const struct sql_row *q, void *userdata) {
+        json_t *m = json_pack("{s:I, s:s, s:I, s:s, s:I, s:s}", "id", (json_int_t) row_int(q, 0),
+                              "state", col(q, 1), "group", (json_int_t) row_int(q, 2) + 1,
+                              "member", col(q, 3), "attempt", (json_int_t) row_int(q, 4),
                               "detail", col(q, 5));
         if (!m)
                 return -ENOMEM;
@@ -393,7 +398,7 @@ int store_drone_decorate(store *s, const char *drone, json_t *j) {
 
 /* ---- drift ---- */
 
-typedef int (*drift_fn)(sqlite3_stmt *q, const struct drift_input *in, const struct drift_result *res, void *userdata);
+typedef int (*drift_fn)(const struct sql_row *q, const struct drift_input *in, const struct drift_result *res, void *userdata);
 
 struct drift_walk {
         int64_t now;
@@ -402,23 +407,23 @@ struct drift_walk {
         void *userdata;
 };
 
-static int drift_row(sqlite3_stmt *q, void *userdata) {
+static int drift_row(const struct sql_row *q, void *userdata) {
         struct drift_walk *w = userdata;
         struct drift_input in = {
-                .last_seen = sqlite3_column_int64(q, 2),
+                .last_seen = row_int(q, 2),
                 .version = col(q, 3),
-                .audit_present = sqlite3_column_int(q, 6) != 0,
+                .audit_present = (int) row_int(q, 6) != 0,
                 .audit_profile = col(q, 7),
-                .audit_fail = (uint32_t) sqlite3_column_int64(q, 8),
-                .audit_error = (uint32_t) sqlite3_column_int64(q, 9),
+                .audit_fail = (uint32_t) row_int(q, 8),
+                .audit_error = (uint32_t) row_int(q, 9),
                 .audit_failing = col(q, 10),
-                .sb_present = sqlite3_column_int(q, 11) != 0,
+                .sb_present = (int) row_int(q, 11) != 0,
                 .sb_mode = col(q, 12),
                 .sb_pk = col(q, 13),
                 .sb_kek = col(q, 14),
                 .sb_db = col(q, 15),
-                .assigned_version = sqlite3_column_type(q, 16) != SQLITE_NULL ? col(q, 16) : NULL,
-                .held = sqlite3_column_int(q, 17) != 0,
+                .assigned_version = !row_null(q, 16) ? col(q, 16) : NULL,
+                .held = (int) row_int(q, 17) != 0,
         };
         struct drift_result res;
 
@@ -454,7 +459,7 @@ struct drift_json {
         unsigned total;
 };
 
-static int drift_json_cb(sqlite3_stmt *q, const struct drift_input *in, const struct drift_result *res, void *u) {
+static int drift_json_cb(const struct sql_row *q, const struct drift_input *in, const struct drift_result *res, void *u) {
         struct drift_json *dj = u;
         json_t *o, *kinds;
 
@@ -521,7 +526,7 @@ int store_drift_json(store *s, int64_t now, uint32_t silent_after, json_t **ret)
         return 0;
 }
 
-static int drift_count_cb(sqlite3_stmt *q, const struct drift_input *in, const struct drift_result *res, void *u) {
+static int drift_count_cb(const struct sql_row *q, const struct drift_input *in, const struct drift_result *res, void *u) {
         unsigned *counts = u;
 
         (void) q;
@@ -546,18 +551,18 @@ struct rollout_metrics {
         int64_t last;
 };
 
-static int member_metric_row(sqlite3_stmt *q, void *userdata) {
+static int member_metric_row(const struct sql_row *q, void *userdata) {
         struct rollout_metrics *m = userdata;
-        int64_t id = sqlite3_column_int64(q, 0);
+        int64_t id = row_int(q, 0);
 
         buf_printf(m->b, "ringil_rollout_members{rollout=\"%" PRId64 "\",state=\"%s\"} %" PRId64 "\n", id, col(q, 4),
-                   (int64_t) sqlite3_column_int64(q, 5));
+                   (int64_t) row_int(q, 5));
         if (id != m->last && m->n < ELEMENTSOF(m->v)) {
                 m->last = id;
                 m->v[m->n].id = id;
-                m->v[m->n].group = MIN(sqlite3_column_int64(q, 2) + 1, sqlite3_column_int64(q, 3));
-                m->v[m->n].groups = sqlite3_column_int64(q, 3);
-                store_col_text(q, 1, m->v[m->n].state, sizeof(m->v[m->n].state));
+                m->v[m->n].group = MIN(row_int(q, 2) + 1, row_int(q, 3));
+                m->v[m->n].groups = row_int(q, 3);
+                row_text_copy(q, 1, m->v[m->n].state, sizeof(m->v[m->n].state));
                 m->n++;
         }
         return 0;

@@ -40,8 +40,8 @@ bool store_rollout_holds(const struct drone_auth *auth) {
         return rollout_checkin_decide(state, auth->ro.current_group, auth->ro.group, member) != CHECKIN_FOLLOW;
 }
 
-static int attempt_row(sqlite3_stmt *q, void *userdata) {
-        *(int64_t *) userdata = sqlite3_column_int64(q, 0);
+static int attempt_row(const struct sql_row *q, void *userdata) {
+        *(int64_t *) userdata = row_int(q, 0);
         return 1;
 }
 
@@ -174,7 +174,7 @@ struct ids {
         size_t n, cap;
 };
 
-static int id_row(sqlite3_stmt *q, void *userdata) {
+static int id_row(const struct sql_row *q, void *userdata) {
         struct ids *ids = userdata;
 
         if (ids->n == ids->cap) {
@@ -185,7 +185,7 @@ static int id_row(sqlite3_stmt *q, void *userdata) {
                 ids->v = nv;
                 ids->cap = ncap;
         }
-        ids->v[ids->n++] = sqlite3_column_int64(q, 0);
+        ids->v[ids->n++] = row_int(q, 0);
         return 0;
 }
 
@@ -201,38 +201,38 @@ static void snapshot_done(struct snapshot *sn) {
         free(sn->ords);
 }
 
-static int view_row(sqlite3_stmt *q, void *userdata) {
+static int view_row(const struct sql_row *q, void *userdata) {
         struct rollout_view *v = userdata;
 
-        if (rollout_state_from_string(store_col(q, 0), &v->state) < 0)
+        if (rollout_state_from_string(row_text(q, 0), &v->state) < 0)
                 return ringil_fail(-EIO, "rollout %" PRId64 ": unknown state", v->id);
-        v->start_at = sqlite3_column_int64(q, 1);
-        v->deadline = (uint32_t) sqlite3_column_int64(q, 2);
-        v->current_group = (uint32_t) sqlite3_column_int64(q, 3);
-        v->n_groups = (uint32_t) MIN(sqlite3_column_int64(q, 4), (int64_t) ROLLOUT_MAX_GROUPS);
+        v->start_at = row_int(q, 1);
+        v->deadline = (uint32_t) row_int(q, 2);
+        v->current_group = (uint32_t) row_int(q, 3);
+        v->n_groups = (uint32_t) MIN(row_int(q, 4), (int64_t) ROLLOUT_MAX_GROUPS);
         return 1;
 }
 
-static int group_row(sqlite3_stmt *q, void *userdata) {
+static int group_row(const struct sql_row *q, void *userdata) {
         struct rollout_view *v = userdata;
-        int64_t g = sqlite3_column_int64(q, 0);
+        int64_t g = row_int(q, 0);
 
         if (g < 0 || g >= ROLLOUT_MAX_GROUPS)
                 return 0;
         v->groups[g] = (struct rollout_group) {
-                .size = (uint32_t) sqlite3_column_int64(q, 1),
-                .cond = { .success_pct = (uint32_t) sqlite3_column_int64(q, 2),
-                          .soak = (uint32_t) sqlite3_column_int64(q, 3),
-                          .error_count = (uint32_t) sqlite3_column_int64(q, 4),
-                          .error_pct = (uint32_t) sqlite3_column_int64(q, 5) },
-                .success_since = sqlite3_column_int64(q, 6),
-                .completed_at = sqlite3_column_int64(q, 7),
-                .failures_acked = (uint32_t) sqlite3_column_int64(q, 8),
+                .size = (uint32_t) row_int(q, 1),
+                .cond = { .success_pct = (uint32_t) row_int(q, 2),
+                          .soak = (uint32_t) row_int(q, 3),
+                          .error_count = (uint32_t) row_int(q, 4),
+                          .error_pct = (uint32_t) row_int(q, 5) },
+                .success_since = row_int(q, 6),
+                .completed_at = row_int(q, 7),
+                .failures_acked = (uint32_t) row_int(q, 8),
         };
         return 0;
 }
 
-static int member_row(sqlite3_stmt *q, void *userdata) {
+static int member_row(const struct sql_row *q, void *userdata) {
         struct snapshot *sn = userdata;
         size_t i = sn->v.n_members;
 
@@ -249,14 +249,14 @@ static int member_row(sqlite3_stmt *q, void *userdata) {
                 sn->ords = no;
                 sn->cap = ncap;
         }
-        sn->ords[i] = sqlite3_column_int64(q, 0);
+        sn->ords[i] = row_int(q, 0);
         sn->members[i] = (struct rollout_member) {
-                .group = (uint32_t) sqlite3_column_int64(q, 1),
-                .handed_at = sqlite3_column_int64(q, 3),
-                .state_at = sqlite3_column_int64(q, 4),
-                .last_seen = sqlite3_column_int64(q, 5),
+                .group = (uint32_t) row_int(q, 1),
+                .handed_at = row_int(q, 3),
+                .state_at = row_int(q, 4),
+                .last_seen = row_int(q, 5),
         };
-        if (member_state_from_string(store_col(q, 2), &sn->members[i].state) < 0)
+        if (member_state_from_string(row_text(q, 2), &sn->members[i].state) < 0)
                 return ringil_fail(-EIO, "rollout %" PRId64 ": unknown member state", sn->v.id);
         sn->v.n_members = i + 1;
         return 0;
@@ -285,8 +285,8 @@ static int load_snapshot(struct sqlconn *c, int64_t id, int64_t not_before, stru
         return r < 0 ? r : 0;
 }
 
-static int name_row(sqlite3_stmt *q, void *userdata) {
-        store_col_text(q, 0, userdata, 65);
+static int name_row(const struct sql_row *q, void *userdata) {
+        row_text_copy(q, 0, userdata, 65);
         return 1;
 }
 
@@ -351,8 +351,8 @@ static struct rollout_pass_seen *seen_slot(struct rollout_pass_cache *cache, int
         return &cache->v[oldest];
 }
 
-static int last_event_row(sqlite3_stmt *q, void *userdata) {
-        *(int64_t *) userdata = sqlite3_column_int64(q, 0);
+static int last_event_row(const struct sql_row *q, void *userdata) {
+        *(int64_t *) userdata = row_int(q, 0);
         return 1;
 }
 

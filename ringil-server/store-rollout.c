@@ -49,8 +49,8 @@ const char store_rollout_schema[] =
 
 /* ---- small helpers ---- */
 
-static int int_row(sqlite3_stmt *q, void *userdata) {
-        *(int64_t *) userdata = sqlite3_column_int64(q, 0);
+static int int_row(const struct sql_row *q, void *userdata) {
+        *(int64_t *) userdata = row_int(q, 0);
         return 1;
 }
 
@@ -87,22 +87,22 @@ static int need_drone(struct sqlconn *c, const char *drone) {
         return r == 0 ? ringil_fail(-ENOENT, "no drone '%s'", drone) : r;
 }
 
-static int membership_row(sqlite3_stmt *q, void *userdata) {
+static int membership_row(const struct sql_row *q, void *userdata) {
         struct rollout_membership *m = userdata;
 
-        m->rollout = sqlite3_column_int64(q, 0);
-        m->ord = sqlite3_column_int64(q, 1);
-        m->group = (uint32_t) sqlite3_column_int64(q, 2);
-        if (member_state_from_string(store_col(q, 3), &m->member) < 0 ||
-            rollout_state_from_string(store_col(q, 4), &m->state) < 0)
+        m->rollout = row_int(q, 0);
+        m->ord = row_int(q, 1);
+        m->group = (uint32_t) row_int(q, 2);
+        if (member_state_from_string(row_text(q, 3), &m->member) < 0 ||
+            rollout_state_from_string(row_text(q, 4), &m->state) < 0)
                 return ringil_fail(-EIO, "rollout %" PRId64 ": unknown state in the store", m->rollout);
-        m->current_group = (uint32_t) sqlite3_column_int64(q, 5);
-        m->rate = (uint64_t) sqlite3_column_int64(q, 6);
-        m->release = sqlite3_column_int64(q, 7);
-        store_col_text(q, 8, m->version, sizeof(m->version));
-        m->drift_gate = sqlite3_column_int(q, 9) != 0;
-        m->baseline_known = sqlite3_column_int(q, 10) != 0;
-        store_col_text(q, 11, m->baseline, sizeof(m->baseline));
+        m->current_group = (uint32_t) row_int(q, 5);
+        m->rate = (uint64_t) row_int(q, 6);
+        m->release = row_int(q, 7);
+        row_text_copy(q, 8, m->version, sizeof(m->version));
+        m->drift_gate = (int) row_int(q, 9) != 0;
+        m->baseline_known = (int) row_int(q, 10) != 0;
+        row_text_copy(q, 11, m->baseline, sizeof(m->baseline));
         return 1;
 }
 
@@ -130,7 +130,7 @@ int store_drone_tag(store *s, const char *drone, const char *tag, bool add) {
                 return r;
         r = need_drone(c, drone);
         if (r >= 0)
-                r = add ? store_sql(c, "INSERT OR IGNORE INTO drone_tags(drone, tag) VALUES (?1, ?2)",
+                r = add ? store_sql(c, "INSERT INTO drone_tags(drone, tag) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
                                     ARGS(TEXT(drone), TEXT(tag)), NULL, NULL)
                         : store_sql(c, "DELETE FROM drone_tags WHERE drone = ?1 AND tag = ?2", ARGS(TEXT(drone), TEXT(tag)),
                                     NULL, NULL);
@@ -140,7 +140,7 @@ int store_drone_tag(store *s, const char *drone, const char *tag, bool add) {
 int store_drone_bump_retry(struct sqlconn *c, const char *drone, uint32_t *ret) {
         int64_t gen = 0;
         int r = store_sql(c, "INSERT INTO drone_ctl(drone, retry) VALUES (?1, 1) "
-                             "ON CONFLICT(drone) DO UPDATE SET retry = retry + 1 RETURNING retry",
+                             "ON CONFLICT(drone) DO UPDATE SET retry = drone_ctl.retry + 1 RETURNING retry",
                           ARGS(TEXT(drone)), int_row, &gen);
 
         if (r >= 0 && ret)
@@ -230,8 +230,8 @@ int store_window_set(store *s, const char *target, const char *spec) {
         return store_tx_end(s, r);
 }
 
-static int window_row(sqlite3_stmt *q, void *userdata) {
-        json_t *o = json_pack("{s:s, s:s}", "target", store_col(q, 0), "windows", store_col(q, 1));
+static int window_row(const struct sql_row *q, void *userdata) {
+        json_t *o = json_pack("{s:s, s:s}", "target", row_text(q, 0), "windows", row_text(q, 1));
         return o && json_array_append_new(userdata, o) == 0 ? 0 : -ENOMEM;
 }
 
@@ -288,8 +288,8 @@ static int targets_add(struct targets *t, const char *id) {
         return 0;
 }
 
-static int target_row(sqlite3_stmt *q, void *userdata) {
-        return targets_add(userdata, store_col(q, 0));
+static int target_row(const struct sql_row *q, void *userdata) {
+        return targets_add(userdata, row_text(q, 0));
 }
 
 static int cmp_key(const void *a, const void *b) {
@@ -334,13 +334,13 @@ struct conflicts {
         const char *drone;
 };
 
-static int conflict_row(sqlite3_stmt *q, void *userdata) {
+static int conflict_row(const struct sql_row *q, void *userdata) {
         struct conflicts *k = userdata;
 
         if (k->n < 5 && k->o < sizeof(k->msg))
                 k->o += (size_t) snprintf(k->msg + k->o, sizeof(k->msg) - k->o, "%s'%s' (rollout %" PRId64 ", %s)",
-                                          k->n ? ", " : "", k->drone, (int64_t) sqlite3_column_int64(q, 0),
-                                          store_col(q, 1));
+                                          k->n ? ", " : "", k->drone, (int64_t) row_int(q, 0),
+                                          row_text(q, 1));
         k->n++;
         return 1;
 }
@@ -393,14 +393,15 @@ int store_rollout_create(store *s, const struct rollout_spec *spec, const char *
                 k = rollout_partition(t.n, spec->groups, spec->n_groups, sizes, cond);
                 r = store_sql(c, "INSERT INTO rollouts(name, release, target, state, created, created_by, "
                                  "require_approval, start_at, n_groups, deadline, rate, drift_gate, request) "
-                                 "VALUES (?1, ?2, ?3, 'draft', ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                                 "VALUES (?1, ?2, ?3, 'draft', ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) RETURNING id",
                               ARGS(TEXT(spec->name), INT(spec->release), TEXT(target), INT(now), TEXT(creator),
                                    INT(spec->require_approval), INT(spec->start_at), INT(k), INT(spec->deadline),
                                    INT(spec->rate), INT(spec->drift_gate), TEXT(request_json)),
-                              NULL, NULL);
+                              int_row, &id);
+                if (r == 0)
+                        r = ringil_fail(-EIO, "the new rollout has no id");
         }
         if (r >= 0) {
-                id = store_sql_last_rowid(c);
                 /* an explicit list keeps the operator's order; everything else is shuffled per rollout */
                 if (spec->target != TARGET_LIST) {
                         for (size_t i = 0; i < t.n; i++)
@@ -440,17 +441,17 @@ struct rollout_row {
         int error;
 };
 
-static int rollout_row(sqlite3_stmt *q, void *userdata) {
+static int rollout_row(const struct sql_row *q, void *userdata) {
         struct rollout_row *row = userdata;
 
-        if (rollout_state_from_string(store_col(q, 0), &row->state) < 0)
-                return ringil_fail(-EIO, "rollout: unknown state '%s'", store_col(q, 0));
-        row->require_approval = sqlite3_column_int(q, 1) != 0;
-        row->approved = sqlite3_column_type(q, 2) != SQLITE_NULL;
-        store_col_text(q, 3, row->created_by, sizeof(row->created_by));
-        store_col_text(q, 2, row->approved_by, sizeof(row->approved_by));
-        row->start_at = sqlite3_column_int64(q, 4);
-        row->started_at = sqlite3_column_int64(q, 5);
+        if (rollout_state_from_string(row_text(q, 0), &row->state) < 0)
+                return ringil_fail(-EIO, "rollout: unknown state '%s'", row_text(q, 0));
+        row->require_approval = (int) row_int(q, 1) != 0;
+        row->approved = !row_null(q, 2);
+        row_text_copy(q, 3, row->created_by, sizeof(row->created_by));
+        row_text_copy(q, 2, row->approved_by, sizeof(row->approved_by));
+        row->start_at = row_int(q, 4);
+        row->started_at = row_int(q, 5);
         return 1;
 }
 
@@ -474,9 +475,9 @@ struct failed_members {
         const struct rollout_action_args *args;
 };
 
-static int failed_row(sqlite3_stmt *q, void *userdata) {
+static int failed_row(const struct sql_row *q, void *userdata) {
         struct failed_members *f = userdata;
-        const char *d = store_col(q, 1);
+        const char *d = row_text(q, 1);
         bool wanted = !f->args->drones;
 
         for (size_t i = 0; !wanted && i < f->args->n_drones; i++)
@@ -491,7 +492,7 @@ static int failed_row(sqlite3_stmt *q, void *userdata) {
                 f->v = nv;
                 f->cap = ncap;
         }
-        f->v[f->n].ord = sqlite3_column_int64(q, 0);
+        f->v[f->n].ord = row_int(q, 0);
         snprintf(f->v[f->n].drone, sizeof(f->v[f->n].drone), "%s", d);
         f->n++;
         return 0;
@@ -525,9 +526,12 @@ static int do_retry(struct sqlconn *c, int64_t id, const struct rollout_action_a
         /* Failures accepted by a resume cannot exceed the failures left, or a retried drone that fails
          * again would not count. */
         if (r >= 0)
-                r = store_sql(c, "UPDATE rollout_groups SET failures_acked = MIN(failures_acked, "
-                                 "(SELECT count(*) FROM rollout_members m WHERE m.rollout = ?1 AND "
-                                 "m.grp = rollout_groups.idx AND m.state IN " SQL_FAILURES ")) WHERE rollout = ?1",
+                r = store_sql(c, SQL_DIALECT(c, "UPDATE rollout_groups SET failures_acked = MIN(failures_acked, "
+                                                "(SELECT count(*) FROM rollout_members m WHERE m.rollout = ?1 AND "
+                                                "m.grp = rollout_groups.idx AND m.state IN " SQL_FAILURES ")) WHERE rollout = ?1",
+                                                "UPDATE rollout_groups SET failures_acked = LEAST(failures_acked, "
+                                                "(SELECT count(*) FROM rollout_members m WHERE m.rollout = ?1 AND "
+                                                "m.grp = rollout_groups.idx AND m.state IN " SQL_FAILURES ")) WHERE rollout = ?1"),
                               ARGS(INT(id)), NULL, NULL);
         return r < 0 ? r : (int) MIN(f.n, (size_t) INT32_MAX);
 }
@@ -645,31 +649,31 @@ int store_rollout_action(store *s, int64_t id, enum rollout_action a, const stru
         "r.require_approval, r.approved_by, r.start_at, r.started_at, r.ended_at, r.current_group, "         \
         "r.n_groups, r.deadline, r.rate, r.drift_gate"
 
-static int summary_row(sqlite3_stmt *q, void *userdata) {
+static int summary_row(const struct sql_row *q, void *userdata) {
         json_t *j = json_pack("{s:I, s:s, s:I, s:s, s:s, s:s, s:s, s:I, s:s, s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:b, s:b}",
-                              "id", (json_int_t) sqlite3_column_int64(q, 0), "name", store_col(q, 1),
-                              "release", (json_int_t) sqlite3_column_int64(q, 2), "version", store_col(q, 3),
-                              "target", store_col(q, 4), "state", store_col(q, 5), "reason", store_col(q, 6),
-                              "created", (json_int_t) sqlite3_column_int64(q, 7), "created_by", store_col(q, 8),
-                              "require_approval", sqlite3_column_int(q, 9) != 0,
-                              "start_at", (json_int_t) sqlite3_column_int64(q, 11),
-                              "started_at", (json_int_t) sqlite3_column_int64(q, 12),
-                              "ended_at", (json_int_t) sqlite3_column_int64(q, 13),
-                              "current_group", (json_int_t) MIN(sqlite3_column_int64(q, 14) + 1, sqlite3_column_int64(q, 15)),
-                              "groups_total", (json_int_t) sqlite3_column_int64(q, 15),
-                              "deadline", (json_int_t) sqlite3_column_int64(q, 16),
-                              "rate", (json_int_t) sqlite3_column_int64(q, 17),
-                              "drift_gate", sqlite3_column_int(q, 18) != 0,
-                              "completed", sqlite3_column_int64(q, 14) >= sqlite3_column_int64(q, 15));
+                              "id", (json_int_t) row_int(q, 0), "name", row_text(q, 1),
+                              "release", (json_int_t) row_int(q, 2), "version", row_text(q, 3),
+                              "target", row_text(q, 4), "state", row_text(q, 5), "reason", row_text(q, 6),
+                              "created", (json_int_t) row_int(q, 7), "created_by", row_text(q, 8),
+                              "require_approval", (int) row_int(q, 9) != 0,
+                              "start_at", (json_int_t) row_int(q, 11),
+                              "started_at", (json_int_t) row_int(q, 12),
+                              "ended_at", (json_int_t) row_int(q, 13),
+                              "current_group", (json_int_t) MIN(row_int(q, 14) + 1, row_int(q, 15)),
+                              "groups_total", (json_int_t) row_int(q, 15),
+                              "deadline", (json_int_t) row_int(q, 16),
+                              "rate", (json_int_t) row_int(q, 17),
+                              "drift_gate", (int) row_int(q, 18) != 0,
+                              "completed", row_int(q, 14) >= row_int(q, 15));
         if (!j)
                 return -ENOMEM;
-        if (sqlite3_column_type(q, 10) != SQLITE_NULL)
-                json_object_set_new(j, "approved_by", json_string(store_col(q, 10)));
+        if (!row_null(q, 10))
+                json_object_set_new(j, "approved_by", json_string(row_text(q, 10)));
         return json_array_append_new(userdata, j) == 0 ? 0 : -ENOMEM;
 }
 
-static int count_row(sqlite3_stmt *q, void *userdata) {
-        return json_object_set_new(userdata, store_col(q, 0), json_integer(sqlite3_column_int64(q, 1))) == 0 ? 0 : -ENOMEM;
+static int count_row(const struct sql_row *q, void *userdata) {
+        return json_object_set_new(userdata, row_text(q, 0), json_integer(row_int(q, 1))) == 0 ? 0 : -ENOMEM;
 }
 
 static int counts_json(struct sqlconn *c, int64_t id, json_t *o) {
@@ -707,37 +711,37 @@ int store_rollouts_json(store *s, json_t **ret) {
         return 0;
 }
 
-static int group_row(sqlite3_stmt *q, void *userdata) {
+static int group_row(const struct sql_row *q, void *userdata) {
         json_t *g = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
-                              "group", (json_int_t) sqlite3_column_int64(q, 0) + 1,
-                              "size", (json_int_t) sqlite3_column_int64(q, 1),
-                              "success_percent", (json_int_t) sqlite3_column_int64(q, 2),
-                              "soak", (json_int_t) sqlite3_column_int64(q, 3),
-                              "error_count", (json_int_t) sqlite3_column_int64(q, 4),
-                              "error_percent", (json_int_t) sqlite3_column_int64(q, 5),
-                              "success_since", (json_int_t) sqlite3_column_int64(q, 6),
-                              "completed_at", (json_int_t) sqlite3_column_int64(q, 7),
-                              "failures_accepted", (json_int_t) sqlite3_column_int64(q, 8),
-                              "blessed", (json_int_t) sqlite3_column_int64(q, 9),
-                              "failed", (json_int_t) sqlite3_column_int64(q, 10),
-                              "in_flight", (json_int_t) sqlite3_column_int64(q, 11),
-                              "pending", (json_int_t) sqlite3_column_int64(q, 12));
+                              "group", (json_int_t) row_int(q, 0) + 1,
+                              "size", (json_int_t) row_int(q, 1),
+                              "success_percent", (json_int_t) row_int(q, 2),
+                              "soak", (json_int_t) row_int(q, 3),
+                              "error_count", (json_int_t) row_int(q, 4),
+                              "error_percent", (json_int_t) row_int(q, 5),
+                              "success_since", (json_int_t) row_int(q, 6),
+                              "completed_at", (json_int_t) row_int(q, 7),
+                              "failures_accepted", (json_int_t) row_int(q, 8),
+                              "blessed", (json_int_t) row_int(q, 9),
+                              "failed", (json_int_t) row_int(q, 10),
+                              "in_flight", (json_int_t) row_int(q, 11),
+                              "pending", (json_int_t) row_int(q, 12));
         return g && json_array_append_new(userdata, g) == 0 ? 0 : -ENOMEM;
 }
 
-static int member_row(sqlite3_stmt *q, void *userdata) {
-        json_t *m = json_pack("{s:s, s:I, s:s, s:I, s:I, s:I, s:s}", "drone", store_col(q, 0),
-                              "group", (json_int_t) sqlite3_column_int64(q, 1) + 1, "state", store_col(q, 2),
-                              "attempt", (json_int_t) sqlite3_column_int64(q, 3),
-                              "handed_at", (json_int_t) sqlite3_column_int64(q, 4),
-                              "state_at", (json_int_t) sqlite3_column_int64(q, 5), "detail", store_col(q, 6));
+static int member_row(const struct sql_row *q, void *userdata) {
+        json_t *m = json_pack("{s:s, s:I, s:s, s:I, s:I, s:I, s:s}", "drone", row_text(q, 0),
+                              "group", (json_int_t) row_int(q, 1) + 1, "state", row_text(q, 2),
+                              "attempt", (json_int_t) row_int(q, 3),
+                              "handed_at", (json_int_t) row_int(q, 4),
+                              "state_at", (json_int_t) row_int(q, 5), "detail", row_text(q, 6));
         return m && json_array_append_new(userdata, m) == 0 ? 0 : -ENOMEM;
 }
 
-static int event_row(sqlite3_stmt *q, void *userdata) {
-        json_t *e = json_pack("{s:I, s:s, s:s, s:I, s:s}", "time", (json_int_t) sqlite3_column_int64(q, 0),
-                              "drone", store_col(q, 1), "event", store_col(q, 2),
-                              "attempt", (json_int_t) sqlite3_column_int64(q, 3), "detail", store_col(q, 4));
+static int event_row(const struct sql_row *q, void *userdata) {
+        json_t *e = json_pack("{s:I, s:s, s:s, s:I, s:s}", "time", (json_int_t) row_int(q, 0),
+                              "drone", row_text(q, 1), "event", row_text(q, 2),
+                              "attempt", (json_int_t) row_int(q, 3), "detail", row_text(q, 4));
         return e && json_array_append_new(userdata, e) == 0 ? 0 : -ENOMEM;
 }
 

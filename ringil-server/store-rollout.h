@@ -1,4 +1,4 @@
-/* store-rollout.h: rollouts, tags, windows, retries and compliance reports in the server's SQLite store. */
+/* store-rollout.h: rollouts, tags, windows, retries and compliance reports in the server's store (SQLite or PostgreSQL). */
 #pragma once
 
 #include <jansson.h>
@@ -11,10 +11,11 @@
 #include "store.h"
 
 /*
- * Same conventions as store.c: one mutex, statements prepared once, bound parameters only, operator
- * actions and everything a drone's progress depends on committed with synchronous=FULL before the
- * answer. Errors: -ENOENT (no such rollout, drone or release), -EEXIST (conflict, detail names it),
- * -EPERM (not allowed in this state, detail says why), -EBUSY/-EIO from SQLite.
+ * Same conventions as store.c (store-internal.h): statements prepared once per connection, bound
+ * parameters only, writes in the fleet-wide writer order, operator actions and everything a drone's
+ * progress depends on committed durably before the answer. Errors: -ENOENT (no such rollout, drone or
+ * release), -EEXIST (conflict, detail names it), -EPERM (not allowed in this state, detail says why),
+ * -EBUSY/-EIO from the database, -ENOTCONN when it cannot be reached.
  */
 
 /* ---- drones: tags, retry generation, clearing an assignment ---- */

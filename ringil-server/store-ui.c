@@ -56,7 +56,7 @@ const char store_ui_schema[] =
 #define DRIFT_OF(k, n, s)                                                                                    \
         "(drones.status != 2 AND CASE " k " WHEN 'release' THEN " DRIFT_RELEASE " WHEN 'audit' THEN NOT "     \
         DRIFT_AUDIT_CLEAN " WHEN 'secureboot' THEN NOT " DRIFT_SECUREBOOT_CLEAN " WHEN 'silent' THEN "       \
-        DRIFT_SILENT(n, s) " ELSE 0 END)"
+        DRIFT_SILENT(n, s) " ELSE FALSE END)"
 
 /* ---- fleet counts ---- */
 
@@ -89,27 +89,27 @@ static int count_add(json_t *o, const char *key, json_int_t n) {
         return json_object_set_new(o, key, json_integer(json_integer_value(json_object_get(o, key)) + n)) == 0 ? 0 : -ENOMEM;
 }
 
-static int fleet_row(sqlite3_stmt *q, void *userdata) {
+static int fleet_row(const struct sql_row *q, void *userdata) {
         struct fleet_counts *fc = userdata;
-        json_int_t n = sqlite3_column_int64(q, 6);
-        int r = count_add(fc->state, store_col(q, 0), n);
+        json_int_t n = row_int(q, 6);
+        int r = count_add(fc->state, row_text(q, 0), n);
 
         fc->total += n;
-        if (r < 0 || sqlite3_column_type(q, 1) == SQLITE_NULL)
+        if (r < 0 || row_null(q, 1))
                 return r;   /* revoked: counted by state only */
         if (r >= 0)
-                r = count_add(fc->version, store_col(q, 1), n);
+                r = count_add(fc->version, row_text(q, 1), n);
         if (r >= 0)
-                r = count_add(fc->audit, store_col(q, 2), n);
+                r = count_add(fc->audit, row_text(q, 2), n);
         if (r >= 0)
-                r = count_add(fc->secureboot, store_col(q, 3), n);
-        if (r >= 0 && sqlite3_column_int(q, 4))
+                r = count_add(fc->secureboot, row_text(q, 3), n);
+        if (r >= 0 && (int) row_int(q, 4))
                 r = count_add(fc->drift, "release", n);
-        if (r >= 0 && !streq(store_col(q, 2), "compliant"))
+        if (r >= 0 && !streq(row_text(q, 2), "compliant"))
                 r = count_add(fc->drift, "audit", n);
-        if (r >= 0 && !streq(store_col(q, 3), "enforced"))
+        if (r >= 0 && !streq(row_text(q, 3), "enforced"))
                 r = count_add(fc->drift, "secureboot", n);
-        if (r >= 0 && sqlite3_column_int(q, 5))
+        if (r >= 0 && (int) row_int(q, 5))
                 r = count_add(fc->drift, "silent", n);
         return r;
 }
@@ -163,16 +163,16 @@ struct version_cb {
         char drone[256], version[FLEET_VERSION_MAX];
 };
 
-static int version_row(sqlite3_stmt *q, void *userdata) {
+static int version_row(const struct sql_row *q, void *userdata) {
         struct version_cb *cb = userdata;
-        const char *drone = store_col(q, 0), *version = store_col(q, 2);
+        const char *drone = row_text(q, 0), *version = row_text(q, 2);
         int r;
 
         if (strncmp(cb->drone, drone, sizeof(cb->drone)) == 0 && strncmp(cb->version, version, sizeof(cb->version)) == 0)
                 return 0;   /* the same drone, still on the same version */
         snprintf(cb->drone, sizeof(cb->drone), "%s", drone);
         snprintf(cb->version, sizeof(cb->version), "%s", version);
-        r = cb->fn(sqlite3_column_int64(q, 1), drone, version, cb->userdata);
+        r = cb->fn(row_int(q, 1), drone, version, cb->userdata);
         return r < 0 ? r : 0;
 }
 
@@ -195,52 +195,61 @@ int store_version_changes(store *s, store_version_fn fn, void *userdata) {
         "COALESCE(release, 0), COALESCE(target, ''), COALESCE(error, ''), COALESCE(slot, ''), "              \
         "COALESCE(boot, ''), audit_pass, audit_fail, created, " UI_STATE("?5", "?6")
 
-/* ?1 search, ?2 version, ?3 group, ?4 state word, ?5 now, ?6 silent_after, ?9 tag, ?10 drift kind; "" = any. */
-#define DRONE_FILTER                                                                                         \
-        " FROM drones WHERE (?1 = '' OR instr(lower(id), lower(?1)) > 0 OR instr(lower(COALESCE(error, '')), " \
+/* ?1 search, ?2 version, ?3 group, ?4 state word, ?5 now, ?6 silent_after, ?9 tag, ?10 drift kind; "" = any.
+ * instr is SQLite's name of PostgreSQL's strpos (haystack, needle: the same order). */
+#define DRONE_FILTER_(instr)                                                                                 \
+        " FROM drones WHERE (?1 = '' OR " instr "(lower(id), lower(?1)) > 0 OR " instr "(lower(COALESCE(error, '')), " \
         "lower(?1)) > 0) AND (?2 = '' OR version = ?2) AND (?3 = '' OR grp = ?3) AND "                      \
         "(?4 = '' OR " UI_STATE("?5", "?6") " = ?4) AND "                                                    \
         "(?9 = '' OR EXISTS (SELECT 1 FROM drone_tags t WHERE t.drone = drones.id AND t.tag = ?9)) AND "     \
         "(?10 = '' OR " DRIFT_OF("?10", "?5", "?6") ")"
 
-#define DRONE_PAGE(order) "SELECT " DRONE_COLS DRONE_FILTER " ORDER BY " order " LIMIT ?7 OFFSET ?8"
+#define DRONE_PAGE_(f, order) "SELECT " DRONE_COLS DRONE_FILTER_(f) " ORDER BY " order " LIMIT ?7 OFFSET ?8"
+#define DRONE_PAGES(f)                                                                                       \
+        {                                                                                                    \
+                [DRONE_SORT_ID] = { DRONE_PAGE_(f, "id"), DRONE_PAGE_(f, "id DESC") },                       \
+                [DRONE_SORT_GROUP] = { DRONE_PAGE_(f, "grp, id"), DRONE_PAGE_(f, "grp DESC, id DESC") },     \
+                [DRONE_SORT_VERSION] = { DRONE_PAGE_(f, "COALESCE(version, ''), id"),                        \
+                                         DRONE_PAGE_(f, "COALESCE(version, '') DESC, id DESC") },            \
+                [DRONE_SORT_STATE] = { DRONE_PAGE_(f, "15, id"), DRONE_PAGE_(f, "15 DESC, id DESC") },       \
+                [DRONE_SORT_LAST_SEEN] = { DRONE_PAGE_(f, "COALESCE(last_seen, 0), id"),                     \
+                                           DRONE_PAGE_(f, "COALESCE(last_seen, 0) DESC, id DESC") },         \
+        }
 
 /*
  * One statement per sort order, all string literals (prepared once, no SQL is ever built from input).
  * id is the primary key and (grp, id) an index: a page walks the index and stops after it; the other
  * orders are top-N sorts bounded by offset + limit.
  */
-static const char *const q_drone_page[_DRONE_SORT_MAX][2] = {
-        [DRONE_SORT_ID] = { DRONE_PAGE("id"), DRONE_PAGE("id DESC") },
-        [DRONE_SORT_GROUP] = { DRONE_PAGE("grp, id"), DRONE_PAGE("grp DESC, id DESC") },
-        [DRONE_SORT_VERSION] = { DRONE_PAGE("COALESCE(version, ''), id"), DRONE_PAGE("COALESCE(version, '') DESC, id DESC") },
-        [DRONE_SORT_STATE] = { DRONE_PAGE("15, id"), DRONE_PAGE("15 DESC, id DESC") },
-        [DRONE_SORT_LAST_SEEN] = { DRONE_PAGE("COALESCE(last_seen, 0), id"), DRONE_PAGE("COALESCE(last_seen, 0) DESC, id DESC") },
+static const char *const q_drone_page[2][_DRONE_SORT_MAX][2] = {
+        [STORE_SQLITE] = DRONE_PAGES("instr"),
+        [STORE_POSTGRESQL] = DRONE_PAGES("strpos"),
 };
-static const char q_drone_count[] = "SELECT count(*)" DRONE_FILTER;
+static const char q_drone_count_sqlite[] = "SELECT count(*)" DRONE_FILTER_("instr");
+static const char q_drone_count_pg[] = "SELECT count(*)" DRONE_FILTER_("strpos");
 
 static const char *status_word(int st) {
         return st == DRONE_REVOKED ? "revoked" : st == DRONE_ACTIVE ? "active" : "enrolled";
 }
 
-static int page_row(sqlite3_stmt *q, void *userdata) {
+static int page_row(const struct sql_row *q, void *userdata) {
         json_t *j = json_pack("{s:s, s:s, s:s, s:I, s:s, s:s, s:I, s:s, s:s, s:s, s:s, s:I, s:s}",
-                              "id", store_col(q, 0), "group", store_col(q, 1),
-                              "status", status_word(sqlite3_column_int(q, 2)),
-                              "last_seen", (json_int_t) sqlite3_column_int64(q, 3), "version", store_col(q, 4),
-                              "state", store_col(q, 5), "release", (json_int_t) sqlite3_column_int64(q, 6),
-                              "target", store_col(q, 7), "error", store_col(q, 8), "slot", store_col(q, 9),
-                              "boot", store_col(q, 10), "created", (json_int_t) sqlite3_column_int64(q, 13),
-                              "ui_state", store_col(q, 14));
+                              "id", row_text(q, 0), "group", row_text(q, 1),
+                              "status", status_word((int) row_int(q, 2)),
+                              "last_seen", (json_int_t) row_int(q, 3), "version", row_text(q, 4),
+                              "state", row_text(q, 5), "release", (json_int_t) row_int(q, 6),
+                              "target", row_text(q, 7), "error", row_text(q, 8), "slot", row_text(q, 9),
+                              "boot", row_text(q, 10), "created", (json_int_t) row_int(q, 13),
+                              "ui_state", row_text(q, 14));
 
-        if (j && sqlite3_column_type(q, 11) != SQLITE_NULL)
-                json_object_set_new(j, "audit", json_pack("{s:I, s:I}", "pass", (json_int_t) sqlite3_column_int64(q, 11),
-                                                          "fail", (json_int_t) sqlite3_column_int64(q, 12)));
+        if (j && !row_null(q, 11))
+                json_object_set_new(j, "audit", json_pack("{s:I, s:I}", "pass", (json_int_t) row_int(q, 11),
+                                                          "fail", (json_int_t) row_int(q, 12)));
         return j && json_array_append_new(userdata, j) == 0 ? 0 : -ENOMEM;
 }
 
-static int int_row(sqlite3_stmt *q, void *userdata) {
-        *(int64_t *) userdata = sqlite3_column_int64(q, 0);
+static int int_row(const struct sql_row *q, void *userdata) {
+        *(int64_t *) userdata = row_int(q, 0);
         return 1;
 }
 
@@ -270,7 +279,9 @@ int store_drones_page(store *s, const struct drone_query *dq, json_t **ret) {
         TEXT(dq->search), TEXT(dq->version), TEXT(dq->group), TEXT(dq->state), INT(dq->now), INT(dq->silent_after)
 #define MORE_ARGS TEXT(dq->tag ? dq->tag : ""), TEXT(dq->drift ? dq->drift : "")
         c = store_reader(s);   /* one snapshot: the count and the page agree */
-        r = store_sql(c, q_drone_count, ARGS(FILTER_ARGS, NUL, NUL, MORE_ARGS), int_row, &total);
+        /* ?7 and ?8 (limit, offset) are not in the count: typed anyway (PostgreSQL cannot guess a NULL's) */
+        r = store_sql(c, SQL_DIALECT(c, q_drone_count_sqlite, q_drone_count_pg), ARGS(FILTER_ARGS, INT(0), INT(0), MORE_ARGS),
+                      int_row, &total);
         /*
          * Every order ends in the id, so it is total and reading it backwards is exact. A page in the
          * second half is read from the far end: a top-N sort keeps offset + limit rows, and the last
@@ -283,8 +294,8 @@ int store_drones_page(store *s, const struct drone_query *dq, json_t **ret) {
                 offset = total - (int64_t) dq->offset - n;
         }
         if (r >= 0 && n > 0)
-                r = store_sql(c, q_drone_page[dq->sort][desc], ARGS(FILTER_ARGS, INT(n), INT(offset), MORE_ARGS),
-                              page_row, a);
+                r = store_sql(c, q_drone_page[store_sql_dialect(c)][dq->sort][desc],
+                              ARGS(FILTER_ARGS, INT(n), INT(offset), MORE_ARGS), page_row, a);
         store_reader_done(c);
 #undef FILTER_ARGS
 #undef MORE_ARGS
@@ -302,8 +313,8 @@ static const char q_versions[] = "SELECT DISTINCT version FROM drones WHERE COAL
 static const char q_groups[] = "SELECT DISTINCT grp FROM drones ORDER BY 1";
 static const char q_tags[] = "SELECT DISTINCT tag FROM drone_tags ORDER BY 1";
 
-static int string_row(sqlite3_stmt *q, void *userdata) {
-        return json_array_append_new(userdata, json_string(store_col(q, 0))) == 0 ? 0 : -ENOMEM;
+static int string_row(const struct sql_row *q, void *userdata) {
+        return json_array_append_new(userdata, json_string(row_text(q, 0))) == 0 ? 0 : -ENOMEM;
 }
 
 int store_drone_facets(store *s, json_t **ret) {
@@ -334,14 +345,14 @@ static const char q_identity[] =
         "SELECT COALESCE(cert_serial, ''), COALESCE(cert_not_after, 0), COALESCE(enrolled, 0), created, "
         "CASE WHEN token_hash IS NULL THEN 0 ELSE COALESCE(token_expires, 0) END FROM drones WHERE id = ?1";
 
-static int identity_row(sqlite3_stmt *q, void *userdata) {
+static int identity_row(const struct sql_row *q, void *userdata) {
         struct drone_identity *d = userdata;
 
-        store_col_text(q, 0, d->cert_serial, sizeof(d->cert_serial));
-        d->cert_not_after = sqlite3_column_int64(q, 1);
-        d->enrolled = sqlite3_column_int64(q, 2);
-        d->created = sqlite3_column_int64(q, 3);
-        d->token_expires = sqlite3_column_int64(q, 4);
+        row_text_copy(q, 0, d->cert_serial, sizeof(d->cert_serial));
+        d->cert_not_after = row_int(q, 1);
+        d->enrolled = row_int(q, 2);
+        d->created = row_int(q, 3);
+        d->token_expires = row_int(q, 4);
         return 1;
 }
 
@@ -398,9 +409,9 @@ struct event_cb {
         void *userdata;
 };
 
-static int rollout_event_row(sqlite3_stmt *q, void *userdata) {
+static int rollout_event_row(const struct sql_row *q, void *userdata) {
         struct event_cb *cb = userdata;
-        int r = cb->fn(sqlite3_column_int64(q, 0), store_col(q, 1), store_col(q, 2), cb->userdata);
+        int r = cb->fn(row_int(q, 0), row_text(q, 1), row_text(q, 2), cb->userdata);
         return r < 0 ? r : 0;
 }
 
@@ -423,12 +434,12 @@ static const char q_attention[] =
         "SELECT drone, grp, state, attempt, handed_at, state_at, detail FROM rollout_members WHERE rollout = ?1 "
         "AND (state IN " SQL_FAILURES " OR state IN " SQL_IN_FLIGHT ") ORDER BY state IN " SQL_FAILURES " DESC, ord LIMIT ?2";
 
-static int attention_row(sqlite3_stmt *q, void *userdata) {
-        json_t *m = json_pack("{s:s, s:I, s:s, s:I, s:I, s:I, s:s}", "drone", store_col(q, 0),
-                              "group", (json_int_t) sqlite3_column_int64(q, 1) + 1, "state", store_col(q, 2),
-                              "attempt", (json_int_t) sqlite3_column_int64(q, 3),
-                              "handed_at", (json_int_t) sqlite3_column_int64(q, 4),
-                              "state_at", (json_int_t) sqlite3_column_int64(q, 5), "detail", store_col(q, 6));
+static int attention_row(const struct sql_row *q, void *userdata) {
+        json_t *m = json_pack("{s:s, s:I, s:s, s:I, s:I, s:I, s:s}", "drone", row_text(q, 0),
+                              "group", (json_int_t) row_int(q, 1) + 1, "state", row_text(q, 2),
+                              "attempt", (json_int_t) row_int(q, 3),
+                              "handed_at", (json_int_t) row_int(q, 4),
+                              "state_at", (json_int_t) row_int(q, 5), "detail", row_text(q, 6));
         return m && json_array_append_new(userdata, m) == 0 ? 0 : -ENOMEM;
 }
 
@@ -480,11 +491,11 @@ int store_action_add(store *s, const struct operator_action *a) {
         return store_tx_end(s, r);
 }
 
-static int action_row(sqlite3_stmt *q, void *userdata) {
-        json_t *j = json_pack("{s:I, s:I, s:s, s:s, s:s, s:s, s:s, s:s, s:i}", "id", (json_int_t) sqlite3_column_int64(q, 0),
-                              "time", (json_int_t) sqlite3_column_int64(q, 1), "operator", store_col(q, 2), "serial",
-                              store_col(q, 3), "method", store_col(q, 4), "path", store_col(q, 5), "target",
-                              store_col(q, 6), "detail", store_col(q, 7), "status", sqlite3_column_int(q, 8));
+static int action_row(const struct sql_row *q, void *userdata) {
+        json_t *j = json_pack("{s:I, s:I, s:s, s:s, s:s, s:s, s:s, s:s, s:i}", "id", (json_int_t) row_int(q, 0),
+                              "time", (json_int_t) row_int(q, 1), "operator", row_text(q, 2), "serial",
+                              row_text(q, 3), "method", row_text(q, 4), "path", row_text(q, 5), "target",
+                              row_text(q, 6), "detail", row_text(q, 7), "status", (int) row_int(q, 8));
         return j && json_array_append_new(userdata, j) == 0 ? 0 : -ENOMEM;
 }
 

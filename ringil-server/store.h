@@ -1,4 +1,4 @@
-/* store.h: the fleet server's state in one SQLite file (WAL): drones, releases, assignments, events. */
+/* store.h: the fleet server's state: drones, releases, assignments, events; on SQLite (one file) or PostgreSQL (replicas). */
 #pragma once
 
 #include <jansson.h>
@@ -8,25 +8,58 @@
 #include "fleet-msg.h"
 
 /*
- * The interface is the contract a second backend (PostgreSQL) implements: an opaque handle, plain C
- * types and jansson views, no SQLite type. Every call is safe from any thread.
+ * One interface, two backends (store-internal.h): an opaque handle, plain C types and jansson views, no
+ * database type. Every call is safe from any thread. The same schema and migrations on both, one
+ * version number (store_schema_version).
  *
- * The SQLite backend (store.c): one writer connection behind a mutex (SQLite serializes writers
- * anyway) and a pool of read-only connections, so reads never wait for a commit (WAL). Every
- * statement is prepared once with bound parameters; no SQL is ever built from input. The schema is
- * versioned (PRAGMA user_version) and migrated at open. Durability: heartbeats commit with
- * synchronous=NORMAL (may be lost on power cut, harmless); enrollment, revocation, releases,
- * assignments and reports commit with synchronous=FULL, so a report acknowledged with 200 survives
- * SIGKILL and power loss.
+ * SQLite (store-sqlite.c; `db` is a path): one file in WAL mode, one writer connection behind a mutex
+ * and a pool of read-only connections, so reads never wait for a commit. Heartbeats commit with
+ * synchronous=NORMAL (may be lost on power cut, harmless), grouped into one commit under load;
+ * enrollment, revocation, releases, assignments and reports with synchronous=FULL.
+ *
+ * PostgreSQL (store-pg.c; `db` is a postgresql:// URL): one connection per worker thread (libpq), so
+ * several server replicas can share one database. Heartbeats commit with synchronous_commit=off, every
+ * other write with synchronous_commit=on. A connection that breaks (the database restarted, the network
+ * cut) is reconnected at the next use, at most once a second while the database stays away; meanwhile
+ * calls fail with -ENOTCONN at once (the API answers 503 with Retry-After), and a transaction cut in the
+ * middle is rolled back by the database: nothing half-written.
+ *
+ * On both, every statement is prepared once per connection with bound parameters (no SQL is ever
+ * built from input), and a report acknowledged with 200 was committed durably before the answer.
  */
 
 typedef struct store store;
 
-/* readers: read connections (one per worker thread keeps them uncontended). -EPROTO: the database's
- * schema is newer than this server; -EPROTONOSUPPORT: a backend this build lacks. */
-int store_open(const char *path, unsigned readers, store **ret);
+/*
+ * db: an absolute path (SQLite) or a postgresql:// (postgres://) URL. connections: one per thread that
+ * uses the store at once (the workers; SQLite: its read connections). -EPROTO: the database's schema is
+ * newer than this server; -EPROTONOSUPPORT: neither a path nor a PostgreSQL URL; -ENOTCONN: the
+ * PostgreSQL server cannot be reached (the detail has libpq's reason).
+ */
+int store_open(const char *db, unsigned connections, store **ret);
 void store_close(store *s);
 int store_schema_version(store *s);
+/* "sqlite" or "postgresql". */
+const char *store_backend_name(store *s);
+/* Is db a PostgreSQL URL (postgresql:// or postgres://)? */
+bool store_db_is_postgresql(const char *db);
+/* db with a password in it replaced by "***", for messages and logs. */
+void store_db_redact(const char *db, char *buf, size_t size);
+
+/*
+ * Fleet-wide work that must run on exactly one replica (the scheduler): is this process the one?
+ * PostgreSQL: a session-level advisory lock on a dedicated connection, taken with
+ * pg_try_advisory_lock() and re-checked at every call; the database releases it when that session
+ * ends, so when the holder dies another replica's next call takes it. A broken session is
+ * reconnected and tried again. SQLite (one server): always true. name identifies this replica
+ * (application_name, and the holder shown in the store); 0 or a negative errno.
+ */
+int store_leader_acquire(store *s, const char *name, bool *ret_leader);
+/* Record that name holds the scheduler (now), and read who does: holder "" when nobody has yet. */
+int store_leader_note(store *s, const char *name, int64_t now);
+int store_leader_json(store *s, json_t **ret);
+/* Clear enrollment tokens that expired before now (they could never be used again): the count. */
+int store_tokens_expire(store *s, int64_t now);
 
 enum drone_status {
         DRONE_ENROLLED,   /* registered, no certificate issued through us yet */
@@ -40,7 +73,10 @@ struct release {
         char compatible[129];
         uint64_t size;
         char sha256[65];
-        char path[4096];
+        char path[4096];                        /* "" when the server only references it: mirrors serve it */
+        uint64_t meta_size;                     /* bytes of header, manifest and signature; 0: not known */
+        char meta_sha256[65];                   /* their SHA-256 ("" when not known) */
+        char mirrors[FLEET_MIRRORS_TEXT_MAX];   /* space-separated https:// URLs of the whole bundle, in order */
 };
 
 /* What a check-in needs to know of rollouts, read with the record (store-rollout.c interprets it). */
@@ -96,6 +132,9 @@ int store_report(store *s, const char *id, const struct fleet_status *st, int64_
 int store_release_add(store *s, const struct release *r, const char *signer, const char *manifest_digest,
                       int64_t *ret_id);
 int store_release_get(store *s, int64_t id, struct release *ret);
+/* Replace the release's mirror list (space-separated URLs, "" none) and, when meta_size > 0, its
+ * metadata hash. -ENOENT for an unknown release. */
+int store_release_set_mirrors(store *s, int64_t id, const char *mirrors, uint64_t meta_size, const char *meta_sha256);
 /* target: "*" (whole fleet), "group:NAME" or "drone:ID". */
 int store_assign(store *s, const char *target, int64_t release_id);
 /* The release assigned to this drone (drone > group > fleet); 0 and *ret_id = 0 when none. */
@@ -108,6 +147,13 @@ int store_releases_json(store *s, json_t **ret);
 /* Count of drones per state for /metrics. */
 int store_state_counts(store *s, json_t **ret);
 
+/*
+ * `ringil-server migrate`: copy every table of from into to, whose tables must be empty (-ENOTEMPTY
+ * otherwise), in one transaction of to, from one consistent read of from; then compare the row
+ * counts of every table. *ret: {"table": rows, …} as copied. -EIO with the table named when a count
+ * differs (nothing is committed then).
+ */
+int store_copy(store *from, store *to, json_t **ret);
 /* ---- the operator dashboard and the action log (store-ui.c) ---- */
 
 /*

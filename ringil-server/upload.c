@@ -1,4 +1,4 @@
-/* upload.c: release upload: the spooled body is verified against the fleet keyring, then stored and registered. */
+/* upload.c: release upload: the spooled body is verified against the fleet keyring, then stored (or only referenced) and registered. */
 #include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -7,11 +7,64 @@
 #include <unistd.h>
 
 #include "bundle.h"
+#include "macro.h"
 #include "crypto.h"
 #include "err.h"
 #include "fileio.h"
 #include "log.h"
 #include "server.h"
+
+int release_meta(int fd, uint64_t size, uint64_t *ret_size, char ret_sha256[static 65]) {
+        uint8_t head[BUNDLE_HEADER_SIZE], buf[1 << 16], digest[SHA256_LEN];
+        EVP_MD_CTX *ctx = NULL;
+        uint64_t meta, off = 0;
+        uint32_t mlen, slen;
+        int r;
+
+        if (pread(fd, head, sizeof(head), 0) != (ssize_t) sizeof(head))
+                return ringil_fail(-RINGIL_EMALFORMED, "bundle shorter than its header");
+        mlen = (uint32_t) head[16] << 24 | (uint32_t) head[17] << 16 | (uint32_t) head[18] << 8 | head[19];
+        slen = (uint32_t) head[20] << 24 | (uint32_t) head[21] << 16 | (uint32_t) head[22] << 8 | head[23];
+        if (mlen > BUNDLE_MAX_MANIFEST || slen > BUNDLE_MAX_SIGNATURE)
+                return ringil_fail(-RINGIL_EMALFORMED, "bundle header lengths over their caps");
+        meta = BUNDLE_HEADER_SIZE + (uint64_t) mlen + slen;
+        if (meta > size)
+                return ringil_fail(-RINGIL_EMALFORMED, "bundle metadata longer than the bundle");
+        r = crypto_sha256_begin(&ctx);
+        if (r < 0)
+                return r;
+        while (off < meta && r >= 0) {
+                ssize_t k = pread(fd, buf, (size_t) MIN((uint64_t) sizeof(buf), meta - off), (off_t) off);
+                if (k <= 0)
+                        r = k < 0 ? negative_errno() : -RINGIL_ETRUNCATED;
+                else {
+                        r = crypto_sha256_update(ctx, buf, (size_t) k);
+                        off += (uint64_t) k;
+                }
+        }
+        if (crypto_sha256_final(ctx, digest) < 0 && r >= 0)
+                r = -EIO;
+        if (r < 0)
+                return r;
+        hex_encode(digest, sizeof(digest), ret_sha256);
+        *ret_size = meta;
+        return 0;
+}
+
+size_t release_mirrors_split(const char *text, char mirrors[][FLEET_URL_MAX + 1]) {
+        size_t n = 0;
+
+        while (*text && n < FLEET_MIRRORS_MAX) {
+                size_t k = strcspn(text, " ");
+                if (k > 0 && k <= FLEET_URL_MAX) {
+                        memcpy(mirrors[n], text, k);
+                        mirrors[n++][k] = '\0';
+                }
+                text += k;
+                text += strspn(text, " ");
+        }
+        return n;
+}
 
 static int release_details(store *db, int64_t id, const struct bundle_manifest *m) {
         json_t *p = json_array();
@@ -58,7 +111,13 @@ int api_upload(struct route_ctx *x) {
         int64_t id = 0;
         json_t *j;
         char *out;
+        bool reference;
         int r;
+
+        /* ?store=no: verify and register, keep no bytes (mirrors serve them) */
+        if (!streq(x->http->query, "") && !streq(x->http->query, "store=yes") && !streq(x->http->query, "store=no"))
+                return tp_respond_error(x->resp, 400, "the only query is store=yes or store=no");
+        reference = streq(x->http->query, "store=no");
 
         if (req->spool_len == 0) {
                 x->resp->close = true;
@@ -83,6 +142,19 @@ int api_upload(struct route_ctx *x) {
         snprintf(rel.compatible, sizeof(rel.compatible), "%s", m->compatible);
         rel.size = req->spool_len;
         hex_encode(m->digest, sizeof(m->digest), mdigest);
+        /* the metadata hash: what lets a drone check the bundle's bytes from a mirror (docs/fleet.md) */
+        r = release_meta(req->spool_fd, rel.size, &rel.meta_size, rel.meta_sha256);
+        if (r < 0)
+                return tp_respond_error(x->resp, 500, "cannot hash the bundle's metadata: %s", ringil_detail());
+        if (reference) {
+                /* Only referenced: its mirrors serve it (set next, before it can be assigned); the
+                 * spooled bytes are dropped by the transport. */
+                r = store_release_add(srv->db, &rel, m->signer ? m->signer : "", mdigest, &id);
+                if (r < 0)
+                        return r == -EEXIST ? tp_respond_error(x->resp, 409, "this bundle was uploaded already")
+                                            : api_store_error(x, r);
+                goto done;
+        }
         if (asprintf(&final, "%s/%s.bundle", srv->cfg.store_dir, rel.sha256) < 0) {
                 final = NULL;
                 return tp_respond_error(x->resp, 500, "out of memory");
@@ -98,19 +170,21 @@ int api_upload(struct route_ctx *x) {
         if (r < 0) {
                 (void) unlink(final);
                 return r == -EEXIST ? tp_respond_error(x->resp, 409, "this bundle was uploaded already")
-                                    : tp_respond_error(x->resp, 503, "store: %s", ringil_detail());
+                                    : api_store_error(x, r);
         }
+done:
         /* for the dashboard: what the verified manifest says beyond the release row (best effort: the
          * release is registered either way, and the page then says the details were not recorded) */
         if (release_details(srv->db, id, m) < 0)
                 log_warning("release %" PRId64 ": manifest details not recorded: %s", id, ringil_detail());
         atomic_fetch_add(&srv->m.uploads, 1);
         snprintf(x->log_target, sizeof(x->log_target), "release:%" PRId64, id);
-        snprintf(x->log_detail, sizeof(x->log_detail), "upload release %s for %s", rel.version, rel.compatible);
-        log_info("release %" PRId64 ": version %s for '%s' (%" PRIu64 " bytes, sha256 %s)", id, rel.version,
-                 rel.compatible, rel.size, rel.sha256);
-        j = json_pack("{s:I, s:s, s:s, s:I, s:s}", "id", (json_int_t) id, "version", rel.version, "compatible",
-                      rel.compatible, "size", (json_int_t) rel.size, "sha256", rel.sha256);
+        snprintf(x->log_detail, sizeof(x->log_detail), "upload release %s for %s%s", rel.version, rel.compatible,
+                 reference ? " (referenced only)" : "");
+        log_info("release %" PRId64 ": version %s for '%s' (%" PRIu64 " bytes, sha256 %s)%s", id, rel.version,
+                 rel.compatible, rel.size, rel.sha256, reference ? ", referenced only" : "");
+        j = json_pack("{s:I, s:s, s:s, s:I, s:s, s:b}", "id", (json_int_t) id, "version", rel.version, "compatible",
+                      rel.compatible, "size", (json_int_t) rel.size, "sha256", rel.sha256, "stored", !reference);
         out = j ? json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
         json_decref(j);
         if (!out)

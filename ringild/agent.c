@@ -387,7 +387,7 @@ static int checkin(struct agent *a, struct fleet_assignment *ret) {
                 json_error_t e;
                 json_t *j = json_loadb((const char *) resp.data, resp.len, 0, &e);
                 const char *why = j ? json_string_value(json_object_get(j, "error")) : NULL;
-                r = log_warning_errno(-EPROTO, "Check-in refused by %s: HTTP %ld: %s%s", a->cfg->server, status,
+                r = log_warning_errno(-EPROTO, "Check-in refused by %s: HTTP %ld: %s%s", fleet_client_url(a->fc), status,
                                       why ? why : "(no detail)",
                                       status == 401 || status == 403 ? " (the server does not accept this drone's "
                                                                        "certificate: not registered, replaced or "
@@ -460,17 +460,14 @@ static int fail_release(struct agent *a, const struct fleet_assignment *as, cons
 
 /*
  * A delta install: the engine fetches, through us, only the chunks the drone lacks, and writes the slot
- * as they come (ringild/fetch.c); the bundle URL is the server's, Range requests on it.
+ * as they come (ringild/fetch.c); the bytes come from the release's sources (mirrors, then the server).
  */
 static int install_delta(struct agent *a, const struct fleet_assignment *as, char *err, size_t errlen) {
         struct engine_delta_result d = {};
-        char url[1024];
-        const char *urls[] = { url, NULL };
         int r;
 
-        (void) snprintf(url, sizeof(url), "%s/api/v1/releases/%" PRId64 "/bundle", a->cfg->server, as->release);
         r = engine_install_delta(a->cfg,
-                                 &(struct engine_delta_opts){ .urls = urls, .size = as->size, .rate = as->rate,
+                                 &(struct engine_delta_opts){ .fc = a->fc, .as = as, .rate = as->rate,
                                                               .tick = download_tick, .userdata = a,
                                                               .stop = &stop_requested },
                                  err, errlen, &d);
@@ -726,9 +723,12 @@ int agent_run(const struct agent_config *c, bool once) {
                         failures = 0;
                 wait = a.server_poll ? a.server_poll : c->poll_interval;
                 if (failures > 0) {
-                        /* Exponential backoff, capped: a fleet must not hammer a recovering server. */
+                        /* Exponential backoff, capped: a fleet must not hammer a recovering server. Every
+                         * server of the list was tried in this round (fleet-client.c); a server that said
+                         * when to come back (Retry-After, e.g. its database restarting) is waited for. */
                         uint64_t b = (uint64_t) MIN(c->poll_interval, 30u) << MIN(failures, 16u);
                         wait = (uint32_t) MIN(b, (uint64_t) c->backoff_max);
+                        wait = (uint32_t) MIN(MAX((long) wait, fleet_client_retry_after(a.fc)), (long) c->backoff_max);
                 }
                 wait = jittered(wait, c->poll_jitter);
                 log_debug("next poll in %u s", wait);

@@ -114,8 +114,8 @@ struct engine_delta_result {
 };
 
 struct engine_delta_opts {
-        const char *const *urls;           /* NULL-terminated full URLs of the bundle, tried in order */
-        uint64_t size;                     /* the bundle's length (the assignment's) */
+        fleet_client *fc;                  /* the agent's client: the server list and credentials */
+        const struct fleet_assignment *as; /* the bundle: its size, mirrors and metadata hash (source.h) */
         uint64_t rate;                     /* bytes/s over the network, 0: none (a rollout's limit) */
         download_tick_fn tick;             /* after each delivery (progress check-ins), or NULL */
         void *userdata;
@@ -124,7 +124,8 @@ struct engine_delta_opts {
 
 /*
  * Install through the fetch protocol: `ringil install --fetch-stdio` asks for the byte ranges it cannot
- * find on the drone and this fetches them from o->urls with parallel Range requests (lib/fleet-fetch.h);
+ * find on the drone and this fetches them from the release's sources (source.h: mirrors, then the server;
+ * parallel Range requests, every unit checked before it is handed on);
  * a source without Range support gets one sequential download into `ringil install -` instead. Nothing
  * touches the download directory: the engine writes the slot as the bytes come (resumable by its own
  * state). Returns 0; -EINTR when *o->stop was set; a network error (-ECONNRESET, -ETIMEDOUT, -EPROTO …,

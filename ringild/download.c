@@ -13,6 +13,7 @@
 #include "agent.h"
 #include "crypto.h"
 #include "err.h"
+#include "source.h"
 #include "fileio.h"
 #include "log.h"
 
@@ -25,8 +26,10 @@
  * away or a SIGTERM (systemctl stop) loses at most the range in flight: the next attempt, in this
  * process or after a restart, asks for the first missing byte. Complete, the file must hash to the
  * SHA-256 of the assignment before it is renamed DIR/RELEASE-SHA256.bundle; anything else is deleted
- * and fetched again. The bytes are still unverified: the install engine checks signature and every
- * chunk before it writes anything to a slot.
+ * and fetched again. The bytes come from the release's sources (fetch.c: its mirrors, then the
+ * server), each unit checked against the signed metadata's hash and the manifest's chunk hashes before
+ * it is written here; the install engine still checks signature and every chunk before it writes
+ * anything to a slot.
  */
 
 static void names(const struct agent_config *c, const struct fleet_assignment *as, char part[static PATH_MAX],
@@ -153,8 +156,10 @@ static int sink_write(void *userdata, const void *p, size_t n) {
 int download_bundle(const struct agent_config *c, fleet_client *fc, const struct fleet_assignment *as,
                     const volatile sig_atomic_t *stop, download_tick_fn tick, void *userdata, char **ret_path,
                     uint64_t *ret_fetched, char *err, size_t errlen) {
-        char part[PATH_MAX], done[PATH_MAX], path[96], want[65];
+        char part[PATH_MAX], done[PATH_MAX], want[65];
         _cleanup_close_ int fd = -EBADF;
+        _cleanup_(source_freep) source *src = NULL;
+        struct source_stats ss;
         struct file_sink sink = {};
         struct statvfs vfs;
         struct stat st;
@@ -198,32 +203,33 @@ int download_bundle(const struct agent_config *c, fleet_client *fc, const struct
         if (sink.written > 0)
                 log_info("resuming release %" PRId64 " at byte %" PRIu64 " of %" PRIu64, as->release, sink.written,
                          as->size);
+        r = source_new(c, fc, as, &src);
+        if (r < 0) {
+                snprintf(err, errlen, "%s", ringil_detail());
+                return r;
+        }
         /* With a rate limit, ranges of about five seconds: progress reports and SIGTERM stay prompt. */
         window = as->rate ? MIN(MAX(as->rate * 5, (uint64_t) RANGE_MIN), (uint64_t) RANGE_MAX) : RANGE_MAX;
-        snprintf(path, sizeof(path), "/api/v1/releases/%" PRId64 "/bundle", as->release);
         while (sink.written < as->size) {
                 uint64_t before = sink.written;
-                long status = 0;
-                int64_t n;
+                int n;
 
                 if (stop && *stop)
                         return -EINTR;
-                n = fleet_client_get_range(fc, path, sink.written, MIN(window, as->size - sink.written), sink_write,
-                                           &sink, &status);
+                /* a range that starts inside a unit (an earlier process was cut there) is fetched from the
+                 * unit's start, checked, and only the missing bytes are written */
+                n = source_ranges(src, &(struct fetch_range){ sink.written, MIN(window, as->size - sink.written) }, 1,
+                                  sink_write, &sink);
+                if (n == -ERANGE)
+                        n = source_all(src, sink.written, sink_write, &sink);   /* no source takes Range */
                 *ret_fetched += sink.written - before;
                 (void) fdatasync(fd);
                 if (stop && *stop)
                         return -EINTR;
-                if (n < 0 && (status == 403 || status == 404)) {
-                        snprintf(err, errlen, "release %" PRId64 " is no longer assigned here (HTTP %ld)", as->release,
-                                 status);
+                if (n == -EACCES) {
+                        snprintf(err, errlen, "release %" PRId64 " is no longer assigned here (%s)", as->release,
+                                 ringil_detail());
                         return -EACCES;
-                }
-                if (n < 0 && status == 416) {
-                        /* the server's bundle is shorter than what we hold: start over */
-                        if (ftruncate(fd, 0) < 0)
-                                return negative_errno();
-                        sink.written = 0;
                 }
                 if (tick)
                         tick(userdata);
@@ -234,11 +240,14 @@ int download_bundle(const struct agent_config *c, fleet_client *fc, const struct
                 if (++stalls > MAX_STALLS) {
                         snprintf(err, errlen, "download stalled at byte %" PRIu64 " of %" PRIu64 ": %s", sink.written,
                                  as->size, ringil_detail());
-                        return n < 0 ? (int) n : -ETIMEDOUT;
+                        return n < 0 ? n : -ETIMEDOUT;
                 }
                 log_debug("download interrupted at %" PRIu64 " (%s), retrying", sink.written, ringil_detail());
                 sleep_ms(MIN(100u << MIN(stalls, 6u), 2000u), stop);
         }
+        source_stats(src, &ss);
+        log_info("release %" PRId64 ": %" PRIu64 " bytes from mirrors, %" PRIu64 " from the server%s", as->release,
+                 ss.from_mirrors, ss.from_server, ss.refused ? " (a source sent wrong bytes and was dropped)" : "");
         r = hash_file(fd, digest);
         if (r < 0)
                 return r;

@@ -1,4 +1,4 @@
-/* fetch.c: ringild's delta install: the engine asks for byte ranges, this fetches them over mutual TLS. */
+/* fetch.c: ringild's delta install: the engine asks for byte ranges, this fetches them from the release's sources. */
 #include <fcntl.h>
 #include <inttypes.h>
 #include <signal.h>
@@ -10,17 +10,18 @@
 #include "agent.h"
 #include "err.h"
 #include "fileio.h"
-#include "fleet-fetch.h"
 #include "log.h"
 #include "parse.h"
 #include "process.h"
+#include "source.h"
 
 /*
  * The engine (`ringil install --fetch-stdio`, lib/install-fetch.h) verifies the manifest first, finds what
- * it can in the drone's own slots, and asks for the rest; this process only moves bytes: it checks that
- * each request lies inside the bundle and that each answer is the range asked for, and leaves every
- * judgement of content to the engine. A source that ignores Range gets a plain sequential download
- * through the classic `ringil install -` instead.
+ * it can in the drone's own slots, and asks for the rest; this process gets the bytes from the release's
+ * sources (source.h: mirrors first, then the server), checks that each request lies inside the bundle,
+ * that each answer is the range asked for and that every unit matches its hash (a mirror with wrong
+ * bytes is dropped, the next source gives them), and the engine checks everything again. Sources that
+ * ignore Range get a plain sequential download through the classic `ringil install -` instead.
  */
 
 struct engine_pipe {
@@ -80,9 +81,9 @@ static void parse_plan_line(const char *line, struct engine_delta_result *res) {
         }
 }
 
-static int run_fetch_engine(const struct agent_config *c, const struct engine_delta_opts *o, fleet_fetch *ff, char *err,
+static int run_fetch_engine(const struct agent_config *c, const struct engine_delta_opts *o, source *src, char *err,
                             size_t errlen, struct engine_delta_result *res) {
-        const uint64_t size = o->size;
+        const uint64_t size = o->as->size;
         char sz[32], pct[16];
         const char *argv[] = { c->ringil, "install", "--config", c->device_config, "--fetch-stdio", "--fetch-size", sz,
                                "--full-above", pct, "-", NULL };
@@ -158,7 +159,7 @@ static int run_fetch_engine(const struct agent_config *c, const struct engine_de
                         }
                         n++;
                 } else if (streq(line, "end")) {
-                        r = fleet_fetch_ranges(ff, batch, n, pipe_sink, &sink);
+                        r = source_ranges(src, batch, n, pipe_sink, &sink);
                         if (r == -ERANGE && batches == 0) {
                                 res->no_range = true;   /* nothing was sent; the caller falls back */
                                 break;
@@ -180,7 +181,7 @@ static int run_fetch_engine(const struct agent_config *c, const struct engine_de
         safe_close(in[1]);
         fclose(from);
         code = process_wait(pid);
-        res->fetched = fleet_fetch_stats(ff)->bytes;
+        res->fetched = source_received(src);
         {
                 char engine_err[FLEET_TEXT_MAX] = "";
                 engine_collect_output(errfd, "install", engine_err, sizeof(engine_err));
@@ -199,7 +200,7 @@ static int run_fetch_engine(const struct agent_config *c, const struct engine_de
 }
 
 /* A source without Range support: the whole bundle, in order, into the classic `ringil install -`. */
-static int run_stream_engine(const struct agent_config *c, const struct engine_delta_opts *o, fleet_fetch *ff, char *err,
+static int run_stream_engine(const struct agent_config *c, const struct engine_delta_opts *o, source *src, char *err,
                              size_t errlen, struct engine_delta_result *res) {
         const char *argv[] = { c->ringil, "install", "--config", c->device_config, "-", NULL };
         _cleanup_close_ int outfd = memfd_create("ringil-install", MFD_CLOEXEC);
@@ -221,10 +222,10 @@ static int run_stream_engine(const struct agent_config *c, const struct engine_d
                 return r;
         }
         sink.fd = p[1];
-        dl_err = fleet_fetch_all(ff, pipe_sink, &sink);
+        dl_err = source_all(src, 0, pipe_sink, &sink);
         safe_close(p[1]);   /* as above: a cut stream ends the engine with "truncated", never installed */
         code = process_wait(pid);
-        res->fetched = fleet_fetch_stats(ff)->bytes;
+        res->fetched = source_received(src);
         res->full = true;
         {
                 char engine_err[FLEET_TEXT_MAX] = "";
@@ -243,23 +244,25 @@ static int run_stream_engine(const struct agent_config *c, const struct engine_d
 
 int engine_install_delta(const struct agent_config *c, const struct engine_delta_opts *o, char *err, size_t errlen,
                          struct engine_delta_result *ret) {
-        _cleanup_(fleet_fetch_freep) fleet_fetch *ff = NULL;
+        _cleanup_(source_freep) source *src = NULL;
         struct engine_delta_result res = {};
+        struct source_stats st;
         int r;
 
-        r = fleet_fetch_new(&(struct fleet_fetch_opts){ .urls = o->urls, .ca = c->ca, .cert = c->cert, .key = c->key,
-                                                         .timeout = c->timeout, .parallel = c->fetch_parallel, .size = o->size },
-                            &ff);
+        r = source_new(c, o->fc, o->as, &src);
         if (r < 0) {
                 snprintf(err, errlen, "%s", ringil_detail());
                 return r;
         }
-        r = run_fetch_engine(c, o, ff, err, errlen, &res);
+        r = run_fetch_engine(c, o, src, err, errlen, &res);
         if (r >= 0 && res.no_range) {
                 log_info("the bundle's source ignores Range requests: downloading it whole");
-                r = run_stream_engine(c, o, ff, err, errlen, &res);
+                r = run_stream_engine(c, o, src, err, errlen, &res);
                 res.no_range = true;
         }
+        source_stats(src, &st);
+        log_info("release %" PRId64 ": %" PRIu64 " bytes from mirrors, %" PRIu64 " from the server%s", o->as->release,
+                 st.from_mirrors, st.from_server, st.refused ? " (a source sent wrong bytes and was dropped)" : "");
         *ret = res;
         return r;
 }

@@ -16,7 +16,7 @@ if [[ ${1:-} == --list ]]; then
 fi
 
 build_pkgs=(gcc make meson ninja-build pkg-config libssl-dev libjansson-dev libcurl4-openssl-dev
-            libsqlite3-dev openssl libevent-dev)
+            libsqlite3-dev openssl libevent-dev libpq-dev)
 test_pkgs=(libcmocka-dev python3 python3-pytest python3-pytest-xdist clang sbsigntool efitools systemd-boot-efi
            faketime e2fsprogs dosfstools mtools util-linux)
 demo_pkgs=(sbsigntool systemd-boot-efi python3 openssl efitools)
@@ -32,6 +32,10 @@ fleet_pkgs=()
 server_load_pkgs=(libevent-dev systemd)
 server_load_bench_pkgs=(nginx-light linux-perf)
 nix_pkgs=(nix-bin wireguard-tools)
+# replicas on PostgreSQL: libpq (build, above), a PostgreSQL server for the store's tests and the replica
+# tests, nginx as a bundle mirror, haproxy as the load balancer in front of replicas
+pg_pkgs=(postgresql-15 nginx-light haproxy)
+pg_bench_pkgs=(postgresql-15)
 # UKIs: a real kernel to wrap, binutils (x86-64 and aarch64) to read the result, and one OVMF boot of it;
 # the arm64 stub and kernel come as .debs into the tests' cache (tests/integration/debcache.py)
 uki_pkgs=(systemd-boot-efi linux-image-amd64 binutils binutils-aarch64-linux-gnu qemu-system-x86 ovmf
@@ -49,8 +53,9 @@ rollout_pkgs=(faketime tzdata)
 # NSS database (certutil, pk12util); DejaVu for the screenshots' text
 dashboard_pkgs=(chromium libnss3-tools fonts-dejavu-core openssl)
 test_pkgs+=("${keys_pkgs[@]}" "${efi_pkgs[@]}" "${bundle_pkgs[@]}" "${install_pkgs[@]}" "${audit_pkgs[@]}" "${fleet_pkgs[@]}" "${nix_pkgs[@]}"
-            "${uki_pkgs[@]}" "${units_pkgs[@]}" "${server_load_pkgs[@]}" "${vm_pkgs[@]}" "${rollout_pkgs[@]}" "${dashboard_pkgs[@]}")
-bench_pkgs+=("${server_load_bench_pkgs[@]}" "${dashboard_pkgs[@]}" "${delta_bench_pkgs[@]}")
+            "${uki_pkgs[@]}" "${units_pkgs[@]}" "${server_load_pkgs[@]}" "${vm_pkgs[@]}" "${rollout_pkgs[@]}" "${dashboard_pkgs[@]}"
+            "${pg_pkgs[@]}")
+bench_pkgs+=("${server_load_bench_pkgs[@]}" "${dashboard_pkgs[@]}" "${delta_bench_pkgs[@]}" "${pg_bench_pkgs[@]}")
 
 case "${1:-test}" in
 build) want=("${build_pkgs[@]}") ;;

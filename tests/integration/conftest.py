@@ -1,12 +1,56 @@
-"""conftest.py: locate the built binaries and give each test a scratch directory."""
+"""conftest.py: locate the built binaries, give each test a scratch directory, run the server suites on both stores."""
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 BUILD = Path(os.environ.get("RINGIL_BUILD", ROOT / "build"))
+sys.path.insert(0, str(ROOT / "tests"))
+
+# The server's test suites: every test in them runs once on SQLite and once on PostgreSQL. The
+# PostgreSQL variant is marked slow: make check runs it in the normal pass only, not again under the
+# sanitizers (the database is the same program either way; the server's code under ASan is covered by
+# the SQLite variant and the store's unit test, which runs both backends).
+SERVER_SUITES = {"test_fleet", "test_fleet_admission", "test_nixcache_server", "test_rollout"}
+
+
+def pytest_generate_tests(metafunc):
+    if metafunc.module.__name__ in SERVER_SUITES and "store_backend" in metafunc.fixturenames:
+        metafunc.parametrize("store_backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)],
+                             indirect=True)
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """One throw-away PostgreSQL server per pytest run (tests/pgserver.py); each test gets its own database."""
+    import fleetsim
+    from pgserver import PgServer
+    pg = PgServer()
+    fleetsim.PG_SERVER = pg
+    yield pg
+    fleetsim.PG_SERVER = None
+    pg.close()
+
+
+@pytest.fixture(autouse=True)
+def store_backend(request):
+    """Where the servers a test starts keep their state: "sqlite" (a file in the server's directory, the
+    default) or "postgresql" (a new database on the session's server)."""
+    backend = getattr(request, "param", "sqlite")
+    if backend == "sqlite":
+        yield backend
+        return
+    import fleetsim
+    pg = request.getfixturevalue("pg_server")
+    saved = fleetsim.DB_FACTORY
+    fleetsim.DB_FACTORY = lambda d: (pg.new_database(), pg)
+    try:
+        yield backend
+    finally:
+        fleetsim.DB_FACTORY = saved
 
 
 def pytest_configure(config):

@@ -22,6 +22,8 @@ import threading
 import time
 from pathlib import Path
 
+PG_SERVER = None   # the session's PostgreSQL server (conftest.py), once one was started
+
 LOADER_GUID = "4a67b082-0a4c-41cf-b6c7-440b29bb8c4f"
 ENTRY_RE = re.compile(r"^(ringil-[ab]-(.+?))(?:\+(\d+)(?:-(\d+))?)?\.conf$")
 
@@ -71,15 +73,31 @@ class Pki:
         return out
 
 
+def sqlite_db(d: Path):
+    return d / "fleet.db", None
+
+
+# Where a new Server keeps its state: returns (db, PgServer or None). conftest.py's store_backend
+# fixture points this at a fresh PostgreSQL database for the postgresql variant of the server suites.
+DB_FACTORY = sqlite_db
+
+
 class Server:
-    def __init__(self, exe, pki: Pki, d: Path, poll_interval=1, extra=""):
-        """extra: more "key = value" lines for server.conf (e.g. nix-cache)."""
+    def __init__(self, exe, pki: Pki, d: Path, poll_interval=1, extra="", db=None, store=None):
+        """extra: more "key = value" lines for server.conf (e.g. nix-cache). db: a path or a postgresql://
+        URL (default: DB_FACTORY's); store: the bundle directory (replicas may share one)."""
         self.exe, self.pki, self.dir = exe, pki, d
         d.mkdir(parents=True, exist_ok=True)
-        self.db = d / "fleet.db"
+        self.pg = None
+        if db is None:
+            db, self.pg = DB_FACTORY(d)
+        elif str(db).startswith("postgres"):
+            self.pg = PG_SERVER
+        self.db = db
+        self.store = store or d / "store"
         self.conf = d / "server.conf"
         self.conf.write_text(
-            f"listen = 127.0.0.1:0\ndb = {self.db}\nstore = {d / 'store'}\n"
+            f"listen = 127.0.0.1:0\ndb = {self.db}\nstore = {self.store}\n"
             f"cert = {pki.dir / 'srv' / '127.0.0.1.pem'}\nkey = {pki.dir / 'srv' / '127.0.0.1.key'}\n"
             f"device-ca = {pki.dir / 'ca'}\nkeyring = {pki.dir / 'sign.pem'}\npoll-interval = {poll_interval}\n"
             f"enroll-listen = 127.0.0.1:0\n"
@@ -100,6 +118,14 @@ class Server:
         m = re.match(r"enrollment on 127\.0\.0\.1:(\d+)", line)
         assert m, f"no enrollment port: {line!r}\n{self.log.read_text()}"
         self.enroll_port = int(m.group(1))
+        return self
+
+    def pin_ports(self):
+        """Write the ports it got into its config, so a restart listens where drones look for it."""
+        text = self.conf.read_text()
+        text = re.sub(r"^listen = .*$", f"listen = 127.0.0.1:{self.port}", text, flags=re.M)
+        text = re.sub(r"^enroll-listen = .*$", f"enroll-listen = 127.0.0.1:{self.enroll_port}", text, flags=re.M)
+        self.conf.write_text(text)
         return self
 
     def kill(self, sig=9):
@@ -133,6 +159,18 @@ class Server:
 
     def drone(self, name):
         return json.loads(self.op("status", name, "--json").out)
+
+    def sql(self, query):
+        """Rows of a query on the server's database, whichever backend: lists of strings (None for NULL)."""
+        if self.pg:
+            out = self.pg.psql(query.replace("\n", " "), db=str(self.db).rsplit("/", 1)[1], sep="\x1f")
+            return [[None if v == "\\N" else v for v in line.split("\x1f")] for line in out.split("\n") if line]
+        con = sqlite3.connect(self.db, timeout=10)
+        try:
+            with con:
+                return [[None if v is None else str(v) for v in row] for row in con.execute(query)]
+        finally:
+            con.close()
 
     def metric(self, name):
         for line in self.op("metrics").out.splitlines():
@@ -268,11 +306,14 @@ class SimDrone:
         self.extra = extra
         self.reboots = 0
         self.log = d / "agent.log"
+        self.extra_conf = ""   # more ringild.conf lines (e.g. mirror-ca)
 
     def write_agent_conf(self, url, enroll_url=None):
+        """url: one server URL or a comma-separated list (replicas)."""
         if enroll_url:
             self.enroll_url = enroll_url
-        (self.dir / "ringild.conf").write_text(
+        self.url = url
+        (self.dir / "ringild.conf").write_text(self.extra_conf +
             f"server = {url}\n" + (f"enroll-server = {self.enroll_url}\n" if getattr(self, "enroll_url", None) else "")
             + f"ca = {self.pki.ca}\ncert = {self.dir / 'agent' / 'cert.pem'}\n"
             f"key = {self.dir / 'agent' / 'key.pem'}\ndevice-config = {self.devconf}\n"
@@ -389,18 +430,180 @@ def sha256(path):
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def insert_release(db, path, version, assign_to="*"):
+def sql_quote(v):
+    return "'" + str(v).replace("'", "''") + "'"
+
+
+def insert_release(srv, path, version, assign_to="*"):
     """Test-only path: a release row the server never verified (as a compromised server would)."""
-    con = sqlite3.connect(db, timeout=10)
-    with con:
-        cur = con.execute(
-            "INSERT INTO releases(version, compatible, size, sha256, path, created) VALUES (?,?,?,?,?,?)",
-            (version, "drone-x1", os.path.getsize(path), sha256(path), str(path), int(time.time())))
-        rid = cur.lastrowid
-        con.execute("INSERT INTO assignments(target, release, created) VALUES (?,?,0) "
-                    "ON CONFLICT(target) DO UPDATE SET release=excluded.release", (assign_to, rid))
-    con.close()
+    rid = int(srv.sql("INSERT INTO releases(version, compatible, size, sha256, path, created) VALUES "
+                      f"({sql_quote(version)}, 'drone-x1', {os.path.getsize(path)}, {sql_quote(sha256(path))}, "
+                      f"{sql_quote(path)}, {int(time.time())}) RETURNING id")[0][0])
+    srv.sql(f"INSERT INTO assignments(target, release, created) VALUES ({sql_quote(assign_to)}, {rid}, 0) "
+            "ON CONFLICT(target) DO UPDATE SET release = excluded.release")
     return rid
+
+
+# ---- several servers, mirrors, load balancers, simulated drones ----
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def wait_port(port, timeout=20):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise AssertionError(f"nothing listens on 127.0.0.1:{port}")
+
+
+class Mirror:
+    """A bundle mirror: nginx (Debian's nginx-light) serving a directory over HTTPS on loopback, with a
+    certificate from its own CA (not the fleet's). It asks every client for a certificate without
+    requiring one, and logs whether it got one: a drone must never send its identity to a mirror."""
+
+    def __init__(self, ringil, d: Path):
+        self.dir = d
+        d.mkdir(parents=True)
+        self.www = d / "www"
+        self.www.mkdir()
+        run([ringil, "ca", "create", "--dir", d / "ca"])
+        run([ringil, "ca", "issue", "--dir", d / "ca", "--name", "127.0.0.1", "--server", "--out-dir", d / "srv"])
+        self.ca = d / "ca" / "ca.pem"
+        self.port = free_port()
+        self.log = d / "access.log"
+        user = "user root;\n" if os.geteuid() == 0 else ""
+        (d / "nginx.conf").write_text(
+            f"{user}worker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\nevents {{}}\nhttp {{\n"
+            f"  log_format ranges '$status $body_bytes_sent \"$request_uri\" \"$http_range\" $ssl_client_verify';\n"
+            f"  access_log {self.log} ranges;\n"
+            f"  client_body_temp_path {d}/body; proxy_temp_path {d}/proxy; fastcgi_temp_path {d}/fcgi;\n"
+            f"  uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;\n"
+            f"  server {{\n    listen 127.0.0.1:{self.port} ssl;\n"
+            f"    ssl_certificate {d}/srv/127.0.0.1.pem;\n    ssl_certificate_key {d}/srv/127.0.0.1.key;\n"
+            f"    ssl_client_certificate {d}/ca/ca.pem;\n    ssl_verify_client optional_no_ca;\n"
+            f"    root {self.www};\n  }}\n}}\n")
+        self.proc = subprocess.Popen([shutil.which("nginx") or "/usr/sbin/nginx", "-c", str(d / "nginx.conf"),
+                                      "-e", str(d / "error.log"), "-g", "daemon off;"],
+                                     stderr=open(d / "nginx.stderr", "ab"))
+        wait_port(self.port)
+
+    def publish(self, bundle, name, flip=None):
+        """Copy bundle to the mirror as name; flip: an offset whose byte is inverted (a corrupt copy)."""
+        data = bytearray(Path(bundle).read_bytes())
+        if flip is not None:
+            data[flip] ^= 0xFF
+        (self.www / name).write_bytes(bytes(data))
+        return f"https://127.0.0.1:{self.port}/{name}"
+
+    def requests(self):
+        """(status, bytes, uri, range, client-certificate verification) of every request so far."""
+        out = []
+        if self.log.exists():
+            for line in self.log.read_text().splitlines():
+                m = re.match(r'(\d+) (\d+) "([^"]*)" "([^"]*)" (\S+)', line)
+                if m:
+                    out.append((int(m.group(1)), int(m.group(2)), m.group(3), m.group(4), m.group(5)))
+        return out
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+
+
+class HAProxy:
+    """A TCP load balancer (Debian's haproxy) in front of replicas: TLS passes through, health-checked."""
+
+    def __init__(self, config: str, d: Path, port: int):
+        d.mkdir(parents=True, exist_ok=True)
+        self.port = port
+        self.conf = d / "haproxy.cfg"
+        self.conf.write_text(config)
+        self.proc = subprocess.Popen([shutil.which("haproxy") or "/usr/sbin/haproxy", "-f", str(self.conf), "-db"],
+                                     stdout=open(d / "haproxy.log", "ab"), stderr=subprocess.STDOUT)
+        wait_port(port)
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+
+
+class ListDrone:
+    """A simulated drone: a real identity (offline-issued certificate, registered on the server) that
+    checks in and reports over HTTPS to a list of servers, moving to the next on a refused or cut
+    connection or a 502/503/504, as ringild does. Counts what it saw; keeps the reports acknowledged."""
+
+    def __init__(self, name, pki: Pki, d: Path, urls):
+        self.name = name
+        self.ports = [int(u.rsplit(":", 1)[1]) for u in urls]
+        run([pki.ringil, "ca", "issue", "--dir", pki.dir / "ca", "--name", name, "--out-dir", d])
+        self.ctx = tls_context(pki, d / f"{name}.pem", d / f"{name}.key")
+        self.cur = 0
+        self.conn = None
+        self.seq = 0
+        self.acked = []          # (seq, port that acknowledged)
+        self.statuses = {}       # status -> count ("conn" for a refused or cut connection)
+        self.retry_after = 0     # 503 answers that carried Retry-After
+
+    def _count(self, k):
+        self.statuses[k] = self.statuses.get(k, 0) + 1
+
+    def post(self, path, body):
+        """One request, failing over through the list once; returns (status or None, port that answered)."""
+        last = None
+        for _ in range(len(self.ports)):
+            port = self.ports[self.cur]
+            try:
+                if self.conn is None:
+                    self.conn = http.client.HTTPSConnection("127.0.0.1", port, context=self.ctx, timeout=5)
+                self.conn.request("POST", path, body=body, headers={"Content-Type": "application/json"})
+                r = self.conn.getresponse()
+                r.read()
+                self._count(r.status)
+                if r.status == 503 and r.getheader("Retry-After"):
+                    self.retry_after += 1
+                if r.status in (502, 503, 504):
+                    self.conn.close()
+                    self.conn = None
+                    self.cur = (self.cur + 1) % len(self.ports)
+                    last = r.status
+                    continue
+                return r.status, port
+            except (OSError, http.client.HTTPException, ssl.SSLError):
+                self._count("conn")
+                if self.conn:
+                    self.conn.close()
+                self.conn = None
+                self.cur = (self.cur + 1) % len(self.ports)
+                last = None
+        return last, None
+
+    def checkin(self):
+        return self.post("/api/v1/checkin", json.dumps({"state": "idle", "version": "1.0", "slot": "a",
+                                                         "boot": "good"}).encode())[0]
+
+    def report(self):
+        self.seq += 1
+        status, port = self.post("/api/v1/report", json.dumps({"seq": self.seq, "state": "downloading",
+                                                                "release": 1, "error": f"r{self.seq}"}).encode())
+        if status == 200:
+            self.acked.append((self.seq, port))
+        return status
+
+    def close(self):
+        if self.conn:
+            self.conn.close()
+            self.conn = None
 
 
 class RangeIgnoringProxy:
@@ -510,6 +713,39 @@ class Api:
         if self.conn:
             self.conn.close()
             self.conn = None
+
+
+class FakeFleet:
+    """Simulated drones in threads: each checks in and reports in turn until stopped."""
+
+    def __init__(self, drones, pause=0.02):
+        self.drones = drones
+        self.stop_ev = threading.Event()
+        self.pause = pause
+        self.threads = [threading.Thread(target=self._run, args=(d,), daemon=True) for d in drones]
+
+    def _run(self, d):
+        i = 0
+        while not self.stop_ev.is_set():
+            d.checkin()
+            if i % 2 == 0:
+                d.report()
+            i += 1
+            time.sleep(self.pause)
+        d.close()
+
+    def start(self):
+        for t in self.threads:
+            t.start()
+        return self
+
+    def stop(self):
+        self.stop_ev.set()
+        for t in self.threads:
+            t.join(timeout=30)
+
+    def acked(self):
+        return {(d.name, seq) for d in self.drones for seq, _ in d.acked}
 
 
 def audit_summary(failing=(), version="1.0", profile="prod", passed=58):

@@ -42,7 +42,8 @@ def recipes():
 
 # pkg-config names in meson.build -> the Debian package that ships them
 PC_PACKAGE = {"libcrypto": "libssl-dev", "libssl": "libssl-dev", "jansson": "libjansson-dev",
-              "libcurl": "libcurl4-openssl-dev", "sqlite3": "libsqlite3-dev", "cmocka": "libcmocka-dev"}
+              "libcurl": "libcurl4-openssl-dev", "sqlite3": "libsqlite3-dev", "cmocka": "libcmocka-dev",
+              "libpq": "libpq-dev"}
 # commands the demo and bench scripts run -> the Debian package that ships them
 TOOL_PACKAGE = {"sbverify": "sbsigntool", "sbsign": "sbsigntool", "linuxx64.efi.stub": "systemd-boot-efi",
                 "python3": "python3", "openssl": "openssl", "hyperfine": "hyperfine", "rauc": "rauc",

@@ -286,7 +286,7 @@ def test_example_server_conf_is_complete():
     for k in ("listen", "enroll-listen", "db", "store", "cert", "key", "device-ca", "operator-ca", "keyring",
               "nix-cache", "max-upload", "max-connections", "poll-interval", "token-ttl", "enroll-max-connections",
               "enroll-per-address", "enroll-rate", "enroll-timeout", "handshake-timeout", "request-timeout",
-              "keepalive-timeout", "min-body-rate", "workers"):
+              "keepalive-timeout", "min-body-rate", "workers", "replica-name", "scheduler-interval"):
         assert k in keys, k
 
 

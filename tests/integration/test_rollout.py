@@ -6,7 +6,6 @@ import os
 import random
 import shutil
 import signal
-import sqlite3
 import subprocess
 import tempfile
 import threading
@@ -101,9 +100,8 @@ def rollout(srv, rid):
 
 
 def events(srv, what=None):
-    con = sqlite3.connect(srv.db, timeout=10)
-    rows = con.execute("SELECT rollout, time, drone, event, attempt, detail FROM rollout_events ORDER BY id").fetchall()
-    con.close()
+    rows = [(int(r[0]), int(r[1]), r[2], r[3], int(r[4]), r[5])
+            for r in srv.sql("SELECT rollout, time, drone, event, attempt, detail FROM rollout_events ORDER BY id")]
     return [r for r in rows if what is None or r[3] == what]
 
 
@@ -179,10 +177,8 @@ def test_bricking_release_stops_at_the_canary(fleet, world):
     # timing from the server's own records: the pause follows the first expired deadline within a poll
     timed_out = [e for e in events(srv) if e[3] == "timed-out"]
     assert timed_out
-    con = sqlite3.connect(srv.db)
-    last_seen = {r[0]: r[1] for r in con.execute("SELECT id, last_seen FROM drones")}
-    paused_at = con.execute("SELECT time FROM rollout_events WHERE event = 'paused'").fetchone()[0]
-    con.close()
+    last_seen = {r[0]: int(r[1] or 0) for r in srv.sql("SELECT id, last_seen FROM drones")}
+    paused_at = int(srv.sql("SELECT time FROM rollout_events WHERE event = 'paused' ORDER BY id")[0][0])
     expiry = min(max(last_seen[e[2]], next(h[1] for h in handed if h[2] == e[2])) + deadline for e in timed_out)
     poll = 1
     assert paused_at - expiry <= poll + 1, (paused_at, expiry)   # +1: whole seconds on both sides
@@ -422,9 +418,7 @@ def test_server_killed_mid_rollout_continues(fleet, world):
         wait_for(lambda: rollout(srv, int(ro))["state"] == "finished", timeout=60, what="the rollout to finish")
     finally:
         stepper.close()
-    con = sqlite3.connect(srv.db)
-    stored = {(d, s) for d, s in con.execute("SELECT drone, seq FROM events")}
-    con.close()
+    stored = {(d, int(s)) for d, s in srv.sql("SELECT drone, seq FROM events")}
     lost = [(s.name, q) for s in sims for q in s.acked if (s.name, q) not in stored]
     assert not lost, f"acknowledged reports lost: {lost[:5]}"
     handed = [e[2] for e in events(srv, "handed")]
@@ -553,12 +547,13 @@ def test_download_cut_and_server_refusing_are_retried(fleet, world):
     rid = upload(srv, world["bundles"]["2.0"])
     size = os.path.getsize(world["bundles"]["2.0"])
     srv.op("release", str(rid), "--drone", "cut")
-    # let the check-in and the first ~300 KiB through, then the link goes away for good
+    # let the check-in's connection and the download's first ones through (each cut after ~300 KiB: the
+    # download asks for its pieces on connections of their own), then the link goes away for good
     orig_serve = proxy._serve
     served = []
 
     def serve_once(c, limit):
-        if served:
+        if len(served) >= 4:
             c.close()
             return
         served.append(1)
@@ -795,10 +790,7 @@ def test_checkin_names_the_report_by_digest(fleet, world):
     # a lean check-in keeps what the server stored: the counts and the report
     c = json.loads(srv.op("status", d.name, "--json").out)
     assert c["audit"]["pass"] == st["audit"]["pass"] and c["compliance"]["audit"]["sha256"] == st["audit"]["sha256"]
-    con = sqlite3.connect(srv.db, timeout=10)
-    with con:
-        con.execute("DELETE FROM compliance")             # as if restored from an older backup
-    con.close()
+    srv.sql("DELETE FROM compliance")                     # as if restored from an older backup
     srv.kill(signal.SIGKILL)                              # and its memory of digests gone with it
     srv.start()
     d.port = srv.port

@@ -39,8 +39,16 @@ static void test_agent_config(void **state) {
         assert_int_equal(c.poll_jitter, 20);
         assert_int_equal(c.backoff_max, 3600);
         assert_int_equal(c.timeout, 30);
+        assert_null(c.mirror_ca);
         agent_config_free(&c);
         agent_config_free(NULL);
+
+        /* replicas: a list, tried in order; mirrors' CA */
+        assert_int_equal(ac("server = https://a.example:8443,  https://b.example:8443 ,https://c.example\n"
+                            "ca = /a\ncert = /b\nkey = /c\nmirror-ca = /etc/ssl/mirrors.pem\n", &c), 0);
+        assert_string_equal(c.server, "https://a.example:8443,https://b.example:8443,https://c.example");
+        assert_string_equal(c.mirror_ca, "/etc/ssl/mirrors.pem");
+        agent_config_free(&c);
 }
 
 /* What services.ringild (nix/modules/ringild.nix) writes, with every key it can set. */
@@ -117,6 +125,15 @@ static void test_agent_config_refused(void **state) {
                   "line 5: duplicate key `server' (first on line 1)" },
                 { "[agent]\nserver = https://x\nca=/a\ncert=/b\nkey=/c\n", "line 1: unknown section [agent]" },
                 { "server = https://x\nca=/a\ncert=/b\nkey=/c\nreboot-command =\n", "line 5: reboot-command: empty value" },
+                /* a list of servers: each an https:// URL, none twice, at most 8 */
+                { "server = https://a, http://b\nca=/a\ncert=/b\nkey=/c\n",
+                  "line 1: server: `http://b' is not a URL (https://; URL characters only, not too long)" },
+                { "server = https://a, https://a\nca=/a\ncert=/b\nkey=/c\n", "line 1: server: `https://a' is listed twice" },
+                { "server = https://1,https://2,https://3,https://4,https://5,https://6,https://7,https://8,https://9\n"
+                  "ca=/a\ncert=/b\nkey=/c\n", "line 1: server: more than 8 server URLs" },
+                { "server = ,\nca=/a\ncert=/b\nkey=/c\n", "line 1: server: no server URL" },
+                { "server = https://x\nca=/a\ncert=/b\nkey=/c\nmirror-ca = ca.pem\n",
+                  "line 5: mirror-ca: `ca.pem' is not an absolute path without `..'" },
         };
         struct agent_config c = { .server = NULL };
         (void) state;

@@ -419,11 +419,11 @@ static void test_range(void **state) {
         assert_int_equal(fleet_client_get_range(fc, "/bundle", 0, 100, sink_cb, &s, &status), 40);
         assert_int_equal(s.b.len, 40);
         assert_memory_equal(s.b.data, data, 40);
-        /* A sink that refuses stops the transfer. */
+        /* A sink that refuses stops the transfer, with the sink's own reason (the buf's cap here). */
         buf_reset(&s.b);
         s.b.max = 10;
         script(&f->srv, "206 Partial Content", "Content-Range: bytes 0-99/5000\r\n", data, 100, 0);
-        assert_int_equal(fleet_client_get_range(fc, "/bundle", 0, 100, sink_cb, &s, &status), -EIO);
+        assert_int_equal(fleet_client_get_range(fc, "/bundle", 0, 100, sink_cb, &s, &status), -EFBIG);
         assert_int_equal(fleet_client_get_range(fc, "/bundle", 0, 0, sink_cb, &s, &status), 0);
         buf_free(&s.b);
         fleet_client_free(fc);
@@ -452,6 +452,97 @@ static void test_upload(void **state) {
         fleet_client_free(fc);
 }
 
+/* Replicas: a list of servers; the next is tried when one is down or answers 503, and the one that
+ * answered stays in use. */
+static void test_failover(void **state) {
+        struct fx *f = *state, g = {};
+        _cleanup_buf_ struct buf resp = {};
+        struct sink s = { .b = BUF_INIT(1 << 20) };
+        fleet_client *fc = NULL;
+        char *urls = NULL;
+        long status = 0;
+        uint16_t closed;
+        unsigned base = f->srv.requests;
+        int fd;
+
+        /* a port nobody listens on */
+        {
+                struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+                socklen_t al = sizeof(a);
+                fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+                assert_int_equal(bind(fd, (struct sockaddr *) &a, sizeof(a)), 0);
+                assert_int_equal(getsockname(fd, (struct sockaddr *) &a, &al), 0);
+                closed = ntohs(a.sin_port);
+                close(fd);
+        }
+        start_server(&g, ca_key, ca_cert, "fleet.example", TEST_CERT_SERVER);
+        assert_true(asprintf(&urls, "https://127.0.0.1:%u, https://127.0.0.1:%u,https://127.0.0.1:%u/", closed,
+                             f->srv.port, g.srv.port) > 0);
+        assert_int_equal(fleet_client_new(urls, f->ca, f->client_cert, f->client_key, 10, &fc), 0);
+        script(&f->srv, "503 Service Unavailable", "Retry-After: 7\r\n", "{}", 2, 0);
+        script(&g.srv, "200 OK", NULL, "{\"ok\":1}", 8, 0);
+        assert_int_equal(fleet_client_request(fc, "POST", "/api/v1/checkin", "{}", 1024, &status, &resp), 0);
+        assert_int_equal(status, 200);
+        assert_memory_equal(resp.data, "{\"ok\":1}", 8);   /* the 503's body is not part of the answer */
+        assert_int_equal(f->srv.requests, base + 1);
+        assert_int_equal(g.srv.requests, 1);
+        assert_true(strncmp(g.url, fleet_client_url(fc), strlen(fleet_client_url(fc))) == 0);   /* without its '/' */
+        buf_free(&resp);
+        /* sticky: the next request goes straight to the server that answered */
+        assert_int_equal(fleet_client_request(fc, "GET", "/x", NULL, 1024, &status, &resp), 0);
+        assert_int_equal(status, 200);
+        assert_int_equal(f->srv.requests, base + 1);
+        assert_int_equal(g.srv.requests, 2);
+        buf_free(&resp);
+        /* every server unavailable: the last answer, with its Retry-After, for the caller's backoff */
+        script(&g.srv, "503 Service Unavailable", "Retry-After: 7\r\n", "{}", 2, 0);
+        assert_int_equal(fleet_client_request(fc, "GET", "/x", NULL, 1024, &status, &resp), 0);
+        assert_int_equal(status, 503);
+        assert_int_equal(fleet_client_retry_after(fc), 7);
+        buf_free(&resp);
+        /* a range: the unavailable server gives no byte, the next one gives all */
+        script(&g.srv, "206 Partial Content", "Content-Range: bytes 0-9/100\r\n", "0123456789", 10, 0);
+        assert_int_equal(fleet_client_get_range(fc, "/bundle", 0, 10, sink_cb, &s, &status), 10);
+        assert_int_equal(status, 206);
+        assert_memory_equal(s.b.data, "0123456789", 10);
+        /* the list is checked: https only */
+        fleet_client_free(fc);
+        fc = NULL;
+        assert_int_equal(fleet_client_new("https://a, http://b", f->ca, NULL, NULL, 10, &fc), -EINVAL);
+        assert_int_equal(fleet_client_new(" , ", f->ca, NULL, NULL, 10, &fc), -EINVAL);
+        buf_free(&s.b);
+        free(urls);
+        stop_server(&g.srv);
+        free(g.url);
+}
+
+/* A mirror client sends no client certificate, and trusts the CA it is given (or the system's). */
+static void test_mirror_client(void **state) {
+        struct fx *f = *state;
+        struct sink s = { .b = BUF_INIT(1 << 20) };
+        fleet_client *fc = NULL;
+        long status = 0;
+        char *url = NULL;
+        unsigned base = f->srv.requests, failed = f->srv.handshake_failures;
+
+        assert_true(asprintf(&url, "https://127.0.0.1:%u/bundles/x.bundle", f->srv.port) > 0);
+        script(&f->srv, "206 Partial Content", "Content-Range: bytes 0-9/100\r\n", "0123456789", 10, 0);
+        /* our test server demands a client certificate: the handshake fails, because none is sent */
+        assert_int_equal(fleet_client_new_mirror(url, f->ca, 10, &fc), 0);
+        assert_true(fleet_client_get_range(fc, "", 0, 10, sink_cb, &s, &status) < 0);
+        assert_int_equal(f->srv.requests, base);
+        assert_true(f->srv.handshake_failures > failed);
+        fleet_client_free(fc);
+        /* the system's trust store does not know the test CA: not trusted, and said so */
+        assert_int_equal(fleet_client_new_mirror(url, NULL, 10, &fc), 0);
+        assert_int_equal(fleet_client_get_range(fc, "", 0, 10, sink_cb, &s, &status), -EPROTO);
+        assert_true(strstr(ringil_detail(), "mirror") != NULL);
+        fleet_client_free(fc);
+        assert_int_equal(fleet_client_new_mirror("http://plain/x", NULL, 10, &fc), -EINVAL);
+        buf_free(&s.b);
+        free(url);
+}
+
 int main(void) {
         /* The scripted server writes to clients that may have hung up (a refused range). */
         signal(SIGPIPE, SIG_IGN);
@@ -461,6 +552,8 @@ int main(void) {
                 cmocka_unit_test(test_tls_refusals),
                 cmocka_unit_test(test_range),
                 cmocka_unit_test(test_upload),
+                cmocka_unit_test(test_failover),
+                cmocka_unit_test(test_mirror_client),
         };
         return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -3,6 +3,7 @@
 
 #include "err.h"
 #include "fleet-msg.h"
+#include "macro.h"
 
 static int st(const char *s, struct fleet_status *r) {
         return fleet_status_parse(s, strlen(s), r);
@@ -76,6 +77,48 @@ static void test_assignment(void **state) {
         none = "{\"assignment\":{\"release\":0,\"version\":\"2\",\"size\":1,\"sha256\":"
                "\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"}}";
         assert_int_equal(fleet_assignment_parse(none, strlen(none), &b), -RINGIL_EMALFORMED);
+}
+
+/* Mirrors and the metadata hash: through format and parse; each URL checked; both hash fields or none. */
+static void test_assignment_mirrors(void **state) {
+        struct fleet_assignment a = { .assigned = true, .release = 4, .size = 4096, .meta_size = 700, .n_mirrors = 2 }, b;
+        char *json = NULL, text[2048];
+        const char *hex64 = "cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc";
+        (void) state;
+
+        strcpy(a.version, "2.0");
+        strcpy(a.sha256, hex64);
+        strcpy(a.meta_sha256, hex64);
+        strcpy(a.mirrors[0], "https://cdn.example/fleet/2.0.bundle");
+        strcpy(a.mirrors[1], "https://m.example:8443/x?sig=a%20b");
+        assert_int_equal(fleet_assignment_format(&a, &json), 0);
+        assert_int_equal(fleet_assignment_parse(json, strlen(json), &b), 0);
+        free(json);
+        assert_int_equal(b.n_mirrors, 2);
+        assert_string_equal(b.mirrors[1], "https://m.example:8443/x?sig=a%20b");
+        assert_int_equal(b.meta_size, 700);
+        assert_string_equal(b.meta_sha256, hex64);
+        /* refusals */
+        const char *bad[] = {
+                "\"mirrors\":[\"http://plain/x\"]",
+                "\"mirrors\":[\"https://a/b c\"]",
+                "\"mirrors\":\"https://a/b\"",
+                "\"mirrors\":[1]",
+                "\"mirrors\":[\"https://1\",\"https://2\",\"https://3\",\"https://4\",\"https://5\",\"https://6\","
+                "\"https://7\",\"https://8\",\"https://9\"]",
+                "\"meta_size\":700",
+                "\"meta_size\":5000,\"meta_sha256\":\"cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc\"",
+                "\"meta_size\":7,\"meta_sha256\":\"xyz\"",
+        };
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+                snprintf(text, sizeof(text), "{\"assignment\":{\"release\":1,\"version\":\"2\",\"size\":4096,\"sha256\":"
+                                             "\"%s\",%s}}", hex64, bad[i]);
+                if (fleet_assignment_parse(text, strlen(text), &b) >= 0)
+                        fail_msg("accepted: %s", bad[i]);
+        }
+        assert_true(fleet_mirror_url_valid("https://a.example/x.bundle"));
+        assert_false(fleet_mirror_url_valid("https://"));
+        assert_false(fleet_mirror_url_valid("https://a\"b"));
 }
 
 static void test_status_compliance(void **state) {
@@ -293,6 +336,7 @@ int main(void) {
                 cmocka_unit_test(test_status_roundtrip),
                 cmocka_unit_test(test_status_refused),
                 cmocka_unit_test(test_assignment),
+                cmocka_unit_test(test_assignment_mirrors),
                 cmocka_unit_test(test_status_compliance),
                 cmocka_unit_test(test_compliance_digest),
                 cmocka_unit_test(test_status_compliance_refused),

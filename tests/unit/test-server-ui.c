@@ -1,8 +1,9 @@
 /* test-server-ui.c: the dashboard's HTML writer (escaping), CSRF tokens, and its store queries and action log. */
 #include "tests.h"
 
-#include <sqlite3.h>
+#include <libpq-fe.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "err.h"
 #include "html.h"
@@ -145,8 +146,12 @@ static void test_csrf(void **state) {
 
 /* ---- the store ---- */
 
+/*
+ * Every store test runs on SQLite and on PostgreSQL: a fresh database of the throw-away server of
+ * tests/unit/with-postgres.py (meson runs this test through it; RINGIL_TEST_PG is its URL).
+ */
 struct fixture {
-        char *dir, *path;
+        char *dir, *path;   /* path: the store's `db`, a file or a URL */
         store *s;
 };
 
@@ -159,10 +164,35 @@ static int setup(void **state) {
         return 0;
 }
 
+static int setup_pg(void **state) {
+        static unsigned n;
+        const char *base = getenv("RINGIL_TEST_PG");
+        struct fixture *f = calloc(1, sizeof(*f));
+        char sql[128], name[64];
+        const char *slash;
+        PGconn *c;
+
+        if (!base || !*base)
+                fail_msg("RINGIL_TEST_PG is not set: run this test through tests/unit/with-postgres.py");
+        snprintf(name, sizeof(name), "ui%d_%u", (int) getpid(), ++n);
+        snprintf(sql, sizeof(sql), "CREATE DATABASE %s", name);
+        c = PQconnectdb(base);
+        assert_int_equal(PQstatus(c), CONNECTION_OK);
+        PQclear(PQexec(c, sql));
+        PQfinish(c);
+        slash = strrchr(base, '/');
+        assert_non_null(slash);
+        assert_true(asprintf(&f->path, "%.*s/%s", (int) (slash - base), base, name) > 0);
+        assert_int_equal(store_open(f->path, 2, &f->s), 0);
+        *state = f;
+        return 0;
+}
+
 static int teardown(void **state) {
         struct fixture *f = *state;
         store_close(f->s);
-        test_rm_rf(f->dir);
+        if (f->dir)
+                test_rm_rf(f->dir);
         free(f->dir);
         free(f->path);
         free(f);
@@ -610,6 +640,9 @@ static void test_release_details(void **state) {
         json_decref(j);
 }
 
+#define BOTH(f)                                                                                              \
+        { "sqlite: " #f, f, setup, teardown, NULL }, { "postgresql: " #f, f, setup_pg, teardown, NULL }
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_values_are_escaped),
@@ -617,13 +650,13 @@ int main(void) {
                 cmocka_unit_test(test_errors_are_sticky),
                 cmocka_unit_test(test_formatting_helpers),
                 cmocka_unit_test(test_csrf),
-                cmocka_unit_test_setup_teardown(test_fleet_summary_and_states, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_drone_pages, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_drift_filter_is_the_drift_report, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_pages_from_either_end, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_version_changes, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_action_log_and_identity, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_release_details, setup, teardown),
+                BOTH(test_fleet_summary_and_states),
+                BOTH(test_drone_pages),
+                BOTH(test_drift_filter_is_the_drift_report),
+                BOTH(test_pages_from_either_end),
+                BOTH(test_version_changes),
+                BOTH(test_action_log_and_identity),
+                BOTH(test_release_details),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
