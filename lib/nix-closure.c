@@ -113,7 +113,46 @@ int nix_closure_parse(const char *text, size_t len, struct nix_closure *ret) {
         return 0;
 }
 
-static int add_path_info(struct nix_closure *c, size_t *cap, const char *path, json_t *o) {
+int nix_path_info_each(const char *json, size_t len, int (*add)(void *userdata, const char *path, json_t *entry),
+                       void *userdata) {
+        json_error_t err;
+        json_t *j, *o;
+        int r = 0, n = 0;
+
+        j = json_loadb(json, len, JSON_REJECT_DUPLICATES, &err);
+        if (!j)
+                return ringil_fail(-RINGIL_EMALFORMED, "nix path-info: %s", err.text);
+        if (json_is_array(j)) {   /* Nix 2.8: [{"path": ..., "narHash": ..., ...}] */
+                size_t i;
+                json_array_foreach(j, i, o) {
+                        r = add(userdata, json_string_value(json_object_get(o, "path")), o);
+                        if (r < 0)
+                                break;
+                        n++;
+                }
+        } else if (json_is_object(j)) {   /* newer Nix: {"/nix/store/...": {...}} */
+                const char *k;
+                json_object_foreach(j, k, o) {
+                        r = add(userdata, k, o);
+                        if (r < 0)
+                                break;
+                        n++;
+                }
+        } else
+                r = ringil_fail(-RINGIL_EMALFORMED, "nix path-info: not a JSON array or object");
+        json_decref(j);
+        if (r >= 0 && n == 0)
+                r = ringil_fail(-RINGIL_EMALFORMED, "nix path-info listed no path");
+        return r < 0 ? r : n;
+}
+
+struct closure_builder {
+        struct nix_closure c;
+        size_t cap;
+};
+
+static int add_path_info(void *userdata, const char *path, json_t *o) {
+        struct closure_builder *b = userdata;
         const char *nh = json_string_value(json_object_get(o, "narHash"));
         json_t *ns = json_object_get(o, "narSize");
         struct nix_closure_entry *e;
@@ -121,7 +160,7 @@ static int add_path_info(struct nix_closure *c, size_t *cap, const char *path, j
 
         if (!path || !nix_store_path_valid(path) || !nh || !json_is_integer(ns) || json_integer_value(ns) <= 0)
                 return ringil_fail(-RINGIL_EMALFORMED, "nix path-info: an entry lacks path, narHash or narSize");
-        r = closure_append(c, cap, &e);
+        r = closure_append(&b->c, &b->cap, &e);
         if (r < 0)
                 return r;
         memcpy(e->path, path, strlen(path) + 1);
@@ -132,45 +171,21 @@ static int add_path_info(struct nix_closure *c, size_t *cap, const char *path, j
 }
 
 int nix_closure_from_path_info(const char *json, size_t len, struct nix_closure *ret) {
-        struct nix_closure c = {};
-        json_error_t err;
-        json_t *j, *o;
-        size_t cap = 0;
-        int r = 0;
+        struct closure_builder b = {};
+        int r;
 
-        j = json_loadb(json, len, JSON_REJECT_DUPLICATES, &err);
-        if (!j)
-                return ringil_fail(-RINGIL_EMALFORMED, "nix path-info: %s", err.text);
-        if (json_is_array(j)) {   /* Nix 2.8: [{"path": ..., "narHash": ..., ...}] */
-                size_t i;
-                json_array_foreach(j, i, o) {
-                        r = add_path_info(&c, &cap, json_string_value(json_object_get(o, "path")), o);
-                        if (r < 0)
-                                break;
-                }
-        } else if (json_is_object(j)) {   /* newer Nix: {"/nix/store/...": {...}} */
-                const char *k;
-                json_object_foreach(j, k, o) {
-                        r = add_path_info(&c, &cap, k, o);
-                        if (r < 0)
-                                break;
-                }
-        } else
-                r = ringil_fail(-RINGIL_EMALFORMED, "nix path-info: not a JSON array or object");
-        json_decref(j);
-        if (r >= 0 && c.n == 0)
-                r = ringil_fail(-RINGIL_EMALFORMED, "nix path-info listed no path");
+        r = nix_path_info_each(json, len, add_path_info, &b);
         if (r >= 0) {
-                qsort(c.v, c.n, sizeof(*c.v), cmp_entry);
-                for (size_t i = 1; i < c.n && r >= 0; i++)
-                        if (streq(c.v[i - 1].path, c.v[i].path))
-                                r = ringil_fail(-RINGIL_EMALFORMED, "nix path-info lists %s twice", c.v[i].path);
+                qsort(b.c.v, b.c.n, sizeof(*b.c.v), cmp_entry);
+                for (size_t i = 1; i < b.c.n && r >= 0; i++)
+                        if (streq(b.c.v[i - 1].path, b.c.v[i].path))
+                                r = ringil_fail(-RINGIL_EMALFORMED, "nix path-info lists %s twice", b.c.v[i].path);
         }
         if (r < 0) {
-                nix_closure_done(&c);
+                nix_closure_done(&b.c);
                 return r;
         }
-        *ret = c;
+        *ret = b.c;
         return 0;
 }
 

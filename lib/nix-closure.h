@@ -2,6 +2,7 @@
  * with its NAR hash and size; parsed, formatted, read from `nix path-info` and compared. */
 #pragma once
 
+#include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -32,6 +33,11 @@ int nix_closure_parse(const char *text, size_t len, struct nix_closure *ret);
 /* From `nix path-info --json -r` output (Nix 2.8's array or newer Nix's object; NarHash as sha256:NIX32,
  * sha256:HEX or SRI sha256-BASE64). */
 int nix_closure_from_path_info(const char *json, size_t len, struct nix_closure *ret);
+/* Calls add(userdata, path, entry) for each entry of `nix path-info --json` output, in either layout;
+ * stops at add's first error. A listing that is not JSON, not an array or object, or empty is refused.
+ * Returns the number of entries or a negative error. */
+int nix_path_info_each(const char *json, size_t len, int (*add)(void *userdata, const char *path, json_t *entry),
+                       void *userdata);
 /* The canonical text of c into *ret (a buf the caller frees). */
 int nix_closure_format(const struct nix_closure *c, struct buf *ret);
 const struct nix_closure_entry *nix_closure_find(const struct nix_closure *c, const char *path);

@@ -93,7 +93,15 @@ static int strings(json_t *a, size_t max, bool paths, const char *what, const ch
         return 0;
 }
 
-static int add_info(struct nix_path_infos *pi, size_t *cap, const char *path, json_t *o) {
+struct infos_builder {
+        struct nix_path_infos pi;
+        size_t cap;
+};
+
+static int add_info(void *userdata, const char *path, json_t *o) {
+        struct infos_builder *b = userdata;
+        struct nix_path_infos *pi = &b->pi;
+        size_t *cap = &b->cap;
         const char *nh = json_string_value(json_object_get(o, "narHash"));
         const char *deriver = json_string_value(json_object_get(o, "deriver"));
         json_t *ns = json_object_get(o, "narSize");
@@ -133,45 +141,21 @@ static int add_info(struct nix_path_infos *pi, size_t *cap, const char *path, js
 }
 
 int nix_path_infos_parse(const char *json, size_t len, struct nix_path_infos *ret) {
-        struct nix_path_infos pi = {};
-        json_error_t err;
-        json_t *j, *o;
-        size_t cap = 0;
-        int r = 0;
+        struct infos_builder b = {};
+        int r;
 
-        j = json_loadb(json, len, JSON_REJECT_DUPLICATES, &err);
-        if (!j)
-                return ringil_fail(-RINGIL_EMALFORMED, "nix path-info: %s", err.text);
-        if (json_is_array(j)) {   /* Nix 2.8: [{"path": ..., ...}] */
-                size_t i;
-                json_array_foreach(j, i, o) {
-                        r = add_info(&pi, &cap, json_string_value(json_object_get(o, "path")), o);
-                        if (r < 0)
-                                break;
-                }
-        } else if (json_is_object(j)) {   /* newer Nix: {"/nix/store/...": {...}} */
-                const char *k;
-                json_object_foreach(j, k, o) {
-                        r = add_info(&pi, &cap, k, o);
-                        if (r < 0)
-                                break;
-                }
-        } else
-                r = ringil_fail(-RINGIL_EMALFORMED, "nix path-info: not a JSON array or object");
-        json_decref(j);
-        if (r >= 0 && pi.n == 0)
-                r = ringil_fail(-RINGIL_EMALFORMED, "nix path-info listed no path");
+        r = nix_path_info_each(json, len, add_info, &b);
         if (r >= 0) {
-                qsort(pi.v, pi.n, sizeof(*pi.v), cmp_info);
-                for (size_t i = 1; i < pi.n && r >= 0; i++)
-                        if (streq(pi.v[i - 1].path, pi.v[i].path))
-                                r = ringil_fail(-RINGIL_EMALFORMED, "nix path-info lists %s twice", pi.v[i].path);
+                qsort(b.pi.v, b.pi.n, sizeof(*b.pi.v), cmp_info);
+                for (size_t i = 1; i < b.pi.n && r >= 0; i++)
+                        if (streq(b.pi.v[i - 1].path, b.pi.v[i].path))
+                                r = ringil_fail(-RINGIL_EMALFORMED, "nix path-info lists %s twice", b.pi.v[i].path);
         }
         if (r < 0) {
-                nix_path_infos_done(&pi);
+                nix_path_infos_done(&b.pi);
                 return r;
         }
-        *ret = pi;
+        *ret = b.pi;
         return 0;
 }
 
