@@ -118,7 +118,7 @@ void store_compliance_close(store *s) {
 
 #define col row_text
 
-static void join_ids(const struct fleet_audit *a, char *out, size_t cap) {
+void store_audit_failing_join(const struct fleet_audit *a, char *out, size_t cap) {
         size_t o = 0;
 
         out[0] = '\0';
@@ -207,7 +207,7 @@ int store_compliance_update(store *s, const char *drone, const struct fleet_stat
                 *ret_resend = memcmp(stored, digest, SHA256_LEN) != 0;
                 return 0;
         }
-        join_ids(&st->audit, failing, sizeof(failing));
+        store_audit_failing_join(&st->audit, failing, sizeof(failing));
         r = fleet_compliance_digest(st, hex);
         if (r < 0)
                 return r;

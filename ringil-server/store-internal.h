@@ -206,6 +206,9 @@ void store_compliance_close(store *s);
 
 #include "rollout.h"
 
+/* An audit's failing check IDs, space-separated, as many as fit in cap (the stored form). */
+void store_audit_failing_join(const struct fleet_audit *a, char *out, size_t cap);
+
 /* Member states that count as failures and as in flight, as SQL lists. */
 #define SQL_FAILURES "('failed', 'rolled-back', 'timed-out', 'drift')"
 #define SQL_IN_FLIGHT "('handed', 'downloading', 'waiting', 'installed', 'rebooting', 'retrying')"

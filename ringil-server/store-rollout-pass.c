@@ -9,21 +9,6 @@
 #include "store-internal.h"
 #include "store-rollout.h"
 
-static void join_failing(const struct fleet_audit *a, char *out, size_t cap) {
-        size_t o = 0;
-
-        out[0] = '\0';
-        for (uint32_t i = 0; i < a->n_failing && i < FLEET_AUDIT_MAX_IDS; i++) {
-                size_t n = strlen(a->failing[i]);
-                if (o + n + 2 > cap)
-                        break;
-                if (o)
-                        out[o++] = ' ';
-                memcpy(out + o, a->failing[i], n + 1);
-                o += n;
-        }
-}
-
 /* The rollout part of the drone's record, as the rollout model's types; false when there is none. */
 static bool membership_of(const struct drone_auth *auth, enum rollout_state *ret_state, enum member_state *ret_member) {
         return auth->ro.rollout > 0 && rollout_state_from_string(auth->ro.state, ret_state) >= 0 &&
@@ -151,7 +136,7 @@ int store_rollout_report(store *s, const char *drone, const struct fleet_status 
         if (r <= 0 || m.release != st->release)
                 return store_tx_end(s, r < 0 ? r : 0);
         if (st->state == FLEET_STATE_UPDATED) {
-                join_failing(&st->audit, post, sizeof(post));
+                store_audit_failing_join(&st->audit, post, sizeof(post));
                 n_new = rollout_drift_new(m.baseline_known, m.baseline, st->audit.present, post, new_ids, sizeof(new_ids));
         }
         to = rollout_member_on_report(m.member, st->state, m.drift_gate, n_new > 0);
