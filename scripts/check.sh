@@ -86,7 +86,7 @@ suite sanitize build-asan -Dtests=enabled -Dhardening=false -Db_sanitize=address
 if command -v clang >/dev/null && echo 'int LLVMFuzzerTestOneInput(const char*d,unsigned long n){(void)d;(void)n;return 0;}' |
     clang -x c - -fsanitize=fuzzer -o "$results/probe-fuzzer" 2>/dev/null; then
     echo "== libFuzzer: short runs of every target"
-    scripts/fuzz.sh "${FUZZ_SECONDS:-5}" "$results" || true
+    scripts/fuzz.sh "${FUZZ_SECONDS:-3}" "$results" || true
 fi
 
 shopt -s nullglob
